@@ -1,0 +1,297 @@
+//===- LLMVerifiers.cpp - llm op verifiers --------------------------------===//
+//
+// One verifier per op. Messages follow LLVM style (lowercase, no final
+// period) and name the offending values; each has an `expected-error` case in
+// test/Dialect/LLM/invalid.mlir.
+//
+//===----------------------------------------------------------------------===//
+#include "llm/LLMOps.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+using namespace mlir::llm;
+
+/// `8x256x384`, or `scalar` for rank 0.
+static std::string shapeStr(ArrayRef<int64_t> shape) {
+  if (shape.empty())
+    return "scalar";
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  llvm::interleave(shape, os, "x");
+  return s;
+}
+
+static std::string typeStr(Type t) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  t.print(os);
+  return s;
+}
+
+/// Every (name, type) pair has the element type of the first one.
+static LogicalResult
+verifyElementTypes(Operation *op,
+                   ArrayRef<std::pair<StringRef, ShapedType>> values) {
+  Type first = values.front().second.getElementType();
+  for (auto [name, type] : values.drop_front())
+    if (type.getElementType() != first)
+      return op->emitOpError()
+             << "expects " << name << " element type (" << typeStr(type.getElementType())
+             << ") to match " << values.front().first << " element type ("
+             << typeStr(first) << ")";
+  return success();
+}
+
+static LogicalResult verifyRank(Operation *op, StringRef name,
+                                ShapedType type, int64_t rank) {
+  if (type.getRank() != rank)
+    return op->emitOpError() << "expects " << name << " to have rank " << rank
+                             << ", got rank " << type.getRank();
+  return success();
+}
+
+static LogicalResult verifyPositive(Operation *op, StringRef name,
+                                    double value) {
+  if (!(value > 0.0))
+    return op->emitOpError() << "expects " << name << " > 0, got " << value;
+  return success();
+}
+
+/// `vec` is a rank-1 tensor of `size` elements (a norm gain or a bias).
+static LogicalResult verifyVector(Operation *op, StringRef name,
+                                  ShapedType vec, int64_t size,
+                                  StringRef sizeWhat) {
+  if (vec.getRank() != 1 || vec.getDimSize(0) != size)
+    return op->emitOpError()
+           << "expects " << name << " shape " << shapeStr(vec.getShape())
+           << " to be [" << size << "], the " << sizeWhat;
+  return success();
+}
+
+static LogicalResult verifyResultType(Operation *op, ShapedType expected,
+                                      ShapedType result, StringRef from) {
+  if (expected != result)
+    return op->emitOpError() << "expects result type " << typeStr(result)
+                             << " to equal the " << from << " type "
+                             << typeStr(expected);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  auto ids = getIds().getType();
+  auto table = getTable().getType();
+  auto result = getResult().getType();
+  if (failed(verifyRank(*this, "table", table, 2)))
+    return failure();
+  SmallVector<int64_t> expected(ids.getShape());
+  expected.push_back(table.getDimSize(1));
+  if (result.getShape() != ArrayRef<int64_t>(expected))
+    return emitOpError() << "expects result shape " << shapeStr(result.getShape())
+                         << " to be " << shapeStr(expected)
+                         << " (ids shape followed by the table's hidden size "
+                         << table.getDimSize(1) << ")";
+  return verifyElementTypes(*this, {{"table", table}, {"result", result}});
+}
+
+LogicalResult PositionEmbeddingOp::verify() {
+  auto table = getTable().getType();
+  auto result = getResult().getType();
+  if (failed(verifyRank(*this, "table", table, 2)) ||
+      failed(verifyRank(*this, "result", result, 2)))
+    return failure();
+  if (result.getDimSize(1) != table.getDimSize(1))
+    return emitOpError() << "expects result hidden size (" << result.getDimSize(1)
+                         << ") to equal the table's hidden size ("
+                         << table.getDimSize(1) << ")";
+  if (result.getDimSize(0) > table.getDimSize(0))
+    return emitOpError() << "expects sequence length (" << result.getDimSize(0)
+                         << ") to be at most the table's max positions ("
+                         << table.getDimSize(0) << ")";
+  return verifyElementTypes(*this, {{"table", table}, {"result", result}});
+}
+
+LogicalResult LayerNormOp::verify() {
+  auto in = getInput().getType();
+  if (failed(verifyPositive(*this, "epsilon", getEpsilon().convertToDouble())))
+    return failure();
+  if (in.getRank() < 1)
+    return emitOpError() << "expects input to have rank >= 1";
+  int64_t hidden = in.getShape().back();
+  if (failed(verifyVector(*this, "weight", getWeight().getType(), hidden,
+                          "size of the input's last axis")) ||
+      failed(verifyVector(*this, "bias", getBias().getType(), hidden,
+                          "size of the input's last axis")) ||
+      failed(verifyElementTypes(*this, {{"input", in},
+                                        {"weight", getWeight().getType()},
+                                        {"bias", getBias().getType()}})))
+    return failure();
+  return verifyResultType(*this, in, getResult().getType(), "input");
+}
+
+LogicalResult RMSNormOp::verify() {
+  auto in = getInput().getType();
+  if (failed(verifyPositive(*this, "epsilon", getEpsilon().convertToDouble())))
+    return failure();
+  if (in.getRank() < 1)
+    return emitOpError() << "expects input to have rank >= 1";
+  if (failed(verifyVector(*this, "weight", getWeight().getType(),
+                          in.getShape().back(),
+                          "size of the input's last axis")) ||
+      failed(verifyElementTypes(
+          *this, {{"input", in}, {"weight", getWeight().getType()}})))
+    return failure();
+  return verifyResultType(*this, in, getResult().getType(), "input");
+}
+
+LogicalResult LinearOp::verify() {
+  auto in = getInput().getType();
+  auto w = getWeight().getType();
+  auto result = getResult().getType();
+  if (failed(verifyRank(*this, "weight", w, 2)))
+    return failure();
+  if (in.getRank() < 1)
+    return emitOpError() << "expects input to have rank >= 1";
+  StringRef layout = getTransposeWeight() ? "[out, in]" : "[in, out]";
+  if (in.getShape().back() != getInFeatures())
+    return emitOpError() << "expects input features (" << in.getShape().back()
+                         << ") to equal the in size (" << getInFeatures()
+                         << ") of weight " << shapeStr(w.getShape())
+                         << " in " << layout << " layout";
+  SmallVector<std::pair<StringRef, ShapedType>> types = {
+      {"input", in}, {"weight", w}, {"result", result}};
+  if (Value bias = getBias()) {
+    auto b = cast<ShapedType>(bias.getType());
+    if (failed(verifyVector(*this, "bias", b, getOutFeatures(),
+                            "out size of the weight")))
+      return failure();
+    types.push_back({"bias", b});
+  }
+  SmallVector<int64_t> expected(in.getShape().drop_back());
+  expected.push_back(getOutFeatures());
+  if (result.getShape() != ArrayRef<int64_t>(expected))
+    return emitOpError() << "expects result shape " << shapeStr(result.getShape())
+                         << " to be " << shapeStr(expected);
+  return verifyElementTypes(*this, types);
+}
+
+LogicalResult SplitOp::verify() {
+  auto in = getInput().getType();
+  int64_t axis = getAxis();
+  if (axis < 0 || axis >= in.getRank())
+    return emitOpError() << "expects axis (" << axis << ") to be in [0, "
+                         << in.getRank() << ")";
+  if (getResults().empty())
+    return emitOpError() << "expects at least one result";
+  int64_t sum = 0;
+  for (auto [i, r] : llvm::enumerate(getResults())) {
+    auto t = cast<ShapedType>(r.getType());
+    std::string name = llvm::formatv("result #{0}", i).str();
+    if (failed(verifyRank(*this, name, t, in.getRank())) ||
+        failed(verifyElementTypes(*this, {{"input", in}, {name, t}})))
+      return failure();
+    for (int64_t d = 0; d < in.getRank(); ++d)
+      if (d != axis && t.getDimSize(d) != in.getDimSize(d))
+        return emitOpError() << "expects " << name << " shape "
+                             << shapeStr(t.getShape())
+                             << " to match input shape "
+                             << shapeStr(in.getShape()) << " outside axis "
+                             << axis;
+    sum += t.getDimSize(axis);
+  }
+  if (sum != in.getDimSize(axis))
+    return emitOpError() << "expects result sizes along axis " << axis
+                         << " to add up to " << in.getDimSize(axis) << ", got "
+                         << sum;
+  return success();
+}
+
+/// Checks `num_heads` against a [batch, seq, heads * head_dim] tensor.
+static LogicalResult verifyHeads(Operation *op, int64_t numHeads,
+                                 int64_t features) {
+  if (numHeads <= 0)
+    return op->emitOpError() << "expects num_heads > 0, got " << numHeads;
+  if (features % numHeads != 0)
+    return op->emitOpError() << "expects num_heads (" << numHeads
+                             << ") to divide hidden size (" << features << ")";
+  return success();
+}
+
+LogicalResult RoPEOp::verify() {
+  auto in = getInput().getType();
+  if (failed(verifyRank(*this, "input", in, 3)) ||
+      failed(verifyHeads(*this, getNumHeads(), in.getDimSize(2))) ||
+      failed(verifyPositive(*this, "theta", getTheta().convertToDouble())))
+    return failure();
+  int64_t headDim = in.getDimSize(2) / getNumHeads();
+  if (headDim % 2 != 0)
+    return emitOpError() << "expects an even head_dim for rotary pairs, got "
+                         << headDim;
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  auto q = getQ().getType(), k = getK().getType(), v = getV().getType();
+  auto result = getResult().getType();
+  if (failed(verifyRank(*this, "q", q, 3)) ||
+      failed(verifyRank(*this, "k", k, 3)) ||
+      failed(verifyRank(*this, "v", v, 3)) ||
+      failed(verifyHeads(*this, getNumHeads(), q.getDimSize(2))))
+    return failure();
+  int64_t kv = getNumKvHeads();
+  if (kv <= 0)
+    return emitOpError() << "expects num_kv_heads > 0, got " << kv;
+  if (getNumHeads() % kv != 0)
+    return emitOpError() << "expects num_kv_heads (" << kv
+                         << ") to divide num_heads (" << getNumHeads() << ")";
+  for (auto [name, t] : {std::pair<StringRef, ShapedType>{"k", k}, {"v", v}}) {
+    if (t.getDimSize(0) != q.getDimSize(0) || t.getDimSize(1) != q.getDimSize(1))
+      return emitOpError() << "expects " << name << " batch and sequence ("
+                           << t.getDimSize(0) << "x" << t.getDimSize(1)
+                           << ") to equal those of q (" << q.getDimSize(0)
+                           << "x" << q.getDimSize(1) << ")";
+    if (t.getDimSize(2) != kv * getHeadDim())
+      return emitOpError() << "expects " << name << " to have num_kv_heads * "
+                           << "head_dim = " << kv << " * " << getHeadDim()
+                           << " = " << kv * getHeadDim() << " features, got "
+                           << t.getDimSize(2);
+  }
+  if (FloatAttr s = getScaleAttr())
+    if (failed(verifyPositive(*this, "scale", s.getValueAsDouble())))
+      return failure();
+  if (failed(verifyElementTypes(*this, {{"q", q}, {"k", k}, {"v", v}})))
+    return failure();
+  return verifyResultType(*this, q, result, "q");
+}
+
+template <typename BinOp>
+static LogicalResult verifyBinary(BinOp op) {
+  auto lhs = op.getLhs().getType();
+  auto rhs = op.getRhs().getType();
+  ArrayRef<int64_t> l = lhs.getShape(), r = rhs.getShape();
+  if (r.size() > l.size() || l.take_back(r.size()) != r)
+    return op.emitOpError() << "expects rhs shape " << shapeStr(r)
+                            << " to equal the trailing axes of lhs shape "
+                            << shapeStr(l);
+  return verifyElementTypes(op, {{"lhs", lhs}, {"rhs", rhs}});
+}
+
+LogicalResult AddOp::verify() { return verifyBinary(*this); }
+LogicalResult MulOp::verify() { return verifyBinary(*this); }
+
+LogicalResult CrossEntropyOp::verify() {
+  auto logits = getLogits().getType();
+  auto targets = getTargets().getType();
+  if (logits.getRank() < 2)
+    return emitOpError() << "expects logits to have rank >= 2, got rank "
+                         << logits.getRank();
+  if (targets.getShape() != logits.getShape().drop_back())
+    return emitOpError() << "expects targets shape "
+                         << shapeStr(targets.getShape()) << " to be "
+                         << shapeStr(logits.getShape().drop_back())
+                         << " (logits shape without the vocabulary axis)";
+  return success();
+}

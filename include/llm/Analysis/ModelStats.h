@@ -1,0 +1,50 @@
+//===- ModelStats.h - parameter, FLOP and token counts ------------*- C++ -*-===//
+//
+// Counts read off the model graph itself (never off a model name): what
+// `llm-compile --emit=stats` prints and what the planner's cost model starts
+// from.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLM_ANALYSIS_MODELSTATS_H
+#define LLM_ANALYSIS_MODELSTATS_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Support/LLVM.h"
+
+#include <cstdint>
+
+namespace mlir {
+namespace func {
+class FuncOp;
+} // namespace func
+
+namespace llm {
+
+/// Attribute names that the importer writes and every later stage reads.
+inline constexpr llvm::StringLiteral kParamAttr = "llm.param";
+inline constexpr llvm::StringLiteral kInputAttr = "llm.input";
+
+struct ModelStats {
+  /// Elements of all parameters (tied weights once).
+  int64_t params = 0;
+  /// Matmul FLOPs of one forward pass.
+  int64_t forwardMatmulFlops = 0;
+  /// Matmul FLOPs of forward + backward, without recomputation.
+  int64_t flopsPerStep = 0;
+  /// Tokens consumed by one step (elements of the `tokens` input).
+  int64_t tokensPerStep = 0;
+};
+
+/// The module's model function: the one `func.func` with `llm.param`
+/// arguments. Emits an error on `module` and fails if there is none or more
+/// than one.
+FailureOr<func::FuncOp> getModelFunction(ModuleOp module);
+
+/// Computes the stats of the model function `fn`; emits an error on `fn` and
+/// fails when it has no `tokens` input.
+FailureOr<ModelStats> computeModelStats(func::FuncOp fn);
+
+} // namespace llm
+} // namespace mlir
+
+#endif // LLM_ANALYSIS_MODELSTATS_H
