@@ -10,6 +10,8 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <cstdio>
+
 using namespace mlir;
 using namespace mlir::llm;
 
@@ -21,6 +23,13 @@ static std::string shapeStr(ArrayRef<int64_t> shape) {
   llvm::raw_string_ostream os(s);
   llvm::interleave(shape, os, "x");
   return s;
+}
+
+/// Shortest readable form of a double: 1e-05, -0.125, 0.
+static std::string numberStr(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
 }
 
 static std::string typeStr(Type t) {
@@ -55,7 +64,8 @@ static LogicalResult verifyRank(Operation *op, StringRef name,
 static LogicalResult verifyPositive(Operation *op, StringRef name,
                                     double value) {
   if (!(value > 0.0))
-    return op->emitOpError() << "expects " << name << " > 0, got " << value;
+    return op->emitOpError() << "expects " << name << " > 0, got "
+                             << numberStr(value);
   return success();
 }
 
