@@ -36,6 +36,11 @@ def LLM_Dialect : Dialect {
 def LLM_Float : AnyTypeOf<[F32, BF16, F16]>;
 def LLM_FloatTensor : RankedTensorOf<[F32, BF16, F16]>;
 def LLM_IndexTensor : RankedTensorOf<[I32, I64]>;
+// Scalars of the optimizer (learning rate, step, norms) as 0-d tensors.
+def LLM_F32Scalar : 0DTensorOf<[F32]>,
+    BuildableType<"::mlir::RankedTensorType::get({}, $_builder.getF32Type())">;
+def LLM_I64Scalar : 0DTensorOf<[I64]>,
+    BuildableType<"::mlir::RankedTensorType::get({}, $_builder.getI64Type())">;
 
 class LLM_Op<string mnemonic, list<Trait> traits = []>
     : Op<LLM_Dialect, mnemonic, traits>;

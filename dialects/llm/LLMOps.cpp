@@ -65,3 +65,21 @@ int64_t AttentionOp::getMatmulFlops() {
   int64_t batch = shape[0], seq = shape[1], hidden = shape[2];
   return 2 * 2 * batch * seq * seq * hidden;
 }
+
+//===----------------------------------------------------------------------===//
+// Backward ops: FLOPs of the backward pass itself (no further backward).
+//===----------------------------------------------------------------------===//
+
+int64_t LinearWeightGradOp::getMatmulFlops() {
+  auto in = getInput().getType();
+  return 2 * leadingElements(in) * in.getShape().back() *
+         getDy().getType().getShape().back();
+}
+int64_t LinearWeightGradOp::getBackwardFlopsFactor() { return 0; }
+
+int64_t AttentionGradOp::getMatmulFlops() {
+  // Four products (dV, dP, dQ, dK) plus the recomputed q·kᵀ.
+  auto shape = getQ().getType().getShape();
+  return 5 * 2 * shape[0] * shape[1] * shape[1] * shape[2];
+}
+int64_t AttentionGradOp::getBackwardFlopsFactor() { return 0; }

@@ -209,6 +209,8 @@ def LLM_RoPEOp : LLM_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
     Hugging Face "rotate half" pairing of element `i` with `i + d`:
     `y[i] = x[i] cos(p f_i) - x[i + d] sin(p f_i)`,
     `y[i + d] = x[i + d] cos(p f_i) + x[i] sin(p f_i)`.
+    With `inverse` the rotation is by `-p f_i`: the gradient of the forward
+    rotation, which llm-autodiff emits.
 
     Constraints:
     - `input` has rank 3;
@@ -223,7 +225,7 @@ def LLM_RoPEOp : LLM_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
     ```
   }];
   let arguments = (ins LLM_FloatTensor:$input, I64Attr:$num_heads,
-                       F64Attr:$theta);
+                       F64Attr:$theta, UnitAttr:$inverse);
   let results = (outs LLM_FloatTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
   let hasVerifier = 1;
@@ -362,5 +364,7 @@ def LLM_CrossEntropyOp : LLM_Op<"cross_entropy", [Pure]> {
   }];
   let hasVerifier = 1;
 }
+
+include "llm/LLMGradOps.td"
 
 #endif // LLM_OPS_TD

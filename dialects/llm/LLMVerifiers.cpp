@@ -243,40 +243,6 @@ LogicalResult RoPEOp::verify() {
   return success();
 }
 
-LogicalResult AttentionOp::verify() {
-  auto q = getQ().getType(), k = getK().getType(), v = getV().getType();
-  auto result = getResult().getType();
-  if (failed(verifyRank(*this, "q", q, 3)) ||
-      failed(verifyRank(*this, "k", k, 3)) ||
-      failed(verifyRank(*this, "v", v, 3)) ||
-      failed(verifyHeads(*this, getNumHeads(), q.getDimSize(2))))
-    return failure();
-  int64_t kv = getNumKvHeads();
-  if (kv <= 0)
-    return emitOpError() << "expects num_kv_heads > 0, got " << kv;
-  if (getNumHeads() % kv != 0)
-    return emitOpError() << "expects num_kv_heads (" << kv
-                         << ") to divide num_heads (" << getNumHeads() << ")";
-  for (auto [name, t] : {std::pair<StringRef, ShapedType>{"k", k}, {"v", v}}) {
-    if (t.getDimSize(0) != q.getDimSize(0) || t.getDimSize(1) != q.getDimSize(1))
-      return emitOpError() << "expects " << name << " batch and sequence ("
-                           << t.getDimSize(0) << "x" << t.getDimSize(1)
-                           << ") to equal those of q (" << q.getDimSize(0)
-                           << "x" << q.getDimSize(1) << ")";
-    if (t.getDimSize(2) != kv * getHeadDim())
-      return emitOpError() << "expects " << name << " to have num_kv_heads * "
-                           << "head_dim = " << kv << " * " << getHeadDim()
-                           << " = " << kv * getHeadDim() << " features, got "
-                           << t.getDimSize(2);
-  }
-  if (FloatAttr s = getScaleAttr())
-    if (failed(verifyPositive(*this, "scale", s.getValueAsDouble())))
-      return failure();
-  if (failed(verifyElementTypes(*this, {{"q", q}, {"k", k}, {"v", v}})))
-    return failure();
-  return verifyResultType(*this, q, result, "q");
-}
-
 template <typename BinOp>
 static LogicalResult verifyBinary(BinOp op) {
   auto lhs = op.getLhs().getType();
@@ -304,4 +270,221 @@ LogicalResult CrossEntropyOp::verify() {
                          << shapeStr(logits.getShape().drop_back())
                          << " (logits shape without the vocabulary axis)";
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Backward and optimizer ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingGradOp::verify() {
+  auto ids = getIds().getType();
+  auto dout = getDout().getType();
+  auto result = getResult().getType();
+  if (failed(verifyRank(*this, "result", result, 2)))
+    return failure();
+  SmallVector<int64_t> expected(ids.getShape());
+  expected.push_back(result.getDimSize(1));
+  if (dout.getShape() != ArrayRef<int64_t>(expected))
+    return emitOpError() << "expects dout shape " << shapeStr(dout.getShape())
+                         << " to be " << shapeStr(expected)
+                         << " (ids shape followed by the table's hidden size)";
+  return verifyElementTypes(*this, {{"dout", dout}, {"result", result}});
+}
+
+LogicalResult PositionEmbeddingGradOp::verify() {
+  auto dout = getDout().getType();
+  auto result = getResult().getType();
+  if (failed(verifyRank(*this, "dout", dout, 2)) ||
+      failed(verifyRank(*this, "result", result, 2)))
+    return failure();
+  if (result.getDimSize(1) != dout.getDimSize(1))
+    return emitOpError() << "expects result hidden size (" << result.getDimSize(1)
+                         << ") to equal dout hidden size (" << dout.getDimSize(1)
+                         << ")";
+  if (dout.getDimSize(0) > result.getDimSize(0))
+    return emitOpError() << "expects sequence length (" << dout.getDimSize(0)
+                         << ") to be at most the table's max positions ("
+                         << result.getDimSize(0) << ")";
+  return verifyElementTypes(*this, {{"dout", dout}, {"result", result}});
+}
+
+/// Common checks of the norm gradients: epsilon, weight size, dy and d_input
+/// typed as the input, d_weight as the weight.
+static LogicalResult verifyNormGrad(Operation *op, ShapedType in,
+                                    ShapedType w, ShapedType dy,
+                                    ShapedType dIn, double eps,
+                                    ArrayRef<Value> weightGrads) {
+  if (failed(verifyPositive(op, "epsilon", eps)))
+    return failure();
+  if (in.getRank() < 1)
+    return op->emitOpError() << "expects input to have rank >= 1";
+  if (failed(verifyVector(op, "weight", w, in.getShape().back(),
+                          "size of the input's last axis")) ||
+      failed(verifyElementTypes(op, {{"input", in}, {"weight", w}})) ||
+      failed(verifyResultType(op, in, dy, "input")) ||
+      failed(verifyResultType(op, in, dIn, "input")))
+    return failure();
+  for (Value g : weightGrads)
+    if (failed(verifyResultType(op, w, cast<ShapedType>(g.getType()), "weight")))
+      return failure();
+  return success();
+}
+
+LogicalResult LayerNormGradOp::verify() {
+  return verifyNormGrad(*this, getInput().getType(), getWeight().getType(),
+                        getDy().getType(), getDInput().getType(),
+                        getEpsilon().convertToDouble(),
+                        {getDWeight(), getDBias()});
+}
+
+LogicalResult RMSNormGradOp::verify() {
+  return verifyNormGrad(*this, getInput().getType(), getWeight().getType(),
+                        getDy().getType(), getDInput().getType(),
+                        getEpsilon().convertToDouble(), {getDWeight()});
+}
+
+LogicalResult LinearWeightGradOp::verify() {
+  auto in = getInput().getType();
+  auto dy = getDy().getType();
+  auto result = getResult().getType();
+  if (in.getRank() < 1 || in.getRank() != dy.getRank() ||
+      in.getShape().drop_back() != dy.getShape().drop_back())
+    return emitOpError() << "expects input " << shapeStr(in.getShape())
+                         << " and dy " << shapeStr(dy.getShape())
+                         << " to agree on every axis but the last";
+  int64_t inF = in.getShape().back(), outF = dy.getShape().back();
+  SmallVector<int64_t> expected = getTransposeWeight()
+                                      ? SmallVector<int64_t>{outF, inF}
+                                      : SmallVector<int64_t>{inF, outF};
+  if (result.getShape() != ArrayRef<int64_t>(expected))
+    return emitOpError() << "expects result shape " << shapeStr(result.getShape())
+                         << " to be " << shapeStr(expected);
+  return verifyElementTypes(*this,
+                            {{"input", in}, {"dy", dy}, {"result", result}});
+}
+
+LogicalResult SumLeadingOp::verify() {
+  auto in = getInput().getType();
+  auto result = getResult().getType();
+  ArrayRef<int64_t> i = in.getShape(), r = result.getShape();
+  if (r.size() > i.size() || i.take_back(r.size()) != r)
+    return emitOpError() << "expects result shape " << shapeStr(r)
+                         << " to equal the trailing axes of input shape "
+                         << shapeStr(i);
+  return verifyElementTypes(*this, {{"input", in}, {"result", result}});
+}
+
+LogicalResult ConcatOp::verify() {
+  auto result = getResult().getType();
+  int64_t axis = getAxis();
+  if (getInputs().empty())
+    return emitOpError() << "expects at least one input";
+  if (axis < 0 || axis >= result.getRank())
+    return emitOpError() << "expects axis (" << axis << ") to be in [0, "
+                         << result.getRank() << ")";
+  int64_t sum = 0;
+  for (auto [i, v] : llvm::enumerate(getInputs())) {
+    auto t = cast<ShapedType>(v.getType());
+    std::string name = llvm::formatv("input #{0}", i).str();
+    if (failed(verifyRank(*this, name, t, result.getRank())) ||
+        failed(verifyElementTypes(*this, {{"result", result}, {name, t}})))
+      return failure();
+    for (int64_t d = 0; d < result.getRank(); ++d)
+      if (d != axis && t.getDimSize(d) != result.getDimSize(d))
+        return emitOpError() << "expects " << name << " shape "
+                             << shapeStr(t.getShape())
+                             << " to match result shape "
+                             << shapeStr(result.getShape()) << " outside axis "
+                             << axis;
+    sum += t.getDimSize(axis);
+  }
+  if (sum != result.getDimSize(axis))
+    return emitOpError() << "expects input sizes along axis " << axis
+                         << " to add up to " << result.getDimSize(axis)
+                         << ", got " << sum;
+  return success();
+}
+
+/// The shape rules of attention, shared by the forward and the gradient.
+static LogicalResult verifyAttentionOperands(Operation *op, ShapedType q,
+                                             ShapedType k, ShapedType v,
+                                             int64_t numHeads, int64_t kv,
+                                             FloatAttr scale) {
+  if (failed(verifyRank(op, "q", q, 3)) || failed(verifyRank(op, "k", k, 3)) ||
+      failed(verifyRank(op, "v", v, 3)) ||
+      failed(verifyHeads(op, numHeads, q.getDimSize(2))))
+    return failure();
+  if (kv <= 0)
+    return op->emitOpError() << "expects num_kv_heads > 0, got " << kv;
+  if (numHeads % kv != 0)
+    return op->emitOpError() << "expects num_kv_heads (" << kv
+                             << ") to divide num_heads (" << numHeads << ")";
+  int64_t headDim = q.getDimSize(2) / numHeads;
+  for (auto [name, t] : {std::pair<StringRef, ShapedType>{"k", k}, {"v", v}}) {
+    if (t.getDimSize(0) != q.getDimSize(0) || t.getDimSize(1) != q.getDimSize(1))
+      return op->emitOpError()
+             << "expects " << name << " batch and sequence (" << t.getDimSize(0)
+             << "x" << t.getDimSize(1) << ") to equal those of q ("
+             << q.getDimSize(0) << "x" << q.getDimSize(1) << ")";
+    if (t.getDimSize(2) != kv * headDim)
+      return op->emitOpError()
+             << "expects " << name << " to have num_kv_heads * head_dim = "
+             << kv << " * " << headDim << " = " << kv * headDim
+             << " features, got " << t.getDimSize(2);
+  }
+  if (scale && failed(verifyPositive(op, "scale", scale.getValueAsDouble())))
+    return failure();
+  return verifyElementTypes(op, {{"q", q}, {"k", k}, {"v", v}});
+}
+
+LogicalResult AttentionOp::verify() {
+  auto q = getQ().getType();
+  if (failed(verifyAttentionOperands(*this, q, getK().getType(),
+                                     getV().getType(), getNumHeads(),
+                                     getNumKvHeads(), getScaleAttr())))
+    return failure();
+  return verifyResultType(*this, q, getResult().getType(), "q");
+}
+
+LogicalResult AttentionGradOp::verify() {
+  auto q = getQ().getType(), k = getK().getType(), v = getV().getType();
+  if (failed(verifyAttentionOperands(*this, q, k, v, getNumHeads(),
+                                     getNumKvHeads(), getScaleAttr())))
+    return failure();
+  if (failed(verifyResultType(*this, q, getDout().getType(), "q")) ||
+      failed(verifyResultType(*this, q, getDq().getType(), "q")) ||
+      failed(verifyResultType(*this, k, getDk().getType(), "k")) ||
+      failed(verifyResultType(*this, v, getDv().getType(), "v")))
+    return failure();
+  return success();
+}
+
+LogicalResult CrossEntropyGradOp::verify() {
+  auto logits = getLogits().getType();
+  auto targets = getTargets().getType();
+  if (logits.getRank() < 2)
+    return emitOpError() << "expects logits to have rank >= 2, got rank "
+                         << logits.getRank();
+  if (targets.getShape() != logits.getShape().drop_back())
+    return emitOpError() << "expects targets shape "
+                         << shapeStr(targets.getShape()) << " to be "
+                         << shapeStr(logits.getShape().drop_back())
+                         << " (logits shape without the vocabulary axis)";
+  return success();
+}
+
+LogicalResult GlobalNormOp::verify() {
+  if (getInputs().empty())
+    return emitOpError() << "expects at least one operand";
+  return success();
+}
+
+LogicalResult AdamWOp::verify() {
+  for (auto [name, value] :
+       {std::pair<StringRef, double>{"beta1", getBeta1().convertToDouble()},
+        {"beta2", getBeta2().convertToDouble()}})
+    if (!(value >= 0.0 && value < 1.0))
+      return emitOpError() << "expects " << name << " in [0, 1), got "
+                           << numberStr(value);
+  return verifyPositive(*this, "eps", getEps().convertToDouble());
 }

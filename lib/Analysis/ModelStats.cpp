@@ -10,7 +10,7 @@ using namespace mlir::llm;
 FailureOr<func::FuncOp> mlir::llm::getModelFunction(ModuleOp module) {
   SmallVector<func::FuncOp> models;
   for (auto fn : module.getOps<func::FuncOp>()) {
-    if (fn.isExternal())
+    if (fn.isExternal() || fn->hasAttr(kTrainStepAttr))
       continue;
     for (unsigned i = 0, e = fn.getNumArguments(); i < e; ++i)
       if (fn.getArgAttr(i, kParamAttr)) {

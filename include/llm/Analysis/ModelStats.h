@@ -23,6 +23,13 @@ namespace llm {
 /// Attribute names that the importer writes and every later stage reads.
 inline constexpr llvm::StringLiteral kParamAttr = "llm.param";
 inline constexpr llvm::StringLiteral kInputAttr = "llm.input";
+/// Marks the training step that llm-autodiff builds next to the model.
+inline constexpr llvm::StringLiteral kTrainStepAttr = "llm.train_step";
+inline constexpr llvm::StringLiteral kResultAttr = "llm.result";
+inline constexpr llvm::StringLiteral kGradAttr = "llm.grad";
+inline constexpr llvm::StringLiteral kAdamMAttr = "llm.adam_m";
+inline constexpr llvm::StringLiteral kAdamVAttr = "llm.adam_v";
+inline constexpr llvm::StringLiteral kUpdateAttr = "llm.update";
 
 struct ModelStats {
   /// Elements of all parameters (tied weights once).
@@ -36,7 +43,7 @@ struct ModelStats {
 };
 
 /// The module's model function: the one `func.func` with `llm.param`
-/// arguments. Emits an error on `module` and fails if there is none or more
+/// arguments that is not a training step (`llm.train_step`). Emits an error on `module` and fails if there is none or more
 /// than one.
 FailureOr<func::FuncOp> getModelFunction(ModuleOp module);
 

@@ -26,4 +26,53 @@ def AnnotateStats : Pass<"llm-annotate-stats", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::func::FuncDialect"];
 }
 
+def Autodiff : Pass<"llm-autodiff", "mlir::ModuleOp"> {
+  let summary = "Build the training step's backward pass from the model function";
+  let description = [{
+    From the model function (forward graph + mean loss), builds
+    `func.func @train_step` with the same arguments returning the loss and
+    one gradient per parameter, in parameter order:
+
+      (loss {llm.result = "loss"}, d_param0 {llm.grad = "name0"}, ...)
+
+    Reverse-mode differentiation over the llm ops: every forward op has a
+    rule that emits its backward ops (`llm.*_grad`, `llm.linear` with the
+    opposite weight layout for input gradients, `llm.sum_leading` for
+    broadcast operands, `llm.concat` for `llm.split`, `llm.rope` with
+    `inverse`). Gradients of a value used several times, such as a residual
+    stream or a tied embedding, are summed with `llm.add`. The model function
+    is kept (it is the evaluation program).
+
+    Fails when the loss is not an `llm.cross_entropy`, an op has no gradient
+    rule, or a parameter does not influence the loss.
+  }];
+  let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
+}
+
+def Optimizer : Pass<"llm-optimizer", "mlir::ModuleOp"> {
+  let summary = "Append global-norm clipping and AdamW to the training step";
+  let description = [{
+    Rewrites `@train_step` (from llm-autodiff) into the whole training step:
+    arguments become
+
+      params..., exp_avg... {llm.adam_m}, exp_avg_sq... {llm.adam_v},
+      tokens, targets, lr, step, weight_decay, grad_clip {llm.input}
+
+    and the body computes the global gradient norm, PyTorch's clipping
+    coefficient, and one `llm.adamw` per parameter (weight decay on tensors
+    of rank >= 2 only). It returns
+
+      (loss, grad_norm, new params..., new exp_avg..., new exp_avg_sq...)
+
+    where every updated tensor carries `llm.update = N`, the index of the
+    argument it replaces, so that lowering updates it in place.
+  }];
+  let options = [
+    Option<"beta1", "beta1", "double", "0.9", "AdamW beta1">,
+    Option<"beta2", "beta2", "double", "0.95", "AdamW beta2">,
+    Option<"eps", "eps", "double", "1e-8", "AdamW epsilon">,
+  ];
+  let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
+}
+
 #endif // LLM_TRANSFORMS_PASSES_TD

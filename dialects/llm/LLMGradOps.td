@@ -1,0 +1,341 @@
+//===- LLMGradOps.td - llm backward and optimizer ops -------*- tablegen -*-===//
+//
+// Ops that llm-autodiff and llm-optimizer emit. Each computes the gradient
+// of one forward op (or the parameter update) and lowers to one runtime
+// kernel.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLM_GRAD_OPS_TD
+#define LLM_GRAD_OPS_TD
+
+include "llm/LLMBase.td"
+include "llm/LLMInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def LLM_EmbeddingGradOp : LLM_Op<"embedding_grad", [Pure]> {
+  let summary = "gradient of the embedding table (scatter-add of rows)";
+  let description = [{
+    `result = 0; result[ids[t], :] += dout[t, :]` for every token `t`; repeated
+    ids accumulate.
+
+    Constraints:
+    - `result` has rank 2; `dout` has the shape of `ids` followed by the
+      result's hidden size; element types of `dout` and `result` agree.
+
+    Example:
+    ```mlir
+    %dwte = llm.embedding_grad %ids, %dx : tensor<8x256xi32>, tensor<8x256x384xf32> -> tensor<256x384xf32>
+    ```
+  }];
+  let arguments = (ins LLM_IndexTensor:$ids, LLM_FloatTensor:$dout);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = [{
+    $ids `,` $dout attr-dict `:` type($ids) `,` type($dout) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def LLM_PositionEmbeddingGradOp : LLM_Op<"position_embedding_grad", [Pure]> {
+  let summary = "gradient of the position table (first rows, zeros after)";
+  let description = [{
+    `result[s, :] = dout[s, :]` for `s < seq`, zero for the remaining rows
+    up to `max_positions`.
+
+    Constraints:
+    - `dout` and `result` have rank 2 and the same hidden size;
+    - `seq` is at most `max_positions`; element types agree.
+
+    Example:
+    ```mlir
+    %dwpe = llm.position_embedding_grad %dp : tensor<256x384xf32> -> tensor<1024x384xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$dout);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$dout attr-dict `:` type($dout) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def LLM_LayerNormGradOp : LLM_Op<"layer_norm_grad", [Pure]> {
+  let summary = "gradients of layer_norm with respect to input, weight, bias";
+  let description = [{
+    Recomputes the mean and variance of `input` and returns `(d_input,
+    d_weight, d_bias)`, the weight and bias gradients summed over all rows.
+
+    Constraints: as `llm.layer_norm` for `input` and `weight`; `dy` and
+    `d_input` have the type of `input`; `d_weight` and `d_bias` the type of
+    `weight`.
+
+    Example:
+    ```mlir
+    %dx, %dw, %db = llm.layer_norm_grad %x, %w, %dy {epsilon = 1.0e-05 : f64}
+        : tensor<8x256x384xf32>, tensor<384xf32>, tensor<8x256x384xf32>
+        -> tensor<8x256x384xf32>, tensor<384xf32>, tensor<384xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, LLM_FloatTensor:$weight,
+                       LLM_FloatTensor:$dy, F64Attr:$epsilon);
+  let results = (outs LLM_FloatTensor:$d_input, LLM_FloatTensor:$d_weight,
+                      LLM_FloatTensor:$d_bias);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $dy attr-dict `:` type($input) `,` type($weight) `,`
+    type($dy) `->` type($d_input) `,` type($d_weight) `,` type($d_bias)
+  }];
+  let hasVerifier = 1;
+}
+
+def LLM_RMSNormGradOp : LLM_Op<"rms_norm_grad", [Pure]> {
+  let summary = "gradients of rms_norm with respect to input and weight";
+  let description = [{
+    Returns `(d_input, d_weight)`, the weight gradient summed over rows.
+
+    Constraints: as `llm.rms_norm`; `dy` and `d_input` have the type of
+    `input`, `d_weight` the type of `weight`.
+
+    Example:
+    ```mlir
+    %dx, %dw = llm.rms_norm_grad %x, %w, %dy {epsilon = 1.0e-05 : f64}
+        : tensor<1x8x64xf32>, tensor<64xf32>, tensor<1x8x64xf32> -> tensor<1x8x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, LLM_FloatTensor:$weight,
+                       LLM_FloatTensor:$dy, F64Attr:$epsilon);
+  let results = (outs LLM_FloatTensor:$d_input, LLM_FloatTensor:$d_weight);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $dy attr-dict `:` type($input) `,` type($weight) `,`
+    type($dy) `->` type($d_input) `,` type($d_weight)
+  }];
+  let hasVerifier = 1;
+}
+
+def LLM_LinearWeightGradOp : LLM_Op<"linear_weight_grad", [Pure,
+    DeclareOpInterfaceMethods<LLM_FlopCountOpInterface,
+                              ["getMatmulFlops", "getBackwardFlopsFactor"]>]> {
+  let summary = "gradient of a linear layer's weight, in the weight's layout";
+  let description = [{
+    `result = inputᵀ · dy` summed over all leading axes: `[in, out]`, or
+    `[out, in]` (`dyᵀ · input`) with `transpose_weight`, matching the
+    forward `llm.linear`. (The input gradient is itself an `llm.linear` of
+    `dy` with the opposite layout flag; the bias gradient is
+    `llm.sum_leading` of `dy`.)
+
+    Constraints:
+    - `input` and `dy` agree on every axis but the last;
+    - `result` is `[in, out]` (or `[out, in]`), `in` and `out` being the last
+      axes of `input` and `dy`; element types agree.
+
+    Example:
+    ```mlir
+    %dw = llm.linear_weight_grad %x, %dy : tensor<8x256x384xf32>, tensor<8x256x1152xf32> -> tensor<384x1152xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, LLM_FloatTensor:$dy,
+                       UnitAttr:$transpose_weight);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $dy attr-dict `:` type($input) `,` type($dy) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def LLM_SumLeadingOp : LLM_Op<"sum_leading", [Pure]> {
+  let summary = "sum over leading axes (gradient of a broadcast operand)";
+  let description = [{
+    Sums `input` over its leading axes down to the shape of `result`, a
+    suffix of the input's shape: the bias gradient of `llm.linear` and the
+    gradient of the broadcast `rhs` of `llm.add` / `llm.mul`.
+
+    Constraints:
+    - the shape of `result` is a suffix of the shape of `input`;
+    - element types agree.
+
+    Example:
+    ```mlir
+    %db = llm.sum_leading %dy : tensor<8x256x1152xf32> -> tensor<1152xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def LLM_ConcatOp : LLM_Op<"concat", [Pure]> {
+  let summary = "concatenate along one axis (the gradient of llm.split)";
+  let description = [{
+    Joins `inputs` along `axis`, in order.
+
+    Constraints:
+    - at least one input; `axis` in `[0, rank)`;
+    - every input has the rank and element type of `result` and its shape
+      outside `axis`; the sizes along `axis` add up to the result's.
+
+    Example:
+    ```mlir
+    %dqkv = llm.concat %dq, %dk, %dv {axis = 2 : i64}
+        : tensor<8x256x384xf32>, tensor<8x256x384xf32>, tensor<8x256x384xf32> -> tensor<8x256x1152xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<LLM_FloatTensor>:$inputs, I64Attr:$axis);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def LLM_AttentionGradOp : LLM_Op<"attention_grad", [Pure,
+    DeclareOpInterfaceMethods<LLM_FlopCountOpInterface,
+                              ["getMatmulFlops", "getBackwardFlopsFactor"]>]> {
+  let summary = "gradients of attention with respect to q, k and v";
+  let description = [{
+    Recomputes the attention probabilities from `q` and `k` (nothing is saved
+    by the forward) and returns `(dq, dk, dv)`; with grouped-query attention
+    the key/value gradients sum over the query heads of each group.
+    Attributes as `llm.attention`.
+
+    Constraints: as `llm.attention` for `q`, `k`, `v`; `dout` and `dq` have
+    the type of `q`, `dk` of `k`, `dv` of `v`.
+
+    Example:
+    ```mlir
+    %dq, %dk, %dv = llm.attention_grad %q, %k, %v, %do {num_heads = 4 : i64, num_kv_heads = 2 : i64, causal}
+        : tensor<8x64x128xf32>, tensor<8x64x64xf32>, tensor<8x64x64xf32>, tensor<8x64x128xf32>
+        -> tensor<8x64x128xf32>, tensor<8x64x64xf32>, tensor<8x64x64xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$q, LLM_FloatTensor:$k,
+                       LLM_FloatTensor:$v, LLM_FloatTensor:$dout,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       UnitAttr:$causal, OptionalAttr<F64Attr>:$scale);
+  let results = (outs LLM_FloatTensor:$dq, LLM_FloatTensor:$dk,
+                      LLM_FloatTensor:$dv);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v `,` $dout attr-dict `:` type($q) `,` type($k) `,` type($v)
+    `,` type($dout) `->` type($dq) `,` type($dk) `,` type($dv)
+  }];
+  let hasVerifier = 1;
+}
+
+class LLM_ActivationGradOp<string mnemonic, string fwd>
+    : LLM_Op<mnemonic, [Pure, AllTypesMatch<["input", "dy", "result"]>]> {
+  let summary = "gradient of llm." # fwd;
+  let description = [{
+    `result = dy * }] # fwd # [{'(input)`, elementwise.
+
+    Example:
+    ```mlir
+    %dx = llm.}] # mnemonic # [{ %x, %dy : tensor<8x256x1536xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, LLM_FloatTensor:$dy);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $dy attr-dict `:` type($input)";
+}
+
+def LLM_GeluGradOp : LLM_ActivationGradOp<"gelu_grad", "gelu">;
+def LLM_SiluGradOp : LLM_ActivationGradOp<"silu_grad", "silu">;
+
+def LLM_CrossEntropyGradOp : LLM_Op<"cross_entropy_grad", [Pure,
+    AllTypesMatch<["logits", "result"]>]> {
+  let summary = "gradient of the mean cross-entropy loss for its logits";
+  let description = [{
+    `result = (softmax(logits) - onehot(targets)) / tokens`: the gradient of
+    `llm.cross_entropy` (a mean over tokens) with a unit output gradient.
+
+    Constraints: as `llm.cross_entropy`; `result` has the type of `logits`.
+
+    Example:
+    ```mlir
+    %dl = llm.cross_entropy_grad %logits, %targets : tensor<8x256x256xf32>, tensor<8x256xi32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$logits, LLM_IndexTensor:$targets);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = [{
+    $logits `,` $targets attr-dict `:` type($logits) `,` type($targets)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer
+//===----------------------------------------------------------------------===//
+
+def LLM_GlobalNormOp : LLM_Op<"global_norm", [Pure]> {
+  let summary = "L2 norm of all the given tensors together";
+  let description = [{
+    `sqrt(sum over tensors of sum(x^2))`, accumulated in double precision,
+    returned as `tensor<f32>`: the gradient norm that clipping reads.
+
+    Constraints: at least one operand.
+
+    Example:
+    ```mlir
+    %n = llm.global_norm %g0, %g1 : tensor<384x1152xf32>, tensor<1152xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<LLM_FloatTensor>:$inputs);
+  let results = (outs LLM_F32Scalar:$result);
+  let assemblyFormat = "$inputs attr-dict `:` type($inputs)";
+  let hasVerifier = 1;
+}
+
+def LLM_ClipScaleOp : LLM_Op<"clip_scale", [Pure]> {
+  let summary = "gradient-clipping coefficient from a norm and a limit";
+  let description = [{
+    `min(1, max_norm / (norm + 1e-6))`, or 1 when `max_norm <= 0` (clipping
+    off): PyTorch's `clip_grad_norm_` coefficient.
+
+    Example:
+    ```mlir
+    %c = llm.clip_scale %norm, %max
+    ```
+  }];
+  let arguments = (ins LLM_F32Scalar:$norm, LLM_F32Scalar:$max_norm);
+  let results = (outs LLM_F32Scalar:$result);
+  let assemblyFormat = "$norm `,` $max_norm attr-dict";
+}
+
+def LLM_AdamWOp : LLM_Op<"adamw", [Pure,
+    AllTypesMatch<["param", "grad", "m", "v", "new_param", "new_m", "new_v"]>]> {
+  let summary = "one AdamW update of a parameter and its moments";
+  let description = [{
+    PyTorch's `torch.optim.AdamW` arithmetic on the gradient scaled by
+    `grad_scale` (the clipping coefficient):
+    ```
+    g = grad * grad_scale
+    p = p * (1 - lr * weight_decay)          (only when `decay` is set)
+    m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+    p = p - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+    ```
+    `step` counts updates from 1. Weight decay applies to matrices only
+    (`decay` set by llm-optimizer for rank >= 2), not to biases or norm
+    gains.
+
+    Constraints: `param`, `grad`, `m`, `v` and the three results share one
+    type; `0 <= beta1, beta2 < 1`; `eps > 0`.
+
+    Example:
+    ```mlir
+    %p2, %m2, %v2 = llm.adamw %p, %g, %m, %v, %lr, %step, %wd, %scale
+        {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, decay}
+        : tensor<384x384xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$param, LLM_FloatTensor:$grad,
+                       LLM_FloatTensor:$m, LLM_FloatTensor:$v,
+                       LLM_F32Scalar:$lr, LLM_I64Scalar:$step,
+                       LLM_F32Scalar:$weight_decay,
+                       LLM_F32Scalar:$grad_scale,
+                       F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps,
+                       UnitAttr:$decay);
+  let results = (outs LLM_FloatTensor:$new_param, LLM_FloatTensor:$new_m,
+                      LLM_FloatTensor:$new_v);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $m `,` $v `,` $lr `,` $step `,` $weight_decay `,`
+    $grad_scale attr-dict `:` type($param)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // LLM_GRAD_OPS_TD

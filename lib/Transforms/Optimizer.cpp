@@ -1,0 +1,127 @@
+//===- Optimizer.cpp - clipping and AdamW inside the training step --------===//
+#include "llm/Analysis/ModelStats.h"
+#include "llm/LLMOps.h"
+#include "llm/Transforms/Passes.h"
+
+#include "mlir/IR/Builders.h"
+
+namespace mlir::llm {
+#define GEN_PASS_DEF_OPTIMIZER
+#include "llm/Transforms/Passes.h.inc"
+} // namespace mlir::llm
+
+using namespace mlir;
+using namespace mlir::llm;
+
+namespace {
+struct OptimizerPass : public llm::impl::OptimizerBase<OptimizerPass> {
+  using OptimizerBase::OptimizerBase;
+  void runOnOperation() override;
+};
+} // namespace
+
+void OptimizerPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  auto step = dyn_cast_or_null<func::FuncOp>(
+      SymbolTable::lookupSymbolIn(module, "train_step"));
+  if (!step || !step->hasAttr(kTrainStepAttr)) {
+    module.emitError() << "llm-optimizer: no @train_step; run llm-autodiff "
+                          "first";
+    return signalPassFailure();
+  }
+  if (beta1 < 0 || beta1 >= 1 || beta2 < 0 || beta2 >= 1 || !(eps > 0)) {
+    module.emitError() << "llm-optimizer: expects 0 <= beta1, beta2 < 1 and "
+                          "eps > 0, got beta1="
+                       << beta1 << " beta2=" << beta2 << " eps=" << eps;
+    return signalPassFailure();
+  }
+  MLIRContext *ctx = &getContext();
+  OpBuilder b(ctx);
+  Block &body = step.getBody().front();
+  auto ret = cast<func::ReturnOp>(body.getTerminator());
+
+  // Parameters and their gradients (results 1.. in parameter order).
+  SmallVector<unsigned> paramArgs;
+  for (unsigned i = 0, e = step.getNumArguments(); i < e; ++i)
+    if (step.getArgAttr(i, kParamAttr))
+      paramArgs.push_back(i);
+  if (ret.getNumOperands() != paramArgs.size() + 1) {
+    step.emitError() << "llm-optimizer: expected the loss and "
+                     << paramArgs.size() << " gradients, got "
+                     << ret.getNumOperands() << " results";
+    return signalPassFailure();
+  }
+  unsigned numParams = paramArgs.size();
+  for (auto [k, i] : llvm::enumerate(paramArgs))
+    if (i != k) {
+      step.emitError() << "llm-optimizer: parameters must be the leading "
+                          "arguments";
+      return signalPassFailure();
+    }
+
+  // New arguments: the two moments after the parameters, scalars at the end.
+  Location loc = step.getLoc();
+  SmallVector<Value> ms, vs;
+  auto argAttr = [&](StringRef key, Attribute value) {
+    return b.getDictionaryAttr(b.getNamedAttr(key, value));
+  };
+  for (unsigned k = 0; k < numParams; ++k) {
+    auto name = step.getArgAttrOfType<StringAttr>(k, kParamAttr);
+    (void)step.insertArgument(numParams + k, step.getArgument(k).getType(),
+                              argAttr(kAdamMAttr, name), loc);
+    ms.push_back(step.getArgument(numParams + k));
+  }
+  for (unsigned k = 0; k < numParams; ++k) {
+    auto name = step.getArgAttrOfType<StringAttr>(k, kParamAttr);
+    (void)step.insertArgument(2 * numParams + k, step.getArgument(k).getType(),
+                              argAttr(kAdamVAttr, name), loc);
+    vs.push_back(step.getArgument(2 * numParams + k));
+  }
+  auto f32 = RankedTensorType::get({}, b.getF32Type());
+  auto i64 = RankedTensorType::get({}, b.getI64Type());
+  auto scalar = [&](StringRef name, Type type) {
+    unsigned idx = step.getNumArguments();
+    (void)step.insertArgument(idx, type,
+                              argAttr(kInputAttr, b.getStringAttr(name)), loc);
+    return step.getArgument(idx);
+  };
+  Value lr = scalar("lr", f32), stepNo = scalar("step", i64);
+  Value wd = scalar("weight_decay", f32), clip = scalar("grad_clip", f32);
+
+  b.setInsertionPoint(ret);
+  SmallVector<Value> gradients(ret.getOperands().drop_front());
+  Value norm = GlobalNormOp::create(b, loc, gradients);
+  Value scale = ClipScaleOp::create(b, loc, norm, clip);
+  SmallVector<Value> newP, newM, newV;
+  for (unsigned k = 0; k < numParams; ++k) {
+    Value p = step.getArgument(k);
+    bool decay = cast<ShapedType>(p.getType()).getRank() >= 2;
+    auto upd = AdamWOp::create(b, loc, p.getType(), p.getType(), p.getType(), p,
+                               gradients[k], ms[k], vs[k], lr, stepNo, wd,
+                               scale, b.getF64FloatAttr(beta1),
+                               b.getF64FloatAttr(beta2), b.getF64FloatAttr(eps),
+                               decay ? b.getUnitAttr() : UnitAttr());
+    newP.push_back(upd.getNewParam());
+    newM.push_back(upd.getNewM());
+    newV.push_back(upd.getNewV());
+  }
+
+  SmallVector<Value> results = {ret.getOperand(0), norm};
+  SmallVector<Attribute> attrs = {
+      argAttr(kResultAttr, b.getStringAttr("loss")),
+      argAttr(kResultAttr, b.getStringAttr("grad_norm"))};
+  auto addUpdates = [&](ArrayRef<Value> values, unsigned firstArg) {
+    for (auto [k, v] : llvm::enumerate(values)) {
+      results.push_back(v);
+      attrs.push_back(argAttr(kUpdateAttr, b.getI64IntegerAttr(firstArg + k)));
+    }
+  };
+  addUpdates(newP, 0);
+  addUpdates(newM, numParams);
+  addUpdates(newV, 2 * numParams);
+  func::ReturnOp::create(b, ret.getLoc(), results);
+  ret.erase();
+  step.setFunctionType(b.getFunctionType(step.getArgumentTypes(),
+                                         TypeRange(ValueRange(results))));
+  step.setAllResultAttrs(attrs);
+}
