@@ -278,7 +278,7 @@ def rope_cos_sin(S, D, theta, dtype, device=None):
 
 def rotate_half(x):
     d = x.shape[-1] // 2
-    return torch.cat((x[..., d:], -x[..., :d]), dim=-1)
+    return torch.cat((-x[..., d:], x[..., :d]), dim=-1)
 
 
 def apply_rope(x, cos, sin):
