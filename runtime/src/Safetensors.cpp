@@ -177,10 +177,10 @@ public:
   bool key(string_t &k) override {
     Frame &f = frames_.back();
     if (!f.keys.insert(k).second) {
-      error = f.owner.empty()
-                  ? absl::StrCat("duplicate key \"", k, "\" in the header")
-                  : absl::StrCat("duplicate key \"", k, "\" in \"", f.owner,
-                                 "\"");
+      error =
+          f.owner.empty()
+              ? absl::StrCat("duplicate key \"", k, "\" in the header")
+              : absl::StrCat("duplicate key \"", k, "\" in \"", f.owner, "\"");
       return false;
     }
     lastKey_ = k;
@@ -209,8 +209,8 @@ public:
     if (size_t col = what.find("column "); col != std::string::npos)
       if (size_t colon = what.find(": ", col); colon != std::string::npos)
         what = what.substr(colon + 2);
-    error = absl::StrCat("offset ", offset, ": header is not valid JSON: ",
-                         what);
+    error =
+        absl::StrCat("offset ", offset, ": header is not valid JSON: ", what);
     return false;
   }
 
@@ -254,8 +254,8 @@ absl::StatusOr<int64_t> getIndex(const Json &v, const std::string &what) {
     return i;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat(what, " is ", v.type_name(), " ", v.dump(-1, ' ', false,
-                                                           Json::error_handler_t::replace),
+      absl::StrCat(what, " is ", v.type_name(), " ",
+                   v.dump(-1, ' ', false, Json::error_handler_t::replace),
                    ", not an integer"));
 }
 
@@ -273,8 +273,8 @@ absl::StatusOr<TensorInfo> parseTensorEntry(const std::string &name,
   if (dtypeIt == entry.end())
     return absl::InvalidArgumentError("missing \"dtype\"");
   if (!dtypeIt->is_string())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"dtype\" is ", dtypeIt->type_name(), ", not a string"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"dtype\" is ", dtypeIt->type_name(), ", not a string"));
   const std::string &dtypeStr = dtypeIt->get_ref<const std::string &>();
   std::optional<DType> dtype = parseDType(dtypeStr);
   if (!dtype)
@@ -286,8 +286,8 @@ absl::StatusOr<TensorInfo> parseTensorEntry(const std::string &name,
   if (shapeIt == entry.end())
     return absl::InvalidArgumentError("missing \"shape\"");
   if (!shapeIt->is_array())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"shape\" is ", shapeIt->type_name(), ", not an array"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"shape\" is ", shapeIt->type_name(), ", not an array"));
   for (size_t i = 0; i < shapeIt->size(); ++i) {
     absl::StatusOr<int64_t> d =
         getIndex((*shapeIt)[i], absl::StrCat("shape[", i, "]"));
@@ -314,14 +314,13 @@ absl::StatusOr<TensorInfo> parseTensorEntry(const std::string &name,
   t.begin = *begin;
   t.end = *end;
   if (t.begin > t.end)
-    return absl::InvalidArgumentError(
-        absl::StrCat("data_offsets ", rangeString(t.begin, t.end),
-                     ": begin is past end"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data_offsets ", rangeString(t.begin, t.end), ": begin is past end"));
 
   std::optional<int64_t> n = countElements(t.shape);
   if (!n)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shape ", shapeString(t.shape), " has too many elements"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shape ", shapeString(t.shape), " has too many elements"));
   int64_t need = *n * dtypeBytes(t.dtype);
   if (t.numBytes() != need)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -411,8 +410,8 @@ public:
         continue;
       if (n <= 0)
         return absl::DataLossError(absl::StrCat(
-            tmp_, ": write failed: ",
-            n < 0 ? std::strerror(errno) : "no progress"));
+            tmp_,
+            ": write failed: ", n < 0 ? std::strerror(errno) : "no progress"));
       done += static_cast<size_t>(n);
     }
     return absl::OkStatus();
@@ -524,7 +523,7 @@ float f16ToF32(uint16_t bits) {
   uint32_t mant = bits & 0x3FF;
   if (exp == 0) {
     if (mant == 0)
-      return bitsFloat(sign); // +-0
+      return bitsFloat(sign);                            // +-0
     float v = std::ldexp(static_cast<float>(mant), -24); // Subnormal, exact.
     return sign ? -v : v;
   }
@@ -586,29 +585,33 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::read(const std::string &path) {
         path, ": offset 0: header length ", headerLen, " exceeds the limit of ",
         kSafetensorsMaxHeaderBytes, " bytes (not a safetensors file?)"));
   if (headerLen > static_cast<uint64_t>(fileSize - 8))
-    return absl::DataLossError(absl::StrCat(
-        path, ": offset 0: header length ", headerLen,
-        " runs past the end of the file (", fileSize, " bytes)"));
+    return absl::DataLossError(
+        absl::StrCat(path, ": offset 0: header length ", headerLen,
+                     " runs past the end of the file (", fileSize, " bytes)"));
   file.dataOffset_ = 8 + static_cast<int64_t>(headerLen);
   const int64_t dataSize = fileSize - file.dataOffset_;
   const uint8_t *headerBegin = bytes.data() + 8;
   const uint8_t *headerEnd = bytes.data() + file.dataOffset_;
 
+  // nlohmann's lexer takes a NUL byte for the end of the input, which would
+  // let "{}\0garbage" through; JSON has no place for one anywhere.
+  if (const void *nul = std::memchr(headerBegin, 0, headerLen))
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": offset ", static_cast<const uint8_t *>(nul) - bytes.data(),
+        ": header is not valid JSON: NUL byte"));
   // Syntax and duplicate keys first (the DOM parse below reports neither).
   HeaderChecker checker(8);
   Json::sax_parse(headerBegin, headerEnd, &checker);
   if (!checker.error.empty())
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", checker.error));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", checker.error));
   Json header = Json::parse(headerBegin, headerEnd, nullptr,
                             /*allow_exceptions=*/false);
   if (header.is_discarded())
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": header is not valid JSON"));
   if (!header.is_object())
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": header is a JSON ", header.type_name(),
-                     ", not an object"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": header is a JSON ", header.type_name(), ", not an object"));
 
   for (const auto &[name, value] : header.items()) {
     if (name == kMetadataKey) {
@@ -620,9 +623,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::read(const std::string &path) {
                          value.type_name(), ", not an object"));
       for (const auto &[key, v] : value.items()) {
         if (!v.is_string())
-          return absl::InvalidArgumentError(absl::StrCat(
-              path, ": \"", kMetadataKey, "\" value of \"", key, "\" is ",
-              v.type_name(), ", not a string"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(path, ": \"", kMetadataKey, "\" value of \"", key,
+                           "\" is ", v.type_name(), ", not a string"));
         file.metadata_[key] = v.get<std::string>();
       }
       continue;
@@ -630,14 +633,14 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::read(const std::string &path) {
     absl::StatusOr<TensorInfo> t = parseTensorEntry(name, value);
     if (!t.ok())
       return absl::Status(t.status().code(),
-                          absl::StrCat(path, ": tensor \"", name, "\": ",
-                                       t.status().message()));
+                          absl::StrCat(path, ": tensor \"", name,
+                                       "\": ", t.status().message()));
     if (t->end > dataSize)
       return absl::DataLossError(absl::StrCat(
           path, ": tensor \"", name, "\": data_offsets ",
           rangeString(t->begin, t->end), " end past the data section of ",
-          dataSize, " bytes (file offset ", file.dataOffset_, " to ",
-          fileSize, ")"));
+          dataSize, " bytes (file offset ", file.dataOffset_, " to ", fileSize,
+          ")"));
     file.tensors_.push_back(std::move(*t));
   }
 
@@ -647,21 +650,21 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::read(const std::string &path) {
               return std::tie(a.begin, a.end, a.name) <
                      std::tie(b.begin, b.end, b.name);
             });
-  int64_t covered = 0;           // End of the bytes covered so far.
+  int64_t covered = 0;              // End of the bytes covered so far.
   const TensorInfo *last = nullptr; // The tensor that ends at `covered`.
   for (const TensorInfo &t : file.tensors_) {
     if (t.begin < covered)
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": tensors \"", last->name, "\" ",
-          rangeString(last->begin, last->end), " and \"", t.name, "\" ",
-          rangeString(t.begin, t.end), " overlap"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": tensors \"", last->name, "\" ",
+                       rangeString(last->begin, last->end), " and \"", t.name,
+                       "\" ", rangeString(t.begin, t.end), " overlap"));
     if (t.begin > covered)
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": gap between offsets ", covered, " and ", t.begin,
-          " of the data section",
-          last ? absl::StrCat(" (after tensor \"", last->name, "\")")
-               : std::string(" (before any tensor)"),
-          ", before tensor \"", t.name, "\""));
+          " of the data section, ",
+          last ? absl::StrCat("after tensor \"", last->name, "\" and ")
+               : std::string(),
+          "before tensor \"", t.name, "\""));
     if (t.end > covered || !last) {
       covered = t.end;
       last = &t;
@@ -670,8 +673,7 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::read(const std::string &path) {
   if (covered != dataSize)
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": gap between offsets ", covered, " and ", dataSize,
-        " of the data section: ", dataSize - covered,
-        " trailing bytes after ",
+        " of the data section: ", dataSize - covered, " trailing bytes after ",
         last ? absl::StrCat("tensor \"", last->name, "\"")
              : std::string("the header (no tensors)")));
 
@@ -702,10 +704,10 @@ absl::Status SafetensorsFile::readF32(std::string_view name, float *dst,
     return absl::NotFoundError(
         absl::StrCat(path_, ": no tensor \"", std::string(name), "\""));
   if (t->numElements() != numElements)
-    return absl::InvalidArgumentError(absl::StrCat(
-        path_, ": tensor \"", std::string(name), "\" of shape ", shapeString(t->shape),
-        " has ", t->numElements(), " elements, but ", numElements,
-        " were asked for"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": tensor \"", std::string(name), "\" of shape ",
+                     shapeString(t->shape), " has ", t->numElements(),
+                     " elements, but ", numElements, " were asked for"));
   toF32(t->dtype, bytes(*t).data(), dst, numElements);
   return absl::OkStatus();
 }
@@ -714,18 +716,19 @@ absl::Status SafetensorsFile::readF32(std::string_view name, float *dst,
 // Writing
 //===----------------------------------------------------------------------===//
 
-absl::Status writeSafetensors(const std::string &path,
-                              const std::vector<TensorToWrite> &tensors,
-                              const std::map<std::string, std::string> &metadata) {
+absl::Status
+writeSafetensors(const std::string &path,
+                 const std::vector<TensorToWrite> &tensors,
+                 const std::map<std::string, std::string> &metadata) {
   // Validate everything before creating a file.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
     for (const auto &[key, value] : metadata) {
       if (!isValidUtf8(key) || !isValidUtf8(value))
-        return absl::InvalidArgumentError(absl::StrCat(
-            path, ": metadata key or value of \"", key,
-            "\" is not valid UTF-8"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": metadata key or value of \"", key,
+                         "\" is not valid UTF-8"));
       meta[key] = value;
     }
     header[kMetadataKey] = std::move(meta);
@@ -760,8 +763,8 @@ absl::Status writeSafetensors(const std::string &path,
     counts.push_back(*n);
   }
 
-  std::string text =
-      header.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  std::string text = header.dump(
+      -1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   text.append((8 - text.size() % 8) % 8, ' ');
   uint8_t lenBytes[8];
   storeU64(lenBytes, text.size());
@@ -771,8 +774,8 @@ absl::Status writeSafetensors(const std::string &path,
     return s;
   if (absl::Status s = out.write(lenBytes, 8); !s.ok())
     return s;
-  if (absl::Status s = out.write(
-          reinterpret_cast<const uint8_t *>(text.data()), text.size());
+  if (absl::Status s = out.write(reinterpret_cast<const uint8_t *>(text.data()),
+                                 text.size());
       !s.ok())
     return s;
   constexpr int64_t kChunk = 1 << 16; // Elements converted at a time.
@@ -783,7 +786,8 @@ absl::Status writeSafetensors(const std::string &path,
     for (int64_t at = 0; at < counts[i]; at += kChunk) {
       int64_t n = std::min(kChunk, counts[i] - at);
       fromF32(t.dtype, t.data + at, buf.data(), n);
-      if (absl::Status s = out.write(buf.data(), static_cast<size_t>(n * width));
+      if (absl::Status s =
+              out.write(buf.data(), static_cast<size_t>(n * width));
           !s.ok())
         return s;
     }

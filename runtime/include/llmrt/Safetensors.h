@@ -1,4 +1,4 @@
-//===- Safetensors.h - safetensors reader and writer ---------------*- C++ -*-===//
+//===- Safetensors.h - safetensors reader and writer ------------*- C++ -*-===//
 //
 // The safetensors format (Hugging Face):
 //   - 8 bytes: little-endian uint64 N, the length of the header;
