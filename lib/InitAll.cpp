@@ -1,6 +1,8 @@
 //===- InitAll.cpp - the one registration list ----------------------------===//
 #include "llm/InitAll.h"
+#include "llm/Conversion/Passes.h"
 #include "llm/LLMDialect.h"
+#include "llmrt/LLMRTDialect.h"
 #include "llm/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -13,13 +15,14 @@
 #include "mlir/Transforms/Passes.h"
 
 void mlir::llm::registerAllDialects(DialectRegistry &registry) {
-  registry.insert<LLMDialect, func::FuncDialect, arith::ArithDialect,
+  registry.insert<LLMDialect, llmrt::LLMRTDialect, func::FuncDialect, arith::ArithDialect,
                   tensor::TensorDialect, shard::ShardDialect>();
   func::registerShardingInterfaceExternalModels(registry);
 }
 
 void mlir::llm::registerAllPasses() {
   registerLLMPasses();
+  registerLLMConversionPasses();
   shard::registerShardPasses();
   registerCanonicalizerPass();
   registerCSEPass();

@@ -245,6 +245,7 @@ Expected<ModelConfig> mlir::llm::parseHFConfig(StringRef text,
                    "mistral)");
   ModelConfig c;
   c.modelType = *modelType;
+  TRY_ASSIGN(c.initializerRange, r.positiveNumber({"initializer_range"}, 0.02));
   TRY_ASSIGN(c.vocabSize, r.positiveInt({"vocab_size"}));
 
   Expected<ModelConfig> parsed = [&]() -> Expected<ModelConfig> {

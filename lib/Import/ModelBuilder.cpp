@@ -29,6 +29,8 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::llm;
 
@@ -45,11 +47,27 @@ public:
     b.setInsertionPointToStart(block);
   }
 
-  /// A new parameter argument of `shape` named `name`.
+  /// A new parameter argument of `shape` named `name`, with its default
+  /// initialization (GPT-2's scheme): rank-1 tensors are zeros, or ones for
+  /// norm gains; matrices normal(0, initStd), with the residual output
+  /// projections scaled by 1/sqrt(2 * layers).
   Value param(StringRef name, ArrayRef<int64_t> shape) {
     Value v = block->insertArgument(numParams, RankedTensorType::get(shape, floatType), loc);
-    argAttrs.insert(argAttrs.begin() + numParams,
-        b.getDictionaryAttr(b.getNamedAttr(kParamAttr, b.getStringAttr(name))));
+    SmallVector<NamedAttribute> attrs = {
+        b.getNamedAttr(kParamAttr, b.getStringAttr(name))};
+    if (shape.size() == 1) {
+      bool gain = name.ends_with("norm.weight") || name.ends_with("ln_1.weight") ||
+                  name.ends_with("ln_2.weight") || name.ends_with("ln_f.weight") ||
+                  name.ends_with("layernorm.weight");
+      attrs.push_back(b.getNamedAttr(kInitAttr, b.getStringAttr(gain ? "ones" : "zeros")));
+    } else {
+      bool residual = name.ends_with("c_proj.weight") || name.ends_with("o_proj.weight") ||
+                      name.ends_with("down_proj.weight");
+      double std = residual ? initStd / std::sqrt(2.0 * numLayers) : initStd;
+      attrs.push_back(b.getNamedAttr(kInitAttr, b.getStringAttr("normal")));
+      attrs.push_back(b.getNamedAttr(kInitStdAttr, b.getF64FloatAttr(std)));
+    }
+    argAttrs.insert(argAttrs.begin() + numParams, b.getDictionaryAttr(attrs));
     ++numParams;
     return v;
   }
@@ -71,6 +89,8 @@ public:
   Block *block;
   SmallVector<Attribute> argAttrs;
   unsigned numParams = 0;
+  double initStd = 0.02;
+  int64_t numLayers = 1;
 };
 
 } // namespace
@@ -206,6 +226,8 @@ mlir::llm::buildModel(MLIRContext &ctx, const ModelConfig &c,
   Location loc = NameLoc::get(StringAttr::get(&ctx, c.modelType));
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   GraphBuilder g(ctx, floatType, loc);
+  g.initStd = c.initializerRange;
+  g.numLayers = layers;
   OpBuilder &b = g.b;
   int64_t h = c.hidden, V = c.vocabSize;
   bool gpt2 = c.family == ModelFamily::GPT2;

@@ -23,6 +23,10 @@ namespace llm {
 /// Attribute names that the importer writes and every later stage reads.
 inline constexpr llvm::StringLiteral kParamAttr = "llm.param";
 inline constexpr llvm::StringLiteral kInputAttr = "llm.input";
+/// Default initialization of a parameter: "normal" (with llm.init_std),
+/// "zeros" or "ones".
+inline constexpr llvm::StringLiteral kInitAttr = "llm.init";
+inline constexpr llvm::StringLiteral kInitStdAttr = "llm.init_std";
 /// Marks the training step that llm-autodiff builds next to the model.
 inline constexpr llvm::StringLiteral kTrainStepAttr = "llm.train_step";
 inline constexpr llvm::StringLiteral kResultAttr = "llm.result";

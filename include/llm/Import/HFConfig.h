@@ -33,6 +33,7 @@ struct ModelConfig {
   double normEps = 1e-5;
   double ropeTheta = 10000.0; ///< llama only
   std::string activation; ///< gelu_new (tanh) or silu
+  double initializerRange = 0.02; ///< std of the default normal init
   bool tieWordEmbeddings = false;
   /// Mistral's sliding-window attention span; the graph is exact only while
   /// the sequence fits in the window.

@@ -1,0 +1,20 @@
+//===- Serialize.h - llmrt module to program blob -----------------*- C++ -*-===//
+#ifndef LLM_TARGET_SERIALIZE_H
+#define LLM_TARGET_SERIALIZE_H
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace mlir::llm {
+
+/// Serializes a module lowered by llm-lower-to-rt (functions @train and
+/// @eval of llmrt ops) into the runtime's program format
+/// (runtime/include/llmrt/ProgramFormat.h). Emits an error and fails on
+/// anything else.
+FailureOr<std::vector<uint8_t>> serializeProgram(ModuleOp module);
+
+} // namespace mlir::llm
+
+#endif // LLM_TARGET_SERIALIZE_H

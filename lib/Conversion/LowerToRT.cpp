@@ -1,0 +1,554 @@
+//===- LowerToRT.cpp - llm training step to llmrt programs ----------------===//
+//
+// Buffer assignment (persistent region + liveness-packed temporaries) and
+// kernel selection. See the pass description in Passes.td.
+//
+//===----------------------------------------------------------------------===//
+#include "llm/Analysis/ModelStats.h"
+#include "llm/Conversion/Passes.h"
+#include "llm/LLMOps.h"
+
+#include "llmrt/ProgramFormat.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace mlir::llm {
+#define GEN_PASS_DEF_LOWERTORT
+#include "llm/Conversion/Passes.h.inc"
+} // namespace mlir::llm
+
+using namespace mlir;
+using namespace mlir::llm;
+
+namespace {
+
+constexpr int64_t kAlign = static_cast<int64_t>(::llmrt::kArenaAlignment);
+
+int64_t alignUp(int64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+int64_t bytesOf(ShapedType t) {
+  return t.getNumElements() * t.getElementTypeBitWidth() / 8;
+}
+
+int64_t numElements(Value v) {
+  return cast<ShapedType>(v.getType()).getNumElements();
+}
+
+int64_t lastDim(Value v) {
+  return cast<ShapedType>(v.getType()).getShape().back();
+}
+
+/// A buffer of the persistent region.
+struct FixedBuffer {
+  std::string name, role;
+  ShapedType type;
+  int64_t offset = 0;
+  StringAttr init;
+  FloatAttr initStd;
+};
+
+/// A temporary's storage: a byte range live over [start, end] (op indices).
+struct Storage {
+  int64_t bytes = 0, start = 0, end = 0, offset = -1;
+};
+
+/// One kernel call to emit: operand values (inputs then outputs, each
+/// resolved to a buffer later), ints and floats.
+struct Call {
+  StringRef kernel;
+  SmallVector<Value> operands;
+  SmallVector<int64_t> ints;
+  SmallVector<double> floats;
+};
+
+class Lowering {
+public:
+  Lowering(ModuleOp module) : module(module), b(module.getContext()) {}
+
+  LogicalResult run();
+
+private:
+  LogicalResult collectPersistent(func::FuncOp train, func::FuncOp eval);
+  int fixedIndex(StringRef role, StringRef name, ShapedType type,
+                 Location loc, StringAttr init = {}, FloatAttr initStd = {});
+  LogicalResult lowerFunction(func::FuncOp fn, StringRef newName,
+                              int64_t &tempBytes);
+  LogicalResult selectKernels(Operation *op, SmallVectorImpl<Call> &calls);
+
+  ModuleOp module;
+  OpBuilder b;
+  std::vector<FixedBuffer> fixed;
+  int64_t persistentBytes = 0;
+  bool failedFixed = false;
+  /// Per function: value -> persistent buffer index.
+  DenseMap<Value, int> fixedOf;
+};
+
+} // namespace
+
+int Lowering::fixedIndex(StringRef role, StringRef name, ShapedType type,
+                         Location loc, StringAttr init, FloatAttr initStd) {
+  for (auto [i, f] : llvm::enumerate(fixed))
+    if (f.role == role && f.name == name) {
+      if (f.type != type) {
+        emitError(loc) << "llm-lower-to-rt: " << role << " '" << name
+                       << "' has type " << type << " here but " << f.type
+                       << " elsewhere";
+        failedFixed = true;
+      }
+      return static_cast<int>(i);
+    }
+  FixedBuffer f{name.str(), role.str(), type, persistentBytes, init, initStd};
+  persistentBytes = alignUp(persistentBytes + bytesOf(type));
+  fixed.push_back(f);
+  return static_cast<int>(fixed.size() - 1);
+}
+
+LogicalResult Lowering::collectPersistent(func::FuncOp train,
+                                          func::FuncOp eval) {
+  for (func::FuncOp fn : {train, eval}) {
+    for (unsigned i = 0, e = fn.getNumArguments(); i < e; ++i) {
+      Value arg = fn.getArgument(i);
+      auto type = dyn_cast<RankedTensorType>(arg.getType());
+      if (!type || !type.hasStaticShape())
+        return fn.emitError() << "llm-lower-to-rt: argument #" << i
+                              << " is not a statically shaped tensor";
+      Location loc = fn.getLoc();
+      if (auto n = fn.getArgAttrOfType<StringAttr>(i, kParamAttr))
+        fixedOf[arg] = fixedIndex("param", n.getValue(), type, loc,
+                                  fn.getArgAttrOfType<StringAttr>(i, kInitAttr),
+                                  fn.getArgAttrOfType<FloatAttr>(i, kInitStdAttr));
+      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamMAttr))
+        fixedOf[arg] = fixedIndex("adam_m", n.getValue(), type, loc);
+      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamVAttr))
+        fixedOf[arg] = fixedIndex("adam_v", n.getValue(), type, loc);
+      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kInputAttr))
+        fixedOf[arg] = fixedIndex("input", n.getValue(), type, loc);
+      else
+        return fn.emitError() << "llm-lower-to-rt: argument #" << i
+                              << " is neither a parameter, optimizer state "
+                                 "nor an input";
+    }
+    auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+    for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+      auto type = cast<ShapedType>(v.getType());
+      auto named = fn.getResultAttrOfType<StringAttr>(i, kResultAttr);
+      if (fn == eval || named) {
+        // The model function returns only the loss: the eval loss.
+        std::string name =
+            fn == eval ? "eval_loss" : named.getValue().str();
+        if (fixedOf.count(v))
+          return fn.emitError() << "llm-lower-to-rt: result #" << i
+                                << " is an argument";
+        fixedOf[v] = fixedIndex("output", name, type, fn.getLoc());
+      } else if (auto idx = fn.getResultAttrOfType<IntegerAttr>(i, kUpdateAttr)) {
+        int64_t a = idx.getInt();
+        if (a < 0 || a >= fn.getNumArguments())
+          return fn.emitError() << "llm-lower-to-rt: result #" << i
+                                << " updates argument #" << a
+                                << ", which does not exist";
+        if (!v.getDefiningOp<AdamWOp>())
+          return fn.emitError() << "llm-lower-to-rt: result #" << i
+                                << " updates argument #" << a
+                                << " but is not produced by llm.adamw";
+        fixedOf[v] = fixedOf.lookup(fn.getArgument(a));
+      } else {
+        return fn.emitError() << "llm-lower-to-rt: result #" << i
+                              << " is neither a named result nor an update";
+      }
+    }
+  }
+  return failure(failedFixed);
+}
+
+/// Kernel selection: one or more kernel calls per op.
+LogicalResult Lowering::selectKernels(Operation *op,
+                                      SmallVectorImpl<Call> &calls) {
+  auto rows = [](Value v) { return numElements(v) / lastDim(v); };
+  auto shape = [](Value v) { return cast<ShapedType>(v.getType()).getShape(); };
+  auto one = [&](StringRef k, SmallVector<Value> operands,
+                 SmallVector<int64_t> ints, SmallVector<double> floats = {}) {
+    calls.push_back(Call{k, std::move(operands), std::move(ints),
+                         std::move(floats)});
+    return success();
+  };
+  auto lastAxisOnly = [&](int64_t axis, Value v) -> LogicalResult {
+    if (axis != static_cast<int64_t>(shape(v).size()) - 1)
+      return op->emitOpError() << "llm-lower-to-rt: only splits and concats "
+                                  "along the last axis are supported, got axis "
+                               << axis;
+    return success();
+  };
+  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+      .Case([&](EmbeddingOp o) {
+        return one("embedding_fwd", {o.getIds(), o.getTable(), o.getResult()},
+                   {numElements(o.getIds()), lastDim(o.getTable())});
+      })
+      .Case([&](PositionEmbeddingOp o) {
+        return one("position_embedding_fwd", {o.getTable(), o.getResult()},
+                   {shape(o.getResult())[0], lastDim(o.getTable())});
+      })
+      .Case([&](AddOp o) {
+        return one("add", {o.getLhs(), o.getRhs(), o.getResult()},
+                   {numElements(o.getLhs()), numElements(o.getRhs())});
+      })
+      .Case([&](MulOp o) {
+        return one("mul", {o.getLhs(), o.getRhs(), o.getResult()},
+                   {numElements(o.getLhs()), numElements(o.getRhs())});
+      })
+      .Case([&](LayerNormOp o) {
+        return one("layer_norm_fwd",
+                   {o.getInput(), o.getWeight(), o.getBias(), o.getResult()},
+                   {rows(o.getInput()), lastDim(o.getInput())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](RMSNormOp o) {
+        return one("rms_norm_fwd", {o.getInput(), o.getWeight(), o.getResult()},
+                   {rows(o.getInput()), lastDim(o.getInput())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](LinearOp o) {
+        SmallVector<Value> operands = {o.getInput(), o.getWeight()};
+        if (o.getBias())
+          operands.push_back(o.getBias());
+        operands.push_back(o.getResult());
+        return one("linear_fwd", operands,
+                   {rows(o.getInput()), o.getInFeatures(), o.getOutFeatures(),
+                    o.getTransposeWeight() ? 1 : 0});
+      })
+      .Case([&](SplitOp o) -> LogicalResult {
+        if (failed(lastAxisOnly(o.getAxis(), o.getInput())))
+          return failure();
+        int64_t off = 0, cols = lastDim(o.getInput());
+        for (Value r : o.getResults()) {
+          int64_t w = lastDim(r);
+          (void)one("copy_columns", {o.getInput(), r},
+                    {cols, off, w, 0, w, rows(o.getInput())});
+          off += w;
+        }
+        return success();
+      })
+      .Case([&](ConcatOp o) -> LogicalResult {
+        if (failed(lastAxisOnly(o.getAxis(), o.getResult())))
+          return failure();
+        int64_t off = 0, cols = lastDim(o.getResult());
+        for (Value in : o.getInputs()) {
+          int64_t w = lastDim(in);
+          (void)one("copy_columns", {in, o.getResult()},
+                    {w, 0, cols, off, w, rows(o.getResult())});
+          off += w;
+        }
+        return success();
+      })
+      .Case([&](RoPEOp o) {
+        auto s = shape(o.getInput());
+        int64_t h = o.getNumHeads();
+        return one("rope", {o.getInput(), o.getResult()},
+                   {s[0], s[1], h, s[2] / h, o.getInverse() ? 1 : 0},
+                   {o.getTheta().convertToDouble()});
+      })
+      .Case([&](AttentionOp o) {
+        auto s = shape(o.getQ());
+        return one("attention_fwd",
+                   {o.getQ(), o.getK(), o.getV(), o.getResult()},
+                   {s[0], s[1], (int64_t)o.getNumHeads(), (int64_t)o.getNumKvHeads(),
+                    o.getHeadDim(), o.getCausal() ? 1 : 0},
+                   {o.getEffectiveScale()});
+      })
+      .Case([&](AttentionGradOp o) {
+        auto s = shape(o.getQ());
+        int64_t d = s[2] / o.getNumHeads();
+        double scale = o.getScaleAttr()
+                           ? o.getScaleAttr().getValueAsDouble()
+                           : 1.0 / std::sqrt(static_cast<double>(d));
+        return one("attention_bwd",
+                   {o.getQ(), o.getK(), o.getV(), o.getDout(), o.getDq(),
+                    o.getDk(), o.getDv()},
+                   {s[0], s[1], (int64_t)o.getNumHeads(), (int64_t)o.getNumKvHeads(), d,
+                    o.getCausal() ? 1 : 0},
+                   {scale});
+      })
+      .Case([&](GeluOp o) {
+        return one("gelu_fwd", {o.getInput(), o.getResult()},
+                   {numElements(o.getInput())});
+      })
+      .Case([&](SiluOp o) {
+        return one("silu_fwd", {o.getInput(), o.getResult()},
+                   {numElements(o.getInput())});
+      })
+      .Case([&](GeluGradOp o) {
+        return one("gelu_bwd", {o.getInput(), o.getDy(), o.getResult()},
+                   {numElements(o.getInput())});
+      })
+      .Case([&](SiluGradOp o) {
+        return one("silu_bwd", {o.getInput(), o.getDy(), o.getResult()},
+                   {numElements(o.getInput())});
+      })
+      .Case([&](CrossEntropyOp o) {
+        return one("cross_entropy_fwd",
+                   {o.getLogits(), o.getTargets(), o.getResult()},
+                   {rows(o.getLogits()), lastDim(o.getLogits())});
+      })
+      .Case([&](CrossEntropyGradOp o) {
+        return one("cross_entropy_bwd",
+                   {o.getLogits(), o.getTargets(), o.getResult()},
+                   {rows(o.getLogits()), lastDim(o.getLogits())});
+      })
+      .Case([&](EmbeddingGradOp o) {
+        auto t = shape(o.getResult());
+        return one("embedding_bwd", {o.getIds(), o.getDout(), o.getResult()},
+                   {numElements(o.getIds()), t[0], t[1]});
+      })
+      .Case([&](PositionEmbeddingGradOp o) {
+        auto t = shape(o.getResult());
+        return one("position_embedding_bwd", {o.getDout(), o.getResult()},
+                   {shape(o.getDout())[0], t[0], t[1]});
+      })
+      .Case([&](LayerNormGradOp o) {
+        return one("layer_norm_bwd",
+                   {o.getInput(), o.getWeight(), o.getDy(), o.getDInput(),
+                    o.getDWeight(), o.getDBias()},
+                   {rows(o.getInput()), lastDim(o.getInput())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](RMSNormGradOp o) {
+        return one("rms_norm_bwd",
+                   {o.getInput(), o.getWeight(), o.getDy(), o.getDInput(),
+                    o.getDWeight()},
+                   {rows(o.getInput()), lastDim(o.getInput())},
+                   {o.getEpsilon().convertToDouble()});
+      })
+      .Case([&](LinearWeightGradOp o) {
+        return one("linear_bwd_weight", {o.getInput(), o.getDy(), o.getResult()},
+                   {rows(o.getInput()), lastDim(o.getInput()),
+                    lastDim(o.getDy()), o.getTransposeWeight() ? 1 : 0});
+      })
+      .Case([&](SumLeadingOp o) {
+        int64_t out = numElements(o.getResult());
+        return one("sum_rows", {o.getInput(), o.getResult()},
+                   {numElements(o.getInput()) / out, out});
+      })
+      .Case([&](GlobalNormOp o) {
+        SmallVector<Value> operands = {o.getResult()};
+        llvm::append_range(operands, o.getInputs());
+        return one("global_norm", operands, {});
+      })
+      .Case([&](ClipScaleOp o) {
+        return one("clip_scale", {o.getNorm(), o.getMaxNorm(), o.getResult()},
+                   {});
+      })
+      .Case([&](AdamWOp o) {
+        return one("adamw",
+                   {o.getParam(), o.getGrad(), o.getM(), o.getV(), o.getLr(),
+                    o.getStep(), o.getWeightDecay(), o.getGradScale()},
+                   {numElements(o.getParam()), o.getDecay() ? 1 : 0},
+                   {o.getBeta1().convertToDouble(),
+                    o.getBeta2().convertToDouble(),
+                    o.getEps().convertToDouble()});
+      })
+      .Default([&](Operation *other) {
+        return other->emitOpError() << "llm-lower-to-rt: no kernel for this op";
+      });
+}
+
+/// Kernels that may write their result over an operand that dies at the op
+/// (operand index), elementwise with the same index mapping.
+static std::optional<unsigned> inPlaceOperand(Operation *op) {
+  if (isa<AddOp, MulOp>(op))
+    return 0; // lhs (full shape; rhs may be broadcast)
+  if (isa<GeluGradOp, SiluGradOp>(op))
+    return 1; // dy
+  return std::nullopt;
+}
+
+LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
+                                      int64_t &tempBytes) {
+  Block &body = fn.getBody().front();
+  // Op indices and live ranges.
+  DenseMap<Operation *, int64_t> index;
+  int64_t n = 0;
+  for (Operation &op : body)
+    index[&op] = n++;
+  auto lastUse = [&](Value v) {
+    int64_t last = -1;
+    for (Operation *user : v.getUsers())
+      last = std::max(last, index.lookup(user));
+    return last;
+  };
+
+  // Storage of every temporary; in-place results share their operand's.
+  std::vector<Storage> storages;
+  DenseMap<Value, int> storageOf;
+  for (Operation &op : body.without_terminator()) {
+    int64_t i = index[&op];
+    for (Value r : op.getResults()) {
+      if (fixedOf.count(r))
+        continue;
+      auto type = dyn_cast<RankedTensorType>(r.getType());
+      if (!type || !type.hasStaticShape())
+        return op.emitOpError() << "llm-lower-to-rt: result is not a "
+                                   "statically shaped tensor";
+      if (!type.getElementType().isF32() && !type.getElementType().isInteger())
+        return op.emitOpError()
+               << "llm-lower-to-rt: the CPU runtime computes in f32, got "
+               << type;
+      int64_t end = std::max(lastUse(r), i);
+      if (auto k = inPlaceOperand(&op); k && op.getNumResults() == 1) {
+        Value src = op.getOperand(*k);
+        auto it = storageOf.find(src);
+        if (it != storageOf.end() && lastUse(src) == i &&
+            src.getType() == r.getType()) {
+          storageOf[r] = it->second;
+          storages[it->second].end = std::max(storages[it->second].end, end);
+          continue;
+        }
+      }
+      storageOf[r] = storages.size();
+      storages.push_back(Storage{alignUp(bytesOf(type)), i, end, -1});
+    }
+  }
+
+  // Pack: largest first, lowest offset free of every placed storage whose
+  // live range overlaps.
+  std::vector<int> order(storages.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  llvm::stable_sort(order, [&](int a, int c) {
+    return storages[a].bytes > storages[c].bytes;
+  });
+  std::vector<int> placed;
+  tempBytes = 0;
+  for (int s : order) {
+    Storage &st = storages[s];
+    SmallVector<std::pair<int64_t, int64_t>> busy;
+    for (int p : placed) {
+      const Storage &o = storages[p];
+      if (o.start <= st.end && st.start <= o.end)
+        busy.push_back({o.offset, o.offset + o.bytes});
+    }
+    llvm::sort(busy);
+    int64_t offset = 0;
+    for (auto [lo, hi] : busy) {
+      if (offset + st.bytes <= lo)
+        break;
+      offset = std::max(offset, hi);
+    }
+    st.offset = offset;
+    tempBytes = std::max(tempBytes, offset + st.bytes);
+    placed.push_back(s);
+  }
+
+  // Emit the llmrt function.
+  b.setInsertionPointToEnd(module.getBody());
+  auto newFn = func::FuncOp::create(b, fn.getLoc(), newName,
+                                    b.getFunctionType({}, {}));
+  Block *entry = newFn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  DenseMap<Value, Value> views;
+  DenseMap<int, Value> fixedViews;
+  auto memrefOf = [](Value v) {
+    auto t = cast<ShapedType>(v.getType());
+    return MemRefType::get(t.getShape(), t.getElementType());
+  };
+  auto viewOf = [&](Value v) -> Value {
+    if (Value existing = views.lookup(v))
+      return existing;
+    Value view;
+    if (auto it = fixedOf.find(v); it != fixedOf.end()) {
+      const FixedBuffer &f = fixed[it->second];
+      Value &slot = fixedViews[it->second];
+      if (!slot) {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(entry);
+        auto op = mlir::llmrt::BufferOp::create(
+            b, fn.getLoc(), MemRefType::get(f.type.getShape(), f.type.getElementType()),
+            f.name, f.role, f.offset, f.init, f.initStd);
+        slot = op.getResult();
+      }
+      view = slot;
+    } else {
+      const Storage &st = storages[storageOf.lookup(v)];
+      view = mlir::llmrt::BufferOp::create(b, fn.getLoc(), memrefOf(v), "", "temp",
+                                     persistentBytes + st.offset, StringAttr(),
+                                     FloatAttr());
+    }
+    views[v] = view;
+    return view;
+  };
+  for (Operation &op : body.without_terminator()) {
+    SmallVector<Call> calls;
+    if (failed(selectKernels(&op, calls)))
+      return failure();
+    for (Call &c : calls) {
+      SmallVector<Value> operands;
+      for (Value v : c.operands)
+        operands.push_back(viewOf(v));
+      mlir::llmrt::KernelOp::create(b, op.getLoc(), c.kernel, operands,
+                              b.getDenseI64ArrayAttr(c.ints),
+                              b.getDenseF64ArrayAttr(c.floats));
+    }
+  }
+  func::ReturnOp::create(b, fn.getLoc());
+  return success();
+}
+
+/// The model's config and stats, for the runtime's logs and checkpoints.
+static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
+                                    const ModelStats &stats, Builder &b) {
+  SmallVector<NamedAttribute> entries;
+  if (auto cfg = module->getAttrOfType<DictionaryAttr>("llm.config"))
+    entries.push_back(b.getNamedAttr("config", cfg));
+  entries.push_back(b.getNamedAttr("params", b.getI64IntegerAttr(stats.params)));
+  entries.push_back(
+      b.getNamedAttr("flops_per_step", b.getI64IntegerAttr(stats.flopsPerStep)));
+  entries.push_back(b.getNamedAttr("tokens_per_step",
+                                   b.getI64IntegerAttr(stats.tokensPerStep)));
+  return b.getDictionaryAttr(entries);
+}
+
+LogicalResult Lowering::run() {
+  FailureOr<func::FuncOp> model = getModelFunction(module);
+  if (failed(model))
+    return failure();
+  auto train = dyn_cast_or_null<func::FuncOp>(
+      SymbolTable::lookupSymbolIn(module, "train_step"));
+  if (!train || !train->hasAttr(kTrainStepAttr))
+    return module.emitError() << "llm-lower-to-rt: no @train_step; run "
+                                 "llm-autodiff and llm-optimizer first";
+  bool hasUpdates = false;
+  for (unsigned i = 0, e = train.getNumResults(); i < e; ++i)
+    hasUpdates |= static_cast<bool>(train.getResultAttr(i, kUpdateAttr));
+  if (!hasUpdates)
+    return train.emitError() << "llm-lower-to-rt: @train_step updates no "
+                                "parameter; run llm-optimizer first";
+  FailureOr<ModelStats> stats = computeModelStats(*model);
+  if (failed(stats))
+    return failure();
+  if (failed(collectPersistent(train, *model)))
+    return failure();
+
+  int64_t trainTemps = 0, evalTemps = 0;
+  if (failed(lowerFunction(train, "train", trainTemps)) ||
+      failed(lowerFunction(*model, "eval", evalTemps)))
+    return failure();
+  int64_t arena = persistentBytes + std::max(trainTemps, evalTemps);
+  Builder attrs(module.getContext());
+  module->setAttr("llmrt.metadata",
+                  buildMetadata(module, *model, *stats, attrs));
+  module->setAttr("llmrt.arena_bytes", attrs.getI64IntegerAttr(arena));
+  module->setAttr("llmrt.persistent_bytes",
+                  attrs.getI64IntegerAttr(persistentBytes));
+  train.erase();
+  model->erase();
+  return success();
+}
+
+namespace {
+struct LowerToRTPass : public llm::impl::LowerToRTBase<LowerToRTPass> {
+  void runOnOperation() override {
+    Lowering lowering(getOperation());
+    if (failed(lowering.run()))
+      signalPassFailure();
+  }
+};
+} // namespace

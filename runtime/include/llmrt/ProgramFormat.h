@@ -1,0 +1,263 @@
+//===- ProgramFormat.h - the serialized runtime program -----------*- C++ -*-===//
+//
+// The one interface between the compiler and the runtime (IREE style): a
+// versioned binary program. The compiler writes it (lib/Target) with
+// ProgramWriter below; the runtime reads and validates it (Program.h). This
+// header is plain C++17 with no dependency, so both sides include it.
+//
+// Layout (little-endian):
+//   header  : magic "LLMRTPG\0" (8 bytes), u32 version, u32 reserved (0),
+//             u64 payload size, u64 FNV-1a-64 checksum of the payload
+//   payload : str metadata (JSON: model config, stats, optimizer settings)
+//             u64 arena bytes
+//             u32 #buffers, each:
+//               str name, u8 role (BufferRole), u8 element (ElemType),
+//               u8 rank, i64 dims[rank], u64 arena offset, u64 bytes,
+//               u8 init (InitKind), f64 init std
+//             u32 #functions, each:
+//               str name, u32 #instructions, each:
+//                 u16 opcode, u16 #operands, u32 operands[] (buffer ids),
+//                 u16 #ints, i64 ints[], u16 #floats, f64 floats[]
+//   str = u32 length + bytes.
+//
+// Functions: "train" (forward, backward, optimizer) and "eval" (forward and
+// loss). Buffers are arena views; params, optimizer state, inputs and outputs
+// live in a persistent region, temporaries in a region the compiler packed
+// from liveness. The arena size is the compile-time peak.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLMRT_PROGRAMFORMAT_H
+#define LLMRT_PROGRAMFORMAT_H
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace llmrt {
+
+inline constexpr char kProgramMagic[8] = {'L', 'L', 'M', 'R', 'T', 'P', 'G', '\0'};
+inline constexpr uint32_t kProgramVersion = 1;
+inline constexpr uint64_t kArenaAlignment = 64;
+
+/// Trailer appended to an executable that embeds a program:
+/// [program bytes][u64 program offset][u64 program size]["LLMRTEXE"].
+inline constexpr char kExeTrailerMagic[8] = {'L', 'L', 'M', 'R', 'T', 'E', 'X', 'E'};
+
+enum class BufferRole : uint8_t {
+  Param = 0,  ///< a model parameter (name: Hugging Face name)
+  AdamM = 1,  ///< AdamW first moment of the parameter `name`
+  AdamV = 2,  ///< AdamW second moment of the parameter `name`
+  Input = 3,  ///< tokens, targets, lr, step, weight_decay, grad_clip
+  Output = 4, ///< loss, grad_norm, eval_loss
+  Temp = 5,   ///< an intermediate of one function
+};
+
+enum class ElemType : uint8_t { F32 = 0, BF16 = 1, F16 = 2, I32 = 3, I64 = 4 };
+
+inline int elemBytes(ElemType t) {
+  switch (t) {
+  case ElemType::F32: return 4;
+  case ElemType::BF16: return 2;
+  case ElemType::F16: return 2;
+  case ElemType::I32: return 4;
+  case ElemType::I64: return 8;
+  }
+  return 0;
+}
+
+/// Default initialization of a parameter (GPT-2's scheme, chosen by the
+/// importer): normal(0, std), zeros or ones.
+enum class InitKind : uint8_t { None = 0, Normal = 1, Zeros = 2, Ones = 3 };
+
+/// Instructions. Operands are buffer ids; the operand, int and float lists
+/// of each opcode are given as [operands] {ints} (floats), and every kernel is
+/// the function of the same name in CpuKernels.h.
+enum class Opcode : uint16_t {
+  EmbeddingFwd = 1,         ///< [ids, table, out] {n, C}
+  EmbeddingBwd = 2,         ///< [ids, dout, dtable] {n, V, C}
+  PositionEmbeddingFwd = 3, ///< [table, out] {S, C}
+  PositionEmbeddingBwd = 4, ///< [dout, dtable] {S, P, C}
+  LayerNormFwd = 5,         ///< [x, w, b, y] {rows, C} (eps)
+  LayerNormBwd = 6,         ///< [x, w, dy, dx, dw, db] {rows, C} (eps)
+  RMSNormFwd = 7,           ///< [x, w, y] {rows, C} (eps)
+  RMSNormBwd = 8,           ///< [x, w, dy, dx, dw] {rows, C} (eps)
+  LinearFwd = 9,            ///< [x, w, y] or [x, w, bias, y] {rows, in, out, transW}
+  LinearBwdWeight = 10,     ///< [x, dy, dw] {rows, in, out, transW}
+  SumRows = 11,             ///< [dy, db] {rows, C}
+  CopyColumns = 12,         ///< [src, dst] {srcCols, srcOff, dstCols, dstOff, width, rows}
+  Rope = 13,                ///< [x, y] {B, S, H, D, inverse} (theta)
+  AttentionFwd = 14,        ///< [q, k, v, out] {B, S, Hq, Hkv, D, causal} (scale)
+  AttentionBwd = 15,        ///< [q, k, v, dout, dq, dk, dv] {B, S, Hq, Hkv, D, causal} (scale)
+  GeluFwd = 16,             ///< [x, y] {n}
+  GeluBwd = 17,             ///< [x, dy, dx] {n}
+  SiluFwd = 18,             ///< [x, y] {n}
+  SiluBwd = 19,             ///< [x, dy, dx] {n}
+  Add = 20,                 ///< [a, b, y] {n, nb}
+  Mul = 21,                 ///< [a, b, y] {n, nb}
+  CrossEntropyFwd = 22,     ///< [logits, targets, loss] {rows, V}
+  CrossEntropyBwd = 23,     ///< [logits, targets, dlogits] {rows, V}
+  GlobalNorm = 24,          ///< [out, g0, g1, ...] {}: out = sqrt(sum of squares)
+  ClipScale = 25,           ///< [norm, max_norm, out] {}
+  AdamW = 26,               ///< [p, g, m, v, lr, step, wd, scale] {n, decay} (beta1, beta2, eps)
+};
+
+struct OpcodeInfo {
+  Opcode opcode;
+  const char *name;
+  int minOperands, maxOperands; ///< maxOperands < 0: unbounded
+  int ints, floats;
+};
+
+/// The table both sides validate against.
+inline const OpcodeInfo *opcodeInfo(uint16_t op) {
+  static const OpcodeInfo table[] = {
+      {Opcode::EmbeddingFwd, "embedding_fwd", 3, 3, 2, 0},
+      {Opcode::EmbeddingBwd, "embedding_bwd", 3, 3, 3, 0},
+      {Opcode::PositionEmbeddingFwd, "position_embedding_fwd", 2, 2, 2, 0},
+      {Opcode::PositionEmbeddingBwd, "position_embedding_bwd", 2, 2, 3, 0},
+      {Opcode::LayerNormFwd, "layer_norm_fwd", 4, 4, 2, 1},
+      {Opcode::LayerNormBwd, "layer_norm_bwd", 6, 6, 2, 1},
+      {Opcode::RMSNormFwd, "rms_norm_fwd", 3, 3, 2, 1},
+      {Opcode::RMSNormBwd, "rms_norm_bwd", 5, 5, 2, 1},
+      {Opcode::LinearFwd, "linear_fwd", 3, 4, 4, 0},
+      {Opcode::LinearBwdWeight, "linear_bwd_weight", 3, 3, 4, 0},
+      {Opcode::SumRows, "sum_rows", 2, 2, 2, 0},
+      {Opcode::CopyColumns, "copy_columns", 2, 2, 6, 0},
+      {Opcode::Rope, "rope", 2, 2, 5, 1},
+      {Opcode::AttentionFwd, "attention_fwd", 4, 4, 6, 1},
+      {Opcode::AttentionBwd, "attention_bwd", 7, 7, 6, 1},
+      {Opcode::GeluFwd, "gelu_fwd", 2, 2, 1, 0},
+      {Opcode::GeluBwd, "gelu_bwd", 3, 3, 1, 0},
+      {Opcode::SiluFwd, "silu_fwd", 2, 2, 1, 0},
+      {Opcode::SiluBwd, "silu_bwd", 3, 3, 1, 0},
+      {Opcode::Add, "add", 3, 3, 2, 0},
+      {Opcode::Mul, "mul", 3, 3, 2, 0},
+      {Opcode::CrossEntropyFwd, "cross_entropy_fwd", 3, 3, 2, 0},
+      {Opcode::CrossEntropyBwd, "cross_entropy_bwd", 3, 3, 2, 0},
+      {Opcode::GlobalNorm, "global_norm", 2, -1, 0, 0},
+      {Opcode::ClipScale, "clip_scale", 3, 3, 0, 0},
+      {Opcode::AdamW, "adamw", 8, 8, 2, 3},
+  };
+  for (const OpcodeInfo &info : table)
+    if (static_cast<uint16_t>(info.opcode) == op)
+      return &info;
+  return nullptr;
+}
+
+inline const OpcodeInfo *opcodeInfoByName(const std::string &name) {
+  for (uint16_t op = 1; op < 64; ++op)
+    if (const OpcodeInfo *info = opcodeInfo(op))
+      if (name == info->name)
+        return info;
+  return nullptr;
+}
+
+/// FNV-1a, 64 bit.
+inline uint64_t fnv1a64(const uint8_t *data, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= data[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+struct BufferDesc {
+  std::string name;
+  BufferRole role = BufferRole::Temp;
+  ElemType elem = ElemType::F32;
+  std::vector<int64_t> dims;
+  uint64_t offset = 0, bytes = 0;
+  InitKind init = InitKind::None;
+  double initStd = 0;
+};
+
+struct Instruction {
+  uint16_t opcode = 0;
+  std::vector<uint32_t> operands;
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+};
+
+struct FunctionDesc {
+  std::string name;
+  std::vector<Instruction> instructions;
+};
+
+struct ProgramDesc {
+  std::string metadata; ///< JSON
+  uint64_t arenaBytes = 0;
+  std::vector<BufferDesc> buffers;
+  std::vector<FunctionDesc> functions;
+};
+
+/// Serializes `program` (header + payload).
+inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
+  std::vector<uint8_t> p;
+  auto raw = [&](const void *data, size_t n) {
+    const uint8_t *b = static_cast<const uint8_t *>(data);
+    p.insert(p.end(), b, b + n);
+  };
+  auto u8 = [&](uint8_t v) { p.push_back(v); };
+  auto le = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i)
+      p.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  auto f64 = [&](double d) {
+    uint64_t u;
+    std::memcpy(&u, &d, 8);
+    le(u, 8);
+  };
+  auto str = [&](const std::string &s) {
+    le(s.size(), 4);
+    raw(s.data(), s.size());
+  };
+  str(program.metadata);
+  le(program.arenaBytes, 8);
+  le(program.buffers.size(), 4);
+  for (const BufferDesc &b : program.buffers) {
+    str(b.name);
+    u8(static_cast<uint8_t>(b.role));
+    u8(static_cast<uint8_t>(b.elem));
+    u8(static_cast<uint8_t>(b.dims.size()));
+    for (int64_t d : b.dims)
+      le(static_cast<uint64_t>(d), 8);
+    le(b.offset, 8);
+    le(b.bytes, 8);
+    u8(static_cast<uint8_t>(b.init));
+    f64(b.initStd);
+  }
+  le(program.functions.size(), 4);
+  for (const FunctionDesc &f : program.functions) {
+    str(f.name);
+    le(f.instructions.size(), 4);
+    for (const Instruction &inst : f.instructions) {
+      le(inst.opcode, 2);
+      le(inst.operands.size(), 2);
+      for (uint32_t o : inst.operands)
+        le(o, 4);
+      le(inst.ints.size(), 2);
+      for (int64_t i : inst.ints)
+        le(static_cast<uint64_t>(i), 8);
+      le(inst.floats.size(), 2);
+      for (double d : inst.floats)
+        f64(d);
+    }
+  }
+  std::vector<uint8_t> out(kProgramMagic, kProgramMagic + 8);
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i)
+      out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put(kProgramVersion, 4);
+  put(0, 4);
+  put(p.size(), 8);
+  put(fnv1a64(p.data(), p.size()), 8);
+  out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+} // namespace llmrt
+
+#endif // LLMRT_PROGRAMFORMAT_H
