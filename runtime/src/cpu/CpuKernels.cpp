@@ -44,6 +44,9 @@ namespace {
 /// cost of waking a team exceeds the work.
 constexpr int64_t kParallelGrain = 1 << 14;
 
+/// Whether `work` elements of work are worth a parallel region.
+constexpr bool worthThreads(int64_t work) { return work >= 2 * kParallelGrain; }
+
 /// Row blocks of the scalar reductions; fixed, so that the result does not
 /// depend on the number of threads.
 constexpr int64_t kSumBlocks = 64;
@@ -138,14 +141,14 @@ private:
 template <typename F> void parallelRanges(int64_t n, F fn) {
   if (n <= 0)
     return;
-  int64_t parts =
-      std::min<int64_t>(availableThreads(), (n + kParallelGrain - 1) /
-                                                kParallelGrain);
+  int64_t parts = std::min<int64_t>(availableThreads(),
+                                    (n + kParallelGrain - 1) / kParallelGrain);
   if (parts <= 1) {
     fn(int64_t(0), n);
     return;
   }
-#pragma omp parallel num_threads(static_cast<int>(parts))
+  const int team = static_cast<int>(parts);
+#pragma omp parallel num_threads(team)
   {
     int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     fn(n * t / nt, n * (t + 1) / nt);
@@ -162,8 +165,8 @@ double deterministicSum(int64_t n, int64_t workPerItem, F f) {
     return 0.0;
   double partial[kSumBlocks];
   const int64_t blocks = std::min(n, kSumBlocks);
-#pragma omp parallel for schedule(static)                                     \
-    if (blocks > 1 && n * workPerItem >= 2 * kParallelGrain)
+  const bool par = blocks > 1 && worthThreads(n * workPerItem);
+#pragma omp parallel for schedule(static) if (par)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     double s = 0.0;
     for (int64_t i = n * blk / blocks, e = n * (blk + 1) / blocks; i < e; ++i)
@@ -177,25 +180,28 @@ double deterministicSum(int64_t n, int64_t workPerItem, F f) {
 }
 
 /// Column chunk for the column-parallel row reductions: about two chunks
-/// per thread, a multiple of 8, at most kMaxColChunk. Only the speed depends
-/// on it; every column is summed over the rows in order.
+/// per thread, a multiple of 16 elements (whole cache lines, so threads do
+/// not share lines of the rows they write), at most kMaxColChunk. Only the
+/// speed depends on it; every column is summed over the rows in order.
 int64_t columnChunk(int64_t C) {
   int64_t nt = availableThreads();
   int64_t chunk = (C + 2 * nt - 1) / (2 * nt);
-  chunk = (chunk + 7) / 8 * 8;
-  return std::clamp<int64_t>(chunk, 8, kMaxColChunk);
+  chunk = (chunk + 15) / 16 * 16;
+  return std::clamp<int64_t>(chunk, 16, kMaxColChunk);
 }
 
-/// acc[j] (j < width) = sum over rows r in order of f(r, j) for a chunk of
-/// columns, in double; then done(acc) stores it. Chunks run in parallel.
+/// For each chunk of columns [c0, c0 + width) (chunks in parallel): zeroes
+/// a double accumulator acc[0, width), calls f(r, c0, width, acc) for every
+/// row r in order to add that row's contribution, then done(c0, width, acc)
+/// to store the sums.
 template <typename F, typename Done>
 void columnReduce(int64_t rows, int64_t C, F f, Done done) {
   if (C <= 0)
     return;
   const int64_t chunk = columnChunk(C);
   const int64_t chunks = (C + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)                                     \
-    if (chunks > 1 && rows * C >= 2 * kParallelGrain)
+  const bool par = chunks > 1 && worthThreads(rows * C);
+#pragma omp parallel for schedule(static) if (par)
   for (int64_t ci = 0; ci < chunks; ++ci) {
     const int64_t c0 = ci * chunk, width = std::min(chunk, C - c0);
     double acc[kMaxColChunk];
@@ -238,7 +244,7 @@ void setThreads(int n) {
 template <typename T>
 void embeddingFwd(const int32_t *ids, const T *table, T *out, int64_t n,
                   int64_t C) {
-#pragma omp parallel for schedule(static) if (n * C >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(n * C))
   for (int64_t t = 0; t < n; ++t)
     std::memcpy(out + t * C, table + int64_t(ids[t]) * C, sizeof(T) * C);
 }
@@ -252,8 +258,8 @@ void embeddingBwd(const int32_t *ids, const T *dout, T *dtable, int64_t n,
   // tokens in order: repeated ids sum deterministically, without races.
   const int64_t chunk = columnChunk(C);
   const int64_t chunks = (C + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)                                     \
-    if (chunks > 1 && (n + V) * C >= 2 * kParallelGrain)
+  const bool par = chunks > 1 && worthThreads((n + V) * C);
+#pragma omp parallel for schedule(static) if (par)
   for (int64_t ci = 0; ci < chunks; ++ci) {
     const int64_t c0 = ci * chunk, width = std::min(chunk, C - c0);
     for (int64_t r = 0; r < V; ++r)
@@ -287,11 +293,8 @@ void positionEmbeddingBwd(const T *dout, T *dtable, int64_t S, int64_t P,
 namespace {
 
 /// Mean and 1 / sqrt(biased variance + eps) of x[0, C), two-pass in double.
-void meanRstd(const float *x, int64_t C, double eps, double &mean,
-              double &rstd);
 template <typename T>
-void meanRstdT(const T *x, int64_t C, double eps, double &mean,
-               double &rstd) {
+void meanRstd(const T *x, int64_t C, double eps, double &mean, double &rstd) {
   double s = 0.0;
   for (int64_t j = 0; j < C; ++j)
     s += x[j];
@@ -317,12 +320,12 @@ template <typename T> double rmsRstd(const T *x, int64_t C, double eps) {
 template <typename T>
 void layerNormFwd(const T *x, const T *w, const T *b, T *y, int64_t rows,
                   int64_t C, double eps) {
-#pragma omp parallel for schedule(static) if (rows * C >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r) {
     const T *xr = x + r * C;
     T *yr = y + r * C;
     double mean, rstd;
-    meanRstdT(xr, C, eps, mean, rstd);
+    meanRstd(xr, C, eps, mean, rstd);
     for (int64_t j = 0; j < C; ++j)
       yr[j] = static_cast<T>((xr[j] - mean) * rstd * w[j] + b[j]);
   }
@@ -333,16 +336,11 @@ void layerNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw, T *db,
                   int64_t rows, int64_t C, double eps) {
   // Row statistics first, then dw / db, then dx: dx may alias dy or x.
   std::vector<double> stats(2 * std::max<int64_t>(rows, 0));
-#pragma omp parallel for schedule(static) if (rows * C >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r)
-    meanRstdT(x + r * C, C, eps, stats[2 * r], stats[2 * r + 1]);
+    meanRstd(x + r * C, C, eps, stats[2 * r], stats[2 * r + 1]);
 
-  // dw[c] = sum_r dy xhat, db[c] = sum_r dy; both halves of acc used.
-  const int64_t half = kMaxColChunk / 2;
-  for (int64_t c0 = 0; c0 < C; c0 += half) {
-    const int64_t cw = std::min(half, C - c0);
-    (void)cw;
-  }
+  // dw[c] = sum_r dy xhat, db[c] = sum_r dy.
   columnReduce(
       rows, C,
       [&](int64_t r, int64_t c0, int64_t width, double *acc) {
@@ -357,7 +355,7 @@ void layerNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw, T *db,
       });
   sumRows(dy, db, rows, C);
 
-#pragma omp parallel for schedule(static) if (rows * C >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r) {
     const T *xr = x + r * C, *dyr = dy + r * C;
     T *dxr = dx + r * C;
@@ -380,7 +378,7 @@ void layerNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw, T *db,
 template <typename T>
 void rmsNormFwd(const T *x, const T *w, T *y, int64_t rows, int64_t C,
                 double eps) {
-#pragma omp parallel for schedule(static) if (rows * C >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r) {
     const T *xr = x + r * C;
     T *yr = y + r * C;
@@ -391,11 +389,11 @@ void rmsNormFwd(const T *x, const T *w, T *y, int64_t rows, int64_t C,
 }
 
 template <typename T>
-void rmsNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw,
-                int64_t rows, int64_t C, double eps) {
+void rmsNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw, int64_t rows,
+                int64_t C, double eps) {
   // As layerNormBwd: statistics, dw, then dx (which may alias dy or x).
   std::vector<double> rstds(std::max<int64_t>(rows, 0));
-#pragma omp parallel for schedule(static) if (rows * C >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r)
     rstds[r] = rmsRstd(x + r * C, C, eps);
 
@@ -412,7 +410,7 @@ void rmsNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw,
           dw[c0 + j] = static_cast<T>(acc[j]);
       });
 
-#pragma omp parallel for schedule(static) if (rows * C >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r) {
     const T *xr = x + r * C, *dyr = dy + r * C;
     T *dxr = dx + r * C;
@@ -423,8 +421,8 @@ void rmsNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw,
       sgx += double(dyr[j]) * w[j] * (xr[j] * rstd);
     const double mgx = sgx / C;
     for (int64_t j = 0; j < C; ++j)
-      dxr[j] = static_cast<T>(
-          rstd * (double(dyr[j]) * w[j] - (xr[j] * rstd) * mgx));
+      dxr[j] =
+          static_cast<T>(rstd * (double(dyr[j]) * w[j] - (xr[j] * rstd) * mgx));
   }
 }
 
@@ -434,11 +432,11 @@ template <typename T>
 void linearFwd(const T *x, const T *w, const T *bias, T *y, int64_t rows,
                int64_t in, int64_t out, bool transW) {
   // y[rows, out] = x[rows, in] · (W [in, out], or Wᵀ of W [out, in]).
-  gemm<T>(false, transW, rows, out, in, T(1), x, in, w, transW ? in : out,
-          T(0), y, out);
+  gemm<T>(false, transW, rows, out, in, T(1), x, in, w, transW ? in : out, T(0),
+          y, out);
   if (!bias)
     return;
-#pragma omp parallel for schedule(static) if (rows * out >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * out))
   for (int64_t r = 0; r < rows; ++r) {
     T *yr = y + r * out;
     for (int64_t j = 0; j < out; ++j)
@@ -483,11 +481,10 @@ void sumRows(const T *dy, T *db, int64_t rows, int64_t C) {
 
 template <typename T>
 void copyColumns(const T *src, int64_t srcCols, int64_t srcOff, T *dst,
-                 int64_t dstCols, int64_t dstOff, int64_t width,
-                 int64_t rows) {
+                 int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows) {
   if (width <= 0)
     return;
-#pragma omp parallel for schedule(static) if (rows * width >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * width))
   for (int64_t r = 0; r < rows; ++r)
     std::memcpy(dst + r * dstCols + dstOff, src + r * srcCols + srcOff,
                 sizeof(T) * width);
@@ -501,7 +498,7 @@ void rope(const T *x, T *y, int64_t B, int64_t S, int64_t H, int64_t D,
   // Angles in T's precision, as Hugging Face computes them in float32
   // (inv_freq = 1 / theta^(2i/D), then position * inv_freq, then cos/sin).
   const int64_t d = D / 2, rowLen = H * D;
-#pragma omp parallel for schedule(static) if (B * S * rowLen >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(B * S * rowLen))
   for (int64_t bs = 0; bs < B * S; ++bs) {
     const T p = static_cast<T>(bs % S);
     const T *xr = x + bs * rowLen;
@@ -536,20 +533,22 @@ int64_t attentionSlotBytes(int64_t S, int elementBytes) {
   return (2 * S * S * elementBytes + 63) / 64 * 64;
 }
 
-/// How to run `pairs` independent (batch, head) items: `team` threads each
-/// taking whole items with single-threaded GEMMs, or (team == 1) one item
-/// at a time with OpenBLAS threads and row-parallel softmax.
-int attentionTeam(int64_t pairs, int64_t slots) {
+/// How to run `pairs` independent (batch, head) items of `workPerPair`
+/// multiply-adds each: `team` threads each taking whole items with
+/// single-threaded GEMMs, or (team == 1) one item at a time with OpenBLAS
+/// threads and row-parallel softmax (too few items to share out, or too
+/// little work to wake a team for).
+int attentionTeam(int64_t pairs, int64_t workPerPair, int64_t slots) {
   const int64_t nt = availableThreads();
-  if (nt <= 1 || 2 * pairs < nt)
+  if (nt <= 1 || 2 * pairs < nt || pairs * workPerPair < 8 * kParallelGrain)
     return 1;
   return static_cast<int>(std::min({nt, slots, pairs}));
 }
 
 /// Fills P[S, S] with softmax(scale · q_h k_gᵀ + mask) for one head.
 template <typename T>
-void attentionProbs(const T *qh, int64_t ldq, const T *kg, int64_t ldkv,
-                    T *P, int64_t S, int64_t D, T scale, bool causal,
+void attentionProbs(const T *qh, int64_t ldq, const T *kg, int64_t ldkv, T *P,
+                    int64_t S, int64_t D, T scale, bool causal,
                     bool rowsParallel) {
   gemm<T>(false, true, S, S, D, scale, qh, ldq, kg, ldkv, T(0), P, S);
 #pragma omp parallel for schedule(static) if (rowsParallel && S >= 64)
@@ -560,9 +559,9 @@ void attentionProbs(const T *qh, int64_t ldq, const T *kg, int64_t ldkv,
 /// Runs body(pair, slot, rowsParallel) for pair in [0, pairs), spreading
 /// whole pairs over threads when there are enough of them.
 template <typename F>
-void forEachPair(int64_t pairs, int64_t slots, char *ws, int64_t slotBytes,
-                 F body) {
-  const int team = attentionTeam(pairs, slots);
+void forEachPair(int64_t pairs, int64_t workPerPair, int64_t slots, char *ws,
+                 int64_t slotBytes, F body) {
+  const int team = attentionTeam(pairs, workPerPair, slots);
   if (team <= 1) {
     for (int64_t pr = 0; pr < pairs; ++pr)
       body(pr, ws, true);
@@ -597,8 +596,9 @@ void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
   assert(Hkv > 0 && Hq % Hkv == 0 && "query heads must group evenly");
   const int64_t group = Hq / Hkv, ldq = Hq * D, ldkv = Hkv * D;
   const int64_t slotBytes = attentionSlotBytes(S, sizeof(T));
-  forEachPair(B * Hq, attentionSlots(B, Hq), static_cast<char *>(workspace),
-              slotBytes, [&](int64_t pr, char *slot, bool rowsParallel) {
+  forEachPair(B * Hq, 2 * S * S * D, attentionSlots(B, Hq),
+              static_cast<char *>(workspace), slotBytes,
+              [&](int64_t pr, char *slot, bool rowsParallel) {
                 const int64_t b = pr / Hq, h = pr % Hq, g = h / group;
                 T *P = reinterpret_cast<T *>(slot);
                 const T *qh = q + b * S * ldq + h * D;
@@ -625,8 +625,9 @@ void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,
   // One (batch, kv head) per item: its query heads accumulate into dk_g and
   // dv_g in head order on one thread.
   forEachPair(
-      B * Hkv, attentionSlots(B, Hq), static_cast<char *>(workspace),
-      slotBytes, [&](int64_t pr, char *slot, bool rowsParallel) {
+      B * Hkv, 4 * group * S * S * D, attentionSlots(B, Hq),
+      static_cast<char *>(workspace), slotBytes,
+      [&](int64_t pr, char *slot, bool rowsParallel) {
         const int64_t b = pr / Hkv, g = pr % Hkv;
         T *P = reinterpret_cast<T *>(slot);
         T *dS = P + S * S;
@@ -642,24 +643,21 @@ void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,
           const T *qh = q + b * S * ldq + h * D;
           const T *doh = dout + b * S * ldq + h * D;
           T *dqh = dq + b * S * ldq + h * D;
-          attentionProbs(qh, ldq, kg, ldkv, P, S, D, sc, causal,
-                         rowsParallel);
+          attentionProbs(qh, ldq, kg, ldkv, P, S, D, sc, causal, rowsParallel);
           // dV_g += Pᵀ dO_h.
-          gemm<T>(true, false, S, D, S, T(1), P, S, doh, ldq, T(1), dvg,
-                  ldkv);
-          // dP = dO_h V_gᵀ.
-          gemm<T>(false, true, S, S, D, T(1), doh, ldq, vg, ldkv, T(0), dS,
-                  S);
-          // dS = P ∘ (dP − rowsum(dP ∘ P)); masked entries have P = 0.
+          gemm<T>(true, false, S, D, S, T(1), P, S, doh, ldq, T(1), dvg, ldkv);
+          // dP = dO_h V_gᵀ, then in place dS = P ∘ (dP − rowsum(dP ∘ P));
+          // masked entries have P = 0, hence dS = 0.
+          gemm<T>(false, true, S, S, D, T(1), doh, ldq, vg, ldkv, T(0), dS, S);
 #pragma omp parallel for schedule(static) if (rowsParallel && S >= 64)
           for (int64_t i = 0; i < S; ++i) {
-            const T *pr = P + i * S;
-            T *dr = dS + i * S;
+            const T *prow = P + i * S;
+            T *drow = dS + i * S;
             double dot = 0.0;
             for (int64_t j = 0; j < S; ++j)
-              dot += double(dr[j]) * pr[j];
+              dot += double(drow[j]) * prow[j];
             for (int64_t j = 0; j < S; ++j)
-              dr[j] = static_cast<T>(pr[j] * (dr[j] - dot));
+              drow[j] = static_cast<T>(prow[j] * (drow[j] - dot));
           }
           // dQ_h = scale · dS K_g;  dK_g += scale · dSᵀ Q_h.
           gemm<T>(false, false, S, D, S, sc, dS, S, kg, ldkv, T(0), dqh, ldq);
@@ -681,7 +679,8 @@ template <typename T> void geluFwd(const T *x, T *y, int64_t n) {
   parallelRanges(n, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const T xi = x[i];
-      y[i] = T(0.5) * xi * (T(1) + std::tanh(beta * (xi + kappa * xi * xi * xi)));
+      y[i] =
+          T(0.5) * xi * (T(1) + std::tanh(beta * (xi + kappa * xi * xi * xi)));
     }
   });
 }
@@ -695,7 +694,8 @@ template <typename T> void geluBwd(const T *x, const T *dy, T *dx, int64_t n) {
       const T t = std::tanh(beta * (xi + kappa * x2 * xi));
       const T left = T(0.5) * xi, right = T(1) + t;
       const T dLeft = T(0.5) * right;
-      const T dRight = left * (T(1) - t * t) * beta * (T(1) + T(3) * kappa * x2);
+      const T dRight =
+          left * (T(1) - t * t) * beta * (T(1) + T(3) * kappa * x2);
       dx[i] = dy[i] * (dLeft + dRight);
     }
   });
@@ -790,7 +790,7 @@ void crossEntropyBwd(const T *logits, const int32_t *targets, T dloss,
   if (rows <= 0)
     return;
   const double g = double(dloss) / rows;
-#pragma omp parallel for schedule(static) if (rows * V >= 2 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (worthThreads(rows * V))
   for (int64_t r = 0; r < rows; ++r) {
     const T *row = logits + r * V;
     T *drow = dlogits + r * V;
@@ -812,9 +812,9 @@ template <typename T> double sumSquares(const T *x, int64_t n) {
 }
 
 template <typename T>
-void adamw(T *p, const T *grad, T *m, T *v, int64_t n, double lr,
-           double beta1, double beta2, double eps, double weightDecay,
-           int64_t step, double gradScale) {
+void adamw(T *p, const T *grad, T *m, T *v, int64_t n, double lr, double beta1,
+           double beta2, double eps, double weightDecay, int64_t step,
+           double gradScale) {
   // Scalars as PyTorch forms them (Python doubles, cast to T by the tensor
   // ops); the per-element arithmetic in T and in PyTorch's order. The first
   // moment uses lerp (exp_avg.lerp_(g, 1 - beta1)), PyTorch's form of
@@ -848,52 +848,52 @@ void adamw(T *p, const T *grad, T *m, T *v, int64_t n, double lr,
 
 // Instantiations -----------------------------------------------------------
 
-#define LLMRT_INSTANTIATE(T)                                                  \
-  template void embeddingFwd<T>(const int32_t *, const T *, T *, int64_t,     \
-                                int64_t);                                     \
-  template void embeddingBwd<T>(const int32_t *, const T *, T *, int64_t,     \
-                                int64_t, int64_t);                            \
-  template void positionEmbeddingFwd<T>(const T *, T *, int64_t, int64_t);    \
-  template void positionEmbeddingBwd<T>(const T *, T *, int64_t, int64_t,     \
-                                        int64_t);                             \
-  template void layerNormFwd<T>(const T *, const T *, const T *, T *,         \
-                                int64_t, int64_t, double);                    \
-  template void layerNormBwd<T>(const T *, const T *, const T *, T *, T *,    \
-                                T *, int64_t, int64_t, double);               \
-  template void rmsNormFwd<T>(const T *, const T *, T *, int64_t, int64_t,    \
-                              double);                                        \
-  template void rmsNormBwd<T>(const T *, const T *, const T *, T *, T *,      \
-                              int64_t, int64_t, double);                      \
-  template void linearFwd<T>(const T *, const T *, const T *, T *, int64_t,   \
-                             int64_t, int64_t, bool);                         \
-  template void linearBwdInput<T>(const T *, const T *, T *, int64_t,         \
-                                  int64_t, int64_t, bool);                    \
-  template void linearBwdWeight<T>(const T *, const T *, T *, int64_t,        \
-                                   int64_t, int64_t, bool);                   \
-  template void sumRows<T>(const T *, T *, int64_t, int64_t);                 \
-  template void copyColumns<T>(const T *, int64_t, int64_t, T *, int64_t,     \
-                               int64_t, int64_t, int64_t);                    \
-  template void rope<T>(const T *, T *, int64_t, int64_t, int64_t, int64_t,   \
-                        double, bool);                                        \
-  template void attentionFwd<T>(const T *, const T *, const T *, T *,         \
-                                int64_t, int64_t, int64_t, int64_t, int64_t,  \
-                                double, bool, void *);                        \
-  template void attentionBwd<T>(const T *, const T *, const T *, const T *,   \
-                                T *, T *, T *, int64_t, int64_t, int64_t,     \
-                                int64_t, int64_t, double, bool, void *);      \
-  template void geluFwd<T>(const T *, T *, int64_t);                          \
-  template void geluBwd<T>(const T *, const T *, T *, int64_t);               \
-  template void siluFwd<T>(const T *, T *, int64_t);                          \
-  template void siluBwd<T>(const T *, const T *, T *, int64_t);               \
-  template void add<T>(const T *, const T *, T *, int64_t, int64_t);          \
-  template void mul<T>(const T *, const T *, T *, int64_t, int64_t);          \
-  template void scale<T>(const T *, T, T *, int64_t);                         \
-  template void crossEntropyFwd<T>(const T *, const int32_t *, T *, int64_t,  \
-                                   int64_t);                                  \
-  template void crossEntropyBwd<T>(const T *, const int32_t *, T, T *,        \
-                                   int64_t, int64_t);                         \
-  template double sumSquares<T>(const T *, int64_t);                          \
-  template void adamw<T>(T *, const T *, T *, T *, int64_t, double, double,   \
+#define LLMRT_INSTANTIATE(T)                                                   \
+  template void embeddingFwd<T>(const int32_t *, const T *, T *, int64_t,      \
+                                int64_t);                                      \
+  template void embeddingBwd<T>(const int32_t *, const T *, T *, int64_t,      \
+                                int64_t, int64_t);                             \
+  template void positionEmbeddingFwd<T>(const T *, T *, int64_t, int64_t);     \
+  template void positionEmbeddingBwd<T>(const T *, T *, int64_t, int64_t,      \
+                                        int64_t);                              \
+  template void layerNormFwd<T>(const T *, const T *, const T *, T *, int64_t, \
+                                int64_t, double);                              \
+  template void layerNormBwd<T>(const T *, const T *, const T *, T *, T *,     \
+                                T *, int64_t, int64_t, double);                \
+  template void rmsNormFwd<T>(const T *, const T *, T *, int64_t, int64_t,     \
+                              double);                                         \
+  template void rmsNormBwd<T>(const T *, const T *, const T *, T *, T *,       \
+                              int64_t, int64_t, double);                       \
+  template void linearFwd<T>(const T *, const T *, const T *, T *, int64_t,    \
+                             int64_t, int64_t, bool);                          \
+  template void linearBwdInput<T>(const T *, const T *, T *, int64_t, int64_t, \
+                                  int64_t, bool);                              \
+  template void linearBwdWeight<T>(const T *, const T *, T *, int64_t,         \
+                                   int64_t, int64_t, bool);                    \
+  template void sumRows<T>(const T *, T *, int64_t, int64_t);                  \
+  template void copyColumns<T>(const T *, int64_t, int64_t, T *, int64_t,      \
+                               int64_t, int64_t, int64_t);                     \
+  template void rope<T>(const T *, T *, int64_t, int64_t, int64_t, int64_t,    \
+                        double, bool);                                         \
+  template void attentionFwd<T>(const T *, const T *, const T *, T *, int64_t, \
+                                int64_t, int64_t, int64_t, int64_t, double,    \
+                                bool, void *);                                 \
+  template void attentionBwd<T>(const T *, const T *, const T *, const T *,    \
+                                T *, T *, T *, int64_t, int64_t, int64_t,      \
+                                int64_t, int64_t, double, bool, void *);       \
+  template void geluFwd<T>(const T *, T *, int64_t);                           \
+  template void geluBwd<T>(const T *, const T *, T *, int64_t);                \
+  template void siluFwd<T>(const T *, T *, int64_t);                           \
+  template void siluBwd<T>(const T *, const T *, T *, int64_t);                \
+  template void add<T>(const T *, const T *, T *, int64_t, int64_t);           \
+  template void mul<T>(const T *, const T *, T *, int64_t, int64_t);           \
+  template void scale<T>(const T *, T, T *, int64_t);                          \
+  template void crossEntropyFwd<T>(const T *, const int32_t *, T *, int64_t,   \
+                                   int64_t);                                   \
+  template void crossEntropyBwd<T>(const T *, const int32_t *, T, T *,         \
+                                   int64_t, int64_t);                          \
+  template double sumSquares<T>(const T *, int64_t);                           \
+  template void adamw<T>(T *, const T *, T *, T *, int64_t, double, double,    \
                          double, double, double, int64_t, double);
 
 LLMRT_INSTANTIATE(float)
