@@ -4,7 +4,10 @@
 #include "llmrt/LLMRTDialect.h"
 #include "llmrt/ProgramFormat.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include <map>
 #include <tuple>
@@ -160,4 +163,49 @@ FailureOr<std::vector<uint8_t>> mlir::llm::serializeProgram(ModuleOp module) {
     program.functions.push_back(std::move(f));
   }
   return ::llmrt::writeProgram(program);
+}
+
+LogicalResult mlir::llm::writeExecutable(StringRef runner,
+                                         ArrayRef<uint8_t> program,
+                                         StringRef exe, std::string &error) {
+  auto base = llvm::MemoryBuffer::getFile(runner, /*IsText=*/false,
+                                          /*RequiresNullTerminator=*/false);
+  if (!base) {
+    error = (runner + ": cannot read the runtime: " + base.getError().message())
+                .str();
+    return failure();
+  }
+  std::string tmp = (exe + ".tmp").str();
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream out(tmp, ec, llvm::sys::fs::OF_None);
+    if (ec) {
+      error = tmp + ": cannot create: " + ec.message();
+      return failure();
+    }
+    StringRef bytes = (*base)->getBuffer();
+    out << bytes;
+    out.write(reinterpret_cast<const char *>(program.data()), program.size());
+    uint8_t trailer[24];
+    uint64_t offset = bytes.size(), length = program.size();
+    for (int i = 0; i < 8; ++i) {
+      trailer[i] = static_cast<uint8_t>(offset >> (8 * i));
+      trailer[8 + i] = static_cast<uint8_t>(length >> (8 * i));
+    }
+    std::memcpy(trailer + 16, ::llmrt::kExeTrailerMagic, 8);
+    out.write(reinterpret_cast<const char *>(trailer), 24);
+    out.close();
+    if (out.has_error()) {
+      error = tmp + ": write failed: " + out.error().message();
+      out.clear_error();
+      return failure();
+    }
+  }
+  llvm::sys::fs::setPermissions(tmp, llvm::sys::fs::perms(0755));
+  if (std::error_code ec = llvm::sys::fs::rename(tmp, exe)) {
+    llvm::sys::fs::remove(tmp);
+    error = (exe + ": cannot write the executable: " + ec.message()).str();
+    return failure();
+  }
+  return success();
 }

@@ -5,12 +5,18 @@
 //
 //===----------------------------------------------------------------------===//
 #include "llm/Analysis/ModelStats.h"
+#include "llm/Conversion/Passes.h"
 #include "llm/InitAll.h"
+#include "llm/Target/Serialize.h"
+#include "llm/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
@@ -99,27 +105,60 @@ int main(int argc, char **argv) {
   if (failed(fn))
     return 1;
 
-  auto out = openOutputFile(output, &err);
-  if (!out)
-    return fail(err);
-  switch (emit) {
-  case Emit::Stats: {
+  if (emit == Emit::Stats) {
     FailureOr<llm::ModelStats> stats = llm::computeModelStats(*fn);
     if (failed(stats))
       return 1;
+    auto out = openOutputFile(output, &err);
+    if (!out)
+      return fail(err);
     printStats(*stats, out->os());
-    break;
+    out->keep();
+    return 0;
   }
-  case Emit::Mlir:
+  if (emit == Emit::Plan)
+    return fail("--emit=plan: the planner (llm-auto-plan) is not built yet");
+  if (devices != 1)
+    return fail("--devices " + llvm::Twine(devices) +
+                ": only single-rank programs can be built yet (the "
+                "parallel runtime is not built)");
+  if (target != "cpu")
+    return fail("--target " + target + ": the CUDA backend is not built yet");
+
+  // The training pipeline: backward, optimizer, lowering to the runtime.
+  PassManager pm(&context);
+  pm.addPass(llm::createAutodiff());
+  pm.addPass(llm::createOptimizer());
+  pm.addPass(llm::createLowerToRT());
+  if (failed(pm.run(*module)))
+    return 1;
+
+  if (emit == Emit::Mlir) {
+    auto out = openOutputFile(output, &err);
+    if (!out)
+      return fail(err);
     (*module)->print(out->os());
     out->os() << "\n";
-    break;
-  case Emit::Plan:
-    return fail("--emit=plan: the planner (llm-auto-plan) is not built yet");
-  case Emit::Exe:
-    return fail("--emit=exe: lowering to a runtime program (llm-lower-to-rt) "
-                "is not built yet; use --emit=stats or --emit=mlir");
+    out->keep();
+    return 0;
   }
-  out->keep();
+
+  FailureOr<std::vector<uint8_t>> blob = llm::serializeProgram(*module);
+  if (failed(blob))
+    return 1;
+  if (output == "-")
+    return fail("--emit=exe needs -o FILE");
+  std::string runner;
+  if (const char *env = std::getenv("LLM_RUNNER")) {
+    runner = env;
+  } else {
+    std::string self = llvm::sys::fs::getMainExecutable(
+        argv[0], reinterpret_cast<void *>(&printStats));
+    llvm::SmallString<256> path(llvm::sys::path::parent_path(self));
+    llvm::sys::path::append(path, "llmrt-runner");
+    runner = std::string(path);
+  }
+  if (failed(llm::writeExecutable(runner, *blob, output, err)))
+    return fail(err);
   return 0;
 }

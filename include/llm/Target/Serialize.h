@@ -15,6 +15,12 @@ namespace mlir::llm {
 /// anything else.
 FailureOr<std::vector<uint8_t>> serializeProgram(ModuleOp module);
 
+/// Writes the executable `exe`: the runtime binary `runner` followed by
+/// `program` and the trailer the runtime looks for (ProgramFormat.h),
+/// written aside and renamed, mode 0755.
+LogicalResult writeExecutable(StringRef runner, ArrayRef<uint8_t> program,
+                              StringRef exe, std::string &error);
+
 } // namespace mlir::llm
 
 #endif // LLM_TARGET_SERIALIZE_H

@@ -94,7 +94,9 @@ void copyColumns(const T *src, int64_t srcCols, int64_t srcOff, T *dst,
 /// Rotary embedding on x [B, S, H * D], Hugging Face "rotate half": with
 /// d = D/2, f_i = theta^(-2i/D), angle a = p * f_i at position p:
 ///   y[i] = x[i] cos a - x[i+d] sin a,  y[i+d] = x[i+d] cos a + x[i] sin a.
-/// inverse: rotate by -a (the backward of the forward rotation).
+/// Angles are computed in double and cos/sin rounded to T. inverse: rotate
+/// by -a (the backward of the forward rotation). D is even; p is the index
+/// within S.
 template <typename T>
 void rope(const T *x, T *y, int64_t B, int64_t S, int64_t H, int64_t D,
           double theta, bool inverse);

@@ -495,20 +495,20 @@ void copyColumns(const T *src, int64_t srcCols, int64_t srcOff, T *dst,
 template <typename T>
 void rope(const T *x, T *y, int64_t B, int64_t S, int64_t H, int64_t D,
           double theta, bool inverse) {
-  // Angles in T's precision, as Hugging Face computes them in float32
-  // (inv_freq = 1 / theta^(2i/D), then position * inv_freq, then cos/sin).
+  // Angles in double, then cos/sin rounded to T: the most accurate table,
+  // and the one the PyTorch reference (python/llm_ref) builds.
   const int64_t d = D / 2, rowLen = H * D;
 #pragma omp parallel for schedule(static) if (worthThreads(B * S * rowLen))
   for (int64_t bs = 0; bs < B * S; ++bs) {
-    const T p = static_cast<T>(bs % S);
+    const double p = static_cast<double>(bs % S);
     const T *xr = x + bs * rowLen;
     T *yr = y + bs * rowLen;
     for (int64_t i = 0; i < d; ++i) {
-      const T f = T(1) / std::pow(static_cast<T>(theta),
-                                  static_cast<T>(2 * i) / static_cast<T>(D));
-      const T a = p * f;
-      const T c = std::cos(a);
-      const T s = inverse ? -std::sin(a) : std::sin(a);
+      const double f =
+          1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(D));
+      const double a = p * f;
+      const T c = static_cast<T>(std::cos(a));
+      const T s = static_cast<T>(inverse ? -std::sin(a) : std::sin(a));
       for (int64_t h = 0; h < H; ++h) {
         const T x0 = xr[h * D + i], x1 = xr[h * D + i + d];
         yr[h * D + i] = x0 * c - x1 * s;

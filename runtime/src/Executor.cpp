@@ -1,0 +1,214 @@
+//===- Executor.cpp - runs a program's functions on the CPU ---------------===//
+#include "llmrt/Executor.h"
+#include "llmrt/CpuKernels.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace llmrt {
+
+Executor::~Executor() {
+  std::free(arena_);
+  std::free(workspace_);
+}
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::create(ProgramDesc program) {
+  std::unique_ptr<Executor> ex(new Executor());
+  ex->program_ = std::move(program);
+  const ProgramDesc &p = ex->program_;
+  for (const BufferDesc &b : p.buffers)
+    if (b.elem != ElemType::F32 && b.elem != ElemType::I32 &&
+        b.elem != ElemType::I64)
+      return absl::UnimplementedError(absl::StrCat(
+          "buffer '", b.name, "': the CPU runtime computes in f32"));
+  size_t arenaBytes = std::max<uint64_t>(p.arenaBytes, kArenaAlignment);
+  arenaBytes = (arenaBytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+  ex->arena_ = static_cast<uint8_t *>(std::aligned_alloc(kArenaAlignment, arenaBytes));
+  if (!ex->arena_)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate the ", p.arenaBytes, "-byte arena"));
+  std::memset(ex->arena_, 0, arenaBytes);
+
+  // The attention workspace: the largest any attention instruction needs.
+  for (const FunctionDesc &f : p.functions)
+    for (const Instruction &inst : f.instructions)
+      if (inst.opcode == static_cast<uint16_t>(Opcode::AttentionFwd) ||
+          inst.opcode == static_cast<uint16_t>(Opcode::AttentionBwd))
+        ex->workspaceBytes_ = std::max(
+            ex->workspaceBytes_,
+            cpu::attentionWorkspaceBytes(inst.ints[0], inst.ints[1],
+                                         inst.ints[2], inst.ints[4], 4));
+  if (ex->workspaceBytes_ > 0) {
+    size_t ws = (ex->workspaceBytes_ + 63) / 64 * 64;
+    ex->workspace_ = std::aligned_alloc(64, ws);
+    if (!ex->workspace_)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot allocate the ", ws, "-byte attention workspace"));
+  }
+
+  for (const FunctionDesc &f : p.functions) {
+    std::vector<Resolved> resolved;
+    for (const Instruction &inst : f.instructions) {
+      Resolved r{&inst, {}};
+      for (uint32_t o : inst.operands)
+        r.ptrs.push_back(ex->arena_ + p.buffers[o].offset);
+      resolved.push_back(std::move(r));
+    }
+    ex->functions_.push_back(std::move(resolved));
+  }
+  return ex;
+}
+
+absl::StatusOr<int> Executor::function(const std::string &name) const {
+  for (size_t i = 0; i < program_.functions.size(); ++i)
+    if (program_.functions[i].name == name)
+      return static_cast<int>(i);
+  return absl::NotFoundError(
+      absl::StrCat("the program has no function '", name, "'"));
+}
+
+const BufferDesc *Executor::find(BufferRole role, const std::string &name) const {
+  for (const BufferDesc &b : program_.buffers)
+    if (b.role == role && b.name == name)
+      return &b;
+  return nullptr;
+}
+
+namespace {
+float *F(void *p) { return static_cast<float *>(p); }
+const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
+} // namespace
+
+void Executor::run(int fn, std::vector<TraceEvent> *trace,
+                   std::chrono::steady_clock::time_point origin) {
+  using clock = std::chrono::steady_clock;
+  for (const Resolved &r : functions_[fn]) {
+    const Instruction &in = *r.inst;
+    const std::vector<int64_t> &n = in.ints;
+    const std::vector<double> &fl = in.floats;
+    void *const *p = r.ptrs.data();
+    clock::time_point begin;
+    if (trace)
+      begin = clock::now();
+    switch (static_cast<Opcode>(in.opcode)) {
+    case Opcode::EmbeddingFwd:
+      cpu::embeddingFwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1]);
+      break;
+    case Opcode::EmbeddingBwd:
+      cpu::embeddingBwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2]);
+      break;
+    case Opcode::PositionEmbeddingFwd:
+      cpu::positionEmbeddingFwd(F(p[0]), F(p[1]), n[0], n[1]);
+      break;
+    case Opcode::PositionEmbeddingBwd:
+      cpu::positionEmbeddingBwd(F(p[0]), F(p[1]), n[0], n[1], n[2]);
+      break;
+    case Opcode::LayerNormFwd:
+      cpu::layerNormFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], fl[0]);
+      break;
+    case Opcode::LayerNormBwd:
+      cpu::layerNormBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
+                        n[0], n[1], fl[0]);
+      break;
+    case Opcode::RMSNormFwd:
+      cpu::rmsNormFwd(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], fl[0]);
+      break;
+    case Opcode::RMSNormBwd:
+      cpu::rmsNormBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), n[0], n[1],
+                      fl[0]);
+      break;
+    case Opcode::LinearFwd:
+      if (r.ptrs.size() == 4)
+        cpu::linearFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], n[2],
+                       n[3] != 0);
+      else
+        cpu::linearFwd<float>(F(p[0]), F(p[1]), nullptr, F(p[2]), n[0], n[1],
+                              n[2], n[3] != 0);
+      break;
+    case Opcode::LinearBwdWeight:
+      cpu::linearBwdWeight(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2],
+                           n[3] != 0);
+      break;
+    case Opcode::SumRows:
+      cpu::sumRows(F(p[0]), F(p[1]), n[0], n[1]);
+      break;
+    case Opcode::CopyColumns:
+      cpu::copyColumns(F(p[0]), n[0], n[1], F(p[1]), n[2], n[3], n[4], n[5]);
+      break;
+    case Opcode::Rope:
+      cpu::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0);
+      break;
+    case Opcode::AttentionFwd:
+      cpu::attentionFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], n[2],
+                        n[3], n[4], fl[0], n[5] != 0, workspace_);
+      break;
+    case Opcode::AttentionBwd:
+      cpu::attentionBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
+                        F(p[6]), n[0], n[1], n[2], n[3], n[4], fl[0],
+                        n[5] != 0, workspace_);
+      break;
+    case Opcode::GeluFwd:
+      cpu::geluFwd(F(p[0]), F(p[1]), n[0]);
+      break;
+    case Opcode::GeluBwd:
+      cpu::geluBwd(F(p[0]), F(p[1]), F(p[2]), n[0]);
+      break;
+    case Opcode::SiluFwd:
+      cpu::siluFwd(F(p[0]), F(p[1]), n[0]);
+      break;
+    case Opcode::SiluBwd:
+      cpu::siluBwd(F(p[0]), F(p[1]), F(p[2]), n[0]);
+      break;
+    case Opcode::Add:
+      cpu::add(F(p[0]), F(p[1]), F(p[2]), n[0], n[1]);
+      break;
+    case Opcode::Mul:
+      cpu::mul(F(p[0]), F(p[1]), F(p[2]), n[0], n[1]);
+      break;
+    case Opcode::CrossEntropyFwd:
+      cpu::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1]);
+      break;
+    case Opcode::CrossEntropyBwd:
+      cpu::crossEntropyBwd(F(p[0]), I(p[1]), 1.0f, F(p[2]), n[0], n[1]);
+      break;
+    case Opcode::GlobalNorm: {
+      double sum = 0;
+      for (size_t k = 1; k < r.ptrs.size(); ++k) {
+        const BufferDesc &b = program_.buffers[in.operands[k]];
+        sum += cpu::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4));
+      }
+      *F(p[0]) = static_cast<float>(std::sqrt(sum));
+      break;
+    }
+    case Opcode::ClipScale: {
+      // torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), at most 1.
+      float norm = *F(p[0]), maxNorm = *F(p[1]);
+      float coef = maxNorm > 0 ? maxNorm / (norm + 1e-6f) : 1.0f;
+      *F(p[2]) = std::min(coef, 1.0f);
+      break;
+    }
+    case Opcode::AdamW: {
+      double lr = *F(p[4]);
+      int64_t step = *static_cast<const int64_t *>(p[5]);
+      double wd = n[1] ? static_cast<double>(*F(p[6])) : 0.0;
+      cpu::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], lr, fl[0], fl[1],
+                 fl[2], wd, step, static_cast<double>(*F(p[7])));
+      break;
+    }
+    }
+    if (trace) {
+      clock::time_point end = clock::now();
+      const OpcodeInfo *info = opcodeInfo(in.opcode);
+      trace->push_back(
+          {info ? info->name : "?",
+           std::chrono::duration<double, std::micro>(begin - origin).count(),
+           std::chrono::duration<double, std::micro>(end - begin).count()});
+    }
+  }
+}
+
+} // namespace llmrt

@@ -1,0 +1,233 @@
+//===- Program.cpp - loading and validating a runtime program -------------===//
+#include "llmrt/Program.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+namespace llmrt {
+
+namespace {
+
+/// Bounds-checked little-endian reader over the payload.
+class Reader {
+public:
+  Reader(absl::Span<const uint8_t> data, const std::string &source,
+         size_t base)
+      : data(data), source(source), base(base) {}
+
+  bool ok() const { return error.empty(); }
+  const std::string &message() const { return error; }
+
+  uint64_t le(int bytes) {
+    if (!need(bytes))
+      return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i)
+      v |= uint64_t(data[pos + i]) << (8 * i);
+    pos += bytes;
+    return v;
+  }
+  double f64() {
+    uint64_t u = le(8);
+    double d;
+    std::memcpy(&d, &u, 8);
+    return d;
+  }
+  std::string str() {
+    uint64_t n = le(4);
+    if (!need(n))
+      return {};
+    std::string s(reinterpret_cast<const char *>(data.data() + pos), n);
+    pos += n;
+    return s;
+  }
+  size_t offset() const { return base + pos; }
+  bool atEnd() const { return pos == data.size(); }
+
+private:
+  bool need(uint64_t n) {
+    if (!error.empty())
+      return false;
+    if (n > data.size() - pos) {
+      error = absl::StrCat(source, ": offset ", base + pos,
+                           ": program truncated (needs ", n, " more bytes)");
+      return false;
+    }
+    return true;
+  }
+
+  absl::Span<const uint8_t> data;
+  const std::string &source;
+  size_t base, pos = 0;
+  std::string error;
+};
+
+absl::Status invalid(const std::string &source, const std::string &what) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
+}
+
+} // namespace
+
+absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
+                                         const std::string &source) {
+  constexpr size_t kHeader = 8 + 4 + 4 + 8 + 8;
+  if (bytes.size() < kHeader)
+    return absl::DataLossError(absl::StrCat(
+        source, ": program is ", bytes.size(), " bytes, shorter than its ",
+        kHeader, "-byte header"));
+  if (std::memcmp(bytes.data(), kProgramMagic, 8) != 0)
+    return invalid(source, "offset 0: bad magic (not an llm program)");
+  Reader h(bytes.subspan(8, kHeader - 8), source, 8);
+  uint32_t version = h.le(4);
+  (void)h.le(4);
+  uint64_t size = h.le(8), checksum = h.le(8);
+  if (version != kProgramVersion)
+    return invalid(source, absl::StrCat("offset 8: program version ", version,
+                                        ", this runtime reads version ",
+                                        kProgramVersion));
+  if (size != bytes.size() - kHeader)
+    return absl::DataLossError(absl::StrCat(
+        source, ": header declares a ", size, "-byte payload, found ",
+        bytes.size() - kHeader));
+  absl::Span<const uint8_t> payload = bytes.subspan(kHeader);
+  if (fnv1a64(payload.data(), payload.size()) != checksum)
+    return absl::DataLossError(
+        absl::StrCat(source, ": checksum mismatch (corrupt program)"));
+
+  Reader r(payload, source, kHeader);
+  ProgramDesc p;
+  p.metadata = r.str();
+  p.arenaBytes = r.le(8);
+  uint64_t nbuf = r.le(4);
+  for (uint64_t i = 0; i < nbuf && r.ok(); ++i) {
+    BufferDesc b;
+    size_t at = r.offset();
+    b.name = r.str();
+    b.role = static_cast<BufferRole>(r.le(1));
+    b.elem = static_cast<ElemType>(r.le(1));
+    uint64_t rank = r.le(1);
+    for (uint64_t d = 0; d < rank; ++d)
+      b.dims.push_back(static_cast<int64_t>(r.le(8)));
+    b.offset = r.le(8);
+    b.bytes = r.le(8);
+    b.init = static_cast<InitKind>(r.le(1));
+    b.initStd = r.f64();
+    if (!r.ok())
+      break;
+    if (static_cast<int>(b.role) > static_cast<int>(BufferRole::Temp) ||
+        static_cast<int>(b.elem) > static_cast<int>(ElemType::I64) ||
+        static_cast<int>(b.init) > static_cast<int>(InitKind::Ones))
+      return invalid(source, absl::StrCat("offset ", at, ": buffer #", i, " '",
+                                          b.name, "' has a bad role, type or "
+                                                  "init code"));
+    int64_t elems = 1;
+    for (int64_t d : b.dims) {
+      if (d < 0)
+        return invalid(source, absl::StrCat("buffer '", b.name,
+                                            "' has a negative dimension"));
+      elems *= d;
+    }
+    if (static_cast<uint64_t>(elems * elemBytes(b.elem)) != b.bytes)
+      return invalid(source, absl::StrCat("buffer '", b.name, "' is ", b.bytes,
+                                          " bytes but its shape needs ",
+                                          elems * elemBytes(b.elem)));
+    if (b.offset % kArenaAlignment != 0 || b.offset > p.arenaBytes ||
+        b.bytes > p.arenaBytes - b.offset)
+      return invalid(source,
+                     absl::StrCat("buffer '", b.name, "' [", b.offset, ", ",
+                                  b.offset + b.bytes,
+                                  ") is misaligned or outside the arena of ",
+                                  p.arenaBytes, " bytes"));
+    p.buffers.push_back(std::move(b));
+  }
+  uint64_t nfn = r.le(4);
+  for (uint64_t i = 0; i < nfn && r.ok(); ++i) {
+    FunctionDesc f;
+    f.name = r.str();
+    uint64_t ninst = r.le(4);
+    for (uint64_t j = 0; j < ninst && r.ok(); ++j) {
+      Instruction inst;
+      size_t at = r.offset();
+      inst.opcode = r.le(2);
+      uint64_t nops = r.le(2);
+      for (uint64_t k = 0; k < nops && r.ok(); ++k)
+        inst.operands.push_back(r.le(4));
+      uint64_t nints = r.le(2);
+      for (uint64_t k = 0; k < nints && r.ok(); ++k)
+        inst.ints.push_back(static_cast<int64_t>(r.le(8)));
+      uint64_t nfl = r.le(2);
+      for (uint64_t k = 0; k < nfl && r.ok(); ++k)
+        inst.floats.push_back(r.f64());
+      if (!r.ok())
+        break;
+      const OpcodeInfo *info = opcodeInfo(inst.opcode);
+      std::string where = absl::StrCat("offset ", at, ": function '", f.name,
+                                       "' instruction #", j);
+      if (!info)
+        return invalid(source, absl::StrCat(where, ": unknown opcode ",
+                                            inst.opcode));
+      int n = static_cast<int>(inst.operands.size());
+      if (n < info->minOperands ||
+          (info->maxOperands >= 0 && n > info->maxOperands) ||
+          static_cast<int>(inst.ints.size()) != info->ints ||
+          static_cast<int>(inst.floats.size()) != info->floats)
+        return invalid(source, absl::StrCat(where, " (", info->name,
+                                            "): wrong number of operands or "
+                                            "parameters"));
+      for (uint32_t o : inst.operands)
+        if (o >= p.buffers.size())
+          return invalid(source, absl::StrCat(where, " (", info->name,
+                                              "): operand ", o,
+                                              " is not a buffer"));
+      f.instructions.push_back(std::move(inst));
+    }
+    p.functions.push_back(std::move(f));
+  }
+  if (!r.ok())
+    return absl::DataLossError(r.message());
+  if (!r.atEnd())
+    return invalid(source, absl::StrCat("offset ", r.offset(),
+                                        ": trailing bytes after the program"));
+  return p;
+}
+
+absl::StatusOr<ProgramDesc> loadEmbeddedProgram(const std::string &exePath) {
+  std::ifstream f(exePath, std::ios::binary | std::ios::ate);
+  if (!f)
+    return absl::NotFoundError(
+        absl::StrCat(exePath, ": cannot open: ", std::strerror(errno)));
+  int64_t size = f.tellg();
+  constexpr int64_t kTrailer = 24;
+  if (size < kTrailer)
+    return absl::DataLossError(
+        absl::StrCat(exePath, ": no embedded program (file too short)"));
+  uint8_t trailer[kTrailer];
+  f.seekg(size - kTrailer);
+  f.read(reinterpret_cast<char *>(trailer), kTrailer);
+  if (std::memcmp(trailer + 16, kExeTrailerMagic, 8) != 0)
+    return absl::NotFoundError(absl::StrCat(
+        exePath, ": no embedded program (build executables with "
+                 "`llm-compile MODEL.mlir -o MODEL.exe`)"));
+  uint64_t offset = 0, length = 0;
+  for (int i = 0; i < 8; ++i) {
+    offset |= uint64_t(trailer[i]) << (8 * i);
+    length |= uint64_t(trailer[8 + i]) << (8 * i);
+  }
+  if (offset > static_cast<uint64_t>(size - kTrailer) ||
+      length != static_cast<uint64_t>(size - kTrailer) - offset)
+    return absl::DataLossError(absl::StrCat(
+        exePath, ": embedded program trailer is inconsistent (offset ",
+        offset, ", length ", length, ", file ", size, " bytes)"));
+  std::vector<uint8_t> bytes(length);
+  f.seekg(offset);
+  f.read(reinterpret_cast<char *>(bytes.data()), length);
+  if (!f)
+    return absl::DataLossError(absl::StrCat(exePath, ": read error"));
+  return parseProgram(bytes, exePath);
+}
+
+} // namespace llmrt

@@ -1,0 +1,726 @@
+//===- Trainer.cpp - the training executable's driver ---------------------===//
+#include "llmrt/Trainer.h"
+#include "llmrt/CpuKernels.h"
+#include "llmrt/Executor.h"
+#include "llmrt/Safetensors.h"
+#include "llmrt/TokenFile.h"
+
+#include "absl/strings/str_cat.h"
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace llmrt {
+
+//===----------------------------------------------------------------------===//
+// Flags
+//===----------------------------------------------------------------------===//
+
+std::string trainUsage(const std::string &argv0) {
+  return absl::StrCat(
+      "usage: ", argv0,
+      " --data FILE [--val FILE] [--steps S] [--lr LR] [--warmup W]\n"
+      "       [--min-lr LR] [--weight-decay WD] [--grad-clip C] [--seed S]\n"
+      "       [--init FILE.safetensors] [--save DIR] [--save-every K]\n"
+      "       [--resume DIR] [--log FILE.jsonl] [--trace FILE.json]\n"
+      "       [--eval-every K] [--eval-batches N] [--threads T]\n");
+}
+
+namespace {
+
+absl::Status flagError(const std::string &flag, const std::string &value,
+                       const std::string &what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("flag ", flag, ": '", value, "' ", what));
+}
+
+absl::Status parseInt(const std::string &flag, const std::string &v,
+                      int64_t min, int64_t &out) {
+  char *end = nullptr;
+  errno = 0;
+  long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno)
+    return flagError(flag, v, "is not an integer");
+  if (x < min)
+    return flagError(flag, v, absl::StrCat("must be at least ", min));
+  out = x;
+  return absl::OkStatus();
+}
+
+absl::Status parseDouble(const std::string &flag, const std::string &v,
+                         double min, double &out) {
+  char *end = nullptr;
+  errno = 0;
+  double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end || errno || !std::isfinite(x))
+    return flagError(flag, v, "is not a number");
+  if (x < min)
+    return flagError(flag, v, absl::StrCat("must be at least ", min));
+  out = x;
+  return absl::OkStatus();
+}
+
+} // namespace
+
+absl::StatusOr<TrainOptions>
+parseTrainOptions(const std::vector<std::string> &args) {
+  TrainOptions o;
+  std::map<std::string, std::string> seen;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string flag = args[i], value;
+    if (flag.rfind("--", 0) != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", flag, "'"));
+    if (size_t eq = flag.find('='); eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else {
+      if (i + 1 >= args.size())
+        return absl::InvalidArgumentError(
+            absl::StrCat("flag ", flag, " needs a value"));
+      value = args[++i];
+    }
+    if (seen.count(flag))
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag ", flag, " is given twice"));
+    seen[flag] = value;
+    absl::Status s;
+    int64_t n = 0;
+    if (flag == "--data") o.data = value;
+    else if (flag == "--val") o.val = value;
+    else if (flag == "--init") o.init = value;
+    else if (flag == "--save") o.save = value;
+    else if (flag == "--resume") o.resume = value;
+    else if (flag == "--log") o.log = value;
+    else if (flag == "--trace") o.trace = value;
+    else if (flag == "--steps") s = parseInt(flag, value, 1, o.steps);
+    else if (flag == "--warmup") s = parseInt(flag, value, 0, o.warmup);
+    else if (flag == "--save-every") s = parseInt(flag, value, 0, o.saveEvery);
+    else if (flag == "--eval-every") s = parseInt(flag, value, 0, o.evalEvery);
+    else if (flag == "--eval-batches") s = parseInt(flag, value, 1, o.evalBatches);
+    else if (flag == "--threads") {
+      s = parseInt(flag, value, 0, n);
+      o.threads = static_cast<int>(n);
+    } else if (flag == "--seed") {
+      s = parseInt(flag, value, 0, n);
+      o.seed = static_cast<uint64_t>(n);
+    } else if (flag == "--lr") s = parseDouble(flag, value, 0, o.lr);
+    else if (flag == "--min-lr") s = parseDouble(flag, value, 0, o.minLr);
+    else if (flag == "--weight-decay") s = parseDouble(flag, value, 0, o.weightDecay);
+    else if (flag == "--grad-clip") s = parseDouble(flag, value, 0, o.gradClip);
+    else
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag));
+    if (!s.ok())
+      return s;
+  }
+  if (o.data.empty())
+    return absl::InvalidArgumentError("flag --data is required");
+  if (o.minLr > o.lr)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flag --min-lr: ", o.minLr, " exceeds --lr ", o.lr));
+  return o;
+}
+
+double learningRate(const TrainOptions &o, int64_t t) {
+  if (t < o.warmup)
+    return o.lr * static_cast<double>(t + 1) / static_cast<double>(o.warmup);
+  double progress = static_cast<double>(t - o.warmup) /
+                    static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup));
+  return o.minLr + 0.5 * (o.lr - o.minLr) * (1.0 + std::cos(M_PI * progress));
+}
+
+//===----------------------------------------------------------------------===//
+// Files
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+absl::Status fsyncPath(const std::string &path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0)
+    return absl::DataLossError(
+        absl::StrCat(path, ": cannot open to sync: ", std::strerror(errno)));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0)
+    return absl::DataLossError(
+        absl::StrCat(path, ": fsync failed: ", std::strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::Status writeTextFile(const std::string &path, const std::string &text) {
+  {
+    std::ofstream f(path, std::ios::trunc);
+    if (!f)
+      return absl::PermissionDeniedError(
+          absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
+    f << text;
+    if (!f)
+      return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  }
+  return fsyncPath(path, false);
+}
+
+absl::StatusOr<std::string> readTextFile(const std::string &path) {
+  std::ifstream f(path);
+  if (!f)
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  return std::string((std::istreambuf_iterator<char>(f)),
+                     std::istreambuf_iterator<char>());
+}
+
+bool exists(const std::string &path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+absl::Status makeDir(const std::string &path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    return absl::PermissionDeniedError(
+        absl::StrCat(path, ": cannot create directory: ", std::strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::Status removeTree(const std::string &path) {
+  DIR *d = ::opendir(path.c_str());
+  if (!d)
+    return absl::OkStatus();
+  while (dirent *e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..")
+      continue;
+    std::string child = path + "/" + name;
+    struct stat st;
+    if (::lstat(child.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      (void)removeTree(child);
+    else
+      ::unlink(child.c_str());
+  }
+  ::closedir(d);
+  ::rmdir(path.c_str());
+  return absl::OkStatus();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// The training run
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+constexpr const char *kCompleteMarker = "COMPLETE";
+
+class Run {
+public:
+  Run(const ProgramDesc &program, const TrainOptions &opts)
+      : program(program), opts(opts) {}
+  absl::Status execute();
+
+private:
+  absl::Status setup();
+  absl::Status initDefault();
+  absl::Status loadInit(const std::string &path);
+  absl::Status loadParams(const SafetensorsFile &file, BufferRole role,
+                          const std::string &prefix, bool strict);
+  absl::Status saveCheckpoint(int64_t step);
+  absl::Status resume(const std::string &dir);
+  void sampleBatch();
+  absl::StatusOr<double> evaluate();
+  void logStep(int64_t step, double loss, double lr, double norm, double secs);
+
+  const ProgramDesc &program;
+  const TrainOptions &opts;
+  std::unique_ptr<Executor> ex;
+  nlohmann::json meta;
+  int64_t batch = 0, seq = 0, vocab = 0;
+  double flopsPerStep = 0;
+  TokenFile trainData, valData;
+  SplitMix64 dataRng{0};
+  int64_t startStep = 0;
+  int trainFn = -1, evalFn = -1;
+  const BufferDesc *tokens = nullptr, *targets = nullptr, *lrBuf = nullptr,
+                   *stepBuf = nullptr, *wdBuf = nullptr, *clipBuf = nullptr,
+                   *lossBuf = nullptr, *normBuf = nullptr, *evalLossBuf = nullptr;
+  std::FILE *logFile = nullptr;
+  std::vector<TraceEvent> trace;
+  std::vector<std::pair<int64_t, double>> stepMarks; // for --trace
+  std::chrono::steady_clock::time_point origin = std::chrono::steady_clock::now();
+};
+
+absl::Status requireBuffer(const Executor &ex, BufferRole role,
+                           const std::string &name, const BufferDesc *&out) {
+  out = ex.find(role, name);
+  if (!out)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the program has no '", name, "' buffer"));
+  return absl::OkStatus();
+}
+
+absl::Status Run::setup() {
+  meta = nlohmann::json::parse(program.metadata, nullptr, false);
+  if (meta.is_discarded() || !meta.is_object() || !meta.contains("config"))
+    return absl::InvalidArgumentError("the program's metadata is not valid");
+  const nlohmann::json &cfg = meta["config"];
+  batch = cfg.value("batch", 0);
+  seq = cfg.value("seq", 0);
+  vocab = cfg.value("vocab_size", 0);
+  flopsPerStep = meta.value("flops_per_step", 0.0);
+  if (batch <= 0 || seq <= 0 || vocab <= 0)
+    return absl::InvalidArgumentError(
+        "the program's metadata lacks batch, seq or vocab_size");
+
+  // World size: compiled for one rank (data/tensor/pipeline parallelism
+  // comes with the MPI runtime); refuse to run as part of a larger job.
+  int64_t compiled = meta.value("world", 1);
+  for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+    if (const char *v = std::getenv(var)) {
+      int64_t world = std::atoll(v);
+      if (world != compiled)
+        return absl::FailedPreconditionError(absl::StrCat(
+            "this executable was compiled for ", compiled,
+            " rank(s) but is running in a world of ", world,
+            " (", var, "); recompile with --devices ", world));
+    }
+
+  cpu::setThreads(opts.threads);
+  auto executor = Executor::create(program);
+  if (!executor.ok())
+    return executor.status();
+  ex = std::move(*executor);
+  auto t = ex->function("train");
+  if (!t.ok())
+    return t.status();
+  trainFn = *t;
+  auto e = ex->function("eval");
+  if (!e.ok())
+    return e.status();
+  evalFn = *e;
+  for (auto [role, name, ptr] :
+       std::vector<std::tuple<BufferRole, const char *, const BufferDesc **>>{
+           {BufferRole::Input, "tokens", &tokens},
+           {BufferRole::Input, "targets", &targets},
+           {BufferRole::Input, "lr", &lrBuf},
+           {BufferRole::Input, "step", &stepBuf},
+           {BufferRole::Input, "weight_decay", &wdBuf},
+           {BufferRole::Input, "grad_clip", &clipBuf},
+           {BufferRole::Output, "loss", &lossBuf},
+           {BufferRole::Output, "grad_norm", &normBuf},
+           {BufferRole::Output, "eval_loss", &evalLossBuf}})
+    if (absl::Status s = requireBuffer(*ex, role, name, *ptr); !s.ok())
+      return s;
+
+  auto data = TokenFile::read(opts.data, vocab);
+  if (!data.ok())
+    return data.status();
+  trainData = std::move(*data);
+  if (trainData.size() < seq + 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        opts.data, ": ", trainData.size(), " tokens, fewer than seq + 1 = ",
+        seq + 1));
+  if (!opts.val.empty()) {
+    auto v = TokenFile::read(opts.val, vocab);
+    if (!v.ok())
+      return v.status();
+    valData = std::move(*v);
+    if (valData.size() < seq + 1)
+      return absl::InvalidArgumentError(absl::StrCat(
+          opts.val, ": ", valData.size(), " tokens, fewer than seq + 1 = ",
+          seq + 1));
+  }
+  dataRng.state = opts.seed;
+  return absl::OkStatus();
+}
+
+absl::Status Run::initDefault() {
+  SplitMix64 rng{opts.seed ^ 0x5eed5eed5eed5eedull};
+  auto uniform = [&] {
+    // 53 random bits in (0, 1].
+    return (static_cast<double>(rng.next() >> 11) + 1.0) * 0x1.0p-53;
+  };
+  for (const BufferDesc &b : program.buffers) {
+    if (b.role != BufferRole::Param)
+      continue;
+    float *p = ex->data<float>(b);
+    int64_t n = static_cast<int64_t>(b.bytes / 4);
+    switch (b.init) {
+    case InitKind::Zeros:
+    case InitKind::None:
+      std::fill(p, p + n, 0.0f);
+      break;
+    case InitKind::Ones:
+      std::fill(p, p + n, 1.0f);
+      break;
+    case InitKind::Normal:
+      for (int64_t i = 0; i < n; i += 2) {
+        double r = std::sqrt(-2.0 * std::log(uniform()));
+        double a = 2.0 * M_PI * uniform();
+        p[i] = static_cast<float>(b.initStd * r * std::cos(a));
+        if (i + 1 < n)
+          p[i + 1] = static_cast<float>(b.initStd * r * std::sin(a));
+      }
+      break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+/// Loads every buffer of `role` from `file` (tensor name = prefix + name).
+/// With `strict`, tensors of the file that are not buffers are errors,
+/// except GPT-2's attention-mask buffers and a tied LM head.
+absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
+                             const std::string &prefix, bool strict) {
+  bool tied = meta["config"].value("tie_word_embeddings", false);
+  std::string filePrefix;
+  // Hugging Face GPT-2 checkpoints name tensors "transformer.wte.weight".
+  if (role == BufferRole::Param && !file.find("wte.weight") &&
+      file.find("transformer.wte.weight"))
+    filePrefix = "transformer.";
+  std::map<std::string, bool> used;
+  for (const BufferDesc &b : program.buffers) {
+    if (b.role != role)
+      continue;
+    std::string name = filePrefix + prefix + b.name;
+    const TensorInfo *t = file.find(name);
+    if (!t)
+      return absl::NotFoundError(absl::StrCat(
+          file.path(), ": missing tensor '", name, "'"));
+    if (t->shape != b.dims) {
+      std::string have, want;
+      for (int64_t d : t->shape) absl::StrAppend(&have, have.empty() ? "" : "x", d);
+      for (int64_t d : b.dims) absl::StrAppend(&want, want.empty() ? "" : "x", d);
+      return absl::InvalidArgumentError(absl::StrCat(
+          file.path(), ": tensor '", name, "' has shape [", have,
+          "], the model needs [", want, "]"));
+    }
+    if (absl::Status s = file.readF32(name, ex->data<float>(b),
+                                      static_cast<int64_t>(b.bytes / 4));
+        !s.ok())
+      return s;
+    used[name] = true;
+  }
+  if (strict)
+    for (const TensorInfo &t : file.tensors()) {
+      if (used.count(t.name))
+        continue;
+      bool maskBuffer = t.name.size() > 9 &&
+                        (t.name.rfind(".attn.bias") == t.name.size() - 10 ||
+                         t.name.find(".attn.masked_bias") != std::string::npos);
+      bool tiedHead = tied && t.name == "lm_head.weight";
+      if (!maskBuffer && !tiedHead)
+        return absl::InvalidArgumentError(absl::StrCat(
+            file.path(), ": unexpected tensor '", t.name,
+            "' (not a parameter of this model)"));
+    }
+  return absl::OkStatus();
+}
+
+absl::Status Run::loadInit(const std::string &path) {
+  auto file = SafetensorsFile::read(path);
+  if (!file.ok())
+    return file.status();
+  return loadParams(*file, BufferRole::Param, "", /*strict=*/true);
+}
+
+std::vector<TensorToWrite> tensorsOf(const ProgramDesc &program, Executor &ex,
+                                     BufferRole role, const std::string &prefix) {
+  std::vector<TensorToWrite> out;
+  for (const BufferDesc &b : program.buffers)
+    if (b.role == role)
+      out.push_back({prefix + b.name, DType::F32, b.dims, ex.data<float>(b)});
+  return out;
+}
+
+absl::Status Run::saveCheckpoint(int64_t step) {
+  const std::string &dir = opts.save;
+  if (absl::Status s = makeDir(dir); !s.ok())
+    return s;
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08lld", static_cast<long long>(step));
+  std::string final = dir + "/" + name, tmp = dir + "/." + name + ".partial";
+  (void)removeTree(tmp);
+  if (absl::Status s = makeDir(tmp); !s.ok())
+    return s;
+  std::map<std::string, std::string> md = {{"format", "llm-checkpoint"},
+                                           {"step", std::to_string(step)}};
+  if (absl::Status s = writeSafetensors(
+          tmp + "/model.safetensors",
+          tensorsOf(program, *ex, BufferRole::Param, ""), md);
+      !s.ok())
+    return s;
+  auto opt = tensorsOf(program, *ex, BufferRole::AdamM, "exp_avg.");
+  auto v = tensorsOf(program, *ex, BufferRole::AdamV, "exp_avg_sq.");
+  opt.insert(opt.end(), v.begin(), v.end());
+  if (absl::Status s = writeSafetensors(tmp + "/optimizer.safetensors", opt, md);
+      !s.ok())
+    return s;
+  nlohmann::json state = {
+      {"step", step},
+      {"data_rng_state", std::to_string(dataRng.state)},
+      {"seed", std::to_string(opts.seed)},
+      {"program_checksum",
+       std::to_string(fnv1a64(reinterpret_cast<const uint8_t *>(
+                                  program.metadata.data()),
+                              program.metadata.size()))},
+      {"metadata", meta}};
+  if (absl::Status s = writeTextFile(tmp + "/state.json", state.dump(2) + "\n");
+      !s.ok())
+    return s;
+  // The marker last: a checkpoint without it is never loaded.
+  if (absl::Status s = writeTextFile(tmp + "/" + kCompleteMarker, "ok\n"); !s.ok())
+    return s;
+  if (absl::Status s = fsyncPath(tmp, true); !s.ok())
+    return s;
+  (void)removeTree(final);
+  if (std::rename(tmp.c_str(), final.c_str()) != 0)
+    return absl::DataLossError(absl::StrCat(final, ": rename from ", tmp,
+                                            " failed: ", std::strerror(errno)));
+  if (absl::Status s = writeTextFile(dir + "/LATEST.tmp", std::string(name) + "\n");
+      !s.ok())
+    return s;
+  if (std::rename((dir + "/LATEST.tmp").c_str(), (dir + "/LATEST").c_str()) != 0)
+    return absl::DataLossError(
+        absl::StrCat(dir, "/LATEST: rename failed: ", std::strerror(errno)));
+  return fsyncPath(dir, true);
+}
+
+absl::Status Run::resume(const std::string &dir) {
+  std::string name;
+  if (auto latest = readTextFile(dir + "/LATEST"); latest.ok()) {
+    name = *latest;
+    while (!name.empty() && (name.back() == '\n' || name.back() == ' '))
+      name.pop_back();
+  } else {
+    // No pointer (crash between rename and pointer update): the newest
+    // complete checkpoint.
+    DIR *d = ::opendir(dir.c_str());
+    if (!d)
+      return absl::NotFoundError(
+          absl::StrCat(dir, ": cannot open checkpoint directory: ",
+                       std::strerror(errno)));
+    while (dirent *e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.rfind("step-", 0) == 0 && exists(dir + "/" + n + "/" + kCompleteMarker))
+        name = std::max(name, n);
+    }
+    ::closedir(d);
+    if (name.empty())
+      return absl::NotFoundError(
+          absl::StrCat(dir, ": no complete checkpoint to resume from"));
+  }
+  std::string ckpt = dir + "/" + name;
+  if (!exists(ckpt + "/" + kCompleteMarker))
+    return absl::DataLossError(absl::StrCat(
+        ckpt, ": incomplete checkpoint (no ", kCompleteMarker, " marker)"));
+  auto stateText = readTextFile(ckpt + "/state.json");
+  if (!stateText.ok())
+    return stateText.status();
+  nlohmann::json state = nlohmann::json::parse(*stateText, nullptr, false);
+  if (state.is_discarded() || !state.contains("step") ||
+      !state.contains("data_rng_state"))
+    return absl::DataLossError(
+        absl::StrCat(ckpt, "/state.json: not a valid checkpoint state"));
+  if (state.contains("metadata") && state["metadata"] != meta)
+    return absl::FailedPreconditionError(absl::StrCat(
+        ckpt, ": saved by a program for another model or batch shape"));
+  auto model = SafetensorsFile::read(ckpt + "/model.safetensors");
+  if (!model.ok())
+    return model.status();
+  if (absl::Status s = loadParams(*model, BufferRole::Param, "", true); !s.ok())
+    return s;
+  auto opt = SafetensorsFile::read(ckpt + "/optimizer.safetensors");
+  if (!opt.ok())
+    return opt.status();
+  if (absl::Status s = loadParams(*opt, BufferRole::AdamM, "exp_avg.", false);
+      !s.ok())
+    return s;
+  if (absl::Status s = loadParams(*opt, BufferRole::AdamV, "exp_avg_sq.", false);
+      !s.ok())
+    return s;
+  startStep = state["step"].get<int64_t>();
+  dataRng.state = std::stoull(state["data_rng_state"].get<std::string>());
+  std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(),
+               static_cast<long long>(startStep));
+  return absl::OkStatus();
+}
+
+void Run::sampleBatch() {
+  int32_t *x = ex->data<int32_t>(*tokens);
+  int32_t *y = ex->data<int32_t>(*targets);
+  auto toks = trainData.tokens();
+  uint64_t range = static_cast<uint64_t>(trainData.size() - seq);
+  for (int64_t b = 0; b < batch; ++b) {
+    uint64_t off = dataRng.next() % range;
+    for (int64_t s = 0; s < seq; ++s) {
+      x[b * seq + s] = toks[off + s];
+      y[b * seq + s] = toks[off + s + 1];
+    }
+  }
+}
+
+absl::StatusOr<double> Run::evaluate() {
+  // Consecutive windows from the start of the validation file, the same
+  // every time, so that evaluations are comparable.
+  int32_t *x = ex->data<int32_t>(*tokens);
+  int32_t *y = ex->data<int32_t>(*targets);
+  auto toks = valData.tokens();
+  int64_t range = valData.size() - seq;
+  double sum = 0;
+  for (int64_t k = 0; k < opts.evalBatches; ++k) {
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t off = ((k * batch + b) * seq) % range;
+      for (int64_t s = 0; s < seq; ++s) {
+        x[b * seq + s] = toks[off + s];
+        y[b * seq + s] = toks[off + s + 1];
+      }
+    }
+    ex->run(evalFn);
+    sum += *ex->data<float>(*evalLossBuf);
+  }
+  return sum / opts.evalBatches;
+}
+
+int64_t peakRssBytes() {
+  struct rusage u;
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
+
+void Run::logStep(int64_t step, double loss, double lr, double norm,
+                  double secs) {
+  double tokensPerS = batch * seq / secs;
+  double tflops = flopsPerStep / secs / 1e12;
+  std::fprintf(stderr,
+               "step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %.1f ms | "
+               "%.0f tok/s | %.3f TFLOP/s\n",
+               static_cast<long long>(step), static_cast<long long>(opts.steps),
+               loss, lr, norm, secs * 1e3, tokensPerS, tflops);
+  if (logFile) {
+    nlohmann::json j = {{"step", step},
+                        {"loss", loss},
+                        {"lr", lr},
+                        {"grad_norm", norm},
+                        {"step_time_s", secs},
+                        {"tokens_per_s", tokensPerS},
+                        {"model_tflops_per_device", tflops},
+                        {"peak_mem_bytes", ex->allocatedBytes()},
+                        {"peak_rss_bytes", peakRssBytes()}};
+    std::fprintf(logFile, "%s\n", j.dump().c_str());
+    std::fflush(logFile);
+  }
+}
+
+absl::Status Run::execute() {
+  if (absl::Status s = setup(); !s.ok())
+    return s;
+  absl::Status s = !opts.resume.empty() ? resume(opts.resume)
+                   : !opts.init.empty() ? loadInit(opts.init)
+                                        : initDefault();
+  if (!s.ok())
+    return s;
+  if (!opts.log.empty()) {
+    logFile = std::fopen(opts.log.c_str(), startStep > 0 ? "a" : "w");
+    if (!logFile)
+      return absl::PermissionDeniedError(
+          absl::StrCat(opts.log, ": cannot open: ", std::strerror(errno)));
+  }
+  std::fprintf(stderr,
+               "model: %s, %lld parameters | batch %lld x seq %lld | arena %.1f "
+               "MiB + workspace %.1f MiB\n",
+               meta["config"].value("model_type", std::string("?")).c_str(),
+               static_cast<long long>(meta.value("params", int64_t(0))),
+               static_cast<long long>(batch), static_cast<long long>(seq),
+               program.arenaBytes / 1048576.0,
+               (ex->allocatedBytes() - program.arenaBytes) / 1048576.0);
+
+  using clock = std::chrono::steady_clock;
+  for (int64_t t = startStep; t < opts.steps; ++t) {
+    clock::time_point begin = clock::now();
+    sampleBatch();
+    double lr = learningRate(opts, t);
+    *ex->data<float>(*lrBuf) = static_cast<float>(lr);
+    *ex->data<int64_t>(*stepBuf) = t + 1;
+    *ex->data<float>(*wdBuf) = static_cast<float>(opts.weightDecay);
+    *ex->data<float>(*clipBuf) = static_cast<float>(opts.gradClip);
+    if (!opts.trace.empty())
+      stepMarks.push_back(
+          {t + 1, std::chrono::duration<double, std::micro>(begin - origin).count()});
+    ex->run(trainFn, opts.trace.empty() ? nullptr : &trace, origin);
+    double secs = std::chrono::duration<double>(clock::now() - begin).count();
+    double loss = *ex->data<float>(*lossBuf);
+    double norm = *ex->data<float>(*normBuf);
+    if (!std::isfinite(loss))
+      return absl::InternalError(absl::StrCat(
+          "rank 0: loss is ", loss, " at step ", t + 1,
+          " (diverged; lower --lr or set --grad-clip)"));
+    logStep(t + 1, loss, lr, norm, secs);
+
+    bool last = t + 1 == opts.steps;
+    if (!opts.val.empty() &&
+        (last || (opts.evalEvery > 0 && (t + 1) % opts.evalEvery == 0))) {
+      auto v = evaluate();
+      if (!v.ok())
+        return v.status();
+      std::fprintf(stderr, "step %5lld/%lld | val loss %.6f\n",
+                   static_cast<long long>(t + 1),
+                   static_cast<long long>(opts.steps), *v);
+      if (logFile) {
+        std::fprintf(logFile, "%s\n",
+                     nlohmann::json({{"step", t + 1}, {"val_loss", *v}})
+                         .dump()
+                         .c_str());
+        std::fflush(logFile);
+      }
+    }
+    if (!opts.save.empty() &&
+        (last || (opts.saveEvery > 0 && (t + 1) % opts.saveEvery == 0))) {
+      if (absl::Status c = saveCheckpoint(t + 1); !c.ok())
+        return c;
+      std::fprintf(stderr, "saved checkpoint %s/step-%08lld\n",
+                   opts.save.c_str(), static_cast<long long>(t + 1));
+    }
+  }
+  if (logFile)
+    std::fclose(logFile);
+
+  if (!opts.trace.empty()) {
+    nlohmann::json events = nlohmann::json::array();
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 0},
+                      {"args", {{"name", "rank 0"}}}});
+    for (const TraceEvent &e : trace)
+      events.push_back({{"name", e.name}, {"cat", "compute"}, {"ph", "X"},
+                        {"ts", e.beginUs}, {"dur", e.durationUs}, {"pid", 0},
+                        {"tid", 0}});
+    for (auto [step, ts] : stepMarks)
+      events.push_back({{"name", absl::StrCat("step ", step)}, {"ph", "i"},
+                        {"s", "p"}, {"ts", ts}, {"pid", 0}, {"tid", 0}});
+    std::ofstream f(opts.trace);
+    f << nlohmann::json({{"traceEvents", events}}).dump() << "\n";
+    if (!f)
+      return absl::DataLossError(absl::StrCat(opts.trace, ": write failed"));
+  }
+  return absl::OkStatus();
+}
+
+} // namespace
+
+absl::Status train(const ProgramDesc &program, const TrainOptions &opts) {
+  Run run(program, opts);
+  return run.execute();
+}
+
+} // namespace llmrt
