@@ -1,0 +1,136 @@
+"""The compiled executable on its own: resume continues bit for bit, an
+incomplete checkpoint is never loaded, bad inputs give clear errors, logs
+and traces have the contract's fields."""
+import json
+import os
+import shutil
+import struct
+import unittest
+
+from common import compile_model, losses, run, subprocess, tempdir, token_file
+
+CONST_LR = ["--lr", "1e-3", "--min-lr", "1e-3", "--warmup", "0", "--seed", "5"]
+
+
+def fails(cmd, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    return p.returncode, p.stderr
+
+
+class TrainingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempdir()
+        cls.tmp = cls.tmpdir.name
+        cls.data = token_file(cls.tmp)
+        cls.exe = compile_model(cls.tmp, "tiny-llama-gqa", 2, 16, 1)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmpdir.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def test_resume_is_bit_exact(self):
+        # With a constant learning rate the first 10 steps of a 20-step run
+        # are the same run as a 10-step one.
+        full, first, second = (self.path(n) for n in ("full.jsonl",
+                                                       "a.jsonl", "b.jsonl"))
+        ckpt = self.path("resume-ckpt")
+        run([self.exe, "--data", self.data, "--steps", "20", "--log", full]
+            + CONST_LR)
+        run([self.exe, "--data", self.data, "--steps", "10", "--log", first,
+             "--save", ckpt] + CONST_LR)
+        run([self.exe, "--data", self.data, "--steps", "20", "--log", second,
+             "--resume", ckpt, "--save", ckpt, "--save-every", "5"] + CONST_LR)
+        self.assertEqual(losses(full), losses(first) + losses(second))
+        self.assertEqual(len(losses(full)), 20)
+        with open(os.path.join(ckpt, "LATEST")) as f:
+            self.assertEqual(f.read().strip(), "step-00000020")
+        for step in (10, 15, 20):
+            self.assertTrue(os.path.exists(os.path.join(
+                ckpt, "step-%08d" % step, "COMPLETE")))
+
+    def test_incomplete_checkpoint_is_not_loaded(self):
+        ckpt = self.path("broken-ckpt")
+        run([self.exe, "--data", self.data, "--steps", "2", "--save", ckpt]
+            + CONST_LR)
+        os.remove(os.path.join(ckpt, "step-00000002", "COMPLETE"))
+        code, err = fails([self.exe, "--data", self.data, "--steps", "4",
+                           "--resume", ckpt] + CONST_LR)
+        self.assertNotEqual(code, 0)
+        self.assertIn("incomplete checkpoint (no COMPLETE marker)", err)
+        # Without the LATEST pointer the newest complete one is used; here
+        # there is none.
+        os.remove(os.path.join(ckpt, "LATEST"))
+        code, err = fails([self.exe, "--data", self.data, "--steps", "4",
+                           "--resume", ckpt] + CONST_LR)
+        self.assertIn("no complete checkpoint to resume from", err)
+
+    def test_log_and_trace_fields(self):
+        log, trace = self.path("fields.jsonl"), self.path("trace.json")
+        val = self.path("val.bin")
+        shutil.copy(self.data, val)
+        run([self.exe, "--data", self.data, "--val", val, "--eval-every", "2",
+             "--steps", "3", "--log", log, "--trace", trace] + CONST_LR)
+        recs = [json.loads(l) for l in open(log)]
+        steps = [r for r in recs if "loss" in r]
+        self.assertEqual(len(steps), 3)
+        for key in ("step", "loss", "lr", "grad_norm", "step_time_s",
+                    "tokens_per_s", "model_tflops_per_device",
+                    "peak_mem_bytes"):
+            self.assertIn(key, steps[0])
+        self.assertEqual([r["step"] for r in recs if "val_loss" in r], [2, 3])
+        events = json.load(open(trace))["traceEvents"]
+        names = {e["name"] for e in events}
+        self.assertIn("attention_bwd", names)
+        self.assertIn("adamw", names)
+
+    def test_bad_inputs(self):
+        bad = self.path("bad.bin")
+        with open(bad, "wb") as f:
+            f.write(struct.pack("<256i", 1234, 1, 3, *([0] * 253)))
+            f.write(b"\x01\x00\x02\x00\x03\x00")
+        code, err = fails([self.exe, "--data", bad])
+        self.assertEqual(code, 1)
+        self.assertIn("offset 0: bad magic 1234", err)
+        self.assertIn("rank 0", err)
+
+        big = self.path("vocab.bin")
+        with open(big, "wb") as f:
+            f.write(struct.pack("<256i", 20240520, 1, 40, *([0] * 253)))
+            f.write(struct.pack("<40H", *([7] * 39 + [300])))
+        code, err = fails([self.exe, "--data", big])
+        self.assertIn("offset 1102: token 300 (index 39) is outside the "
+                      "vocabulary of 256", err)
+
+        code, err = fails([self.exe, "--data", self.data, "--lr", "fast"])
+        self.assertEqual(code, 2)
+        self.assertIn("flag --lr: 'fast' is not a number", err)
+        code, err = fails([self.exe, "--steps", "3"])
+        self.assertIn("flag --data is required", err)
+        code, err = fails([self.exe, "--data", self.data, "--bogus", "1"])
+        self.assertIn("unknown flag --bogus", err)
+
+        env = dict(os.environ, OMPI_COMM_WORLD_SIZE="4")
+        code, err = fails([self.exe, "--data", self.data], env=env)
+        self.assertEqual(code, 1)
+        self.assertIn("compiled for 1 rank(s) but is running in a world of 4",
+                      err)
+
+    def test_init_file_errors(self):
+        # An init from another model: the first missing tensor is named.
+        init = self.path("wrong.safetensors")
+        header = json.dumps({"wte.weight": {"dtype": "F32", "shape": [2, 2],
+                                            "data_offsets": [0, 16]}}).encode()
+        header += b" " * (-len(header) % 8)
+        with open(init, "wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+        code, err = fails([self.exe, "--data", self.data, "--init", init])
+        self.assertEqual(code, 1)
+        self.assertIn("missing tensors 'lm_head.weight', 'model.embed_tokens.weight', 'model.layers.0.input_layernorm.weight'", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
