@@ -391,14 +391,16 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
       file.find("transformer.wte.weight"))
     filePrefix = "transformer.";
   std::map<std::string, bool> used;
+  std::vector<std::string> missing;
   for (const BufferDesc &b : program.buffers) {
     if (b.role != role)
       continue;
     std::string name = filePrefix + prefix + b.name;
     const TensorInfo *t = file.find(name);
-    if (!t)
-      return absl::NotFoundError(absl::StrCat(
-          file.path(), ": missing tensor '", name, "'"));
+    if (!t) {
+      missing.push_back(name);
+      continue;
+    }
     if (t->shape != b.dims) {
       std::string have, want;
       for (int64_t d : t->shape) absl::StrAppend(&have, have.empty() ? "" : "x", d);
@@ -412,6 +414,16 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
         !s.ok())
       return s;
     used[name] = true;
+  }
+  if (!missing.empty()) {
+    std::sort(missing.begin(), missing.end());
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 8; ++i)
+      absl::StrAppend(&list, i ? ", " : "", "'", missing[i], "'");
+    if (missing.size() > 8)
+      absl::StrAppend(&list, " and ", missing.size() - 8, " more");
+    return absl::NotFoundError(absl::StrCat(
+        file.path(), ": missing tensor", missing.size() > 1 ? "s " : " ", list));
   }
   if (strict)
     for (const TensorInfo &t : file.tensors()) {

@@ -14,13 +14,17 @@
 #include <vector>
 
 int main(int argc, char **argv) {
-  // OpenMP's idle threads spin by default and starve OpenBLAS's threads on
-  // small machines; they must wait passively. libgomp reads the policy when
-  // it loads, so set it and start again once.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  // Two thread pools share the cores: OpenMP's (our loops) and OpenBLAS's
+  // (GEMMs). By default both spin after their work (OpenBLAS for 2^28
+  // cycles, about 0.1 s), each starving the other on small machines; make
+  // both wait passively. Both libraries read these settings when they load,
+  // so set them and start again once (users' own settings are kept).
+  if (!std::getenv("LLMRT_ENV_SET")) {
+    ::setenv("LLMRT_ENV_SET", "1", 1);
+    ::setenv("OMP_WAIT_POLICY", "passive", 0);
+    ::setenv("OPENBLAS_THREAD_TIMEOUT", "10", 0);
     ::execv("/proc/self/exe", argv);
-    // If re-exec fails, go on with the default policy.
+    // If re-exec fails, go on with the defaults.
   }
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {

@@ -797,3 +797,47 @@ TEST(CpuKernelsDeterminism, SameBitsForAnyThreadCount) {
 }
 
 } // namespace
+
+// The float activations use a polynomial exp; they must stay within a few
+// ulp of the double (libm) results over the whole range, negative tails
+// included.
+TEST(CpuKernelsFloat, ActivationsMatchDoubleAcrossRange) {
+  const int64_t n = 4001;
+  std::vector<float> xf(n), yf(n), dyf(n, 1.0f), df(n);
+  std::vector<double> xd(n), yd(n), dyd(n, 1.0), dd(n);
+  for (int64_t i = 0; i < n; ++i) {
+    xd[i] = -20.0 + 40.0 * static_cast<double>(i) / (n - 1);
+    xf[i] = static_cast<float>(xd[i]);
+    xd[i] = xf[i]; // the same input in both precisions
+  }
+  // The float exp argument a (2 z(x) for GELU, x for SiLU) itself carries
+  // about 2 ulp of rounding, 1.2e-7 |a|, which exp turns into that much
+  // relative error: the tolerance is a few ulp plus that.
+  auto check = [&](const char *what, double tol) {
+    for (int64_t i = 0; i < n; ++i) {
+      double x = xd[i];
+      double arg = what[0] == 'g'
+                       ? 2 * 0.7978845608028654 * (x + 0.044715 * x * x * x)
+                       : x;
+      double scale = std::max(std::abs(yd[i]), 1e-30);
+      ASSERT_LE(std::abs(yf[i] - yd[i]) / scale, tol + 1.2e-7 * std::abs(arg))
+          << what << " at x = " << xd[i] << ": " << yf[i] << " vs " << yd[i];
+    }
+  };
+  llmrt::cpu::geluFwd(xf.data(), yf.data(), n);
+  llmrt::cpu::geluFwd(xd.data(), yd.data(), n);
+  check("gelu", 2e-6);
+  llmrt::cpu::siluFwd(xf.data(), yf.data(), n);
+  llmrt::cpu::siluFwd(xd.data(), yd.data(), n);
+  check("silu", 2e-6);
+  llmrt::cpu::geluBwd(xf.data(), dyf.data(), df.data(), n);
+  llmrt::cpu::geluBwd(xd.data(), dyd.data(), dd.data(), n);
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_NEAR(df[i], dd[i], 2e-6 * std::max(1.0, std::abs(dd[i])))
+        << "gelu' at x = " << xd[i];
+  llmrt::cpu::siluBwd(xf.data(), dyf.data(), df.data(), n);
+  llmrt::cpu::siluBwd(xd.data(), dyd.data(), dd.data(), n);
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_NEAR(df[i], dd[i], 2e-6 * std::max(1.0, std::abs(dd[i])))
+        << "silu' at x = " << xd[i];
+}
