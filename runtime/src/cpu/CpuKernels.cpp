@@ -331,11 +331,22 @@ void layerNormFwd(const T *x, const T *w, const T *b, T *y, int64_t rows,
   }
 }
 
+namespace {
+/// Scratch of at least `n` doubles owned by the calling thread: allocated on
+/// the first step, reused by every later one (no allocation in the loop).
+double *rowScratch(int64_t n) {
+  static thread_local std::vector<double> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n)
+    scratch.resize(n);
+  return scratch.data();
+}
+} // namespace
+
 template <typename T>
 void layerNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw, T *db,
                   int64_t rows, int64_t C, double eps) {
   // Row statistics first, then dw / db, then dx: dx may alias dy or x.
-  std::vector<double> stats(2 * std::max<int64_t>(rows, 0));
+  double *stats = rowScratch(2 * std::max<int64_t>(rows, 0));
 #pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r)
     meanRstd(x + r * C, C, eps, stats[2 * r], stats[2 * r + 1]);
@@ -392,7 +403,7 @@ template <typename T>
 void rmsNormBwd(const T *x, const T *w, const T *dy, T *dx, T *dw, int64_t rows,
                 int64_t C, double eps) {
   // As layerNormBwd: statistics, dw, then dx (which may alias dy or x).
-  std::vector<double> rstds(std::max<int64_t>(rows, 0));
+  double *rstds = rowScratch(std::max<int64_t>(rows, 0));
 #pragma omp parallel for schedule(static) if (worthThreads(rows * C))
   for (int64_t r = 0; r < rows; ++r)
     rstds[r] = rmsRstd(x + r * C, C, eps);

@@ -1,0 +1,158 @@
+//===- ProgramTest.cpp - program format writer and loader -----------------===//
+#include "llmrt/Program.h"
+#include "llmrt/Trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+using namespace llmrt;
+
+namespace {
+
+/// A valid two-buffer program: y = gelu(x).
+ProgramDesc tinyProgram() {
+  ProgramDesc p;
+  p.metadata = R"({"config": {"batch": 1}})";
+  p.arenaBytes = 128;
+  p.buffers = {{"x", BufferRole::Temp, ElemType::F32, {4}, 0, 16},
+               {"y", BufferRole::Temp, ElemType::F32, {2, 2}, 64, 16}};
+  Instruction gelu;
+  gelu.opcode = static_cast<uint16_t>(Opcode::GeluFwd);
+  gelu.operands = {0, 1};
+  gelu.ints = {4};
+  p.functions = {{"eval", {gelu}}};
+  return p;
+}
+
+std::string errorOf(const std::vector<uint8_t> &bytes) {
+  auto p = parseProgram(bytes, "prog");
+  return p.ok() ? "<ok>" : std::string(p.status().message());
+}
+
+/// Rewrites the checksum after editing the payload, so that the structural
+/// checks behind it are reached.
+void reseal(std::vector<uint8_t> &bytes) {
+  uint64_t sum = fnv1a64(bytes.data() + 32, bytes.size() - 32);
+  for (int i = 0; i < 8; ++i)
+    bytes[24 + i] = static_cast<uint8_t>(sum >> (8 * i));
+}
+
+} // namespace
+
+TEST(Program, RoundTrip) {
+  ProgramDesc p = tinyProgram();
+  auto q = parseProgram(writeProgram(p), "prog");
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->metadata, p.metadata);
+  EXPECT_EQ(q->arenaBytes, 128u);
+  ASSERT_EQ(q->buffers.size(), 2u);
+  EXPECT_EQ(q->buffers[1].name, "y");
+  EXPECT_EQ(q->buffers[1].dims, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(q->buffers[1].offset, 64u);
+  ASSERT_EQ(q->functions.size(), 1u);
+  EXPECT_EQ(q->functions[0].instructions[0].ints, std::vector<int64_t>{4});
+}
+
+TEST(Program, HeaderErrors) {
+  std::vector<uint8_t> good = writeProgram(tinyProgram());
+  EXPECT_NE(errorOf({1, 2, 3}).find("shorter than its 32-byte header"),
+            std::string::npos);
+  auto bad = good;
+  bad[0] = 'X';
+  EXPECT_EQ(errorOf(bad), "prog: offset 0: bad magic (not an llm program)");
+  bad = good;
+  bad[8] = 9;
+  EXPECT_EQ(errorOf(bad), "prog: offset 8: program version 9, this runtime "
+                          "reads version 1");
+  bad = good;
+  bad.back() ^= 1;
+  EXPECT_EQ(errorOf(bad), "prog: checksum mismatch (corrupt program)");
+  bad = good;
+  bad.pop_back();
+  EXPECT_NE(errorOf(bad).find("header declares a"), std::string::npos);
+}
+
+TEST(Program, StructuralErrors) {
+  ProgramDesc p = tinyProgram();
+  p.buffers[1].offset = 96; // [96, 112) fits, but misaligned
+  EXPECT_NE(errorOf(writeProgram(p)).find("buffer 'y' [96, 112) is "
+                                          "misaligned or outside the arena"),
+            std::string::npos);
+  p = tinyProgram();
+  p.buffers[1].offset = 128;
+  EXPECT_NE(errorOf(writeProgram(p)).find("outside the arena of 128 bytes"),
+            std::string::npos);
+  p = tinyProgram();
+  p.buffers[0].bytes = 12;
+  EXPECT_NE(errorOf(writeProgram(p)).find("buffer 'x' is 12 bytes but its "
+                                          "shape needs 16"),
+            std::string::npos);
+  p = tinyProgram();
+  p.functions[0].instructions[0].opcode = 999;
+  EXPECT_NE(errorOf(writeProgram(p)).find("unknown opcode 999"),
+            std::string::npos);
+  p = tinyProgram();
+  p.functions[0].instructions[0].operands = {0};
+  EXPECT_NE(errorOf(writeProgram(p)).find("(gelu_fwd): wrong number of "
+                                          "operands or parameters"),
+            std::string::npos);
+  p = tinyProgram();
+  p.functions[0].instructions[0].operands = {0, 7};
+  EXPECT_NE(errorOf(writeProgram(p)).find("operand 7 is not a buffer"),
+            std::string::npos);
+
+  // A truncated payload with a valid checksum: the reader stops at the end.
+  std::vector<uint8_t> bytes = writeProgram(tinyProgram());
+  bytes.resize(bytes.size() - 6);
+  for (int i = 0; i < 8; ++i)
+    bytes[16 + i] = static_cast<uint8_t>((bytes.size() - 32) >> (8 * i));
+  reseal(bytes);
+  EXPECT_NE(errorOf(bytes).find("program truncated"), std::string::npos);
+}
+
+TEST(Program, MissingEmbeddedProgram) {
+  auto p = loadEmbeddedProgram("/proc/self/exe");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(std::string(p.status().message()).find("no embedded program"),
+            std::string::npos);
+}
+
+TEST(Trainer, LearningRateSchedule) {
+  TrainOptions o;
+  o.lr = 1e-3;
+  o.minLr = 1e-4;
+  o.warmup = 2;
+  o.steps = 6;
+  // Warm-up: lr (t+1)/warmup; then min + (lr-min)/2 (1 + cos(pi (t-2)/4)).
+  EXPECT_DOUBLE_EQ(learningRate(o, 0), 5e-4);
+  EXPECT_DOUBLE_EQ(learningRate(o, 1), 1e-3);
+  EXPECT_DOUBLE_EQ(learningRate(o, 2), 1e-3);
+  EXPECT_NEAR(learningRate(o, 3), 1e-4 + 0.45e-3 * (1 + std::sqrt(0.5)), 1e-15);
+  EXPECT_NEAR(learningRate(o, 4), 5.5e-4, 1e-15);
+}
+
+TEST(Trainer, SplitMix64ReferenceValues) {
+  // Published outputs of splitmix64 seeded with 0.
+  SplitMix64 r{0};
+  EXPECT_EQ(r.next(), 0xE220A8397B1DCDAFull);
+  EXPECT_EQ(r.next(), 0x6E789E6AA1B965F4ull);
+  EXPECT_EQ(r.next(), 0x06C45D188009454Full);
+}
+
+TEST(Trainer, FlagErrors) {
+  auto err = [](std::vector<std::string> args) {
+    auto o = parseTrainOptions(args);
+    return o.ok() ? std::string("<ok>") : std::string(o.status().message());
+  };
+  EXPECT_EQ(err({"--data", "x", "--steps", "0"}),
+            "flag --steps: '0' must be at least 1");
+  EXPECT_EQ(err({"--data", "x", "--lr", "-1"}),
+            "flag --lr: '-1' must be at least 0");
+  EXPECT_EQ(err({"--data", "x", "--lr", "1e-3", "--min-lr", "1e-2"}),
+            "flag --min-lr: 0.01 exceeds --lr 0.001");
+  EXPECT_EQ(err({"--data", "x", "--data", "y"}), "flag --data is given twice");
+  EXPECT_EQ(err({"--data"}), "flag --data needs a value");
+  EXPECT_EQ(err({"data"}), "unexpected argument 'data'");
+  EXPECT_EQ(err({"--data=x", "--seed=7"}), "<ok>");
+}
