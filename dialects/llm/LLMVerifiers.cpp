@@ -81,9 +81,10 @@ static LogicalResult verifyVector(Operation *op, StringRef name,
 }
 
 static LogicalResult verifyResultType(Operation *op, ShapedType expected,
-                                      ShapedType result, StringRef from) {
+                                      ShapedType result, StringRef from,
+                                      StringRef what = "result") {
   if (expected != result)
-    return op->emitOpError() << "expects result type " << typeStr(result)
+    return op->emitOpError() << "expects " << what << " type " << typeStr(result)
                              << " to equal the " << from << " type "
                              << typeStr(expected);
   return success();
@@ -321,11 +322,12 @@ static LogicalResult verifyNormGrad(Operation *op, ShapedType in,
   if (failed(verifyVector(op, "weight", w, in.getShape().back(),
                           "size of the input's last axis")) ||
       failed(verifyElementTypes(op, {{"input", in}, {"weight", w}})) ||
-      failed(verifyResultType(op, in, dy, "input")) ||
-      failed(verifyResultType(op, in, dIn, "input")))
+      failed(verifyResultType(op, in, dy, "input", "dy")) ||
+      failed(verifyResultType(op, in, dIn, "input", "d_input")))
     return failure();
-  for (Value g : weightGrads)
-    if (failed(verifyResultType(op, w, cast<ShapedType>(g.getType()), "weight")))
+  for (auto [i, g] : llvm::enumerate(weightGrads))
+    if (failed(verifyResultType(op, w, cast<ShapedType>(g.getType()), "weight",
+                                i == 0 ? "d_weight" : "d_bias")))
       return failure();
   return success();
 }
@@ -451,10 +453,10 @@ LogicalResult AttentionGradOp::verify() {
   if (failed(verifyAttentionOperands(*this, q, k, v, getNumHeads(),
                                      getNumKvHeads(), getScaleAttr())))
     return failure();
-  if (failed(verifyResultType(*this, q, getDout().getType(), "q")) ||
-      failed(verifyResultType(*this, q, getDq().getType(), "q")) ||
-      failed(verifyResultType(*this, k, getDk().getType(), "k")) ||
-      failed(verifyResultType(*this, v, getDv().getType(), "v")))
+  if (failed(verifyResultType(*this, q, getDout().getType(), "q", "dout")) ||
+      failed(verifyResultType(*this, q, getDq().getType(), "q", "dq")) ||
+      failed(verifyResultType(*this, k, getDk().getType(), "k", "dk")) ||
+      failed(verifyResultType(*this, v, getDv().getType(), "v", "dv")))
     return failure();
   return success();
 }

@@ -30,9 +30,9 @@ LogicalResult BufferOp::verify() {
     return emitOpError() << "expects role to be one of param, adam_m, adam_v, "
                             "input, output, temp; got '"
                          << getRole() << "'";
-  if (getOffset() < 0 ||
-      getOffset() % static_cast<int64_t>(::llmrt::kArenaAlignment) != 0)
-    return emitOpError() << "expects offset (" << getOffset()
+  int64_t offset = getOffsetAttr().getInt();
+  if (offset < 0 || offset % static_cast<int64_t>(::llmrt::kArenaAlignment) != 0)
+    return emitOpError() << "expects offset (" << offset
                          << ") to be a non-negative multiple of "
                          << ::llmrt::kArenaAlignment;
   if (std::optional<StringRef> init = getInit()) {

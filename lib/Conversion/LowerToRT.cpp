@@ -122,8 +122,14 @@ LogicalResult Lowering::collectPersistent(func::FuncOp train,
         fixedOf[arg] = fixedIndex("adam_m", n.getValue(), type, loc);
       else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamVAttr))
         fixedOf[arg] = fixedIndex("adam_v", n.getValue(), type, loc);
-      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kInputAttr))
+      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kInputAttr)) {
+        if ((n.getValue() == "tokens" || n.getValue() == "targets") &&
+            !type.getElementType().isInteger(32))
+          return fn.emitError() << "llm-lower-to-rt: the runtime reads token "
+                                   "ids as i32, got "
+                                << type << " for '" << n.getValue() << "'";
         fixedOf[arg] = fixedIndex("input", n.getValue(), type, loc);
+      }
       else
         return fn.emitError() << "llm-lower-to-rt: argument #" << i
                               << " is neither a parameter, optimizer state "
@@ -388,7 +394,7 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       if (!type || !type.hasStaticShape())
         return op.emitOpError() << "llm-lower-to-rt: result is not a "
                                    "statically shaped tensor";
-      if (!type.getElementType().isF32() && !type.getElementType().isInteger())
+      if (!type.getElementType().isF32() && !type.getElementType().isInteger(32))
         return op.emitOpError()
                << "llm-lower-to-rt: the CPU runtime computes in f32, got "
                << type;

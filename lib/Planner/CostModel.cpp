@@ -1,0 +1,361 @@
+//===- CostModel.cpp - time and memory of a plan --------------------------===//
+//
+// See docs/planner.md for the model. Rank order (Megatron's): tensor
+// parallel ranks are adjacent (inside a node), then data parallel, then
+// pipeline stages: global rank = tp_rank + tp * (dp_rank + dp * pp_rank).
+//
+//===----------------------------------------------------------------------===//
+#include "llm/Planner/Planner.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::llm;
+
+const char *mlir::llm::rematName(Remat r) {
+  switch (r) {
+  case Remat::None: return "none";
+  case Remat::Selective: return "selective";
+  case Remat::Full: return "full";
+  }
+  return "?";
+}
+
+const char *mlir::llm::scheduleName(Schedule s) {
+  switch (s) {
+  case Schedule::GPipe: return "gpipe";
+  case Schedule::OneFOneB: return "1f1b";
+  case Schedule::Interleaved: return "interleaved";
+  }
+  return "?";
+}
+
+std::string mlir::llm::checkPlan(const ModelProfile &m, const Cluster &cl,
+                                 int64_t world, const PlanConfig &c) {
+  auto f = [](auto &&...args) { return llvm::formatv(args...).str(); };
+  if (world > cl.devices())
+    return f("needs {0} devices, the cluster has {1}", world, cl.devices());
+  if (c.dp * c.tp * c.pp != world)
+    return f("dp x tp x pp = {0} x {1} x {2} is not the {3} devices", c.dp,
+             c.tp, c.pp, world);
+  if (c.tp > cl.devicesPerNode)
+    return f("tp={0} exceeds the {1} devices of a node", c.tp,
+             cl.devicesPerNode);
+  if (m.heads % c.tp)
+    return f("tp={0} does not divide {1} heads", c.tp, m.heads);
+  if (m.kvHeads % c.tp)
+    return f("tp={0} does not divide {1} key/value heads", c.tp, m.kvHeads);
+  if (m.ffn % c.tp)
+    return f("tp={0} does not divide the FFN size {1}", c.tp, m.ffn);
+  if (m.layers % (c.pp * c.vpp))
+    return f("pp x vpp = {0} does not divide {1} layers", c.pp * c.vpp,
+             m.layers);
+  if ((c.vpp > 1) != (c.schedule == Schedule::Interleaved))
+    return c.vpp > 1 ? f("vpp={0} needs the interleaved schedule", c.vpp)
+                     : std::string("the interleaved schedule needs vpp > 1");
+  if (c.schedule == Schedule::Interleaved && c.pp < 2)
+    return "the interleaved schedule needs pp > 1";
+  if (m.batch % (c.dp * c.mbs))
+    return f("micro-batch {0} x dp {1} does not divide the batch of {2}",
+             c.mbs, c.dp, m.batch);
+  int64_t micro = m.batch / (c.dp * c.mbs);
+  if (c.schedule == Schedule::Interleaved && micro % c.pp)
+    return f("interleaved needs micro-batches ({0}) divisible by pp ({1})",
+             micro, c.pp);
+  if (c.sp && c.tp < 2)
+    return "sp needs tp > 1";
+  if (c.zero < 0 || c.zero > 3)
+    return f("zero={0} is not 0-3", c.zero);
+  if (c.zero > 0 && c.dp < 2)
+    return f("zero={0} needs dp > 1", c.zero);
+  if (c.zero >= 2 && c.pp > 1)
+    return f("zero={0} with pp > 1: gradients would be reduced every "
+             "micro-batch",
+             c.zero);
+  return "";
+}
+
+namespace {
+
+/// Bandwidth (bytes/s) and latency (s) of the link a group of `size` ranks
+/// at rank stride `stride` crosses.
+struct LinkModel {
+  double bw, alpha;
+};
+
+LinkModel linkFor(const Cluster &cl, int64_t stride, int64_t size) {
+  bool inside = stride * size <= cl.devicesPerNode;
+  const Link &l = inside ? cl.intraNode : cl.interNode;
+  double eff = inside ? cl.efficiency.intraNode : cl.efficiency.interNode;
+  return {l.bwGBps * 1e9 * eff, l.latencyUs * 1e-6};
+}
+
+/// Ring all-reduce of `bytes` on `n` ranks: 2 (n-1)/n of the buffer and
+/// 2 (n-1) latency steps. All-gather and reduce-scatter move half of that.
+double allReduce(double bytes, int64_t n, LinkModel l) {
+  if (n <= 1)
+    return 0;
+  return 2.0 * (n - 1) / n * bytes / l.bw + 2.0 * (n - 1) * l.alpha;
+}
+double allGather(double bytes, int64_t n, LinkModel l) {
+  if (n <= 1)
+    return 0;
+  return 1.0 * (n - 1) / n * bytes / l.bw + 1.0 * (n - 1) * l.alpha;
+}
+
+/// Megatron pads the vocabulary to a multiple of 128 x tp.
+int64_t paddedVocab(int64_t v, int64_t tp) {
+  int64_t q = 128 * tp;
+  return (v + q - 1) / q * q;
+}
+
+/// Minimizes the largest chunk load when cutting `w` (per-layer weights) into
+/// `k` contiguous chunks, with `pre` added to the first and `post` to the
+/// last: a dynamic program over prefix sums. Returns the chunk ranges.
+std::vector<std::pair<int64_t, int64_t>>
+balanceChunks(int64_t layers, int64_t k, double pre, double post) {
+  // Layers are identical: load(i..j) = (j - i) + pre/post at the ends.
+  const double inf = std::numeric_limits<double>::infinity();
+  // best[c][j]: min max-load of the first j layers in c chunks.
+  std::vector<std::vector<double>> best(k + 1, std::vector<double>(layers + 1, inf));
+  std::vector<std::vector<int64_t>> cut(k + 1, std::vector<int64_t>(layers + 1, 0));
+  best[0][0] = 0;
+  for (int64_t c = 1; c <= k; ++c)
+    for (int64_t j = c; j <= layers - (k - c); ++j)
+      for (int64_t i = c - 1; i < j; ++i) {
+        double load = static_cast<double>(j - i) + (c == 1 ? pre : 0) +
+                      (c == k ? post : 0);
+        double v = std::max(best[c - 1][i], load);
+        if (v < best[c][j]) {
+          best[c][j] = v;
+          cut[c][j] = i;
+        }
+      }
+  std::vector<std::pair<int64_t, int64_t>> ranges(k);
+  int64_t j = layers;
+  for (int64_t c = k; c >= 1; --c) {
+    ranges[c - 1] = {cut[c][j], j};
+    j = cut[c][j];
+  }
+  return ranges;
+}
+
+} // namespace
+
+Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
+                                   int64_t world, const PlanConfig &c) {
+  Prediction p;
+  if (std::string why = checkPlan(m, cl, world, c); !why.empty()) {
+    p.feasible = false;
+    p.infeasibleReason = why;
+    return p;
+  }
+  const double t = static_cast<double>(c.tp), b = static_cast<double>(c.mbs);
+  const int64_t micro = m.batch / (c.dp * c.mbs);
+  p.microbatches = micro;
+  auto peakOr = cl.peak(m.precision);
+  double peakTf = peakOr ? *peakOr : 0;
+  if (!peakOr)
+    llvm::consumeError(peakOr.takeError());
+  const double flopRate = peakTf * 1e12 * cl.efficiency.compute;
+  const double memRate = cl.memoryBwGBps * 1e9 * cl.efficiency.memory;
+  const double vocabScale =
+      static_cast<double>(paddedVocab(m.vocab, c.tp)) / m.vocab;
+
+  // Forward time of a block for one micro-batch: per op, the larger of its
+  // compute and memory time (a roofline), split ops divided by tp and, under
+  // sequence parallelism, replicated ones too.
+  auto forward = [&](const BlockProfile &blk, double scale, bool coreOnly) {
+    double s = 0;
+    for (const OpProfile &op : blk.ops) {
+      if (coreOnly && !op.attentionCore)
+        continue;
+      double div = (op.tpSplit || c.sp) ? t : 1.0;
+      double flops = op.flops * b * scale / div;
+      double bytes = (op.actBytes * b * scale + op.weightBytes * scale) / div;
+      s += std::max(flops / flopRate, bytes / memRate);
+    }
+    return s;
+  };
+  LinkModel tpLink = linkFor(cl, 1, c.tp);
+  auto tpComm = [&](const BlockProfile &blk, double collectivesPerBoundary) {
+    if (c.tp < 2)
+      return 0.0;
+    return collectivesPerBoundary * blk.tpBoundaries *
+           allReduce(blk.tpBoundaryBytes * b, c.tp, tpLink);
+  };
+
+  // One layer, one micro-batch.
+  double layerFwd = forward(m.layer, 1.0, false);
+  double layerRecompute = c.remat == Remat::Full        ? layerFwd
+                          : c.remat == Remat::Selective ? forward(m.layer, 1.0, true)
+                                                        : 0.0;
+  double layerTp = tpComm(m.layer, c.remat == Remat::Full ? 3.0 : 2.0);
+  double preFwd = forward(m.pre, vocabScale, false);
+  double postFwd = forward(m.post, vocabScale, false);
+  double preTp = tpComm(m.pre, 2.0), postTp = tpComm(m.post, 2.0);
+
+  // Chunks: balanced by forward time, pre and post weighing on the ends.
+  int64_t chunks = c.pp * c.vpp;
+  double layerWeight = std::max(layerFwd, 1e-30);
+  p.stages = balanceChunks(m.layers, chunks, preFwd / layerWeight,
+                           postFwd / layerWeight);
+
+  // Per rank, per micro-batch: forward, backward (2x forward), recompute, TP.
+  std::vector<double> rankCompute(c.pp, 0), rankRecompute(c.pp, 0),
+      rankTp(c.pp, 0), rankBwd(c.pp, 0);
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    int64_t r = ch % c.pp;
+    double n = static_cast<double>(p.stages[ch].second - p.stages[ch].first);
+    double fwd = n * layerFwd + (ch == 0 ? preFwd : 0) +
+                 (ch == chunks - 1 ? postFwd : 0);
+    rankCompute[r] += 3.0 * fwd;
+    rankBwd[r] += 2.0 * fwd + n * layerRecompute;
+    rankRecompute[r] += n * layerRecompute;
+    rankTp[r] += n * layerTp + (ch == 0 ? preTp : 0) +
+                 (ch == chunks - 1 ? postTp : 0);
+  }
+  int64_t slow = 0;
+  for (int64_t r = 0; r < c.pp; ++r)
+    if (rankCompute[r] + rankRecompute[r] + rankTp[r] >
+        rankCompute[slow] + rankRecompute[slow] + rankTp[slow])
+      slow = r;
+
+  // Pipeline point-to-point: each chunk sends its output forward and its
+  // input gradient backward, split across TP ranks (Megatron's scatter/
+  // gather).
+  double ppP2p = 0;
+  if (c.pp > 1) {
+    LinkModel ppLink = linkFor(cl, c.tp * c.dp, 2);
+    double bytes = m.layer.inputBytes * b / t;
+    ppP2p = 2.0 * c.vpp * (ppLink.alpha + bytes / ppLink.bw);
+  }
+  double perMicro = rankCompute[slow] + rankRecompute[slow] + rankTp[slow] + ppP2p;
+  double bubbleSlots = static_cast<double>(c.pp - 1) / c.vpp;
+  p.bubbleFraction = bubbleSlots / micro;
+  double pipeline = (micro + bubbleSlots) * perMicro;
+
+  // Parameters per device (busiest rank), by TP layout.
+  double embedParams = m.pre.paramsSplit * vocabScale / t + m.pre.paramsReplicated;
+  double headParams = m.post.paramsSplit * vocabScale / t + m.post.paramsReplicated +
+                      (m.tiedEmbeddings && c.pp > 1 ? m.pre.paramsSplit * vocabScale / t : 0);
+  double layerParams = m.layer.paramsSplit / t + m.layer.paramsReplicated;
+  std::vector<double> rankParams(c.pp, 0);
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    int64_t r = ch % c.pp;
+    rankParams[r] += (p.stages[ch].second - p.stages[ch].first) * layerParams +
+                     (ch == 0 ? embedParams : 0) +
+                     (ch == chunks - 1 ? headParams : 0);
+  }
+  if (c.pp == 1)
+    rankParams[0] = embedParams + headParams -
+                    (m.tiedEmbeddings ? 0 : 0) + m.layers * layerParams;
+
+  // Bytes per parameter: mixed precision keeps 16-bit weights and gradients
+  // and fp32 master weights plus moments (2 + 2 + 12); fp32 training 4 + 4 + 8.
+  bool mixed = m.precision != "fp32";
+  double wB = mixed ? 2 : 4, gB = mixed ? 2 : 4, oB = mixed ? 12 : 8;
+  const double d = static_cast<double>(c.dp);
+
+  // Data parallelism: gradient reduction (overlapped with the backward of
+  // the last micro-batch), ZeRO's parameter gathers.
+  LinkModel dpLink = linkFor(cl, c.tp, c.dp);
+  double maxParams = *std::max_element(rankParams.begin(), rankParams.end());
+  double gradBytes = maxParams * gB, weightBytes = maxParams * wB;
+  double hide = cl.efficiency.dpOverlap * rankBwd[slow];
+  double dpExposed = 0;
+  if (c.dp > 1) {
+    switch (c.zero) {
+    case 0:
+      dpExposed = std::max(0.0, allReduce(gradBytes, c.dp, dpLink) - hide);
+      break;
+    case 1:
+    case 2:
+      // Reduce-scatter of gradients (overlappable), all-gather of the
+      // updated weights after the step.
+      dpExposed = std::max(0.0, allGather(gradBytes, c.dp, dpLink) - hide) +
+                  allGather(weightBytes, c.dp, dpLink);
+      break;
+    case 3: {
+      // Weights gathered before the forward and again before the backward
+      // of every micro-batch, gradients reduce-scattered: prefetched behind
+      // the compute of the micro-batch.
+      double perMb = 2 * allGather(weightBytes, c.dp, dpLink) +
+                     allGather(gradBytes, c.dp, dpLink);
+      dpExposed = micro * std::max(0.0, perMb - perMicro);
+      break;
+    }
+    }
+  }
+
+  // Optimizer: one pass over weights, gradients and (the ZeRO share of) the
+  // optimizer state, read and written.
+  double shardOpt = c.zero >= 1 ? d : 1.0;
+  double optBytes = maxParams * (wB + gB + oB / shardOpt) * 2;
+  p.optimizer = optBytes / memRate;
+
+  p.compute = micro * rankCompute[slow];
+  p.recompute = micro * rankRecompute[slow];
+  p.tpComm = micro * rankTp[slow];
+  p.ppComm = micro * ppP2p;
+  p.bubble = bubbleSlots * perMicro;
+  p.dpComm = dpExposed;
+  p.stepTime = pipeline + dpExposed + p.optimizer;
+  p.tflopsPerDevice = m.flopsPerStep / p.stepTime / world / 1e12;
+
+  // Memory of the busiest device.
+  double zeroW = c.zero >= 3 ? d : 1, zeroG = c.zero >= 2 ? d : 1,
+         zeroO = c.zero >= 1 ? d : 1;
+  // Activations of one layer for one micro-batch, by the graph (the
+  // llm-autodiff rules), split by TP and, under SP, the rest by TP too.
+  double replDiv = c.sp ? t : 1.0;
+  double layerActs = (m.layer.savedSplit / t + m.layer.savedReplicated / replDiv) * b;
+  double kept = c.remat == Remat::Full ? m.layer.inputBytes * b / replDiv : layerActs;
+  double L = static_cast<double>(m.layers), pp = static_cast<double>(c.pp);
+  double layerMicro; // layer-micro-batches of activations held by rank 0
+  switch (c.schedule) {
+  case Schedule::GPipe:
+    layerMicro = micro * L / pp;
+    break;
+  case Schedule::OneFOneB:
+    layerMicro = std::min<double>(micro, c.pp) * L / pp;
+    break;
+  case Schedule::Interleaved:
+    layerMicro = std::min(micro * L / pp, L * (1 + (pp - 1) / (pp * c.vpp)));
+    break;
+  }
+  double postActs = (m.post.savedSplit * vocabScale / t + m.post.savedReplicated / replDiv) * b;
+  double logits = 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp) / t * 4;
+  double maxMem = 0;
+  for (int64_t r = 0; r < c.pp; ++r) {
+    double acts = r == 0 ? layerMicro * kept : (L / pp) * kept;
+    bool last = r == (chunks - 1) % c.pp;
+    if (last)
+      acts += postActs;
+    double temps = layerActs + (last ? logits : 0);
+    double weights = rankParams[r] * wB / zeroW;
+    double grads = rankParams[r] * gB / zeroG;
+    double opt = rankParams[r] * oB / zeroO;
+    double total = weights + grads + opt + acts + temps;
+    if (total > maxMem) {
+      maxMem = total;
+      p.weights = weights;
+      p.grads = grads;
+      p.optimizerState = opt;
+      p.activations = acts;
+      p.temporaries = temps;
+    }
+  }
+  double capacity = cl.memoryGiB * 1073741824.0;
+  if (maxMem > capacity) {
+    p.feasible = false;
+    p.infeasibleReason = llvm::formatv("needs {0:f1} GiB per device, has {1}",
+                                       maxMem / 1073741824.0, cl.memoryGiB)
+                             .str();
+  }
+  return p;
+}

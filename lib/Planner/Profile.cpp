@@ -1,0 +1,221 @@
+//===- Profile.cpp - the planner's view of the model graph ----------------===//
+//
+// Walks the model function once: assigns every op to a block (embedding,
+// layer N, head) by the Hugging Face names of the parameters it reads,
+// classifies each tensor as split or replicated under Megatron tensor
+// parallelism (a linear whose input is replicated is column-parallel, one
+// whose input is split is row-parallel and ends in an all-reduce), and
+// records per op its FLOPs and bytes and per block the activations the
+// backward reads (the llm-autodiff rules).
+//
+//===----------------------------------------------------------------------===//
+#include "llm/Analysis/ModelStats.h"
+#include "llm/LLMOps.h"
+#include "llm/Planner/Planner.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+using namespace mlir::llm;
+
+namespace {
+
+double bytesOf(Value v) {
+  auto t = dyn_cast<ShapedType>(v.getType());
+  if (!t || !t.hasStaticShape())
+    return 0;
+  return static_cast<double>(t.getNumElements()) *
+         t.getElementTypeBitWidth() / 8;
+}
+
+/// Layer index of a parameter name: "h.N." / "model.layers.N." -> N,
+/// embeddings -> -1, anything else (final norm, LM head) -> `post`.
+int64_t layerOfParam(StringRef name, int64_t post) {
+  for (StringRef prefix : {"h.", "model.layers."}) {
+    if (!name.starts_with(prefix))
+      continue;
+    StringRef rest = name.drop_front(prefix.size());
+    int64_t n;
+    if (!rest.take_until([](char c) { return c == '.'; }).getAsInteger(10, n))
+      return n;
+  }
+  if (name.contains("wte") || name.contains("wpe") ||
+      name.contains("embed_tokens"))
+    return -1;
+  return post;
+}
+
+/// Operands whose forward values the backward reads (the llm-autodiff
+/// rules): what stays alive between the forward and the backward.
+SmallVector<Value> savedOperands(Operation *op) {
+  return llvm::TypeSwitch<Operation *, SmallVector<Value>>(op)
+      .Case([](LayerNormOp o) { return SmallVector<Value>{o.getInput()}; })
+      .Case([](RMSNormOp o) { return SmallVector<Value>{o.getInput()}; })
+      .Case([](LinearOp o) { return SmallVector<Value>{o.getInput()}; })
+      .Case([](AttentionOp o) {
+        return SmallVector<Value>{o.getQ(), o.getK(), o.getV()};
+      })
+      .Case([](GeluOp o) { return SmallVector<Value>{o.getInput()}; })
+      .Case([](SiluOp o) { return SmallVector<Value>{o.getInput()}; })
+      .Case([](MulOp o) { return SmallVector<Value>{o.getLhs(), o.getRhs()}; })
+      .Case([](CrossEntropyOp o) { return SmallVector<Value>{o.getLogits()}; })
+      .Default([](Operation *) { return SmallVector<Value>{}; });
+}
+
+} // namespace
+
+FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
+  FailureOr<func::FuncOp> fnOr = getModelFunction(module);
+  if (failed(fnOr))
+    return failure();
+  func::FuncOp fn = *fnOr;
+  FailureOr<ModelStats> stats = computeModelStats(fn);
+  if (failed(stats))
+    return failure();
+  auto cfg = module->getAttrOfType<DictionaryAttr>("llm.config");
+  if (!cfg)
+    return module.emitError() << "planner: the module has no llm.config "
+                                 "(import it with llm-import)";
+  ModelProfile m;
+  auto geti = [&](StringRef key) -> int64_t {
+    if (auto a = cfg.getAs<IntegerAttr>(key))
+      return a.getInt();
+    return 0;
+  };
+  m.layers = geti("num_layers");
+  m.hidden = geti("hidden_size");
+  m.heads = geti("num_heads");
+  m.kvHeads = geti("num_kv_heads");
+  m.ffn = geti("ffn_hidden_size");
+  m.vocab = geti("vocab_size");
+  m.seq = geti("seq");
+  m.batch = geti("batch");
+  if (auto t = cfg.getAs<BoolAttr>("tie_word_embeddings"))
+    m.tiedEmbeddings = t.getValue();
+  if (auto s = cfg.getAs<StringAttr>("model_type"))
+    m.modelType = s.getValue().str();
+  if (m.layers <= 0 || m.hidden <= 0 || m.batch <= 0 || m.seq <= 0)
+    return module.emitError() << "planner: llm.config lacks layers, hidden "
+                                 "size, batch or seq";
+  m.flopsPerStep = static_cast<double>(stats->flopsPerStep);
+  m.params = static_cast<double>(stats->params);
+
+  const int64_t post = m.layers;
+  DenseMap<Value, int64_t> layerOf;
+  DenseMap<Value, bool> split;
+  DenseSet<Value> params;
+  for (unsigned i = 0, e = fn.getNumArguments(); i < e; ++i) {
+    Value a = fn.getArgument(i);
+    if (auto name = fn.getArgAttrOfType<StringAttr>(i, kParamAttr)) {
+      params.insert(a);
+      layerOf[a] = layerOfParam(name.getValue(), post);
+      auto t = cast<ShapedType>(a.getType());
+      unsigned bits = t.getElementTypeBitWidth();
+      m.elemBytes = bits / 8;
+      m.precision = t.getElementType().isF32()    ? "fp32"
+                    : t.getElementType().isBF16() ? "bf16"
+                                                  : "fp16";
+    } else {
+      layerOf[a] = -1;
+    }
+    split[a] = false;
+  }
+
+  // Per layer sums, to check that the layers are identical.
+  std::vector<double> layerFlops(m.layers, 0), layerParams(m.layers, 0);
+  DenseSet<Value> savedSeen;
+  DenseSet<Value> countedParams;
+  double B = static_cast<double>(m.batch);
+  for (Operation &op : fn.getBody().front().without_terminator()) {
+    int64_t layer = -1;
+    for (Value v : op.getOperands())
+      layer = std::max(layer, layerOf.lookup(v));
+    bool inSplit = llvm::any_of(op.getOperands(), [&](Value v) {
+      return !params.contains(v) && split.lookup(v);
+    });
+    bool outSplit = inSplit;
+    bool opSplit = inSplit;
+    bool rowParallel = false;
+    if (auto lin = dyn_cast<LinearOp>(op)) {
+      outSplit = !split.lookup(lin.getInput());
+      rowParallel = !outSplit;
+      opSplit = true;
+    } else if (isa<EmbeddingOp>(op)) {
+      outSplit = false; // vocabulary-parallel lookup + all-reduce
+      opSplit = true;
+    } else if (isa<LayerNormOp, RMSNormOp, AddOp, PositionEmbeddingOp>(op)) {
+      outSplit = false;
+      opSplit = false;
+    }
+    for (Value r : op.getResults()) {
+      layerOf[r] = layer;
+      split[r] = outSplit;
+    }
+
+    BlockProfile &blk = layer < 0 ? m.pre : layer >= post ? m.post : m.layer;
+    bool layerZero = layer == 0;
+    bool inProfile = layer < 0 || layer >= post || layerZero;
+
+    OpProfile p;
+    p.name = op.getName().stripDialect().str();
+    if (auto f = dyn_cast<FlopCountOpInterface>(op))
+      p.flops = static_cast<double>(f.getMatmulFlops()) / B;
+    for (Value v : op.getOperands()) {
+      if (params.contains(v)) {
+        p.weightBytes += bytesOf(v);
+        if (!countedParams.contains(v)) {
+          countedParams.insert(v);
+          double n = static_cast<double>(
+              cast<ShapedType>(v.getType()).getNumElements());
+          if (layer >= 0 && layer < post)
+            layerParams[layer] += n;
+          if (inProfile) {
+            // Matrices and the biases of column-parallel linears are split;
+            // norm gains and row-parallel biases are replicated.
+            auto t = cast<ShapedType>(v.getType());
+            bool s = opSplit && (t.getRank() == 2 || !rowParallel);
+            if (isa<LayerNormOp, RMSNormOp, PositionEmbeddingOp>(op))
+              s = false;
+            (s ? blk.paramsSplit : blk.paramsReplicated) += n;
+          }
+        }
+      } else {
+        p.actBytes += bytesOf(v) / B;
+      }
+    }
+    for (Value r : op.getResults())
+      p.actBytes += bytesOf(r) / B;
+    p.tpSplit = opSplit;
+    p.attentionCore = isa<AttentionOp>(op);
+    if (layer >= 0 && layer < post)
+      layerFlops[layer] += p.flops;
+    if (!inProfile)
+      continue;
+
+    for (Value v : savedOperands(&op)) {
+      if (params.contains(v) || savedSeen.contains(v))
+        continue;
+      savedSeen.insert(v);
+      (split.lookup(v) ? blk.savedSplit : blk.savedReplicated) +=
+          bytesOf(v) / B;
+    }
+    if (rowParallel || isa<EmbeddingOp>(op)) {
+      blk.tpBoundaries += 1;
+      blk.tpBoundaryBytes = bytesOf(op.getResult(0)) / B;
+    }
+    if (layerZero && blk.inputBytes == 0)
+      for (Value v : op.getOperands())
+        if (!params.contains(v) && layerOf.lookup(v) < 0 &&
+            !isa<BlockArgument>(v))
+          blk.inputBytes = bytesOf(v) / B;
+    blk.ops.push_back(std::move(p));
+  }
+  for (int64_t l = 1; l < m.layers; ++l)
+    if (layerFlops[l] != layerFlops[0] || layerParams[l] != layerParams[0])
+      return fn.emitError() << "planner: layer " << l
+                            << " differs from layer 0; the planner assumes "
+                               "identical layers";
+  return m;
+}
