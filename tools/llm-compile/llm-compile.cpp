@@ -90,6 +90,8 @@ int main(int argc, char **argv) {
   DialectRegistry registry;
   llm::registerAllDialects(registry);
   MLIRContext context(registry);
+  // Diagnostics name the op and its location; the whole op is noise to users.
+  context.printOpOnDiagnostic(false);
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
   std::string err;
