@@ -2,6 +2,7 @@
 #include "llm/InitAll.h"
 #include "llm/Conversion/Passes.h"
 #include "llm/LLMDialect.h"
+#include "llm/Planner/Passes.h"
 #include "llmrt/LLMRTDialect.h"
 #include "llm/Transforms/Passes.h"
 
@@ -23,6 +24,7 @@ void mlir::llm::registerAllDialects(DialectRegistry &registry) {
 void mlir::llm::registerAllPasses() {
   registerLLMPasses();
   registerLLMConversionPasses();
+  registerLLMPlannerPasses();
   shard::registerShardPasses();
   registerCanonicalizerPass();
   registerCSEPass();

@@ -29,7 +29,7 @@ def LLM_Dialect : Dialect {
     `tokens` and `targets`). It returns the mean loss as `tensor<f32>`.
   }];
   let dependentDialects = [];
-  let useDefaultAttributePrinterParser = 0;
+  let useDefaultAttributePrinterParser = 1;
 }
 
 // Floating-point element types the dialect computes in.

@@ -12,6 +12,9 @@
 
 #include "llm/LLMInterfaces.h.inc"
 
+#define GET_ATTRDEF_CLASSES
+#include "llm/LLMAttrs.h.inc"
+
 #define GET_OP_CLASSES
 #include "llm/LLMOps.h.inc"
 

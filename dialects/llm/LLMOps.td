@@ -9,6 +9,7 @@
 
 include "llm/LLMBase.td"
 include "llm/LLMInterfaces.td"
+include "llm/LLMAttrs.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/CommonAttrConstraints.td"

@@ -146,6 +146,23 @@ balanceChunks(int64_t layers, int64_t k, double pre, double post) {
 
 } // namespace
 
+double mlir::llm::activationBytesPerLayer(const ModelProfile &m,
+                                         const PlanConfig &c) {
+  const double t = static_cast<double>(c.tp), b = static_cast<double>(c.mbs);
+  // Split tensors are divided by TP; replicated ones too under SP (they are
+  // split along the sequence).
+  double replDiv = c.sp ? t : 1.0;
+  if (c.remat == Remat::Full)
+    return m.layer.inputBytes * b / replDiv;
+  double perSeq = m.layer.savedSplit / t + m.layer.savedReplicated / replDiv;
+  if (m.dropout) // two one-byte masks of the [s, h] block outputs
+    perSeq += 2.0 * m.layer.inputBytes / m.elemBytes / replDiv;
+  if (m.materializedSoftmax && c.remat != Remat::Selective)
+    perSeq += static_cast<double>(m.heads) * m.seq * m.seq *
+              (2.0 * m.elemBytes + 1.0) / t;
+  return perSeq * b;
+}
+
 Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
                                    int64_t world, const PlanConfig &c) {
   Prediction p;
@@ -310,11 +327,12 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   // Memory of the busiest device.
   double zeroW = c.zero >= 3 ? d : 1, zeroG = c.zero >= 2 ? d : 1,
          zeroO = c.zero >= 1 ? d : 1;
-  // Activations of one layer for one micro-batch, by the graph (the
-  // llm-autodiff rules), split by TP and, under SP, the rest by TP too.
   double replDiv = c.sp ? t : 1.0;
-  double layerActs = (m.layer.savedSplit / t + m.layer.savedReplicated / replDiv) * b;
-  double kept = c.remat == Remat::Full ? m.layer.inputBytes * b / replDiv : layerActs;
+  double layerActs = activationBytesPerLayer(m, c);
+  PlanConfig noRemat = c;
+  noRemat.remat = Remat::None;
+  double kept = layerActs;
+  layerActs = activationBytesPerLayer(m, noRemat); // the working set
   double L = static_cast<double>(m.layers), pp = static_cast<double>(c.pp);
   double layerMicro; // layer-micro-batches of activations held by rank 0
   switch (c.schedule) {

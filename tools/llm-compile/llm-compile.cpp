@@ -7,6 +7,7 @@
 #include "llm/Analysis/ModelStats.h"
 #include "llm/Conversion/Passes.h"
 #include "llm/InitAll.h"
+#include "llm/Planner/Planner.h"
 #include "llm/Target/Serialize.h"
 #include "llm/Transforms/Passes.h"
 
@@ -57,6 +58,11 @@ static cl::opt<Emit> emit(
                           "params, flops_per_step, tokens_per_step as JSON"),
                clEnumValN(Emit::Mlir, "mlir", "the compiled IR")),
     cl::cat(category));
+static cl::opt<bool> explain("explain",
+                             cl::desc("print a readable report of the plan, "
+                                      "its cost breakdown and the "
+                                      "alternatives"),
+                             cl::cat(category));
 static cl::opt<std::string> output("o", cl::init("-"),
                                    cl::desc("output file"),
                                    cl::value_desc("file"), cl::cat(category));
@@ -118,8 +124,35 @@ int main(int argc, char **argv) {
     out->keep();
     return 0;
   }
-  if (emit == Emit::Plan)
-    return fail("--emit=plan: the planner (llm-auto-plan) is not built yet");
+  if (emit == Emit::Plan || explain) {
+    if (clusterPath.empty())
+      return fail("--emit=plan and --explain need --cluster FILE");
+    auto cluster = llm::loadCluster(clusterPath);
+    if (!cluster)
+      return fail(llvm::toString(cluster.takeError()));
+    auto spec = llm::parsePlanSpec(plan);
+    if (!spec)
+      return fail(llvm::toString(spec.takeError()));
+    FailureOr<llm::ModelProfile> profile = llm::profileModel(*module);
+    if (failed(profile))
+      return 1;
+    int64_t world = devices.getNumOccurrences() ? devices.getValue()
+                                                : cluster->devices();
+    llm::SearchResult r = llm::searchPlans(*profile, *cluster, world, *spec);
+    if (explain)
+      llvm::outs() << llm::planReport(*profile, *cluster, world, r);
+    if (!r.found)
+      return fail("no plan for " + llvm::Twine(world) + " devices: " +
+                  r.whyNone);
+    if (emit == Emit::Plan) {
+      auto out = openOutputFile(output, &err);
+      if (!out)
+        return fail(err);
+      out->os() << llm::planJSON(*profile, world, r);
+      out->keep();
+    }
+    return 0;
+  }
   if (devices != 1)
     return fail("--devices " + llvm::Twine(devices) +
                 ": only single-rank programs can be built yet (the "

@@ -1,0 +1,62 @@
+//===- Cluster.h - cluster descriptions ---------------------------*- C++ -*-===//
+//
+// The cluster file of DESIGN.md section 5: nodes, devices per node, the
+// device (peak TFLOP/s per precision, memory, memory bandwidth) and the two
+// link levels (bandwidth per device per direction, latency). An optional
+// "efficiency" object holds the cost model's calibrated factors (see
+// docs/planner.md); absent keys take the values fitted on the Megatron-LM
+// 2021 calibration rows.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLM_PLANNER_CLUSTER_H
+#define LLM_PLANNER_CLUSTER_H
+
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <map>
+#include <string>
+
+namespace mlir::llm {
+
+struct Link {
+  double bwGBps = 0;     ///< GB/s per device per direction
+  double latencyUs = 0;
+};
+
+/// Efficiency factors of the cost model (fractions of the vendor figures).
+/// The defaults are the fit on the four Megatron-LM 2021 calibration rows
+/// (bench/calibrate_planner.py, docs/planner.md); `memory` is not
+/// identifiable from those rows and is an assumption.
+struct Efficiency {
+  double compute = 0.575; ///< matmul throughput / peak
+  double memory = 0.7;    ///< achieved / peak memory bandwidth
+  double intraNode = 1.0; ///< achieved / vendor bandwidth inside a node
+  double interNode = 0.8; ///< achieved / vendor bandwidth across nodes
+  /// Fraction of the backward pass that data-parallel gradient reduction
+  /// can hide behind.
+  double dpOverlap = 0.0;
+};
+
+struct Cluster {
+  std::string name;
+  int64_t nodes = 1, devicesPerNode = 1;
+  std::string deviceKind;
+  std::map<std::string, double> peakTflops; ///< by precision: bf16, fp16, fp32
+  double memoryGiB = 0, memoryBwGBps = 0;
+  Link intraNode, interNode;
+  Efficiency efficiency;
+
+  int64_t devices() const { return nodes * devicesPerNode; }
+  /// Peak TFLOP/s for `precision`, or an error naming it.
+  llvm::Expected<double> peak(llvm::StringRef precision) const;
+};
+
+/// Parses a cluster file; errors name the file and the key.
+llvm::Expected<Cluster> parseCluster(llvm::StringRef text,
+                                     llvm::StringRef fileName);
+llvm::Expected<Cluster> loadCluster(llvm::StringRef path);
+
+} // namespace mlir::llm
+
+#endif // LLM_PLANNER_CLUSTER_H

@@ -1,0 +1,169 @@
+//===- Planner.h - cost model and plan search ---------------------*- C++ -*-===//
+//
+// The auto-planner: a profile of the model read off its graph, a cost model
+// of time and memory per device under a parallel plan on a cluster, and the
+// search for the fastest plan that fits. docs/planner.md explains the model
+// and how its efficiency factors were fitted.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLM_PLANNER_PLANNER_H
+#define LLM_PLANNER_PLANNER_H
+
+#include "llm/Planner/Cluster.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::llm {
+
+//===----------------------------------------------------------------------===//
+// Model profile (from the graph)
+//===----------------------------------------------------------------------===//
+
+/// One op of the profile, per sequence of the batch.
+struct OpProfile {
+  std::string name;       ///< op name, for reports
+  double flops = 0;       ///< forward matmul FLOPs per sequence
+  double actBytes = 0;    ///< activation bytes read + written per sequence
+  double weightBytes = 0; ///< parameter bytes read (once per micro-batch)
+  bool tpSplit = false;   ///< split by tensor parallelism (Megatron rules)
+  bool attentionCore = false; ///< recomputed under selective remat
+};
+
+/// A group of ops: one transformer layer, or the embedding (pre) / final
+/// norm, LM head and loss (post).
+struct BlockProfile {
+  std::vector<OpProfile> ops;
+  double paramsSplit = 0;      ///< parameters split by TP
+  double paramsReplicated = 0; ///< parameters every TP rank holds
+  /// Bytes per sequence of the forward values the backward reads
+  /// (what the llm-autodiff rules keep alive), by TP layout.
+  double savedSplit = 0, savedReplicated = 0;
+  /// Bytes per sequence of the block's input (kept under full remat).
+  double inputBytes = 0;
+  /// Bytes per sequence at each TP boundary (all-reduce payload), and the
+  /// number of such boundaries in the forward.
+  double tpBoundaryBytes = 0;
+  int tpBoundaries = 0;
+};
+
+struct ModelProfile {
+  std::string modelType;
+  int64_t layers = 0, hidden = 0, heads = 0, kvHeads = 0, ffn = 0,
+          vocab = 0, seq = 0, batch = 0;
+  bool tiedEmbeddings = false;
+  int elemBytes = 4;            ///< activation/weight element size in the IR
+  std::string precision;        ///< "fp32", "bf16" or "fp16"
+  BlockProfile pre, layer, post;
+  double flopsPerStep = 0;      ///< model FLOPs (no recompute), whole batch
+  double params = 0;
+  /// Activation accounting of an implementation other than ours, to compare
+  /// with published memory figures: dropout keeps a one-byte mask after the
+  /// attention and MLP blocks, and a non-fused attention keeps its softmax
+  /// output, the dropout mask and the dropped-out probabilities
+  /// (heads x s^2 x (2 elem + 1) bytes per sequence). Our graph has neither.
+  bool dropout = false, materializedSoftmax = false;
+};
+
+/// Reads the profile off the module's model function: ops are assigned to
+/// layers by the Hugging Face names of the parameters they read; layer 0
+/// stands for all (the importer's layers are identical, which is checked).
+FailureOr<ModelProfile> profileModel(ModuleOp module);
+
+//===----------------------------------------------------------------------===//
+// Plans
+//===----------------------------------------------------------------------===//
+
+enum class Remat { None, Selective, Full };
+enum class Schedule { GPipe, OneFOneB, Interleaved };
+
+const char *rematName(Remat r);
+const char *scheduleName(Schedule s);
+
+/// A fully specified plan.
+struct PlanConfig {
+  int64_t dp = 1, tp = 1, pp = 1, vpp = 1, zero = 0, mbs = 1;
+  bool sp = false;
+  Remat remat = Remat::None;
+  Schedule schedule = Schedule::OneFOneB;
+};
+
+/// Keys fixed by --plan SPEC; the rest are searched.
+struct PlanSpec {
+  std::optional<int64_t> dp, tp, pp, vpp, zero, mbs, microbatches;
+  std::optional<bool> sp;
+  std::optional<Remat> remat;
+  std::optional<Schedule> schedule;
+};
+
+/// Parses "dp=2,tp=4,remat=full,..." (DESIGN.md section 5).
+llvm::Expected<PlanSpec> parsePlanSpec(llvm::StringRef spec);
+
+/// Time and memory of one plan, per device of the busiest stage.
+struct Prediction {
+  bool feasible = true;
+  std::string infeasibleReason; ///< why not, when !feasible
+  double stepTime = 0;
+  // Step-time breakdown (seconds on the critical path).
+  double compute = 0, recompute = 0, tpComm = 0, ppComm = 0, dpComm = 0,
+         bubble = 0, optimizer = 0;
+  // Memory (bytes, busiest device).
+  double weights = 0, grads = 0, optimizerState = 0, activations = 0,
+         temporaries = 0;
+  double memory() const {
+    return weights + grads + optimizerState + activations + temporaries;
+  }
+  double bubbleFraction = 0;
+  double tflopsPerDevice = 0; ///< model FLOPs (no recompute) / time / world
+  int64_t microbatches = 0;
+  /// Layer ranges [begin, end) of each pipeline chunk (pp * vpp of them),
+  /// chunk c on rank c % pp.
+  std::vector<std::pair<int64_t, int64_t>> stages;
+};
+
+struct PlanCandidate {
+  PlanConfig config;
+  Prediction prediction;
+  std::string reason; ///< for alternatives: why it lost
+};
+
+struct SearchResult {
+  bool found = false;
+  PlanCandidate best;
+  std::vector<PlanCandidate> alternatives;
+  double searchTimeS = 0;
+  int64_t evaluated = 0;
+  std::string whyNone; ///< when nothing fits
+};
+
+/// Activation bytes one layer keeps for the backward, for one micro-batch,
+/// under the plan's TP, SP and remat (what Korthikanti et al. tabulate).
+double activationBytesPerLayer(const ModelProfile &m, const PlanConfig &c);
+
+/// Structural validity (divisibility, cluster shape) of `c` for `world`
+/// devices; returns an empty string when valid, else the reason.
+std::string checkPlan(const ModelProfile &m, const Cluster &cl, int64_t world,
+                      const PlanConfig &c);
+
+/// The cost model: predicted time and memory of `c`.
+Prediction evaluatePlan(const ModelProfile &m, const Cluster &cl,
+                        int64_t world, const PlanConfig &c);
+
+/// Searches the plans that satisfy `spec` for the fastest that fits.
+/// `exhaustive` disables pruning (for tests).
+SearchResult searchPlans(const ModelProfile &m, const Cluster &cl,
+                         int64_t world, const PlanSpec &spec,
+                         bool exhaustive = false);
+
+/// --emit=plan JSON and the --explain report.
+std::string planJSON(const ModelProfile &m, int64_t world,
+                     const SearchResult &r);
+std::string planReport(const ModelProfile &m, const Cluster &cl,
+                       int64_t world, const SearchResult &r);
+
+} // namespace mlir::llm
+
+#endif // LLM_PLANNER_PLANNER_H

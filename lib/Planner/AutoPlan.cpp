@@ -1,0 +1,63 @@
+//===- AutoPlan.cpp - the llm-auto-plan pass ------------------------------===//
+#include "llm/LLMOps.h"
+#include "llm/Planner/Passes.h"
+#include "llm/Planner/Planner.h"
+
+#include "mlir/IR/Builders.h"
+
+namespace mlir::llm {
+#define GEN_PASS_DEF_AUTOPLAN
+#include "llm/Planner/Passes.h.inc"
+} // namespace mlir::llm
+
+using namespace mlir;
+using namespace mlir::llm;
+
+namespace {
+struct AutoPlanPass : public llm::impl::AutoPlanBase<AutoPlanPass> {
+  using AutoPlanBase::AutoPlanBase;
+  void runOnOperation() override;
+};
+} // namespace
+
+void AutoPlanPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  if (clusterFile.empty()) {
+    module.emitError() << "llm-auto-plan: needs cluster=FILE";
+    return signalPassFailure();
+  }
+  auto cluster = loadCluster(clusterFile);
+  if (!cluster) {
+    module.emitError() << "llm-auto-plan: " << llvm::toString(cluster.takeError());
+    return signalPassFailure();
+  }
+  auto spec = parsePlanSpec(planSpec);
+  if (!spec) {
+    module.emitError() << "llm-auto-plan: " << llvm::toString(spec.takeError());
+    return signalPassFailure();
+  }
+  FailureOr<ModelProfile> profile = profileModel(module);
+  if (failed(profile))
+    return signalPassFailure();
+  int64_t world = devices > 0 ? static_cast<int64_t>(devices) : cluster->devices();
+  SearchResult r = searchPlans(*profile, *cluster, world, *spec);
+  if (!r.found) {
+    module.emitError() << "llm-auto-plan: no plan for " << world
+                       << " devices: " << r.whyNone;
+    return signalPassFailure();
+  }
+  Builder b(&getContext());
+  const PlanConfig &c = r.best.config;
+  const Prediction &p = r.best.prediction;
+  SmallVector<int64_t> bounds = {0};
+  for (auto [begin, end] : p.stages)
+    bounds.push_back(end);
+  module->setAttr(
+      "llm.plan",
+      PlanAttr::get(&getContext(), world, c.dp, c.tp, c.sp ? 1 : 0, c.pp,
+                    c.vpp, c.zero, b.getStringAttr(rematName(c.remat)), c.mbs,
+                    p.microbatches, b.getStringAttr(scheduleName(c.schedule)),
+                    b.getDenseI64ArrayAttr(bounds),
+                    b.getF64FloatAttr(p.stepTime),
+                    static_cast<int64_t>(p.memory())));
+}

@@ -1,0 +1,161 @@
+//===- Report.cpp - --emit=plan JSON and the --explain report -------------===//
+#include "llm/Planner/Planner.h"
+
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+using namespace mlir::llm;
+
+namespace {
+
+llvm::json::Object predictedJSON(const Prediction &p) {
+  return llvm::json::Object{
+      {"step_time_s", p.stepTime},
+      {"memory_bytes_per_device", static_cast<int64_t>(p.memory())},
+      {"model_tflops_per_device", p.tflopsPerDevice},
+      {"bubble_fraction", p.bubbleFraction},
+      {"comm_time_s", p.tpComm + p.ppComm + p.dpComm}};
+}
+
+void configJSON(llvm::json::Object &o, const PlanConfig &c, int64_t world,
+                int64_t micro) {
+  o["world"] = world;
+  o["dp"] = c.dp;
+  o["tp"] = c.tp;
+  o["sp"] = c.sp ? 1 : 0;
+  o["pp"] = c.pp;
+  o["vpp"] = c.vpp;
+  o["zero"] = c.zero;
+  o["remat"] = rematName(c.remat);
+  o["mbs"] = c.mbs;
+  o["microbatches"] = micro;
+  o["schedule"] = scheduleName(c.schedule);
+}
+
+std::string gib(double bytes) {
+  return llvm::formatv("{0:f2} GiB", bytes / 1073741824.0).str();
+}
+
+std::string ms(double s) { return llvm::formatv("{0,9:f1} ms", s * 1e3).str(); }
+
+std::string configLine(const PlanConfig &c) {
+  return llvm::formatv("dp={0} tp={1}{2} pp={3}{4} zero={5} remat={6} mbs={7} "
+                       "schedule={8}",
+                       c.dp, c.tp, c.sp ? " sp" : "", c.pp,
+                       c.vpp > 1 ? llvm::formatv(" vpp={0}", c.vpp).str() : "",
+                       c.zero, rematName(c.remat), c.mbs,
+                       scheduleName(c.schedule))
+      .str();
+}
+
+} // namespace
+
+std::string mlir::llm::planJSON(const ModelProfile &m, int64_t world,
+                                const SearchResult &r) {
+  llvm::json::Object o;
+  const PlanConfig &c = r.best.config;
+  const Prediction &p = r.best.prediction;
+  configJSON(o, c, world, p.microbatches);
+  llvm::json::Array stages;
+  for (auto [b, e] : p.stages)
+    stages.push_back(llvm::json::Array{b, e});
+  o["stages"] = std::move(stages);
+  o["predicted"] = predictedJSON(p);
+  o["search_time_s"] = r.searchTimeS;
+  llvm::json::Array alts;
+  for (const PlanCandidate &a : r.alternatives) {
+    llvm::json::Object ao;
+    configJSON(ao, a.config, world, a.prediction.microbatches);
+    if (a.prediction.stepTime > 0)
+      ao["predicted"] = predictedJSON(a.prediction);
+    ao["reason"] = a.reason;
+    alts.push_back(std::move(ao));
+  }
+  o["alternatives"] = std::move(alts);
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  os << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+  return s;
+}
+
+std::string mlir::llm::planReport(const ModelProfile &m, const Cluster &cl,
+                                  int64_t world, const SearchResult &r) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  os << llvm::formatv("Model: {0}, {1:f2}B parameters, {2} layers, hidden {3}, "
+                      "{4} heads ({5} kv), FFN {6}, vocabulary {7}\n",
+                      m.modelType, m.params / 1e9, m.layers, m.hidden, m.heads,
+                      m.kvHeads, m.ffn, m.vocab);
+  os << llvm::formatv("Batch: {0} sequences of {1} tokens, {2} precision, "
+                      "{3:f1} PFLOP per step (no recompute)\n",
+                      m.batch, m.seq, m.precision, m.flopsPerStep / 1e15);
+  os << llvm::formatv("Cluster: {0}, {1} of {2} devices ({3} x {4}), {5} GiB "
+                      "each; efficiencies: compute {6}, memory {7}, NVLink {8}, "
+                      "network {9}\n\n",
+                      cl.name, world, cl.devices(), cl.nodes, cl.devicesPerNode,
+                      cl.memoryGiB, cl.efficiency.compute, cl.efficiency.memory,
+                      cl.efficiency.intraNode, cl.efficiency.interNode);
+  if (!r.found) {
+    os << "No plan fits: " << r.whyNone << "\n";
+    return s;
+  }
+  const PlanConfig &c = r.best.config;
+  const Prediction &p = r.best.prediction;
+  os << "Plan: " << configLine(c) << "\n";
+  os << llvm::formatv("  {0} micro-batches per step; ranks: tp innermost "
+                      "(inside a node), then dp, then pp\n",
+                      p.microbatches);
+  os << "  stages (layers per pipeline chunk, chunk c on pipeline rank c % pp):";
+  for (size_t i = 0; i < p.stages.size(); ++i)
+    os << (i % 8 == 0 ? "\n    " : " ") << "[" << p.stages[i].first << ", "
+       << p.stages[i].second << ")";
+  os << "\n\n";
+  os << llvm::formatv("Predicted step: {0:f3} s, {1:f1} TFLOP/s per device "
+                      "(model FLOPs), {2:f0} tokens/s\n",
+                      p.stepTime, p.tflopsPerDevice,
+                      m.batch * m.seq / p.stepTime);
+  os << "  time on the busiest pipeline rank:\n";
+  auto line = [&](const char *what, double v, const char *note) {
+    os << llvm::formatv("    {0,-32}{1}  {2,5:f1}%  {3}\n", what, ms(v),
+                        100.0 * v / p.stepTime, note);
+  };
+  line("compute (forward + backward)", p.compute, "");
+  line("recompute", p.recompute, rematName(c.remat));
+  line("tensor-parallel communication", p.tpComm,
+       c.tp > 1 ? (c.sp ? "all-gather/reduce-scatter, NVLink"
+                        : "all-reduce, NVLink")
+                : "");
+  line("pipeline communication", p.ppComm, c.pp > 1 ? "send/recv" : "");
+  line("pipeline bubble", p.bubble,
+       llvm::formatv("{0:f1}% of the pipeline", p.bubbleFraction * 100)
+           .str()
+           .c_str());
+  line("data-parallel communication", p.dpComm,
+       c.zero == 3 ? "exposed ZeRO-3 gathers" : "exposed after overlap");
+  line("optimizer step", p.optimizer, "");
+  os << "  memory on the busiest device:\n";
+  auto mem = [&](const char *what, double v) {
+    os << llvm::formatv("    {0,-32}{1,12}\n", what, gib(v));
+  };
+  mem("weights", p.weights);
+  mem("gradients", p.grads);
+  mem("optimizer state", p.optimizerState);
+  mem("activations", p.activations);
+  mem("temporaries", p.temporaries);
+  os << llvm::formatv("    {0,-32}{1,12} of {2} GiB\n\n", "total",
+                      gib(p.memory()), cl.memoryGiB);
+  os << "Alternatives:\n";
+  for (const PlanCandidate &a : r.alternatives) {
+    if (a.prediction.stepTime > 0)
+      os << llvm::formatv("  {0,-62} {1:f3} s  {2}\n", configLine(a.config),
+                          a.prediction.stepTime, a.reason);
+    else
+      os << llvm::formatv("  dp={0} tp={1} pp={2}{3,-45} {4}\n", a.config.dp,
+                          a.config.tp, a.config.pp, "", a.reason);
+  }
+  os << llvm::formatv("\nSearched {0} plans in {1:f3} s.\n", r.evaluated,
+                      r.searchTimeS);
+  return s;
+}

@@ -1,0 +1,229 @@
+//===- PlannerTest.cpp - cost model and search against published figures -===//
+//
+// Expected numbers come from outside the code under test: the ZeRO paper's
+// model-state formulas and Korthikanti et al.'s activation table
+// (shared/reference/formulas.md), the Megatron-LM 2021 calibration rows,
+// and a brute-force enumeration of the same cost model.
+//
+//===----------------------------------------------------------------------===//
+#include "llm/Import/HFConfig.h"
+#include "llm/LLMDialect.h"
+#include "llm/Planner/Planner.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::llm;
+
+namespace {
+
+/// A GPT of the given shape imported as the compiler would.
+ModelProfile gpt(int64_t h, int64_t heads, int64_t layers, int64_t batch,
+                 int64_t seq, const char *dtype = "bf16",
+                 int64_t vocab = 51200) {
+  std::string json = "{\"model_type\": \"gpt2\", \"n_embd\": " +
+                     std::to_string(h) + ", \"n_head\": " +
+                     std::to_string(heads) + ", \"n_layer\": " +
+                     std::to_string(layers) + ", \"n_positions\": " +
+                     std::to_string(seq) + ", \"vocab_size\": " +
+                     std::to_string(vocab) + "}";
+  auto cfg = parseHFConfig(json, "test.json");
+  EXPECT_TRUE(static_cast<bool>(cfg));
+  MLIRContext ctx;
+  ImportOptions o;
+  o.batch = batch;
+  o.seq = seq;
+  o.dtype = dtype;
+  auto module = buildModel(ctx, *cfg, o);
+  EXPECT_TRUE(static_cast<bool>(module));
+  auto prof = profileModel(**module);
+  EXPECT_TRUE(succeeded(prof));
+  return *prof;
+}
+
+Cluster cluster(const std::string &name) {
+  auto c = loadCluster(std::string(LLM_CLUSTERS_DIR) + "/" + name);
+  EXPECT_TRUE(static_cast<bool>(c)) << llvm::toString(c.takeError());
+  return *c;
+}
+
+} // namespace
+
+TEST(PlannerMemory, ZeroStagesMatchRajbhandari) {
+  // Mixed precision: 16 bytes per parameter (2 + 2 + 12). With dp = N_d and
+  // no model parallelism every device holds all P parameters:
+  // ZeRO-0 16P, ZeRO-1 4P + 12P/Nd, ZeRO-2 2P + 14P/Nd, ZeRO-3 16P/Nd.
+  ModelProfile m = gpt(1024, 16, 4, 64, 256);
+  Cluster cl = cluster("dgx-a100-80g.json");
+  double P = m.params;
+  double Nd = 8;
+  double expected[] = {16 * P, 4 * P + 12 * P / Nd, 2 * P + 14 * P / Nd,
+                       16 * P / Nd};
+  for (int zero = 0; zero <= 3; ++zero) {
+    PlanConfig c;
+    c.dp = 8;
+    c.zero = zero;
+    Prediction p = evaluatePlan(m, cl, 8, c);
+    ASSERT_TRUE(p.feasible) << p.infeasibleReason;
+    EXPECT_NEAR(p.weights + p.grads + p.optimizerState, expected[zero],
+                1e-9 * expected[zero])
+        << "ZeRO-" << zero;
+  }
+}
+
+TEST(PlannerMemory, ActivationsMatchKorthikanti) {
+  // Table 2 of Korthikanti et al. 2022, bytes per layer for s, b, h, a, t,
+  // with Megatron's dropout and materialized softmax accounted for.
+  const double s = 2048, b = 2, h = 4096, a = 32;
+  ModelProfile m = gpt(4096, 32, 2, 4, 2048);
+  m.dropout = true;
+  m.materializedSoftmax = true;
+  auto acts = [&](int64_t tp, bool sp, Remat remat) {
+    PlanConfig c;
+    c.tp = tp;
+    c.sp = sp;
+    c.remat = remat;
+    c.mbs = static_cast<int64_t>(b);
+    return activationBytesPerLayer(m, c);
+  };
+  double sbh = s * b * h;
+  EXPECT_DOUBLE_EQ(acts(1, false, Remat::None), sbh * (34 + 5 * a * s / h));
+  for (double t : {2.0, 4.0, 8.0}) {
+    int64_t tp = static_cast<int64_t>(t);
+    EXPECT_DOUBLE_EQ(acts(tp, false, Remat::None),
+                     sbh * (10 + 24 / t + 5 * a * s / (h * t)))
+        << "TP " << t;
+    EXPECT_DOUBLE_EQ(acts(tp, true, Remat::None),
+                     sbh * (34 / t + 5 * a * s / (h * t)))
+        << "TP+SP " << t;
+    EXPECT_DOUBLE_EQ(acts(tp, true, Remat::Selective), 34 * sbh / t)
+        << "TP+SP+selective " << t;
+  }
+  EXPECT_DOUBLE_EQ(acts(1, false, Remat::Full), 2 * sbh);
+
+  // Our own graph (fused attention, no dropout): 32 sbh without TP.
+  m.dropout = m.materializedSoftmax = false;
+  EXPECT_DOUBLE_EQ(acts(1, false, Remat::None), 32 * sbh);
+}
+
+TEST(PlannerSearch, PrunedSearchEqualsBruteForce) {
+  Cluster cl = cluster("dgx-a100-80g.json");
+  struct Case {
+    int64_t h, heads, layers, batch, world;
+  } cases[] = {{1024, 16, 8, 32, 8}, {2048, 16, 12, 64, 16},
+               {4096, 32, 16, 64, 32}, {768, 12, 6, 16, 4}};
+  for (const Case &k : cases) {
+    ModelProfile m = gpt(k.h, k.heads, k.layers, k.batch, 1024);
+    SearchResult fast = searchPlans(m, cl, k.world, PlanSpec());
+    SearchResult brute = searchPlans(m, cl, k.world, PlanSpec(), true);
+    ASSERT_TRUE(fast.found);
+    ASSERT_TRUE(brute.found);
+    EXPECT_DOUBLE_EQ(fast.best.prediction.stepTime,
+                     brute.best.prediction.stepTime)
+        << "h=" << k.h << " world=" << k.world;
+    EXPECT_LE(fast.evaluated, brute.evaluated);
+  }
+}
+
+TEST(PlannerCalibration, MegatronRowsWithinTenPercent) {
+  // shared/reference/megatron-2021-calibration.json: published plan forced
+  // (tp, pp, dp; full recompute, interleaved 1F1B when pipelined), the
+  // planner fills micro-batch size and virtual stages. TFLOP/s per GPU with
+  // the paper's eq. 3: F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h)).
+  struct Row {
+    int64_t h, heads, layers, tp, pp, dp, gpus, batch;
+    double tflops;
+  } rows[] = {{2304, 24, 24, 1, 1, 32, 32, 512, 137},
+              {4096, 32, 36, 4, 1, 32, 128, 512, 142},
+              {8192, 64, 48, 8, 2, 32, 512, 1536, 138},
+              {12288, 96, 80, 8, 8, 24, 1536, 2304, 148}};
+  Cluster cl = cluster("dgx-a100-80g.json");
+  for (const Row &r : rows) {
+    ModelProfile m = gpt(r.h, r.heads, r.layers, r.batch, 2048);
+    PlanSpec spec;
+    spec.tp = r.tp;
+    spec.pp = r.pp;
+    spec.dp = r.dp;
+    spec.remat = Remat::Full;
+    spec.zero = 0;
+    spec.sp = false;
+    spec.schedule = r.pp > 1 ? Schedule::Interleaved : Schedule::OneFOneB;
+    SearchResult published = searchPlans(m, cl, r.gpus, spec);
+    ASSERT_TRUE(published.found) << published.whyNone;
+    double s = 2048, h = r.h, l = r.layers, V = 51200, B = r.batch;
+    double F = 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+    double tflops =
+        F / (published.best.prediction.stepTime * r.gpus) / 1e12;
+    EXPECT_NEAR(tflops / r.tflops, 1.0, 0.10)
+        << r.layers << " layers: predicted " << tflops << " TFLOP/s, "
+        << "published " << r.tflops;
+
+    // The automatic plan is predicted at least as fast.
+    SearchResult autoPlan = searchPlans(m, cl, r.gpus, PlanSpec());
+    ASSERT_TRUE(autoPlan.found);
+    EXPECT_LE(autoPlan.best.prediction.stepTime,
+              published.best.prediction.stepTime);
+  }
+}
+
+TEST(PlannerSearch, ExplainsRejections) {
+  Cluster cl = cluster("dgx-a100-80g.json");
+  // 32 heads: tp=3 cannot split them.
+  ModelProfile m = gpt(4096, 32, 8, 24, 1024);
+  PlanSpec spec;
+  spec.tp = 3;
+  SearchResult r = searchPlans(m, cl, 24, spec);
+  EXPECT_FALSE(r.found);
+  EXPECT_EQ(r.whyNone, "tp=3 does not divide 32 heads");
+
+  // A model that does not fit one device: the reason names both sizes.
+  ModelProfile big = gpt(8192, 64, 48, 8, 2048);
+  PlanSpec one;
+  one.tp = 1;
+  one.pp = 1;
+  SearchResult r2 = searchPlans(big, cl, 1, one);
+  EXPECT_FALSE(r2.found);
+  EXPECT_NE(r2.whyNone.find("GiB per device, has 80"), std::string::npos)
+      << r2.whyNone;
+
+  // Alternatives carry their reasons.
+  SearchResult r3 = searchPlans(m, cl, 8, PlanSpec());
+  ASSERT_TRUE(r3.found);
+  ASSERT_FALSE(r3.alternatives.empty());
+  for (const PlanCandidate &a : r3.alternatives)
+    EXPECT_FALSE(a.reason.empty());
+}
+
+TEST(PlannerInput, ClusterAndSpecErrors) {
+  auto err = [](const char *json) {
+    auto c = parseCluster(json, "c.json");
+    return c ? std::string("<ok>") : llvm::toString(c.takeError());
+  };
+  EXPECT_EQ(err("{\"name\": \"x\", \"nodes\": 1}"),
+            "c.json: missing key 'devices_per_node'");
+  EXPECT_EQ(err("{\"name\": \"x\", \"nodes\": 1, \"devices_per_node\": 8, "
+                "\"device\": {\"peak_tflops\": {\"bf16\": 312}, "
+                "\"memory_gib\": -80, \"memory_bw_gbps\": 2039}}"),
+            "c.json: key 'device.memory_gib' must be a positive number");
+  EXPECT_EQ(err("{\"name\": \"x\", \"nodes\": 1, \"devices_per_node\": 8, "
+                "\"device\": {\"peak_tflops\": {\"bf16\": 312}, "
+                "\"memory_gib\": 80, \"memory_bw_gbps\": 2039}, \"links\": "
+                "{\"intra_node\": {\"bw_gbps\": 300, \"latency_us\": 3}}}"),
+            "c.json: missing key 'links.inter_node'");
+  auto spec = [](const char *s) {
+    auto p = parsePlanSpec(s);
+    return p ? std::string("<ok>") : llvm::toString(p.takeError());
+  };
+  EXPECT_EQ(spec("tp=2,pp=4,remat=full,schedule=interleaved,vpp=2,sp=1"), "<ok>");
+  EXPECT_EQ(spec("tp=two"), "--plan: tp=two: expected an integer >= 1");
+  EXPECT_EQ(spec("zero=5"), "--plan: zero=5: expected 0-3");
+  EXPECT_EQ(spec("remat=some"),
+            "--plan: remat=some: expected none, selective or full");
+  EXPECT_EQ(spec("fsdp=1"), "--plan: unknown key 'fsdp' (keys: dp, tp, pp, "
+                            "vpp, sp, zero, remat, mbs, mb, schedule)");
+}
