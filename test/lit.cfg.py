@@ -13,6 +13,7 @@ config.test_exec_root = os.path.join(config.llm_obj_root, "test")
 
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%models", os.path.join(config.llm_src_root, "examples", "models")))
+config.substitutions.append(("%clusters", os.path.join(config.llm_src_root, "examples", "clusters")))
 config.environment["FILECHECK_OPTS"] = "-enable-var-scope --allow-unused-prefixes=false"
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])

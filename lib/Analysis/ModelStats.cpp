@@ -53,8 +53,14 @@ FailureOr<ModelStats> mlir::llm::computeModelStats(func::FuncOp fn) {
                           << " = \"tokens\"";
   fn.walk([&](FlopCountOpInterface op) {
     int64_t fwd = op.getMatmulFlops();
-    stats.forwardMatmulFlops += fwd;
-    stats.flopsPerStep += fwd * (1 + op.getBackwardFlopsFactor());
+    int64_t step = 0;
+    stats.flopsOverflow |=
+        __builtin_mul_overflow(fwd, 1 + op.getBackwardFlopsFactor(), &step) ||
+        __builtin_add_overflow(stats.forwardMatmulFlops, fwd,
+                               &stats.forwardMatmulFlops) ||
+        __builtin_add_overflow(stats.flopsPerStep, step, &stats.flopsPerStep);
+    stats.flopsPerStepF += static_cast<double>(fwd) *
+                           static_cast<double>(1 + op.getBackwardFlopsFactor());
   });
   return stats;
 }

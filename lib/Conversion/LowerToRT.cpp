@@ -505,8 +505,8 @@ static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
   if (auto cfg = module->getAttrOfType<DictionaryAttr>("llm.config"))
     entries.push_back(b.getNamedAttr("config", cfg));
   entries.push_back(b.getNamedAttr("params", b.getI64IntegerAttr(stats.params)));
-  entries.push_back(
-      b.getNamedAttr("flops_per_step", b.getI64IntegerAttr(stats.flopsPerStep)));
+  entries.push_back(b.getNamedAttr("flops_per_step",
+                                   b.getF64FloatAttr(stats.flopsPerStepF)));
   entries.push_back(b.getNamedAttr("tokens_per_step",
                                    b.getI64IntegerAttr(stats.tokensPerStep)));
   return b.getDictionaryAttr(entries);

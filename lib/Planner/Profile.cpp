@@ -99,7 +99,7 @@ FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
   if (m.layers <= 0 || m.hidden <= 0 || m.batch <= 0 || m.seq <= 0)
     return module.emitError() << "planner: llm.config lacks layers, hidden "
                                  "size, batch or seq";
-  m.flopsPerStep = static_cast<double>(stats->flopsPerStep);
+  m.flopsPerStep = stats->flopsPerStepF;
   m.params = static_cast<double>(stats->params);
 
   const int64_t post = m.layers;

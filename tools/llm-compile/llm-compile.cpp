@@ -76,7 +76,12 @@ static void printStats(const llm::ModelStats &s, llvm::raw_ostream &os) {
   llvm::json::OStream j(os, /*IndentSize=*/2);
   j.object([&] {
     j.attribute("params", s.params);
-    j.attribute("flops_per_step", s.flopsPerStep);
+    // Exact while it fits 63 bits (every model below ~100B parameters at
+    // usual batch sizes); beyond that, a double.
+    if (s.flopsOverflow)
+      j.attribute("flops_per_step", s.flopsPerStepF);
+    else
+      j.attribute("flops_per_step", s.flopsPerStep);
     j.attribute("tokens_per_step", s.tokensPerStep);
   });
   os << "\n";

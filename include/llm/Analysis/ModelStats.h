@@ -40,8 +40,12 @@ struct ModelStats {
   int64_t params = 0;
   /// Matmul FLOPs of one forward pass.
   int64_t forwardMatmulFlops = 0;
-  /// Matmul FLOPs of forward + backward, without recomputation.
+  /// Matmul FLOPs of forward + backward, without recomputation (exact while
+  /// it fits 63 bits; `flopsOverflow` says when it does not).
   int64_t flopsPerStep = 0;
+  /// The same in floating point, for models beyond 2^63 FLOPs per step.
+  double flopsPerStepF = 0;
+  bool flopsOverflow = false;
   /// Tokens consumed by one step (elements of the `tokens` input).
   int64_t tokensPerStep = 0;
 };
