@@ -10,6 +10,8 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 #include <cmath>
 #include <limits>
 
@@ -113,34 +115,65 @@ int64_t paddedVocab(int64_t v, int64_t tp) {
   return (v + q - 1) / q * q;
 }
 
-/// Minimizes the largest chunk load when cutting `w` (per-layer weights) into
-/// `k` contiguous chunks, with `pre` added to the first and `post` to the
-/// last: a dynamic program over prefix sums. Returns the chunk ranges.
+/// Cuts `layers` identical layers into `k` contiguous chunks, every chunk at
+/// least one layer, the embedding's cost `pre` (in layers) on the first and
+/// the head's `post` on the last, minimizing the largest chunk load. The
+/// optimal largest load is one of n, n + pre, n + post (n layers); those
+/// candidates are tried in increasing order, each checked by the capacity
+/// it allows (first chunk floor(M - pre) layers, last floor(M - post),
+/// others floor(M)). The excess capacity is then taken back from the
+/// fullest chunks, which keeps the cut as even as the bound allows. O(L log L
+/// + k^2), memoized: the search asks for the same few cuts again and again.
 std::vector<std::pair<int64_t, int64_t>>
 balanceChunks(int64_t layers, int64_t k, double pre, double post) {
-  // Layers are identical: load(i..j) = (j - i) + pre/post at the ends.
-  const double inf = std::numeric_limits<double>::infinity();
-  // best[c][j]: min max-load of the first j layers in c chunks.
-  std::vector<std::vector<double>> best(k + 1, std::vector<double>(layers + 1, inf));
-  std::vector<std::vector<int64_t>> cut(k + 1, std::vector<int64_t>(layers + 1, 0));
-  best[0][0] = 0;
-  for (int64_t c = 1; c <= k; ++c)
-    for (int64_t j = c; j <= layers - (k - c); ++j)
-      for (int64_t i = c - 1; i < j; ++i) {
-        double load = static_cast<double>(j - i) + (c == 1 ? pre : 0) +
-                      (c == k ? post : 0);
-        double v = std::max(best[c - 1][i], load);
-        if (v < best[c][j]) {
-          best[c][j] = v;
-          cut[c][j] = i;
-        }
-      }
-  std::vector<std::pair<int64_t, int64_t>> ranges(k);
-  int64_t j = layers;
-  for (int64_t c = k; c >= 1; --c) {
-    ranges[c - 1] = {cut[c][j], j};
-    j = cut[c][j];
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t>;
+  static thread_local std::map<Key, std::vector<std::pair<int64_t, int64_t>>>
+      memo;
+  Key key{layers, k, std::llround(pre * 1e6), std::llround(post * 1e6)};
+  if (auto it = memo.find(key); it != memo.end())
+    return it->second;
+
+  std::vector<int64_t> counts(k, 1);
+  if (k == 1) {
+    counts[0] = layers;
+  } else {
+    std::vector<double> candidates;
+    for (int64_t n = 1; n <= layers; ++n)
+      for (double extra : {0.0, pre, post})
+        candidates.push_back(static_cast<double>(n) + extra);
+    std::sort(candidates.begin(), candidates.end());
+    const double eps = 1e-9;
+    std::vector<int64_t> caps(k);
+    for (double m : candidates) {
+      caps[0] = static_cast<int64_t>(std::floor(m - pre + eps));
+      caps[k - 1] = static_cast<int64_t>(std::floor(m - post + eps));
+      for (int64_t i = 1; i + 1 < k; ++i)
+        caps[i] = static_cast<int64_t>(std::floor(m + eps));
+      if (*std::min_element(caps.begin(), caps.end()) < 1)
+        continue;
+      int64_t total = 0;
+      for (int64_t c : caps)
+        total += c;
+      if (total >= layers)
+        break;
+    }
+    counts = caps;
+    int64_t excess = -layers;
+    for (int64_t c : counts)
+      excess += c;
+    while (excess > 0) {
+      auto fullest = std::max_element(counts.begin(), counts.end());
+      --*fullest;
+      --excess;
+    }
   }
+  std::vector<std::pair<int64_t, int64_t>> ranges(k);
+  int64_t begin = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    ranges[i] = {begin, begin + counts[i]};
+    begin += counts[i];
+  }
+  memo[key] = ranges;
   return ranges;
 }
 

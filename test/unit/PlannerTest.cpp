@@ -227,3 +227,30 @@ TEST(PlannerInput, ClusterAndSpecErrors) {
   EXPECT_EQ(spec("fsdp=1"), "--plan: unknown key 'fsdp' (keys: dp, tp, pp, "
                             "vpp, sp, zero, remat, mbs, mb, schedule)");
 }
+
+TEST(PlannerSearch, StageBoundariesWeighTheHead) {
+  Cluster cl = cluster("dgx-a100-80g.json");
+  PlanConfig c;
+  c.pp = 4;
+  c.dp = 2;
+  c.mbs = 1;
+  // A small vocabulary: 16 layers in four equal stages.
+  ModelProfile small = gpt(2048, 16, 16, 16, 1024, "bf16", 256);
+  Prediction p = evaluatePlan(small, cl, 8, c);
+  ASSERT_TRUE(p.feasible) << p.infeasibleReason;
+  std::vector<std::pair<int64_t, int64_t>> even = {{0, 4}, {4, 8}, {8, 12}, {12, 16}};
+  EXPECT_EQ(p.stages, even);
+  // A 256k vocabulary: the LM head costs several layers, so the last stage
+  // takes fewer layers, and every stage keeps at least one.
+  ModelProfile big = gpt(2048, 16, 16, 16, 1024, "bf16", 256000);
+  Prediction q = evaluatePlan(big, cl, 8, c);
+  ASSERT_TRUE(q.feasible) << q.infeasibleReason;
+  ASSERT_EQ(q.stages.size(), 4u);
+  EXPECT_EQ(q.stages.front().first, 0);
+  EXPECT_EQ(q.stages.back().second, 16);
+  int64_t last = q.stages.back().second - q.stages.back().first;
+  int64_t middle = q.stages[1].second - q.stages[1].first;
+  EXPECT_LT(last, middle);
+  for (auto [b, e] : q.stages)
+    EXPECT_GE(e - b, 1);
+}
