@@ -29,10 +29,10 @@ struct Link {
 /// (bench/calibrate_planner.py, docs/planner.md); `memory` is not
 /// identifiable from those rows and is an assumption.
 struct Efficiency {
-  double compute = 0.575; ///< matmul throughput / peak
+  double compute = 0.625; ///< matmul throughput / peak
   double memory = 0.7;    ///< achieved / peak memory bandwidth
   double intraNode = 1.0; ///< achieved / vendor bandwidth inside a node
-  double interNode = 0.8; ///< achieved / vendor bandwidth across nodes
+  double interNode = 0.5; ///< achieved / vendor bandwidth across nodes
   /// Fraction of the backward pass that data-parallel gradient reduction
   /// can hide behind.
   double dpOverlap = 0.0;
