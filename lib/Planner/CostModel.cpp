@@ -367,23 +367,29 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   double kept = layerActs;
   layerActs = activationBytesPerLayer(m, noRemat); // the working set
   double L = static_cast<double>(m.layers), pp = static_cast<double>(c.pp);
-  double layerMicro; // layer-micro-batches of activations held by rank 0
-  switch (c.schedule) {
-  case Schedule::GPipe:
-    layerMicro = micro * L / pp;
-    break;
-  case Schedule::OneFOneB:
-    layerMicro = std::min<double>(micro, c.pp) * L / pp;
-    break;
-  case Schedule::Interleaved:
-    layerMicro = std::min(micro * L / pp, L * (1 + (pp - 1) / (pp * c.vpp)));
-    break;
-  }
+  // Layer-micro-batches of activations pipeline rank r holds at its peak:
+  // GPipe all m; 1F1B min(m, p - r) micro-batches of its L/p layers;
+  // interleaved Korthikanti's L (1 + (p-1)/(p v)) on the first rank, scaled
+  // down the pipeline like 1F1B.
+  auto layerMicro = [&](int64_t r) {
+    double onRank = L / pp;
+    switch (c.schedule) {
+    case Schedule::GPipe:
+      return micro * onRank;
+    case Schedule::OneFOneB:
+      return std::min<double>(micro, c.pp - r) * onRank;
+    case Schedule::Interleaved:
+      return std::min(micro * onRank,
+                      L * (1 + (pp - 1) / (pp * c.vpp)) * (pp - r) / pp);
+    }
+    return micro * onRank;
+  };
   double postActs = (m.post.savedSplit * vocabScale / t + m.post.savedReplicated / replDiv) * b;
   double logits = 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp) / t * 4;
   double maxMem = 0;
+  p.perStage.assign(c.pp, {});
   for (int64_t r = 0; r < c.pp; ++r) {
-    double acts = r == 0 ? layerMicro * kept : (L / pp) * kept;
+    double acts = layerMicro(r) * kept;
     bool last = r == (chunks - 1) % c.pp;
     if (last)
       acts += postActs;
@@ -392,6 +398,12 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     double grads = rankParams[r] * gB / zeroG;
     double opt = rankParams[r] * oB / zeroO;
     double total = weights + grads + opt + acts + temps;
+    Prediction::Stage &st = p.perStage[r];
+    st.weights = weights;
+    st.grads = grads;
+    st.optimizerState = opt;
+    st.activations = acts;
+    st.temporaries = temps;
     if (total > maxMem) {
       maxMem = total;
       p.weights = weights;
@@ -400,6 +412,15 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
       p.activations = acts;
       p.temporaries = temps;
     }
+  }
+  for (int64_t ch = 0; ch < chunks; ++ch)
+    p.perStage[ch % c.pp].layers += p.stages[ch].second - p.stages[ch].first;
+  for (int64_t r = 0; r < c.pp; ++r) {
+    Prediction::Stage &st = p.perStage[r];
+    st.compute = micro * rankCompute[r];
+    st.recompute = micro * rankRecompute[r];
+    st.tpComm = micro * rankTp[r];
+    st.ppComm = micro * ppP2p;
   }
   double capacity = cl.memoryGiB * 1073741824.0;
   if (maxMem > capacity) {

@@ -146,6 +146,28 @@ std::string mlir::llm::planReport(const ModelProfile &m, const Cluster &cl,
   mem("temporaries", p.temporaries);
   os << llvm::formatv("    {0,-32}{1,12} of {2} GiB\n\n", "total",
                       gib(p.memory()), cl.memoryGiB);
+  if (p.perStage.size() > 1) {
+    os << "  per pipeline rank (per step; memory per device):\n";
+    os << llvm::formatv("    {0,-5}{1,7}{2,12}{3,12}{4,12}{5,12}{6,11}{7,11}{8,11}{9,11}{10,11}\n",
+                        "rank", "layers", "compute", "recompute", "TP comm",
+                        "PP comm", "weights", "grads", "optim", "activ",
+                        "total");
+    for (size_t r = 0; r < p.perStage.size(); ++r) {
+      const Prediction::Stage &st = p.perStage[r];
+      auto g = [](double b) {
+        return llvm::formatv("{0:f2}G", b / 1073741824.0).str();
+      };
+      auto t = [](double sec) {
+        return llvm::formatv("{0:f0} ms", sec * 1e3).str();
+      };
+      os << llvm::formatv("    {0,-5}{1,7}{2,12}{3,12}{4,12}{5,12}{6,11}{7,11}{8,11}{9,11}{10,11}\n",
+                          r, st.layers, t(st.compute), t(st.recompute),
+                          t(st.tpComm), t(st.ppComm), g(st.weights),
+                          g(st.grads), g(st.optimizerState),
+                          g(st.activations), g(st.memory()));
+    }
+    os << "\n";
+  }
   os << "Alternatives:\n";
   for (const PlanCandidate &a : r.alternatives) {
     if (a.prediction.stepTime > 0)

@@ -122,6 +122,18 @@ struct Prediction {
   /// Layer ranges [begin, end) of each pipeline chunk (pp * vpp of them),
   /// chunk c on rank c % pp.
   std::vector<std::pair<int64_t, int64_t>> stages;
+
+  /// Per pipeline rank: layers held, per-step time components and memory.
+  struct Stage {
+    int64_t layers = 0;
+    double compute = 0, recompute = 0, tpComm = 0, ppComm = 0;
+    double weights = 0, grads = 0, optimizerState = 0, activations = 0,
+           temporaries = 0;
+    double memory() const {
+      return weights + grads + optimizerState + activations + temporaries;
+    }
+  };
+  std::vector<Stage> perStage;
 };
 
 struct PlanCandidate {
