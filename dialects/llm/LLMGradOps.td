@@ -338,4 +338,31 @@ def LLM_AdamWOp : LLM_Op<"adamw", [Pure,
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Collectives
+//===----------------------------------------------------------------------===//
+
+def LLM_AllReduceOp : LLM_Op<"all_reduce", [AllTypesMatch<["input", "result"]>]> {
+  let summary = "reduce a tensor over a communicator group, result everywhere";
+  let description = [{
+    Every rank of `group` (`dp` or `tp`, the groups of the module's
+    `#llm.plan`; rank order in docs/design.md) contributes `input` and
+    receives the elementwise `reduction` (`sum` or `mean`) of all
+    contributions. Its gradient is the identity (Megatron's "g" operator):
+    used on the loss and on tensors whose later uses are replicated.
+
+    Constraints: `group` is `dp` or `tp`; `reduction` is `sum` or `mean`.
+
+    Example:
+    ```mlir
+    %g = llm.all_reduce %dw {group = "dp", reduction = "mean"} : tensor<384x1152xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, StrAttr:$group,
+                       StrAttr:$reduction);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
 #endif // LLM_GRAD_OPS_TD

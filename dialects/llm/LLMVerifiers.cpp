@@ -490,3 +490,13 @@ LogicalResult AdamWOp::verify() {
                            << numberStr(value);
   return verifyPositive(*this, "eps", getEps().convertToDouble());
 }
+
+LogicalResult AllReduceOp::verify() {
+  if (getGroup() != "dp" && getGroup() != "tp")
+    return emitOpError() << "expects group to be dp or tp, got '"
+                         << getGroup() << "'";
+  if (getReduction() != "sum" && getReduction() != "mean")
+    return emitOpError() << "expects reduction to be sum or mean, got '"
+                         << getReduction() << "'";
+  return success();
+}

@@ -343,6 +343,12 @@ LogicalResult Lowering::selectKernels(Operation *op,
         return one("clip_scale", {o.getNorm(), o.getMaxNorm(), o.getResult()},
                    {});
       })
+      .Case([&](AllReduceOp o) {
+        int64_t group = o.getGroup() == "dp" ? 1 : 2;
+        int64_t reduction = o.getReduction() == "mean" ? 1 : 0;
+        return one("all_reduce", {o.getInput(), o.getResult()},
+                   {numElements(o.getInput()), group, reduction});
+      })
       .Case([&](AdamWOp o) {
         return one("adamw",
                    {o.getParam(), o.getGrad(), o.getM(), o.getV(), o.getLr(),
@@ -364,6 +370,8 @@ static std::optional<unsigned> inPlaceOperand(Operation *op) {
     return 0; // lhs (full shape; rhs may be broadcast)
   if (isa<GeluGradOp, SiluGradOp>(op))
     return 1; // dy
+  if (isa<AllReduceOp>(op))
+    return 0; // MPI reduces in place
   return std::nullopt;
 }
 
@@ -504,11 +512,23 @@ static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
   SmallVector<NamedAttribute> entries;
   if (auto cfg = module->getAttrOfType<DictionaryAttr>("llm.config"))
     entries.push_back(b.getNamedAttr("config", cfg));
+  // The world the program was built for, and its groups.
+  int64_t world = 1, dp = 1, tp = 1;
+  if (auto plan = module->getAttrOfType<PlanAttr>("llm.plan")) {
+    world = plan.getWorld();
+    dp = plan.getDp();
+    tp = plan.getTp();
+  }
+  entries.push_back(b.getNamedAttr("world", b.getI64IntegerAttr(world)));
+  entries.push_back(b.getNamedAttr("dp", b.getI64IntegerAttr(dp)));
+  entries.push_back(b.getNamedAttr("tp", b.getI64IntegerAttr(tp)));
   entries.push_back(b.getNamedAttr("params", b.getI64IntegerAttr(stats.params)));
-  entries.push_back(b.getNamedAttr("flops_per_step",
-                                   b.getF64FloatAttr(stats.flopsPerStepF)));
-  entries.push_back(b.getNamedAttr("tokens_per_step",
-                                   b.getI64IntegerAttr(stats.tokensPerStep)));
+  // The model function is one data-parallel replica's: the step's totals
+  // are dp times its own.
+  entries.push_back(b.getNamedAttr(
+      "flops_per_step", b.getF64FloatAttr(stats.flopsPerStepF * dp)));
+  entries.push_back(b.getNamedAttr(
+      "tokens_per_step", b.getI64IntegerAttr(stats.tokensPerStep * dp)));
   return b.getDictionaryAttr(entries);
 }
 

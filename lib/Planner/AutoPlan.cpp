@@ -46,18 +46,21 @@ void AutoPlanPass::runOnOperation() {
                        << " devices: " << r.whyNone;
     return signalPassFailure();
   }
-  Builder b(&getContext());
-  const PlanConfig &c = r.best.config;
-  const Prediction &p = r.best.prediction;
+  module->setAttr("llm.plan", planAttribute(&getContext(), world, r.best));
+}
+
+Attribute mlir::llm::planAttribute(MLIRContext *ctx, int64_t world,
+                                   const PlanCandidate &plan) {
+  Builder b(ctx);
+  const PlanConfig &c = plan.config;
+  const Prediction &p = plan.prediction;
   SmallVector<int64_t> bounds = {0};
   for (auto [begin, end] : p.stages)
     bounds.push_back(end);
-  module->setAttr(
-      "llm.plan",
-      PlanAttr::get(&getContext(), world, c.dp, c.tp, c.sp ? 1 : 0, c.pp,
-                    c.vpp, c.zero, b.getStringAttr(rematName(c.remat)), c.mbs,
-                    p.microbatches, b.getStringAttr(scheduleName(c.schedule)),
-                    b.getDenseI64ArrayAttr(bounds),
-                    b.getF64FloatAttr(p.stepTime),
-                    static_cast<int64_t>(p.memory())));
+  return PlanAttr::get(ctx, world, c.dp, c.tp, c.sp ? 1 : 0, c.pp, c.vpp,
+                       c.zero, b.getStringAttr(rematName(c.remat)), c.mbs,
+                       p.microbatches, b.getStringAttr(scheduleName(c.schedule)),
+                       b.getDenseI64ArrayAttr(bounds),
+                       b.getF64FloatAttr(p.stepTime),
+                       static_cast<int64_t>(p.memory()));
 }

@@ -163,6 +163,12 @@ LogicalResult GradientBuilder::backward(Operation *op) {
         accumulate(s.getInput(), SiluGradOp::create(b, loc, s.getInput(), dy));
         return success();
       })
+      .Case([&](AllReduceOp a) {
+        // Megatron's "g": the reduced value is replicated, its gradient
+        // flows back unchanged.
+        accumulate(a.getInput(), dy);
+        return success();
+      })
       .Default([&](Operation *other) {
         return other->emitOpError()
                << "llm-autodiff: no gradient rule for this op";
@@ -203,7 +209,13 @@ void AutodiffPass::runOnOperation() {
   Block &body = step.getBody().front();
   auto stepRet = cast<func::ReturnOp>(body.getTerminator());
   Value loss = stepRet.getOperand(0);
-  auto ce = loss.getDefiningOp<CrossEntropyOp>();
+  // The loss may be averaged over data-parallel replicas (llm-partition);
+  // each replica differentiates its own share, and llm-optimizer averages
+  // the gradients.
+  Value local = loss;
+  if (auto ar = loss.getDefiningOp<AllReduceOp>())
+    local = ar.getInput();
+  auto ce = local.getDefiningOp<CrossEntropyOp>();
   if (!ce) {
     fwd.emitError() << "llm-autodiff: the loss must be produced by "
                        "llm.cross_entropy";
@@ -220,7 +232,7 @@ void AutodiffPass::runOnOperation() {
   // after them and must not be visited).
   SmallVector<Operation *> forwardOps;
   for (Operation &op : body.without_terminator())
-    if (&op != ce.getOperation())
+    if (&op != ce.getOperation() && op.getResult(0) != loss)
       forwardOps.push_back(&op);
   for (Operation *op : llvm::reverse(forwardOps)) {
     if (failed(grads.backward(op))) {

@@ -90,6 +90,11 @@ void OptimizerPass::runOnOperation() {
 
   b.setInsertionPoint(ret);
   SmallVector<Value> gradients(ret.getOperands().drop_front());
+  // Data parallelism: every replica applies the mean gradient.
+  if (auto plan = module->getAttrOfType<PlanAttr>("llm.plan"); plan && plan.getDp() > 1)
+    for (Value &g : gradients)
+      g = AllReduceOp::create(b, loc, g, b.getStringAttr("dp"),
+                              b.getStringAttr("mean"));
   Value norm = GlobalNormOp::create(b, loc, gradients);
   Value scale = ClipScaleOp::create(b, loc, norm, clip);
   SmallVector<Value> newP, newM, newV;

@@ -1,5 +1,6 @@
 //===- Executor.cpp - runs a program's functions on the CPU ---------------===//
 #include "llmrt/Executor.h"
+#include "llmrt/Comm.h"
 #include "llmrt/CpuKernels.h"
 
 #include "absl/strings/str_cat.h"
@@ -16,8 +17,10 @@ Executor::~Executor() {
   std::free(workspace_);
 }
 
-absl::StatusOr<std::unique_ptr<Executor>> Executor::create(ProgramDesc program) {
+absl::StatusOr<std::unique_ptr<Executor>>
+Executor::create(ProgramDesc program, Communicator &comm) {
   std::unique_ptr<Executor> ex(new Executor());
+  ex->comm_ = &comm;
   ex->program_ = std::move(program);
   const ProgramDesc &p = ex->program_;
   for (const BufferDesc &b : p.buffers)
@@ -189,6 +192,13 @@ void Executor::run(int fn, std::vector<TraceEvent> *trace,
       float norm = *F(p[0]), maxNorm = *F(p[1]);
       float coef = maxNorm > 0 ? maxNorm / (norm + 1e-6f) : 1.0f;
       *F(p[2]) = std::min(coef, 1.0f);
+      break;
+    }
+    case Opcode::AllReduce: {
+      if (p[0] != p[1])
+        std::memcpy(p[1], p[0], static_cast<size_t>(n[0]) * 4);
+      comm_->allReduce(F(p[1]), n[0], static_cast<Group>(n[1]),
+                       static_cast<Reduction>(n[2]));
       break;
     }
     case Opcode::AdamW: {

@@ -1,5 +1,6 @@
 //===- Trainer.cpp - the training executable's driver ---------------------===//
 #include "llmrt/Trainer.h"
+#include "llmrt/Comm.h"
 #include "llmrt/CpuKernels.h"
 #include "llmrt/Executor.h"
 #include "llmrt/Safetensors.h"
@@ -227,8 +228,8 @@ constexpr const char *kCompleteMarker = "COMPLETE";
 
 class Run {
 public:
-  Run(const ProgramDesc &program, const TrainOptions &opts)
-      : program(program), opts(opts) {}
+  Run(const ProgramDesc &program, const TrainOptions &opts, Communicator &comm)
+      : program(program), opts(opts), comm(comm) {}
   absl::Status execute();
 
 private:
@@ -245,9 +246,13 @@ private:
 
   const ProgramDesc &program;
   const TrainOptions &opts;
+  Communicator &comm;
   std::unique_ptr<Executor> ex;
   nlohmann::json meta;
-  int64_t batch = 0, seq = 0, vocab = 0;
+  /// Global batch (sequences per step), this rank's share, and its first
+  /// sequence in the global batch.
+  int64_t batch = 0, localBatch = 0, firstSeq = 0, seq = 0, vocab = 0;
+  bool root = true;
   double flopsPerStep = 0;
   TokenFile trainData, valData;
   SplitMix64 dataRng{0};
@@ -284,21 +289,26 @@ absl::Status Run::setup() {
     return absl::InvalidArgumentError(
         "the program's metadata lacks batch, seq or vocab_size");
 
-  // World size: compiled for one rank (data/tensor/pipeline parallelism
-  // comes with the MPI runtime); refuse to run as part of a larger job.
+  // World size: the executable runs only in the world it was compiled for.
   int64_t compiled = meta.value("world", 1);
-  for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
-    if (const char *v = std::getenv(var)) {
-      int64_t world = std::atoll(v);
-      if (world != compiled)
-        return absl::FailedPreconditionError(absl::StrCat(
-            "this executable was compiled for ", compiled,
-            " rank(s) but is running in a world of ", world,
-            " (", var, "); recompile with --devices ", world));
-    }
+  int64_t dp = meta.value("dp", 1), tp = meta.value("tp", 1);
+  int64_t world = comm.worldSize();
+  if (world == 1)
+    for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+      if (const char *v = std::getenv(var))
+        world = std::max<int64_t>(world, std::atoll(v));
+  if (world != compiled)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this executable was compiled for ", compiled,
+        " rank(s) but is running in a world of ", world,
+        "; recompile with --devices ", world));
+  if (absl::Status s = comm.setupGroups(static_cast<int>(tp), static_cast<int>(dp));
+      !s.ok())
+    return s;
+  root = comm.rank() == 0;
 
   cpu::setThreads(opts.threads);
-  auto executor = Executor::create(program);
+  auto executor = Executor::create(program, comm);
   if (!executor.ok())
     return executor.status();
   ex = std::move(*executor);
@@ -323,6 +333,13 @@ absl::Status Run::setup() {
            {BufferRole::Output, "eval_loss", &evalLossBuf}})
     if (absl::Status s = requireBuffer(*ex, role, name, *ptr); !s.ok())
       return s;
+
+  localBatch = tokens->dims[0];
+  if (localBatch * dp != batch)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the program's token buffer holds ", localBatch,
+        " sequences, not batch ", batch, " / dp ", dp));
+  firstSeq = comm.groupRank(Group::DP) * localBatch;
 
   auto data = TokenFile::read(opts.data, vocab);
   if (!data.ok())
@@ -565,7 +582,8 @@ absl::Status Run::resume(const std::string &dir) {
     return s;
   startStep = state["step"].get<int64_t>();
   dataRng.state = std::stoull(state["data_rng_state"].get<std::string>());
-  std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(),
+  if (root)
+    std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(),
                static_cast<long long>(startStep));
   return absl::OkStatus();
 }
@@ -575,8 +593,14 @@ void Run::sampleBatch() {
   int32_t *y = ex->data<int32_t>(*targets);
   auto toks = trainData.tokens();
   uint64_t range = static_cast<uint64_t>(trainData.size() - seq);
-  for (int64_t b = 0; b < batch; ++b) {
+  // Every rank draws the whole global batch (the same generator everywhere)
+  // and keeps its data-parallel share: together they see exactly the batch
+  // one rank would.
+  for (int64_t g = 0; g < batch; ++g) {
     uint64_t off = dataRng.next() % range;
+    int64_t b = g - firstSeq;
+    if (b < 0 || b >= localBatch)
+      continue;
     for (int64_t s = 0; s < seq; ++s) {
       x[b * seq + s] = toks[off + s];
       y[b * seq + s] = toks[off + s + 1];
@@ -593,8 +617,8 @@ absl::StatusOr<double> Run::evaluate() {
   int64_t range = valData.size() - seq;
   double sum = 0;
   for (int64_t k = 0; k < opts.evalBatches; ++k) {
-    for (int64_t b = 0; b < batch; ++b) {
-      int64_t off = ((k * batch + b) * seq) % range;
+    for (int64_t b = 0; b < localBatch; ++b) {
+      int64_t off = ((k * batch + firstSeq + b) * seq) % range;
       for (int64_t s = 0; s < seq; ++s) {
         x[b * seq + s] = toks[off + s];
         y[b * seq + s] = toks[off + s + 1];
@@ -614,8 +638,10 @@ int64_t peakRssBytes() {
 
 void Run::logStep(int64_t step, double loss, double lr, double norm,
                   double secs) {
+  if (!root)
+    return;
   double tokensPerS = batch * seq / secs;
-  double tflops = flopsPerStep / secs / 1e12;
+  double tflops = flopsPerStep / secs / 1e12 / comm.worldSize();
   std::fprintf(stderr,
                "step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %.1f ms | "
                "%.0f tok/s | %.3f TFLOP/s\n",
@@ -644,13 +670,14 @@ absl::Status Run::execute() {
                                         : initDefault();
   if (!s.ok())
     return s;
-  if (!opts.log.empty()) {
+  if (!opts.log.empty() && root) {
     logFile = std::fopen(opts.log.c_str(), startStep > 0 ? "a" : "w");
     if (!logFile)
       return absl::PermissionDeniedError(
           absl::StrCat(opts.log, ": cannot open: ", std::strerror(errno)));
   }
-  std::fprintf(stderr,
+  if (root)
+    std::fprintf(stderr,
                "model: %s, %lld parameters | batch %lld x seq %lld | arena %.1f "
                "MiB + workspace %.1f MiB\n",
                meta["config"].value("model_type", std::string("?")).c_str(),
@@ -677,7 +704,7 @@ absl::Status Run::execute() {
     double norm = *ex->data<float>(*normBuf);
     if (!std::isfinite(loss))
       return absl::InternalError(absl::StrCat(
-          "rank 0: loss is ", loss, " at step ", t + 1,
+          "loss is ", loss, " at step ", t + 1,
           " (diverged; lower --lr or set --grad-clip)"));
     logStep(t + 1, loss, lr, norm, secs);
 
@@ -687,7 +714,8 @@ absl::Status Run::execute() {
       auto v = evaluate();
       if (!v.ok())
         return v.status();
-      std::fprintf(stderr, "step %5lld/%lld | val loss %.6f\n",
+      if (root)
+        std::fprintf(stderr, "step %5lld/%lld | val loss %.6f\n",
                    static_cast<long long>(t + 1),
                    static_cast<long long>(opts.steps), *v);
       if (logFile) {
@@ -700,16 +728,20 @@ absl::Status Run::execute() {
     }
     if (!opts.save.empty() &&
         (last || (opts.saveEvery > 0 && (t + 1) % opts.saveEvery == 0))) {
-      if (absl::Status c = saveCheckpoint(t + 1); !c.ok())
-        return c;
-      std::fprintf(stderr, "saved checkpoint %s/step-%08lld\n",
-                   opts.save.c_str(), static_cast<long long>(t + 1));
+      // Parameters and moments are replicated across ranks: rank 0 writes.
+      if (root) {
+        if (absl::Status c = saveCheckpoint(t + 1); !c.ok())
+          return c;
+        std::fprintf(stderr, "saved checkpoint %s/step-%08lld\n",
+                     opts.save.c_str(), static_cast<long long>(t + 1));
+      }
+      comm.barrier();
     }
   }
   if (logFile)
     std::fclose(logFile);
 
-  if (!opts.trace.empty()) {
+  if (!opts.trace.empty() && root) {
     nlohmann::json events = nlohmann::json::array();
     events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 0},
                       {"args", {{"name", "rank 0"}}}});
@@ -730,8 +762,9 @@ absl::Status Run::execute() {
 
 } // namespace
 
-absl::Status train(const ProgramDesc &program, const TrainOptions &opts) {
-  Run run(program, opts);
+absl::Status train(const ProgramDesc &program, const TrainOptions &opts,
+                   Communicator &comm) {
+  Run run(program, opts, comm);
   return run.execute();
 }
 

@@ -4,6 +4,7 @@
 // compiled program; at start it reads the program from its own file.
 //
 //===----------------------------------------------------------------------===//
+#include "llmrt/Comm.h"
 #include "llmrt/Program.h"
 #include "llmrt/Trainer.h"
 
@@ -26,26 +27,38 @@ int main(int argc, char **argv) {
     ::execv("/proc/self/exe", argv);
     // If re-exec fails, go on with the defaults.
   }
+  std::unique_ptr<llmrt::Communicator> comm = llmrt::createMpiCommunicator(&argc, &argv);
+  if (!comm)
+    comm = llmrt::createLocalCommunicator();
+  int rank = comm->rank();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    std::fputs(llmrt::trainUsage(argv[0]).c_str(), stdout);
+    if (rank == 0)
+      std::fputs(llmrt::trainUsage(argv[0]).c_str(), stdout);
     return 0;
   }
+  // Errors found identically on every rank (flags, program, world size)
+  // end every rank cleanly; an error on one rank alone aborts the job.
   auto opts = llmrt::parseTrainOptions(args);
   if (!opts.ok()) {
-    std::fprintf(stderr, "error: %s\n%s", std::string(opts.status().message()).c_str(),
-                 llmrt::trainUsage(argv[0]).c_str());
+    if (rank == 0)
+      std::fprintf(stderr, "error: %s\n%s",
+                   std::string(opts.status().message()).c_str(),
+                   llmrt::trainUsage(argv[0]).c_str());
     return 2;
   }
   auto program = llmrt::loadEmbeddedProgram("/proc/self/exe");
   if (!program.ok()) {
-    std::fprintf(stderr, "error: rank 0: %s\n",
+    std::fprintf(stderr, "error: rank %d: %s\n", rank,
                  std::string(program.status().message()).c_str());
     return 1;
   }
-  if (absl::Status s = llmrt::train(*program, *opts); !s.ok()) {
-    std::fprintf(stderr, "error: rank 0: %s\n", std::string(s.message()).c_str());
-    return 1;
+  if (absl::Status s = llmrt::train(*program, *opts, *comm); !s.ok()) {
+    std::fprintf(stderr, "error: rank %d: %s\n", rank,
+                 std::string(s.message()).c_str());
+    if (s.code() == absl::StatusCode::kFailedPrecondition || comm->worldSize() == 1)
+      return 1;
+    comm->abort(1);
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 #include "llm/Conversion/Passes.h"
 #include "llm/InitAll.h"
 #include "llm/Planner/Planner.h"
+#include "DefaultCluster.h"
 #include "llm/Target/Serialize.h"
 #include "llm/Transforms/Passes.h"
 
@@ -129,10 +130,17 @@ int main(int argc, char **argv) {
     out->keep();
     return 0;
   }
+  // The cluster: --cluster, or for the CPU target this machine's measured
+  // description (examples/clusters/local-cpu.json, built in).
+  auto loadClusterOpt = [&]() -> llvm::Expected<llm::Cluster> {
+    if (!clusterPath.empty())
+      return llm::loadCluster(clusterPath);
+    return llm::parseCluster(kDefaultCpuCluster, "<built-in local-cpu cluster>");
+  };
   if (emit == Emit::Plan || explain) {
     if (clusterPath.empty())
       return fail("--emit=plan and --explain need --cluster FILE");
-    auto cluster = llm::loadCluster(clusterPath);
+    auto cluster = loadClusterOpt();
     if (!cluster)
       return fail(llvm::toString(cluster.takeError()));
     auto spec = llm::parsePlanSpec(plan);
@@ -158,15 +166,42 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
-  if (devices != 1)
-    return fail("--devices " + llvm::Twine(devices) +
-                ": only single-rank programs can be built yet (the "
-                "parallel runtime is not built)");
   if (target != "cpu")
     return fail("--target " + target + ": the CUDA backend is not built yet");
 
+  // A multi-rank program: the plan decides what each rank computes. What
+  // the partitioner implements today is data parallelism; keys it does not
+  // implement are fixed off unless the user asks (then llm-partition says
+  // why it cannot).
+  bool partition = devices > 1 || plan != "auto";
+  if (partition) {
+    auto cluster = loadClusterOpt();
+    if (!cluster)
+      return fail(llvm::toString(cluster.takeError()));
+    auto spec = llm::parsePlanSpec(plan);
+    if (!spec)
+      return fail(llvm::toString(spec.takeError()));
+    if (!spec->tp) spec->tp = 1;
+    if (!spec->pp) spec->pp = 1;
+    if (!spec->sp) spec->sp = false;
+    if (!spec->zero) spec->zero = 0;
+    if (!spec->remat) spec->remat = llm::Remat::None;
+    if (!spec->mbs && !spec->microbatches) spec->microbatches = 1;
+    FailureOr<llm::ModelProfile> profile = llm::profileModel(*module);
+    if (failed(profile))
+      return 1;
+    llm::SearchResult r = llm::searchPlans(*profile, *cluster, devices, *spec);
+    if (!r.found)
+      return fail("no plan for " + llvm::Twine(devices) + " devices: " +
+                  r.whyNone);
+    (*module)->setAttr("llm.plan",
+                       llm::planAttribute(&context, devices, r.best));
+  }
+
   // The training pipeline: backward, optimizer, lowering to the runtime.
   PassManager pm(&context);
+  if (partition)
+    pm.addPass(llm::createPartition());
   pm.addPass(llm::createAutodiff());
   pm.addPass(llm::createOptimizer());
   pm.addPass(llm::createLowerToRT());
@@ -195,7 +230,7 @@ int main(int argc, char **argv) {
     std::string self = llvm::sys::fs::getMainExecutable(
         argv[0], reinterpret_cast<void *>(&printStats));
     llvm::SmallString<256> path(llvm::sys::path::parent_path(self));
-    llvm::sys::path::append(path, "llmrt-runner");
+    llvm::sys::path::append(path, devices > 1 ? "llmrt-runner-mpi" : "llmrt-runner");
     runner = std::string(path);
   }
   if (failed(llm::writeExecutable(runner, *blob, output, err)))

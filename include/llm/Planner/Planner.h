@@ -170,6 +170,10 @@ SearchResult searchPlans(const ModelProfile &m, const Cluster &cl,
                          int64_t world, const PlanSpec &spec,
                          bool exhaustive = false);
 
+/// The plan as the `#llm.plan` attribute (llm.plan on the module).
+Attribute planAttribute(MLIRContext *ctx, int64_t world,
+                        const PlanCandidate &plan);
+
 /// --emit=plan JSON and the --explain report.
 std::string planJSON(const ModelProfile &m, int64_t world,
                      const SearchResult &r);

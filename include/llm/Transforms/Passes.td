@@ -66,12 +66,33 @@ def Optimizer : Pass<"llm-optimizer", "mlir::ModuleOp"> {
 
     where every updated tensor carries `llm.update = N`, the index of the
     argument it replaces, so that lowering updates it in place.
+
+    Under a `#llm.plan` with dp > 1 (see llm-partition) every gradient is
+    first averaged over the data-parallel group (`llm.all_reduce`), so all
+    replicas apply the same update.
   }];
   let options = [
     Option<"beta1", "beta1", "double", "0.9", "AdamW beta1">,
     Option<"beta2", "beta2", "double", "0.95", "AdamW beta2">,
     Option<"eps", "eps", "double", "1e-8", "AdamW epsilon">,
   ];
+  let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
+}
+
+def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
+  let summary = "Rewrite the model function for one rank of the module's #llm.plan";
+  let description = [{
+    Reads `llm.plan = #llm.plan<...>` (from llm-auto-plan or --plan) and
+    rewrites the model function into what one rank computes. Data
+    parallelism: every tensor that carries the batch (token ids, targets and
+    everything computed from them) keeps batch / dp sequences, and the loss,
+    a mean over this rank's tokens, is averaged over the dp group
+    (`llm.all_reduce`), which makes it the global mean. llm-optimizer then
+    averages the gradients over dp the same way.
+
+    Tensor, sequence and pipeline parallelism, ZeRO and recomputation are not
+    implemented yet: a plan that asks for them is an error that says so.
+  }];
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }
 

@@ -20,6 +20,8 @@
 
 namespace llmrt {
 
+class Communicator;
+
 /// One timed kernel call, for --trace.
 struct TraceEvent {
   const char *name;
@@ -28,8 +30,10 @@ struct TraceEvent {
 
 class Executor {
 public:
-  /// Allocates the arena and workspace for `program` (zeroed).
-  static absl::StatusOr<std::unique_ptr<Executor>> create(ProgramDesc program);
+  /// Allocates the arena and workspace for `program` (zeroed); collectives
+  /// go through `comm`.
+  static absl::StatusOr<std::unique_ptr<Executor>> create(ProgramDesc program,
+                                                          Communicator &comm);
   ~Executor();
 
   const ProgramDesc &program() const { return program_; }
@@ -59,6 +63,7 @@ private:
   };
 
   ProgramDesc program_;
+  Communicator *comm_ = nullptr;
   uint8_t *arena_ = nullptr;
   void *workspace_ = nullptr;
   int64_t workspaceBytes_ = 0;

@@ -100,6 +100,7 @@ enum class Opcode : uint16_t {
   GlobalNorm = 24,          ///< [out, g0, g1, ...] {}: out = sqrt(sum of squares)
   ClipScale = 25,           ///< [norm, max_norm, out] {}
   AdamW = 26,               ///< [p, g, m, v, lr, step, wd, scale] {n, decay} (beta1, beta2, eps)
+  AllReduce = 27,           ///< [x, y] {n, group, reduction}: y = reduce(x) over the group
 };
 
 struct OpcodeInfo {
@@ -138,6 +139,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::GlobalNorm, "global_norm", 2, -1, 0, 0},
       {Opcode::ClipScale, "clip_scale", 3, 3, 0, 0},
       {Opcode::AdamW, "adamw", 8, 8, 2, 3},
+      {Opcode::AllReduce, "all_reduce", 2, 2, 3, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)

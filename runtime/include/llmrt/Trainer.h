@@ -62,9 +62,13 @@ struct SplitMix64 {
   }
 };
 
-/// Trains the program with `opts` (the executable's main after parsing).
-/// Every failure is returned as a status whose message names the cause.
-absl::Status train(const ProgramDesc &program, const TrainOptions &opts);
+class Communicator;
+
+/// Trains the program with `opts` (the executable's main after parsing) on
+/// this rank of `comm`. Every failure is returned as a status whose message
+/// names the cause; FailedPrecondition means every rank found it.
+absl::Status train(const ProgramDesc &program, const TrainOptions &opts,
+                   Communicator &comm);
 
 } // namespace llmrt
 

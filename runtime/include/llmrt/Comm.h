@@ -1,0 +1,65 @@
+//===- Comm.h - collectives between ranks -------------------------*- C++ -*-===//
+//
+// The runtime's view of the other ranks: world size and rank, the
+// communicator groups of a plan (rank order: tensor-parallel ranks adjacent,
+// then data parallel: rank = tp_rank + tp * dp_rank), and the collectives
+// the program's instructions call. No MPI header here: the MPI backend is
+// one translation unit (CommMpi.cpp) linked only into the multi-rank
+// runner, so single-rank executables run where no MPI is installed.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLMRT_COMM_H
+#define LLMRT_COMM_H
+
+#include "absl/status/status.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace llmrt {
+
+/// Groups the program's collectives name.
+enum class Group : uint8_t { World = 0, DP = 1, TP = 2 };
+
+enum class Reduction : uint8_t { Sum = 0, Mean = 1, Max = 2 };
+
+class Communicator {
+public:
+  virtual ~Communicator() = default;
+
+  int worldSize() const { return worldSize_; }
+  int rank() const { return rank_; }
+  int groupSize(Group g) const;
+  int groupRank(Group g) const;
+
+  /// Builds the dp and tp groups for `tp` x `dp` = world size.
+  virtual absl::Status setupGroups(int tp, int dp) = 0;
+
+  /// In place over `group`.
+  virtual void allReduce(float *data, int64_t n, Group group, Reduction op) = 0;
+  virtual void allReduce(double *data, int64_t n, Group group,
+                         Reduction op) = 0;
+  /// In place: rank i's part is data[i * n, (i + 1) * n).
+  virtual void allGather(float *data, int64_t n, Group group) = 0;
+  /// Gathers each rank's `n` floats to `dst` (size n * world) on rank 0.
+  virtual void gatherToRoot(const float *src, float *dst, int64_t n,
+                            Group group) = 0;
+  virtual void barrier() = 0;
+  /// Ends every rank of the job now (after a fatal error on this one).
+  [[noreturn]] virtual void abort(int code) = 0;
+
+protected:
+  int worldSize_ = 1, rank_ = 0, tp_ = 1, dp_ = 1;
+};
+
+/// The communicator of a single-rank run.
+std::unique_ptr<Communicator> createLocalCommunicator();
+
+/// The MPI communicator (defined only in the multi-rank runner); nullptr if
+/// this binary was built without MPI.
+std::unique_ptr<Communicator> createMpiCommunicator(int *argc, char ***argv);
+
+} // namespace llmrt
+
+#endif // LLMRT_COMM_H

@@ -1,0 +1,114 @@
+//===- CommMpi.cpp - the MPI communicator ---------------------------------===//
+//
+// The only translation unit that includes mpi.h. Errors in MPI calls abort
+// the whole job (MPI_ERRORS_ARE_FATAL, the default): a failing rank never
+// leaves the others waiting.
+//
+//===----------------------------------------------------------------------===//
+#include "llmrt/Comm.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+
+namespace llmrt {
+
+namespace {
+
+MPI_Op opOf(Reduction r) {
+  return r == Reduction::Max ? MPI_MAX : MPI_SUM;
+}
+
+class MpiCommunicator final : public Communicator {
+public:
+  MpiCommunicator() {
+    MPI_Comm_size(MPI_COMM_WORLD, &worldSize_);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  }
+  ~MpiCommunicator() override {
+    for (MPI_Comm *c : {&dpComm, &tpComm})
+      if (*c != MPI_COMM_NULL)
+        MPI_Comm_free(c);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized)
+      MPI_Finalize();
+  }
+
+  absl::Status setupGroups(int tp, int dp) override {
+    if (tp * dp != worldSize_)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "plan tp ", tp, " x dp ", dp, " is not the world of ", worldSize_));
+    tp_ = tp;
+    dp_ = dp;
+    // Ranks with the same dp index form a TP group; with the same tp index,
+    // a DP group.
+    MPI_Comm_split(MPI_COMM_WORLD, rank_ / tp, rank_ % tp, &tpComm);
+    MPI_Comm_split(MPI_COMM_WORLD, rank_ % tp, rank_ / tp, &dpComm);
+    return absl::OkStatus();
+  }
+
+  MPI_Comm comm(Group g) const {
+    switch (g) {
+    case Group::World: return MPI_COMM_WORLD;
+    case Group::DP: return dpComm;
+    case Group::TP: return tpComm;
+    }
+    return MPI_COMM_WORLD;
+  }
+
+  void allReduce(float *data, int64_t n, Group g, Reduction op) override {
+    int size = groupSize(g);
+    if (size == 1)
+      return;
+    MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, opOf(op),
+                  comm(g));
+    if (op == Reduction::Mean)
+      for (int64_t i = 0; i < n; ++i)
+        data[i] /= static_cast<float>(size);
+  }
+  void allReduce(double *data, int64_t n, Group g, Reduction op) override {
+    int size = groupSize(g);
+    if (size == 1)
+      return;
+    MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE,
+                  opOf(op), comm(g));
+    if (op == Reduction::Mean)
+      for (int64_t i = 0; i < n; ++i)
+        data[i] /= size;
+  }
+  void allGather(float *data, int64_t n, Group g) override {
+    if (groupSize(g) == 1)
+      return;
+    MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data,
+                  static_cast<int>(n), MPI_FLOAT, comm(g));
+  }
+  void gatherToRoot(const float *src, float *dst, int64_t n,
+                    Group g) override {
+    MPI_Gather(src, static_cast<int>(n), MPI_FLOAT, dst, static_cast<int>(n),
+               MPI_FLOAT, 0, comm(g));
+  }
+  void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+  [[noreturn]] void abort(int code) override {
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+
+private:
+  MPI_Comm dpComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL;
+};
+
+} // namespace
+
+std::unique_ptr<Communicator> createMpiCommunicator(int *argc, char ***argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized)
+    MPI_Init(argc, argv);
+  return std::make_unique<MpiCommunicator>();
+}
+
+} // namespace llmrt
