@@ -412,8 +412,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
         auto it = storageOf.find(src);
         if (it != storageOf.end() && lastUse(src) == i &&
             src.getType() == r.getType()) {
-          storageOf[r] = it->second;
-          storages[it->second].end = std::max(storages[it->second].end, end);
+          int shared = it->second; // `it` dies with the next insertion
+          storageOf[r] = shared;
+          storages[shared].end = std::max(storages[shared].end, end);
           continue;
         }
       }

@@ -211,6 +211,11 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
                 if (spec.microbatches) {
                   if (m.batch % (dp * *spec.microbatches) == 0)
                     sizes.push_back(m.batch / (dp * *spec.microbatches));
+                  else if (firstReason.empty())
+                    firstReason = llvm::formatv(
+                        "the batch of {0} does not divide into dp={1} x {2} "
+                        "micro-batches",
+                        m.batch, dp, *spec.microbatches);
                 } else {
                   for (int64_t s : divisors(m.batch % dp == 0 ? m.batch / dp : 1))
                     if (!spec.mbs || *spec.mbs == s)

@@ -25,7 +25,7 @@
 
 // CHECK: module attributes {llm.config = {hidden_size = 8 : i64, model_type = "test"},
 // CHECK-SAME: llmrt.arena_bytes = {{[0-9]+}} : i64,
-// CHECK-SAME: llmrt.metadata = {config = {hidden_size = 8 : i64, model_type = "test"}, flops_per_step = 2.150400e+04 : f64, params = 488 : i64, tokens_per_step = 8 : i64},
+// CHECK-SAME: llmrt.metadata = {config = {hidden_size = 8 : i64, model_type = "test"}, dp = 1 : i64, flops_per_step = 2.150400e+04 : f64, params = 488 : i64, tokens_per_step = 8 : i64, tp = 1 : i64, world = 1 : i64},
 // CHECK-SAME: llmrt.persistent_bytes = 6720 : i64}
 // CHECK-NOT: func.func @forward
 // CHECK-NOT: func.func @train_step
@@ -255,7 +255,7 @@ func.func @forward(%wte: tensor<16x8xf32> {llm.param = "wte.weight", llm.init = 
 // Train temporaries: 320 bytes. @eval: e [0, 1] at 0, l [1, 2] at 64: 128.
 // Arena = 960 + max(320, 128) = 1280. Temporaries are at 960 + offset.
 
-// CHECK: module attributes {llmrt.arena_bytes = 1280 : i64, llmrt.metadata = {flops_per_step = 3.840000e+02 : f64, params = 32 : i64, tokens_per_step = 2 : i64}, llmrt.persistent_bytes = 960 : i64}
+// CHECK: module attributes {llmrt.arena_bytes = 1280 : i64, llmrt.metadata = {dp = 1 : i64, flops_per_step = 3.840000e+02 : f64, params = 32 : i64, tokens_per_step = 2 : i64, tp = 1 : i64, world = 1 : i64}, llmrt.persistent_bytes = 960 : i64}
 // CHECK-LABEL: func.func @train() {
 // CHECK-DAG: llmrt.buffer "wte" {init = "normal", init_std = 5.000000e-01 : f64, offset = 0 : i64, role = "param"} : memref<8x4xf32>
 // CHECK-DAG: llmrt.buffer "wte" {offset = 128 : i64, role = "adam_m"} : memref<8x4xf32>
@@ -321,7 +321,7 @@ func.func @forward(%wte: tensor<8x4xf32> {llm.param = "wte", llm.init = "normal"
 // FLOPs q 2*4*8*8 = 512, k 2*4*8*4 = 256, v 256, attention 4*1*16*8 = 512,
 // gate, up, down, head 2*4*8*16 = 1024 each: 5632, times 3 = 16896; 4 tokens.
 
-// CHECK: module attributes {llmrt.arena_bytes = {{[0-9]+}} : i64, llmrt.metadata = {flops_per_step = 1.689600e+04 : f64, params = 784 : i64, tokens_per_step = 4 : i64}, llmrt.persistent_bytes = 10176 : i64}
+// CHECK: module attributes {llmrt.arena_bytes = {{[0-9]+}} : i64, llmrt.metadata = {dp = 1 : i64, flops_per_step = 1.689600e+04 : f64, params = 784 : i64, tokens_per_step = 4 : i64, tp = 1 : i64, world = 1 : i64}, llmrt.persistent_bytes = 10176 : i64}
 // CHECK-LABEL: func.func @train() {
 // rms_norm_fwd {rows, C} (eps).
 // CHECK: llmrt.kernel "rms_norm_fwd"({{.*}}) {floats = array<f64: 9.9999999999999995E-7>, ints = array<i64: 4, 8>}

@@ -722,3 +722,19 @@ func.func @rope_inverse_odd_head_dim(%x: tensor<2x4x6xf32>) {
   %0 = llm.rope %x {num_heads = 2 : i64, theta = 1.0e+04 : f64, inverse} : tensor<2x4x6xf32> -> tensor<2x4x6xf32>
   return
 }
+
+// -----
+
+func.func @all_reduce_group(%x: tensor<4xf32>) {
+  // expected-error@+1 {{'llm.all_reduce' op expects group to be dp or tp, got 'pp'}}
+  %0 = llm.all_reduce %x {group = "pp", reduction = "sum"} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @all_reduce_reduction(%x: tensor<4xf32>) {
+  // expected-error@+1 {{'llm.all_reduce' op expects reduction to be sum or mean, got 'max'}}
+  %0 = llm.all_reduce %x {group = "dp", reduction = "max"} : tensor<4xf32>
+  return
+}

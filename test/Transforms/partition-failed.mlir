@@ -1,0 +1,46 @@
+// RUN: llm-opt %s --llm-partition -split-input-file -verify-diagnostics
+
+// expected-error@+1 {{llm-partition: the module has no llm.plan (run llm-auto-plan, or llm-compile --plan)}}
+module {
+  func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
+    return
+  }
+}
+
+// -----
+
+// expected-error@+1 {{llm-partition: tensor parallelism (tp=2) is not implemented yet (data parallelism is)}}
+module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 2, sp = 0, pp = 1, vpp = 1, zero = 0, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+  func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
+    return
+  }
+}
+
+// -----
+
+// expected-error@+1 {{llm-partition: ZeRO (zero=1) is not implemented yet (data parallelism is)}}
+module attributes {llm.plan = #llm.plan<world = 2, dp = 2, tp = 1, sp = 0, pp = 1, vpp = 1, zero = 1, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+  func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
+    return
+  }
+}
+
+// -----
+
+// expected-error@+1 {{llm-partition: recomputation (remat=full) is not implemented yet (data parallelism is)}}
+module attributes {llm.plan = #llm.plan<world = 2, dp = 2, tp = 1, sp = 0, pp = 1, vpp = 1, zero = 0, remat = "full", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+  func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
+    return
+  }
+}
+
+// -----
+
+module attributes {llm.plan = #llm.plan<world = 3, dp = 3, tp = 1, sp = 0, pp = 1, vpp = 1, zero = 0, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+  // expected-error@+1 {{llm-partition: the batch of 4 sequences does not divide among dp=3 ranks}}
+  func.func @f(%w: tensor<16x8xf32> {llm.param = "wte.weight"},
+               %ids: tensor<4x8xi32> {llm.input = "tokens"}) -> tensor<4x8x8xf32> {
+    %x = llm.embedding %ids, %w : tensor<4x8xi32>, tensor<16x8xf32> -> tensor<4x8x8xf32>
+    return %x : tensor<4x8x8xf32>
+  }
+}
