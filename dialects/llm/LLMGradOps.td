@@ -265,16 +265,21 @@ def LLM_GlobalNormOp : LLM_Op<"global_norm", [Pure]> {
   let summary = "L2 norm of all the given tensors together";
   let description = [{
     `sqrt(sum over tensors of sum(x^2))`, accumulated in double precision,
-    returned as `tensor<f32>`: the gradient norm that clipping reads.
+    returned as `tensor<f32>`: the gradient norm that clipping reads. Under
+    tensor parallelism `tp_split` marks the operands that are this rank's
+    shard of a split parameter's gradient: their squares are summed over
+    the tensor-parallel group, the others (replicated) counted once.
 
-    Constraints: at least one operand.
+    Constraints: at least one operand; `tp_split`, when present, has one
+    entry per operand.
 
     Example:
     ```mlir
     %n = llm.global_norm %g0, %g1 : tensor<384x1152xf32>, tensor<1152xf32>
     ```
   }];
-  let arguments = (ins Variadic<LLM_FloatTensor>:$inputs);
+  let arguments = (ins Variadic<LLM_FloatTensor>:$inputs,
+                       OptionalAttr<DenseBoolArrayAttr>:$tp_split);
   let results = (outs LLM_F32Scalar:$result);
   let assemblyFormat = "$inputs attr-dict `:` type($inputs)";
   let hasVerifier = 1;
@@ -363,6 +368,24 @@ def LLM_AllReduceOp : LLM_Op<"all_reduce", [AllTypesMatch<["input", "result"]>]>
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($input)";
   let hasVerifier = 1;
+}
+
+def LLM_TPCopyOp : LLM_Op<"tp_copy", [AllTypesMatch<["input", "result"]>]> {
+  let summary = "enter a tensor-parallel region (Megatron's \"f\")";
+  let description = [{
+    The identity in the forward; in the backward the gradient is summed over
+    the tensor-parallel group (each rank's column-parallel linears
+    contribute a partial input gradient). llm-partition puts it on the
+    replicated input of column-parallel linears.
+
+    Example:
+    ```mlir
+    %h = llm.tp_copy %x : tensor<8x256x384xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
 #endif // LLM_GRAD_OPS_TD

@@ -478,6 +478,9 @@ LogicalResult CrossEntropyGradOp::verify() {
 LogicalResult GlobalNormOp::verify() {
   if (getInputs().empty())
     return emitOpError() << "expects at least one operand";
+  if (auto split = getTpSplit(); split && split->size() != getInputs().size())
+    return emitOpError() << "expects one tp_split entry per operand, got "
+                         << split->size() << " for " << getInputs().size();
   return success();
 }
 

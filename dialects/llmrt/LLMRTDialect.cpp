@@ -64,7 +64,7 @@ LogicalResult KernelOp::verify() {
                                         : " to " + std::to_string(
                                                        info->maxOperands)))
                          << " operands, got " << n;
-  if (static_cast<int>(getInts().size()) != info->ints)
+  if (info->ints >= 0 && static_cast<int>(getInts().size()) != info->ints)
     return emitOpError() << "kernel '" << getKernel() << "' expects "
                          << info->ints << " ints, got " << getInts().size();
   if (static_cast<int>(getFloats().size()) != info->floats)

@@ -33,7 +33,9 @@ def LLMRT_BufferOp : LLMRT_Op<"buffer"> {
     `offset`. `role` says what it holds: `param`, `adam_m`, `adam_v` (keyed by
     the parameter's Hugging Face name), `input`, `output` (keyed by their
     names) or `temp`. Parameters carry their default initialization
-    (`init` = `normal`, `zeros` or `ones`, and `init_std`).
+    (`init` = `normal`, `zeros` or `ones`, and `init_std`). A tensor-parallel
+    shard of a parameter or moment carries `tp_shard = [axis, blocks]` and
+    the `global_shape` it is cut from (see llm-partition).
 
     Constraints:
     - `role` is one of the six above; `offset` >= 0 and a multiple of 64;
@@ -47,7 +49,9 @@ def LLMRT_BufferOp : LLMRT_Op<"buffer"> {
   }];
   let arguments = (ins StrAttr:$name, StrAttr:$role, I64Attr:$offset,
                        OptionalAttr<StrAttr>:$init,
-                       OptionalAttr<F64Attr>:$init_std);
+                       OptionalAttr<F64Attr>:$init_std,
+                       OptionalAttr<DenseI64ArrayAttr>:$tp_shard,
+                       OptionalAttr<DenseI64ArrayAttr>:$global_shape);
   let results = (outs AnyStaticShapeMemRef:$result);
   let assemblyFormat = "$name attr-dict `:` type($result)";
   let hasVerifier = 1;

@@ -45,6 +45,7 @@ struct FixedBuffer {
   int64_t offset = 0;
   StringAttr init;
   FloatAttr initStd;
+  DenseI64ArrayAttr tpShard, globalShape;
 };
 
 /// A temporary's storage: a byte range live over [start, end] (op indices).
@@ -70,7 +71,9 @@ public:
 private:
   LogicalResult collectPersistent(func::FuncOp train, func::FuncOp eval);
   int fixedIndex(StringRef role, StringRef name, ShapedType type,
-                 Location loc, StringAttr init = {}, FloatAttr initStd = {});
+                 Location loc, StringAttr init = {}, FloatAttr initStd = {},
+                 DenseI64ArrayAttr tpShard = {},
+                 DenseI64ArrayAttr globalShape = {});
   LogicalResult lowerFunction(func::FuncOp fn, StringRef newName,
                               int64_t &tempBytes);
   LogicalResult selectKernels(Operation *op, SmallVectorImpl<Call> &calls);
@@ -87,7 +90,9 @@ private:
 } // namespace
 
 int Lowering::fixedIndex(StringRef role, StringRef name, ShapedType type,
-                         Location loc, StringAttr init, FloatAttr initStd) {
+                         Location loc, StringAttr init, FloatAttr initStd,
+                         DenseI64ArrayAttr tpShard,
+                         DenseI64ArrayAttr globalShape) {
   for (auto [i, f] : llvm::enumerate(fixed))
     if (f.role == role && f.name == name) {
       if (f.type != type) {
@@ -98,7 +103,8 @@ int Lowering::fixedIndex(StringRef role, StringRef name, ShapedType type,
       }
       return static_cast<int>(i);
     }
-  FixedBuffer f{name.str(), role.str(), type, persistentBytes, init, initStd};
+  FixedBuffer f{name.str(), role.str(), type, persistentBytes, init, initStd,
+                tpShard, globalShape};
   persistentBytes = alignUp(persistentBytes + bytesOf(type));
   fixed.push_back(f);
   return static_cast<int>(fixed.size() - 1);
@@ -114,14 +120,27 @@ LogicalResult Lowering::collectPersistent(func::FuncOp train,
         return fn.emitError() << "llm-lower-to-rt: argument #" << i
                               << " is not a statically shaped tensor";
       Location loc = fn.getLoc();
+      // Moments are sharded as their parameter is.
+      auto shardOf = [&](StringRef param) {
+        for (const FixedBuffer &f : fixed)
+          if (f.role == "param" && f.name == param)
+            return std::make_pair(f.tpShard, f.globalShape);
+        return std::make_pair(DenseI64ArrayAttr(), DenseI64ArrayAttr());
+      };
       if (auto n = fn.getArgAttrOfType<StringAttr>(i, kParamAttr))
-        fixedOf[arg] = fixedIndex("param", n.getValue(), type, loc,
-                                  fn.getArgAttrOfType<StringAttr>(i, kInitAttr),
-                                  fn.getArgAttrOfType<FloatAttr>(i, kInitStdAttr));
-      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamMAttr))
-        fixedOf[arg] = fixedIndex("adam_m", n.getValue(), type, loc);
-      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamVAttr))
-        fixedOf[arg] = fixedIndex("adam_v", n.getValue(), type, loc);
+        fixedOf[arg] = fixedIndex(
+            "param", n.getValue(), type, loc,
+            fn.getArgAttrOfType<StringAttr>(i, kInitAttr),
+            fn.getArgAttrOfType<FloatAttr>(i, kInitStdAttr),
+            fn.getArgAttrOfType<DenseI64ArrayAttr>(i, "llm.tp_shard"),
+            fn.getArgAttrOfType<DenseI64ArrayAttr>(i, "llm.global_shape"));
+      else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamMAttr)) {
+        auto [sh, gs] = shardOf(n.getValue());
+        fixedOf[arg] = fixedIndex("adam_m", n.getValue(), type, loc, {}, {}, sh, gs);
+      } else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamVAttr)) {
+        auto [sh, gs] = shardOf(n.getValue());
+        fixedOf[arg] = fixedIndex("adam_v", n.getValue(), type, loc, {}, {}, sh, gs);
+      }
       else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kInputAttr)) {
         if ((n.getValue() == "tokens" || n.getValue() == "targets") &&
             !type.getElementType().isInteger(32))
@@ -337,7 +356,16 @@ LogicalResult Lowering::selectKernels(Operation *op,
       .Case([&](GlobalNormOp o) {
         SmallVector<Value> operands = {o.getResult()};
         llvm::append_range(operands, o.getInputs());
-        return one("global_norm", operands, {});
+        SmallVector<int64_t> flags;
+        if (auto split = o.getTpSplit())
+          for (bool f : *split)
+            flags.push_back(f ? 1 : 0);
+        return one("global_norm", operands, flags);
+      })
+      .Case([&](TPCopyOp o) {
+        int64_t cols = lastDim(o.getInput());
+        return one("copy_columns", {o.getInput(), o.getResult()},
+                   {cols, 0, cols, 0, cols, rows(o.getInput())});
       })
       .Case([&](ClipScaleOp o) {
         return one("clip_scale", {o.getNorm(), o.getMaxNorm(), o.getResult()},
@@ -477,7 +505,8 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
         b.setInsertionPointToStart(entry);
         auto op = mlir::llmrt::BufferOp::create(
             b, fn.getLoc(), MemRefType::get(f.type.getShape(), f.type.getElementType()),
-            f.name, f.role, f.offset, f.init, f.initStd);
+            f.name, f.role, f.offset, f.init, f.initStd, f.tpShard,
+            f.globalShape);
         slot = op.getResult();
       }
       view = slot;
@@ -485,7 +514,8 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       const Storage &st = storages[storageOf.lookup(v)];
       view = mlir::llmrt::BufferOp::create(b, fn.getLoc(), memrefOf(v), "", "temp",
                                      persistentBytes + st.offset, StringAttr(),
-                                     FloatAttr());
+                                     FloatAttr(), DenseI64ArrayAttr(),
+                                     DenseI64ArrayAttr());
     }
     views[v] = view;
     return view;
@@ -523,13 +553,23 @@ static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
   entries.push_back(b.getNamedAttr("world", b.getI64IntegerAttr(world)));
   entries.push_back(b.getNamedAttr("dp", b.getI64IntegerAttr(dp)));
   entries.push_back(b.getNamedAttr("tp", b.getI64IntegerAttr(tp)));
-  entries.push_back(b.getNamedAttr("params", b.getI64IntegerAttr(stats.params)));
-  // The model function is one data-parallel replica's: the step's totals
-  // are dp times its own.
-  entries.push_back(b.getNamedAttr(
-      "flops_per_step", b.getF64FloatAttr(stats.flopsPerStepF * dp)));
-  entries.push_back(b.getNamedAttr(
-      "tokens_per_step", b.getI64IntegerAttr(stats.tokensPerStep * dp)));
+  // The whole model's figures (llm-partition records them before it cuts
+  // the model function down to one rank's share).
+  double flops = stats.flopsPerStepF;
+  int64_t params = stats.params, tokens = stats.tokensPerStep;
+  if (auto whole = module->getAttrOfType<DictionaryAttr>("llm.stats")) {
+    if (auto f = whole.getAs<FloatAttr>("flops_per_step"))
+      flops = f.getValueAsDouble();
+    else if (auto i = whole.getAs<IntegerAttr>("flops_per_step"))
+      flops = static_cast<double>(i.getInt());
+    if (auto p = whole.getAs<IntegerAttr>("params"))
+      params = p.getInt();
+    if (auto t = whole.getAs<IntegerAttr>("tokens_per_step"))
+      tokens = t.getInt();
+  }
+  entries.push_back(b.getNamedAttr("params", b.getI64IntegerAttr(params)));
+  entries.push_back(b.getNamedAttr("flops_per_step", b.getF64FloatAttr(flops)));
+  entries.push_back(b.getNamedAttr("tokens_per_step", b.getI64IntegerAttr(tokens)));
   return b.getDictionaryAttr(entries);
 }
 

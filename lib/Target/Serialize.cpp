@@ -131,6 +131,12 @@ FailureOr<std::vector<uint8_t>> mlir::llm::serializeProgram(ModuleOp module) {
             if (auto std = buf.getInitStd())
               d.initStd = std->convertToDouble();
           }
+          if (auto shard = buf.getTpShard()) {
+            d.shardAxis = static_cast<int>((*shard)[0]);
+            d.shardBlocks = (*shard)[1];
+            if (auto g = buf.getGlobalShape())
+              d.globalDims.assign(g->begin(), g->end());
+          }
           it = ids.emplace(key, program.buffers.size()).first;
           program.buffers.push_back(d);
         }

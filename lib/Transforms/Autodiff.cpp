@@ -163,6 +163,13 @@ LogicalResult GradientBuilder::backward(Operation *op) {
         accumulate(s.getInput(), SiluGradOp::create(b, loc, s.getInput(), dy));
         return success();
       })
+      .Case([&](TPCopyOp c) {
+        // Megatron's "f": partial input gradients meet across the group.
+        accumulate(c.getInput(),
+                   AllReduceOp::create(b, loc, dy, b.getStringAttr("tp"),
+                                       b.getStringAttr("sum")));
+        return success();
+      })
       .Case([&](AllReduceOp a) {
         // Megatron's "g": the reduced value is replicated, its gradient
         // flows back unchanged.

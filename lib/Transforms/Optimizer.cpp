@@ -95,7 +95,17 @@ void OptimizerPass::runOnOperation() {
     for (Value &g : gradients)
       g = AllReduceOp::create(b, loc, g, b.getStringAttr("dp"),
                               b.getStringAttr("mean"));
-  Value norm = GlobalNormOp::create(b, loc, gradients);
+  // Under tensor parallelism the squares of split gradients are summed over
+  // the group, those of replicated ones counted once.
+  DenseBoolArrayAttr tpSplit;
+  if (auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+      plan && plan.getTp() > 1) {
+    SmallVector<bool> flags;
+    for (unsigned k = 0; k < numParams; ++k)
+      flags.push_back(static_cast<bool>(step.getArgAttr(k, "llm.tp_shard")));
+    tpSplit = b.getDenseBoolArrayAttr(flags);
+  }
+  Value norm = GlobalNormOp::create(b, loc, gradients, tpSplit);
   Value scale = ClipScaleOp::create(b, loc, norm, clip);
   SmallVector<Value> newP, newM, newV;
   for (unsigned k = 0; k < numParams; ++k) {

@@ -28,6 +28,142 @@ static RankedTensorType rebatch(RankedTensorType type, int64_t dp) {
   return RankedTensorType::get(shape, type.getElementType());
 }
 
+/// `type` with axis `axis` divided by `tp`.
+static RankedTensorType shrink(Type type, int64_t axis, int64_t tp) {
+  auto t = cast<RankedTensorType>(type);
+  SmallVector<int64_t> shape(t.getShape());
+  shape[axis] /= tp;
+  return RankedTensorType::get(shape, t.getElementType());
+}
+
+/// Megatron tensor parallelism on the model function: column-parallel
+/// linears (replicated input) keep out/tp output features, row-parallel ones
+/// (split input) in/tp input features followed by an all-reduce and their
+/// bias; attention, rotary embeddings and activations run on this rank's
+/// heads and features. The embedding, norms and LM head stay replicated.
+/// Each split parameter gets its local shape and `llm.tp_shard = [axis,
+/// blocks]`: along `axis` the global tensor is `blocks` equal blocks (GPT-2's
+/// fused q|k|v is 3), each cut into tp parts, and this rank holds part
+/// `tp_rank` of every block.
+static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
+  MLIRContext *ctx = fn.getContext();
+  Block &body = fn.getBody().front();
+  OpBuilder b(ctx);
+  DenseMap<Value, bool> split;
+  DenseMap<Value, Value> copies; // replicated value -> its tp_copy
+  DenseSet<Value> sharded;
+
+  auto paramIndex = [&](Value v) -> std::optional<unsigned> {
+    auto arg = dyn_cast<BlockArgument>(v);
+    if (!arg || !fn.getArgAttr(arg.getArgNumber(), kParamAttr))
+      return std::nullopt;
+    return arg.getArgNumber();
+  };
+  auto shardParam = [&](Operation *op, Value v, int64_t axis,
+                        int64_t blocks) -> LogicalResult {
+    std::optional<unsigned> idx = paramIndex(v);
+    if (!idx)
+      return op->emitOpError() << "llm-partition: the weight of a "
+                                  "tensor-parallel op must be a parameter";
+    if (!v.hasOneUse() || sharded.contains(v))
+      return op->emitOpError() << "llm-partition: a tensor-parallel weight "
+                                  "must have one use";
+    auto type = cast<RankedTensorType>(v.getType());
+    if (type.getDimSize(axis) % (blocks * tp) != 0)
+      return op->emitOpError()
+             << "llm-partition: axis " << axis << " of size "
+             << type.getDimSize(axis) << " does not split into " << blocks
+             << " x tp=" << tp << " parts";
+    v.setType(shrink(type, axis, tp));
+    fn.setArgAttr(*idx, "llm.tp_shard",
+                  DenseI64ArrayAttr::get(ctx, {axis, blocks}));
+    fn.setArgAttr(*idx, "llm.global_shape",
+                  DenseI64ArrayAttr::get(ctx, type.getShape()));
+    sharded.insert(v);
+    return success();
+  };
+
+  SmallVector<Operation *> ops;
+  for (Operation &op : body.without_terminator())
+    ops.push_back(&op);
+  for (Operation *op : ops) {
+    bool inSplit = llvm::any_of(op->getOperands(), [&](Value v) {
+      return split.lookup(v);
+    });
+    auto lin = dyn_cast<LinearOp>(op);
+    // The LM head (its output feeds the loss) stays replicated.
+    bool isHead = lin && llvm::any_of(lin->getUsers(), [](Operation *u) {
+      return isa<CrossEntropyOp>(u);
+    });
+    if (lin && !isHead && !inSplit) {
+      // Column-parallel.
+      int64_t blocks = 1;
+      if (lin->hasOneUse())
+        if (auto sp = dyn_cast<SplitOp>(*lin->getUsers().begin()))
+          blocks = sp.getNumResults();
+      int64_t outAxis = lin.getTransposeWeight() ? 0 : 1;
+      if (failed(shardParam(op, lin.getWeight(), outAxis, blocks)))
+        return failure();
+      if (Value bias = lin.getBias())
+        if (failed(shardParam(op, bias, 0, blocks)))
+          return failure();
+      Value in = lin.getInput();
+      Value &copy = copies[in];
+      if (!copy) {
+        b.setInsertionPointAfterValue(in);
+        copy = TPCopyOp::create(b, lin.getLoc(), in);
+      }
+      lin->setOperand(0, copy);
+      Value r = lin.getResult();
+      r.setType(shrink(r.getType(), cast<ShapedType>(r.getType()).getRank() - 1, tp));
+      split[r] = true;
+      continue;
+    }
+    if (lin && !isHead && inSplit) {
+      // Row-parallel: partial sums, all-reduced, then the bias.
+      int64_t inAxis = lin.getTransposeWeight() ? 1 : 0;
+      if (failed(shardParam(op, lin.getWeight(), inAxis, 1)))
+        return failure();
+      Value bias = lin.getBias();
+      b.setInsertionPointAfter(op);
+      auto partial = LinearOp::create(b, lin.getLoc(), lin.getType(),
+                                      lin.getInput(), lin.getWeight(), Value(),
+                                      lin.getTransposeWeightAttr());
+      Value sum = AllReduceOp::create(b, lin.getLoc(), partial,
+                                      b.getStringAttr("tp"),
+                                      b.getStringAttr("sum"));
+      if (bias)
+        sum = AddOp::create(b, lin.getLoc(), sum, bias);
+      lin.getResult().replaceAllUsesWith(sum);
+      op->erase();
+      continue;
+    }
+    if (!inSplit)
+      continue;
+    // Ops inside the tensor-parallel region work on this rank's share.
+    if (auto att = dyn_cast<AttentionOp>(op)) {
+      if (att.getNumHeads() % tp || att.getNumKvHeads() % tp)
+        return att.emitOpError() << "llm-partition: tp=" << tp
+                                 << " does not divide the heads";
+      att.setNumHeads(att.getNumHeads() / tp);
+      att.setNumKvHeads(att.getNumKvHeads() / tp);
+    } else if (auto rope = dyn_cast<RoPEOp>(op)) {
+      rope.setNumHeads(rope.getNumHeads() / tp);
+    } else if (!isa<SplitOp, GeluOp, SiluOp, MulOp>(op)) {
+      return op->emitOpError()
+             << "llm-partition: no tensor-parallel rule for this op on "
+                "split operands";
+    }
+    for (Value r : op->getResults()) {
+      r.setType(shrink(r.getType(), cast<ShapedType>(r.getType()).getRank() - 1, tp));
+      split[r] = true;
+    }
+  }
+  SmallVector<Type> argTypes(body.getArgumentTypes());
+  fn.setFunctionType(FunctionType::get(ctx, argTypes, fn.getResultTypes()));
+  return success();
+}
+
 void PartitionPass::runOnOperation() {
   ModuleOp module = getOperation();
   auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
@@ -41,8 +177,6 @@ void PartitionPass::runOnOperation() {
                        << " is not implemented yet (data parallelism is)";
     signalPassFailure();
   };
-  if (plan.getTp() != 1)
-    return unsupported("tensor parallelism (tp=" + Twine(plan.getTp()) + ")");
   if (plan.getPp() != 1)
     return unsupported("pipeline parallelism (pp=" + Twine(plan.getPp()) + ")");
   if (plan.getSp() != 0)
@@ -60,9 +194,28 @@ void PartitionPass::runOnOperation() {
   if (failed(fnOr))
     return signalPassFailure();
   func::FuncOp fn = *fnOr;
+  // The whole model's stats, before this rank's share replaces it.
+  if (!module->hasAttr("llm.stats")) {
+    FailureOr<ModelStats> stats = computeModelStats(fn);
+    if (failed(stats))
+      return signalPassFailure();
+    Builder sb(&getContext());
+    NamedAttribute entries[] = {
+        sb.getNamedAttr("flops_per_step", sb.getF64FloatAttr(stats->flopsPerStepF)),
+        sb.getNamedAttr("params", sb.getI64IntegerAttr(stats->params)),
+        sb.getNamedAttr("tokens_per_step",
+                        sb.getI64IntegerAttr(stats->tokensPerStep))};
+    module->setAttr("llm.stats", sb.getDictionaryAttr(entries));
+  }
+  if (plan.getTp() > 1 &&
+      failed(partitionTensorParallel(fn, plan.getTp())))
+    return signalPassFailure();
   int64_t dp = plan.getDp();
-  if (dp == 1)
+  if (dp == 1) {
+    if (failed(verify(fn)))
+      return signalPassFailure();
     return;
+  }
 
   // Batch-carrying values: the token inputs and every result computed from
   // one of them (except the scalar loss).

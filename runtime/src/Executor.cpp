@@ -179,12 +179,17 @@ void Executor::run(int fn, std::vector<TraceEvent> *trace,
       cpu::crossEntropyBwd(F(p[0]), I(p[1]), 1.0f, F(p[2]), n[0], n[1]);
       break;
     case Opcode::GlobalNorm: {
-      double sum = 0;
+      // Replicated gradients count once; the squares of tensor-parallel
+      // shards are summed over the group.
+      double replicated = 0, split = 0;
       for (size_t k = 1; k < r.ptrs.size(); ++k) {
         const BufferDesc &b = program_.buffers[in.operands[k]];
-        sum += cpu::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4));
+        double s = cpu::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4));
+        (k - 1 < n.size() && n[k - 1] ? split : replicated) += s;
       }
-      *F(p[0]) = static_cast<float>(std::sqrt(sum));
+      if (!n.empty())
+        comm_->allReduce(&split, 1, Group::TP, Reduction::Sum);
+      *F(p[0]) = static_cast<float>(std::sqrt(replicated + split));
       break;
     }
     case Opcode::ClipScale: {

@@ -116,6 +116,11 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
     b.bytes = r.le(8);
     b.init = static_cast<InitKind>(r.le(1));
     b.initStd = r.f64();
+    b.shardAxis = static_cast<int8_t>(r.le(1));
+    b.shardBlocks = static_cast<int64_t>(r.le(8));
+    uint64_t grank = r.le(1);
+    for (uint64_t d = 0; d < grank; ++d)
+      b.globalDims.push_back(static_cast<int64_t>(r.le(8)));
     if (!r.ok())
       break;
     if (static_cast<int>(b.role) > static_cast<int>(BufferRole::Temp) ||
@@ -124,6 +129,11 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
       return invalid(source, absl::StrCat("offset ", at, ": buffer #", i, " '",
                                           b.name, "' has a bad role, type or "
                                                   "init code"));
+    if (b.shardAxis >= 0 &&
+        (b.shardAxis >= static_cast<int>(b.dims.size()) ||
+         b.globalDims.size() != b.dims.size() || b.shardBlocks <= 0))
+      return invalid(source, absl::StrCat("buffer '", b.name,
+                                          "' has an inconsistent shard"));
     int64_t elems = 1;
     for (int64_t d : b.dims) {
       if (d < 0)
@@ -173,7 +183,7 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
       int n = static_cast<int>(inst.operands.size());
       if (n < info->minOperands ||
           (info->maxOperands >= 0 && n > info->maxOperands) ||
-          static_cast<int>(inst.ints.size()) != info->ints ||
+          (info->ints >= 0 && static_cast<int>(inst.ints.size()) != info->ints) ||
           static_cast<int>(inst.floats.size()) != info->floats)
         return invalid(source, absl::StrCat(where, " (", info->name,
                                             "): wrong number of operands or "

@@ -226,6 +226,43 @@ namespace {
 
 constexpr const char *kCompleteMarker = "COMPLETE";
 
+/// Elements of the whole tensor a (possibly tensor-parallel sharded)
+/// buffer belongs to.
+int64_t globalElements(const BufferDesc &b) {
+  const std::vector<int64_t> &dims = b.shardAxis >= 0 ? b.globalDims : b.dims;
+  int64_t n = 1;
+  for (int64_t d : dims)
+    n *= d;
+  return n;
+}
+
+/// Copies between a whole tensor and tensor-parallel rank `part`'s shard
+/// (see BufferDesc): along the shard axis the whole tensor is `blocks`
+/// blocks, each cut into `parts` pieces; the shard is piece `part` of every
+/// block. `toShard` copies whole -> shard, else shard -> whole.
+void copyShard(const BufferDesc &b, int part, int parts, float *whole,
+               float *shard, bool toShard) {
+  const std::vector<int64_t> &g = b.globalDims;
+  int a = b.shardAxis;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < a; ++i)
+    outer *= g[i];
+  for (size_t i = a + 1; i < g.size(); ++i)
+    inner *= g[i];
+  int64_t block = g[a] / b.shardBlocks, piece = block / parts;
+  int64_t local = b.shardBlocks * piece;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t k = 0; k < b.shardBlocks; ++k)
+      for (int64_t j = 0; j < piece; ++j) {
+        float *w = whole + ((o * g[a]) + k * block + part * piece + j) * inner;
+        float *s = shard + ((o * local) + k * piece + j) * inner;
+        if (toShard)
+          std::copy(w, w + inner, s);
+        else
+          std::copy(s, s + inner, w);
+      }
+}
+
 class Run {
 public:
   Run(const ProgramDesc &program, const TrainOptions &opts, Communicator &comm)
@@ -369,11 +406,17 @@ absl::Status Run::initDefault() {
     // 53 random bits in (0, 1].
     return (static_cast<double>(rng.next() >> 11) + 1.0) * 0x1.0p-53;
   };
+  std::vector<float> whole;
   for (const BufferDesc &b : program.buffers) {
     if (b.role != BufferRole::Param)
       continue;
-    float *p = ex->data<float>(b);
-    int64_t n = static_cast<int64_t>(b.bytes / 4);
+    // A shard draws the whole tensor's values (the same stream as one rank)
+    // and keeps its piece.
+    bool sharded = b.shardAxis >= 0;
+    int64_t n = sharded ? globalElements(b) : static_cast<int64_t>(b.bytes / 4);
+    if (sharded)
+      whole.assign(n, 0.0f);
+    float *p = sharded ? whole.data() : ex->data<float>(b);
     switch (b.init) {
     case InitKind::Zeros:
     case InitKind::None:
@@ -392,6 +435,9 @@ absl::Status Run::initDefault() {
       }
       break;
     }
+    if (sharded)
+      copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
+                whole.data(), ex->data<float>(b), /*toShard=*/true);
   }
   return absl::OkStatus();
 }
@@ -418,18 +464,28 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
       missing.push_back(name);
       continue;
     }
-    if (t->shape != b.dims) {
-      std::string have, want;
+    const std::vector<int64_t> &want = b.shardAxis >= 0 ? b.globalDims : b.dims;
+    if (t->shape != want) {
+      std::string have, need;
       for (int64_t d : t->shape) absl::StrAppend(&have, have.empty() ? "" : "x", d);
-      for (int64_t d : b.dims) absl::StrAppend(&want, want.empty() ? "" : "x", d);
+      for (int64_t d : want) absl::StrAppend(&need, need.empty() ? "" : "x", d);
       return absl::InvalidArgumentError(absl::StrCat(
           file.path(), ": tensor '", name, "' has shape [", have,
-          "], the model needs [", want, "]"));
+          "], the model needs [", need, "]"));
     }
-    if (absl::Status s = file.readF32(name, ex->data<float>(b),
-                                      static_cast<int64_t>(b.bytes / 4));
-        !s.ok())
+    if (b.shardAxis >= 0) {
+      std::vector<float> whole(globalElements(b));
+      if (absl::Status s = file.readF32(name, whole.data(),
+                                        static_cast<int64_t>(whole.size()));
+          !s.ok())
+        return s;
+      copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
+                whole.data(), ex->data<float>(b), /*toShard=*/true);
+    } else if (absl::Status s = file.readF32(name, ex->data<float>(b),
+                                             static_cast<int64_t>(b.bytes / 4));
+               !s.ok()) {
       return s;
+    }
     used[name] = true;
   }
   if (!missing.empty()) {
@@ -465,16 +521,45 @@ absl::Status Run::loadInit(const std::string &path) {
   return loadParams(*file, BufferRole::Param, "", /*strict=*/true);
 }
 
+/// The whole tensors of `role` for a checkpoint: shards are gathered over
+/// the tensor-parallel group (every rank must call this), and only the
+/// first rank's result is complete. `storage` keeps the gathered data.
 std::vector<TensorToWrite> tensorsOf(const ProgramDesc &program, Executor &ex,
-                                     BufferRole role, const std::string &prefix) {
+                                     Communicator &comm, BufferRole role,
+                                     const std::string &prefix,
+                                     std::vector<std::vector<float>> &storage) {
   std::vector<TensorToWrite> out;
-  for (const BufferDesc &b : program.buffers)
-    if (b.role == role)
+  int tp = comm.groupSize(Group::TP);
+  for (const BufferDesc &b : program.buffers) {
+    if (b.role != role)
+      continue;
+    if (b.shardAxis < 0) {
       out.push_back({prefix + b.name, DType::F32, b.dims, ex.data<float>(b)});
+      continue;
+    }
+    int64_t n = static_cast<int64_t>(b.bytes / 4);
+    std::vector<float> all(n * tp);
+    comm.gatherToRoot(ex.data<float>(b), all.data(), n, Group::TP);
+    storage.emplace_back(globalElements(b));
+    for (int r = 0; r < tp; ++r)
+      copyShard(b, r, tp, storage.back().data(), all.data() + r * n,
+                /*toShard=*/false);
+    out.push_back({prefix + b.name, DType::F32, b.globalDims,
+                   storage.back().data()});
+  }
   return out;
 }
 
 absl::Status Run::saveCheckpoint(int64_t step) {
+  // Gather the shards first (a collective), then the first rank writes.
+  std::vector<std::vector<float>> storage;
+  storage.reserve(3 * program.buffers.size());
+  auto params = tensorsOf(program, *ex, comm, BufferRole::Param, "", storage);
+  auto opt = tensorsOf(program, *ex, comm, BufferRole::AdamM, "exp_avg.", storage);
+  auto v = tensorsOf(program, *ex, comm, BufferRole::AdamV, "exp_avg_sq.", storage);
+  opt.insert(opt.end(), v.begin(), v.end());
+  if (!root)
+    return absl::OkStatus();
   const std::string &dir = opts.save;
   if (absl::Status s = makeDir(dir); !s.ok())
     return s;
@@ -486,14 +571,9 @@ absl::Status Run::saveCheckpoint(int64_t step) {
     return s;
   std::map<std::string, std::string> md = {{"format", "llm-checkpoint"},
                                            {"step", std::to_string(step)}};
-  if (absl::Status s = writeSafetensors(
-          tmp + "/model.safetensors",
-          tensorsOf(program, *ex, BufferRole::Param, ""), md);
+  if (absl::Status s = writeSafetensors(tmp + "/model.safetensors", params, md);
       !s.ok())
     return s;
-  auto opt = tensorsOf(program, *ex, BufferRole::AdamM, "exp_avg.");
-  auto v = tensorsOf(program, *ex, BufferRole::AdamV, "exp_avg_sq.");
-  opt.insert(opt.end(), v.begin(), v.end());
   if (absl::Status s = writeSafetensors(tmp + "/optimizer.safetensors", opt, md);
       !s.ok())
     return s;
@@ -563,7 +643,12 @@ absl::Status Run::resume(const std::string &dir) {
       !state.contains("data_rng_state"))
     return absl::DataLossError(
         absl::StrCat(ckpt, "/state.json: not a valid checkpoint state"));
-  if (state.contains("metadata") && state["metadata"] != meta)
+  // The model and the global batch must match; the plan (world, dp, tp)
+  // may differ: parameters and moments are saved whole.
+  if (state.contains("metadata") &&
+      (state["metadata"].value("config", nlohmann::json()) != meta["config"] ||
+       state["metadata"].value("params", int64_t(0)) !=
+           meta.value("params", int64_t(0))))
     return absl::FailedPreconditionError(absl::StrCat(
         ckpt, ": saved by a program for another model or batch shape"));
   auto model = SafetensorsFile::read(ckpt + "/model.safetensors");
@@ -728,13 +813,12 @@ absl::Status Run::execute() {
     }
     if (!opts.save.empty() &&
         (last || (opts.saveEvery > 0 && (t + 1) % opts.saveEvery == 0))) {
-      // Parameters and moments are replicated across ranks: rank 0 writes.
-      if (root) {
-        if (absl::Status c = saveCheckpoint(t + 1); !c.ok())
-          return c;
+      // Shards are gathered to the first rank, which writes whole tensors.
+      if (absl::Status c = saveCheckpoint(t + 1); !c.ok())
+        return c;
+      if (root)
         std::fprintf(stderr, "saved checkpoint %s/step-%08lld\n",
                      opts.save.c_str(), static_cast<long long>(t + 1));
-      }
       comm.barrier();
     }
   }

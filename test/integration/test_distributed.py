@@ -27,14 +27,21 @@ def mpirun(np, cmd, check=True):
     return p
 
 
-def compile_for(tmp, model, devices, name, batch=8, seq=32, layers=2):
+def config(model):
+    local = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "Inputs", model + ".json")
+    return local if os.path.exists(local) else os.path.join(MODELS, model + ".json")
+
+
+def compile_for(tmp, model, devices, name, batch=8, seq=32, layers=2,
+                plan=None):
     mlir = os.path.join(tmp, name + ".mlir")
     exe = os.path.join(tmp, name + ".exe")
-    run([os.path.join(BIN, "llm-import"), "--hf-config",
-         os.path.join(MODELS, model + ".json"), "--batch", str(batch),
-         "--seq", str(seq), "--layers", str(layers), "-o", mlir])
+    run([os.path.join(BIN, "llm-import"), "--hf-config", config(model),
+         "--batch", str(batch), "--seq", str(seq), "--layers", str(layers),
+         "-o", mlir])
     run([os.path.join(BIN, "llm-compile"), mlir, "--devices", str(devices),
-         "-o", exe])
+         "-o", exe] + (["--plan", plan] if plan else []))
     return exe
 
 
@@ -50,11 +57,12 @@ class DistributedTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmpdir.cleanup()
 
-    def parity(self, model, devices):
+    def parity(self, model, devices, plan=None):
         one = compile_for(self.tmp, model, 1, model + "-1")
-        many = compile_for(self.tmp, model, devices, "%s-%d" % (model, devices))
+        tag = "%s-%d-%s" % (model, devices, (plan or "dp").replace(",", "_").replace("=", ""))
+        many = compile_for(self.tmp, model, devices, tag, plan=plan)
         ref_log = os.path.join(self.tmp, "%s-ref.jsonl" % model)
-        log = os.path.join(self.tmp, "%s-%d.jsonl" % (model, devices))
+        log = os.path.join(self.tmp, tag + ".jsonl")
         run([one, "--data", self.data, "--log", ref_log] + HYPER)
         mpirun(devices, [many, "--data", self.data, "--log", log] + HYPER)
         ref, got = losses(ref_log), losses(log)
@@ -62,8 +70,9 @@ class DistributedTest(unittest.TestCase):
         self.assertEqual(len(got), 20)
         for step, (a, b) in enumerate(zip(got, ref), 1):
             self.assertLessEqual(abs(a - b) / abs(b), 1e-5,
-                                 "%s dp=%d step %d: %.9g vs one rank %.9g"
-                                 % (model, devices, step, a, b))
+                                 "%s %s on %d ranks, step %d: %.9g vs one "
+                                 "rank %.9g" % (model, plan or "dp", devices,
+                                                step, a, b))
 
     def test_gpt2_dp2(self):
         self.parity("shakespeare-char-gpt", 2)
@@ -76,6 +85,50 @@ class DistributedTest(unittest.TestCase):
 
     def test_llama_gqa_dp4(self):
         self.parity("tiny-llama-gqa", 4)
+
+    def test_gpt2_tp2(self):
+        self.parity("shakespeare-char-gpt", 2, "tp=2")
+
+    def test_gpt2_tp3(self):
+        self.parity("shakespeare-char-gpt", 3, "tp=3")
+
+    def test_llama_gqa_tp2(self):
+        self.parity("tiny-llama-gqa", 2, "tp=2")
+
+    def test_llama_tp4(self):
+        self.parity("llama-8h", 4, "tp=4")
+
+    def test_gpt2_dp2_tp2(self):
+        self.parity("shakespeare-char-gpt", 4, "dp=2,tp=2")
+
+    def test_llama_dp2_tp2(self):
+        self.parity("llama-8h", 4, "dp=2,tp=2")
+
+    def test_reshard_tp2_dp2_to_tp4_and_one_rank(self):
+        # Checkpoints hold whole tensors (shards gathered on save, cut again
+        # on load), so a run saved under TP=2 x DP=2 continues under TP=4
+        # and on one rank. Constant learning rate: the schedule does not
+        # depend on the run's length.
+        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "5"]
+        four = compile_for(self.tmp, "llama-8h", 4, "rs-22", plan="dp=2,tp=2")
+        tp4 = compile_for(self.tmp, "llama-8h", 4, "rs-4", plan="tp=4")
+        one = compile_for(self.tmp, "llama-8h", 1, "rs-1")
+        ckpt = os.path.join(self.tmp, "rs-ckpt")
+        full = os.path.join(self.tmp, "rs-full.jsonl")
+        mpirun(4, [four, "--data", self.data, "--steps", "8", "--log", full]
+               + hyper)
+        mpirun(4, [four, "--data", self.data, "--steps", "4", "--save", ckpt]
+               + hyper)
+        for name, cmd in (("tp=4", lambda l: mpirun(4, [tp4, "--data", self.data,
+                                "--steps", "8", "--resume", ckpt, "--log", l] + hyper)),
+                          ("1 rank", lambda l: run([one, "--data", self.data,
+                                "--steps", "8", "--resume", ckpt, "--log", l] + hyper))):
+            log = os.path.join(self.tmp, "rs-%s.jsonl" % name.replace(" ", "").replace("=", ""))
+            cmd(log)
+            got, want = losses(log), losses(full)[4:]
+            self.assertEqual(len(got), 4, name)
+            for a, b in zip(got, want):
+                self.assertLessEqual(abs(a - b) / abs(b), 1e-6, name)
 
     def test_wrong_world_size_every_rank(self):
         exe = compile_for(self.tmp, "tiny-llama-gqa", 2, "world2")

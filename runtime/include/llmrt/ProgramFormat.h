@@ -13,7 +13,9 @@
 //             u32 #buffers, each:
 //               str name, u8 role (BufferRole), u8 element (ElemType),
 //               u8 rank, i64 dims[rank], u64 arena offset, u64 bytes,
-//               u8 init (InitKind), f64 init std
+//               u8 init (InitKind), f64 init std,
+//               i8 shard axis (-1: whole), i64 shard blocks, u8 global rank,
+//               i64 global dims[global rank]
 //             u32 #functions, each:
 //               str name, u32 #instructions, each:
 //                 u16 opcode, u16 #operands, u32 operands[] (buffer ids),
@@ -37,7 +39,7 @@
 namespace llmrt {
 
 inline constexpr char kProgramMagic[8] = {'L', 'L', 'M', 'R', 'T', 'P', 'G', '\0'};
-inline constexpr uint32_t kProgramVersion = 1;
+inline constexpr uint32_t kProgramVersion = 2;
 inline constexpr uint64_t kArenaAlignment = 64;
 
 /// Trailer appended to an executable that embeds a program:
@@ -97,7 +99,7 @@ enum class Opcode : uint16_t {
   Mul = 21,                 ///< [a, b, y] {n, nb}
   CrossEntropyFwd = 22,     ///< [logits, targets, loss] {rows, V}
   CrossEntropyBwd = 23,     ///< [logits, targets, dlogits] {rows, V}
-  GlobalNorm = 24,          ///< [out, g0, g1, ...] {}: out = sqrt(sum of squares)
+  GlobalNorm = 24,          ///< [out, g0, g1, ...] {tp_split flag per g, or none}: out = sqrt(sum of squares)
   ClipScale = 25,           ///< [norm, max_norm, out] {}
   AdamW = 26,               ///< [p, g, m, v, lr, step, wd, scale] {n, decay} (beta1, beta2, eps)
   AllReduce = 27,           ///< [x, y] {n, group, reduction}: y = reduce(x) over the group
@@ -107,7 +109,7 @@ struct OpcodeInfo {
   Opcode opcode;
   const char *name;
   int minOperands, maxOperands; ///< maxOperands < 0: unbounded
-  int ints, floats;
+  int ints, floats;             ///< ints < 0: any number
 };
 
 /// The table both sides validate against.
@@ -136,7 +138,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::Mul, "mul", 3, 3, 2, 0},
       {Opcode::CrossEntropyFwd, "cross_entropy_fwd", 3, 3, 2, 0},
       {Opcode::CrossEntropyBwd, "cross_entropy_bwd", 3, 3, 2, 0},
-      {Opcode::GlobalNorm, "global_norm", 2, -1, 0, 0},
+      {Opcode::GlobalNorm, "global_norm", 2, -1, -1, 0},
       {Opcode::ClipScale, "clip_scale", 3, 3, 0, 0},
       {Opcode::AdamW, "adamw", 8, 8, 2, 3},
       {Opcode::AllReduce, "all_reduce", 2, 2, 3, 0},
@@ -173,6 +175,12 @@ struct BufferDesc {
   uint64_t offset = 0, bytes = 0;
   InitKind init = InitKind::None;
   double initStd = 0;
+  /// Tensor-parallel shard: along `shardAxis` the global tensor (globalDims)
+  /// is `shardBlocks` equal blocks, each cut into tp parts; this rank holds
+  /// part tp_rank of each. shardAxis < 0: the whole tensor.
+  int shardAxis = -1;
+  int64_t shardBlocks = 1;
+  std::vector<int64_t> globalDims;
 };
 
 struct Instruction {
@@ -229,6 +237,11 @@ inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
     le(b.bytes, 8);
     u8(static_cast<uint8_t>(b.init));
     f64(b.initStd);
+    u8(static_cast<uint8_t>(static_cast<int8_t>(b.shardAxis)));
+    le(static_cast<uint64_t>(b.shardBlocks), 8);
+    u8(static_cast<uint8_t>(b.globalDims.size()));
+    for (int64_t d : b.globalDims)
+      le(static_cast<uint64_t>(d), 8);
   }
   le(program.functions.size(), 4);
   for (const FunctionDesc &f : program.functions) {
