@@ -3,9 +3,11 @@
 #
 # The main job: import GPT-2 (124M) and the byte-level Shakespeare GPT from
 # their Hugging Face configs and print their stats and graph summary; then
-# compile the Shakespeare GPT (batch 8 x 256 tokens) into one executable and
-# train it on tinyshakespeare for a few minutes (LLM_DEMO_STEPS, default 200),
-# with validation loss every 50 steps and a checkpoint at the end.
+# let the planner choose how to train the Shakespeare GPT (batch 8 x 256
+# tokens) on this machine's two cores as two MPI ranks (LLM_DEMO_RANKS),
+# print the plan, compile it into one executable and train it on
+# tinyshakespeare for a few minutes (LLM_DEMO_STEPS, default 200), with
+# validation loss every 50 steps and a checkpoint at the end.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLM_BUILD_DIR:-$root/build}
@@ -31,10 +33,23 @@ done
 echo "== training shakespeare-char-gpt on tinyshakespeare (byte-level)"
 "$bin/llm-tokenize" "$root/examples/data/tinyshakespeare.txt" -o "$out/train.bin" \
   --val "$out/val.bin"
-"$bin/llm-compile" "$out/shakespeare-char-gpt.mlir" -o "$out/shakespeare.exe"
+ranks=${LLM_DEMO_RANKS:-2}
+# What the partitioner implements today: data and tensor parallelism.
+plan="pp=1,sp=0,zero=0,remat=none,mb=1"
+cluster=$root/examples/clusters/local-cpu.json
+echo "-- the plan for $ranks ranks on this machine ($cluster)"
+"$bin/llm-compile" "$out/shakespeare-char-gpt.mlir" --cluster "$cluster" \
+  --devices "$ranks" --plan "$plan" --explain | sed -n '/^Plan:/,/^Alternatives:/p' | sed '$d'
+"$bin/llm-compile" "$out/shakespeare-char-gpt.mlir" --cluster "$cluster" \
+  --devices "$ranks" --plan "$plan" -o "$out/shakespeare.exe"
 steps=${LLM_DEMO_STEPS:-200}
 rm -rf "$out/ckpt"
-"$out/shakespeare.exe" --data "$out/train.bin" --val "$out/val.bin" \
+launch=()
+if [ "$ranks" -gt 1 ]; then
+  launch=(mpirun -np "$ranks" --oversubscribe)
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+"${launch[@]}" "$out/shakespeare.exe" --data "$out/train.bin" --val "$out/val.bin" \
   --steps "$steps" --lr 1e-3 --warmup 20 --min-lr 1e-4 --weight-decay 0.1 \
   --eval-every 50 --log "$out/train.jsonl" --save "$out/ckpt" 2>&1 |
   awk '/val loss|saved|model:|resumed|error/ {print; fflush(); next}

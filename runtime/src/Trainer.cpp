@@ -344,7 +344,16 @@ absl::Status Run::setup() {
     return s;
   root = comm.rank() == 0;
 
-  cpu::setThreads(opts.threads);
+  // Threads: --threads, else the cores shared among the ranks on this node.
+  int threads = opts.threads;
+  if (threads == 0)
+    if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) {
+      int ranksHere = std::max(1, std::atoi(local));
+      int cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+      if (ranksHere > 1)
+        threads = std::max(1, cores / ranksHere);
+    }
+  cpu::setThreads(threads);
   auto executor = Executor::create(program, comm);
   if (!executor.ok())
     return executor.status();

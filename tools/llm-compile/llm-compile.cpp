@@ -135,7 +135,11 @@ int main(int argc, char **argv) {
   auto loadClusterOpt = [&]() -> llvm::Expected<llm::Cluster> {
     if (!clusterPath.empty())
       return llm::loadCluster(clusterPath);
-    return llm::parseCluster(kDefaultCpuCluster, "<built-in local-cpu cluster>");
+    auto c = llm::parseCluster(kDefaultCpuCluster, "<built-in local-cpu cluster>");
+    // More ranks than cores share them (mpirun --oversubscribe).
+    if (c && devices > c->devices())
+      c->devicesPerNode = devices;
+    return c;
   };
   if (emit == Emit::Plan || explain) {
     if (clusterPath.empty())
@@ -169,10 +173,10 @@ int main(int argc, char **argv) {
   if (target != "cpu")
     return fail("--target " + target + ": the CUDA backend is not built yet");
 
-  // A multi-rank program: the plan decides what each rank computes. What
-  // the partitioner implements today is data parallelism; keys it does not
-  // implement are fixed off unless the user asks (then llm-partition says
-  // why it cannot).
+  // A multi-rank program: the plan decides what each rank computes. The
+  // partitioner implements data and tensor parallelism; keys it does not
+  // implement yet are fixed off unless the user asks (then llm-partition
+  // says why it cannot).
   bool partition = devices > 1 || plan != "auto";
   if (partition) {
     auto cluster = loadClusterOpt();
@@ -181,7 +185,6 @@ int main(int argc, char **argv) {
     auto spec = llm::parsePlanSpec(plan);
     if (!spec)
       return fail(llvm::toString(spec.takeError()));
-    if (!spec->tp) spec->tp = 1;
     if (!spec->pp) spec->pp = 1;
     if (!spec->sp) spec->sp = false;
     if (!spec->zero) spec->zero = 0;
