@@ -370,6 +370,48 @@ def LLM_AllReduceOp : LLM_Op<"all_reduce", [AllTypesMatch<["input", "result"]>]>
   let hasVerifier = 1;
 }
 
+def LLM_ShardSliceOp : LLM_Op<"shard_slice", [Pure]> {
+  let summary = "this rank's contiguous share of a tensor (ZeRO)";
+  let description = [{
+    Flattens `input` and returns the part of `result`'s size at this rank's
+    index in `group`: part i of a tensor of n elements on g ranks is
+    elements [i n/g, (i+1) n/g). No data moves: the runtime reads it in
+    place. With `llm.all_gather` it makes ZeRO's sharded optimizer step.
+
+    Constraints: `result` is 1-D; its size divides the input's element
+    count; element types agree.
+
+    Example:
+    ```mlir
+    %ps = llm.shard_slice %p {group = "dp"} : tensor<384x1152xf32> -> tensor<110592xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, StrAttr:$group);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def LLM_AllGatherOp : LLM_Op<"all_gather"> {
+  let summary = "join every rank's share of a tensor (ZeRO)";
+  let description = [{
+    The inverse of `llm.shard_slice` across `group`: every rank receives the
+    concatenation of all ranks' 1-D `input`, shaped as `result`.
+
+    Constraints: `input` is 1-D and its size divides the result's element
+    count; element types agree.
+
+    Example:
+    ```mlir
+    %p = llm.all_gather %ps {group = "dp"} : tensor<110592xf32> -> tensor<384x1152xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, StrAttr:$group);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
 def LLM_TPCopyOp : LLM_Op<"tp_copy", [AllTypesMatch<["input", "result"]>]> {
   let summary = "enter a tensor-parallel region (Megatron's \"f\")";
   let description = [{

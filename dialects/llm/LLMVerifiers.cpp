@@ -503,3 +503,27 @@ LogicalResult AllReduceOp::verify() {
                          << getReduction() << "'";
   return success();
 }
+
+/// A 1-D `part` whose size divides the element count of `whole`.
+static LogicalResult verifyShard(Operation *op, ShapedType whole,
+                                 ShapedType part, StringRef group) {
+  if (group != "dp" && group != "tp")
+    return op->emitOpError() << "expects group to be dp or tp, got '" << group
+                             << "'";
+  if (part.getRank() != 1 || part.getNumElements() == 0 ||
+      whole.getNumElements() % part.getNumElements() != 0)
+    return op->emitOpError() << "expects a 1-D part whose size divides the "
+                             << whole.getNumElements() << " elements, got "
+                             << shapeStr(part.getShape());
+  return verifyElementTypes(op, {{"whole", whole}, {"part", part}});
+}
+
+LogicalResult ShardSliceOp::verify() {
+  return verifyShard(*this, getInput().getType(), getResult().getType(),
+                     getGroup());
+}
+
+LogicalResult AllGatherOp::verify() {
+  return verifyShard(*this, getResult().getType(), getInput().getType(),
+                     getGroup());
+}

@@ -35,7 +35,10 @@ def LLMRT_BufferOp : LLMRT_Op<"buffer"> {
     names) or `temp`. Parameters carry their default initialization
     (`init` = `normal`, `zeros` or `ones`, and `init_std`). A tensor-parallel
     shard of a parameter or moment carries `tp_shard = [axis, blocks]` and
-    the `global_shape` it is cut from (see llm-partition).
+    the `global_shape` it is cut from (see llm-partition). A view that
+    depends on the rank (a ZeRO share) adds `rank_stride` bytes times the
+    rank's index in `rank_group` (1: dp, 2: tp) to `offset`; ZeRO-sharded
+    moments give the shape of the tensor they are 1/dp of as `zero_of`.
 
     Constraints:
     - `role` is one of the six above; `offset` >= 0 and a multiple of 64;
@@ -51,7 +54,10 @@ def LLMRT_BufferOp : LLMRT_Op<"buffer"> {
                        OptionalAttr<StrAttr>:$init,
                        OptionalAttr<F64Attr>:$init_std,
                        OptionalAttr<DenseI64ArrayAttr>:$tp_shard,
-                       OptionalAttr<DenseI64ArrayAttr>:$global_shape);
+                       OptionalAttr<DenseI64ArrayAttr>:$global_shape,
+                       OptionalAttr<I64Attr>:$rank_group,
+                       OptionalAttr<I64Attr>:$rank_stride,
+                       OptionalAttr<DenseI64ArrayAttr>:$zero_of);
   let results = (outs AnyStaticShapeMemRef:$result);
   let assemblyFormat = "$name attr-dict `:` type($result)";
   let hasVerifier = 1;

@@ -12,6 +12,8 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <functional>
+
 namespace mlir::llm {
 #define GEN_PASS_DEF_LOWERTORT
 #include "llm/Conversion/Passes.h.inc"
@@ -46,6 +48,7 @@ struct FixedBuffer {
   StringAttr init;
   FloatAttr initStd;
   DenseI64ArrayAttr tpShard, globalShape;
+  DenseI64ArrayAttr zeroOf; ///< ZeRO-sharded moment: shape of the whole
 };
 
 /// A temporary's storage: a byte range live over [start, end] (op indices).
@@ -70,6 +73,16 @@ public:
 
 private:
   LogicalResult collectPersistent(func::FuncOp train, func::FuncOp eval);
+  /// A moment that llm-optimizer sharded for ZeRO records the shape of its
+  /// parameter (this rank's tensor-parallel share), which it is 1/dp of.
+  void markZero(func::FuncOp fn, unsigned arg, StringRef param, int index) {
+    if (!fn.getArgAttr(arg, "llm.zero_shard"))
+      return;
+    for (const FixedBuffer &f : fixed)
+      if (f.role == "param" && f.name == param)
+        fixed[index].zeroOf = DenseI64ArrayAttr::get(
+            module.getContext(), f.type.getShape());
+  }
   int fixedIndex(StringRef role, StringRef name, ShapedType type,
                  Location loc, StringAttr init = {}, FloatAttr initStd = {},
                  DenseI64ArrayAttr tpShard = {},
@@ -137,9 +150,11 @@ LogicalResult Lowering::collectPersistent(func::FuncOp train,
       else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamMAttr)) {
         auto [sh, gs] = shardOf(n.getValue());
         fixedOf[arg] = fixedIndex("adam_m", n.getValue(), type, loc, {}, {}, sh, gs);
+        markZero(fn, i, n.getValue(), fixedOf[arg]);
       } else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamVAttr)) {
         auto [sh, gs] = shardOf(n.getValue());
         fixedOf[arg] = fixedIndex("adam_v", n.getValue(), type, loc, {}, {}, sh, gs);
+        markZero(fn, i, n.getValue(), fixedOf[arg]);
       }
       else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kInputAttr)) {
         if ((n.getValue() == "tokens" || n.getValue() == "targets") &&
@@ -172,10 +187,11 @@ LogicalResult Lowering::collectPersistent(func::FuncOp train,
           return fn.emitError() << "llm-lower-to-rt: result #" << i
                                 << " updates argument #" << a
                                 << ", which does not exist";
-        if (!v.getDefiningOp<AdamWOp>())
+        if (!v.getDefiningOp<AdamWOp>() && !v.getDefiningOp<AllGatherOp>())
           return fn.emitError() << "llm-lower-to-rt: result #" << i
                                 << " updates argument #" << a
-                                << " but is not produced by llm.adamw";
+                                << " but is not produced by llm.adamw or "
+                                   "llm.all_gather";
         fixedOf[v] = fixedOf.lookup(fn.getArgument(a));
       } else {
         return fn.emitError() << "llm-lower-to-rt: result #" << i
@@ -362,6 +378,11 @@ LogicalResult Lowering::selectKernels(Operation *op,
             flags.push_back(f ? 1 : 0);
         return one("global_norm", operands, flags);
       })
+      .Case([&](AllGatherOp o) {
+        return one("all_gather", {o.getInput(), o.getResult()},
+                   {numElements(o.getInput()), o.getGroup() == "dp" ? 1 : 2});
+      })
+      .Case([&](ShardSliceOp) { return success(); }) // a view, no kernel
       .Case([&](TPCopyOp o) {
         int64_t cols = lastDim(o.getInput());
         return one("copy_columns", {o.getInput(), o.getResult()},
@@ -421,8 +442,30 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
   // Storage of every temporary; in-place results share their operand's.
   std::vector<Storage> storages;
   DenseMap<Value, int> storageOf;
+  /// Values that are views of another: (base, rank share?).
+  DenseMap<Value, std::pair<Value, bool>> aliases;
   for (Operation &op : body.without_terminator()) {
     int64_t i = index[&op];
+    // Views: a ZeRO share reads its operand in place; AdamW updates its
+    // parameter, moments (or their shares) in place.
+    if (auto slice = dyn_cast<ShardSliceOp>(op)) {
+      aliases[slice.getResult()] = {slice.getInput(), true};
+      if (auto it = storageOf.find(slice.getInput()); it != storageOf.end()) {
+        int shared = it->second;
+        storageOf[slice.getResult()] = shared;
+        storages[shared].end =
+            std::max(storages[shared].end, lastUse(slice.getResult()));
+      }
+      continue;
+    }
+    if (auto adam = dyn_cast<AdamWOp>(op)) {
+      for (auto [res, src] : {std::pair<Value, Value>{adam.getNewParam(), adam.getParam()},
+                              {adam.getNewM(), adam.getM()},
+                              {adam.getNewV(), adam.getV()}})
+        if (!fixedOf.count(res))
+          aliases[res] = {src, false};
+      continue;
+    }
     for (Value r : op.getResults()) {
       if (fixedOf.count(r))
         continue;
@@ -493,10 +536,31 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     auto t = cast<ShapedType>(v.getType());
     return MemRefType::get(t.getShape(), t.getElementType());
   };
-  auto viewOf = [&](Value v) -> Value {
+  std::function<Value(Value)> viewOf = [&](Value v) -> Value {
     if (Value existing = views.lookup(v))
       return existing;
     Value view;
+    if (auto al = aliases.find(v); al != aliases.end()) {
+      Value base = viewOf(al->second.first);
+      if (!al->second.second) {
+        view = base; // the same bytes
+      } else {
+        // This rank's share: the base's offset plus rank x share size.
+        auto baseOp = base.getDefiningOp<mlir::llmrt::BufferOp>();
+        auto type = memrefOf(v);
+        int64_t share = type.getNumElements() * type.getElementTypeBitWidth() / 8;
+        auto op = mlir::llmrt::BufferOp::create(
+            b, fn.getLoc(), type, (baseOp.getName() + "@dp-share").str(),
+            "temp", baseOp.getOffset(), StringAttr(), FloatAttr(),
+            DenseI64ArrayAttr(), DenseI64ArrayAttr(), IntegerAttr(),
+            IntegerAttr(), DenseI64ArrayAttr());
+        op.setRankGroupAttr(b.getI64IntegerAttr(1));
+        op.setRankStrideAttr(b.getI64IntegerAttr(share));
+        view = op.getResult();
+      }
+      views[v] = view;
+      return view;
+    }
     if (auto it = fixedOf.find(v); it != fixedOf.end()) {
       const FixedBuffer &f = fixed[it->second];
       Value &slot = fixedViews[it->second];
@@ -506,7 +570,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
         auto op = mlir::llmrt::BufferOp::create(
             b, fn.getLoc(), MemRefType::get(f.type.getShape(), f.type.getElementType()),
             f.name, f.role, f.offset, f.init, f.initStd, f.tpShard,
-            f.globalShape);
+            f.globalShape, IntegerAttr(), IntegerAttr(), DenseI64ArrayAttr());
+        if (f.zeroOf)
+          op.setZeroOfAttr(f.zeroOf);
         slot = op.getResult();
       }
       view = slot;
@@ -515,7 +581,8 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       view = mlir::llmrt::BufferOp::create(b, fn.getLoc(), memrefOf(v), "", "temp",
                                      persistentBytes + st.offset, StringAttr(),
                                      FloatAttr(), DenseI64ArrayAttr(),
-                                     DenseI64ArrayAttr());
+                                     DenseI64ArrayAttr(), IntegerAttr(),
+                                     IntegerAttr(), DenseI64ArrayAttr());
     }
     views[v] = view;
     return view;

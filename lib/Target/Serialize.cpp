@@ -131,6 +131,12 @@ FailureOr<std::vector<uint8_t>> mlir::llm::serializeProgram(ModuleOp module) {
             if (auto std = buf.getInitStd())
               d.initStd = std->convertToDouble();
           }
+          if (auto g = buf.getRankGroup()) {
+            d.rankGroup = static_cast<uint8_t>(*g);
+            d.rankStride = static_cast<uint64_t>(*buf.getRankStride());
+          }
+          if (auto z = buf.getZeroOf())
+            d.zeroDims.assign(z->begin(), z->end());
           if (auto shard = buf.getTpShard()) {
             d.shardAxis = static_cast<int>((*shard)[0]);
             d.shardBlocks = (*shard)[1];

@@ -107,15 +107,45 @@ void OptimizerPass::runOnOperation() {
   }
   Value norm = GlobalNormOp::create(b, loc, gradients, tpSplit);
   Value scale = ClipScaleOp::create(b, loc, norm, clip);
+  // ZeRO-1: each data-parallel rank keeps the moments of, and updates, its
+  // 1/dp share of every parameter (those whose size dp divides), then the
+  // updated shares are all-gathered.
+  int64_t zeroDp = 1;
+  if (auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+      plan && plan.getZero() >= 1 && plan.getDp() > 1)
+    zeroDp = plan.getDp();
   SmallVector<Value> newP, newM, newV;
   for (unsigned k = 0; k < numParams; ++k) {
     Value p = step.getArgument(k);
-    bool decay = cast<ShapedType>(p.getType()).getRank() >= 2;
+    auto ptype = cast<RankedTensorType>(p.getType());
+    bool decay = ptype.getRank() >= 2;
+    UnitAttr decayAttr = decay ? b.getUnitAttr() : UnitAttr();
+    int64_t n = ptype.getNumElements();
+    if (zeroDp > 1 && n % zeroDp == 0) {
+      auto flat = RankedTensorType::get({n / zeroDp}, ptype.getElementType());
+      for (Value mv : {ms[k], vs[k]}) {
+        mv.setType(flat);
+        step.setArgAttr(cast<BlockArgument>(mv).getArgNumber(),
+                        "llm.zero_shard", b.getI64IntegerAttr(zeroDp));
+      }
+      auto dpAttr = b.getStringAttr("dp");
+      Value ps = ShardSliceOp::create(b, loc, flat, p, dpAttr);
+      Value gs = ShardSliceOp::create(b, loc, flat, gradients[k], dpAttr);
+      auto upd = AdamWOp::create(b, loc, flat, flat, flat, ps, gs, ms[k], vs[k],
+                                 lr, stepNo, wd, scale, b.getF64FloatAttr(beta1),
+                                 b.getF64FloatAttr(beta2),
+                                 b.getF64FloatAttr(eps), decayAttr);
+      newP.push_back(
+          AllGatherOp::create(b, loc, ptype, upd.getNewParam(), dpAttr));
+      newM.push_back(upd.getNewM());
+      newV.push_back(upd.getNewV());
+      continue;
+    }
     auto upd = AdamWOp::create(b, loc, p.getType(), p.getType(), p.getType(), p,
                                gradients[k], ms[k], vs[k], lr, stepNo, wd,
                                scale, b.getF64FloatAttr(beta1),
                                b.getF64FloatAttr(beta2), b.getF64FloatAttr(eps),
-                               decay ? b.getUnitAttr() : UnitAttr());
+                               decayAttr);
     newP.push_back(upd.getNewParam());
     newM.push_back(upd.getNewM());
     newV.push_back(upd.getNewV());
@@ -136,7 +166,7 @@ void OptimizerPass::runOnOperation() {
   addUpdates(newV, 2 * numParams);
   func::ReturnOp::create(b, ret.getLoc(), results);
   ret.erase();
-  step.setFunctionType(b.getFunctionType(step.getArgumentTypes(),
+  step.setFunctionType(b.getFunctionType(body.getArgumentTypes(),
                                          TypeRange(ValueRange(results))));
   step.setAllResultAttrs(attrs);
 }

@@ -174,15 +174,16 @@ void PartitionPass::runOnOperation() {
   }
   auto unsupported = [&](const Twine &what) {
     module.emitError() << "llm-partition: " << what
-                       << " is not implemented yet (data parallelism is)";
+                       << " is not implemented yet";
     signalPassFailure();
   };
   if (plan.getPp() != 1)
     return unsupported("pipeline parallelism (pp=" + Twine(plan.getPp()) + ")");
   if (plan.getSp() != 0)
     return unsupported("sequence parallelism");
-  if (plan.getZero() != 0)
-    return unsupported("ZeRO (zero=" + Twine(plan.getZero()) + ")");
+  if (plan.getZero() > 1)
+    return unsupported("ZeRO-" + Twine(plan.getZero()) + " (zero=" +
+                       Twine(plan.getZero()) + ")");
   if (plan.getRemat().getValue() != "none")
     return unsupported("recomputation (remat=" + plan.getRemat().getValue() +
                        ")");

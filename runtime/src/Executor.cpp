@@ -57,8 +57,16 @@ Executor::create(ProgramDesc program, Communicator &comm) {
     std::vector<Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
       Resolved r{&inst, {}};
-      for (uint32_t o : inst.operands)
-        r.ptrs.push_back(ex->arena_ + p.buffers[o].offset);
+      for (uint32_t o : inst.operands) {
+        const BufferDesc &b = p.buffers[o];
+        uint64_t at = b.offset;
+        if (b.rankGroup)
+          at += b.rankStride * comm.groupRank(static_cast<Group>(b.rankGroup));
+        if (at + b.bytes > p.arenaBytes)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "buffer '", b.name, "' of this rank ends past the arena"));
+        r.ptrs.push_back(ex->arena_ + at);
+      }
       resolved.push_back(std::move(r));
     }
     ex->functions_.push_back(std::move(resolved));
@@ -206,6 +214,9 @@ void Executor::run(int fn, std::vector<TraceEvent> *trace,
                        static_cast<Reduction>(n[2]));
       break;
     }
+    case Opcode::AllGather:
+      comm_->allGather(F(p[1]), n[0], static_cast<Group>(n[1]));
+      break;
     case Opcode::AdamW: {
       double lr = *F(p[4]);
       int64_t step = *static_cast<const int64_t *>(p[5]);

@@ -121,6 +121,11 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
     uint64_t grank = r.le(1);
     for (uint64_t d = 0; d < grank; ++d)
       b.globalDims.push_back(static_cast<int64_t>(r.le(8)));
+    b.rankGroup = static_cast<uint8_t>(r.le(1));
+    b.rankStride = r.le(8);
+    uint64_t zrank = r.le(1);
+    for (uint64_t d = 0; d < zrank; ++d)
+      b.zeroDims.push_back(static_cast<int64_t>(r.le(8)));
     if (!r.ok())
       break;
     if (static_cast<int>(b.role) > static_cast<int>(BufferRole::Temp) ||
@@ -129,9 +134,11 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
       return invalid(source, absl::StrCat("offset ", at, ": buffer #", i, " '",
                                           b.name, "' has a bad role, type or "
                                                   "init code"));
+    // A shard's local shape is `dims`, or for a ZeRO share `zeroDims`.
+    const std::vector<int64_t> &localDims = b.zeroDims.empty() ? b.dims : b.zeroDims;
     if (b.shardAxis >= 0 &&
-        (b.shardAxis >= static_cast<int>(b.dims.size()) ||
-         b.globalDims.size() != b.dims.size() || b.shardBlocks <= 0))
+        (b.shardAxis >= static_cast<int>(localDims.size()) ||
+         b.globalDims.size() != localDims.size() || b.shardBlocks <= 0))
       return invalid(source, absl::StrCat("buffer '", b.name,
                                           "' has an inconsistent shard"));
     int64_t elems = 1;
@@ -145,6 +152,11 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
       return invalid(source, absl::StrCat("buffer '", b.name, "' is ", b.bytes,
                                           " bytes but its shape needs ",
                                           elems * elemBytes(b.elem)));
+    // A rank-dependent view must fit for the largest rank index; its base
+    // is checked here, the extent by the executor once the group is known.
+    if (b.rankGroup > 2)
+      return invalid(source, absl::StrCat("buffer '", b.name,
+                                          "' has a bad rank group"));
     if (b.offset % kArenaAlignment != 0 || b.offset > p.arenaBytes ||
         b.bytes > p.arenaBytes - b.offset)
       return invalid(source,

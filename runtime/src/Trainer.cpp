@@ -473,7 +473,9 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
       missing.push_back(name);
       continue;
     }
-    const std::vector<int64_t> &want = b.shardAxis >= 0 ? b.globalDims : b.dims;
+    const std::vector<int64_t> &want =
+        b.shardAxis >= 0 ? b.globalDims
+                         : (!b.zeroDims.empty() ? b.zeroDims : b.dims);
     if (t->shape != want) {
       std::string have, need;
       for (int64_t d : t->shape) absl::StrAppend(&have, have.empty() ? "" : "x", d);
@@ -482,18 +484,30 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
           file.path(), ": tensor '", name, "' has shape [", have,
           "], the model needs [", need, "]"));
     }
-    if (b.shardAxis >= 0) {
-      std::vector<float> whole(globalElements(b));
-      if (absl::Status s = file.readF32(name, whole.data(),
-                                        static_cast<int64_t>(whole.size()));
+    if (b.shardAxis < 0 && b.zeroDims.empty()) {
+      if (absl::Status s = file.readF32(name, ex->data<float>(b),
+                                        static_cast<int64_t>(b.bytes / 4));
           !s.ok())
         return s;
-      copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
-                whole.data(), ex->data<float>(b), /*toShard=*/true);
-    } else if (absl::Status s = file.readF32(name, ex->data<float>(b),
-                                             static_cast<int64_t>(b.bytes / 4));
-               !s.ok()) {
-      return s;
+    } else {
+      // Whole tensor -> this rank's tensor-parallel shard -> its ZeRO share.
+      int64_t total = 1;
+      for (int64_t d : want)
+        total *= d;
+      std::vector<float> whole(total);
+      if (absl::Status s = file.readF32(name, whole.data(), total); !s.ok())
+        return s;
+      std::vector<float> tpLocal;
+      const float *src = whole.data();
+      if (b.shardAxis >= 0) {
+        tpLocal.resize(total / comm.groupSize(Group::TP));
+        copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
+                  whole.data(), tpLocal.data(), /*toShard=*/true);
+        src = tpLocal.data();
+      }
+      int64_t n = static_cast<int64_t>(b.bytes / 4);
+      int64_t from = b.zeroDims.empty() ? 0 : comm.groupRank(Group::DP) * n;
+      std::copy(src + from, src + from + n, ex->data<float>(b));
     }
     used[name] = true;
   }
@@ -542,16 +556,32 @@ std::vector<TensorToWrite> tensorsOf(const ProgramDesc &program, Executor &ex,
   for (const BufferDesc &b : program.buffers) {
     if (b.role != role)
       continue;
-    if (b.shardAxis < 0) {
+    if (b.shardAxis < 0 && b.zeroDims.empty()) {
       out.push_back({prefix + b.name, DType::F32, b.dims, ex.data<float>(b)});
       continue;
     }
+    // ZeRO shares meet over dp into this rank's tensor-parallel tensor...
     int64_t n = static_cast<int64_t>(b.bytes / 4);
-    std::vector<float> all(n * tp);
-    comm.gatherToRoot(ex.data<float>(b), all.data(), n, Group::TP);
+    std::vector<float> local(ex.data<float>(b), ex.data<float>(b) + n);
+    if (!b.zeroDims.empty()) {
+      int dp = comm.groupSize(Group::DP);
+      std::vector<float> joined(n * dp);
+      comm.gatherToRoot(local.data(), joined.data(), n, Group::DP);
+      local = std::move(joined);
+    }
+    if (b.shardAxis < 0) {
+      storage.push_back(std::move(local));
+      out.push_back({prefix + b.name, DType::F32, b.zeroDims,
+                     storage.back().data()});
+      continue;
+    }
+    // ... and tensor-parallel shards over tp into the whole tensor.
+    int64_t m = static_cast<int64_t>(local.size());
+    std::vector<float> all(m * tp);
+    comm.gatherToRoot(local.data(), all.data(), m, Group::TP);
     storage.emplace_back(globalElements(b));
     for (int r = 0; r < tp; ++r)
-      copyShard(b, r, tp, storage.back().data(), all.data() + r * n,
+      copyShard(b, r, tp, storage.back().data(), all.data() + r * m,
                 /*toShard=*/false);
     out.push_back({prefix + b.name, DType::F32, b.globalDims,
                    storage.back().data()});

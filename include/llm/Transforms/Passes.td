@@ -69,7 +69,11 @@ def Optimizer : Pass<"llm-optimizer", "mlir::ModuleOp"> {
 
     Under a `#llm.plan` with dp > 1 (see llm-partition) every gradient is
     first averaged over the data-parallel group (`llm.all_reduce`), so all
-    replicas apply the same update.
+    replicas apply the same update. With zero = 1 (ZeRO-1) each rank keeps
+    the moments of its 1/dp share of every parameter whose size dp divides
+    (`llm.zero_shard`), updates that share (`llm.shard_slice`, in place) and
+    all-gathers the updated parameter (`llm.all_gather`). Under tensor
+    parallelism the global norm sums the squares of split gradients over tp.
   }];
   let options = [
     Option<"beta1", "beta1", "double", "0.9", "AdamW beta1">,
@@ -90,8 +94,12 @@ def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
     (`llm.all_reduce`), which makes it the global mean. llm-optimizer then
     averages the gradients over dp the same way.
 
-    Tensor, sequence and pipeline parallelism, ZeRO and recomputation are not
-    implemented yet: a plan that asks for them is an error that says so.
+    Tensor parallelism (Megatron): column-parallel linears keep out/tp
+    features behind `llm.tp_copy`, row-parallel ones in/tp features followed
+    by an all-reduce and their bias; attention and rotary embeddings run on
+    this rank's heads. ZeRO-1 is llm-optimizer's (sharded moments). Sequence
+    and pipeline parallelism, ZeRO-2/3, recomputation and micro-batching are
+    not implemented yet: a plan that asks for them is an error that says so.
   }];
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }

@@ -15,7 +15,8 @@
 //               u8 rank, i64 dims[rank], u64 arena offset, u64 bytes,
 //               u8 init (InitKind), f64 init std,
 //               i8 shard axis (-1: whole), i64 shard blocks, u8 global rank,
-//               i64 global dims[global rank]
+//               i64 global dims[global rank], u8 rank group, u64 rank
+//               stride, u8 zero rank, i64 zero dims[zero rank]
 //             u32 #functions, each:
 //               str name, u32 #instructions, each:
 //                 u16 opcode, u16 #operands, u32 operands[] (buffer ids),
@@ -103,6 +104,7 @@ enum class Opcode : uint16_t {
   ClipScale = 25,           ///< [norm, max_norm, out] {}
   AdamW = 26,               ///< [p, g, m, v, lr, step, wd, scale] {n, decay} (beta1, beta2, eps)
   AllReduce = 27,           ///< [x, y] {n, group, reduction}: y = reduce(x) over the group
+  AllGather = 28,           ///< [x, y] {n, group}: y = every rank's x (x is this rank's part of y)
 };
 
 struct OpcodeInfo {
@@ -142,6 +144,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::ClipScale, "clip_scale", 3, 3, 0, 0},
       {Opcode::AdamW, "adamw", 8, 8, 2, 3},
       {Opcode::AllReduce, "all_reduce", 2, 2, 3, 0},
+      {Opcode::AllGather, "all_gather", 2, 2, 2, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)
@@ -181,6 +184,12 @@ struct BufferDesc {
   int shardAxis = -1;
   int64_t shardBlocks = 1;
   std::vector<int64_t> globalDims;
+  /// A rank-dependent view: the address adds rankStride bytes times the
+  /// rank's index in rankGroup (0: none, 1: dp, 2: tp).
+  uint8_t rankGroup = 0;
+  uint64_t rankStride = 0;
+  /// A ZeRO share: this buffer is 1/dp (flattened) of a tensor of zeroDims.
+  std::vector<int64_t> zeroDims;
 };
 
 struct Instruction {
@@ -241,6 +250,11 @@ inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
     le(static_cast<uint64_t>(b.shardBlocks), 8);
     u8(static_cast<uint8_t>(b.globalDims.size()));
     for (int64_t d : b.globalDims)
+      le(static_cast<uint64_t>(d), 8);
+    u8(b.rankGroup);
+    le(b.rankStride, 8);
+    u8(static_cast<uint8_t>(b.zeroDims.size()));
+    for (int64_t d : b.zeroDims)
       le(static_cast<uint64_t>(d), 8);
   }
   le(program.functions.size(), 4);
