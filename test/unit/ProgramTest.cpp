@@ -64,7 +64,7 @@ TEST(Program, HeaderErrors) {
   bad = good;
   bad[8] = 9;
   EXPECT_EQ(errorOf(bad), "prog: offset 8: program version 9, this runtime "
-                          "reads version 1");
+                          "reads version 2");
   bad = good;
   bad.back() ^= 1;
   EXPECT_EQ(errorOf(bad), "prog: checksum mismatch (corrupt program)");
