@@ -265,13 +265,14 @@ def LLM_GlobalNormOp : LLM_Op<"global_norm", [Pure]> {
   let summary = "L2 norm of all the given tensors together";
   let description = [{
     `sqrt(sum over tensors of sum(x^2))`, accumulated in double precision,
-    returned as `tensor<f32>`: the gradient norm that clipping reads. Under
-    tensor parallelism `tp_split` marks the operands that are this rank's
-    shard of a split parameter's gradient: their squares are summed over
-    the tensor-parallel group, the others (replicated) counted once.
+    returned as `tensor<f32>`: the gradient norm that clipping reads. When
+    operands are this rank's part of a gradient, `split` gives per operand
+    the groups its parts are spread over (a bit mask: 1 dp, a ZeRO share;
+    2 tp, a tensor-parallel shard): those squares are summed over the
+    groups, the others (replicated) counted once.
 
-    Constraints: at least one operand; `tp_split`, when present, has one
-    entry per operand.
+    Constraints: at least one operand; `split`, when present, has one entry
+    per operand, each in [0, 3].
 
     Example:
     ```mlir
@@ -279,7 +280,7 @@ def LLM_GlobalNormOp : LLM_Op<"global_norm", [Pure]> {
     ```
   }];
   let arguments = (ins Variadic<LLM_FloatTensor>:$inputs,
-                       OptionalAttr<DenseBoolArrayAttr>:$tp_split);
+                       OptionalAttr<DenseI64ArrayAttr>:$split);
   let results = (outs LLM_F32Scalar:$result);
   let assemblyFormat = "$inputs attr-dict `:` type($inputs)";
   let hasVerifier = 1;
@@ -407,6 +408,27 @@ def LLM_AllGatherOp : LLM_Op<"all_gather"> {
     ```
   }];
   let arguments = (ins LLM_FloatTensor:$input, StrAttr:$group);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def LLM_ReduceScatterOp : LLM_Op<"reduce_scatter"> {
+  let summary = "reduce over a group and keep this rank's share (ZeRO-2/3)";
+  let description = [{
+    Every rank of `group` contributes `input`; each receives its 1-D share
+    (as `llm.shard_slice` cuts it) of the elementwise `reduction` (`sum` or
+    `mean`).
+
+    Constraints: as `llm.shard_slice`; `reduction` is sum or mean.
+
+    Example:
+    ```mlir
+    %gs = llm.reduce_scatter %g {group = "dp", reduction = "mean"} : tensor<384x1152xf32> -> tensor<110592xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, StrAttr:$group,
+                       StrAttr:$reduction);
   let results = (outs LLM_FloatTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
   let hasVerifier = 1;

@@ -478,9 +478,14 @@ LogicalResult CrossEntropyGradOp::verify() {
 LogicalResult GlobalNormOp::verify() {
   if (getInputs().empty())
     return emitOpError() << "expects at least one operand";
-  if (auto split = getTpSplit(); split && split->size() != getInputs().size())
-    return emitOpError() << "expects one tp_split entry per operand, got "
-                         << split->size() << " for " << getInputs().size();
+  if (auto split = getSplit()) {
+    if (split->size() != getInputs().size())
+      return emitOpError() << "expects one split entry per operand, got "
+                           << split->size() << " for " << getInputs().size();
+    for (int64_t m : *split)
+      if (m < 0 || m > 3)
+        return emitOpError() << "expects split masks in [0, 3], got " << m;
+  }
   return success();
 }
 
@@ -525,5 +530,13 @@ LogicalResult ShardSliceOp::verify() {
 
 LogicalResult AllGatherOp::verify() {
   return verifyShard(*this, getResult().getType(), getInput().getType(),
+                     getGroup());
+}
+
+LogicalResult ReduceScatterOp::verify() {
+  if (getReduction() != "sum" && getReduction() != "mean")
+    return emitOpError() << "expects reduction to be sum or mean, got '"
+                         << getReduction() << "'";
+  return verifyShard(*this, getInput().getType(), getResult().getType(),
                      getGroup());
 }

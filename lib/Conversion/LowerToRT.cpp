@@ -80,8 +80,10 @@ private:
       return;
     for (const FixedBuffer &f : fixed)
       if (f.role == "param" && f.name == param)
-        fixed[index].zeroOf = DenseI64ArrayAttr::get(
-            module.getContext(), f.type.getShape());
+        fixed[index].zeroOf =
+            f.zeroOf ? f.zeroOf
+                     : DenseI64ArrayAttr::get(module.getContext(),
+                                              f.type.getShape());
   }
   int fixedIndex(StringRef role, StringRef name, ShapedType type,
                  Location loc, StringAttr init = {}, FloatAttr initStd = {},
@@ -140,13 +142,17 @@ LogicalResult Lowering::collectPersistent(func::FuncOp train,
             return std::make_pair(f.tpShard, f.globalShape);
         return std::make_pair(DenseI64ArrayAttr(), DenseI64ArrayAttr());
       };
-      if (auto n = fn.getArgAttrOfType<StringAttr>(i, kParamAttr))
+      if (auto n = fn.getArgAttrOfType<StringAttr>(i, kParamAttr)) {
         fixedOf[arg] = fixedIndex(
             "param", n.getValue(), type, loc,
             fn.getArgAttrOfType<StringAttr>(i, kInitAttr),
             fn.getArgAttrOfType<FloatAttr>(i, kInitStdAttr),
             fn.getArgAttrOfType<DenseI64ArrayAttr>(i, "llm.tp_shard"),
             fn.getArgAttrOfType<DenseI64ArrayAttr>(i, "llm.global_shape"));
+        // ZeRO-3: the parameter itself is a share.
+        if (auto of = fn.getArgAttrOfType<DenseI64ArrayAttr>(i, "llm.zero_of"))
+          fixed[fixedOf[arg]].zeroOf = of;
+      }
       else if (auto n = fn.getArgAttrOfType<StringAttr>(i, kAdamMAttr)) {
         auto [sh, gs] = shardOf(n.getValue());
         fixedOf[arg] = fixedIndex("adam_m", n.getValue(), type, loc, {}, {}, sh, gs);
@@ -373,9 +379,8 @@ LogicalResult Lowering::selectKernels(Operation *op,
         SmallVector<Value> operands = {o.getResult()};
         llvm::append_range(operands, o.getInputs());
         SmallVector<int64_t> flags;
-        if (auto split = o.getTpSplit())
-          for (bool f : *split)
-            flags.push_back(f ? 1 : 0);
+        if (auto split = o.getSplit())
+          flags.assign(split->begin(), split->end());
         return one("global_norm", operands, flags);
       })
       .Case([&](AllGatherOp o) {
@@ -383,6 +388,11 @@ LogicalResult Lowering::selectKernels(Operation *op,
                    {numElements(o.getInput()), o.getGroup() == "dp" ? 1 : 2});
       })
       .Case([&](ShardSliceOp) { return success(); }) // a view, no kernel
+      .Case([&](ReduceScatterOp o) {
+        return one("reduce_scatter", {o.getInput(), o.getResult()},
+                   {numElements(o.getResult()), o.getGroup() == "dp" ? 1 : 2,
+                    o.getReduction() == "mean" ? 1 : 0});
+      })
       .Case([&](TPCopyOp o) {
         int64_t cols = lastDim(o.getInput());
         return one("copy_columns", {o.getInput(), o.getResult()},

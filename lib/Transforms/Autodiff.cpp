@@ -170,6 +170,15 @@ LogicalResult GradientBuilder::backward(Operation *op) {
                                        b.getStringAttr("sum")));
         return success();
       })
+      .Case([&](AllGatherOp g) {
+        // ZeRO-3: the parameter share's gradient is this rank's share of the
+        // replicas' mean gradient.
+        accumulate(g.getInput(),
+                   ReduceScatterOp::create(b, loc, g.getInput().getType(), dy,
+                                           g.getGroupAttr(),
+                                           b.getStringAttr("mean")));
+        return success();
+      })
       .Case([&](AllReduceOp a) {
         // Megatron's "g": the reduced value is replicated, its gradient
         // flows back unchanged.

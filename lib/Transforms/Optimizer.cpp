@@ -90,47 +90,123 @@ void OptimizerPass::runOnOperation() {
 
   b.setInsertionPoint(ret);
   SmallVector<Value> gradients(ret.getOperands().drop_front());
-  // Data parallelism: every replica applies the mean gradient.
-  if (auto plan = module->getAttrOfType<PlanAttr>("llm.plan"); plan && plan.getDp() > 1)
-    for (Value &g : gradients)
-      g = AllReduceOp::create(b, loc, g, b.getStringAttr("dp"),
-                              b.getStringAttr("mean"));
-  // Under tensor parallelism the squares of split gradients are summed over
-  // the group, those of replicated ones counted once.
-  DenseBoolArrayAttr tpSplit;
-  if (auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
-      plan && plan.getTp() > 1) {
-    SmallVector<bool> flags;
-    for (unsigned k = 0; k < numParams; ++k)
-      flags.push_back(static_cast<bool>(step.getArgAttr(k, "llm.tp_shard")));
-    tpSplit = b.getDenseBoolArrayAttr(flags);
+  auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+  int64_t dp = plan ? plan.getDp() : 1, zero = plan ? plan.getZero() : 0;
+  bool tpPlan = plan && plan.getTp() > 1;
+  auto dpAttr = b.getStringAttr("dp"), meanAttr = b.getStringAttr("mean");
+
+  // Data parallelism: every gradient is averaged over dp as soon as it is
+  // final (right after the op that produces it, so that it dies early):
+  // all-reduced, or under ZeRO-2 reduce-scattered into this rank's share.
+  // ZeRO-1/2 shard the parameters whose size dp divides: each rank keeps
+  // the moments of, and updates, its 1/dp share, then the shares are
+  // all-gathered.
+  SmallVector<bool> sharded(numParams, false), atRest(numParams, false);
+  SmallVector<int64_t> masks(numParams, 0);
+  for (unsigned k = 0; k < numParams; ++k) {
+    auto ptype = cast<RankedTensorType>(step.getArgument(k).getType());
+    int64_t n = ptype.getNumElements();
+    sharded[k] = dp > 1 && zero >= 1 && n % dp == 0;
+    if (tpPlan && step.getArgAttr(k, "llm.tp_shard"))
+      masks[k] |= 2;
+    // ZeRO-3 (llm-partition): the parameter is a share at rest and its
+    // gradient already this rank's share of the mean (llm-autodiff).
+    atRest[k] = static_cast<bool>(step.getArgAttr(k, "llm.zero_shard"));
+    if (atRest[k]) {
+      masks[k] |= 1;
+      continue;
+    }
+    if (dp == 1)
+      continue;
+    OpBuilder::InsertionGuard guard(b);
+    if (Operation *def = gradients[k].getDefiningOp())
+      b.setInsertionPointAfter(def);
+    if (sharded[k] && zero >= 2) {
+      auto flat = RankedTensorType::get({n / dp}, ptype.getElementType());
+      gradients[k] = ReduceScatterOp::create(b, loc, flat, gradients[k],
+                                             dpAttr, meanAttr);
+      masks[k] |= 1;
+    } else {
+      gradients[k] = AllReduceOp::create(b, loc, gradients[k], dpAttr,
+                                         meanAttr);
+    }
   }
-  Value norm = GlobalNormOp::create(b, loc, gradients, tpSplit);
+  // ZeRO-3: a gathered parameter is gathered again for the backward, so that
+  // the forward's copy dies after its last forward use.
+  Operation *firstBackward = nullptr;
+  for (Operation &op : body)
+    if (isa<CrossEntropyGradOp>(op)) {
+      firstBackward = &op;
+      break;
+    }
+  if (firstBackward) {
+    SmallVector<AllGatherOp> gathers;
+    for (Operation &op : body) {
+      if (&op == firstBackward)
+        break;
+      if (auto g = dyn_cast<AllGatherOp>(op))
+        gathers.push_back(g);
+    }
+    for (AllGatherOp g : gathers) {
+      Operation *firstUse = nullptr;
+      for (Operation *user : g->getUsers())
+        if (!firstBackward->isBeforeInBlock(user) && user != firstBackward)
+          continue;
+        else if (!firstUse || user->isBeforeInBlock(firstUse))
+          firstUse = user;
+      if (!firstUse)
+        continue;
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(firstUse);
+      auto again = cast<AllGatherOp>(b.clone(*g));
+      g.getResult().replaceUsesWithIf(again.getResult(), [&](OpOperand &use) {
+        Operation *u = use.getOwner();
+        return u == firstBackward || firstBackward->isBeforeInBlock(u);
+      });
+    }
+  }
+
+  // The global norm: shares and shards summed over their groups.
+  DenseI64ArrayAttr split;
+  if (llvm::any_of(masks, [](int64_t m) { return m != 0; }))
+    split = b.getDenseI64ArrayAttr(masks);
+  Value norm = GlobalNormOp::create(b, loc, gradients, split);
   Value scale = ClipScaleOp::create(b, loc, norm, clip);
-  // ZeRO-1: each data-parallel rank keeps the moments of, and updates, its
-  // 1/dp share of every parameter (those whose size dp divides), then the
-  // updated shares are all-gathered.
-  int64_t zeroDp = 1;
-  if (auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
-      plan && plan.getZero() >= 1 && plan.getDp() > 1)
-    zeroDp = plan.getDp();
   SmallVector<Value> newP, newM, newV;
   for (unsigned k = 0; k < numParams; ++k) {
     Value p = step.getArgument(k);
     auto ptype = cast<RankedTensorType>(p.getType());
-    bool decay = ptype.getRank() >= 2;
-    UnitAttr decayAttr = decay ? b.getUnitAttr() : UnitAttr();
+    // Weight decay goes by the rank of the whole parameter.
+    int64_t rank = ptype.getRank();
+    if (auto of = step.getArgAttrOfType<DenseI64ArrayAttr>(k, "llm.zero_of"))
+      rank = of.size();
+    UnitAttr decayAttr = rank >= 2 ? b.getUnitAttr() : UnitAttr();
     int64_t n = ptype.getNumElements();
-    if (zeroDp > 1 && n % zeroDp == 0) {
-      auto flat = RankedTensorType::get({n / zeroDp}, ptype.getElementType());
+    if (atRest[k]) {
+      for (Value mv : {ms[k], vs[k]})
+        step.setArgAttr(cast<BlockArgument>(mv).getArgNumber(),
+                        "llm.zero_shard", b.getI64IntegerAttr(dp));
+      auto upd = AdamWOp::create(b, loc, ptype, ptype, ptype, p, gradients[k],
+                                 ms[k], vs[k], lr, stepNo, wd, scale,
+                                 b.getF64FloatAttr(beta1),
+                                 b.getF64FloatAttr(beta2),
+                                 b.getF64FloatAttr(eps), decayAttr);
+      newP.push_back(upd.getNewParam());
+      newM.push_back(upd.getNewM());
+      newV.push_back(upd.getNewV());
+      continue;
+    }
+    if (sharded[k]) {
+      auto flat = RankedTensorType::get({n / dp}, ptype.getElementType());
       for (Value mv : {ms[k], vs[k]}) {
         mv.setType(flat);
         step.setArgAttr(cast<BlockArgument>(mv).getArgNumber(),
-                        "llm.zero_shard", b.getI64IntegerAttr(zeroDp));
+                        "llm.zero_shard", b.getI64IntegerAttr(dp));
       }
-      auto dpAttr = b.getStringAttr("dp");
       Value ps = ShardSliceOp::create(b, loc, flat, p, dpAttr);
-      Value gs = ShardSliceOp::create(b, loc, flat, gradients[k], dpAttr);
+      Value gs = zero >= 2 ? gradients[k]
+                           : ShardSliceOp::create(b, loc, flat, gradients[k],
+                                                  dpAttr);
       auto upd = AdamWOp::create(b, loc, flat, flat, flat, ps, gs, ms[k], vs[k],
                                  lr, stepNo, wd, scale, b.getF64FloatAttr(beta1),
                                  b.getF64FloatAttr(beta2),

@@ -164,6 +164,41 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
   return success();
 }
 
+/// ZeRO-3: every parameter whose size dp divides is kept as this rank's
+/// flattened 1/dp share (`llm.zero_shard`, and `llm.zero_of` = the shape it
+/// is a share of) and all-gathered where it is used. Its gradient (the
+/// adjoint of the all-gather) is reduce-scattered by llm-autodiff.
+static void shardParametersZero3(func::FuncOp fn, int64_t dp) {
+  MLIRContext *ctx = fn.getContext();
+  OpBuilder b(ctx);
+  Block &body = fn.getBody().front();
+  for (unsigned i = 0, e = fn.getNumArguments(); i < e; ++i) {
+    if (!fn.getArgAttr(i, kParamAttr))
+      continue;
+    BlockArgument arg = fn.getArgument(i);
+    auto type = cast<RankedTensorType>(arg.getType());
+    int64_t n = type.getNumElements();
+    if (n % dp != 0 || arg.use_empty())
+      continue;
+    Operation *first = nullptr;
+    for (Operation *user : arg.getUsers())
+      if (!first || user->isBeforeInBlock(first))
+        first = user;
+    auto flat = RankedTensorType::get({n / dp}, type.getElementType());
+    b.setInsertionPoint(first);
+    // Made with a placeholder operand, then pointed at the argument once its
+    // other uses have moved to the gathered value.
+    auto gather = AllGatherOp::create(b, first->getLoc(), type, arg,
+                                      b.getStringAttr("dp"));
+    arg.replaceAllUsesExcept(gather.getResult(), gather);
+    arg.setType(flat);
+    fn.setArgAttr(i, "llm.zero_shard", b.getI64IntegerAttr(dp));
+    fn.setArgAttr(i, "llm.zero_of", DenseI64ArrayAttr::get(ctx, type.getShape()));
+  }
+  SmallVector<Type> argTypes(body.getArgumentTypes());
+  fn.setFunctionType(FunctionType::get(ctx, argTypes, fn.getResultTypes()));
+}
+
 void PartitionPass::runOnOperation() {
   ModuleOp module = getOperation();
   auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
@@ -181,9 +216,6 @@ void PartitionPass::runOnOperation() {
     return unsupported("pipeline parallelism (pp=" + Twine(plan.getPp()) + ")");
   if (plan.getSp() != 0)
     return unsupported("sequence parallelism");
-  if (plan.getZero() > 1)
-    return unsupported("ZeRO-" + Twine(plan.getZero()) + " (zero=" +
-                       Twine(plan.getZero()) + ")");
   if (plan.getRemat().getValue() != "none")
     return unsupported("recomputation (remat=" + plan.getRemat().getValue() +
                        ")");
@@ -212,6 +244,8 @@ void PartitionPass::runOnOperation() {
       failed(partitionTensorParallel(fn, plan.getTp())))
     return signalPassFailure();
   int64_t dp = plan.getDp();
+  if (dp > 1 && plan.getZero() >= 3)
+    shardParametersZero3(fn, dp);
   if (dp == 1) {
     if (failed(verify(fn)))
       return signalPassFailure();

@@ -35,6 +35,12 @@ public:
   void allReduce(float *, int64_t, Group, Reduction) override {}
   void allReduce(double *, int64_t, Group, Reduction) override {}
   void allGather(float *, int64_t, Group) override {}
+  void reduceScatter(const float *src, float *dst, int64_t n, Group,
+                     Reduction) override {
+    if (src != dst)
+      for (int64_t i = 0; i < n; ++i)
+        dst[i] = src[i];
+  }
   void gatherToRoot(const float *src, float *dst, int64_t n, Group) override {
     for (int64_t i = 0; i < n; ++i)
       dst[i] = src[i];

@@ -11,6 +11,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace llmrt {
@@ -78,6 +79,20 @@ public:
     if (op == Reduction::Mean)
       for (int64_t i = 0; i < n; ++i)
         data[i] /= size;
+  }
+  void reduceScatter(const float *src, float *dst, int64_t n, Group g,
+                     Reduction op) override {
+    int size = groupSize(g);
+    if (size == 1) {
+      if (src != dst)
+        std::copy(src, src + n, dst);
+      return;
+    }
+    MPI_Reduce_scatter_block(src, dst, static_cast<int>(n), MPI_FLOAT,
+                             opOf(op), comm(g));
+    if (op == Reduction::Mean)
+      for (int64_t i = 0; i < n; ++i)
+        dst[i] /= static_cast<float>(size);
   }
   void allGather(float *data, int64_t n, Group g) override {
     if (groupSize(g) == 1)

@@ -187,17 +187,24 @@ void Executor::run(int fn, std::vector<TraceEvent> *trace,
       cpu::crossEntropyBwd(F(p[0]), I(p[1]), 1.0f, F(p[2]), n[0], n[1]);
       break;
     case Opcode::GlobalNorm: {
-      // Replicated gradients count once; the squares of tensor-parallel
-      // shards are summed over the group.
-      double replicated = 0, split = 0;
+      // Replicated gradients count once; the squares of parts are summed
+      // over the groups they are spread over (mask: 1 dp, 2 tp).
+      double sums[4] = {0, 0, 0, 0};
       for (size_t k = 1; k < r.ptrs.size(); ++k) {
         const BufferDesc &b = program_.buffers[in.operands[k]];
         double s = cpu::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4));
-        (k - 1 < n.size() && n[k - 1] ? split : replicated) += s;
+        sums[k - 1 < n.size() ? (n[k - 1] & 3) : 0] += s;
       }
-      if (!n.empty())
-        comm_->allReduce(&split, 1, Group::TP, Reduction::Sum);
-      *F(p[0]) = static_cast<float>(std::sqrt(replicated + split));
+      if (!n.empty()) {
+        double overDp[2] = {sums[1], sums[3]};
+        comm_->allReduce(overDp, 2, Group::DP, Reduction::Sum);
+        double overTp[2] = {sums[2], overDp[1]};
+        comm_->allReduce(overTp, 2, Group::TP, Reduction::Sum);
+        sums[1] = overDp[0];
+        sums[2] = overTp[0];
+        sums[3] = overTp[1];
+      }
+      *F(p[0]) = static_cast<float>(std::sqrt(sums[0] + sums[1] + sums[2] + sums[3]));
       break;
     }
     case Opcode::ClipScale: {
@@ -214,9 +221,20 @@ void Executor::run(int fn, std::vector<TraceEvent> *trace,
                        static_cast<Reduction>(n[2]));
       break;
     }
-    case Opcode::AllGather:
-      comm_->allGather(F(p[1]), n[0], static_cast<Group>(n[1]));
+    case Opcode::ReduceScatter:
+      comm_->reduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
+                           static_cast<Reduction>(n[2]));
       break;
+    case Opcode::AllGather: {
+      // In place: this rank's part goes to its slot first (ZeRO-1/2 update
+      // it there already; ZeRO-3 gathers from the parameter's share).
+      Group g = static_cast<Group>(n[1]);
+      float *slot = F(p[1]) + comm_->groupRank(g) * n[0];
+      if (slot != F(p[0]))
+        std::memcpy(slot, p[0], static_cast<size_t>(n[0]) * 4);
+      comm_->allGather(F(p[1]), n[0], g);
+      break;
+    }
     case Opcode::AdamW: {
       double lr = *F(p[4]);
       int64_t step = *static_cast<const int64_t *>(p[5]);

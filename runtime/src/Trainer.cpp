@@ -226,12 +226,18 @@ namespace {
 
 constexpr const char *kCompleteMarker = "COMPLETE";
 
-/// Elements of the whole tensor a (possibly tensor-parallel sharded)
-/// buffer belongs to.
+/// Shape of the whole tensor a buffer is (a part of): the global shape of a
+/// tensor-parallel shard, the shape a ZeRO share is cut from, or its own.
+const std::vector<int64_t> &wholeDims(const BufferDesc &b) {
+  if (b.shardAxis >= 0)
+    return b.globalDims;
+  return b.zeroDims.empty() ? b.dims : b.zeroDims;
+}
+
+/// Elements of the whole tensor a (possibly sharded) buffer belongs to.
 int64_t globalElements(const BufferDesc &b) {
-  const std::vector<int64_t> &dims = b.shardAxis >= 0 ? b.globalDims : b.dims;
   int64_t n = 1;
-  for (int64_t d : dims)
+  for (int64_t d : wholeDims(b))
     n *= d;
   return n;
 }
@@ -262,6 +268,24 @@ void copyShard(const BufferDesc &b, int part, int parts, float *whole,
           std::copy(s, s + inner, w);
       }
 }
+
+/// This rank's part of a whole tensor: its tensor-parallel shard, then its
+/// ZeRO share of that.
+void fromWhole(const BufferDesc &b, Communicator &comm, const float *whole,
+               float *dst) {
+  std::vector<float> tpLocal;
+  const float *src = whole;
+  if (b.shardAxis >= 0) {
+    tpLocal.resize(globalElements(b) / comm.groupSize(Group::TP));
+    copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
+              const_cast<float *>(whole), tpLocal.data(), /*toShard=*/true);
+    src = tpLocal.data();
+  }
+  int64_t n = static_cast<int64_t>(b.bytes / 4);
+  int64_t from = b.zeroDims.empty() ? 0 : comm.groupRank(Group::DP) * n;
+  std::copy(src + from, src + from + n, dst);
+}
+
 
 class Run {
 public:
@@ -421,7 +445,7 @@ absl::Status Run::initDefault() {
       continue;
     // A shard draws the whole tensor's values (the same stream as one rank)
     // and keeps its piece.
-    bool sharded = b.shardAxis >= 0;
+    bool sharded = b.shardAxis >= 0 || !b.zeroDims.empty();
     int64_t n = sharded ? globalElements(b) : static_cast<int64_t>(b.bytes / 4);
     if (sharded)
       whole.assign(n, 0.0f);
@@ -445,8 +469,7 @@ absl::Status Run::initDefault() {
       break;
     }
     if (sharded)
-      copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
-                whole.data(), ex->data<float>(b), /*toShard=*/true);
+      fromWhole(b, comm, whole.data(), ex->data<float>(b));
   }
   return absl::OkStatus();
 }
@@ -497,17 +520,7 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
       std::vector<float> whole(total);
       if (absl::Status s = file.readF32(name, whole.data(), total); !s.ok())
         return s;
-      std::vector<float> tpLocal;
-      const float *src = whole.data();
-      if (b.shardAxis >= 0) {
-        tpLocal.resize(total / comm.groupSize(Group::TP));
-        copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
-                  whole.data(), tpLocal.data(), /*toShard=*/true);
-        src = tpLocal.data();
-      }
-      int64_t n = static_cast<int64_t>(b.bytes / 4);
-      int64_t from = b.zeroDims.empty() ? 0 : comm.groupRank(Group::DP) * n;
-      std::copy(src + from, src + from + n, ex->data<float>(b));
+      fromWhole(b, comm, whole.data(), ex->data<float>(b));
     }
     used[name] = true;
   }

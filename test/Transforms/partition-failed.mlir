@@ -18,8 +18,8 @@ module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 2, sp = 1, pp = 
 
 // -----
 
-// expected-error@+1 {{llm-partition: ZeRO-2 (zero=2) is not implemented yet}}
-module attributes {llm.plan = #llm.plan<world = 2, dp = 2, tp = 1, sp = 0, pp = 1, vpp = 1, zero = 2, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+// expected-error@+1 {{llm-partition: pipeline parallelism (pp=2) is not implemented yet}}
+module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 1, sp = 0, pp = 2, vpp = 1, zero = 0, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
   func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
     return
   }

@@ -32,14 +32,16 @@ func.func @forward(%wte: tensor<16x8xf32> {llm.param = "wte.weight"},
 
 // The training step differentiates this rank's loss (seeded at the
 // cross-entropy, not through the all-reduce) and averages every gradient
-// over dp before clipping and AdamW.
+// over dp as soon as it is final (the last layer's first), before clipping
+// and AdamW.
 // STEP-LABEL: func.func @train_step
 // STEP: %[[CE:.*]] = llm.cross_entropy
 // STEP: %[[LOSS:.*]] = llm.all_reduce %[[CE]] {group = "dp", reduction = "mean"} : tensor<f32>
 // STEP: llm.cross_entropy_grad
-// STEP-DAG: %[[G0:.*]] = llm.all_reduce %{{.*}} {group = "dp", reduction = "mean"} : tensor<16x8xf32>
-// STEP-DAG: %[[G1:.*]] = llm.all_reduce %{{.*}} {group = "dp", reduction = "mean"} : tensor<8x8xf32>
-// STEP: llm.global_norm %[[G0]], %[[G1]], %{{.*}} : tensor<16x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>
+// STEP: %[[G2:.*]] = llm.all_reduce %{{.*}} {group = "dp", reduction = "mean"} : tensor<8x8xf32>
+// STEP: %[[G1:.*]] = llm.all_reduce %{{.*}} {group = "dp", reduction = "mean"} : tensor<8x8xf32>
+// STEP: %[[G0:.*]] = llm.all_reduce %{{.*}} {group = "dp", reduction = "mean"} : tensor<16x8xf32>
+// STEP: llm.global_norm %[[G0]], %[[G1]], %[[G2]] : tensor<16x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>
 // STEP: llm.adamw %{{.*}}, %[[G0]],
 // STEP: return %[[LOSS]],
 

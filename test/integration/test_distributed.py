@@ -113,6 +113,37 @@ class DistributedTest(unittest.TestCase):
     def test_llama_zero1_dp2_tp2(self):
         self.parity("llama-8h", 4, "dp=2,tp=2,zero=1")
 
+    def test_gpt2_zero2_dp4(self):
+        self.parity("shakespeare-char-gpt", 4, "dp=4,zero=2")
+
+    def test_llama_zero2_dp4(self):
+        self.parity("tiny-llama-gqa", 4, "dp=4,zero=2")
+
+    def test_gpt2_zero3_dp4(self):
+        self.parity("shakespeare-char-gpt", 4, "dp=4,zero=3")
+
+    def test_llama_zero3_dp4(self):
+        self.parity("tiny-llama-gqa", 4, "dp=4,zero=3")
+
+    def test_llama_zero3_dp2_tp2(self):
+        self.parity("llama-8h", 4, "dp=2,tp=2,zero=3")
+
+    def test_zero3_checkpoint_resumes_on_one_rank(self):
+        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "6"]
+        z = compile_for(self.tmp, "tiny-llama-gqa", 4, "z3-4", plan="dp=4,zero=3")
+        one = compile_for(self.tmp, "tiny-llama-gqa", 1, "z3-1")
+        ckpt = os.path.join(self.tmp, "z3-ckpt")
+        full = os.path.join(self.tmp, "z3-full.jsonl")
+        tail = os.path.join(self.tmp, "z3-tail.jsonl")
+        mpirun(4, [z, "--data", self.data, "--steps", "8", "--log", full] + hyper)
+        mpirun(4, [z, "--data", self.data, "--steps", "4", "--save", ckpt] + hyper)
+        run([one, "--data", self.data, "--steps", "8", "--resume", ckpt,
+             "--log", tail] + hyper)
+        got, want = losses(tail), losses(full)[4:]
+        self.assertEqual(len(got), 4)
+        for a, b in zip(got, want):
+            self.assertLessEqual(abs(a - b) / abs(b), 1e-6)
+
     def test_zero1_checkpoint_resumes_on_one_rank(self):
         # ZeRO-1 moments are gathered into whole tensors on save.
         hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "4"]

@@ -40,6 +40,9 @@ public:
   virtual void allReduce(float *data, int64_t n, Group group, Reduction op) = 0;
   virtual void allReduce(double *data, int64_t n, Group group,
                          Reduction op) = 0;
+  /// `dst` (n elements) = this rank's share of reduce(src) (n x size).
+  virtual void reduceScatter(const float *src, float *dst, int64_t n,
+                             Group group, Reduction op) = 0;
   /// In place: rank i's part is data[i * n, (i + 1) * n).
   virtual void allGather(float *data, int64_t n, Group group) = 0;
   /// Gathers each rank's `n` floats to `dst` (size n * world) on rank 0.

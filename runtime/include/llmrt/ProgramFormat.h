@@ -100,11 +100,12 @@ enum class Opcode : uint16_t {
   Mul = 21,                 ///< [a, b, y] {n, nb}
   CrossEntropyFwd = 22,     ///< [logits, targets, loss] {rows, V}
   CrossEntropyBwd = 23,     ///< [logits, targets, dlogits] {rows, V}
-  GlobalNorm = 24,          ///< [out, g0, g1, ...] {tp_split flag per g, or none}: out = sqrt(sum of squares)
+  GlobalNorm = 24,          ///< [out, g0, g1, ...] {split mask per g (1 dp, 2 tp), or none}: out = sqrt(sum of squares)
   ClipScale = 25,           ///< [norm, max_norm, out] {}
   AdamW = 26,               ///< [p, g, m, v, lr, step, wd, scale] {n, decay} (beta1, beta2, eps)
   AllReduce = 27,           ///< [x, y] {n, group, reduction}: y = reduce(x) over the group
   AllGather = 28,           ///< [x, y] {n, group}: y = every rank's x (x is this rank's part of y)
+  ReduceScatter = 29,       ///< [x, y] {n, group, reduction}: y = this rank's n-element share of reduce(x)
 };
 
 struct OpcodeInfo {
@@ -145,6 +146,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::AdamW, "adamw", 8, 8, 2, 3},
       {Opcode::AllReduce, "all_reduce", 2, 2, 3, 0},
       {Opcode::AllGather, "all_gather", 2, 2, 2, 0},
+      {Opcode::ReduceScatter, "reduce_scatter", 2, 2, 3, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)
