@@ -393,12 +393,19 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     bool last = r == (chunks - 1) % c.pp;
     if (last)
       acts += postActs;
-    double temps = layerActs + (last ? logits : 0);
+    // Working memory beyond the kept activations: the logits and their
+    // gradient on the last stage, and under recomputation one layer's
+    // activations rebuilt for its backward.
+    double temps = (c.remat != Remat::None ? layerActs : 0) + (last ? logits : 0);
     double weights = rankParams[r] * wB / zeroW;
     double grads = rankParams[r] * gB / zeroG;
     double opt = rankParams[r] * oB / zeroO;
-    double total = weights + grads + opt + acts + temps;
+    // Gradients fill what the backward frees of the activations (our
+    // static memory plan does exactly that): the peak is the larger of the
+    // start of the backward and its end.
+    double total = weights + opt + std::max(acts + temps, grads + layerActs);
     Prediction::Stage &st = p.perStage[r];
+    st.peak = total;
     st.weights = weights;
     st.grads = grads;
     st.optimizerState = opt;
@@ -406,6 +413,7 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     st.temporaries = temps;
     if (total > maxMem) {
       maxMem = total;
+      p.peak = total;
       p.weights = weights;
       p.grads = grads;
       p.optimizerState = opt;

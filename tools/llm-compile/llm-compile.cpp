@@ -174,9 +174,9 @@ int main(int argc, char **argv) {
     return fail("--target " + target + ": the CUDA backend is not built yet");
 
   // A multi-rank program: the plan decides what each rank computes. The
-  // partitioner implements data and tensor parallelism; keys it does not
-  // implement yet are fixed off unless the user asks (then llm-partition
-  // says why it cannot).
+  // partitioner implements data and tensor parallelism and ZeRO 1-3; keys
+  // it does not implement yet are fixed off unless the user asks (then
+  // llm-partition says why it cannot).
   bool partition = devices > 1 || plan != "auto";
   if (partition) {
     auto cluster = loadClusterOpt();
@@ -187,7 +187,6 @@ int main(int argc, char **argv) {
       return fail(llvm::toString(spec.takeError()));
     if (!spec->pp) spec->pp = 1;
     if (!spec->sp) spec->sp = false;
-    if (!spec->zero) spec->zero = 0;
     if (!spec->remat) spec->remat = llm::Remat::None;
     if (!spec->mbs && !spec->microbatches) spec->microbatches = 1;
     FailureOr<llm::ModelProfile> profile = llm::profileModel(*module);

@@ -113,8 +113,15 @@ struct Prediction {
   // Memory (bytes, busiest device).
   double weights = 0, grads = 0, optimizerState = 0, activations = 0,
          temporaries = 0;
+  /// The peak: weights and optimizer state stay; gradients are made during
+  /// the backward in the memory the activations it consumes free, so the
+  /// peak is the larger of (activations + temporaries) at the start of the
+  /// backward and (gradients + one layer's working set) at its end.
+  double peak = 0;
   double memory() const {
-    return weights + grads + optimizerState + activations + temporaries;
+    return peak > 0 ? peak
+                    : weights + grads + optimizerState + activations +
+                          temporaries;
   }
   double bubbleFraction = 0;
   double tflopsPerDevice = 0; ///< model FLOPs (no recompute) / time / world
@@ -128,10 +135,8 @@ struct Prediction {
     int64_t layers = 0;
     double compute = 0, recompute = 0, tpComm = 0, ppComm = 0;
     double weights = 0, grads = 0, optimizerState = 0, activations = 0,
-           temporaries = 0;
-    double memory() const {
-      return weights + grads + optimizerState + activations + temporaries;
-    }
+           temporaries = 0, peak = 0;
+    double memory() const { return peak; }
   };
   std::vector<Stage> perStage;
 };

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Per-rank memory of compiled programs against the planner's prediction and
+the ZeRO formulas, for the byte-level Shakespeare GPT (batch 8 x 256) on this
+machine's cluster file, under several plans.
+
+  /usr/bin/python3 bench/memory_vs_predicted.py
+
+For each plan: the program's per-rank bytes of parameters and of AdamW
+moments (its buffer table, from `llm-compile --emit=mlir`) against the ZeRO
+formulas for fp32 (4 bytes of weights and 8 of moments per parameter, split
+by tp, and by dp where ZeRO shards them); the program's arena (its static
+peak: everything a rank holds for a step) against the planner's predicted
+memory per device for the same plan. Measured = compile-time numbers the
+runtime allocates exactly (the executor allocates the arena and nothing else
+inside a step).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.environ.get("LLM_BIN_DIR", os.path.join(ROOT, "build", "bin"))
+# This machine's cluster, with as many (shared) cores as ranks.
+CLUSTER = None
+PLANS = [("1 rank", 1, "dp=1"), ("dp=2", 2, "dp=2"), ("tp=2", 2, "tp=2"),
+         ("dp=2 zero=1", 2, "dp=2,zero=1"), ("dp=2 zero=2", 2, "dp=2,zero=2"),
+         ("dp=2 zero=3", 2, "dp=2,zero=3"), ("dp=2 tp=2", 4, "dp=2,tp=2"), ("dp=2 tp=2 zero=1", 4, "dp=2,tp=2,zero=1")]
+FIXED = "pp=1,sp=0,remat=none,mb=1"
+
+
+def sh(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        sys.exit("failed: %s\n%s" % (" ".join(cmd), p.stderr))
+    return p.stdout
+
+
+def measure(tmp, mlir, devices, spec):
+    """(param bytes, moment bytes, arena bytes, predicted bytes) per rank."""
+    prog = sh([os.path.join(BIN, "llm-compile"), mlir, "--cluster", CLUSTER,
+               "--devices", str(devices), "--plan", spec, "--emit=mlir"])
+    arena = int(re.search(r"llmrt.arena_bytes = (\d+)", prog).group(1))
+    sizes = {"param": 0, "adam_m": 0, "adam_v": 0}
+    seen = set()
+    for m in re.finditer(r'llmrt.buffer "([^"]*)" \{[^}]*offset = (\d+)'
+                         r'[^}]*role = "(param|adam_m|adam_v)"[^}]*\} : '
+                         r'memref<([0-9x]+)xf32>', prog):
+        key = (m.group(1), m.group(3))
+        if key in seen:
+            continue
+        seen.add(key)
+        n = 1
+        for d in m.group(4).split("x"):
+            n *= int(d)
+        sizes[m.group(3)] += 4 * n
+    predicted = json.loads(sh([os.path.join(BIN, "llm-compile"), mlir,
+                               "--cluster", CLUSTER, "--devices", str(devices),
+                               "--plan", spec, "--emit=plan"]))["predicted"][
+                                   "memory_bytes_per_device"]
+    return sizes["param"], sizes["adam_m"] + sizes["adam_v"], arena, predicted
+
+
+def setup(tmp):
+    global CLUSTER
+    cl = json.load(open(os.path.join(ROOT, "examples", "clusters", "local-cpu.json")))
+    cl["devices_per_node"] = 4
+    CLUSTER = os.path.join(tmp, "cluster.json")
+    json.dump(cl, open(CLUSTER, "w"))
+    mlir = os.path.join(tmp, "m.mlir")
+    sh([os.path.join(BIN, "llm-import"), "--hf-config",
+        os.path.join(ROOT, "examples", "models", "shakespeare-char-gpt.json"),
+        "--batch", "8", "--seq", "256", "-o", mlir])
+    P = json.loads(sh([os.path.join(BIN, "llm-compile"), mlir,
+                       "--emit=stats"]))["params"]
+    return mlir, P
+
+
+def spec_of(plan):
+    spec = plan + "," + FIXED + ("" if "zero" in plan else ",zero=0")
+    if "tp" not in plan:
+        spec += ",tp=1"
+    return spec
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        mlir, P = setup(tmp)
+        print("| plan | params bytes/rank (formula) | moments bytes/rank (formula) "
+              "| arena bytes/rank | planner predicted | arena / predicted |")
+        print("|---|---|---|---|---|---|")
+        for name, devices, plan in PLANS:
+            spec = spec_of(plan)
+            tp = int(re.search(r"tp=(\d)", spec).group(1))
+            dp = devices // tp
+            zero = int(re.search(r"zero=(\d)", spec).group(1))
+            pw = 4 * P / tp / (dp if zero >= 3 else 1)
+            po = 8 * P / tp / (dp if zero >= 1 else 1)
+            params, moments, arena, predicted = measure(tmp, mlir, devices, spec)
+            print("| %s | %d (%d) | %d (%d) | %d | %d | %.2f |" % (
+                name, params, pw, moments, po, arena, predicted,
+                arena / predicted))
+
+
+if __name__ == "__main__":
+    main()

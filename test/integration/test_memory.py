@@ -1,0 +1,44 @@
+"""Measured against predicted memory: the per-rank bytes of parameters and
+AdamW moments in compiled programs equal the ZeRO formulas (fp32: 4 bytes of
+weights, 8 of moments per parameter; ZeRO-1/2 shard the moments over dp,
+ZeRO-3 the weights too), and each program's arena (its static per-rank peak)
+is within 5% of the planner's prediction for this machine's cluster."""
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "bench"))
+import memory_vs_predicted as mem  # noqa: E402
+
+
+class MemoryTest(unittest.TestCase):
+    def test_zero_formulas_and_arena_vs_prediction(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            mlir, P = mem.setup(tmp)
+            for name, devices, plan, zero in (("1 rank", 1, "dp=1", 0),
+                                              ("dp=2", 2, "dp=2", 0),
+                                              ("zero1", 2, "dp=2,zero=1", 1),
+                                              ("zero2", 2, "dp=2,zero=2", 2),
+                                              ("zero3", 4, "dp=4,zero=3", 3)):
+                dp = devices
+                params, moments, arena, predicted = mem.measure(
+                    tmp, mlir, devices, mem.spec_of(plan))
+                self.assertEqual(params, 4 * P // (dp if zero >= 3 else 1), name)
+                self.assertEqual(moments, 8 * P // (dp if zero >= 1 else 1), name)
+                self.assertLess(abs(arena / predicted - 1), 0.05,
+                                "%s: arena %d vs predicted %d" % (name, arena,
+                                                                  predicted))
+            # Under TP the matrices are split, the embeddings, norms and the
+            # LM head replicated: the program holds between P/tp and P.
+            params, moments, arena, predicted = mem.measure(
+                tmp, mlir, 2, mem.spec_of("tp=2"))
+            self.assertGreater(params, 4 * P // 2)
+            self.assertLess(params, 4 * P)
+            self.assertEqual(moments, 2 * params)
+            self.assertLess(abs(arena / predicted - 1), 0.05)
+
+
+if __name__ == "__main__":
+    unittest.main()
