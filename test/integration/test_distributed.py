@@ -58,6 +58,7 @@ class DistributedTest(unittest.TestCase):
         cls.tmpdir.cleanup()
 
     def parity(self, model, devices, plan=None):
+        plan = plan or "dp=%d,zero=0" % devices
         one = compile_for(self.tmp, model, 1, model + "-1")
         tag = "%s-%d-%s" % (model, devices, (plan or "dp").replace(",", "_").replace("=", ""))
         many = compile_for(self.tmp, model, devices, tag, plan=plan)
