@@ -28,7 +28,8 @@ def LLM_EmbeddingGradOp : LLM_Op<"embedding_grad", [Pure]> {
     %dwte = llm.embedding_grad %ids, %dx : tensor<8x256xi32>, tensor<8x256x384xf32> -> tensor<256x384xf32>
     ```
   }];
-  let arguments = (ins LLM_IndexTensor:$ids, LLM_FloatTensor:$dout);
+  let arguments = (ins LLM_IndexTensor:$ids, LLM_FloatTensor:$dout,
+                       OptionalAttr<StrAttr>:$vocab_group);
   let results = (outs LLM_FloatTensor:$result);
   let assemblyFormat = [{
     $ids `,` $dout attr-dict `:` type($ids) `,` type($dout) `->` type($result)
@@ -249,7 +250,8 @@ def LLM_CrossEntropyGradOp : LLM_Op<"cross_entropy_grad", [Pure,
     %dl = llm.cross_entropy_grad %logits, %targets : tensor<8x256x256xf32>, tensor<8x256xi32>
     ```
   }];
-  let arguments = (ins LLM_FloatTensor:$logits, LLM_IndexTensor:$targets);
+  let arguments = (ins LLM_FloatTensor:$logits, LLM_IndexTensor:$targets,
+                       OptionalAttr<StrAttr>:$vocab_group);
   let results = (outs LLM_FloatTensor:$result);
   let assemblyFormat = [{
     $logits `,` $targets attr-dict `:` type($logits) `,` type($targets)

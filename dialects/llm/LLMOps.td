@@ -23,7 +23,11 @@ def LLM_EmbeddingOp : LLM_Op<"embedding", [Pure]> {
   let description = [{
     Gathers one row of `table` (`[vocab, hidden]`) per token id:
     `result[b, s, :] = table[ids[b, s], :]`. Ids outside `[0, vocab)` are a
-    run-time error of the data, not of the graph.
+    run-time error of the data, not of the graph. With `vocab_group` (tensor
+    parallelism, Megatron's vocabulary-parallel embedding) `table` holds this
+    rank's rows `[r V_local, (r+1) V_local)` of the vocabulary (r its index in
+    the group) and ids outside them give zero rows; an all-reduce over the
+    group then completes the lookup.
 
     Constraints:
     - `table` has rank 2;
@@ -35,7 +39,8 @@ def LLM_EmbeddingOp : LLM_Op<"embedding", [Pure]> {
     %x = llm.embedding %ids, %wte : tensor<8x256xi32>, tensor<256x384xf32> -> tensor<8x256x384xf32>
     ```
   }];
-  let arguments = (ins LLM_IndexTensor:$ids, LLM_FloatTensor:$table);
+  let arguments = (ins LLM_IndexTensor:$ids, LLM_FloatTensor:$table,
+                       OptionalAttr<StrAttr>:$vocab_group);
   let results = (outs LLM_FloatTensor:$result);
   let assemblyFormat = [{
     $ids `,` $table attr-dict `:` type($ids) `,` type($table) `->` type($result)
@@ -346,7 +351,10 @@ def LLM_CrossEntropyOp : LLM_Op<"cross_entropy", [Pure]> {
   let description = [{
     `mean over tokens of (logsumexp(logits[t, :]) - logits[t, targets[t]])`,
     computed in f32 whatever the element type of `logits`. A target id outside
-    `[0, vocab)` is a run-time error of the data.
+    `[0, vocab)` is a run-time error of the data. With `vocab_group` the
+    logits are this rank's slice of the vocabulary (as the vocabulary-parallel
+    embedding cuts it) and the log-sum-exp and the target's logit are
+    reduced over the group: every rank gets the whole loss.
 
     Constraints:
     - `logits` has rank >= 2; `targets` has its shape without the last axis;
@@ -358,7 +366,8 @@ def LLM_CrossEntropyOp : LLM_Op<"cross_entropy", [Pure]> {
         : tensor<8x256x256xf32>, tensor<8x256xi32> -> tensor<f32>
     ```
   }];
-  let arguments = (ins LLM_FloatTensor:$logits, LLM_IndexTensor:$targets);
+  let arguments = (ins LLM_FloatTensor:$logits, LLM_IndexTensor:$targets,
+                       OptionalAttr<StrAttr>:$vocab_group);
   let results = (outs 0DTensorOf<[F32]>:$result);
   let assemblyFormat = [{
     $logits `,` $targets attr-dict `:` type($logits) `,` type($targets) `->` type($result)

@@ -228,6 +228,11 @@ LogicalResult Lowering::selectKernels(Operation *op,
   };
   return llvm::TypeSwitch<Operation *, LogicalResult>(op)
       .Case([&](EmbeddingOp o) {
+        if (o.getVocabGroup())
+          return one("vocab_embedding_fwd",
+                     {o.getIds(), o.getTable(), o.getResult()},
+                     {numElements(o.getIds()), lastDim(o.getTable()),
+                      shape(o.getTable())[0], 2});
         return one("embedding_fwd", {o.getIds(), o.getTable(), o.getResult()},
                    {numElements(o.getIds()), lastDim(o.getTable())});
       })
@@ -332,17 +337,29 @@ LogicalResult Lowering::selectKernels(Operation *op,
                    {numElements(o.getInput())});
       })
       .Case([&](CrossEntropyOp o) {
+        if (o.getVocabGroup())
+          return one("vocab_cross_entropy_fwd",
+                     {o.getLogits(), o.getTargets(), o.getResult()},
+                     {rows(o.getLogits()), lastDim(o.getLogits()), 2});
         return one("cross_entropy_fwd",
                    {o.getLogits(), o.getTargets(), o.getResult()},
                    {rows(o.getLogits()), lastDim(o.getLogits())});
       })
       .Case([&](CrossEntropyGradOp o) {
+        if (o.getVocabGroup())
+          return one("vocab_cross_entropy_bwd",
+                     {o.getLogits(), o.getTargets(), o.getResult()},
+                     {rows(o.getLogits()), lastDim(o.getLogits()), 2});
         return one("cross_entropy_bwd",
                    {o.getLogits(), o.getTargets(), o.getResult()},
                    {rows(o.getLogits()), lastDim(o.getLogits())});
       })
       .Case([&](EmbeddingGradOp o) {
         auto t = shape(o.getResult());
+        if (o.getVocabGroup())
+          return one("vocab_embedding_bwd",
+                     {o.getIds(), o.getDout(), o.getResult()},
+                     {numElements(o.getIds()), t[0], t[1], 2});
         return one("embedding_bwd", {o.getIds(), o.getDout(), o.getResult()},
                    {numElements(o.getIds()), t[0], t[1]});
       })

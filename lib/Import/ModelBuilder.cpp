@@ -239,7 +239,8 @@ mlir::llm::buildModel(MLIRContext &ctx, const ModelConfig &c,
   Value wte = g.param(embedName, {V, h});
   Value wpe = gpt2 ? g.param("wpe.weight", {c.maxPositions, h}) : Value();
 
-  Value x = EmbeddingOp::create(b, loc, g.act({batch, seq, h}), ids, wte);
+  Value x = EmbeddingOp::create(b, loc, g.act({batch, seq, h}), ids, wte,
+                                StringAttr());
   if (gpt2) {
     Value pos = PositionEmbeddingOp::create(b, loc, g.act({seq, h}), wpe);
     x = AddOp::create(b, loc, x, pos);
@@ -260,7 +261,8 @@ mlir::llm::buildModel(MLIRContext &ctx, const ModelConfig &c,
   Value logits = LinearOp::create(b, loc, g.act({batch, seq, V}), x, head,
                                   Value(), /*transpose_weight=*/true);
   Value loss = CrossEntropyOp::create(
-      b, loc, RankedTensorType::get({}, b.getF32Type()), logits, targets);
+      b, loc, RankedTensorType::get({}, b.getF32Type()), logits, targets,
+      StringAttr());
   func::ReturnOp::create(b, loc, loss);
 
   Block *block = g.block;

@@ -69,7 +69,8 @@ LogicalResult GradientBuilder::backward(Operation *op) {
       .Case([&](EmbeddingOp e) {
         accumulate(e.getTable(),
                    EmbeddingGradOp::create(b, loc, e.getTable().getType(),
-                                           e.getIds(), dy));
+                                           e.getIds(), dy,
+                                           e.getVocabGroupAttr()));
         return success();
       })
       .Case([&](PositionEmbeddingOp e) {
@@ -243,7 +244,8 @@ void AutodiffPass::runOnOperation() {
   GradientBuilder grads(b);
   grads.accumulate(ce.getLogits(),
                    CrossEntropyGradOp::create(b, ce.getLoc(), ce.getLogits(),
-                                              ce.getTargets()));
+                                              ce.getTargets(),
+                                              ce.getVocabGroupAttr()));
   // Walk the forward ops in reverse (the backward ops are being appended
   // after them and must not be visited).
   SmallVector<Operation *> forwardOps;

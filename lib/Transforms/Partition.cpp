@@ -83,10 +83,77 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
     return success();
   };
 
+  // Vocabulary parallelism (Megatron): the embedding table, and the LM head
+  // that reads it or its own [V, h] matrix, keep V/tp rows each; the lookup
+  // is completed by an all-reduce, the head's logits stay split and the
+  // cross-entropy reduces over the group. Only when tp divides V.
+  EmbeddingOp emb;
+  LinearOp head;
+  for (Operation &op : body.without_terminator()) {
+    if (auto e = dyn_cast<EmbeddingOp>(op); e && !emb)
+      emb = e;
+    if (auto l = dyn_cast<LinearOp>(op))
+      if (llvm::any_of(l->getUsers(), [](Operation *u) {
+            return isa<CrossEntropyOp>(u);
+          }))
+        head = l;
+  }
+  DenseSet<Operation *> handled;
+  if (emb && paramIndex(emb.getTable())) {
+    Value table = emb.getTable();
+    auto ttype = cast<RankedTensorType>(table.getType());
+    bool headReadsTable = head && head.getWeight() == table &&
+                          head.getTransposeWeight() && !head.getBias();
+    bool onlyThese = llvm::all_of(table.getUsers(), [&](Operation *u) {
+      return u == emb.getOperation() || (headReadsTable && u == head.getOperation());
+    });
+    if (onlyThese && ttype.getDimSize(0) % tp == 0) {
+      unsigned idx = *paramIndex(table);
+      table.setType(shrink(ttype, 0, tp));
+      fn.setArgAttr(idx, "llm.tp_shard", DenseI64ArrayAttr::get(ctx, {0, 1}));
+      fn.setArgAttr(idx, "llm.global_shape",
+                    DenseI64ArrayAttr::get(ctx, ttype.getShape()));
+      sharded.insert(table);
+      emb.setVocabGroupAttr(b.getStringAttr("tp"));
+      b.setInsertionPointAfter(emb);
+      auto full = AllReduceOp::create(b, emb.getLoc(), emb.getResult(),
+                                      b.getStringAttr("tp"),
+                                      b.getStringAttr("sum"));
+      emb.getResult().replaceAllUsesExcept(full.getResult(), full);
+      handled.insert(emb);
+      // The head: the table itself, or its own [V, h] matrix.
+      bool headSplit = headReadsTable;
+      if (head && !headReadsTable && head.getTransposeWeight() &&
+          !head.getBias() && paramIndex(head.getWeight())) {
+        auto wtype = cast<RankedTensorType>(head.getWeight().getType());
+        if (wtype.getDimSize(0) == ttype.getDimSize(0) &&
+            succeeded(shardParam(head, head.getWeight(), 0, 1)))
+          headSplit = true;
+      }
+      if (headSplit) {
+        Value in = head.getInput();
+        b.setInsertionPointAfterValue(in);
+        Value copy = TPCopyOp::create(b, head.getLoc(), in);
+        head->setOperand(0, copy);
+        Value r = head.getResult();
+        r.setType(shrink(r.getType(), cast<ShapedType>(r.getType()).getRank() - 1, tp));
+        split[r] = true;
+        handled.insert(head);
+        for (Operation *u : r.getUsers())
+          if (auto ce = dyn_cast<CrossEntropyOp>(u)) {
+            ce.setVocabGroupAttr(b.getStringAttr("tp"));
+            handled.insert(ce);
+          }
+      }
+    }
+  }
+
   SmallVector<Operation *> ops;
   for (Operation &op : body.without_terminator())
     ops.push_back(&op);
   for (Operation *op : ops) {
+    if (handled.contains(op))
+      continue;
     bool inSplit = llvm::any_of(op->getOperands(), [&](Value v) {
       return split.lookup(v);
     });

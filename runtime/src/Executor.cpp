@@ -53,6 +53,13 @@ Executor::create(ProgramDesc program, Communicator &comm) {
           "cannot allocate the ", ws, "-byte attention workspace"));
   }
 
+  for (const FunctionDesc &f : p.functions)
+    for (const Instruction &inst : f.instructions)
+      if (inst.opcode == static_cast<uint16_t>(Opcode::VocabCrossEntropyFwd) ||
+          inst.opcode == static_cast<uint16_t>(Opcode::VocabCrossEntropyBwd))
+        ex->rowScratch_.resize(
+            std::max<size_t>(ex->rowScratch_.size(), 3 * inst.ints[0]));
+
   for (const FunctionDesc &f : p.functions) {
     std::vector<Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
@@ -92,6 +99,33 @@ const BufferDesc *Executor::find(BufferRole role, const std::string &name) const
 namespace {
 float *F(void *p) { return static_cast<float *>(p); }
 const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
+
+/// Per row of this rank's logits slice [start, start + V): the global max
+/// and sum of exp(x - max) over the whole vocabulary, and the target's
+/// logit (all-reduced over `group`). scratch: 3 x rows doubles.
+void vocabRowStats(const float *logits, const int32_t *targets, int64_t rows,
+                   int64_t V, int64_t start, Communicator &comm, Group group,
+                   double *scratch) {
+  double *mx = scratch, *sum = scratch + rows, *tgt = scratch + 2 * rows;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *x = logits + r * V;
+    double m = x[0];
+    for (int64_t j = 1; j < V; ++j)
+      m = std::max(m, static_cast<double>(x[j]));
+    mx[r] = m;
+  }
+  comm.allReduce(mx, rows, group, Reduction::Max);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *x = logits + r * V;
+    double s = 0;
+    for (int64_t j = 0; j < V; ++j)
+      s += std::exp(static_cast<double>(x[j]) - mx[r]);
+    sum[r] = s;
+    int64_t t = targets[r] - start;
+    tgt[r] = (t >= 0 && t < V) ? static_cast<double>(x[t]) : 0.0;
+  }
+  comm.allReduce(sum, 2 * rows, group, Reduction::Sum); // sum and tgt
+}
 } // namespace
 
 void Executor::run(int fn, std::vector<TraceEvent> *trace,
@@ -233,6 +267,70 @@ void Executor::run(int fn, std::vector<TraceEvent> *trace,
       if (slot != F(p[0]))
         std::memcpy(slot, p[0], static_cast<size_t>(n[0]) * 4);
       comm_->allGather(F(p[1]), n[0], g);
+      break;
+    }
+    case Opcode::VocabEmbeddingFwd: {
+      // This rank's rows; ids elsewhere give zeros (the all-reduce that
+      // follows completes the lookup).
+      int64_t C = n[1], V = n[2];
+      int64_t start = comm_->groupRank(static_cast<Group>(n[3])) * V;
+      const int32_t *ids = I(p[0]);
+      const float *table = F(p[1]);
+      float *out = F(p[2]);
+      for (int64_t t = 0; t < n[0]; ++t) {
+        int64_t row = ids[t] - start;
+        if (row >= 0 && row < V)
+          std::memcpy(out + t * C, table + row * C, C * 4);
+        else
+          std::memset(out + t * C, 0, C * 4);
+      }
+      break;
+    }
+    case Opcode::VocabEmbeddingBwd: {
+      int64_t V = n[1], C = n[2];
+      int64_t start = comm_->groupRank(static_cast<Group>(n[3])) * V;
+      const int32_t *ids = I(p[0]);
+      const float *dout = F(p[1]);
+      float *dtable = F(p[2]);
+      std::memset(dtable, 0, V * C * 4);
+      for (int64_t t = 0; t < n[0]; ++t) {
+        int64_t row = ids[t] - start;
+        if (row >= 0 && row < V)
+          for (int64_t c = 0; c < C; ++c)
+            dtable[row * C + c] += dout[t * C + c];
+      }
+      break;
+    }
+    case Opcode::VocabCrossEntropyFwd: {
+      int64_t rows = n[0], V = n[1];
+      Group g = static_cast<Group>(n[2]);
+      double *st = rowScratch_.data();
+      vocabRowStats(F(p[0]), I(p[1]), rows, V, comm_->groupRank(g) * V, *comm_,
+                    g, st);
+      double loss = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        loss += std::log(st[rows + r]) + st[r] - st[2 * rows + r];
+      *F(p[2]) = static_cast<float>(loss / rows);
+      break;
+    }
+    case Opcode::VocabCrossEntropyBwd: {
+      int64_t rows = n[0], V = n[1];
+      Group g = static_cast<Group>(n[2]);
+      int64_t start = comm_->groupRank(g) * V;
+      double *st = rowScratch_.data();
+      vocabRowStats(F(p[0]), I(p[1]), rows, V, start, *comm_, g, st);
+      const float *x = F(p[0]);
+      const int32_t *tg = I(p[1]);
+      float *dx = F(p[2]);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < V; ++j)
+          dx[r * V + j] = static_cast<float>(
+              std::exp(static_cast<double>(x[r * V + j]) - st[r]) /
+              st[rows + r] / rows);
+        int64_t t = tg[r] - start;
+        if (t >= 0 && t < V)
+          dx[r * V + t] -= static_cast<float>(1.0 / rows);
+      }
       break;
     }
     case Opcode::AdamW: {

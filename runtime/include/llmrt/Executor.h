@@ -67,6 +67,8 @@ private:
   uint8_t *arena_ = nullptr;
   void *workspace_ = nullptr;
   int64_t workspaceBytes_ = 0;
+  /// Per-row scratch of the vocabulary-parallel loss (sized at load).
+  std::vector<double> rowScratch_;
   std::vector<std::vector<Resolved>> functions_;
 };
 

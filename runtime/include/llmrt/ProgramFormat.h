@@ -106,6 +106,12 @@ enum class Opcode : uint16_t {
   AllReduce = 27,           ///< [x, y] {n, group, reduction}: y = reduce(x) over the group
   AllGather = 28,           ///< [x, y] {n, group}: y = every rank's x (x is this rank's part of y)
   ReduceScatter = 29,       ///< [x, y] {n, group, reduction}: y = this rank's n-element share of reduce(x)
+  // Vocabulary parallel (Megatron): the table / logits hold this rank's
+  // V_local rows of the vocabulary, [rank V_local, (rank + 1) V_local).
+  VocabEmbeddingFwd = 30,     ///< [ids, table, out] {n, C, V_local, group}: rows outside are zero
+  VocabEmbeddingBwd = 31,     ///< [ids, dout, dtable] {n, V_local, C, group}
+  VocabCrossEntropyFwd = 32,  ///< [logits, targets, loss] {rows, V_local, group}
+  VocabCrossEntropyBwd = 33,  ///< [logits, targets, dlogits] {rows, V_local, group}
 };
 
 struct OpcodeInfo {
@@ -147,6 +153,10 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::AllReduce, "all_reduce", 2, 2, 3, 0},
       {Opcode::AllGather, "all_gather", 2, 2, 2, 0},
       {Opcode::ReduceScatter, "reduce_scatter", 2, 2, 3, 0},
+      {Opcode::VocabEmbeddingFwd, "vocab_embedding_fwd", 3, 3, 4, 0},
+      {Opcode::VocabEmbeddingBwd, "vocab_embedding_bwd", 3, 3, 4, 0},
+      {Opcode::VocabCrossEntropyFwd, "vocab_cross_entropy_fwd", 3, 3, 3, 0},
+      {Opcode::VocabCrossEntropyBwd, "vocab_cross_entropy_bwd", 3, 3, 3, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)
