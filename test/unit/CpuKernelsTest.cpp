@@ -305,7 +305,9 @@ TEST(CpuKernelsFwd, Attention) {
   const AttnCase cases[] = {{2, 5, 2, 2, 6, true},  {2, 5, 2, 2, 6, false},
                             {2, 5, 4, 2, 6, true},  {2, 5, 4, 2, 6, false},
                             {1, 17, 4, 1, 8, true}, {3, 9, 6, 3, 4, false},
-                            {1, 1, 1, 1, 3, true}};
+                            {1, 1, 1, 1, 3, true},
+                            // Several 64-row causal blocks, the last partial.
+                            {2, 150, 2, 1, 4, true}};
   for (const AttnCase &c : cases) {
     Vec q = randomVec(c.B * c.S * c.Hq * c.D, 11),
         kk = randomVec(c.B * c.S * c.Hkv * c.D, 12),
@@ -569,7 +571,9 @@ TEST(CpuKernelsGrad, Attention) {
                             {2, 5, 2, 2, 6, false},
                             {2, 5, 4, 2, 6, true},
                             {2, 5, 4, 2, 6, false},
-                            {1, 5, 4, 1, 3, true}};
+                            {1, 5, 4, 1, 3, true},
+                            // Three causal row blocks (64, 64, 2).
+                            {1, 130, 2, 1, 2, true}};
   for (const AttnCase &c : cases) {
     const std::string tag = " " + name(c);
     const double scale = 0.7;

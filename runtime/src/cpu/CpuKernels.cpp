@@ -556,12 +556,34 @@ int attentionTeam(int64_t pairs, int64_t workPerPair, int64_t slots) {
   return static_cast<int>(std::min({nt, slots, pairs}));
 }
 
+/// Rows per block of the causal kernels: a block of rows [i0, i1) only
+/// reads keys [0, i1), so the masked upper triangle is (mostly) never
+/// computed: about half the work of the full S x S products.
+constexpr int64_t kCausalBlock = 64;
+
+/// Row blocks [i0, i1) and the columns each needs: all S, or [0, i1) when
+/// causal.
+template <typename F>
+void forEachRowBlock(int64_t S, bool causal, F f) {
+  if (!causal) {
+    f(int64_t(0), S, S);
+    return;
+  }
+  for (int64_t i0 = 0; i0 < S; i0 += kCausalBlock) {
+    int64_t i1 = std::min(S, i0 + kCausalBlock);
+    f(i0, i1, i1);
+  }
+}
+
 /// Fills P[S, S] with softmax(scale · q_h k_gᵀ + mask) for one head.
 template <typename T>
 void attentionProbs(const T *qh, int64_t ldq, const T *kg, int64_t ldkv, T *P,
                     int64_t S, int64_t D, T scale, bool causal,
                     bool rowsParallel) {
-  gemm<T>(false, true, S, S, D, scale, qh, ldq, kg, ldkv, T(0), P, S);
+  forEachRowBlock(S, causal, [&](int64_t i0, int64_t i1, int64_t cols) {
+    gemm<T>(false, true, i1 - i0, cols, D, scale, qh + i0 * ldq, ldq, kg, ldkv,
+            T(0), P + i0 * S, S);
+  });
 #pragma omp parallel for schedule(static) if (rowsParallel && S >= 64)
   for (int64_t i = 0; i < S; ++i)
     softmaxRow(P + i * S, causal ? i + 1 : S, S);
@@ -617,9 +639,13 @@ void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
                 const T *vg = v + b * S * ldkv + g * D;
                 attentionProbs(qh, ldq, kg, ldkv, P, S, D, T(scale), causal,
                                rowsParallel);
-                // out_h[S, D] = P[S, S] · v_g[S, D].
-                gemm<T>(false, false, S, D, S, T(1), P, S, vg, ldkv, T(0),
-                        out + b * S * ldq + h * D, ldq);
+                // out_h[S, D] = P[S, S] · v_g[S, D], by row blocks.
+                T *oh = out + b * S * ldq + h * D;
+                forEachRowBlock(S, causal, [&](int64_t i0, int64_t i1,
+                                               int64_t cols) {
+                  gemm<T>(false, false, i1 - i0, D, cols, T(1), P + i0 * S, S,
+                          vg, ldkv, T(0), oh + i0 * ldq, ldq);
+                });
               });
 }
 
@@ -655,24 +681,35 @@ void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,
           const T *doh = dout + b * S * ldq + h * D;
           T *dqh = dq + b * S * ldq + h * D;
           attentionProbs(qh, ldq, kg, ldkv, P, S, D, sc, causal, rowsParallel);
-          // dV_g += Pᵀ dO_h.
-          gemm<T>(true, false, S, D, S, T(1), P, S, doh, ldq, T(1), dvg, ldkv);
-          // dP = dO_h V_gᵀ, then in place dS = P ∘ (dP − rowsum(dP ∘ P));
-          // masked entries have P = 0, hence dS = 0.
-          gemm<T>(false, true, S, S, D, T(1), doh, ldq, vg, ldkv, T(0), dS, S);
-#pragma omp parallel for schedule(static) if (rowsParallel && S >= 64)
-          for (int64_t i = 0; i < S; ++i) {
-            const T *prow = P + i * S;
-            T *drow = dS + i * S;
-            double dot = 0.0;
-            for (int64_t j = 0; j < S; ++j)
-              dot += double(drow[j]) * prow[j];
-            for (int64_t j = 0; j < S; ++j)
-              drow[j] = static_cast<T>(prow[j] * (drow[j] - dot));
-          }
-          // dQ_h = scale · dS K_g;  dK_g += scale · dSᵀ Q_h.
-          gemm<T>(false, false, S, D, S, sc, dS, S, kg, ldkv, T(0), dqh, ldq);
-          gemm<T>(true, false, S, D, S, sc, dS, S, qh, ldq, T(1), dkg, ldkv);
+          // By row blocks [i0, i1), which read columns [0, cols) only:
+          forEachRowBlock(S, causal, [&](int64_t i0, int64_t i1, int64_t cols) {
+            const int64_t rows = i1 - i0;
+            T *Pb = P + i0 * S, *dSb = dS + i0 * S;
+            // dV_g[0, cols) += P_bᵀ dO_h[i0, i1).
+            gemm<T>(true, false, cols, D, rows, T(1), Pb, S, doh + i0 * ldq,
+                    ldq, T(1), dvg, ldkv);
+            // dP_b = dO_h[i0, i1) V_g[0, cols)ᵀ, then in place
+            // dS = P ∘ (dP − rowsum(dP ∘ P)); masked entries have P = 0,
+            // hence dS = 0.
+            gemm<T>(false, true, rows, cols, D, T(1), doh + i0 * ldq, ldq, vg,
+                    ldkv, T(0), dSb, S);
+#pragma omp parallel for schedule(static) if (rowsParallel && rows >= 32)
+            for (int64_t i = 0; i < rows; ++i) {
+              const T *prow = Pb + i * S;
+              T *drow = dSb + i * S;
+              double dot = 0.0;
+              for (int64_t j = 0; j < cols; ++j)
+                dot += double(drow[j]) * prow[j];
+              for (int64_t j = 0; j < cols; ++j)
+                drow[j] = static_cast<T>(prow[j] * (drow[j] - dot));
+            }
+            // dQ_h[i0, i1) = scale · dS_b K_g[0, cols);
+            // dK_g[0, cols) += scale · dS_bᵀ Q_h[i0, i1).
+            gemm<T>(false, false, rows, D, cols, sc, dSb, S, kg, ldkv, T(0),
+                    dqh + i0 * ldq, ldq);
+            gemm<T>(true, false, cols, D, rows, sc, dSb, S, qh + i0 * ldq, ldq,
+                    T(1), dkg, ldkv);
+          });
         }
       });
 }
