@@ -476,6 +476,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     // Views: a ZeRO share reads its operand in place; AdamW updates its
     // parameter, moments (or their shares) in place.
     if (auto slice = dyn_cast<ShardSliceOp>(op)) {
+      if (aliases.count(slice.getInput()) && aliases.lookup(slice.getInput()).second)
+        return slice.emitOpError()
+               << "llm-lower-to-rt: a share of a share is not supported";
       aliases[slice.getResult()] = {slice.getInput(), true};
       if (auto it = storageOf.find(slice.getInput()); it != storageOf.end()) {
         int shared = it->second;
@@ -488,9 +491,18 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     if (auto adam = dyn_cast<AdamWOp>(op)) {
       for (auto [res, src] : {std::pair<Value, Value>{adam.getNewParam(), adam.getParam()},
                               {adam.getNewM(), adam.getM()},
-                              {adam.getNewV(), adam.getV()}})
+                              {adam.getNewV(), adam.getV()}}) {
+        // In place: nothing may read the old value after the update.
+        Value base = src;
+        while (aliases.count(base))
+          base = aliases.lookup(base).first;
+        if (lastUse(src) > i || lastUse(base) > i)
+          return adam.emitOpError()
+                 << "llm-lower-to-rt: a value AdamW updates in place is read "
+                    "after the update";
         if (!fixedOf.count(res))
           aliases[res] = {src, false};
+      }
       continue;
     }
     for (Value r : op.getResults()) {
@@ -508,8 +520,11 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       if (auto k = inPlaceOperand(&op); k && op.getNumResults() == 1) {
         Value src = op.getOperand(*k);
         auto it = storageOf.find(src);
+        // Not over a tensor another view still reads (a ZeRO share), nor
+        // when the storage lives on past this op.
         if (it != storageOf.end() && lastUse(src) == i &&
-            src.getType() == r.getType()) {
+            src.getType() == r.getType() && !aliases.count(src) &&
+            storages[it->second].end == i) {
           int shared = it->second; // `it` dies with the next insertion
           storageOf[r] = shared;
           storages[shared].end = std::max(storages[shared].end, end);

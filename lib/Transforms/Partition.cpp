@@ -124,7 +124,8 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
       // The head: the table itself, or its own [V, h] matrix.
       bool headSplit = headReadsTable;
       if (head && !headReadsTable && head.getTransposeWeight() &&
-          !head.getBias() && paramIndex(head.getWeight())) {
+          !head.getBias() && paramIndex(head.getWeight()) &&
+          head.getWeight().hasOneUse()) {
         auto wtype = cast<RankedTensorType>(head.getWeight().getType());
         if (wtype.getDimSize(0) == ttype.getDimSize(0) &&
             succeeded(shardParam(head, head.getWeight(), 0, 1)))
@@ -166,8 +167,16 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
       // Column-parallel.
       int64_t blocks = 1;
       if (lin->hasOneUse())
-        if (auto sp = dyn_cast<SplitOp>(*lin->getUsers().begin()))
+        if (auto sp = dyn_cast<SplitOp>(*lin->getUsers().begin())) {
+          // The shard layout cuts every block alike: the parts must be equal.
+          int64_t width = cast<ShapedType>(sp.getResult(0).getType()).getShape().back();
+          for (Value part : sp.getResults())
+            if (cast<ShapedType>(part.getType()).getShape().back() != width)
+              return sp.emitOpError()
+                     << "llm-partition: tensor parallelism needs the parts of "
+                        "a split projection to be equal";
           blocks = sp.getNumResults();
+        }
       int64_t outAxis = lin.getTransposeWeight() ? 0 : 1;
       if (failed(shardParam(op, lin.getWeight(), outAxis, blocks)))
         return failure();

@@ -12,11 +12,23 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 
 namespace llmrt {
 
 namespace {
+
+/// MPI counts are int: a larger message is a fatal error of the plan.
+int count(int64_t n) {
+  if (n > INT32_MAX) {
+    std::fprintf(stderr, "error: a collective of %lld elements exceeds MPI's "
+                         "int count\n", static_cast<long long>(n));
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return static_cast<int>(n);
+}
 
 MPI_Op opOf(Reduction r) {
   return r == Reduction::Max ? MPI_MAX : MPI_SUM;
@@ -64,7 +76,7 @@ public:
     int size = groupSize(g);
     if (size == 1)
       return;
-    MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, opOf(op),
+    MPI_Allreduce(MPI_IN_PLACE, data, count(n), MPI_FLOAT, opOf(op),
                   comm(g));
     if (op == Reduction::Mean)
       for (int64_t i = 0; i < n; ++i)
@@ -74,7 +86,7 @@ public:
     int size = groupSize(g);
     if (size == 1)
       return;
-    MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE,
+    MPI_Allreduce(MPI_IN_PLACE, data, count(n), MPI_DOUBLE,
                   opOf(op), comm(g));
     if (op == Reduction::Mean)
       for (int64_t i = 0; i < n; ++i)
@@ -88,7 +100,7 @@ public:
         std::copy(src, src + n, dst);
       return;
     }
-    MPI_Reduce_scatter_block(src, dst, static_cast<int>(n), MPI_FLOAT,
+    MPI_Reduce_scatter_block(src, dst, count(n), MPI_FLOAT,
                              opOf(op), comm(g));
     if (op == Reduction::Mean)
       for (int64_t i = 0; i < n; ++i)
@@ -98,11 +110,11 @@ public:
     if (groupSize(g) == 1)
       return;
     MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data,
-                  static_cast<int>(n), MPI_FLOAT, comm(g));
+                  count(n), MPI_FLOAT, comm(g));
   }
   void gatherToRoot(const float *src, float *dst, int64_t n,
                     Group g) override {
-    MPI_Gather(src, static_cast<int>(n), MPI_FLOAT, dst, static_cast<int>(n),
+    MPI_Gather(src, count(n), MPI_FLOAT, dst, count(n),
                MPI_FLOAT, 0, comm(g));
   }
   void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }

@@ -63,6 +63,17 @@ Executor::create(ProgramDesc program, Communicator &comm) {
   for (const FunctionDesc &f : p.functions) {
     std::vector<Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
+      // Sizes that depend on the group's size (the loader checked the rest).
+      if (inst.opcode == static_cast<uint16_t>(Opcode::AllGather) ||
+          inst.opcode == static_cast<uint16_t>(Opcode::ReduceScatter)) {
+        int64_t whole = inst.ints[0] * comm.groupSize(static_cast<Group>(inst.ints[1]));
+        const BufferDesc &big = p.buffers[inst.operands[
+            inst.opcode == static_cast<uint16_t>(Opcode::AllGather) ? 1 : 0]];
+        if (static_cast<int64_t>(big.bytes / 4) < whole)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "buffer '", big.name, "' is smaller than the group's ", whole,
+              " elements"));
+      }
       Resolved r{&inst, {}};
       for (uint32_t o : inst.operands) {
         const BufferDesc &b = p.buffers[o];

@@ -70,6 +70,179 @@ absl::Status invalid(const std::string &source, const std::string &what) {
   return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
 }
 
+/// Product of `a` and `b` (non-negative), or -1 on overflow.
+int64_t mul(int64_t a, int64_t b) {
+  int64_t r;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
+    return -1;
+  return r;
+}
+
+/// The elements every operand of `inst` must hold, from its ints (the
+/// kernels trust them): an empty string when they fit, else what does not.
+/// Sizes that depend on a group's size are checked by the executor.
+std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
+  const std::vector<int64_t> &n = inst.ints;
+  for (int64_t v : n)
+    if (v < 0)
+      return absl::StrCat("negative parameter ", v);
+  auto elems = [&](size_t k) -> int64_t {
+    const BufferDesc &b = p.buffers[inst.operands[k]];
+    return static_cast<int64_t>(b.bytes) / elemBytes(b.elem);
+  };
+  auto type = [&](size_t k) { return p.buffers[inst.operands[k]].elem; };
+  std::string err;
+  // Operand k holds at least `need` elements of type `t`.
+  auto need = [&](size_t k, int64_t count, ElemType t = ElemType::F32) {
+    if (!err.empty() || k >= inst.operands.size())
+      return;
+    if (count < 0)
+      err = absl::StrCat("operand ", k, ": size overflows");
+    else if (type(k) != t)
+      err = absl::StrCat("operand ", k, " ('", p.buffers[inst.operands[k]].name,
+                         "') has the wrong element type");
+    else if (elems(k) < count)
+      err = absl::StrCat("operand ", k, " ('", p.buffers[inst.operands[k]].name,
+                         "') holds ", elems(k), " elements, needs ", count);
+  };
+  auto positive = [&](std::initializer_list<int64_t> vals) {
+    for (int64_t v : vals)
+      if (v <= 0 && err.empty())
+        err = "a size parameter is zero";
+  };
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::EmbeddingFwd:
+    positive({n[1]});
+    need(0, n[0], ElemType::I32), need(1, n[1]), need(2, mul(n[0], n[1]));
+    break;
+  case Opcode::EmbeddingBwd:
+    need(0, n[0], ElemType::I32), need(1, mul(n[0], n[2])),
+        need(2, mul(n[1], n[2]));
+    break;
+  case Opcode::VocabEmbeddingFwd:
+    need(0, n[0], ElemType::I32), need(1, mul(n[2], n[1])),
+        need(2, mul(n[0], n[1]));
+    break;
+  case Opcode::VocabEmbeddingBwd:
+    need(0, n[0], ElemType::I32), need(1, mul(n[0], n[2])),
+        need(2, mul(n[1], n[2]));
+    break;
+  case Opcode::PositionEmbeddingFwd:
+    need(0, mul(n[0], n[1])), need(1, mul(n[0], n[1]));
+    break;
+  case Opcode::PositionEmbeddingBwd:
+    if (n[0] > n[1])
+      err = "sequence longer than the position table";
+    need(0, mul(n[0], n[2])), need(1, mul(n[1], n[2]));
+    break;
+  case Opcode::LayerNormFwd:
+  case Opcode::RMSNormFwd: {
+    positive({n[1]});
+    bool ln = inst.opcode == static_cast<uint16_t>(Opcode::LayerNormFwd);
+    need(0, mul(n[0], n[1])), need(1, n[1]);
+    if (ln)
+      need(2, n[1]);
+    need(ln ? 3 : 2, mul(n[0], n[1]));
+    break;
+  }
+  case Opcode::LayerNormBwd:
+  case Opcode::RMSNormBwd: {
+    positive({n[1]});
+    bool ln = inst.opcode == static_cast<uint16_t>(Opcode::LayerNormBwd);
+    int64_t rc = mul(n[0], n[1]);
+    need(0, rc), need(1, n[1]), need(2, rc), need(3, rc), need(4, n[1]);
+    if (ln)
+      need(5, n[1]);
+    break;
+  }
+  case Opcode::LinearFwd: {
+    bool bias = inst.operands.size() == 4;
+    need(0, mul(n[0], n[1])), need(1, mul(n[1], n[2]));
+    if (bias)
+      need(2, n[2]);
+    need(bias ? 3 : 2, mul(n[0], n[2]));
+    break;
+  }
+  case Opcode::LinearBwdWeight:
+    need(0, mul(n[0], n[1])), need(1, mul(n[0], n[2])), need(2, mul(n[1], n[2]));
+    break;
+  case Opcode::SumRows:
+    need(0, mul(n[0], n[1])), need(1, n[1]);
+    break;
+  case Opcode::CopyColumns:
+    if (n[1] + n[4] > n[0] || n[3] + n[4] > n[2])
+      err = "column slice outside its rows";
+    need(0, mul(n[5], n[0])), need(1, mul(n[5], n[2]));
+    break;
+  case Opcode::Rope: {
+    if (n[3] % 2)
+      err = "odd head dimension";
+    int64_t all = mul(mul(n[0], n[1]), mul(n[2], n[3]));
+    need(0, all), need(1, all);
+    break;
+  }
+  case Opcode::AttentionFwd:
+  case Opcode::AttentionBwd: {
+    if (n[3] == 0 || n[2] % n[3])
+      err = "query heads do not group over key/value heads";
+    int64_t bs = mul(n[0], n[1]);
+    int64_t qn = mul(bs, mul(n[2], n[4])), kn = mul(bs, mul(n[3], n[4]));
+    need(0, qn), need(1, kn), need(2, kn), need(3, qn);
+    if (inst.opcode == static_cast<uint16_t>(Opcode::AttentionBwd))
+      need(4, qn), need(5, kn), need(6, kn);
+    break;
+  }
+  case Opcode::GeluFwd:
+  case Opcode::SiluFwd:
+    need(0, n[0]), need(1, n[0]);
+    break;
+  case Opcode::GeluBwd:
+  case Opcode::SiluBwd:
+    need(0, n[0]), need(1, n[0]), need(2, n[0]);
+    break;
+  case Opcode::Add:
+  case Opcode::Mul:
+    if (n[1] == 0 || n[0] % n[1])
+      err = "the broadcast operand does not divide the other";
+    need(0, n[0]), need(1, n[1]), need(2, n[0]);
+    break;
+  case Opcode::CrossEntropyFwd:
+  case Opcode::VocabCrossEntropyFwd:
+    positive({n[0], n[1]});
+    need(0, mul(n[0], n[1])), need(1, n[0], ElemType::I32), need(2, 1);
+    break;
+  case Opcode::CrossEntropyBwd:
+  case Opcode::VocabCrossEntropyBwd:
+    positive({n[0], n[1]});
+    need(0, mul(n[0], n[1])), need(1, n[0], ElemType::I32),
+        need(2, mul(n[0], n[1]));
+    break;
+  case Opcode::GlobalNorm:
+    if (!n.empty() && n.size() != inst.operands.size() - 1)
+      err = "one split mask per gradient expected";
+    for (int64_t m : n)
+      if (m > 3)
+        err = "bad split mask";
+    need(0, 1);
+    break;
+  case Opcode::ClipScale:
+    need(0, 1), need(1, 1), need(2, 1);
+    break;
+  case Opcode::AdamW:
+    need(0, n[0]), need(1, n[0]), need(2, n[0]), need(3, n[0]), need(4, 1),
+        need(5, 1, ElemType::I64), need(6, 1), need(7, 1);
+    break;
+  case Opcode::AllReduce:
+  case Opcode::ReduceScatter:
+  case Opcode::AllGather:
+    if (n[1] < 1 || n[1] > 2 || (n.size() > 2 && n[2] > 2))
+      err = "bad group or reduction";
+    need(0, n[0]), need(1, n[0]);
+    break;
+  }
+  return err;
+}
+
 } // namespace
 
 absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
@@ -141,12 +314,41 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
          b.globalDims.size() != localDims.size() || b.shardBlocks <= 0))
       return invalid(source, absl::StrCat("buffer '", b.name,
                                           "' has an inconsistent shard"));
-    int64_t elems = 1;
-    for (int64_t d : b.dims) {
-      if (d < 0)
+    auto product = [](const std::vector<int64_t> &dims) -> int64_t {
+      int64_t e = 1;
+      for (int64_t d : dims) {
+        e = mul(e, d);
+        if (e < 0)
+          return -1;
+      }
+      return e;
+    };
+    int64_t elems = product(b.dims);
+    if (elems < 0 || mul(elems, elemBytes(b.elem)) < 0)
+      return invalid(source, absl::StrCat("buffer '", b.name,
+                                          "' has a negative or overflowing "
+                                          "shape"));
+    // A ZeRO share is a whole number of pieces of its tensor; a tensor-
+    // parallel shard's global shape differs only along its axis, by whole
+    // blocks.
+    if (!b.zeroDims.empty()) {
+      int64_t whole = product(b.zeroDims);
+      if (whole <= 0 || elems == 0 || whole % elems != 0)
         return invalid(source, absl::StrCat("buffer '", b.name,
-                                            "' has a negative dimension"));
-      elems *= d;
+                                            "' is not a share of its tensor"));
+    }
+    if (b.shardAxis >= 0) {
+      const std::vector<int64_t> &local = b.zeroDims.empty() ? b.dims : b.zeroDims;
+      for (size_t d = 0; d < local.size(); ++d) {
+        bool axis = static_cast<int>(d) == b.shardAxis;
+        int64_t g = b.globalDims[d];
+        if (g <= 0 || (!axis && g != local[d]) ||
+            (axis && (local[d] == 0 || g % local[d] != 0 ||
+                      local[d] % b.shardBlocks != 0 ||
+                      g % b.shardBlocks != 0)))
+          return invalid(source, absl::StrCat("buffer '", b.name,
+                                              "' has an inconsistent shard"));
+      }
     }
     if (static_cast<uint64_t>(elems * elemBytes(b.elem)) != b.bytes)
       return invalid(source, absl::StrCat("buffer '", b.name, "' is ", b.bytes,
@@ -205,6 +407,8 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
           return invalid(source, absl::StrCat(where, " (", info->name,
                                               "): operand ", o,
                                               " is not a buffer"));
+      if (std::string why = checkSizes(inst, p); !why.empty())
+        return invalid(source, absl::StrCat(where, " (", info->name, "): ", why));
       f.instructions.push_back(std::move(inst));
     }
     p.functions.push_back(std::move(f));

@@ -404,6 +404,38 @@ absl::Status Run::setup() {
     if (absl::Status s = requireBuffer(*ex, role, name, *ptr); !s.ok())
       return s;
 
+  // The named buffers are what the trainer writes and reads.
+  auto shaped = [&](const BufferDesc *b, ElemType t,
+                    std::vector<int64_t> dims) -> absl::Status {
+    if (b->elem != t || b->dims != dims)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the program's '", b->name, "' buffer has the wrong type or shape"));
+    return absl::OkStatus();
+  };
+  if (tokens->dims.size() != 2)
+    return absl::InvalidArgumentError("the program's token buffer is not 2-D");
+  for (const BufferDesc *b : {tokens, targets})
+    if (absl::Status s = shaped(b, ElemType::I32, {tokens->dims[0], seq}); !s.ok())
+      return s;
+  for (const BufferDesc *b : {lrBuf, wdBuf, clipBuf, lossBuf, normBuf, evalLossBuf})
+    if (absl::Status s = shaped(b, ElemType::F32, {}); !s.ok())
+      return s;
+  if (absl::Status s = shaped(stepBuf, ElemType::I64, {}); !s.ok())
+    return s;
+  // Every token id must have a row in the embedding table.
+  for (const FunctionDesc &f : program.functions)
+    for (const Instruction &inst : f.instructions) {
+      int64_t rows = -1;
+      if (inst.opcode == static_cast<uint16_t>(Opcode::EmbeddingFwd))
+        rows = static_cast<int64_t>(program.buffers[inst.operands[1]].bytes / 4) /
+               inst.ints[1];
+      else if (inst.opcode == static_cast<uint16_t>(Opcode::VocabEmbeddingFwd))
+        rows = inst.ints[2] * comm.groupSize(static_cast<Group>(inst.ints[3]));
+      if (rows >= 0 && rows < vocab)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the program's embedding has ", rows, " rows for a vocabulary of ",
+            vocab));
+    }
   localBatch = tokens->dims[0];
   if (localBatch * dp != batch)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -577,10 +609,16 @@ std::vector<TensorToWrite> tensorsOf(const ProgramDesc &program, Executor &ex,
     int64_t n = static_cast<int64_t>(b.bytes / 4);
     std::vector<float> local(ex.data<float>(b), ex.data<float>(b) + n);
     if (!b.zeroDims.empty()) {
+      // Only the group's first rank receives (MPI_Gather ignores the others'
+      // buffers): the others allocate nothing.
       int dp = comm.groupSize(Group::DP);
-      std::vector<float> joined(n * dp);
+      bool dpRoot = comm.groupRank(Group::DP) == 0;
+      std::vector<float> joined(dpRoot ? n * dp : 0);
       comm.gatherToRoot(local.data(), joined.data(), n, Group::DP);
-      local = std::move(joined);
+      if (dpRoot)
+        local = std::move(joined);
+      else
+        local.resize(n * dp); // same size for the tp gather below; unused
     }
     if (b.shardAxis < 0) {
       storage.push_back(std::move(local));
@@ -590,12 +628,14 @@ std::vector<TensorToWrite> tensorsOf(const ProgramDesc &program, Executor &ex,
     }
     // ... and tensor-parallel shards over tp into the whole tensor.
     int64_t m = static_cast<int64_t>(local.size());
-    std::vector<float> all(m * tp);
+    bool tpRoot = comm.groupRank(Group::TP) == 0;
+    std::vector<float> all(tpRoot ? m * tp : 0);
     comm.gatherToRoot(local.data(), all.data(), m, Group::TP);
-    storage.emplace_back(globalElements(b));
-    for (int r = 0; r < tp; ++r)
-      copyShard(b, r, tp, storage.back().data(), all.data() + r * m,
-                /*toShard=*/false);
+    storage.emplace_back(tpRoot ? globalElements(b) : 0);
+    if (tpRoot)
+      for (int r = 0; r < tp; ++r)
+        copyShard(b, r, tp, storage.back().data(), all.data() + r * m,
+                  /*toShard=*/false);
     out.push_back({prefix + b.name, DType::F32, b.globalDims,
                    storage.back().data()});
   }
@@ -701,7 +741,7 @@ absl::Status Run::resume(const std::string &dir) {
       (state["metadata"].value("config", nlohmann::json()) != meta["config"] ||
        state["metadata"].value("params", int64_t(0)) !=
            meta.value("params", int64_t(0))))
-    return absl::FailedPreconditionError(absl::StrCat(
+    return absl::InvalidArgumentError(absl::StrCat(
         ckpt, ": saved by a program for another model or batch shape"));
   auto model = SafetensorsFile::read(ckpt + "/model.safetensors");
   if (!model.ok())
@@ -901,7 +941,14 @@ absl::Status Run::execute() {
 absl::Status train(const ProgramDesc &program, const TrainOptions &opts,
                    Communicator &comm) {
   Run run(program, opts, comm);
-  return run.execute();
+  // Malformed JSON (program metadata, a checkpoint's state) surfaces as an
+  // exception of the JSON library: report it, never terminate.
+  try {
+    return run.execute();
+  } catch (const std::exception &e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed metadata or checkpoint state: ", e.what()));
+  }
 }
 
 } // namespace llmrt

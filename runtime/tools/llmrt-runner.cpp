@@ -51,11 +51,16 @@ int main(int argc, char **argv) {
   if (!program.ok()) {
     std::fprintf(stderr, "error: rank %d: %s\n", rank,
                  std::string(program.status().message()).c_str());
+    if (comm->worldSize() > 1)
+      comm->abort(1);
     return 1;
   }
   if (absl::Status s = llmrt::train(*program, *opts, *comm); !s.ok()) {
     std::fprintf(stderr, "error: rank %d: %s\n", rank,
                  std::string(s.message()).c_str());
+    // Only the world-size check (FailedPrecondition) fails on every rank
+    // alike; any other error may be this rank's alone, and the others would
+    // wait for it in a collective: end the job.
     if (s.code() == absl::StatusCode::kFailedPrecondition || comm->worldSize() == 1)
       return 1;
     comm->abort(1);

@@ -20,7 +20,7 @@ HYPER = ["--steps", "20", "--lr", "1e-3", "--warmup", "3", "--min-lr", "1e-4",
 def mpirun(np, cmd, check=True):
     p = subprocess.run([MPIRUN, "-np", str(np), "--oversubscribe",
                         "--bind-to", "none"] + cmd, capture_output=True,
-                       text=True, env=ENV, timeout=600)
+                       text=True, env=ENV, timeout=240)
     if check and p.returncode != 0:
         raise RuntimeError("mpirun failed (%d): %s\n%s%s" % (
             p.returncode, " ".join(cmd), p.stdout, p.stderr))

@@ -156,3 +156,32 @@ TEST(Trainer, FlagErrors) {
   EXPECT_EQ(err({"data"}), "unexpected argument 'data'");
   EXPECT_EQ(err({"--data=x", "--seed=7"}), "<ok>");
 }
+
+TEST(Program, InstructionSizesAgainstBuffers) {
+  // gelu over 4 elements of 4-element buffers is fine; over 5, or with a
+  // negative count, the kernel would run past the buffers.
+  ProgramDesc p = tinyProgram();
+  p.functions[0].instructions[0].ints = {5};
+  EXPECT_NE(errorOf(writeProgram(p)).find("(gelu_fwd): operand 0 ('x') holds 4 "
+                                          "elements, needs 5"),
+            std::string::npos);
+  p.functions[0].instructions[0].ints = {-1};
+  EXPECT_NE(errorOf(writeProgram(p)).find("negative parameter -1"),
+            std::string::npos);
+  // A shape whose element count overflows.
+  p = tinyProgram();
+  p.buffers[0].dims = {int64_t(1) << 62, 4};
+  EXPECT_NE(errorOf(writeProgram(p)).find("negative or overflowing shape"),
+            std::string::npos);
+  // A ZeRO share that is not a whole piece of its tensor.
+  p = tinyProgram();
+  p.buffers[0].zeroDims = {3};
+  EXPECT_NE(errorOf(writeProgram(p)).find("is not a share of its tensor"),
+            std::string::npos);
+  // A tensor-parallel shard whose global shape differs off its axis.
+  p = tinyProgram();
+  p.buffers[1].shardAxis = 0;
+  p.buffers[1].globalDims = {4, 3};
+  EXPECT_NE(errorOf(writeProgram(p)).find("has an inconsistent shard"),
+            std::string::npos);
+}
