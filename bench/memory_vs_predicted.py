@@ -105,5 +105,40 @@ def main():
                 arena / predicted))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--collectives" not in sys.argv:
     main()
+
+
+def collective_bytes(tmp, mlir, devices, spec):
+    """(tp bytes, dp bytes) one rank contributes per training step, from the
+    program's @train kernels, and the cost model's figures."""
+    prog = sh([os.path.join(BIN, "llm-compile"), mlir, "--cluster", CLUSTER,
+               "--devices", str(devices), "--plan", spec, "--emit=mlir"])
+    train = prog[prog.index("func.func @train()"):prog.index("func.func @eval()")]
+    tp = dp = 0
+    for m in re.finditer(r'kernel "all_reduce".*ints = array<i64: (\d+), (\d), \d>',
+                         train):
+        n, group = int(m.group(1)), int(m.group(2))
+        if group == 2:
+            tp += 4 * n
+        elif n > 1:  # the loss scalar is not gradient traffic
+            dp += 4 * n
+    plan = json.loads(sh([os.path.join(BIN, "llm-compile"), mlir, "--cluster",
+                          CLUSTER, "--devices", str(devices), "--plan", spec,
+                          "--emit=plan"]))["predicted"]
+    return tp, dp, plan["tp_bytes_per_step"], plan["dp_bytes_per_step"]
+
+
+def collectives_table():
+    with tempfile.TemporaryDirectory() as tmp:
+        mlir, _ = setup(tmp)
+        print("| plan | TP bytes/step/rank (model) | DP bytes/step/rank (model) |")
+        print("|---|---|---|")
+        for name, devices, plan in [("tp=2", 2, "tp=2"), ("dp=2", 2, "dp=2"),
+                                    ("dp=2 tp=2", 4, "dp=2,tp=2")]:
+            tp, dp, mtp, mdp = collective_bytes(tmp, mlir, devices, spec_of(plan))
+            print("| %s | %d (%d) | %d (%d) |" % (name, tp, mtp, dp, mdp))
+
+
+if __name__ == "__main__" and "--collectives" in sys.argv:
+    collectives_table()

@@ -351,6 +351,24 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   p.compute = micro * rankCompute[slow];
   p.recompute = micro * rankRecompute[slow];
   p.tpComm = micro * rankTp[slow];
+  if (c.tp > 1) {
+    // Payloads: every TP boundary in the forward and the backward (and the
+    // recomputed forward).
+    double perLayer = (c.remat == Remat::Full ? 3.0 : 2.0) *
+                      m.layer.tpBoundaries * m.layer.tpBoundaryBytes * b;
+    double pre = 2.0 * m.pre.tpBoundaries * m.pre.tpBoundaryBytes * b;
+    double post = 2.0 * m.post.tpBoundaries * m.post.tpBoundaryBytes * b;
+    double layersOnSlow = 0;
+    for (int64_t ch = 0; ch < chunks; ++ch)
+      if (ch % c.pp == slow)
+        layersOnSlow += p.stages[ch].second - p.stages[ch].first;
+    p.tpBytes = micro * (layersOnSlow * perLayer + (slow == 0 ? pre : 0) +
+                         (slow == (chunks - 1) % c.pp ? post : 0));
+  }
+  if (c.dp > 1)
+    p.dpBytes = c.zero == 3 ? micro * (2 * weightBytes + gradBytes)
+                : c.zero >= 1 ? gradBytes + weightBytes
+                              : gradBytes;
   p.ppComm = micro * ppP2p;
   p.bubble = bubbleSlots * perMicro;
   p.dpComm = dpExposed;

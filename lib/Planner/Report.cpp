@@ -16,7 +16,9 @@ llvm::json::Object predictedJSON(const Prediction &p) {
       {"memory_bytes_per_device", static_cast<int64_t>(p.memory())},
       {"model_tflops_per_device", p.tflopsPerDevice},
       {"bubble_fraction", p.bubbleFraction},
-      {"comm_time_s", p.tpComm + p.ppComm + p.dpComm}};
+      {"comm_time_s", p.tpComm + p.ppComm + p.dpComm},
+      {"tp_bytes_per_step", p.tpBytes},
+      {"dp_bytes_per_step", p.dpBytes}};
 }
 
 void configJSON(llvm::json::Object &o, const PlanConfig &c, int64_t world,

@@ -40,5 +40,17 @@ class MemoryTest(unittest.TestCase):
             self.assertLess(abs(arena / predicted - 1), 0.05)
 
 
+    def test_collective_bytes_match_the_cost_model(self):
+        # Bytes one rank puts into TP all-reduces and DP gradient reductions
+        # per step: counted in the compiled program, predicted by the model.
+        with tempfile.TemporaryDirectory() as tmp:
+            mlir, _ = mem.setup(tmp)
+            for devices, plan in ((2, "tp=2"), (2, "dp=2"), (4, "dp=2,tp=2")):
+                tp, dp, mtp, mdp = mem.collective_bytes(tmp, mlir, devices,
+                                                        mem.spec_of(plan))
+                self.assertEqual(tp, mtp, plan)
+                self.assertEqual(dp, mdp, plan)
+
+
 if __name__ == "__main__":
     unittest.main()

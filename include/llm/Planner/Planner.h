@@ -125,6 +125,10 @@ struct Prediction {
   }
   double bubbleFraction = 0;
   double tflopsPerDevice = 0; ///< model FLOPs (no recompute) / time / world
+  /// Bytes one rank contributes to collectives per step, before the ring
+  /// factors: tensor-parallel all-reduces, data-parallel gradient reduction
+  /// (and ZeRO's gathers).
+  double tpBytes = 0, dpBytes = 0;
   int64_t microbatches = 0;
   /// Layer ranges [begin, end) of each pipeline chunk (pp * vpp of them),
   /// chunk c on rank c % pp.
