@@ -150,6 +150,9 @@ void Executor::run(int fn, std::vector<TraceEvent> *trace,
     clock::time_point begin;
     if (trace)
       begin = clock::now();
+    progress.fetch_add(1, std::memory_order_relaxed);
+    if (const OpcodeInfo *info = opcodeInfo(in.opcode))
+      current.store(info->name, std::memory_order_relaxed);
     switch (static_cast<Opcode>(in.opcode)) {
     case Opcode::EmbeddingFwd:
       cpu::embeddingFwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1]);

@@ -24,6 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 namespace llmrt {
 
 //===----------------------------------------------------------------------===//
@@ -839,9 +843,72 @@ void Run::logStep(int64_t step, double loss, double lr, double norm,
   }
 }
 
+/// Ends the job when this rank makes no progress for `seconds` (a peer died
+/// or a collective never completes): names the rank and the instruction, then
+/// exits, which makes mpirun end every rank. Never a silent hang.
+class Watchdog {
+public:
+  Watchdog(const Executor &ex, int rank, int seconds)
+      : ex(ex), rank(rank), seconds(seconds) {
+    if (seconds > 0)
+      thread = std::thread([this] { loop(); });
+  }
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      done = true;
+    }
+    cv.notify_all();
+    if (thread.joinable())
+      thread.join();
+  }
+
+private:
+  void loop() {
+    uint64_t last = ex.progress.load(std::memory_order_relaxed);
+    auto since = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lock(mu);
+    while (!cv.wait_for(lock, std::chrono::milliseconds(200), [this] { return done; })) {
+      uint64_t now = ex.progress.load(std::memory_order_relaxed);
+      auto t = std::chrono::steady_clock::now();
+      if (now != last) {
+        last = now;
+        since = t;
+        continue;
+      }
+      if (t - since > std::chrono::seconds(seconds)) {
+        std::fprintf(stderr,
+                     "error: rank %d: no progress for %d s in '%s' (a peer "
+                     "failed or a collective does not complete); ending the "
+                     "job\n",
+                     rank, seconds, ex.current.load());
+        std::fflush(stderr);
+        std::_Exit(1);
+      }
+    }
+  }
+
+  const Executor &ex;
+  int rank, seconds;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread thread;
+};
+
 absl::Status Run::execute() {
   if (absl::Status s = setup(); !s.ok())
     return s;
+  // One instruction running longer than this is a hang, not work:
+  // LLMRT_WATCHDOG_S (default 600; 0 turns it off), multi-rank runs only.
+  int watchdogS = 600;
+  if (const char *w = std::getenv("LLMRT_WATCHDOG_S"))
+    watchdogS = std::atoi(w);
+  Watchdog watchdog(*ex, comm.rank(), comm.worldSize() > 1 ? watchdogS : 0);
+  // Fault injection for the tests: this rank stalls before its first step.
+  if (const char *stall = std::getenv("LLMRT_TEST_STALL_RANK"))
+    if (std::atoi(stall) == comm.rank())
+      std::this_thread::sleep_for(std::chrono::hours(1));
   absl::Status s = !opts.resume.empty() ? resume(opts.resume)
                    : !opts.init.empty() ? loadInit(opts.init)
                                         : initDefault();

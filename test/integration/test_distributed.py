@@ -204,6 +204,24 @@ class DistributedTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("missing.bin: cannot open", p.stderr)
 
+    def test_stalled_rank_ends_the_job(self):
+        # Rank 1 stalls before its first step (fault injection): rank 0 waits
+        # in the gradient all-reduce until its watchdog names it and ends
+        # the job, instead of hanging.
+        import time
+        exe = compile_for(self.tmp, "tiny-llama-gqa", 2, "stall2",
+                          plan="dp=2,zero=0")
+        env = dict(ENV, LLMRT_WATCHDOG_S="2", LLMRT_TEST_STALL_RANK="1")
+        start = time.time()
+        p = subprocess.run([MPIRUN, "-np", "2", "--oversubscribe", "-x",
+                            "LLMRT_WATCHDOG_S", "-x", "LLMRT_TEST_STALL_RANK",
+                            exe, "--data", self.data, "--steps", "3"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertLess(time.time() - start, 60)
+        self.assertIn("error: rank 0: no progress for 2 s in 'all_reduce'",
+                      p.stderr)
+
     def test_checkpoint_resumes_on_one_rank(self):
         # Parameters and moments are replicated under data parallelism: the
         # checkpoint of a 2-rank run continues on one rank exactly as the

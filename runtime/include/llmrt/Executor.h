@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -51,6 +52,11 @@ public:
   template <typename T> T *data(const BufferDesc &b) {
     return reinterpret_cast<T *>(arena_ + b.offset);
   }
+
+  /// The instruction running now (for the watchdog) and a counter of the
+  /// instructions started, which a stalled collective stops.
+  std::atomic<const char *> current{"idle"};
+  std::atomic<uint64_t> progress{0};
 
   /// Bytes the executor holds for a step: arena plus attention workspace.
   int64_t allocatedBytes() const { return program_.arenaBytes + workspaceBytes_; }
