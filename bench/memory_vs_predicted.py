@@ -28,8 +28,10 @@ BIN = os.environ.get("LLM_BIN_DIR", os.path.join(ROOT, "build", "bin"))
 CLUSTER = None
 PLANS = [("1 rank", 1, "dp=1"), ("dp=2", 2, "dp=2"), ("tp=2", 2, "tp=2"),
          ("dp=2 zero=1", 2, "dp=2,zero=1"), ("dp=2 zero=2", 2, "dp=2,zero=2"),
-         ("dp=2 zero=3", 2, "dp=2,zero=3"), ("dp=2 tp=2", 4, "dp=2,tp=2"), ("dp=2 tp=2 zero=1", 4, "dp=2,tp=2,zero=1")]
-FIXED = "pp=1,sp=0,remat=none,mb=1"
+         ("dp=2 zero=3", 2, "dp=2,zero=3"), ("dp=2 tp=2", 4, "dp=2,tp=2"), ("dp=2 tp=2 zero=1", 4, "dp=2,tp=2,zero=1"),
+         ("1 rank remat=full", 1, "dp=1,remat=full"),
+         ("tp=2 remat=full", 2, "tp=2,remat=full")]
+FIXED = "pp=1,sp=0,mb=1"
 
 
 def sh(cmd):
@@ -81,6 +83,8 @@ def setup(tmp):
 
 def spec_of(plan):
     spec = plan + "," + FIXED + ("" if "zero" in plan else ",zero=0")
+    if "remat" not in plan:
+        spec += ",remat=none"
     if "tp" not in plan:
         spec += ",tp=1"
     return spec

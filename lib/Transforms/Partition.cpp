@@ -292,9 +292,6 @@ void PartitionPass::runOnOperation() {
     return unsupported("pipeline parallelism (pp=" + Twine(plan.getPp()) + ")");
   if (plan.getSp() != 0)
     return unsupported("sequence parallelism");
-  if (plan.getRemat().getValue() != "none")
-    return unsupported("recomputation (remat=" + plan.getRemat().getValue() +
-                       ")");
   if (plan.getMicrobatches() != 1)
     return unsupported("gradient accumulation over micro-batches (" +
                        Twine(plan.getMicrobatches()) + ")");

@@ -27,8 +27,8 @@ module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 1, sp = 0, pp = 
 
 // -----
 
-// expected-error@+1 {{llm-partition: recomputation (remat=full) is not implemented yet}}
-module attributes {llm.plan = #llm.plan<world = 2, dp = 2, tp = 1, sp = 0, pp = 1, vpp = 1, zero = 0, remat = "full", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+// expected-error@+1 {{llm-partition: gradient accumulation over micro-batches (2) is not implemented yet}}
+module attributes {llm.plan = #llm.plan<world = 2, dp = 2, tp = 1, sp = 0, pp = 1, vpp = 1, zero = 0, remat = "full", mbs = 1, microbatches = 2, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
   func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
     return
   }

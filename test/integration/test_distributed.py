@@ -1,5 +1,6 @@
 """Multi-rank executables under mpirun (Open MPI, shared memory): the loss
-of each of 20 steps equals the one-rank run's within 1e-5 relative; the
+of each of 20 steps equals the one-rank run's within 1e-5 relative (also
+with full recomputation); the
 data-parallel ranks together see the one-rank batch; a world of the wrong
 size is refused on every rank; a checkpoint written by a data-parallel run
 resumes on one rank."""
@@ -128,6 +129,14 @@ class DistributedTest(unittest.TestCase):
 
     def test_llama_zero3_dp2_tp2(self):
         self.parity("llama-8h", 4, "dp=2,tp=2,zero=3")
+
+    # Full recomputation (llm-rematerialize): the same losses as keeping
+    # every activation, alone and with tensor parallelism.
+    def test_gpt2_remat_full(self):
+        self.parity("shakespeare-char-gpt", 1, "dp=1,remat=full")
+
+    def test_llama_gqa_tp2_remat_full(self):
+        self.parity("tiny-llama-gqa", 2, "tp=2,remat=full")
 
     def test_zero3_checkpoint_resumes_on_one_rank(self):
         hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "6"]

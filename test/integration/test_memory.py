@@ -38,6 +38,18 @@ class MemoryTest(unittest.TestCase):
             self.assertLess(params, 4 * P)
             self.assertEqual(moments, 2 * params)
             self.assertLess(abs(arena / predicted - 1), 0.05)
+            # Full recomputation keeps each layer's input only: the arena
+            # shrinks, and stays within 10% of the prediction (Korthikanti's
+            # 2sbh per layer plus one layer's working set).
+            for devices, plan in ((1, "dp=1"), (2, "tp=2")):
+                _, _, kept, _ = mem.measure(tmp, mlir, devices,
+                                            mem.spec_of(plan))
+                _, _, arena, predicted = mem.measure(
+                    tmp, mlir, devices, mem.spec_of(plan + ",remat=full"))
+                self.assertLess(arena, 0.7 * kept, plan)
+                self.assertLess(abs(arena / predicted - 1), 0.10,
+                                "%s remat=full: arena %d vs predicted %d" % (
+                                    plan, arena, predicted))
 
 
     def test_collective_bytes_match_the_cost_model(self):

@@ -187,7 +187,6 @@ int main(int argc, char **argv) {
       return fail(llvm::toString(spec.takeError()));
     if (!spec->pp) spec->pp = 1;
     if (!spec->sp) spec->sp = false;
-    if (!spec->remat) spec->remat = llm::Remat::None;
     if (!spec->mbs && !spec->microbatches) spec->microbatches = 1;
     FailureOr<llm::ModelProfile> profile = llm::profileModel(*module);
     if (failed(profile))
@@ -205,6 +204,7 @@ int main(int argc, char **argv) {
   if (partition)
     pm.addPass(llm::createPartition());
   pm.addPass(llm::createAutodiff());
+  pm.addPass(llm::createRematerialize());
   pm.addPass(llm::createOptimizer());
   pm.addPass(llm::createLowerToRT());
   if (failed(pm.run(*module)))

@@ -83,6 +83,34 @@ def Optimizer : Pass<"llm-optimizer", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }
 
+def Rematerialize : Pass<"llm-rematerialize", "mlir::ModuleOp"> {
+  let summary = "Recompute forward values in the backward instead of keeping them";
+  let description = [{
+    On `@train_step` (after llm-autodiff). `mode` (default: the module's
+    `#llm.plan` remat, else none):
+
+    - `full`: only each transformer layer's input (the residual stream
+      entering it), the parameters and inputs, and the values of the
+      embedding and the head stay alive from the forward to the backward;
+      every other forward value a backward op reads is recomputed from them
+      right before its first backward use (the recomputation is shared by
+      that layer's later backward ops). Layers are told apart by the Hugging
+      Face names of the parameters their ops read.
+    - `selective`: nothing to do: the attention backward already recomputes
+      the attention probabilities from q and k and no s x s tensor is ever
+      kept, which is what Korthikanti et al.'s selective recomputation
+      achieves.
+    - `none`: nothing.
+
+    The losses are those of `none` (the same ops on the same values); the
+    static memory plan then keeps one layer's activations at a time.
+  }];
+  let options = [
+    Option<"mode", "mode", "std::string", "\"\"", "full, selective or none (default: the plan's)">,
+  ];
+  let dependentDialects = ["mlir::llm::LLMDialect"];
+}
+
 def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
   let summary = "Rewrite the model function for one rank of the module's #llm.plan";
   let description = [{

@@ -1,0 +1,152 @@
+//===- Rematerialize.cpp - recompute forward values in the backward -------===//
+#include "llm/Analysis/ModelStats.h"
+#include "llm/LLMOps.h"
+#include "llm/Transforms/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/DenseSet.h"
+
+#include <functional>
+
+namespace mlir::llm {
+#define GEN_PASS_DEF_REMATERIALIZE
+#include "llm/Transforms/Passes.h.inc"
+} // namespace mlir::llm
+
+using namespace mlir;
+using namespace mlir::llm;
+
+namespace {
+
+/// Layer index of a parameter name (h.N. / model.layers.N.), or -1.
+int64_t layerOfName(StringRef name) {
+  for (StringRef prefix : {"h.", "model.layers."}) {
+    if (!name.starts_with(prefix))
+      continue;
+    int64_t n;
+    if (!name.drop_front(prefix.size())
+             .take_until([](char c) { return c == '.'; })
+             .getAsInteger(10, n))
+      return n;
+  }
+  return -1;
+}
+
+struct RematerializePass
+    : public llm::impl::RematerializeBase<RematerializePass> {
+  using RematerializeBase::RematerializeBase;
+  void runOnOperation() override;
+};
+
+} // namespace
+
+void RematerializePass::runOnOperation() {
+  ModuleOp module = getOperation();
+  std::string m = mode;
+  if (m.empty()) {
+    auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+    m = plan ? plan.getRemat().getValue().str() : "none";
+  }
+  if (m != "full" && m != "selective" && m != "none") {
+    module.emitError() << "llm-rematerialize: mode '" << m
+                       << "' is not full, selective or none";
+    return signalPassFailure();
+  }
+  if (m != "full")
+    return;
+  auto step = dyn_cast_or_null<func::FuncOp>(
+      SymbolTable::lookupSymbolIn(module, "train_step"));
+  if (!step) {
+    module.emitError() << "llm-rematerialize: no @train_step; run "
+                          "llm-autodiff first";
+    return signalPassFailure();
+  }
+  Block &body = step.getBody().front();
+  Operation *seed = nullptr;
+  for (Operation &op : body)
+    if (isa<CrossEntropyGradOp>(op)) {
+      seed = &op;
+      break;
+    }
+  if (!seed) {
+    step.emitError() << "llm-rematerialize: no backward in @train_step";
+    return signalPassFailure();
+  }
+
+  // Layer of every forward value: an op that reads parameters belongs to
+  // the (largest) layer of those parameters, -1 for the embedding, the final
+  // norm and the head; an op that reads none (residual adds, splits,
+  // attention, activations, collectives) to the largest layer of its
+  // operands.
+  DenseMap<Value, int64_t> layer;
+  DenseMap<Value, int64_t> paramLayer;
+  for (unsigned i = 0, e = step.getNumArguments(); i < e; ++i) {
+    layer[step.getArgument(i)] = -1;
+    if (auto name = step.getArgAttrOfType<StringAttr>(i, kParamAttr))
+      paramLayer[step.getArgument(i)] = layerOfName(name.getValue());
+  }
+  DenseSet<Operation *> forward;
+  for (Operation &op : body) {
+    if (&op == seed)
+      break;
+    forward.insert(&op);
+    int64_t fromParams = -1, fromValues = -1;
+    bool readsParam = false;
+    for (Value v : op.getOperands()) {
+      auto it = paramLayer.find(v);
+      if (it != paramLayer.end()) {
+        readsParam = true;
+        fromParams = std::max(fromParams, it->second);
+      } else {
+        fromValues = std::max(fromValues, layer.lookup(v));
+      }
+    }
+    for (Value r : op.getResults())
+      layer[r] = readsParam ? fromParams : fromValues;
+  }
+  // Kept from the forward: arguments, values outside the layers (embedding,
+  // head), and each layer's input: an operand of a layer-l op made outside
+  // layer l.
+  DenseSet<Value> kept;
+  for (Operation *op : forward) {
+    for (Value r : op->getResults())
+      if (layer.lookup(r) < 0)
+        kept.insert(r);
+    int64_t l = -1;
+    for (Value r : op->getResults())
+      l = std::max(l, layer.lookup(r));
+    if (l < 0)
+      continue;
+    for (Value v : op->getOperands())
+      if (v.getDefiningOp() && forward.contains(v.getDefiningOp()) &&
+          layer.lookup(v) != l)
+        kept.insert(v);
+  }
+
+  // Recompute the rest at its first backward use.
+  OpBuilder b(&getContext());
+  DenseMap<Value, Value> recomputed;
+  std::function<Value(Value)> rec = [&](Value v) -> Value {
+    Operation *def = v.getDefiningOp();
+    if (!def || !forward.contains(def) || kept.contains(v))
+      return v;
+    if (Value r = recomputed.lookup(v))
+      return r;
+    IRMapping map;
+    for (Value operand : def->getOperands())
+      map.map(operand, rec(operand));
+    Operation *clone = b.clone(*def, map);
+    for (auto [orig, copy] : llvm::zip(def->getResults(), clone->getResults()))
+      recomputed[orig] = copy;
+    return recomputed.lookup(v);
+  };
+  SmallVector<Operation *> backward;
+  for (Operation *op = seed; op; op = op->getNextNode())
+    backward.push_back(op);
+  for (Operation *op : backward) {
+    b.setInsertionPoint(op);
+    for (OpOperand &use : op->getOpOperands())
+      use.set(rec(use.get()));
+  }
+}
