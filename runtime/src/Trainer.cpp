@@ -246,23 +246,22 @@ int64_t globalElements(const BufferDesc &b) {
   return n;
 }
 
-/// Copies between a whole tensor and tensor-parallel rank `part`'s shard
-/// (see BufferDesc): along the shard axis the whole tensor is `blocks`
-/// blocks, each cut into `parts` pieces; the shard is piece `part` of every
-/// block. `toShard` copies whole -> shard, else shard -> whole.
-void copyShard(const BufferDesc &b, int part, int parts, float *whole,
-               float *shard, bool toShard) {
-  const std::vector<int64_t> &g = b.globalDims;
-  int a = b.shardAxis;
+/// Copies between a whole tensor of shape `g` and tensor-parallel rank
+/// `part`'s shard: along `axis` the whole tensor is `blocks` blocks, each
+/// cut into `parts` pieces; the shard is piece `part` of every block.
+/// `toShard` copies whole -> shard, else shard -> whole.
+void copyShard(const std::vector<int64_t> &g, int axis, int64_t blocks,
+               int part, int parts, float *whole, float *shard, bool toShard) {
+  int a = axis;
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < a; ++i)
     outer *= g[i];
   for (size_t i = a + 1; i < g.size(); ++i)
     inner *= g[i];
-  int64_t block = g[a] / b.shardBlocks, piece = block / parts;
-  int64_t local = b.shardBlocks * piece;
+  int64_t block = g[a] / blocks, piece = block / parts;
+  int64_t local = blocks * piece;
   for (int64_t o = 0; o < outer; ++o)
-    for (int64_t k = 0; k < b.shardBlocks; ++k)
+    for (int64_t k = 0; k < blocks; ++k)
       for (int64_t j = 0; j < piece; ++j) {
         float *w = whole + ((o * g[a]) + k * block + part * piece + j) * inner;
         float *s = shard + ((o * local) + k * piece + j) * inner;
@@ -271,6 +270,12 @@ void copyShard(const BufferDesc &b, int part, int parts, float *whole,
         else
           std::copy(s, s + inner, w);
       }
+}
+
+void copyShard(const BufferDesc &b, int part, int parts, float *whole,
+               float *shard, bool toShard) {
+  copyShard(b.globalDims, b.shardAxis, b.shardBlocks, part, parts, whole,
+            shard, toShard);
 }
 
 /// This rank's part of a whole tensor: its tensor-parallel shard, then its
@@ -305,6 +310,8 @@ private:
                           const std::string &prefix, bool strict);
   absl::Status saveCheckpoint(int64_t step);
   absl::Status resume(const std::string &dir);
+  absl::Status loadSharded(const std::string &ckpt);
+  absl::Status loadConsolidated(const std::string &ckpt);
   void sampleBatch();
   absl::StatusOr<double> evaluate();
   void logStep(int64_t step, double loss, double lr, double norm, double secs);
@@ -593,84 +600,113 @@ absl::Status Run::loadInit(const std::string &path) {
   return loadParams(*file, BufferRole::Param, "", /*strict=*/true);
 }
 
-/// The whole tensors of `role` for a checkpoint: shards are gathered over
-/// the tensor-parallel group (every rank must call this), and only the
-/// first rank's result is complete. `storage` keeps the gathered data.
-std::vector<TensorToWrite> tensorsOf(const ProgramDesc &program, Executor &ex,
-                                     Communicator &comm, BufferRole role,
-                                     const std::string &prefix,
-                                     std::vector<std::vector<float>> &storage) {
-  std::vector<TensorToWrite> out;
-  int tp = comm.groupSize(Group::TP);
-  for (const BufferDesc &b : program.buffers) {
-    if (b.role != role)
-      continue;
-    if (b.shardAxis < 0 && b.zeroDims.empty()) {
-      out.push_back({prefix + b.name, DType::F32, b.dims, ex.data<float>(b)});
-      continue;
-    }
-    // ZeRO shares meet over dp into this rank's tensor-parallel tensor...
-    int64_t n = static_cast<int64_t>(b.bytes / 4);
-    std::vector<float> local(ex.data<float>(b), ex.data<float>(b) + n);
-    if (!b.zeroDims.empty()) {
-      // Only the group's first rank receives (MPI_Gather ignores the others'
-      // buffers): the others allocate nothing.
-      int dp = comm.groupSize(Group::DP);
-      bool dpRoot = comm.groupRank(Group::DP) == 0;
-      std::vector<float> joined(dpRoot ? n * dp : 0);
-      comm.gatherToRoot(local.data(), joined.data(), n, Group::DP);
-      if (dpRoot)
-        local = std::move(joined);
-      else
-        local.resize(n * dp); // same size for the tp gather below; unused
-    }
-    if (b.shardAxis < 0) {
-      storage.push_back(std::move(local));
-      out.push_back({prefix + b.name, DType::F32, b.zeroDims,
-                     storage.back().data()});
-      continue;
-    }
-    // ... and tensor-parallel shards over tp into the whole tensor.
-    int64_t m = static_cast<int64_t>(local.size());
-    bool tpRoot = comm.groupRank(Group::TP) == 0;
-    std::vector<float> all(tpRoot ? m * tp : 0);
-    comm.gatherToRoot(local.data(), all.data(), m, Group::TP);
-    storage.emplace_back(tpRoot ? globalElements(b) : 0);
-    if (tpRoot)
-      for (int r = 0; r < tp; ++r)
-        copyShard(b, r, tp, storage.back().data(), all.data() + r * m,
-                  /*toShard=*/false);
-    out.push_back({prefix + b.name, DType::F32, b.globalDims,
-                   storage.back().data()});
-  }
-  return out;
+/// The checkpoint tensors: parameters under their Hugging Face names, AdamW
+/// moments under exp_avg.<name> and exp_avg_sq.<name>.
+constexpr std::pair<BufferRole, const char *> kCheckpointRoles[] = {
+    {BufferRole::Param, ""},
+    {BufferRole::AdamM, "exp_avg."},
+    {BufferRole::AdamV, "exp_avg_sq."}};
+
+std::string shardFileName(int rank) {
+  char name[40];
+  std::snprintf(name, sizeof(name), "rank-%05d.safetensors", rank);
+  return name;
 }
 
+/// Shape of a buffer's tensor-parallel-local tensor (what its ZeRO shares
+/// are cut from).
+std::vector<int64_t> tpLocalDims(const BufferDesc &b) {
+  if (!b.zeroDims.empty())
+    return b.zeroDims;
+  return b.dims;
+}
+
+int64_t product(const std::vector<int64_t> &dims) {
+  int64_t n = 1;
+  for (int64_t d : dims)
+    n *= d;
+  return n;
+}
+
+/// True when every rank's `s` is OK (a collective: every rank calls it).
+bool allOk(Communicator &comm, const absl::Status &s) {
+  double failed = s.ok() ? 0.0 : 1.0;
+  comm.allReduce(&failed, 1, Group::World, Reduction::Max);
+  return failed == 0.0;
+}
+
+/// Saves a sharded checkpoint (docs/design.md): every rank writes the parts
+/// of tensors that it alone holds to DIR/.step-N.partial/rank-R.safetensors;
+/// once all have, the first rank writes index.json (the plan, and for every
+/// tensor its global shape, how it is cut and which file holds each piece),
+/// state.json and the COMPLETE marker, and renames the directory into place.
 absl::Status Run::saveCheckpoint(int64_t step) {
-  // Gather the shards first (a collective), then the first rank writes.
-  std::vector<std::vector<float>> storage;
-  storage.reserve(3 * program.buffers.size());
-  auto params = tensorsOf(program, *ex, comm, BufferRole::Param, "", storage);
-  auto opt = tensorsOf(program, *ex, comm, BufferRole::AdamM, "exp_avg.", storage);
-  auto v = tensorsOf(program, *ex, comm, BufferRole::AdamV, "exp_avg_sq.", storage);
-  opt.insert(opt.end(), v.begin(), v.end());
-  if (!root)
-    return absl::OkStatus();
   const std::string &dir = opts.save;
-  if (absl::Status s = makeDir(dir); !s.ok())
-    return s;
   char name[32];
   std::snprintf(name, sizeof(name), "step-%08lld", static_cast<long long>(step));
   std::string final = dir + "/" + name, tmp = dir + "/." + name + ".partial";
-  (void)removeTree(tmp);
-  if (absl::Status s = makeDir(tmp); !s.ok())
-    return s;
-  std::map<std::string, std::string> md = {{"format", "llm-checkpoint"},
-                                           {"step", std::to_string(step)}};
-  if (absl::Status s = writeSafetensors(tmp + "/model.safetensors", params, md);
-      !s.ok())
-    return s;
-  if (absl::Status s = writeSafetensors(tmp + "/optimizer.safetensors", opt, md);
+  absl::Status prepared = absl::OkStatus();
+  if (root) {
+    prepared = makeDir(dir);
+    if (prepared.ok()) {
+      (void)removeTree(tmp);
+      prepared = makeDir(tmp);
+    }
+  }
+  if (!allOk(comm, prepared))
+    return root ? prepared
+                : absl::DataLossError(absl::StrCat(
+                      tmp, ": the first rank could not create the checkpoint "
+                           "directory"));
+
+  int tp = comm.groupSize(Group::TP), dp = comm.groupSize(Group::DP);
+  int tpRank = comm.groupRank(Group::TP), dpRank = comm.groupRank(Group::DP);
+  std::vector<TensorToWrite> mine;
+  nlohmann::json tensors = nlohmann::json::object();
+  for (auto [role, prefix] : kCheckpointRoles)
+    for (const BufferDesc &b : program.buffers) {
+      std::string key = prefix + b.name;
+      if (b.role != role || tensors.contains(key))
+        continue;
+      bool split = b.shardAxis >= 0, zero = !b.zeroDims.empty();
+      nlohmann::json pieces = nlohmann::json::array();
+      for (int d = 0; d < (zero ? dp : 1); ++d)
+        for (int t = 0; t < (split ? tp : 1); ++t)
+          pieces.push_back({{"file", shardFileName(t + tp * d)},
+                            {"tp_rank", t},
+                            {"dp_rank", d}});
+      tensors[key] = {{"shape", wholeDims(b)},
+                      {"tp_axis", b.shardAxis},
+                      {"tp_blocks", b.shardBlocks},
+                      {"tp_local_shape", split ? tpLocalDims(b) : wholeDims(b)},
+                      {"zero", zero},
+                      {"pieces", pieces}};
+      // Replicated parts are written once: by the group's first rank.
+      if ((split || tpRank == 0) && (zero || dpRank == 0))
+        mine.push_back({key, DType::F32, b.dims, ex->data<float>(b)});
+    }
+  std::map<std::string, std::string> md = {{"format", "llm-checkpoint-shard"},
+                                           {"step", std::to_string(step)},
+                                           {"rank", std::to_string(comm.rank())}};
+  absl::Status wrote = absl::OkStatus();
+  if (!mine.empty())
+    wrote = writeSafetensors(tmp + "/" + shardFileName(comm.rank()), mine, md);
+  if (!allOk(comm, wrote))
+    return !wrote.ok() ? wrote
+                       : absl::DataLossError(absl::StrCat(
+                             tmp, ": another rank failed to write its shard; "
+                                  "the checkpoint was not committed"));
+  if (!root)
+    return absl::OkStatus();
+
+  nlohmann::json index = {
+      {"format", "llm-sharded-checkpoint"},
+      {"version", 1},
+      {"plan",
+       {{"world", comm.worldSize()}, {"tp", tp}, {"dp", dp},
+        {"rank_order", "rank = tp_rank + tp * dp_rank"}}},
+      {"tensors", tensors}};
+  if (absl::Status s = writeTextFile(tmp + "/index.json", index.dump(1) + "\n");
       !s.ok())
     return s;
   nlohmann::json state = {
@@ -701,6 +737,96 @@ absl::Status Run::saveCheckpoint(int64_t step) {
     return absl::DataLossError(
         absl::StrCat(dir, "/LATEST: rename failed: ", std::strerror(errno)));
   return fsyncPath(dir, true);
+}
+
+/// Loads this rank's parameters and moments from a sharded checkpoint saved
+/// under any plan: each whole tensor is assembled from its pieces (ZeRO
+/// shares, then tensor-parallel shards), then cut for this rank's plan.
+absl::Status Run::loadSharded(const std::string &ckpt) {
+  std::string where = ckpt + "/index.json";
+  auto text = readTextFile(where);
+  if (!text.ok())
+    return text.status();
+  nlohmann::json index = nlohmann::json::parse(*text, nullptr, false);
+  if (index.is_discarded() || !index.is_object() ||
+      index.value("format", std::string()) != "llm-sharded-checkpoint" ||
+      !index.contains("plan") || !index.contains("tensors") ||
+      !index["tensors"].is_object())
+    return absl::DataLossError(
+        absl::StrCat(where, ": not an llm sharded checkpoint index"));
+  int64_t savedTp = index["plan"].value("tp", int64_t(0));
+  int64_t savedDp = index["plan"].value("dp", int64_t(0));
+  if (savedTp < 1 || savedDp < 1)
+    return absl::DataLossError(
+        absl::StrCat(where, ": the plan's tp and dp must be positive"));
+  std::map<std::string, SafetensorsFile> files;
+  for (auto [role, prefix] : kCheckpointRoles)
+    for (const BufferDesc &b : program.buffers) {
+      if (b.role != role)
+        continue;
+      std::string key = prefix + b.name;
+      auto bad = [&](const std::string &why) {
+        return absl::DataLossError(
+            absl::StrCat(where, ": tensor '", key, "': ", why));
+      };
+      if (!index["tensors"].contains(key))
+        return absl::NotFoundError(
+            absl::StrCat(where, ": missing tensor '", key, "'"));
+      const nlohmann::json &t = index["tensors"][key];
+      auto shape = t.value("shape", std::vector<int64_t>());
+      auto local = t.value("tp_local_shape", std::vector<int64_t>());
+      int64_t axis = t.value("tp_axis", int64_t(-1));
+      int64_t blocks = t.value("tp_blocks", int64_t(1));
+      bool zero = t.value("zero", false);
+      if (shape != wholeDims(b)) {
+        std::string have, need;
+        for (int64_t d : shape) absl::StrAppend(&have, have.empty() ? "" : "x", d);
+        for (int64_t d : wholeDims(b)) absl::StrAppend(&need, need.empty() ? "" : "x", d);
+        return bad(absl::StrCat("has shape [", have, "], the model needs [",
+                                need, "]"));
+      }
+      int64_t parts = axis >= 0 ? savedTp : 1;
+      int64_t dparts = zero ? savedDp : 1;
+      int64_t total = product(shape), localN = product(local);
+      if (axis >= static_cast<int64_t>(shape.size()) || blocks < 1 ||
+          (axis >= 0 && shape[axis] % (blocks * parts) != 0) ||
+          localN * parts != total || localN % dparts != 0)
+        return bad("its slicing (tp_axis, tp_blocks, tp_local_shape, zero) "
+                   "does not fit its shape and the plan");
+      std::vector<float> whole(total), tpLocal(localN);
+      int64_t n = localN / dparts;
+      for (int64_t tr = 0; tr < parts; ++tr) {
+        for (int64_t dr = 0; dr < dparts; ++dr) {
+          std::string file;
+          for (const nlohmann::json &p : t.value("pieces", nlohmann::json::array()))
+            if (p.value("tp_rank", int64_t(-1)) == tr &&
+                p.value("dp_rank", int64_t(-1)) == dr)
+              file = p.value("file", std::string());
+          if (file.empty())
+            return bad(absl::StrCat("no piece for tp rank ", tr, ", dp rank ", dr));
+          if (file.find('/') != std::string::npos || file.rfind("rank-", 0) != 0)
+            return bad(absl::StrCat("piece file '", file, "' is not a rank-R.safetensors name"));
+          auto it = files.find(file);
+          if (it == files.end()) {
+            auto f = SafetensorsFile::read(ckpt + "/" + file);
+            if (!f.ok())
+              return f.status();
+            it = files.emplace(file, std::move(*f)).first;
+          }
+          if (absl::Status s = it->second.readF32(key, tpLocal.data() + dr * n, n);
+              !s.ok())
+            return s;
+        }
+        if (axis >= 0)
+          copyShard(shape, static_cast<int>(axis), blocks, static_cast<int>(tr),
+                    static_cast<int>(parts), whole.data(), tpLocal.data(),
+                    /*toShard=*/false);
+        else
+          whole = tpLocal;
+      }
+      fromWhole(b, comm, whole.data(), ex->data<float>(b));
+    }
+  return absl::OkStatus();
 }
 
 absl::Status Run::resume(const std::string &dir) {
@@ -740,13 +866,30 @@ absl::Status Run::resume(const std::string &dir) {
     return absl::DataLossError(
         absl::StrCat(ckpt, "/state.json: not a valid checkpoint state"));
   // The model and the global batch must match; the plan (world, dp, tp)
-  // may differ: parameters and moments are saved whole.
+  // may differ: the checkpoint is resharded on load.
   if (state.contains("metadata") &&
       (state["metadata"].value("config", nlohmann::json()) != meta["config"] ||
        state["metadata"].value("params", int64_t(0)) !=
            meta.value("params", int64_t(0))))
     return absl::InvalidArgumentError(absl::StrCat(
         ckpt, ": saved by a program for another model or batch shape"));
+  if (exists(ckpt + "/index.json")) {
+    if (absl::Status s = loadSharded(ckpt); !s.ok())
+      return s;
+  } else if (absl::Status s = loadConsolidated(ckpt); !s.ok()) {
+    return s;
+  }
+  startStep = state["step"].get<int64_t>();
+  dataRng.state = std::stoull(state["data_rng_state"].get<std::string>());
+  if (root)
+    std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(),
+               static_cast<long long>(startStep));
+  return absl::OkStatus();
+}
+
+/// A consolidated checkpoint (whole tensors in model.safetensors and
+/// optimizer.safetensors), as written before sharded checkpoints.
+absl::Status Run::loadConsolidated(const std::string &ckpt) {
   auto model = SafetensorsFile::read(ckpt + "/model.safetensors");
   if (!model.ok())
     return model.status();
@@ -758,15 +901,7 @@ absl::Status Run::resume(const std::string &dir) {
   if (absl::Status s = loadParams(*opt, BufferRole::AdamM, "exp_avg.", false);
       !s.ok())
     return s;
-  if (absl::Status s = loadParams(*opt, BufferRole::AdamV, "exp_avg_sq.", false);
-      !s.ok())
-    return s;
-  startStep = state["step"].get<int64_t>();
-  dataRng.state = std::stoull(state["data_rng_state"].get<std::string>());
-  if (root)
-    std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(),
-               static_cast<long long>(startStep));
-  return absl::OkStatus();
+  return loadParams(*opt, BufferRole::AdamV, "exp_avg_sq.", false);
 }
 
 void Run::sampleBatch() {
@@ -972,7 +1107,7 @@ absl::Status Run::execute() {
     }
     if (!opts.save.empty() &&
         (last || (opts.saveEvery > 0 && (t + 1) % opts.saveEvery == 0))) {
-      // Shards are gathered to the first rank, which writes whole tensors.
+      // Every rank writes its own shards (a collective: all ranks call it).
       if (absl::Status c = saveCheckpoint(t + 1); !c.ok())
         return c;
       if (root)

@@ -172,9 +172,9 @@ class DistributedTest(unittest.TestCase):
             self.assertLessEqual(abs(a - b) / abs(b), 1e-6)
 
     def test_reshard_tp2_dp2_to_tp4_and_one_rank(self):
-        # Checkpoints hold whole tensors (shards gathered on save, cut again
-        # on load), so a run saved under TP=2 x DP=2 continues under TP=4
-        # and on one rank. Constant learning rate: the schedule does not
+        # Each rank saves its shards; loading assembles the whole tensors
+        # from the index and cuts them again, so a run saved under TP=2 x
+        # DP=2 continues under TP=4 and on one rank. Constant learning rate: the schedule does not
         # depend on the run's length.
         hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "5"]
         four = compile_for(self.tmp, "llama-8h", 4, "rs-22", plan="dp=2,tp=2")
@@ -196,6 +196,51 @@ class DistributedTest(unittest.TestCase):
             self.assertEqual(len(got), 4, name)
             for a, b in zip(got, want):
                 self.assertLessEqual(abs(a - b) / abs(b), 1e-6, name)
+
+    def test_sharded_checkpoint_layout(self):
+        # Every rank writes its own shards (no gather); index.json maps each
+        # global tensor to its pieces. Read back independently in Python
+        # (llm_ref.checkpoint), the TP=2 x DP=2 ZeRO-1 checkpoint holds the
+        # parameters and moments of the one-rank run at the same step.
+        import json
+        import numpy as np
+        from llm_ref import checkpoint, safetensors_io
+        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "4",
+                 "--steps", "3"]
+        four = compile_for(self.tmp, "llama-8h", 4, "sh-22",
+                           plan="dp=2,tp=2,zero=1")
+        one = compile_for(self.tmp, "llama-8h", 1, "sh-1")
+        c4 = os.path.join(self.tmp, "sh-ckpt4")
+        c1 = os.path.join(self.tmp, "sh-ckpt1")
+        mpirun(4, [four, "--data", self.data, "--save", c4] + hyper)
+        run([one, "--data", self.data, "--save", c1] + hyper)
+        step = os.path.join(c4, "step-00000003")
+        self.assertEqual(sorted(os.listdir(c4)), ["LATEST", "step-00000003"])
+        self.assertEqual(sorted(os.listdir(step)),
+                         ["COMPLETE", "index.json"] +
+                         ["rank-%05d.safetensors" % r for r in range(4)] +
+                         ["state.json"])
+        with open(os.path.join(step, "index.json")) as f:
+            index = json.load(f)
+        self.assertEqual(index["plan"]["tp"], 2)
+        self.assertEqual(index["plan"]["dp"], 2)
+        # No element is written twice: the files hold exactly the
+        # parameters and moments once.
+        stored = sum(a.size for r in range(4) for a in safetensors_io.load(
+            os.path.join(step, "rank-%05d.safetensors" % r))[0].values())
+        whole = sum(int(np.prod(t["shape"]))
+                    for t in index["tensors"].values())
+        self.assertEqual(stored, whole)
+        for optimizer in (False, True):
+            mine = checkpoint.load_checkpoint(step, optimizer)
+            ref = checkpoint.load_checkpoint(
+                os.path.join(c1, "step-00000003"), optimizer)
+            self.assertEqual(sorted(mine), sorted(ref))
+            for name in ref:
+                a, b = mine[name], ref[name]
+                self.assertEqual(a.shape, b.shape, name)
+                err = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
+                self.assertLessEqual(err, 1e-4, name)
 
     def test_wrong_world_size_every_rank(self):
         exe = compile_for(self.tmp, "tiny-llama-gqa", 2, "world2")

@@ -17,6 +17,7 @@ import numpy as np
 
 from common import (REF, compile_model, losses, run, safetensors_io, tempdir,
                     token_file)
+from llm_ref import checkpoint  # noqa: E402
 
 HYPER = ["--steps", "5", "--lr", "1e-3", "--warmup", "2", "--min-lr", "1e-4",
          "--weight-decay", "0.1", "--grad-clip", "1.0", "--seed", "3"]
@@ -56,8 +57,8 @@ class ParityTest(unittest.TestCase):
                             losses(ref_log, "grad_norm")):
                 self.assertLessEqual(abs(a - b) / b, 1e-4)
 
-            mine, _ = safetensors_io.load(
-                os.path.join(ckpt, "step-00000005", "model.safetensors"))
+            mine = checkpoint.load_checkpoint(
+                os.path.join(ckpt, "step-00000005"))
             theirs, _ = safetensors_io.load(ref_final)
             self.assertEqual(sorted(mine), sorted(theirs))
             for name in theirs:

@@ -68,6 +68,48 @@ class TrainingTest(unittest.TestCase):
                            "--resume", ckpt] + CONST_LR)
         self.assertIn("no complete checkpoint to resume from", err)
 
+    def test_damaged_sharded_checkpoint_is_refused(self):
+        import json
+        ckpt = self.path("damaged-ckpt")
+        run([self.exe, "--data", self.data, "--steps", "2", "--save", ckpt]
+            + CONST_LR)
+        step = os.path.join(ckpt, "step-00000002")
+        index_path = os.path.join(step, "index.json")
+        with open(index_path) as f:
+            good = f.read()
+        resume = [self.exe, "--data", self.data, "--steps", "4", "--resume",
+                  ckpt] + CONST_LR
+
+        def damaged(edit):
+            index = json.loads(good)
+            edit(index)
+            with open(index_path, "w") as f:
+                json.dump(index, f)
+            code, err = fails(resume)
+            self.assertNotEqual(code, 0)
+            return err
+
+        name = "model.layers.0.self_attn.q_proj.weight"
+        err = damaged(lambda i: i["tensors"].pop(name))
+        self.assertIn("index.json: missing tensor '%s'" % name, err)
+        err = damaged(lambda i: i["tensors"][name].update(shape=[3, 5]))
+        self.assertIn("tensor '%s': has shape [3x5], the model needs" % name,
+                      err)
+        err = damaged(lambda i: i["tensors"][name].update(pieces=[]))
+        self.assertIn("tensor '%s': no piece for tp rank 0, dp rank 0" % name,
+                      err)
+        err = damaged(lambda i: i["tensors"][name]["pieces"][0].update(
+            file="../x.safetensors"))
+        self.assertIn("is not a rank-R.safetensors name", err)
+        err = damaged(lambda i: i["plan"].update(tp=0))
+        self.assertIn("the plan's tp and dp must be positive", err)
+        with open(index_path, "w") as f:
+            f.write(good)
+        os.remove(os.path.join(step, "rank-00000.safetensors"))
+        code, err = fails(resume)
+        self.assertNotEqual(code, 0)
+        self.assertIn("rank-00000.safetensors", err)
+
     def test_log_and_trace_fields(self):
         log, trace = self.path("fields.jsonl"), self.path("trace.json")
         val = self.path("val.bin")
