@@ -54,6 +54,8 @@ std::string configLine(const PlanConfig &c) {
 
 } // namespace
 
+std::string mlir::llm::describePlan(const PlanConfig &c) { return configLine(c); }
+
 std::string mlir::llm::planJSON(const ModelProfile &m, int64_t world,
                                 const SearchResult &r) {
   llvm::json::Object o;

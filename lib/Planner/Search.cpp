@@ -142,6 +142,10 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
   std::map<std::string, PlanCandidate> bestOfFamily, memoryOfFamily;
   std::map<std::string, std::string> rejected;
   std::string firstReason;
+  // The memory-infeasible plan with the smallest footprint: what to name
+  // when nothing fits.
+  double leastMemory = 0;
+  std::string leastReason;
 
   auto peak = cl.peak(m.precision);
   double peakRate = peak ? *peak * 1e12 : 0;
@@ -242,8 +246,12 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
                         // Keep the memory-infeasible plan closest to fitting.
                         memoryOfFamily[key] = {c, p, p.infeasibleReason};
                       }
-                      if (firstReason.empty())
-                        firstReason = p.infeasibleReason;
+                      if (leastReason.empty() || p.memory() < leastMemory) {
+                        leastMemory = p.memory();
+                        leastReason = p.infeasibleReason +
+                                      " even with the smallest plan (" +
+                                      describePlan(c) + ")";
+                      }
                       // Memory grows with the micro-batch size.
                       if (!exhaustive)
                         break;
@@ -308,7 +316,8 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
     }
     res.alternatives = std::move(alts);
   } else {
-    res.whyNone = firstReason.empty()
+    res.whyNone = !leastReason.empty() ? leastReason
+                  : firstReason.empty()
                       ? std::string("no plan satisfies the given keys")
                       : firstReason;
   }

@@ -173,12 +173,13 @@ int main(int argc, char **argv) {
   if (target != "cpu")
     return fail("--target " + target + ": the CUDA backend is not built yet");
 
-  // A multi-rank program: the plan decides what each rank computes. The
-  // partitioner implements data and tensor parallelism and ZeRO 1-3; keys
-  // it does not implement yet are fixed off unless the user asks (then
-  // llm-partition says why it cannot).
-  bool partition = devices > 1 || plan != "auto";
-  if (partition) {
+  // The plan decides what each rank computes, on one rank too (where it
+  // chooses recomputation when the device's memory needs it, and refuses a
+  // model that fits in no way instead of failing at launch). The
+  // partitioner implements data and tensor parallelism, ZeRO 1-3 and
+  // recomputation; keys it does not implement yet are fixed off unless the
+  // user asks (then llm-partition says why it cannot).
+  {
     auto cluster = loadClusterOpt();
     if (!cluster)
       return fail(llvm::toString(cluster.takeError()));
@@ -201,8 +202,7 @@ int main(int argc, char **argv) {
 
   // The training pipeline: backward, optimizer, lowering to the runtime.
   PassManager pm(&context);
-  if (partition)
-    pm.addPass(llm::createPartition());
+  pm.addPass(llm::createPartition());
   pm.addPass(llm::createAutodiff());
   pm.addPass(llm::createRematerialize());
   pm.addPass(llm::createOptimizer());

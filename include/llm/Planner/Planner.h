@@ -91,6 +91,9 @@ struct PlanConfig {
   Schedule schedule = Schedule::OneFOneB;
 };
 
+/// "dp=2 tp=4 sp pp=1 zero=1 remat=full mbs=4 schedule=1f1b".
+std::string describePlan(const PlanConfig &c);
+
 /// Keys fixed by --plan SPEC; the rest are searched.
 struct PlanSpec {
   std::optional<int64_t> dp, tp, pp, vpp, zero, mbs, microbatches;
