@@ -34,8 +34,9 @@ echo "== training shakespeare-char-gpt on tinyshakespeare (byte-level)"
 "$bin/llm-tokenize" "$root/examples/data/tinyshakespeare.txt" -o "$out/train.bin" \
   --val "$out/val.bin"
 ranks=${LLM_DEMO_RANKS:-2}
-# What the partitioner implements today: data and tensor parallelism, ZeRO,
-# recomputation.
+# The planner searches dp, tp, ZeRO and recomputation (llm-compile keeps
+# sequence parallelism off unless asked; pipelines and micro-batching are
+# not implemented yet).
 plan="pp=1,sp=0,mb=1"
 cluster=$root/examples/clusters/local-cpu.json
 echo "-- the plan for $ranks ranks on this machine ($cluster)"

@@ -509,15 +509,19 @@ LogicalResult AllReduceOp::verify() {
   return success();
 }
 
-/// A 1-D `part` whose size divides the element count of `whole`.
+/// A `part` whose size divides the element count of `whole`: 1-D (a ZeRO
+/// share), or [tokens, h] (this rank's tokens under sequence parallelism).
 static LogicalResult verifyShard(Operation *op, ShapedType whole,
                                  ShapedType part, StringRef group) {
   if (group != "dp" && group != "tp")
     return op->emitOpError() << "expects group to be dp or tp, got '" << group
                              << "'";
-  if (part.getRank() != 1 || part.getNumElements() == 0 ||
-      whole.getNumElements() % part.getNumElements() != 0)
-    return op->emitOpError() << "expects a 1-D part whose size divides the "
+  if (part.getRank() < 1 || part.getRank() > 2 || part.getNumElements() == 0 ||
+      whole.getNumElements() % part.getNumElements() != 0 ||
+      (part.getRank() == 2 &&
+       part.getShape().back() != whole.getShape().back()))
+    return op->emitOpError() << "expects a 1-D part, or a 2-D one with the "
+                                "same last dimension, whose size divides the "
                              << whole.getNumElements() << " elements, got "
                              << shapeStr(part.getShape());
   return verifyElementTypes(op, {{"whole", whole}, {"part", part}});

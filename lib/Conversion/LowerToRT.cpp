@@ -471,6 +471,7 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
   DenseMap<Value, int> storageOf;
   /// Values that are views of another: (base, rank share?).
   DenseMap<Value, std::pair<Value, bool>> aliases;
+  DenseMap<Value, int64_t> shareGroup; // rank share: 1 dp, 2 tp
   for (Operation &op : body.without_terminator()) {
     int64_t i = index[&op];
     // Views: a ZeRO share reads its operand in place; AdamW updates its
@@ -480,6 +481,7 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
         return slice.emitOpError()
                << "llm-lower-to-rt: a share of a share is not supported";
       aliases[slice.getResult()] = {slice.getInput(), true};
+      shareGroup[slice.getResult()] = slice.getGroup() == "dp" ? 1 : 2;
       if (auto it = storageOf.find(slice.getInput()); it != storageOf.end()) {
         int shared = it->second;
         storageOf[slice.getResult()] = shared;
@@ -592,11 +594,14 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
         auto type = memrefOf(v);
         int64_t share = type.getNumElements() * type.getElementTypeBitWidth() / 8;
         auto op = mlir::llmrt::BufferOp::create(
-            b, fn.getLoc(), type, (baseOp.getName() + "@dp-share").str(),
+            b, fn.getLoc(), type,
+            (baseOp.getName() + (shareGroup.lookup(v) == 2 ? "@tp-share"
+                                                          : "@dp-share"))
+                .str(),
             "temp", baseOp.getOffset(), StringAttr(), FloatAttr(),
             DenseI64ArrayAttr(), DenseI64ArrayAttr(), IntegerAttr(),
             IntegerAttr(), DenseI64ArrayAttr());
-        op.setRankGroupAttr(b.getI64IntegerAttr(1));
+        op.setRankGroupAttr(b.getI64IntegerAttr(shareGroup.lookup(v)));
         op.setRankStrideAttr(b.getI64IntegerAttr(share));
         view = op.getResult();
       }

@@ -172,12 +172,34 @@ LogicalResult GradientBuilder::backward(Operation *op) {
         return success();
       })
       .Case([&](AllGatherOp g) {
-        // ZeRO-3: the parameter share's gradient is this rank's share of the
-        // replicas' mean gradient.
+        // ZeRO-3 (dp): the parameter share's gradient is this rank's share
+        // of the replicas' mean gradient. Sequence parallelism (tp): the
+        // gathered tokens feed column-parallel linears whose partial input
+        // gradients are summed, each rank keeping its tokens.
+        bool tp = g.getGroup() == "tp";
         accumulate(g.getInput(),
                    ReduceScatterOp::create(b, loc, g.getInput().getType(), dy,
                                            g.getGroupAttr(),
-                                           b.getStringAttr("mean")));
+                                           b.getStringAttr(tp ? "sum" : "mean")));
+        return success();
+      })
+      .Case([&](ReduceScatterOp r) -> LogicalResult {
+        // Sequence parallelism: every rank's input reached every share, so
+        // its gradient is all the shares' gradients.
+        if (r.getReduction() != "sum")
+          return r.emitOpError()
+                 << "llm-autodiff: no gradient rule for a mean reduce-scatter";
+        accumulate(r.getInput(),
+                   AllGatherOp::create(b, loc, r.getInput().getType(), dy,
+                                       r.getGroupAttr()));
+        return success();
+      })
+      .Case([&](ShardSliceOp s) {
+        // A replicated value cut into the ranks' tokens: its gradient joins
+        // every rank's part (the same on all ranks).
+        accumulate(s.getInput(),
+                   AllGatherOp::create(b, loc, s.getInput().getType(), dy,
+                                       s.getGroupAttr()));
         return success();
       })
       .Case([&](AllReduceOp a) {

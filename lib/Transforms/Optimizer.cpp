@@ -109,6 +109,17 @@ void OptimizerPass::runOnOperation() {
     sharded[k] = dp > 1 && zero >= 1 && n % dp == 0;
     if (tpPlan && step.getArgAttr(k, "llm.tp_shard"))
       masks[k] |= 2;
+    // Sequence parallelism: a replicated parameter read by per-token ops on
+    // this rank's tokens (norms, biases after reduce-scatter) has a partial
+    // gradient; the tensor-parallel ranks' parts are summed.
+    if (tpPlan && step.getArgAttr(k, "llm.sp_partial_grad")) {
+      OpBuilder::InsertionGuard guard(b);
+      if (Operation *def = gradients[k].getDefiningOp())
+        b.setInsertionPointAfter(def);
+      gradients[k] = AllReduceOp::create(b, loc, gradients[k],
+                                         b.getStringAttr("tp"),
+                                         b.getStringAttr("sum"));
+    }
     // ZeRO-3 (llm-partition): the parameter is a share at rest and its
     // gradient already this rank's share of the mean (llm-autodiff).
     atRest[k] = static_cast<bool>(step.getArgAttr(k, "llm.zero_shard"));

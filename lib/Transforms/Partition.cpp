@@ -240,6 +240,116 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
   return success();
 }
 
+/// Sequence parallelism (Korthikanti et al.), after the tensor-parallel
+/// rewrite: between the tensor-parallel regions (norms, residual and bias
+/// adds) each rank keeps 1/tp of the tokens instead of all of them. A rank's
+/// tokens are its contiguous 1/tp of the flattened batch x sequence (what
+/// Megatron's [s, b, h] layout gives), so the values there are [B s / tp, h]
+/// and the collectives are the flat ones: the residual stream is cut after
+/// the embedding (`llm.shard_slice`, no data moves), each `llm.tp_copy`
+/// becomes an all-gather of the tokens (its gradient a reduce-scatter) and
+/// each row-parallel all-reduce a reduce-scatter (its gradient an
+/// all-gather). Replicated parameters read on this rank's tokens get
+/// `llm.sp_partial_grad`: llm-optimizer sums their gradients over tp.
+static LogicalResult partitionSequenceParallel(func::FuncOp fn, int64_t tp) {
+  MLIRContext *ctx = fn.getContext();
+  Block &body = fn.getBody().front();
+  OpBuilder b(ctx);
+  auto tpAttr = b.getStringAttr("tp");
+  // The parameter a value is (through ZeRO-3's all-gather), or null.
+  auto paramOf = [&](Value v) -> BlockArgument {
+    if (auto gather = v.getDefiningOp<AllGatherOp>();
+        gather && gather.getGroup() == "dp")
+      v = gather.getInput();
+    auto arg = dyn_cast<BlockArgument>(v);
+    return arg && fn.getArgAttr(arg.getArgNumber(), kParamAttr)
+               ? arg
+               : BlockArgument();
+  };
+  // The residual stream enters the first layer at the input of the norm
+  // whose output the first tp_copy carries.
+  TPCopyOp first;
+  for (Operation &op : body)
+    if ((first = dyn_cast<TPCopyOp>(op)))
+      break;
+  Operation *norm = first ? first.getInput().getDefiningOp() : nullptr;
+  if (!norm || !isa<LayerNormOp, RMSNormOp>(norm))
+    return fn.emitError() << "llm-partition: sequence parallelism needs the "
+                             "first tensor-parallel region to start at a norm";
+  Value stream = norm->getOperand(0);
+  auto streamType = cast<RankedTensorType>(stream.getType());
+  int64_t h = streamType.getShape().back();
+  int64_t tokens = streamType.getNumElements() / h;
+  if (tokens % tp != 0)
+    return fn.emitError() << "llm-partition: sequence parallelism: tp=" << tp
+                          << " does not divide the " << tokens
+                          << " tokens of the batch";
+  auto local = RankedTensorType::get({tokens / tp, h},
+                                     streamType.getElementType());
+  b.setInsertionPointAfterValue(stream);
+  auto cut = ShardSliceOp::create(b, norm->getLoc(), local, stream, tpAttr);
+  stream.replaceAllUsesExcept(cut.getResult(), cut);
+
+  DenseSet<Value> mine{cut.getResult()}; // values on this rank's tokens
+  SmallVector<Operation *> ops;
+  for (Operation *op = cut->getNextNode(); op && op != body.getTerminator();
+       op = op->getNextNode())
+    ops.push_back(op);
+  for (Operation *op : ops) {
+    if (auto copy = dyn_cast<TPCopyOp>(op)) {
+      if (!mine.contains(copy.getInput()))
+        return copy.emitOpError() << "llm-partition: sequence parallelism: "
+                                     "the input of a tensor-parallel region "
+                                     "is not on this rank's tokens";
+      b.setInsertionPoint(copy);
+      auto gather = AllGatherOp::create(b, copy.getLoc(), copy.getType(),
+                                        copy.getInput(), tpAttr);
+      copy.getResult().replaceAllUsesWith(gather.getResult());
+      copy->erase();
+      continue;
+    }
+    if (auto reduce = dyn_cast<AllReduceOp>(op);
+        reduce && reduce.getGroup() == "tp" &&
+        reduce.getInput().getDefiningOp<LinearOp>()) {
+      auto type = cast<RankedTensorType>(reduce.getType());
+      if (type.getNumElements() != streamType.getNumElements())
+        return reduce.emitOpError() << "llm-partition: sequence parallelism: "
+                                       "a row-parallel output of another shape "
+                                       "than the residual stream";
+      b.setInsertionPoint(reduce);
+      auto scatter = ReduceScatterOp::create(b, reduce.getLoc(), local,
+                                             reduce.getInput(), tpAttr,
+                                             reduce.getReductionAttr());
+      reduce.getResult().replaceAllUsesWith(scatter.getResult());
+      reduce->erase();
+      mine.insert(scatter.getResult());
+      continue;
+    }
+    if (llvm::none_of(op->getOperands(),
+                      [&](Value v) { return mine.contains(v); }))
+      continue;
+    if (!isa<AddOp, LayerNormOp, RMSNormOp>(op))
+      return op->emitOpError() << "llm-partition: no sequence-parallel rule "
+                                  "for this op on this rank's tokens";
+    for (Value v : op->getOperands()) {
+      if (mine.contains(v))
+        continue;
+      BlockArgument param = paramOf(v);
+      if (!param)
+        return op->emitOpError()
+               << "llm-partition: sequence parallelism: an operand is on all "
+                  "tokens, the other on this rank's";
+      fn.setArgAttr(param.getArgNumber(), "llm.sp_partial_grad",
+                    UnitAttr::get(ctx));
+    }
+    for (Value r : op->getResults()) {
+      r.setType(local);
+      mine.insert(r);
+    }
+  }
+  return success();
+}
+
 /// ZeRO-3: every parameter whose size dp divides is kept as this rank's
 /// flattened 1/dp share (`llm.zero_shard`, and `llm.zero_of` = the shape it
 /// is a share of) and all-gathered where it is used. Its gradient (the
@@ -290,8 +400,10 @@ void PartitionPass::runOnOperation() {
   };
   if (plan.getPp() != 1)
     return unsupported("pipeline parallelism (pp=" + Twine(plan.getPp()) + ")");
-  if (plan.getSp() != 0)
-    return unsupported("sequence parallelism");
+  if (plan.getSp() != 0 && plan.getTp() < 2) {
+    module.emitError() << "llm-partition: sequence parallelism needs tp > 1";
+    return signalPassFailure();
+  }
   if (plan.getMicrobatches() != 1)
     return unsupported("gradient accumulation over micro-batches (" +
                        Twine(plan.getMicrobatches()) + ")");
@@ -319,8 +431,13 @@ void PartitionPass::runOnOperation() {
   int64_t dp = plan.getDp();
   if (dp > 1 && plan.getZero() >= 3)
     shardParametersZero3(fn, dp);
+  // Sequence parallelism cuts each data-parallel rank's tokens.
+  auto sequenceParallel = [&] {
+    return plan.getSp() == 0 ||
+           succeeded(partitionSequenceParallel(fn, plan.getTp()));
+  };
   if (dp == 1) {
-    if (failed(verify(fn)))
+    if (!sequenceParallel() || failed(verify(fn)))
       return signalPassFailure();
     return;
   }
@@ -376,6 +493,6 @@ void PartitionPass::runOnOperation() {
                                   b.getStringAttr("dp"),
                                   b.getStringAttr("mean"));
   ret->setOperand(0, mean);
-  if (failed(verify(fn)))
+  if (!sequenceParallel() || failed(verify(fn)))
     return signalPassFailure();
 }

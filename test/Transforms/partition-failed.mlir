@@ -9,10 +9,23 @@ module {
 
 // -----
 
-// expected-error@+1 {{llm-partition: sequence parallelism is not implemented yet}}
-module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 2, sp = 1, pp = 1, vpp = 1, zero = 0, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+// expected-error@+1 {{llm-partition: sequence parallelism needs tp > 1}}
+module attributes {llm.plan = #llm.plan<world = 2, dp = 2, tp = 1, sp = 1, pp = 1, vpp = 1, zero = 0, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
   func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
     return
+  }
+}
+
+// -----
+
+module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 2, sp = 1, pp = 1, vpp = 1, zero = 0, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
+  // No norm before the first column-parallel linear.
+  // expected-error@+1 {{llm-partition: sequence parallelism needs the first tensor-parallel region to start at a norm}}
+  func.func @f(%w: tensor<8x8xf32> {llm.param = "w"}, %ids: tensor<2x4xi32> {llm.input = "tokens"}, %t: tensor<2x4xi32> {llm.input = "targets"}) -> tensor<f32> {
+    %e = llm.embedding %ids, %w : tensor<2x4xi32>, tensor<8x8xf32> -> tensor<2x4x8xf32>
+    %h = llm.linear %e, %w : tensor<2x4x8xf32>, tensor<8x8xf32> -> tensor<2x4x8xf32>
+    %l = llm.cross_entropy %h, %t : tensor<2x4x8xf32>, tensor<2x4xi32> -> tensor<f32>
+    return %l : tensor<f32>
   }
 }
 

@@ -130,6 +130,19 @@ class DistributedTest(unittest.TestCase):
     def test_llama_zero3_dp2_tp2(self):
         self.parity("llama-8h", 4, "dp=2,tp=2,zero=3")
 
+    # Sequence parallelism: norms and residuals on 1/tp of the tokens.
+    def test_gpt2_tp2_sp(self):
+        self.parity("shakespeare-char-gpt", 2, "tp=2,sp=1")
+
+    def test_llama_gqa_tp2_sp(self):
+        self.parity("tiny-llama-gqa", 2, "tp=2,sp=1")
+
+    def test_llama_dp2_tp2_sp_zero3(self):
+        self.parity("llama-8h", 4, "dp=2,tp=2,sp=1,zero=3")
+
+    def test_gpt2_tp2_sp_remat_full(self):
+        self.parity("shakespeare-char-gpt", 2, "tp=2,sp=1,remat=full")
+
     # Full recomputation (llm-rematerialize): the same losses as keeping
     # every activation, alone and with tensor parallelism.
     def test_gpt2_remat_full(self):

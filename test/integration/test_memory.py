@@ -41,6 +41,15 @@ class MemoryTest(unittest.TestCase):
             # Full recomputation keeps each layer's input only: the arena
             # shrinks, and stays within 10% of the prediction (Korthikanti's
             # 2sbh per layer plus one layer's working set).
+            # Sequence parallelism keeps the norms' and residuals'
+            # activations on 1/tp of the tokens.
+            _, _, tp_arena, _ = mem.measure(tmp, mlir, 2, mem.spec_of("tp=2"))
+            _, _, arena, predicted = mem.measure(tmp, mlir, 2,
+                                                 mem.spec_of("tp=2,sp=1"))
+            self.assertLess(arena, 0.95 * tp_arena)
+            self.assertLess(abs(arena / predicted - 1), 0.05,
+                            "tp=2 sp: arena %d vs predicted %d" % (arena,
+                                                                 predicted))
             for devices, plan in ((1, "dp=1"), (2, "tp=2")):
                 _, _, kept, _ = mem.measure(tmp, mlir, devices,
                                             mem.spec_of(plan))

@@ -125,9 +125,15 @@ def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
     Tensor parallelism (Megatron): column-parallel linears keep out/tp
     features behind `llm.tp_copy`, row-parallel ones in/tp features followed
     by an all-reduce and their bias; attention and rotary embeddings run on
-    this rank's heads. ZeRO-1 is llm-optimizer's (sharded moments). Sequence
-    and pipeline parallelism, ZeRO-2/3, recomputation and micro-batching are
-    not implemented yet: a plan that asks for them is an error that says so.
+    this rank's heads; with vocabulary parallelism for the embedding, the
+    LM head and the cross-entropy when tp divides V. Sequence parallelism
+    (`sp`): between those regions each rank keeps its contiguous 1/tp of
+    the tokens (`llm.shard_slice` of the residual stream; `llm.all_gather`
+    in place of `llm.tp_copy`, `llm.reduce_scatter` in place of the
+    row-parallel all-reduce). ZeRO-3 keeps parameters as dp shares,
+    gathered where used; ZeRO-1/2 are llm-optimizer's. Recomputation is
+    llm-rematerialize's. Pipeline parallelism and micro-batching are not
+    implemented yet: a plan that asks for them is an error that says so.
   }];
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }
