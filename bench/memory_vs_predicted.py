@@ -130,6 +130,13 @@ def collective_bytes(tmp, mlir, devices, spec):
             tp += 4 * n
         elif n > 1:  # the loss scalar is not gradient traffic
             dp += 4 * n
+    # Sequence parallelism's all-gathers and reduce-scatters over tp, in
+    # all-reduce payloads (each moves half of one): the whole tensor's bytes
+    # over 2. The kernels' first integer is this rank's part.
+    ranks = int(re.search(r"tp=(\d+)", spec).group(1))
+    for m in re.finditer(r'kernel "(?:all_gather|reduce_scatter)".*ints = '
+                         r'array<i64: (\d+), 2\b', train):
+        tp += 4 * int(m.group(1)) * ranks // 2
     plan = json.loads(sh([os.path.join(BIN, "llm-compile"), mlir, "--cluster",
                           CLUSTER, "--devices", str(devices), "--plan", spec,
                           "--emit=plan"]))["predicted"]
@@ -142,7 +149,8 @@ def collectives_table():
         print("| plan | TP bytes/step/rank (model) | DP bytes/step/rank (model) |")
         print("|---|---|---|")
         for name, devices, plan in [("tp=2", 2, "tp=2"), ("dp=2", 2, "dp=2"),
-                                    ("dp=2 tp=2", 4, "dp=2,tp=2")]:
+                                    ("dp=2 tp=2", 4, "dp=2,tp=2"),
+                                    ("tp=2 sp", 2, "tp=2,sp=1")]:
             tp, dp, mtp, mdp = collective_bytes(tmp, mlir, devices, spec_of(plan))
             print("| %s | %d (%d) | %d (%d) |" % (name, tp, mtp, dp, mdp))
 

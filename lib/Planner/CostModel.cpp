@@ -244,10 +244,18 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   double layerRecompute = c.remat == Remat::Full        ? layerFwd
                           : c.remat == Remat::Selective ? forward(m.layer, 1.0, true)
                                                         : 0.0;
-  double layerTp = tpComm(m.layer, c.remat == Remat::Full ? 3.0 : 2.0);
+  // Collectives per TP boundary, in all-reduce payloads (an all-gather or a
+  // reduce-scatter moves half an all-reduce): forward and backward, the
+  // recomputed forward under full remat; under SP without full remat the
+  // backward gathers each column-parallel input again (half more). Before
+  // and after the layers SP adds the head's re-gather and the gradient
+  // gather of the cut residual stream: one more.
+  double perBoundary = c.remat == Remat::Full ? 3.0 : c.sp ? 2.5 : 2.0;
+  double prePerBoundary = c.sp ? 3.0 : 2.0;
+  double layerTp = tpComm(m.layer, perBoundary);
   double preFwd = forward(m.pre, vocabScale, false);
   double postFwd = forward(m.post, vocabScale, false);
-  double preTp = tpComm(m.pre, 2.0), postTp = tpComm(m.post, 2.0);
+  double preTp = tpComm(m.pre, prePerBoundary), postTp = tpComm(m.post, 2.0);
 
   // Chunks: balanced by forward time, pre and post weighing on the ends.
   int64_t chunks = c.pp * c.vpp;
@@ -354,9 +362,9 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   if (c.tp > 1) {
     // Payloads: every TP boundary in the forward and the backward (and the
     // recomputed forward).
-    double perLayer = (c.remat == Remat::Full ? 3.0 : 2.0) *
-                      m.layer.tpBoundaries * m.layer.tpBoundaryBytes * b;
-    double pre = 2.0 * m.pre.tpBoundaries * m.pre.tpBoundaryBytes * b;
+    double perLayer =
+        perBoundary * m.layer.tpBoundaries * m.layer.tpBoundaryBytes * b;
+    double pre = prePerBoundary * m.pre.tpBoundaries * m.pre.tpBoundaryBytes * b;
     double post = 2.0 * m.post.tpBoundaries * m.post.tpBoundaryBytes * b;
     double layersOnSlow = 0;
     for (int64_t ch = 0; ch < chunks; ++ch)
