@@ -328,6 +328,15 @@ static LogicalResult partitionSequenceParallel(func::FuncOp fn, int64_t tp) {
     if (llvm::none_of(op->getOperands(),
                       [&](Value v) { return mine.contains(v); }))
       continue;
+    if (auto lin = dyn_cast<LinearOp>(op);
+        lin && llvm::any_of(lin->getUsers(), [](Operation *u) {
+          return isa<CrossEntropyOp>(u);
+        }))
+      return op->emitOpError()
+             << "llm-partition: sequence parallelism needs the "
+                "vocabulary-parallel LM head, and tp="
+             << tp << " does not divide the vocabulary of "
+             << cast<ShapedType>(lin.getType()).getShape().back();
     if (!isa<AddOp, LayerNormOp, RMSNormOp>(op))
       return op->emitOpError() << "llm-partition: no sequence-parallel rule "
                                   "for this op on this rank's tokens";

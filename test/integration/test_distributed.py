@@ -41,6 +41,8 @@ def compile_for(tmp, model, devices, name, batch=8, seq=32, layers=2,
     run([os.path.join(BIN, "llm-import"), "--hf-config", config(model),
          "--batch", str(batch), "--seq", str(seq), "--layers", str(layers),
          "-o", mlir])
+    if plan and "tp=" in plan and "sp=" not in plan:
+        plan += ",sp=0"  # plain tensor parallelism unless the test asks
     run([os.path.join(BIN, "llm-compile"), mlir, "--devices", str(devices),
          "-o", exe] + (["--plan", plan] if plan else []))
     return exe

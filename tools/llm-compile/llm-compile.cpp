@@ -187,12 +187,18 @@ int main(int argc, char **argv) {
     if (!spec)
       return fail(llvm::toString(spec.takeError()));
     if (!spec->pp) spec->pp = 1;
-    if (!spec->sp) spec->sp = false;
     if (!spec->mbs && !spec->microbatches) spec->microbatches = 1;
     FailureOr<llm::ModelProfile> profile = llm::profileModel(*module);
     if (failed(profile))
       return 1;
     llm::SearchResult r = llm::searchPlans(*profile, *cluster, devices, *spec);
+    // Sequence parallelism needs the vocabulary-parallel head (tp divides
+    // the vocabulary): when the planner chose it without, plan without it.
+    if (r.found && !spec->sp && r.best.config.sp &&
+        profile->vocab % r.best.config.tp != 0) {
+      spec->sp = false;
+      r = llm::searchPlans(*profile, *cluster, devices, *spec);
+    }
     if (!r.found)
       return fail("no plan for " + llvm::Twine(devices) + " devices: " +
                   r.whyNone);
