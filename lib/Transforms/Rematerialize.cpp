@@ -91,6 +91,16 @@ void RematerializePass::runOnOperation() {
     if (&op == seed)
       break;
     forward.insert(&op);
+    // ZeRO-3: a parameter is read through its all-gather over dp.
+    if (auto gather = dyn_cast<AllGatherOp>(op);
+        gather && gather.getGroup() == "dp") {
+      auto it = paramLayer.find(gather.getInput());
+      if (it != paramLayer.end()) {
+        paramLayer[gather.getResult()] = it->second;
+        layer[gather.getResult()] = -1;
+        continue;
+      }
+    }
     int64_t fromParams = -1, fromValues = -1;
     bool readsParam = false;
     for (Value v : op.getOperands()) {
@@ -141,8 +151,11 @@ void RematerializePass::runOnOperation() {
       recomputed[orig] = copy;
     return recomputed.lookup(v);
   };
+  // The backward ops (the results returned, the loss among them, are left
+  // as they are).
   SmallVector<Operation *> backward;
-  for (Operation *op = seed; op; op = op->getNextNode())
+  for (Operation *op = seed; op && op != body.getTerminator();
+       op = op->getNextNode())
     backward.push_back(op);
   for (Operation *op : backward) {
     b.setInsertionPoint(op);

@@ -789,7 +789,9 @@ absl::Status Run::loadSharded(const std::string &ckpt) {
       int64_t dparts = zero ? savedDp : 1;
       int64_t total = product(shape), localN = product(local);
       if (axis >= static_cast<int64_t>(shape.size()) || blocks < 1 ||
-          (axis >= 0 && shape[axis] % (blocks * parts) != 0) ||
+          (axis >= 0 && (blocks > shape[axis] || parts > shape[axis] ||
+                         shape[axis] % (blocks * parts) != 0)) ||
+          localN < 1 || localN > total ||
           localN * parts != total || localN % dparts != 0)
         return bad("its slicing (tp_axis, tp_blocks, tp_local_shape, zero) "
                    "does not fit its shape and the plan");
@@ -835,7 +837,12 @@ absl::Status Run::resume(const std::string &dir) {
     name = *latest;
     while (!name.empty() && (name.back() == '\n' || name.back() == ' '))
       name.pop_back();
-  } else {
+    // A pointer to a directory that is gone (a crash while a step's
+    // checkpoint was being replaced): fall back to the scan below.
+    if (!exists(dir + "/" + name))
+      name.clear();
+  }
+  if (name.empty()) {
     // No pointer (crash between rename and pointer update): the newest
     // complete checkpoint.
     DIR *d = ::opendir(dir.c_str());

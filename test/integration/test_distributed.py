@@ -153,6 +153,9 @@ class DistributedTest(unittest.TestCase):
     def test_llama_gqa_tp2_remat_full(self):
         self.parity("tiny-llama-gqa", 2, "tp=2,remat=full")
 
+    def test_gpt2_zero3_dp2_remat_full(self):
+        self.parity("shakespeare-char-gpt", 2, "dp=2,zero=3,remat=full")
+
     def test_zero3_checkpoint_resumes_on_one_rank(self):
         hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "6"]
         z = compile_for(self.tmp, "tiny-llama-gqa", 4, "z3-4", plan="dp=4,zero=3")

@@ -68,6 +68,18 @@ class TrainingTest(unittest.TestCase):
                            "--resume", ckpt] + CONST_LR)
         self.assertIn("no complete checkpoint to resume from", err)
 
+    def test_latest_pointing_at_a_missing_step_falls_back(self):
+        # A crash while a step's directory was being replaced leaves LATEST
+        # naming a directory that is gone: the newest complete one is used.
+        ckpt = self.path("gone-ckpt")
+        run([self.exe, "--data", self.data, "--steps", "2", "--save", ckpt,
+             "--save-every", "1"] + CONST_LR)
+        shutil.rmtree(os.path.join(ckpt, "step-00000002"))
+        p = run([self.exe, "--data", self.data, "--steps", "3", "--resume",
+                 ckpt] + CONST_LR)
+        self.assertIn("resumed from %s/step-00000001 at step 1" % ckpt,
+                      p.stderr)
+
     def test_damaged_sharded_checkpoint_is_refused(self):
         import json
         ckpt = self.path("damaged-ckpt")
