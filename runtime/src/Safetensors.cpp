@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits>
 #include <set>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <tuple>
 #include <unistd.h>
@@ -85,6 +86,43 @@ absl::Status readAll(const std::string &path, std::vector<uint8_t> &out) {
   }
   ::close(fd);
   out.resize(done);
+  return absl::OkStatus();
+}
+
+/// Maps `path` read-only (a private mapping: the kernel loads pages on
+/// demand and may drop them again); files that cannot be mapped (pipes,
+/// empty files) are read into the heap instead.
+absl::Status mapFile(const std::string &path,
+                     std::shared_ptr<const uint8_t> &out, size_t &size) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0)
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    return absl::DataLossError(absl::StrCat(path, ": cannot stat: ", why));
+  }
+  if (S_ISREG(st.st_mode) && st.st_size > 0) {
+    size_t n = static_cast<size_t>(st.st_size);
+    void *p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p != MAP_FAILED) {
+      out = std::shared_ptr<const uint8_t>(
+          static_cast<const uint8_t *>(p),
+          [n](const uint8_t *q) { ::munmap(const_cast<uint8_t *>(q), n); });
+      size = n;
+      return absl::OkStatus();
+    }
+  } else {
+    ::close(fd);
+  }
+  auto heap = std::make_shared<std::vector<uint8_t>>();
+  if (absl::Status s = readAll(path, *heap); !s.ok())
+    return s;
+  size = heap->size();
+  out = std::shared_ptr<const uint8_t>(heap, heap->data());
   return absl::OkStatus();
 }
 
@@ -571,9 +609,9 @@ uint16_t f32ToF16(float value) {
 absl::StatusOr<SafetensorsFile> SafetensorsFile::read(const std::string &path) {
   SafetensorsFile file;
   file.path_ = path;
-  if (absl::Status s = readAll(path, file.contents_); !s.ok())
+  if (absl::Status s = mapFile(path, file.contents_, file.size_); !s.ok())
     return s;
-  const std::vector<uint8_t> &bytes = file.contents_;
+  absl::Span<const uint8_t> bytes(file.contents_.get(), file.size_);
   const int64_t fileSize = static_cast<int64_t>(bytes.size());
   if (fileSize < 8)
     return absl::DataLossError(
@@ -690,9 +728,9 @@ const TensorInfo *SafetensorsFile::find(std::string_view name) const {
 absl::Span<const uint8_t>
 SafetensorsFile::bytes(const TensorInfo &tensor) const {
   if (tensor.begin < 0 || tensor.begin > tensor.end ||
-      dataOffset_ + tensor.end > static_cast<int64_t>(contents_.size()))
+      dataOffset_ + tensor.end > static_cast<int64_t>(size_))
     return {};
-  return absl::Span<const uint8_t>(contents_.data() + dataOffset_ +
+  return absl::Span<const uint8_t>(contents_.get() + dataOffset_ +
                                        tensor.begin,
                                    static_cast<size_t>(tensor.numBytes()));
 }

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,7 +64,7 @@ struct TensorInfo {
   int64_t numBytes() const { return end - begin; }
 };
 
-/// A safetensors file read whole into memory and validated.
+/// A safetensors file, mapped into memory and validated.
 class SafetensorsFile {
 public:
   /// Reads and validates `path`: the header length, the JSON header (syntax,
@@ -98,7 +99,10 @@ public:
 
 private:
   std::string path_;
-  std::vector<uint8_t> contents_;
+  /// The file's bytes: a read-only private mapping of it (pages load on
+  /// demand and stay reclaimable), or a heap copy where it cannot be mapped.
+  std::shared_ptr<const uint8_t> contents_;
+  size_t size_ = 0;
   int64_t dataOffset_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t, std::less<>> index_;
