@@ -128,7 +128,8 @@ class TrainingTest(unittest.TestCase):
         shutil.copy(self.data, val)
         run([self.exe, "--data", self.data, "--val", val, "--eval-every", "2",
              "--steps", "3", "--log", log, "--trace", trace] + CONST_LR)
-        recs = [json.loads(l) for l in open(log)]
+        with open(log) as f:
+            recs = [json.loads(l) for l in f]
         steps = [r for r in recs if "loss" in r]
         self.assertEqual(len(steps), 3)
         for key in ("step", "loss", "lr", "grad_norm", "step_time_s",
@@ -136,7 +137,8 @@ class TrainingTest(unittest.TestCase):
                     "peak_mem_bytes"):
             self.assertIn(key, steps[0])
         self.assertEqual([r["step"] for r in recs if "val_loss" in r], [2, 3])
-        events = json.load(open(trace))["traceEvents"]
+        with open(trace) as f:
+            events = json.load(f)["traceEvents"]
         names = {e["name"] for e in events}
         self.assertIn("attention_bwd", names)
         self.assertIn("adamw", names)
