@@ -189,6 +189,34 @@ LogicalResult LinearOp::verify() {
   return verifyElementTypes(*this, types);
 }
 
+/// The pieces of split (its results) and concat (its inputs) against the
+/// whole tensor: the same rank and element type, the same sizes outside
+/// `axis`, and sizes along it that add up to the whole's.
+static LogicalResult verifyPieces(Operation *op, ShapedType whole,
+                                  StringRef wholeName, ValueRange pieces,
+                                  StringRef pieceKind, int64_t axis) {
+  int64_t sum = 0;
+  for (auto [i, v] : llvm::enumerate(pieces)) {
+    auto t = cast<ShapedType>(v.getType());
+    std::string name = llvm::formatv("{0} #{1}", pieceKind, i).str();
+    if (failed(verifyRank(op, name, t, whole.getRank())) ||
+        failed(verifyElementTypes(op, {{wholeName, whole}, {name, t}})))
+      return failure();
+    for (int64_t d = 0; d < whole.getRank(); ++d)
+      if (d != axis && t.getDimSize(d) != whole.getDimSize(d))
+        return op->emitOpError()
+               << "expects " << name << " shape " << shapeStr(t.getShape())
+               << " to match " << wholeName << " shape "
+               << shapeStr(whole.getShape()) << " outside axis " << axis;
+    sum += t.getDimSize(axis);
+  }
+  if (sum != whole.getDimSize(axis))
+    return op->emitOpError() << "expects " << pieceKind << " sizes along axis "
+                             << axis << " to add up to "
+                             << whole.getDimSize(axis) << ", got " << sum;
+  return success();
+}
+
 LogicalResult SplitOp::verify() {
   auto in = getInput().getType();
   int64_t axis = getAxis();
@@ -197,27 +225,7 @@ LogicalResult SplitOp::verify() {
                          << in.getRank() << ")";
   if (getResults().empty())
     return emitOpError() << "expects at least one result";
-  int64_t sum = 0;
-  for (auto [i, r] : llvm::enumerate(getResults())) {
-    auto t = cast<ShapedType>(r.getType());
-    std::string name = llvm::formatv("result #{0}", i).str();
-    if (failed(verifyRank(*this, name, t, in.getRank())) ||
-        failed(verifyElementTypes(*this, {{"input", in}, {name, t}})))
-      return failure();
-    for (int64_t d = 0; d < in.getRank(); ++d)
-      if (d != axis && t.getDimSize(d) != in.getDimSize(d))
-        return emitOpError() << "expects " << name << " shape "
-                             << shapeStr(t.getShape())
-                             << " to match input shape "
-                             << shapeStr(in.getShape()) << " outside axis "
-                             << axis;
-    sum += t.getDimSize(axis);
-  }
-  if (sum != in.getDimSize(axis))
-    return emitOpError() << "expects result sizes along axis " << axis
-                         << " to add up to " << in.getDimSize(axis) << ", got "
-                         << sum;
-  return success();
+  return verifyPieces(*this, in, "input", getResults(), "result", axis);
 }
 
 /// Checks `num_heads` against a [batch, seq, heads * head_dim] tensor.
@@ -384,27 +392,8 @@ LogicalResult ConcatOp::verify() {
   if (axis < 0 || axis >= result.getRank())
     return emitOpError() << "expects axis (" << axis << ") to be in [0, "
                          << result.getRank() << ")";
-  int64_t sum = 0;
-  for (auto [i, v] : llvm::enumerate(getInputs())) {
-    auto t = cast<ShapedType>(v.getType());
-    std::string name = llvm::formatv("input #{0}", i).str();
-    if (failed(verifyRank(*this, name, t, result.getRank())) ||
-        failed(verifyElementTypes(*this, {{"result", result}, {name, t}})))
-      return failure();
-    for (int64_t d = 0; d < result.getRank(); ++d)
-      if (d != axis && t.getDimSize(d) != result.getDimSize(d))
-        return emitOpError() << "expects " << name << " shape "
-                             << shapeStr(t.getShape())
-                             << " to match result shape "
-                             << shapeStr(result.getShape()) << " outside axis "
-                             << axis;
-    sum += t.getDimSize(axis);
-  }
-  if (sum != result.getDimSize(axis))
-    return emitOpError() << "expects input sizes along axis " << axis
-                         << " to add up to " << result.getDimSize(axis)
-                         << ", got " << sum;
-  return success();
+  return verifyPieces(*this, result, "result", getInputs(), "input",
+                      axis);
 }
 
 /// The shape rules of attention, shared by the forward and the gradient.

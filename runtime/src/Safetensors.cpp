@@ -56,18 +56,10 @@ float bitsFloat(uint32_t u) {
   return f;
 }
 
-absl::Status readAll(const std::string &path, std::vector<uint8_t> &out) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0)
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    std::string why = std::strerror(errno);
-    ::close(fd);
-    return absl::DataLossError(absl::StrCat(path, ": cannot stat: ", why));
-  }
-  out.resize(st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0);
+/// Reads the rest of open file `fd` (`hint` bytes expected) into `out`.
+absl::Status readFd(int fd, const std::string &path, size_t hint,
+                    std::vector<uint8_t> &out) {
+  out.resize(hint);
   size_t done = 0;
   while (true) {
     if (done == out.size())
@@ -75,16 +67,13 @@ absl::Status readAll(const std::string &path, std::vector<uint8_t> &out) {
     ssize_t n = ::read(fd, out.data() + done, out.size() - done);
     if (n < 0 && errno == EINTR)
       continue;
-    if (n < 0) {
-      std::string why = std::strerror(errno);
-      ::close(fd);
-      return absl::DataLossError(absl::StrCat(path, ": read error: ", why));
-    }
+    if (n < 0)
+      return absl::DataLossError(
+          absl::StrCat(path, ": read error: ", std::strerror(errno)));
     if (n == 0)
       break;
     done += static_cast<size_t>(n);
   }
-  ::close(fd);
   out.resize(done);
   return absl::OkStatus();
 }
@@ -98,16 +87,17 @@ absl::Status mapFile(const std::string &path,
   if (fd < 0)
     return absl::NotFoundError(
         absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    std::string why = std::strerror(errno);
-    ::close(fd);
-    return absl::DataLossError(absl::StrCat(path, ": cannot stat: ", why));
-  }
-  if (S_ISREG(st.st_mode) && st.st_size > 0) {
-    size_t n = static_cast<size_t>(st.st_size);
+  if (::fstat(fd, &st) != 0)
+    return absl::DataLossError(
+        absl::StrCat(path, ": cannot stat: ", std::strerror(errno)));
+  size_t n = st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
+  if (S_ISREG(st.st_mode) && n > 0) {
     void *p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
     if (p != MAP_FAILED) {
       out = std::shared_ptr<const uint8_t>(
           static_cast<const uint8_t *>(p),
@@ -115,11 +105,9 @@ absl::Status mapFile(const std::string &path,
       size = n;
       return absl::OkStatus();
     }
-  } else {
-    ::close(fd);
   }
   auto heap = std::make_shared<std::vector<uint8_t>>();
-  if (absl::Status s = readAll(path, *heap); !s.ok())
+  if (absl::Status s = readFd(fd, path, n, *heap); !s.ok())
     return s;
   size = heap->size();
   out = std::shared_ptr<const uint8_t>(heap, heap->data());

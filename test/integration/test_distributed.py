@@ -156,15 +156,20 @@ class DistributedTest(unittest.TestCase):
     def test_gpt2_zero3_dp2_remat_full(self):
         self.parity("shakespeare-char-gpt", 2, "dp=2,zero=3,remat=full")
 
-    def test_zero3_checkpoint_resumes_on_one_rank(self):
-        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "6"]
-        z = compile_for(self.tmp, "tiny-llama-gqa", 4, "z3-4", plan="dp=4,zero=3")
-        one = compile_for(self.tmp, "tiny-llama-gqa", 1, "z3-1")
-        ckpt = os.path.join(self.tmp, "z3-ckpt")
-        full = os.path.join(self.tmp, "z3-full.jsonl")
-        tail = os.path.join(self.tmp, "z3-tail.jsonl")
-        mpirun(4, [z, "--data", self.data, "--steps", "8", "--log", full] + hyper)
-        mpirun(4, [z, "--data", self.data, "--steps", "4", "--save", ckpt] + hyper)
+    def resumes_on_one_rank(self, model, devices, plan, tag, seed):
+        # A run's 4-step checkpoint continues on one rank as the run itself
+        # does (constant learning rate: the schedule does not depend on the
+        # run's length).
+        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", str(seed)]
+        many = compile_for(self.tmp, model, devices, tag + "-n", plan=plan)
+        one = compile_for(self.tmp, model, 1, tag + "-1")
+        ckpt = os.path.join(self.tmp, tag + "-ckpt")
+        full = os.path.join(self.tmp, tag + "-full.jsonl")
+        tail = os.path.join(self.tmp, tag + "-tail.jsonl")
+        mpirun(devices, [many, "--data", self.data, "--steps", "8", "--log",
+                         full] + hyper)
+        mpirun(devices, [many, "--data", self.data, "--steps", "4", "--save",
+                         ckpt] + hyper)
         run([one, "--data", self.data, "--steps", "8", "--resume", ckpt,
              "--log", tail] + hyper)
         got, want = losses(tail), losses(full)[4:]
@@ -172,28 +177,19 @@ class DistributedTest(unittest.TestCase):
         for a, b in zip(got, want):
             self.assertLessEqual(abs(a - b) / abs(b), 1e-6)
 
+    def test_zero3_checkpoint_resumes_on_one_rank(self):
+        # ZeRO-3 parameters and moments are dp shares in the checkpoint.
+        self.resumes_on_one_rank("tiny-llama-gqa", 4, "dp=4,zero=3", "z3", 6)
+
     def test_zero1_checkpoint_resumes_on_one_rank(self):
-        # ZeRO-1 moments are gathered into whole tensors on save.
-        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "4"]
-        z = compile_for(self.tmp, "llama-8h", 4, "z-22", plan="dp=2,tp=2,zero=1")
-        one = compile_for(self.tmp, "llama-8h", 1, "z-1")
-        ckpt = os.path.join(self.tmp, "z-ckpt")
-        full = os.path.join(self.tmp, "z-full.jsonl")
-        tail = os.path.join(self.tmp, "z-tail.jsonl")
-        mpirun(4, [z, "--data", self.data, "--steps", "8", "--log", full] + hyper)
-        mpirun(4, [z, "--data", self.data, "--steps", "4", "--save", ckpt] + hyper)
-        run([one, "--data", self.data, "--steps", "8", "--resume", ckpt,
-             "--log", tail] + hyper)
-        got, want = losses(tail), losses(full)[4:]
-        self.assertEqual(len(got), 4)
-        for a, b in zip(got, want):
-            self.assertLessEqual(abs(a - b) / abs(b), 1e-6)
+        # ZeRO-1 moments are dp shares of tp shards in the checkpoint.
+        self.resumes_on_one_rank("llama-8h", 4, "dp=2,tp=2,zero=1", "z1", 4)
 
     def test_reshard_tp2_dp2_to_tp4_and_one_rank(self):
         # Each rank saves its shards; loading assembles the whole tensors
         # from the index and cuts them again, so a run saved under TP=2 x
-        # DP=2 continues under TP=4 and on one rank. Constant learning rate: the schedule does not
-        # depend on the run's length.
+        # DP=2 continues under TP=4 and on one rank. Constant learning
+        # rate: the schedule does not depend on the run's length.
         hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "5"]
         four = compile_for(self.tmp, "llama-8h", 4, "rs-22", plan="dp=2,tp=2")
         tp4 = compile_for(self.tmp, "llama-8h", 4, "rs-4", plan="tp=4")
@@ -295,24 +291,8 @@ class DistributedTest(unittest.TestCase):
                       p.stderr)
 
     def test_checkpoint_resumes_on_one_rank(self):
-        # Parameters and moments are replicated under data parallelism: the
-        # checkpoint of a 2-rank run continues on one rank exactly as the
-        # 2-rank run would (constant learning rate).
-        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "9"]
-        two = compile_for(self.tmp, "tiny-llama-gqa", 2, "ck2")
-        one = compile_for(self.tmp, "tiny-llama-gqa", 1, "ck1")
-        ckpt = os.path.join(self.tmp, "dp-ckpt")
-        full = os.path.join(self.tmp, "dp-full.jsonl")
-        tail = os.path.join(self.tmp, "dp-tail.jsonl")
-        mpirun(2, [two, "--data", self.data, "--steps", "8", "--log", full]
-               + hyper)
-        mpirun(2, [two, "--data", self.data, "--steps", "4", "--save", ckpt]
-               + hyper)
-        run([one, "--data", self.data, "--steps", "8", "--resume", ckpt,
-             "--log", tail] + hyper)
-        for a, b in zip(losses(tail), losses(full)[4:]):
-            self.assertLessEqual(abs(a - b) / abs(b), 1e-6)
-        self.assertEqual(len(losses(tail)), 4)
+        # Parameters and moments are replicated under data parallelism.
+        self.resumes_on_one_rank("tiny-llama-gqa", 2, "dp=2,zero=0", "dp", 9)
 
 
 if __name__ == "__main__":

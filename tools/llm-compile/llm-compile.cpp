@@ -27,6 +27,8 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
 
+#include <optional>
+
 using namespace mlir;
 namespace cl = llvm::cl;
 
@@ -141,18 +143,30 @@ int main(int argc, char **argv) {
       c->devicesPerNode = devices;
     return c;
   };
+  // What planning reads: the cluster, the --plan keys, the model's profile.
+  std::optional<llm::Cluster> cluster;
+  std::optional<llm::PlanSpec> spec;
+  std::optional<llm::ModelProfile> profile;
+  auto loadPlanInputs = [&]() -> int {
+    auto c = loadClusterOpt();
+    if (!c)
+      return fail(llvm::toString(c.takeError()));
+    auto s = llm::parsePlanSpec(plan);
+    if (!s)
+      return fail(llvm::toString(s.takeError()));
+    FailureOr<llm::ModelProfile> p = llm::profileModel(*module);
+    if (failed(p))
+      return 1;
+    cluster = std::move(*c);
+    spec = *s;
+    profile = std::move(*p);
+    return 0;
+  };
   if (emit == Emit::Plan || explain) {
     if (clusterPath.empty())
       return fail("--emit=plan and --explain need --cluster FILE");
-    auto cluster = loadClusterOpt();
-    if (!cluster)
-      return fail(llvm::toString(cluster.takeError()));
-    auto spec = llm::parsePlanSpec(plan);
-    if (!spec)
-      return fail(llvm::toString(spec.takeError()));
-    FailureOr<llm::ModelProfile> profile = llm::profileModel(*module);
-    if (failed(profile))
-      return 1;
+    if (int rc = loadPlanInputs())
+      return rc;
     int64_t world = devices.getNumOccurrences() ? devices.getValue()
                                                 : cluster->devices();
     llm::SearchResult r = llm::searchPlans(*profile, *cluster, world, *spec);
@@ -176,21 +190,14 @@ int main(int argc, char **argv) {
   // The plan decides what each rank computes, on one rank too (where it
   // chooses recomputation when the device's memory needs it, and refuses a
   // model that fits in no way instead of failing at launch). The
-  // partitioner implements data and tensor parallelism, ZeRO 1-3 and
-  // recomputation; keys it does not implement yet are fixed off unless the
-  // user asks (then llm-partition says why it cannot).
+  // partitioner implements data, tensor and sequence parallelism, ZeRO 1-3
+  // and recomputation; pipelines and micro-batching are fixed off unless
+  // the user asks (then llm-partition says why it cannot).
   {
-    auto cluster = loadClusterOpt();
-    if (!cluster)
-      return fail(llvm::toString(cluster.takeError()));
-    auto spec = llm::parsePlanSpec(plan);
-    if (!spec)
-      return fail(llvm::toString(spec.takeError()));
+    if (int rc = loadPlanInputs())
+      return rc;
     if (!spec->pp) spec->pp = 1;
     if (!spec->mbs && !spec->microbatches) spec->microbatches = 1;
-    FailureOr<llm::ModelProfile> profile = llm::profileModel(*module);
-    if (failed(profile))
-      return 1;
     llm::SearchResult r = llm::searchPlans(*profile, *cluster, devices, *spec);
     // Sequence parallelism needs the vocabulary-parallel head (tp divides
     // the vocabulary): when the planner chose it without, plan without it.
