@@ -1,4 +1,4 @@
-//===- Executor.cpp - runs a program's functions on the CPU ---------------===//
+//===- Executor.cpp - the CPU backend of the executor ---------------------===//
 #include "llmrt/Executor.h"
 #include "llmrt/Comm.h"
 #include "llmrt/CpuKernels.h"
@@ -12,14 +12,43 @@
 
 namespace llmrt {
 
-Executor::~Executor() {
-  std::free(arena_);
-  std::free(workspace_);
-}
+namespace {
+class CpuExecutor final : public Executor {
+public:
+  ~CpuExecutor() override {
+    std::free(arena_);
+    std::free(workspace_);
+  }
+  void run(int fn, std::vector<TraceEvent> *trace,
+           std::chrono::steady_clock::time_point origin) override;
+  int64_t allocatedBytes() const override {
+    return program_.arenaBytes + workspaceBytes_;
+  }
+  std::string backend() const override { return "cpu"; }
+
+private:
+  friend absl::StatusOr<std::unique_ptr<Executor>>
+  llmrt::createCpuExecutor(ProgramDesc, Communicator &, int);
+  uint8_t *hostView(const BufferDesc &b) override { return arena_ + b.offset; }
+
+public:
+  struct Resolved {
+    const Instruction *inst;
+    std::vector<void *> ptrs;
+  };
+  uint8_t *arena_ = nullptr;
+  void *workspace_ = nullptr;
+  int64_t workspaceBytes_ = 0;
+  /// Per-row scratch of the vocabulary-parallel loss (sized at load).
+  std::vector<double> rowScratch_;
+  std::vector<std::vector<Resolved>> functions_;
+};
+} // namespace
 
 absl::StatusOr<std::unique_ptr<Executor>>
-Executor::create(ProgramDesc program, Communicator &comm) {
-  std::unique_ptr<Executor> ex(new Executor());
+createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
+  cpu::setThreads(threads);
+  std::unique_ptr<CpuExecutor> ex(new CpuExecutor());
   ex->comm_ = &comm;
   ex->program_ = std::move(program);
   const ProgramDesc &p = ex->program_;
@@ -61,7 +90,7 @@ Executor::create(ProgramDesc program, Communicator &comm) {
             std::max<size_t>(ex->rowScratch_.size(), 3 * inst.ints[0]));
 
   for (const FunctionDesc &f : p.functions) {
-    std::vector<Resolved> resolved;
+    std::vector<CpuExecutor::Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
       // Sizes that depend on the group's size (the loader checked the rest).
       if (inst.opcode == static_cast<uint16_t>(Opcode::AllGather) ||
@@ -74,7 +103,7 @@ Executor::create(ProgramDesc program, Communicator &comm) {
               "buffer '", big.name, "' is smaller than the group's ", whole,
               " elements"));
       }
-      Resolved r{&inst, {}};
+      CpuExecutor::Resolved r{&inst, {}};
       for (uint32_t o : inst.operands) {
         const BufferDesc &b = p.buffers[o];
         uint64_t at = b.offset;
@@ -89,22 +118,7 @@ Executor::create(ProgramDesc program, Communicator &comm) {
     }
     ex->functions_.push_back(std::move(resolved));
   }
-  return ex;
-}
-
-absl::StatusOr<int> Executor::function(const std::string &name) const {
-  for (size_t i = 0; i < program_.functions.size(); ++i)
-    if (program_.functions[i].name == name)
-      return static_cast<int>(i);
-  return absl::NotFoundError(
-      absl::StrCat("the program has no function '", name, "'"));
-}
-
-const BufferDesc *Executor::find(BufferRole role, const std::string &name) const {
-  for (const BufferDesc &b : program_.buffers)
-    if (b.role == role && b.name == name)
-      return &b;
-  return nullptr;
+  return std::unique_ptr<Executor>(std::move(ex));
 }
 
 namespace {
@@ -139,7 +153,7 @@ void vocabRowStats(const float *logits, const int32_t *targets, int64_t rows,
 }
 } // namespace
 
-void Executor::run(int fn, std::vector<TraceEvent> *trace,
+void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
                    std::chrono::steady_clock::time_point origin) {
   using clock = std::chrono::steady_clock;
   for (const Resolved &r : functions_[fn]) {

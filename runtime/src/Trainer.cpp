@@ -1,7 +1,6 @@
 //===- Trainer.cpp - the training executable's driver ---------------------===//
 #include "llmrt/Trainer.h"
 #include "llmrt/Comm.h"
-#include "llmrt/CpuKernels.h"
 #include "llmrt/Executor.h"
 #include "llmrt/Safetensors.h"
 #include "llmrt/TokenFile.h"
@@ -298,8 +297,9 @@ void fromWhole(const BufferDesc &b, Communicator &comm, const float *whole,
 
 class Run {
 public:
-  Run(const ProgramDesc &program, const TrainOptions &opts, Communicator &comm)
-      : program(program), opts(opts), comm(comm) {}
+  Run(const ProgramDesc &program, const TrainOptions &opts, Communicator &comm,
+      ExecutorFactory makeExecutor)
+      : program(program), opts(opts), comm(comm), makeExecutor(makeExecutor) {}
   absl::Status execute();
 
 private:
@@ -319,6 +319,7 @@ private:
   const ProgramDesc &program;
   const TrainOptions &opts;
   Communicator &comm;
+  ExecutorFactory makeExecutor;
   std::unique_ptr<Executor> ex;
   nlohmann::json meta;
   /// Global batch (sequences per step), this rank's share, and its first
@@ -388,8 +389,7 @@ absl::Status Run::setup() {
       if (ranksHere > 1)
         threads = std::max(1, cores / ranksHere);
     }
-  cpu::setThreads(threads);
-  auto executor = Executor::create(program, comm);
+  auto executor = makeExecutor(program, comm, threads);
   if (!executor.ok())
     return executor.status();
   ex = std::move(*executor);
@@ -641,6 +641,7 @@ bool allOk(Communicator &comm, const absl::Status &s) {
 /// tensor its global shape, how it is cut and which file holds each piece),
 /// state.json and the COMPLETE marker, and renames the directory into place.
 absl::Status Run::saveCheckpoint(int64_t step) {
+  ex->downloadState();
   const std::string &dir = opts.save;
   char name[32];
   std::snprintf(name, sizeof(name), "step-%08lld", static_cast<long long>(step));
@@ -947,7 +948,9 @@ absl::StatusOr<double> Run::evaluate() {
         y[b * seq + s] = toks[off + s + 1];
       }
     }
+    ex->uploadInputs();
     ex->run(evalFn);
+    ex->downloadOutputs();
     sum += *ex->data<float>(*evalLossBuf);
   }
   return sum / opts.evalBatches;
@@ -1056,6 +1059,7 @@ absl::Status Run::execute() {
                                         : initDefault();
   if (!s.ok())
     return s;
+  ex->uploadState();
   if (!opts.log.empty() && root) {
     logFile = std::fopen(opts.log.c_str(), startStep > 0 ? "a" : "w");
     if (!logFile)
@@ -1065,12 +1069,13 @@ absl::Status Run::execute() {
   if (root)
     std::fprintf(stderr,
                "model: %s, %lld parameters | batch %lld x seq %lld | arena %.1f "
-               "MiB + workspace %.1f MiB\n",
+               "MiB + workspace %.1f MiB | %s\n",
                meta["config"].value("model_type", std::string("?")).c_str(),
                static_cast<long long>(meta.value("params", int64_t(0))),
                static_cast<long long>(batch), static_cast<long long>(seq),
                program.arenaBytes / 1048576.0,
-               (ex->allocatedBytes() - program.arenaBytes) / 1048576.0);
+               (ex->allocatedBytes() - program.arenaBytes) / 1048576.0,
+               ex->deviceName().c_str());
 
   using clock = std::chrono::steady_clock;
   for (int64_t t = startStep; t < opts.steps; ++t) {
@@ -1084,7 +1089,9 @@ absl::Status Run::execute() {
     if (!opts.trace.empty())
       stepMarks.push_back(
           {t + 1, std::chrono::duration<double, std::micro>(begin - origin).count()});
+    ex->uploadInputs();
     ex->run(trainFn, opts.trace.empty() ? nullptr : &trace, origin);
+    ex->downloadOutputs();
     double secs = std::chrono::duration<double>(clock::now() - begin).count();
     double loss = *ex->data<float>(*lossBuf);
     double norm = *ex->data<float>(*normBuf);
@@ -1148,8 +1155,8 @@ absl::Status Run::execute() {
 } // namespace
 
 absl::Status train(const ProgramDesc &program, const TrainOptions &opts,
-                   Communicator &comm) {
-  Run run(program, opts, comm);
+                   Communicator &comm, ExecutorFactory makeExecutor) {
+  Run run(program, opts, comm, makeExecutor);
   // Malformed JSON (program metadata, a checkpoint's state) surfaces as an
   // exception of the JSON library: report it, never terminate.
   try {

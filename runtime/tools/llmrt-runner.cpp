@@ -1,7 +1,10 @@
 //===- llmrt-runner.cpp - the runtime half of every compiled executable ---===//
 //
 // `llm-compile MODEL.mlir -o MODEL.exe` copies this binary and appends the
-// compiled program; at start it reads the program from its own file.
+// compiled program; at start it reads the program from its own file. Built
+// three times: llmrt-runner (CPU, one rank), llmrt-runner-mpi (CPU, MPI) and
+// llmrt-runner-cuda (LLMRT_CUDA: the CUDA backend, one rank, neither MPI
+// nor OpenBLAS needed where it runs).
 //
 //===----------------------------------------------------------------------===//
 #include "llmrt/Comm.h"
@@ -55,7 +58,12 @@ int main(int argc, char **argv) {
       comm->abort(1);
     return 1;
   }
-  if (absl::Status s = llmrt::train(*program, *opts, *comm); !s.ok()) {
+#ifdef LLMRT_CUDA
+  llmrt::ExecutorFactory backend = llmrt::createCudaExecutor;
+#else
+  llmrt::ExecutorFactory backend = llmrt::createCpuExecutor;
+#endif
+  if (absl::Status s = llmrt::train(*program, *opts, *comm, backend); !s.ok()) {
     std::fprintf(stderr, "error: rank %d: %s\n", rank,
                  std::string(s.message()).c_str());
     // Only the world-size check (FailedPrecondition) fails on every rank

@@ -1,9 +1,16 @@
-//===- Executor.h - runs a program's functions on the CPU ---------*- C++ -*-===//
+//===- Executor.h - runs a program's functions ---------------------*- C++ -*-===//
 //
-// Owns the arena (one allocation of the compile-time size) and the attention
-// workspace, resolves every instruction's operands to pointers once, and runs
-// a function as a straight loop of kernel calls: nothing is allocated while
-// a step runs.
+// An executor owns the arena (one allocation of the compile-time size) and
+// the kernels' workspace, resolves every instruction's operands to pointers
+// once, and runs a function as a straight loop of kernel calls: nothing is
+// allocated while a step runs. Two backends implement it: the CPU
+// (createCpuExecutor, Executor.cpp) and CUDA (createCudaExecutor,
+// cuda/CudaExecutor.cpp, only in the CUDA runner).
+//
+// The trainer reads and writes buffers through host views (data<T>). On the
+// CPU they are the arena itself; on a GPU they are host copies of the
+// non-temporary buffers, moved by the upload/download calls below, which
+// are no-ops on the CPU.
 //
 //===----------------------------------------------------------------------===//
 #ifndef LLMRT_EXECUTOR_H
@@ -31,11 +38,7 @@ struct TraceEvent {
 
 class Executor {
 public:
-  /// Allocates the arena and workspace for `program` (zeroed); collectives
-  /// go through `comm`.
-  static absl::StatusOr<std::unique_ptr<Executor>> create(ProgramDesc program,
-                                                          Communicator &comm);
-  ~Executor();
+  virtual ~Executor() = default;
 
   const ProgramDesc &program() const { return program_; }
 
@@ -44,39 +47,57 @@ public:
 
   /// Runs function `fn`. When `trace` is set, appends one event per kernel
   /// (times relative to `origin`).
-  void run(int fn, std::vector<TraceEvent> *trace = nullptr,
-           std::chrono::steady_clock::time_point origin = {});
+  virtual void run(int fn, std::vector<TraceEvent> *trace = nullptr,
+                   std::chrono::steady_clock::time_point origin = {}) = 0;
 
   /// The buffer with this role and name, or nullptr.
   const BufferDesc *find(BufferRole role, const std::string &name) const;
+  /// The host view of a buffer (not of a temporary on a GPU backend).
   template <typename T> T *data(const BufferDesc &b) {
-    return reinterpret_cast<T *>(arena_ + b.offset);
+    return reinterpret_cast<T *>(hostView(b));
   }
+
+  /// Host views to the device and back: parameters and optimizer state
+  /// (after initialization or loading; before saving), the inputs (before
+  /// each run) and the outputs (after each run; this waits for the run).
+  virtual void uploadState() {}
+  virtual void downloadState() {}
+  virtual void uploadInputs() {}
+  virtual void downloadOutputs() {}
 
   /// The instruction running now (for the watchdog) and a counter of the
   /// instructions started, which a stalled collective stops.
   std::atomic<const char *> current{"idle"};
   std::atomic<uint64_t> progress{0};
 
-  /// Bytes the executor holds for a step: arena plus attention workspace.
-  int64_t allocatedBytes() const { return program_.arenaBytes + workspaceBytes_; }
+  /// Bytes the executor holds for a step (on the device): arena plus the
+  /// kernels' workspace.
+  virtual int64_t allocatedBytes() const = 0;
 
-private:
+  /// The backend's name ("cpu", "cuda") and, for logs, its device.
+  virtual std::string backend() const = 0;
+  virtual std::string deviceName() const { return backend(); }
+
+protected:
   Executor() = default;
-  struct Resolved {
-    const Instruction *inst;
-    std::vector<void *> ptrs;
-  };
+  virtual uint8_t *hostView(const BufferDesc &b) = 0;
 
   ProgramDesc program_;
   Communicator *comm_ = nullptr;
-  uint8_t *arena_ = nullptr;
-  void *workspace_ = nullptr;
-  int64_t workspaceBytes_ = 0;
-  /// Per-row scratch of the vocabulary-parallel loss (sized at load).
-  std::vector<double> rowScratch_;
-  std::vector<std::vector<Resolved>> functions_;
 };
+
+/// Makes an executor for `program` with a zeroed arena; collectives go
+/// through `comm`; `threads` > 0 sets the host threads (CPU backend).
+using ExecutorFactory = absl::StatusOr<std::unique_ptr<Executor>> (*)(
+    ProgramDesc program, Communicator &comm, int threads);
+
+/// The CPU backend (OpenBLAS GEMMs, OpenMP loops).
+absl::StatusOr<std::unique_ptr<Executor>>
+createCpuExecutor(ProgramDesc program, Communicator &comm, int threads);
+
+/// The CUDA backend (defined only in CUDA builds: llmrt_cuda).
+absl::StatusOr<std::unique_ptr<Executor>>
+createCudaExecutor(ProgramDesc program, Communicator &comm, int threads);
 
 } // namespace llmrt
 

@@ -19,6 +19,7 @@
 #ifndef LLMRT_TRAINER_H
 #define LLMRT_TRAINER_H
 
+#include "llmrt/Executor.h"
 #include "llmrt/ProgramFormat.h"
 
 #include "absl/status/status.h"
@@ -66,9 +67,10 @@ class Communicator;
 
 /// Trains the program with `opts` (the executable's main after parsing) on
 /// this rank of `comm`. Every failure is returned as a status whose message
-/// names the cause; FailedPrecondition means every rank found it.
+/// names the cause; FailedPrecondition means every rank found it. The
+/// executor comes from `makeExecutor` (the runner's backend).
 absl::Status train(const ProgramDesc &program, const TrainOptions &opts,
-                   Communicator &comm);
+                   Communicator &comm, ExecutorFactory makeExecutor);
 
 } // namespace llmrt
 

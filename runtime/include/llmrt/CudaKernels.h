@@ -1,0 +1,111 @@
+//===- CudaKernels.h - CUDA kernels of the runtime ----------------*- C++ -*-===//
+//
+// Host-side launchers of the CUDA backend's kernels: the same operations,
+// operand orders and conventions as CpuKernels.h (row-major, contiguous;
+// "overwrite" outputs; elementwise kernels may run in place; the norm
+// backward kernels accept dx aliasing x or dy), on device pointers, queued
+// on `stream`. Storage is fp32; GEMMs go through cuBLAS (CudaExecutor.cpp)
+// on bf16 tensor cores with fp32 accumulation.
+//
+// Included only by the CUDA executor and the kernel check tool, never by a
+// widely included header.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLMRT_CUDAKERNELS_H
+#define LLMRT_CUDAKERNELS_H
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace llmrt::cuda {
+
+// Embeddings (ids already validated by the trainer).
+void embeddingFwd(const int32_t *ids, const float *table, float *out,
+                  int64_t n, int64_t C, cudaStream_t s);
+/// dtable [V, C] overwritten: zeroed, then rows scattered with atomics.
+void embeddingBwd(const int32_t *ids, const float *dout, float *dtable,
+                  int64_t n, int64_t V, int64_t C, cudaStream_t s);
+void positionEmbeddingFwd(const float *table, float *out, int64_t S, int64_t C,
+                          cudaStream_t s);
+void positionEmbeddingBwd(const float *dout, float *dtable, int64_t S,
+                          int64_t P, int64_t C, cudaStream_t s);
+
+// Normalization: one warp per row; dw, db are summed per block in shared
+// memory, then added to the (zeroed) outputs.
+void layerNormFwd(const float *x, const float *w, const float *b, float *y,
+                  int64_t rows, int64_t C, double eps, cudaStream_t s);
+void layerNormBwd(const float *x, const float *w, const float *dy, float *dx,
+                  float *dw, float *db, int64_t rows, int64_t C, double eps,
+                  cudaStream_t s);
+void rmsNormFwd(const float *x, const float *w, float *y, int64_t rows,
+                int64_t C, double eps, cudaStream_t s);
+void rmsNormBwd(const float *x, const float *w, const float *dy, float *dx,
+                float *dw, int64_t rows, int64_t C, double eps, cudaStream_t s);
+
+/// y[r, c] += bias[c].
+void addBias(float *y, const float *bias, int64_t rows, int64_t C,
+             cudaStream_t s);
+/// db[c] = sum over rows of dy[r, c] (overwritten).
+void sumRows(const float *dy, float *db, int64_t rows, int64_t C,
+             cudaStream_t s);
+void copyColumns(const float *src, int64_t srcCols, int64_t srcOff, float *dst,
+                 int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
+                 cudaStream_t s);
+void rope(const float *x, float *y, int64_t B, int64_t S, int64_t H, int64_t D,
+          double theta, bool inverse, cudaStream_t s);
+
+// Attention, flash style: no S x S matrix in memory. Query blocks of 64
+// rows stream over key tiles in shared memory with an online softmax; the
+// backward recomputes the row statistics (log-sum-exp and
+// D = rowsum(P * dP)), then dq per query row and dk, dv per key row (a
+// key block walks every query head of its group: no atomics).
+/// Whether the kernels are built for this head dimension.
+bool attentionSupportsHeadDim(int64_t D);
+/// Bytes of workspace attentionBwd needs.
+int64_t attentionWorkspaceBytes(int64_t B, int64_t S, int64_t Hq);
+void attentionFwd(const float *q, const float *k, const float *v, float *out,
+                  int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                  double scale, bool causal, cudaStream_t s);
+void attentionBwd(const float *q, const float *k, const float *v,
+                  const float *dout, float *dq, float *dk, float *dv,
+                  int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                  double scale, bool causal, void *workspace, cudaStream_t s);
+
+// Elementwise.
+void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);
+void geluBwd(const float *x, const float *dy, float *dx, int64_t n,
+             cudaStream_t s);
+void siluFwd(const float *x, float *y, int64_t n, cudaStream_t s);
+void siluBwd(const float *x, const float *dy, float *dx, int64_t n,
+             cudaStream_t s);
+void add(const float *a, const float *b, float *y, int64_t n, int64_t nb,
+         cudaStream_t s);
+void mul(const float *a, const float *b, float *y, int64_t n, int64_t nb,
+         cudaStream_t s);
+
+// Loss. rowScratch: `rows` floats of workspace.
+void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
+                     int64_t rows, int64_t V, float *rowScratch,
+                     cudaStream_t s);
+void crossEntropyBwd(const float *logits, const int32_t *targets,
+                     float *dlogits, int64_t rows, int64_t V, cudaStream_t s);
+
+// Optimizer. The scalars live on the device (the program's input buffers).
+/// *acc += sum of x[i]^2 (acc in double).
+void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s);
+/// *out = sqrt(*acc).
+void finishNorm(const double *acc, float *out, cudaStream_t s);
+/// *out = min(1, max / (norm + 1e-6)) (1 when max <= 0).
+void clipScale(const float *norm, const float *maxNorm, float *out,
+               cudaStream_t s);
+/// CpuKernels.h's adamw, reading lr, step, weight decay (nullptr: none) and
+/// the gradient scale from the device.
+void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
+           const float *lr, const int64_t *step, const float *weightDecay,
+           const float *gradScale, double beta1, double beta2, double eps,
+           cudaStream_t s);
+
+} // namespace llmrt::cuda
+
+#endif // LLMRT_CUDAKERNELS_H
