@@ -22,3 +22,12 @@ llvm_config.use_default_substitutions()
 tool_dirs = [config.llm_tools_dir, config.llvm_tools_dir]
 llvm_config.add_tool_substitutions(["llm-opt", "llm-import", "llm-compile", "llm-tokenize"], tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+
+# The CUDA backend: "cuda" where it is built; "cuda-device" where a GPU is
+# visible too (the tests of the no-GPU error path are unsupported there).
+if getattr(config, "llm_have_cuda", False):
+    config.available_features.add("cuda")
+    import shutil, subprocess
+    smi = shutil.which("nvidia-smi")
+    if smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
+        config.available_features.add("cuda-device")

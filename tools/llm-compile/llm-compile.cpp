@@ -133,10 +133,13 @@ int main(int argc, char **argv) {
     return 0;
   }
   // The cluster: --cluster, or for the CPU target this machine's measured
-  // description (examples/clusters/local-cpu.json, built in).
+  // description (examples/clusters/local-cpu.json), for CUDA a DGX H100
+  // (examples/clusters/dgx-h100-80g.json); both built in.
   auto loadClusterOpt = [&]() -> llvm::Expected<llm::Cluster> {
     if (!clusterPath.empty())
       return llm::loadCluster(clusterPath);
+    if (target == "cuda")
+      return llm::parseCluster(kDefaultGpuCluster, "<built-in dgx-h100-80g cluster>");
     auto c = llm::parseCluster(kDefaultCpuCluster, "<built-in local-cpu cluster>");
     // More ranks than cores share them (mpirun --oversubscribe).
     if (c && devices > c->devices())
@@ -184,8 +187,10 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
-  if (target != "cpu")
-    return fail("--target " + target + ": the CUDA backend is not built yet");
+  if (target == "cuda" && devices > 1)
+    return fail("--target cuda --devices " + llvm::Twine(devices) +
+                ": the CUDA backend runs one GPU (multi-GPU needs the NCCL "
+                "communicator, not built yet); use --devices 1");
 
   // The plan decides what each rank computes, on one rank too (where it
   // chooses recomputation when the device's memory needs it, and refuses a
@@ -245,8 +250,14 @@ int main(int argc, char **argv) {
     std::string self = llvm::sys::fs::getMainExecutable(
         argv[0], reinterpret_cast<void *>(&printStats));
     llvm::SmallString<256> path(llvm::sys::path::parent_path(self));
-    llvm::sys::path::append(path, devices > 1 ? "llmrt-runner-mpi" : "llmrt-runner");
+    llvm::sys::path::append(path, target == "cuda" ? "llmrt-runner-cuda"
+                                  : devices > 1    ? "llmrt-runner-mpi"
+                                                   : "llmrt-runner");
     runner = std::string(path);
+    if (target == "cuda" && !llvm::sys::fs::exists(runner))
+      return fail("--target cuda: " + runner +
+                  " is missing: this build has no CUDA backend (configure "
+                  "with a CUDA toolkit and -DLLM_ENABLE_CUDA=ON)");
   }
   if (failed(llm::writeExecutable(runner, *blob, output, err)))
     return fail(err);

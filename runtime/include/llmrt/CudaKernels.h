@@ -17,8 +17,34 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
 
 namespace llmrt::cuda {
+
+// GEMMs (CudaBlas.cpp) ---------------------------------------------------------
+
+/// How cuBLAS multiplies fp32 matrices: bf16 tensor cores with fp32
+/// accumulation (the default), TF32 tensor cores, or plain fp32.
+enum class GemmMode { Bf16, Tf32, Fp32 };
+/// Parses "bf16", "tf32", "fp32".
+bool parseGemmMode(const std::string &name, GemmMode &mode);
+const char *gemmModeName(GemmMode mode);
+
+/// A cuBLAS handle bound to one stream.
+struct Blas;
+/// nullptr on failure, with the reason in *error.
+Blas *createBlas(cudaStream_t s, GemmMode mode, std::string *error);
+void destroyBlas(Blas *blas);
+/// CpuKernels.h's linearFwd (bias may be nullptr) and linearBwdWeight.
+/// false on a cuBLAS error, with the reason in *error.
+bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,
+               float *y, int64_t rows, int64_t in, int64_t out, bool transW,
+               std::string *error);
+bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
+                     int64_t rows, int64_t in, int64_t out, bool transW,
+                     std::string *error);
+
+// Kernels (CudaKernels.cu) -----------------------------------------------------
 
 // Embeddings (ids already validated by the trainer).
 void embeddingFwd(const int32_t *ids, const float *table, float *out,

@@ -1,0 +1,404 @@
+//===- CudaExecutor.cpp - the CUDA backend of the executor ----------------===//
+//
+// The program's arena lives in one cudaMalloc; every instruction is a kernel
+// (CudaKernels.cu) or a cuBLAS GEMM (CudaBlas.cpp) queued on one stream, so
+// a step is one stream of launches that the host never waits for until the
+// outputs are read. The host keeps a copy of the persistent region
+// (parameters, optimizer state, inputs, outputs) for the trainer.
+//
+// One rank: multi-GPU runs need the NCCL communicator (not built yet), and
+// are refused at load with that reason.
+//
+// LLMRT_CUDA_GEMM = bf16 (default) | tf32 | fp32 picks the GEMMs' precision;
+// LLMRT_CUDA_SYNC=1 waits after every instruction, so that an asynchronous
+// error names the instruction that caused it.
+//
+//===----------------------------------------------------------------------===//
+#include "llmrt/Comm.h"
+#include "llmrt/CudaKernels.h"
+#include "llmrt/Executor.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace llmrt {
+
+namespace {
+
+class CudaExecutor final : public Executor {
+public:
+  ~CudaExecutor() override;
+  void run(int fn, std::vector<TraceEvent> *trace,
+           std::chrono::steady_clock::time_point origin) override;
+  int64_t allocatedBytes() const override {
+    return program_.arenaBytes + workspaceBytes_;
+  }
+  std::string backend() const override { return "cuda"; }
+  std::string deviceName() const override { return device_; }
+
+  void uploadState() override {
+    copy(true, [](BufferRole r) {
+      return r == BufferRole::Param || r == BufferRole::AdamM ||
+             r == BufferRole::AdamV;
+    });
+  }
+  void downloadState() override {
+    copy(false, [](BufferRole r) {
+      return r == BufferRole::Param || r == BufferRole::AdamM ||
+             r == BufferRole::AdamV;
+    });
+  }
+  void uploadInputs() override {
+    copy(true, [](BufferRole r) { return r == BufferRole::Input; });
+  }
+  void downloadOutputs() override {
+    copy(false, [](BufferRole r) { return r == BufferRole::Output; });
+  }
+
+  friend absl::StatusOr<std::unique_ptr<Executor>>
+  llmrt::createCudaExecutor(ProgramDesc, Communicator &, int);
+
+  struct Resolved {
+    const Instruction *inst;
+    std::vector<void *> ptrs;
+  };
+
+  uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
+
+  /// Copies the buffers whose role satisfies `pick` to the device (or
+  /// back), then waits for the stream.
+  template <typename Pick> void copy(bool toDevice, Pick pick);
+  /// Ends the process with a message naming the instruction (a CUDA error
+  /// leaves the device's state unknown: nothing can be resumed).
+  [[noreturn]] void fatal(const char *where, const std::string &what);
+  void checkLaunch(const char *where) {
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess)
+      fatal(where, cudaGetErrorString(e));
+  }
+
+  cudaStream_t stream_ = nullptr;
+  cuda::Blas *blas_ = nullptr;
+  uint8_t *arena_ = nullptr;
+  uint8_t *workspace_ = nullptr;
+  int64_t workspaceBytes_ = 0;
+  float *attnWs_ = nullptr, *rowScratch_ = nullptr;
+  double *normAcc_ = nullptr;
+  std::vector<uint8_t> host_;
+  std::string device_;
+  bool syncEach_ = false;
+  std::vector<std::vector<Resolved>> functions_;
+};
+
+CudaExecutor::~CudaExecutor() {
+  if (stream_)
+    cudaStreamSynchronize(stream_);
+  cuda::destroyBlas(blas_);
+  cudaFree(arena_);
+  cudaFree(workspace_);
+  if (stream_)
+    cudaStreamDestroy(stream_);
+}
+
+void CudaExecutor::fatal(const char *where, const std::string &what) {
+  std::fprintf(stderr,
+               "error: rank %d: CUDA error in '%s' on %s: %s%s\n",
+               comm_ ? comm_->rank() : 0, where, device_.c_str(), what.c_str(),
+               syncEach_ ? "" : " (errors are reported late; rerun with "
+                                "LLMRT_CUDA_SYNC=1 to name the instruction)");
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+template <typename Pick> void CudaExecutor::copy(bool toDevice, Pick pick) {
+  for (const BufferDesc &b : program_.buffers) {
+    if (b.role == BufferRole::Temp || !pick(b.role) || b.bytes == 0)
+      continue;
+    cudaError_t e =
+        toDevice ? cudaMemcpyAsync(arena_ + b.offset, host_.data() + b.offset,
+                                   b.bytes, cudaMemcpyHostToDevice, stream_)
+                 : cudaMemcpyAsync(host_.data() + b.offset, arena_ + b.offset,
+                                   b.bytes, cudaMemcpyDeviceToHost, stream_);
+    if (e != cudaSuccess)
+      fatal(toDevice ? "upload" : "download", cudaGetErrorString(e));
+  }
+  if (cudaError_t e = cudaStreamSynchronize(stream_); e != cudaSuccess)
+    fatal(toDevice ? "upload" : "download", cudaGetErrorString(e));
+}
+
+} // namespace
+
+absl::StatusOr<std::unique_ptr<Executor>>
+createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
+  int count = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no CUDA device is visible (",
+        e != cudaSuccess ? cudaGetErrorString(e) : "0 devices",
+        "); this executable was compiled with --target cuda"));
+  if (comm.worldSize() > 1)
+    return absl::UnimplementedError(absl::StrCat(
+        "the CUDA backend runs one rank; this job has ", comm.worldSize(),
+        " (multi-GPU needs the NCCL communicator, not built yet)"));
+  std::unique_ptr<CudaExecutor> ex(new CudaExecutor());
+  ex->comm_ = &comm;
+  ex->program_ = std::move(program);
+  const ProgramDesc &p = ex->program_;
+
+  cuda::GemmMode mode = cuda::GemmMode::Bf16;
+  if (const char *g = std::getenv("LLMRT_CUDA_GEMM"))
+    if (!cuda::parseGemmMode(g, mode))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LLMRT_CUDA_GEMM='", g, "' is not one of bf16, tf32, fp32"));
+  if (const char *s = std::getenv("LLMRT_CUDA_SYNC"))
+    ex->syncEach_ = std::atoi(s) != 0;
+
+  int dev = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
+    ex->device_ = absl::StrCat("cuda:", dev, " (", prop.name, ", gemm ",
+                               cuda::gemmModeName(mode), ")");
+  else
+    ex->device_ = absl::StrCat("cuda:", dev);
+
+  uint64_t persistentEnd = 0;
+  for (const BufferDesc &b : p.buffers) {
+    if (b.elem != ElemType::F32 && b.elem != ElemType::I32 &&
+        b.elem != ElemType::I64)
+      return absl::UnimplementedError(absl::StrCat(
+          "buffer '", b.name, "': the CUDA runtime stores f32, i32 and i64"));
+    if (b.role != BufferRole::Temp)
+      persistentEnd = std::max(persistentEnd, b.offset + b.bytes);
+  }
+
+  // Workspace: attention statistics, per-row losses, the norm accumulator.
+  int64_t attnBytes = 0, rows = 0;
+  for (const FunctionDesc &f : p.functions)
+    for (const Instruction &inst : f.instructions) {
+      auto op = static_cast<Opcode>(inst.opcode);
+      if (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) {
+        if (!cuda::attentionSupportsHeadDim(inst.ints[4]))
+          return absl::UnimplementedError(absl::StrCat(
+              "function '", f.name, "': ", opcodeInfo(inst.opcode)->name,
+              " has head dimension ", inst.ints[4],
+              "; the CUDA kernels support 16, 32, 64 and 128"));
+        if (inst.ints[3] <= 0 || inst.ints[2] % inst.ints[3] != 0)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "function '", f.name, "': attention with ", inst.ints[2],
+              " query heads and ", inst.ints[3], " kv heads"));
+        attnBytes = std::max(attnBytes, cuda::attentionWorkspaceBytes(
+                                            inst.ints[0], inst.ints[1], inst.ints[2]));
+      }
+      if (op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd)
+        rows = std::max(rows, inst.ints[0]);
+    }
+  auto align = [](int64_t n) { return (n + 255) / 256 * 256; };
+  int64_t rowBytes = align(rows * 4);
+  ex->workspaceBytes_ = align(attnBytes) + rowBytes + 256;
+
+  if (cudaError_t e = cudaStreamCreateWithFlags(&ex->stream_, cudaStreamNonBlocking);
+      e != cudaSuccess)
+    return absl::InternalError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(e)));
+  std::string err;
+  ex->blas_ = cuda::createBlas(ex->stream_, mode, &err);
+  if (!ex->blas_)
+    return absl::InternalError(err);
+  size_t arenaBytes = std::max<uint64_t>(p.arenaBytes, kArenaAlignment);
+  for (auto [ptr, bytes, what] :
+       {std::tuple<uint8_t **, size_t, const char *>{&ex->arena_, arenaBytes, "arena"},
+        {&ex->workspace_, static_cast<size_t>(ex->workspaceBytes_), "workspace"}}) {
+    if (cudaMalloc(reinterpret_cast<void **>(ptr), bytes) != cudaSuccess) {
+      cudaGetLastError();
+      size_t freeB = 0, totalB = 0;
+      cudaMemGetInfo(&freeB, &totalB);
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot allocate the ", bytes, "-byte ", what, " on ", ex->device_,
+          " (", freeB >> 20, " MiB free of ", totalB >> 20, " MiB)"));
+    }
+    cudaMemsetAsync(*ptr, 0, bytes, ex->stream_);
+  }
+  ex->attnWs_ = reinterpret_cast<float *>(ex->workspace_);
+  ex->rowScratch_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes));
+  ex->normAcc_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) + rowBytes);
+  ex->host_.assign(persistentEnd, 0);
+
+  for (const FunctionDesc &f : p.functions) {
+    std::vector<CudaExecutor::Resolved> resolved;
+    for (const Instruction &inst : f.instructions) {
+      CudaExecutor::Resolved r{&inst, {}};
+      for (uint32_t o : inst.operands) {
+        const BufferDesc &b = p.buffers[o];
+        uint64_t at = b.offset;
+        if (b.rankGroup)
+          at += b.rankStride * comm.groupRank(static_cast<Group>(b.rankGroup));
+        if (at + b.bytes > p.arenaBytes)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "buffer '", b.name, "' of this rank ends past the arena"));
+        r.ptrs.push_back(ex->arena_ + at);
+      }
+      resolved.push_back(std::move(r));
+    }
+    ex->functions_.push_back(std::move(resolved));
+  }
+  if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
+    return absl::InternalError(absl::StrCat("CUDA: ", cudaGetErrorString(e)));
+  return std::unique_ptr<Executor>(std::move(ex));
+}
+
+namespace {
+float *F(void *p) { return static_cast<float *>(p); }
+const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
+} // namespace
+
+void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
+                       std::chrono::steady_clock::time_point origin) {
+  using clock = std::chrono::steady_clock;
+  cudaStream_t s = stream_;
+  std::string err;
+  for (const Resolved &r : functions_[fn]) {
+    const Instruction &in = *r.inst;
+    const std::vector<int64_t> &n = in.ints;
+    const std::vector<double> &fl = in.floats;
+    void *const *p = r.ptrs.data();
+    const OpcodeInfo *info = opcodeInfo(in.opcode);
+    const char *name = info ? info->name : "?";
+    clock::time_point begin;
+    if (trace) {
+      cudaStreamSynchronize(s);
+      begin = clock::now();
+    }
+    progress.fetch_add(1, std::memory_order_relaxed);
+    current.store(name, std::memory_order_relaxed);
+    switch (static_cast<Opcode>(in.opcode)) {
+    case Opcode::EmbeddingFwd:
+    case Opcode::VocabEmbeddingFwd: // one rank: the whole vocabulary
+      cuda::embeddingFwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
+      break;
+    case Opcode::EmbeddingBwd:
+    case Opcode::VocabEmbeddingBwd:
+      cuda::embeddingBwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2], s);
+      break;
+    case Opcode::PositionEmbeddingFwd:
+      cuda::positionEmbeddingFwd(F(p[0]), F(p[1]), n[0], n[1], s);
+      break;
+    case Opcode::PositionEmbeddingBwd:
+      cuda::positionEmbeddingBwd(F(p[0]), F(p[1]), n[0], n[1], n[2], s);
+      break;
+    case Opcode::LayerNormFwd:
+      cuda::layerNormFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], fl[0], s);
+      break;
+    case Opcode::LayerNormBwd:
+      cuda::layerNormBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
+                         n[0], n[1], fl[0], s);
+      break;
+    case Opcode::RMSNormFwd:
+      cuda::rmsNormFwd(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], fl[0], s);
+      break;
+    case Opcode::RMSNormBwd:
+      cuda::rmsNormBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), n[0], n[1],
+                       fl[0], s);
+      break;
+    case Opcode::LinearFwd: {
+      bool bias = r.ptrs.size() == 4;
+      if (!cuda::linearFwd(blas_, F(p[0]), F(p[1]), bias ? F(p[2]) : nullptr,
+                           F(p[bias ? 3 : 2]), n[0], n[1], n[2], n[3] != 0, &err))
+        fatal(name, err);
+      break;
+    }
+    case Opcode::LinearBwdWeight:
+      if (!cuda::linearBwdWeight(blas_, F(p[0]), F(p[1]), F(p[2]), n[0], n[1],
+                                 n[2], n[3] != 0, &err))
+        fatal(name, err);
+      break;
+    case Opcode::SumRows:
+      cuda::sumRows(F(p[0]), F(p[1]), n[0], n[1], s);
+      break;
+    case Opcode::CopyColumns:
+      cuda::copyColumns(F(p[0]), n[0], n[1], F(p[1]), n[2], n[3], n[4], n[5], s);
+      break;
+    case Opcode::Rope:
+      cuda::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0, s);
+      break;
+    case Opcode::AttentionFwd:
+      cuda::attentionFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], n[2],
+                         n[3], n[4], fl[0], n[5] != 0, s);
+      break;
+    case Opcode::AttentionBwd:
+      cuda::attentionBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
+                         F(p[6]), n[0], n[1], n[2], n[3], n[4], fl[0],
+                         n[5] != 0, attnWs_, s);
+      break;
+    case Opcode::GeluFwd:
+      cuda::geluFwd(F(p[0]), F(p[1]), n[0], s);
+      break;
+    case Opcode::GeluBwd:
+      cuda::geluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
+      break;
+    case Opcode::SiluFwd:
+      cuda::siluFwd(F(p[0]), F(p[1]), n[0], s);
+      break;
+    case Opcode::SiluBwd:
+      cuda::siluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
+      break;
+    case Opcode::Add:
+      cuda::add(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
+      break;
+    case Opcode::Mul:
+      cuda::mul(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
+      break;
+    case Opcode::CrossEntropyFwd:
+    case Opcode::VocabCrossEntropyFwd:
+      cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], rowScratch_, s);
+      break;
+    case Opcode::CrossEntropyBwd:
+    case Opcode::VocabCrossEntropyBwd:
+      cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], s);
+      break;
+    case Opcode::GlobalNorm: {
+      // One rank: every gradient is whole, whatever its split mask says.
+      cudaMemsetAsync(normAcc_, 0, sizeof(double), s);
+      for (size_t k = 1; k < r.ptrs.size(); ++k) {
+        const BufferDesc &b = program_.buffers[in.operands[k]];
+        cuda::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4), normAcc_, s);
+      }
+      cuda::finishNorm(normAcc_, F(p[0]), s);
+      break;
+    }
+    case Opcode::ClipScale:
+      cuda::clipScale(F(p[0]), F(p[1]), F(p[2]), s);
+      break;
+    case Opcode::AllReduce:
+    case Opcode::ReduceScatter:
+    case Opcode::AllGather:
+      // Groups of one rank: the result is the operand.
+      if (p[0] != p[1])
+        cudaMemcpyAsync(p[1], p[0], static_cast<size_t>(n[0]) * 4,
+                        cudaMemcpyDeviceToDevice, s);
+      break;
+    case Opcode::AdamW:
+      cuda::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], F(p[4]),
+                  static_cast<const int64_t *>(p[5]), n[1] ? F(p[6]) : nullptr,
+                  F(p[7]), fl[0], fl[1], fl[2], s);
+      break;
+    }
+    checkLaunch(name);
+    if (syncEach_ || trace) {
+      if (cudaError_t e = cudaStreamSynchronize(s); e != cudaSuccess)
+        fatal(name, cudaGetErrorString(e));
+    }
+    if (trace) {
+      clock::time_point end = clock::now();
+      trace->push_back(
+          {name, std::chrono::duration<double, std::micro>(begin - origin).count(),
+           std::chrono::duration<double, std::micro>(end - begin).count()});
+    }
+  }
+}
+
+} // namespace llmrt

@@ -1,0 +1,857 @@
+//===- CudaKernels.cu - CUDA kernels of the runtime -----------------------===//
+//
+// See CudaKernels.h for the contract: every kernel mirrors the CPU kernel of
+// the same name (CpuKernels.h), on fp32 storage.
+//
+//===----------------------------------------------------------------------===//
+#include "llmrt/CudaKernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace llmrt::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+/// Blocks for a grid-stride loop over n elements (capped: each thread
+/// walks several elements of a large tensor).
+unsigned gridFor(int64_t n, int threads = kThreads) {
+  int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 1 << 16));
+}
+
+#define GRID_STRIDE(i, n)                                                      \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; \
+       i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+__device__ __forceinline__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+/// Block-wide reductions (blockDim.x a multiple of 32, at most 1024); every
+/// thread gets the result. `scratch` holds 32 values.
+template <typename T, typename Op>
+__device__ T blockReduce(T v, T *scratch, Op op) {
+  const T identity = Op::template identity<T>();
+  int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int warps = blockDim.x / 32;
+  for (int o = 16; o > 0; o >>= 1)
+    v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads(); // scratch may still be read from a previous reduction
+  if (lane == 0)
+    scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : identity;
+  for (int o = 16; o > 0; o >>= 1)
+    v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+struct SumOp {
+  template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+  template <typename T> __device__ static T identity() { return T(0); }
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  template <typename T> __device__ static T identity() { return -INFINITY; }
+};
+
+// Embeddings -----------------------------------------------------------------
+
+__global__ void embeddingFwdK(const int32_t *ids, const float *table,
+                              float *out, int64_t n, int64_t C) {
+  GRID_STRIDE(i, n * C) {
+    int64_t t = i / C, c = i % C;
+    out[i] = table[static_cast<int64_t>(ids[t]) * C + c];
+  }
+}
+
+__global__ void embeddingBwdK(const int32_t *ids, const float *dout,
+                              float *dtable, int64_t n, int64_t C) {
+  GRID_STRIDE(i, n * C) {
+    int64_t t = i / C, c = i % C;
+    atomicAdd(dtable + static_cast<int64_t>(ids[t]) * C + c, dout[i]);
+  }
+}
+
+// Normalization --------------------------------------------------------------
+
+__global__ void layerNormFwdK(const float *x, const float *w, const float *b,
+                              float *y, int64_t rows, int C, float eps) {
+  int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (row >= rows)
+    return;
+  const float *xr = x + row * C;
+  float s = 0;
+  for (int j = lane; j < C; j += 32)
+    s += xr[j];
+  float mean = warpSum(s) / C;
+  float v = 0;
+  for (int j = lane; j < C; j += 32) {
+    float d = xr[j] - mean;
+    v += d * d;
+  }
+  float rstd = rsqrtf(warpSum(v) / C + eps);
+  float *yr = y + row * C;
+  for (int j = lane; j < C; j += 32)
+    yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
+}
+
+/// One warp per row (rows strided over the grid); dw, db summed in shared
+/// memory per block, then added to the zeroed outputs.
+__global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
+                              float *dx, float *dw, float *db, int64_t rows,
+                              int C, float eps) {
+  extern __shared__ float sm[];
+  float *dwS = sm, *dbS = sm + C;
+  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x)
+    sm[j] = 0;
+  __syncthreads();
+  int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
+       row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
+    const float *xr = x + row * C, *dyr = dy + row * C;
+    float s = 0;
+    for (int j = lane; j < C; j += 32)
+      s += xr[j];
+    float mean = warpSum(s) / C;
+    float v = 0;
+    for (int j = lane; j < C; j += 32) {
+      float d = xr[j] - mean;
+      v += d * d;
+    }
+    float rstd = rsqrtf(warpSum(v) / C + eps);
+    float sg = 0, sgx = 0;
+    for (int j = lane; j < C; j += 32) {
+      float xh = (xr[j] - mean) * rstd, g = dyr[j] * w[j];
+      sg += g;
+      sgx += g * xh;
+      atomicAdd(dwS + j, dyr[j] * xh);
+      atomicAdd(dbS + j, dyr[j]);
+    }
+    float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
+    float *dxr = dx + row * C;
+    for (int j = lane; j < C; j += 32) {
+      float xh = (xr[j] - mean) * rstd, g = dyr[j] * w[j];
+      dxr[j] = rstd * (g - mg - xh * mgx);
+    }
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < C; j += blockDim.x) {
+    atomicAdd(dw + j, dwS[j]);
+    atomicAdd(db + j, dbS[j]);
+  }
+}
+
+__global__ void rmsNormFwdK(const float *x, const float *w, float *y,
+                            int64_t rows, int C, float eps) {
+  int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (row >= rows)
+    return;
+  const float *xr = x + row * C;
+  float s = 0;
+  for (int j = lane; j < C; j += 32)
+    s += xr[j] * xr[j];
+  float rstd = rsqrtf(warpSum(s) / C + eps);
+  float *yr = y + row * C;
+  for (int j = lane; j < C; j += 32)
+    yr[j] = xr[j] * rstd * w[j];
+}
+
+__global__ void rmsNormBwdK(const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, int64_t rows, int C,
+                            float eps) {
+  extern __shared__ float sm[];
+  for (int j = threadIdx.x; j < C; j += blockDim.x)
+    sm[j] = 0;
+  __syncthreads();
+  int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
+       row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
+    const float *xr = x + row * C, *dyr = dy + row * C;
+    float s = 0;
+    for (int j = lane; j < C; j += 32)
+      s += xr[j] * xr[j];
+    float rstd = rsqrtf(warpSum(s) / C + eps);
+    float sgx = 0;
+    for (int j = lane; j < C; j += 32) {
+      float xh = xr[j] * rstd;
+      sgx += dyr[j] * w[j] * xh;
+      atomicAdd(sm + j, dyr[j] * xh);
+    }
+    float mgx = warpSum(sgx) / C;
+    float *dxr = dx + row * C;
+    for (int j = lane; j < C; j += 32) {
+      float xh = xr[j] * rstd;
+      dxr[j] = rstd * (dyr[j] * w[j] - xh * mgx);
+    }
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < C; j += blockDim.x)
+    atomicAdd(dw + j, sm[j]);
+}
+
+/// Blocks for the norm backward kernels: enough to fill the GPU, few enough
+/// that the per-block column sums stay cheap.
+unsigned normBwdBlocks(int64_t rows) {
+  return static_cast<unsigned>(std::clamp<int64_t>((rows + 7) / 8, 1, 528));
+}
+
+void setDynamicShared(const void *kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(bytes));
+}
+
+// Linear helpers and layout --------------------------------------------------
+
+__global__ void addBiasK(float *y, const float *bias, int64_t rows, int64_t C) {
+  GRID_STRIDE(i, rows * C) { y[i] += bias[i % C]; }
+}
+
+/// Column sums: threadIdx.x walks 32 adjacent columns (coalesced),
+/// threadIdx.y rows; partial sums meet in shared memory, then one atomic
+/// per column and block.
+__global__ void sumRowsK(const float *dy, float *db, int64_t rows, int64_t C) {
+  __shared__ float part[8][33];
+  int64_t c = blockIdx.x * 32 + threadIdx.x;
+  float s = 0;
+  if (c < C)
+    for (int64_t r = blockIdx.y * 8 + threadIdx.y; r < rows; r += gridDim.y * 8)
+      s += dy[r * C + c];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float t = 0;
+    for (int k = 0; k < 8; ++k)
+      t += part[k][threadIdx.x];
+    atomicAdd(db + c, t);
+  }
+}
+
+__global__ void copyColumnsK(const float *src, int64_t srcCols, int64_t srcOff,
+                             float *dst, int64_t dstCols, int64_t dstOff,
+                             int64_t width, int64_t rows) {
+  GRID_STRIDE(i, rows * width) {
+    int64_t r = i / width, j = i % width;
+    dst[r * dstCols + dstOff + j] = src[r * srcCols + srcOff + j];
+  }
+}
+
+__global__ void ropeK(const float *x, float *y, int64_t BS, int64_t S,
+                      int64_t H, int64_t D, double theta, bool inverse) {
+  int64_t d = D / 2;
+  GRID_STRIDE(e, BS * H * d) {
+    int64_t i = e % d, h = (e / d) % H, bs = e / (d * H);
+    double p = static_cast<double>(bs % S);
+    double a = p / pow(theta, static_cast<double>(2 * i) / static_cast<double>(D));
+    float c = static_cast<float>(cos(a));
+    float sn = static_cast<float>(inverse ? -sin(a) : sin(a));
+    int64_t base = bs * H * D + h * D;
+    float x0 = x[base + i], x1 = x[base + i + d];
+    y[base + i] = x0 * c - x1 * sn;
+    y[base + i + d] = x1 * c + x0 * sn;
+  }
+}
+
+// Attention ------------------------------------------------------------------
+//
+// T threads share one row (query or key) of head dimension D; thread u of
+// the T holds the dimensions u, u + T, u + 2T, ... (DT of them), so the T
+// threads read adjacent shared-memory words of a broadcast row: no bank
+// conflicts. Dot products are summed over the T threads with shuffles.
+
+template <int D> struct AttnCfg {
+  static constexpr int T = D >= 64 ? D / 32 : 1;
+  static constexpr int DT = D / T;
+  static constexpr int Rows = 64;                // rows per block
+  static constexpr int Tile = D <= 64 ? 64 : 32; // rows per shared tile
+  static constexpr int Threads = Rows * T;
+};
+
+template <int T> __device__ __forceinline__ float groupSum(float v) {
+  for (int o = 1; o < T; o <<= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+/// out = softmax(q k^T scale + mask) v, online over key tiles.
+template <int D>
+__global__ void __launch_bounds__(AttnCfg<D>::Threads)
+    attnFwdK(const float *q, const float *k, const float *v, float *out, int S,
+             int Hq, int Hkv, float scale, bool causal) {
+  using Cfg = AttnCfg<D>;
+  constexpr int T = Cfg::T, DT = Cfg::DT, Tile = Cfg::Tile;
+  __shared__ float ks[Tile][D], vs[Tile][D];
+  const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * Cfg::Rows;
+  const int hk = h / (Hq / Hkv);
+  const int row = threadIdx.x / T, u = threadIdx.x % T;
+  const int i = q0 + row;
+  const bool valid = i < S;
+  const int ic = valid ? i : S - 1;
+  const float *qr = q + ((static_cast<int64_t>(b) * S + ic) * Hq + h) * D;
+  float qv[DT], acc[DT];
+#pragma unroll
+  for (int d = 0; d < DT; ++d) {
+    qv[d] = qr[d * T + u] * scale;
+    acc[d] = 0;
+  }
+  float m = -INFINITY, l = 0;
+  const int kEnd = causal ? min(S, q0 + Cfg::Rows) : S;
+  for (int k0 = 0; k0 < kEnd; k0 += Tile) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < Tile * D; e += blockDim.x) {
+      int j = k0 + e / D, d = e % D;
+      float kv = 0, vv = 0;
+      if (j < S) {
+        int64_t off = ((static_cast<int64_t>(b) * S + j) * Hkv + hk) * D + d;
+        kv = k[off];
+        vv = v[off];
+      }
+      ks[e / D][d] = kv;
+      vs[e / D][d] = vv;
+    }
+    __syncthreads();
+    const int jn = min(Tile, kEnd - k0);
+    for (int jj = 0; jj < jn; ++jj) {
+      float s = 0;
+#pragma unroll
+      for (int d = 0; d < DT; ++d)
+        s += qv[d] * ks[jj][d * T + u];
+      s = groupSum<T>(s);
+      if (causal && k0 + jj > ic)
+        continue;
+      float mNew = fmaxf(m, s);
+      float c = __expf(m - mNew), p = __expf(s - mNew);
+      l = l * c + p;
+#pragma unroll
+      for (int d = 0; d < DT; ++d)
+        acc[d] = acc[d] * c + p * vs[jj][d * T + u];
+      m = mNew;
+    }
+  }
+  if (valid) {
+    float inv = 1.0f / l;
+    float *orow = out + ((static_cast<int64_t>(b) * S + i) * Hq + h) * D;
+#pragma unroll
+    for (int d = 0; d < DT; ++d)
+      orow[d * T + u] = acc[d] * inv;
+  }
+}
+
+/// Per query row: the log-sum-exp L and D = sum_j P_ij dP_ij (dP = dO v^T),
+/// stored for the key pass, then dq = scale sum_j P_ij (dP_ij - D) k_j.
+template <int D>
+__global__ void __launch_bounds__(AttnCfg<D>::Threads)
+    attnBwdQK(const float *q, const float *k, const float *v, const float *dout,
+              float *dq, float *lseOut, float *dOut, int S, int Hq, int Hkv,
+              float scale, bool causal) {
+  using Cfg = AttnCfg<D>;
+  constexpr int T = Cfg::T, DT = Cfg::DT, Tile = Cfg::Tile;
+  __shared__ float ks[Tile][D], vs[Tile][D];
+  const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * Cfg::Rows;
+  const int hk = h / (Hq / Hkv);
+  const int row = threadIdx.x / T, u = threadIdx.x % T;
+  const int i = q0 + row;
+  const bool valid = i < S;
+  const int ic = valid ? i : S - 1;
+  const int64_t rowOff = ((static_cast<int64_t>(b) * S + ic) * Hq + h) * D;
+  float qv[DT], dov[DT], dqv[DT];
+#pragma unroll
+  for (int d = 0; d < DT; ++d) {
+    qv[d] = q[rowOff + d * T + u] * scale;
+    dov[d] = dout[rowOff + d * T + u];
+    dqv[d] = 0;
+  }
+  const int kEnd = causal ? min(S, q0 + Cfg::Rows) : S;
+  float m = -INFINITY, l = 0, pd = 0, lse = 0, Dv = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int k0 = 0; k0 < kEnd; k0 += Tile) {
+      __syncthreads();
+      for (int e = threadIdx.x; e < Tile * D; e += blockDim.x) {
+        int j = k0 + e / D, d = e % D;
+        float kv = 0, vv = 0;
+        if (j < S) {
+          int64_t off = ((static_cast<int64_t>(b) * S + j) * Hkv + hk) * D + d;
+          kv = k[off];
+          vv = v[off];
+        }
+        ks[e / D][d] = kv;
+        vs[e / D][d] = vv;
+      }
+      __syncthreads();
+      const int jn = min(Tile, kEnd - k0);
+      for (int jj = 0; jj < jn; ++jj) {
+        float s = 0, dp = 0;
+#pragma unroll
+        for (int d = 0; d < DT; ++d) {
+          s += qv[d] * ks[jj][d * T + u];
+          dp += dov[d] * vs[jj][d * T + u];
+        }
+        s = groupSum<T>(s);
+        dp = groupSum<T>(dp);
+        if (causal && k0 + jj > ic)
+          continue;
+        if (pass == 0) {
+          float mNew = fmaxf(m, s);
+          float c = __expf(m - mNew), p = __expf(s - mNew);
+          l = l * c + p;
+          pd = pd * c + p * dp;
+          m = mNew;
+        } else {
+          float ds = __expf(s - lse) * (dp - Dv);
+#pragma unroll
+          for (int d = 0; d < DT; ++d)
+            dqv[d] += ds * ks[jj][d * T + u];
+        }
+      }
+    }
+    lse = m + __logf(l);
+    Dv = pd / l;
+  }
+  if (valid) {
+    int64_t off = rowOff;
+#pragma unroll
+    for (int d = 0; d < DT; ++d)
+      dq[off + d * T + u] = dqv[d] * scale;
+    if (u == 0) {
+      int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
+      lseOut[st] = lse;
+      dOut[st] = Dv;
+    }
+  }
+}
+
+/// Per key row j of kv head hk: over every query head of its group and
+/// every query i (i >= j when causal), dv_j += P_ij dO_i and
+/// dk_j += P_ij (dP_ij - D_i) q_i scale.
+template <int D>
+__global__ void __launch_bounds__(AttnCfg<D>::Threads)
+    attnBwdKV(const float *q, const float *k, const float *v, const float *dout,
+              float *dk, float *dv, const float *lseIn, const float *dIn,
+              int S, int Hq, int Hkv, float scale, bool causal) {
+  using Cfg = AttnCfg<D>;
+  constexpr int T = Cfg::T, DT = Cfg::DT, Tile = Cfg::Tile;
+  __shared__ float qs[Tile][D], dos[Tile][D], ls[Tile], ds_[Tile];
+  const int b = blockIdx.z, hk = blockIdx.y, j0 = blockIdx.x * Cfg::Rows;
+  const int group = Hq / Hkv;
+  const int row = threadIdx.x / T, u = threadIdx.x % T;
+  const int j = j0 + row;
+  const bool valid = j < S;
+  const int jc = valid ? j : S - 1;
+  const int64_t rowOff = ((static_cast<int64_t>(b) * S + jc) * Hkv + hk) * D;
+  float kv[DT], vv[DT], dkv[DT], dvv[DT];
+#pragma unroll
+  for (int d = 0; d < DT; ++d) {
+    kv[d] = k[rowOff + d * T + u] * scale;
+    vv[d] = v[rowOff + d * T + u];
+    dkv[d] = 0;
+    dvv[d] = 0;
+  }
+  const int qStart = causal ? (j0 / Tile) * Tile : 0;
+  for (int h = hk * group; h < (hk + 1) * group; ++h) {
+    for (int i0 = qStart; i0 < S; i0 += Tile) {
+      __syncthreads();
+      for (int e = threadIdx.x; e < Tile * D; e += blockDim.x) {
+        int i = i0 + e / D, d = e % D;
+        float qq = 0, dd = 0;
+        if (i < S) {
+          int64_t off = ((static_cast<int64_t>(b) * S + i) * Hq + h) * D + d;
+          qq = q[off];
+          dd = dout[off];
+        }
+        qs[e / D][d] = qq;
+        dos[e / D][d] = dd;
+      }
+      for (int e = threadIdx.x; e < Tile; e += blockDim.x) {
+        int i = i0 + e;
+        int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
+        ls[e] = i < S ? lseIn[st] : 0.0f;
+        ds_[e] = i < S ? dIn[st] : 0.0f;
+      }
+      __syncthreads();
+      for (int ii = 0; ii < Tile; ++ii) {
+        const int i = i0 + ii;
+        float s = 0, dp = 0;
+#pragma unroll
+        for (int d = 0; d < DT; ++d) {
+          s += qs[ii][d * T + u] * kv[d];
+          dp += dos[ii][d * T + u] * vv[d];
+        }
+        s = groupSum<T>(s);
+        dp = groupSum<T>(dp);
+        if (i >= S || (causal && i < jc))
+          continue;
+        float p = __expf(s - ls[ii]);
+        float dsc = p * (dp - ds_[ii]);
+#pragma unroll
+        for (int d = 0; d < DT; ++d) {
+          dvv[d] += p * dos[ii][d * T + u];
+          dkv[d] += dsc * qs[ii][d * T + u];
+        }
+      }
+    }
+  }
+  if (valid) {
+#pragma unroll
+    for (int d = 0; d < DT; ++d) {
+      dk[rowOff + d * T + u] = dkv[d] * scale;
+      dv[rowOff + d * T + u] = dvv[d];
+    }
+  }
+}
+
+template <int D>
+void attnFwdLaunch(const float *q, const float *k, const float *v, float *out,
+                   int B, int S, int Hq, int Hkv, float scale, bool causal,
+                   cudaStream_t s) {
+  using Cfg = AttnCfg<D>;
+  dim3 grid((S + Cfg::Rows - 1) / Cfg::Rows, Hq, B);
+  attnFwdK<D><<<grid, Cfg::Threads, 0, s>>>(q, k, v, out, S, Hq, Hkv, scale,
+                                             causal);
+}
+
+template <int D>
+void attnBwdLaunch(const float *q, const float *k, const float *v,
+                   const float *dout, float *dq, float *dk, float *dv, int B,
+                   int S, int Hq, int Hkv, float scale, bool causal, float *ws,
+                   cudaStream_t s) {
+  using Cfg = AttnCfg<D>;
+  float *lse = ws, *dvec = ws + static_cast<int64_t>(B) * Hq * S;
+  dim3 gq((S + Cfg::Rows - 1) / Cfg::Rows, Hq, B);
+  attnBwdQK<D><<<gq, Cfg::Threads, 0, s>>>(q, k, v, dout, dq, lse, dvec, S,
+                                            Hq, Hkv, scale, causal);
+  dim3 gk((S + Cfg::Rows - 1) / Cfg::Rows, Hkv, B);
+  attnBwdKV<D><<<gk, Cfg::Threads, 0, s>>>(q, k, v, dout, dk, dv, lse, dvec,
+                                            S, Hq, Hkv, scale, causal);
+}
+
+// Elementwise ----------------------------------------------------------------
+
+constexpr float kGeluBeta = 0.7978845608028654f; // sqrt(2 / pi)
+constexpr float kGeluKappa = 0.044715f;
+
+__device__ __forceinline__ float sigmoid2z(float x) {
+  float z = kGeluBeta * (x + kGeluKappa * x * x * x);
+  return 1.0f / (1.0f + expf(-2.0f * z));
+}
+
+__global__ void geluFwdK(const float *x, float *y, int64_t n) {
+  GRID_STRIDE(i, n) { y[i] = x[i] * sigmoid2z(x[i]); }
+}
+__global__ void geluBwdK(const float *x, const float *dy, float *dx, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float xi = x[i], s = sigmoid2z(xi);
+    float dz = kGeluBeta * (1.0f + 3.0f * kGeluKappa * xi * xi);
+    dx[i] = dy[i] * (s + 2.0f * xi * s * (1.0f - s) * dz);
+  }
+}
+__global__ void siluFwdK(const float *x, float *y, int64_t n) {
+  GRID_STRIDE(i, n) { y[i] = x[i] / (1.0f + expf(-x[i])); }
+}
+__global__ void siluBwdK(const float *x, const float *dy, float *dx, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float s = 1.0f / (1.0f + expf(-x[i]));
+    dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+  }
+}
+__global__ void addK(const float *a, const float *b, float *y, int64_t n,
+                     int64_t nb) {
+  GRID_STRIDE(i, n) { y[i] = a[i] + b[nb == n ? i : i % nb]; }
+}
+__global__ void mulK(const float *a, const float *b, float *y, int64_t n,
+                     int64_t nb) {
+  GRID_STRIDE(i, n) { y[i] = a[i] * b[nb == n ? i : i % nb]; }
+}
+
+// Loss -----------------------------------------------------------------------
+
+/// One block per row: loss_r = logsumexp(x_r) - x_r[t_r].
+__global__ void crossEntropyRowsK(const float *logits, const int32_t *targets,
+                                  float *rowLoss, int64_t V) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const float *x = logits + r * V;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    mx = fmaxf(mx, x[j]);
+  mx = blockReduce(mx, scratch, MaxOp());
+  float s = 0;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    s += expf(x[j] - mx);
+  s = blockReduce(s, scratch, SumOp());
+  if (threadIdx.x == 0)
+    rowLoss[r] = logf(s) + mx - x[targets[r]];
+}
+
+/// *loss = mean of rowLoss (one block, summed in double).
+__global__ void meanK(const float *rowLoss, float *loss, int64_t rows) {
+  __shared__ double scratch[32];
+  double s = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x)
+    s += rowLoss[r];
+  s = blockReduce(s, scratch, SumOp());
+  if (threadIdx.x == 0)
+    *loss = static_cast<float>(s / rows);
+}
+
+__global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
+                                 float *dlogits, int64_t V, float invRows) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const float *x = logits + r * V;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    mx = fmaxf(mx, x[j]);
+  mx = blockReduce(mx, scratch, MaxOp());
+  float s = 0;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    s += expf(x[j] - mx);
+  s = blockReduce(s, scratch, SumOp());
+  const float scale = invRows / s;
+  const int64_t t = targets[r];
+  float *dx = dlogits + r * V;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    dx[j] = expf(x[j] - mx) * scale - (j == t ? invRows : 0.0f);
+}
+
+// Optimizer ------------------------------------------------------------------
+
+__global__ void sumSquaresK(const float *x, int64_t n, double *acc) {
+  __shared__ double scratch[32];
+  double s = 0;
+  GRID_STRIDE(i, n) { s += static_cast<double>(x[i]) * x[i]; }
+  s = blockReduce(s, scratch, SumOp());
+  if (threadIdx.x == 0)
+    atomicAdd(acc, s);
+}
+
+__global__ void finishNormK(const double *acc, float *out) {
+  *out = static_cast<float>(sqrt(*acc));
+}
+
+__global__ void clipScaleK(const float *norm, const float *maxNorm, float *out) {
+  float mx = *maxNorm;
+  float coef = mx > 0 ? mx / (*norm + 1e-6f) : 1.0f;
+  *out = fminf(coef, 1.0f);
+}
+
+/// CpuKernels.cpp's adamw: the scalars in double as PyTorch forms them,
+/// rounded to float, the per-element arithmetic in float.
+__global__ void adamwK(float *p, const float *grad, float *m, float *v,
+                       int64_t n, const float *lrP, const int64_t *stepP,
+                       const float *wdP, const float *gsP, double beta1,
+                       double beta2, double eps) {
+  __shared__ float sc[7];
+  if (threadIdx.x == 0) {
+    double lr = *lrP, wd = wdP ? static_cast<double>(*wdP) : 0.0;
+    double step = static_cast<double>(*stepP);
+    double bc1 = 1.0 - pow(beta1, step), bc2 = 1.0 - pow(beta2, step);
+    sc[0] = static_cast<float>(1.0 - lr * wd);
+    sc[1] = static_cast<float>(1.0 - beta1);
+    sc[2] = static_cast<float>(beta2);
+    sc[3] = static_cast<float>(1.0 - beta2);
+    sc[4] = static_cast<float>(sqrt(bc2));
+    sc[5] = static_cast<float>(-(lr / bc1));
+    sc[6] = *gsP;
+  }
+  __syncthreads();
+  const float decay = sc[0], w1 = sc[1], b2 = sc[2], w2 = sc[3],
+              bc2Sqrt = sc[4], negStep = sc[5], gs = sc[6];
+  const float epsF = static_cast<float>(eps);
+  const bool smallW1 = fabsf(w1) < 0.5f;
+  GRID_STRIDE(i, n) {
+    const float g = gs != 1.0f ? grad[i] * gs : grad[i];
+    float pi = p[i] * decay;
+    float mi = m[i];
+    mi = smallW1 ? mi + w1 * (g - mi) : g - (g - mi) * (1.0f - w1);
+    float vi = v[i] * b2;
+    vi = vi + w2 * g * g;
+    const float denom = sqrtf(vi) / bc2Sqrt + epsF;
+    p[i] = pi + negStep * mi / denom;
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+} // namespace
+
+// Launchers ------------------------------------------------------------------
+
+void embeddingFwd(const int32_t *ids, const float *table, float *out,
+                  int64_t n, int64_t C, cudaStream_t s) {
+  embeddingFwdK<<<gridFor(n * C), kThreads, 0, s>>>(ids, table, out, n, C);
+}
+void embeddingBwd(const int32_t *ids, const float *dout, float *dtable,
+                  int64_t n, int64_t V, int64_t C, cudaStream_t s) {
+  cudaMemsetAsync(dtable, 0, static_cast<size_t>(V * C) * 4, s);
+  embeddingBwdK<<<gridFor(n * C), kThreads, 0, s>>>(ids, dout, dtable, n, C);
+}
+void positionEmbeddingFwd(const float *table, float *out, int64_t S, int64_t C,
+                          cudaStream_t s) {
+  if (out != table)
+    cudaMemcpyAsync(out, table, static_cast<size_t>(S * C) * 4,
+                    cudaMemcpyDeviceToDevice, s);
+}
+void positionEmbeddingBwd(const float *dout, float *dtable, int64_t S,
+                          int64_t P, int64_t C, cudaStream_t s) {
+  if (dtable != dout)
+    cudaMemcpyAsync(dtable, dout, static_cast<size_t>(S * C) * 4,
+                    cudaMemcpyDeviceToDevice, s);
+  if (P > S)
+    cudaMemsetAsync(dtable + S * C, 0, static_cast<size_t>((P - S) * C) * 4, s);
+}
+
+void layerNormFwd(const float *x, const float *w, const float *b, float *y,
+                  int64_t rows, int64_t C, double eps, cudaStream_t s) {
+  unsigned blocks = static_cast<unsigned>((rows + 7) / 8);
+  layerNormFwdK<<<blocks, kThreads, 0, s>>>(x, w, b, y, rows,
+                                            static_cast<int>(C),
+                                            static_cast<float>(eps));
+}
+void layerNormBwd(const float *x, const float *w, const float *dy, float *dx,
+                  float *dw, float *db, int64_t rows, int64_t C, double eps,
+                  cudaStream_t s) {
+  cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
+  cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
+  size_t shared = static_cast<size_t>(2 * C) * 4;
+  setDynamicShared(reinterpret_cast<const void *>(layerNormBwdK), shared);
+  layerNormBwdK<<<normBwdBlocks(rows), kThreads, shared, s>>>(
+      x, w, dy, dx, dw, db, rows, static_cast<int>(C), static_cast<float>(eps));
+}
+void rmsNormFwd(const float *x, const float *w, float *y, int64_t rows,
+                int64_t C, double eps, cudaStream_t s) {
+  unsigned blocks = static_cast<unsigned>((rows + 7) / 8);
+  rmsNormFwdK<<<blocks, kThreads, 0, s>>>(x, w, y, rows, static_cast<int>(C),
+                                          static_cast<float>(eps));
+}
+void rmsNormBwd(const float *x, const float *w, const float *dy, float *dx,
+                float *dw, int64_t rows, int64_t C, double eps,
+                cudaStream_t s) {
+  cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
+  size_t shared = static_cast<size_t>(C) * 4;
+  setDynamicShared(reinterpret_cast<const void *>(rmsNormBwdK), shared);
+  rmsNormBwdK<<<normBwdBlocks(rows), kThreads, shared, s>>>(
+      x, w, dy, dx, dw, rows, static_cast<int>(C), static_cast<float>(eps));
+}
+
+void addBias(float *y, const float *bias, int64_t rows, int64_t C,
+             cudaStream_t s) {
+  addBiasK<<<gridFor(rows * C), kThreads, 0, s>>>(y, bias, rows, C);
+}
+void sumRows(const float *dy, float *db, int64_t rows, int64_t C,
+             cudaStream_t s) {
+  cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
+  dim3 grid(static_cast<unsigned>((C + 31) / 32),
+            static_cast<unsigned>(std::clamp<int64_t>((rows + 63) / 64, 1, 256)));
+  sumRowsK<<<grid, dim3(32, 8), 0, s>>>(dy, db, rows, C);
+}
+void copyColumns(const float *src, int64_t srcCols, int64_t srcOff, float *dst,
+                 int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
+                 cudaStream_t s) {
+  copyColumnsK<<<gridFor(rows * width), kThreads, 0, s>>>(
+      src, srcCols, srcOff, dst, dstCols, dstOff, width, rows);
+}
+void rope(const float *x, float *y, int64_t B, int64_t S, int64_t H, int64_t D,
+          double theta, bool inverse, cudaStream_t s) {
+  ropeK<<<gridFor(B * S * H * (D / 2)), kThreads, 0, s>>>(x, y, B * S, S, H, D,
+                                                         theta, inverse);
+}
+
+bool attentionSupportsHeadDim(int64_t D) {
+  return D == 16 || D == 32 || D == 64 || D == 128;
+}
+int64_t attentionWorkspaceBytes(int64_t B, int64_t S, int64_t Hq) {
+  return 2 * B * Hq * S * 4;
+}
+
+#define LLMRT_ATTN_DISPATCH(D, CALL)                                           \
+  switch (D) {                                                                 \
+  case 16: CALL(16); break;                                                    \
+  case 32: CALL(32); break;                                                    \
+  case 64: CALL(64); break;                                                    \
+  case 128: CALL(128); break;                                                  \
+  default: break;                                                              \
+  }
+
+void attentionFwd(const float *q, const float *k, const float *v, float *out,
+                  int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                  double scale, bool causal, cudaStream_t s) {
+#define CALL(DD)                                                               \
+  attnFwdLaunch<DD>(q, k, v, out, int(B), int(S), int(Hq), int(Hkv),          \
+                    float(scale), causal, s)
+  LLMRT_ATTN_DISPATCH(D, CALL)
+#undef CALL
+}
+void attentionBwd(const float *q, const float *k, const float *v,
+                  const float *dout, float *dq, float *dk, float *dv,
+                  int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                  double scale, bool causal, void *workspace, cudaStream_t s) {
+#define CALL(DD)                                                               \
+  attnBwdLaunch<DD>(q, k, v, dout, dq, dk, dv, int(B), int(S), int(Hq),       \
+                    int(Hkv), float(scale), causal,                            \
+                    static_cast<float *>(workspace), s)
+  LLMRT_ATTN_DISPATCH(D, CALL)
+#undef CALL
+}
+
+void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s) {
+  geluFwdK<<<gridFor(n), kThreads, 0, s>>>(x, y, n);
+}
+void geluBwd(const float *x, const float *dy, float *dx, int64_t n,
+             cudaStream_t s) {
+  geluBwdK<<<gridFor(n), kThreads, 0, s>>>(x, dy, dx, n);
+}
+void siluFwd(const float *x, float *y, int64_t n, cudaStream_t s) {
+  siluFwdK<<<gridFor(n), kThreads, 0, s>>>(x, y, n);
+}
+void siluBwd(const float *x, const float *dy, float *dx, int64_t n,
+             cudaStream_t s) {
+  siluBwdK<<<gridFor(n), kThreads, 0, s>>>(x, dy, dx, n);
+}
+void add(const float *a, const float *b, float *y, int64_t n, int64_t nb,
+         cudaStream_t s) {
+  addK<<<gridFor(n), kThreads, 0, s>>>(a, b, y, n, nb);
+}
+void mul(const float *a, const float *b, float *y, int64_t n, int64_t nb,
+         cudaStream_t s) {
+  mulK<<<gridFor(n), kThreads, 0, s>>>(a, b, y, n, nb);
+}
+
+void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
+                     int64_t rows, int64_t V, float *rowScratch,
+                     cudaStream_t s) {
+  crossEntropyRowsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
+      logits, targets, rowScratch, V);
+  meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
+}
+void crossEntropyBwd(const float *logits, const int32_t *targets,
+                     float *dlogits, int64_t rows, int64_t V, cudaStream_t s) {
+  crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
+      logits, targets, dlogits, V, 1.0f / static_cast<float>(rows));
+}
+
+void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {
+  sumSquaresK<<<std::min(gridFor(n), 1024u), kThreads, 0, s>>>(x, n, acc);
+}
+void finishNorm(const double *acc, float *out, cudaStream_t s) {
+  finishNormK<<<1, 1, 0, s>>>(acc, out);
+}
+void clipScale(const float *norm, const float *maxNorm, float *out,
+               cudaStream_t s) {
+  clipScaleK<<<1, 1, 0, s>>>(norm, maxNorm, out);
+}
+void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
+           const float *lr, const int64_t *step, const float *weightDecay,
+           const float *gradScale, double beta1, double beta2, double eps,
+           cudaStream_t s) {
+  adamwK<<<std::min(gridFor(n), 2048u), kThreads, 0, s>>>(
+      p, grad, m, v, n, lr, step, weightDecay, gradScale, beta1, beta2, eps);
+}
+
+} // namespace llmrt::cuda

@@ -1,0 +1,378 @@
+//===- llmrt-cuda-check.cpp - every CUDA kernel against the CPU backend ---===//
+//
+// Runs each kernel of the CUDA backend and the CPU kernel of the same name
+// (CpuKernels.h, the reference that the PyTorch parity tests pin) on the
+// same random inputs, and compares: max |gpu - cpu| / max |cpu| per output
+// must stay within the tolerance of the arithmetic (1e-4 for the fp32
+// kernels; 2e-2 for GEMMs on bf16 tensor cores, 1e-5 in fp32 mode). Shapes
+// include the awkward ones: row lengths that are not multiples of 32,
+// sequence lengths that are not multiples of the attention tiles,
+// grouped-query attention, every supported head dimension.
+//
+//   llmrt-cuda-check [--gemm bf16|tf32|fp32]
+//
+// Exit 0: all pass; 1: a kernel is wrong; 77: no CUDA device (ctest: skip).
+//
+//===----------------------------------------------------------------------===//
+#include "llmrt/CpuKernels.h"
+#include "llmrt/CudaKernels.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+using namespace llmrt;
+
+namespace {
+
+struct Rng {
+  uint64_t s;
+  double uniform() { // [-1, 1)
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (z >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+  }
+};
+
+std::vector<float> randomVec(Rng &rng, int64_t n, double scale = 1.0) {
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = static_cast<float>(rng.uniform() * scale);
+  return v;
+}
+
+void must(cudaError_t e, const char *what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "error: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+/// A device copy of a host vector.
+template <typename T> struct Dev {
+  T *p = nullptr;
+  size_t n = 0;
+  explicit Dev(const std::vector<T> &h) : n(h.size()) {
+    must(cudaMalloc(reinterpret_cast<void **>(&p), std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    must(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  explicit Dev(size_t count) : n(count) {
+    must(cudaMalloc(reinterpret_cast<void **>(&p), std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    must(cudaMemset(p, 0xff, std::max<size_t>(n, 1) * sizeof(T)), "memset"); // NaN: unwritten shows
+  }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev &) = delete;
+  std::vector<T> host() const {
+    std::vector<T> h(n);
+    must(cudaDeviceSynchronize(), "kernel");
+    must(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
+    return h;
+  }
+};
+
+int failures = 0, checks = 0;
+
+void compare(const std::string &name, const std::vector<float> &ref,
+             const std::vector<float> &got, double tol) {
+  double maxRef = 0, maxErr = 0;
+  bool finite = true;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    maxRef = std::max(maxRef, std::fabs(double(ref[i])));
+    if (!std::isfinite(got[i]))
+      finite = false;
+    else
+      maxErr = std::max(maxErr, std::fabs(double(got[i]) - ref[i]));
+  }
+  double rel = maxErr / std::max(maxRef, 1e-30);
+  bool ok = finite && rel <= tol;
+  ++checks;
+  failures += !ok;
+  std::printf("%-44s %s  rel err %.2e (tol %.0e, max |ref| %.3g)%s\n",
+              name.c_str(), ok ? "PASS" : "FAIL", rel, tol, maxRef,
+              finite ? "" : " non-finite output");
+}
+
+constexpr double kTol = 1e-4;
+
+void checkNorms(Rng &rng) {
+  for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768}, {7, 4096}}) {
+    std::string sz = "[" + std::to_string(rows) + "x" + std::to_string(C) + "]";
+    auto x = randomVec(rng, rows * C, 2.0), w = randomVec(rng, C),
+         b = randomVec(rng, C), dy = randomVec(rng, rows * C);
+    std::vector<float> y(rows * C), dx(rows * C), dw(C), db(C);
+    cpu::layerNormFwd(x.data(), w.data(), b.data(), y.data(), rows, C, 1e-5);
+    cpu::layerNormBwd(x.data(), w.data(), dy.data(), dx.data(), dw.data(),
+                      db.data(), rows, C, 1e-5);
+    Dev<float> X(x), W(w), Bb(b), DY(dy), Y(rows * C), DX(rows * C), DW(C), DB(C);
+    cuda::layerNormFwd(X.p, W.p, Bb.p, Y.p, rows, C, 1e-5, nullptr);
+    cuda::layerNormBwd(X.p, W.p, DY.p, DX.p, DW.p, DB.p, rows, C, 1e-5, nullptr);
+    compare("layer_norm_fwd " + sz, y, Y.host(), kTol);
+    compare("layer_norm_bwd dx " + sz, dx, DX.host(), kTol);
+    compare("layer_norm_bwd dw " + sz, dw, DW.host(), kTol);
+    compare("layer_norm_bwd db " + sz, db, DB.host(), kTol);
+
+    cpu::rmsNormFwd(x.data(), w.data(), y.data(), rows, C, 1e-6);
+    cpu::rmsNormBwd(x.data(), w.data(), dy.data(), dx.data(), dw.data(), rows, C, 1e-6);
+    cuda::rmsNormFwd(X.p, W.p, Y.p, rows, C, 1e-6, nullptr);
+    cuda::rmsNormBwd(X.p, W.p, DY.p, DX.p, DW.p, rows, C, 1e-6, nullptr);
+    compare("rms_norm_fwd " + sz, y, Y.host(), kTol);
+    compare("rms_norm_bwd dx " + sz, dx, DX.host(), kTol);
+    compare("rms_norm_bwd dw " + sz, dw, DW.host(), kTol);
+    // In place (dx aliasing dy), as the compiler's buffer packing allows.
+    Dev<float> DY2(dy);
+    cuda::rmsNormBwd(X.p, W.p, DY2.p, DY2.p, DW.p, rows, C, 1e-6, nullptr);
+    compare("rms_norm_bwd dx in place " + sz, dx, DY2.host(), kTol);
+  }
+}
+
+void checkLinear(Rng &rng, cuda::GemmMode mode) {
+  double tol = mode == cuda::GemmMode::Fp32 ? 1e-5 : 2e-2;
+  std::string err;
+  cuda::Blas *blas = cuda::createBlas(nullptr, mode, &err);
+  if (!blas) {
+    std::fprintf(stderr, "error: %s\n", err.c_str());
+    std::exit(1);
+  }
+  const char *m = cuda::gemmModeName(mode);
+  for (bool transW : {false, true}) {
+    int64_t rows = 333, in = 192, out = 160;
+    auto x = randomVec(rng, rows * in), w = randomVec(rng, in * out),
+         bias = randomVec(rng, out), dy = randomVec(rng, rows * out);
+    std::vector<float> y(rows * out), dw(in * out), dx(rows * in);
+    cpu::linearFwd(x.data(), w.data(), bias.data(), y.data(), rows, in, out, transW);
+    cpu::linearBwdWeight(x.data(), dy.data(), dw.data(), rows, in, out, transW);
+    // The input gradient is a forward GEMM with the layout flipped:
+    // dx = dy Wᵀ (W as [in, out]).
+    cpu::linearBwdInput(dy.data(), w.data(), dx.data(), rows, in, out, transW);
+    Dev<float> X(x), Wd(w), Bd(bias), DY(dy), Y(rows * out), DW(in * out), DX(rows * in);
+    std::string t = std::string(" ") + m + (transW ? " transW" : "");
+    bool ok = cuda::linearFwd(blas, X.p, Wd.p, Bd.p, Y.p, rows, in, out, transW, &err) &&
+              cuda::linearBwdWeight(blas, X.p, DY.p, DW.p, rows, in, out, transW, &err) &&
+              cuda::linearFwd(blas, DY.p, Wd.p, nullptr, DX.p, rows, out, in, !transW, &err);
+    if (!ok) {
+      std::printf("linear%s FAIL: %s\n", t.c_str(), err.c_str());
+      ++failures;
+      continue;
+    }
+    compare("linear_fwd (bias)" + t, y, Y.host(), tol);
+    compare("linear_bwd_weight" + t, dw, DW.host(), tol);
+    compare("linear_bwd_input (as linear_fwd)" + t, dx, DX.host(), tol);
+  }
+  cuda::destroyBlas(blas);
+}
+
+void checkLayoutAndElementwise(Rng &rng) {
+  int64_t rows = 129, C = 97;
+  auto dy = randomVec(rng, rows * C);
+  std::vector<float> db(C);
+  cpu::sumRows(dy.data(), db.data(), rows, C);
+  Dev<float> DY(dy), DB(C);
+  cuda::sumRows(DY.p, DB.p, rows, C, nullptr);
+  compare("sum_rows [129x97]", db, DB.host(), kTol);
+
+  {
+    auto src = randomVec(rng, rows * 300);
+    std::vector<float> dst = randomVec(rng, rows * 120);
+    Dev<float> Sd(src), Dd(dst);
+    cpu::copyColumns(src.data(), 300, 100, dst.data(), 120, 10, 100, rows);
+    cuda::copyColumns(Sd.p, 300, 100, Dd.p, 120, 10, 100, rows, nullptr);
+    compare("copy_columns", dst, Dd.host(), 0);
+  }
+  for (bool inverse : {false, true}) {
+    int64_t B = 2, S = 37, H = 3, D = 64;
+    auto x = randomVec(rng, B * S * H * D);
+    std::vector<float> y(x.size());
+    cpu::rope(x.data(), y.data(), B, S, H, D, 10000.0, inverse);
+    Dev<float> X(x), Y(x.size());
+    cuda::rope(X.p, Y.p, B, S, H, D, 10000.0, inverse, nullptr);
+    compare(std::string("rope") + (inverse ? " inverse" : ""), y, Y.host(), 1e-5);
+  }
+  int64_t n = 100003;
+  auto x = randomVec(rng, n, 6.0), g = randomVec(rng, n);
+  std::vector<float> y(n), dx(n);
+  Dev<float> X(x), G(g), Y(n), DX(n);
+  cpu::geluFwd(x.data(), y.data(), n);
+  cpu::geluBwd(x.data(), g.data(), dx.data(), n);
+  cuda::geluFwd(X.p, Y.p, n, nullptr);
+  cuda::geluBwd(X.p, G.p, DX.p, n, nullptr);
+  compare("gelu_fwd", y, Y.host(), 1e-5);
+  compare("gelu_bwd", dx, DX.host(), 1e-5);
+  cpu::siluFwd(x.data(), y.data(), n);
+  cpu::siluBwd(x.data(), g.data(), dx.data(), n);
+  cuda::siluFwd(X.p, Y.p, n, nullptr);
+  cuda::siluBwd(X.p, G.p, DX.p, n, nullptr);
+  compare("silu_fwd", y, Y.host(), 1e-5);
+  compare("silu_bwd", dx, DX.host(), 1e-5);
+  for (int64_t nb : {n, int64_t(1), int64_t(7)}) {
+    std::vector<float> b(x.begin(), x.begin() + nb);
+    Dev<float> Bd(b);
+    cpu::add(g.data(), b.data(), y.data(), n - n % nb, nb);
+    cuda::add(G.p, Bd.p, Y.p, n - n % nb, nb, nullptr);
+    auto got = Y.host();
+    got.resize(n - n % nb);
+    compare("add (broadcast " + std::to_string(nb) + ")",
+            std::vector<float>(y.begin(), y.begin() + (n - n % nb)), got, 1e-6);
+    cpu::mul(g.data(), b.data(), y.data(), n - n % nb, nb);
+    cuda::mul(G.p, Bd.p, Y.p, n - n % nb, nb, nullptr);
+    got = Y.host();
+    got.resize(n - n % nb);
+    compare("mul (broadcast " + std::to_string(nb) + ")",
+            std::vector<float>(y.begin(), y.begin() + (n - n % nb)), got, 1e-6);
+  }
+}
+
+void checkEmbeddings(Rng &rng) {
+  int64_t V = 1000, C = 96, ntok = 777, P = 128, S = 100;
+  std::vector<int32_t> ids(ntok);
+  for (int32_t &t : ids)
+    t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * V) % 50; // repeats
+  auto table = randomVec(rng, V * C), dout = randomVec(rng, ntok * C);
+  std::vector<float> out(ntok * C), dtable(V * C);
+  cpu::embeddingFwd(ids.data(), table.data(), out.data(), ntok, C);
+  cpu::embeddingBwd(ids.data(), dout.data(), dtable.data(), ntok, V, C);
+  Dev<int32_t> IDS(ids);
+  Dev<float> T(table), DO(dout), O(ntok * C), DT(V * C);
+  cuda::embeddingFwd(IDS.p, T.p, O.p, ntok, C, nullptr);
+  cuda::embeddingBwd(IDS.p, DO.p, DT.p, ntok, V, C, nullptr);
+  compare("embedding_fwd", out, O.host(), 0);
+  compare("embedding_bwd", dtable, DT.host(), 1e-5);
+  auto pt = randomVec(rng, P * C), pd = randomVec(rng, S * C);
+  std::vector<float> po(S * C), pdt(P * C);
+  cpu::positionEmbeddingFwd(pt.data(), po.data(), S, C);
+  cpu::positionEmbeddingBwd(pd.data(), pdt.data(), S, P, C);
+  Dev<float> PT(pt), PD(pd), PO(S * C), PDT(P * C);
+  cuda::positionEmbeddingFwd(PT.p, PO.p, S, C, nullptr);
+  cuda::positionEmbeddingBwd(PD.p, PDT.p, S, P, C, nullptr);
+  compare("position_embedding_fwd", po, PO.host(), 0);
+  compare("position_embedding_bwd", pdt, PDT.host(), 0);
+}
+
+void checkAttention(Rng &rng) {
+  struct Case {
+    int64_t B, S, Hq, Hkv, D;
+    bool causal;
+  };
+  for (Case c : {Case{2, 100, 4, 2, 16, true}, Case{1, 77, 2, 2, 32, false},
+                 Case{2, 130, 4, 1, 64, true}, Case{1, 65, 2, 2, 128, true},
+                 Case{1, 1024, 2, 2, 64, true}}) {
+    int64_t qn = c.B * c.S * c.Hq * c.D, kn = c.B * c.S * c.Hkv * c.D;
+    auto q = randomVec(rng, qn, 2.0), k = randomVec(rng, kn, 2.0),
+         v = randomVec(rng, kn), dout = randomVec(rng, qn);
+    std::vector<float> out(qn), dq(qn), dk(kn), dv(kn);
+    std::vector<uint8_t> ws(cpu::attentionWorkspaceBytes(c.B, c.S, c.Hq, c.D, 4) + 64);
+    double scale = 1.0 / std::sqrt(double(c.D));
+    cpu::attentionFwd(q.data(), k.data(), v.data(), out.data(), c.B, c.S, c.Hq,
+                      c.Hkv, c.D, scale, c.causal, ws.data());
+    cpu::attentionBwd(q.data(), k.data(), v.data(), dout.data(), dq.data(),
+                      dk.data(), dv.data(), c.B, c.S, c.Hq, c.Hkv, c.D, scale,
+                      c.causal, ws.data());
+    Dev<float> Q(q), K(k), Vd(v), DO(dout), O(qn), DQ(qn), DK(kn), DV(kn);
+    Dev<float> WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
+    cuda::attentionFwd(Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
+                       c.causal, nullptr);
+    cuda::attentionBwd(Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
+                       c.Hkv, c.D, scale, c.causal, WS.p, nullptr);
+    char sz[96];
+    std::snprintf(sz, sizeof(sz), " [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
+                  (long long)c.B, (long long)c.S, (long long)c.Hq,
+                  (long long)c.Hkv, (long long)c.D, c.causal ? " causal" : "");
+    compare(std::string("attention_fwd") + sz, out, O.host(), kTol);
+    compare(std::string("attention_bwd dq") + sz, dq, DQ.host(), kTol);
+    compare(std::string("attention_bwd dk") + sz, dk, DK.host(), kTol);
+    compare(std::string("attention_bwd dv") + sz, dv, DV.host(), kTol);
+  }
+}
+
+void checkLossAndOptimizer(Rng &rng) {
+  for (auto [rows, V] : {std::pair<int64_t, int64_t>{64, 1000}, {8, 50257}}) {
+    auto logits = randomVec(rng, rows * V, 8.0);
+    std::vector<int32_t> tg(rows);
+    for (int32_t &t : tg)
+      t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * V) % V;
+    std::vector<float> loss(1), dl(rows * V);
+    cpu::crossEntropyFwd(logits.data(), tg.data(), loss.data(), rows, V);
+    cpu::crossEntropyBwd(logits.data(), tg.data(), 1.0f, dl.data(), rows, V);
+    Dev<float> L(logits), LOSS(1), DL(rows * V), RS(rows);
+    Dev<int32_t> TG(tg);
+    cuda::crossEntropyFwd(L.p, TG.p, LOSS.p, rows, V, RS.p, nullptr);
+    cuda::crossEntropyBwd(L.p, TG.p, DL.p, rows, V, nullptr);
+    std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(V) + "]";
+    compare("cross_entropy_fwd" + sz, loss, LOSS.host(), 1e-5);
+    compare("cross_entropy_bwd" + sz, dl, DL.host(), 1e-5);
+  }
+  int64_t n = 50001;
+  auto p = randomVec(rng, n), g = randomVec(rng, n), m = randomVec(rng, n, 0.1),
+       v = randomVec(rng, n, 0.01);
+  for (float &x : v)
+    x = std::fabs(x);
+  Dev<float> P(p), G(g), M(m), Vv(v);
+  // Scalars as the program's input buffers hold them.
+  std::vector<float> lr{3e-4f}, wd{0.1f}, gs{0.5f};
+  std::vector<int64_t> step{7};
+  Dev<float> LR(lr), WD(wd), GS(gs);
+  Dev<int64_t> ST(step);
+  cpu::adamw(p.data(), g.data(), m.data(), v.data(), n, double(lr[0]), 0.9,
+             0.95, 1e-8, double(wd[0]), step[0], double(gs[0]));
+  cuda::adamw(P.p, G.p, M.p, Vv.p, n, LR.p, ST.p, WD.p, GS.p, 0.9, 0.95, 1e-8,
+              nullptr);
+  compare("adamw p", p, P.host(), 1e-6);
+  compare("adamw m", m, M.host(), 1e-6);
+  compare("adamw v", v, Vv.host(), 1e-6);
+
+  double ref = std::sqrt(cpu::sumSquares(g.data(), n) + cpu::sumSquares(p.data(), n));
+  Dev<double> ACC(std::vector<double>{0.0});
+  Dev<float> NORM(1), MAXN(std::vector<float>{1.0f}), COEF(1);
+  Dev<float> P2(p);
+  cuda::sumSquares(G.p, n, ACC.p, nullptr);
+  cuda::sumSquares(P2.p, n, ACC.p, nullptr);
+  cuda::finishNorm(ACC.p, NORM.p, nullptr);
+  cuda::clipScale(NORM.p, MAXN.p, COEF.p, nullptr);
+  compare("global_norm", {static_cast<float>(ref)}, NORM.host(), 1e-6);
+  compare("clip_scale", {std::min(1.0f, 1.0f / (static_cast<float>(ref) + 1e-6f))},
+          COEF.host(), 1e-6);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  cuda::GemmMode mode = cuda::GemmMode::Bf16;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--gemm" && i + 1 < argc && cuda::parseGemmMode(argv[i + 1], mode)) {
+      ++i;
+      continue;
+    }
+    std::fprintf(stderr, "usage: %s [--gemm bf16|tf32|fp32]\n", argv[0]);
+    return 2;
+  }
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    std::printf("SKIP: no CUDA device (%s)\n",
+                e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    return 77;
+  }
+  cudaDeviceProp prop;
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s (sm_%d%d), GEMMs in %s\n", prop.name, prop.major,
+              prop.minor, cuda::gemmModeName(mode));
+  Rng rng{42};
+  checkNorms(rng);
+  checkLinear(rng, mode);
+  checkLayoutAndElementwise(rng);
+  checkEmbeddings(rng);
+  checkAttention(rng);
+  checkLossAndOptimizer(rng);
+  must(cudaDeviceSynchronize(), "kernels");
+  std::printf("%d of %d checks pass\n", checks - failures, checks);
+  return failures ? 1 : 0;
+}
