@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds, on a machine without a GPU, everything bench/gpu/run.sh needs on a
+# GPU machine that has CUDA and PyTorch but no LLVM, MPI or OpenBLAS, into
+# one folder (default .devbundle, which git ignores):
+#   bin/    llmrt-cuda-check, and the executables compiled with --target cuda:
+#           gpt2.exe (GPT-2 124M, batch $LLM_GPU_BATCH x 1024) and two tiny
+#           parity models (GPT-2 style and Llama with grouped-query attention)
+#   lib/    the shared libraries they need beyond glibc, libstdc++ and CUDA
+#   data/   tinyshakespeare tokens and the training hyper-parameters of the
+#           parity runs (run.sh makes their initial weights and PyTorch
+#           reference losses there: they would not fit the 64 MiB carry)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${LLM_BUILD_DIR:-$root/build}
+out=${1:-$root/.devbundle}
+batch=${LLM_GPU_BATCH:-16}
+bin=$build/bin
+if [ ! -x "$bin/llmrt-runner-cuda" ]; then
+  echo "prepare: $bin/llmrt-runner-cuda is missing: build with a CUDA toolkit (LLM_ENABLE_CUDA=ON)" >&2
+  exit 1
+fi
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/lib" "$out/data"
+cp "$bin/llmrt-cuda-check" "$out/bin/"
+
+"$bin/llm-tokenize" "$root/examples/data/tinyshakespeare.txt" -o "$out/data/train.bin" \
+  --val "$out/data/val.bin" > /dev/null
+"$bin/llm-import" --hf-config "$root/examples/models/gpt2.json" --batch "$batch" --seq 1024 \
+  -o "$out/data/gpt2.mlir"
+"$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda -o "$out/bin/gpt2.exe"
+"$bin/llm-compile" "$out/data/gpt2.mlir" --emit=plan --cluster "$root/examples/clusters/dgx-h100-80g.json" \
+  --devices 1 -o "$out/data/gpt2.plan.json"
+
+# Parity: the reference trains from the same initial weights and batches.
+hyper=(--steps 10 --lr 1e-3 --warmup 2 --min-lr 1e-4 --weight-decay 0.1 --grad-clip 1.0 --seed 3)
+for model in shakespeare-char-gpt tiny-llama-gqa; do
+  cfg=$root/examples/models/$model.json
+  "$bin/llm-import" --hf-config "$cfg" --batch 4 --seq 64 --layers 2 -o "$out/data/$model.mlir"
+  "$bin/llm-compile" "$out/data/$model.mlir" --target cuda -o "$out/bin/$model.exe"
+done
+printf '%s\n' "${hyper[@]}" > "$out/data/hyper.txt"
+
+# Shared libraries beyond the system's and CUDA's (absl; OpenMP for the check).
+for exe in "$out/bin/llmrt-cuda-check" "$out/bin/gpt2.exe"; do
+  ldd "$exe" | awk '/=> \// {print $3}' |
+    grep -Ev '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/cuda' |
+    xargs -r -I{} cp -L {} "$out/lib/"
+done
+du -sh "$out"

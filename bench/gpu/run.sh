@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The GPU checks, as one script (issue 7): on a GPU machine with CUDA and
+# PyTorch, from a bundle that bench/gpu/prepare.sh built elsewhere:
+#   1. every CUDA kernel against the CPU kernels (bf16 and fp32 GEMMs);
+#   2. parity: two tiny models (GPT-2 style; Llama with grouped-query
+#      attention) train 10 steps on the GPU from the reference's initial
+#      weights; each step's loss against PyTorch's (fp32 GEMMs: 1e-4
+#      relative; bf16 GEMMs: 2e-2);
+#   3. GPT-2 124M training steps: tokens/s, MFU against the bf16 peak, and
+#      PyTorch eager (bf16 autocast, flash attention, fused AdamW) on the
+#      same model and batch in the same run, for the ratio.
+# Where no GPU is visible it says so and stops after checking the bundle.
+#
+#   bash bench/gpu/run.sh [BUNDLE] [OUTDIR]     (default .devbundle, /tmp/llm-gpu)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bundle=$(cd "${1:-$root/.devbundle}" && pwd)
+out=${2:-/tmp/llm-gpu}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# cuBLAS from PyTorch's wheels where the toolkit has none.
+py=$(command -v python3)
+cublas=$("$py" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
+[ -n "$cublas" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublas"
+steps=${LLM_GPU_STEPS:-30}
+status=0
+for f in bin/llmrt-cuda-check bin/gpt2.exe data/train.bin data/hyper.txt; do
+  [ -e "$bundle/$f" ] || { echo "run.sh: $bundle/$f is missing (run bench/gpu/prepare.sh)"; exit 1; }
+done
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  echo "run.sh: no GPU visible: the bundle is complete; the GPU checks need a GPU machine"
+  "$bundle/bin/llmrt-cuda-check"; exit 0
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+
+echo "== 1. kernels against the CPU backend"
+for mode in bf16 fp32; do
+  "$bundle/bin/llmrt-cuda-check" --gemm $mode | tee "$out/kernels-$mode.txt" | grep -E "FAIL|checks pass|device" || status=1
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+done
+
+echo "== 2. parity with PyTorch (10 steps from the same initial weights)"
+mapfile -t hyper < "$bundle/data/hyper.txt"
+for model in shakespeare-char-gpt tiny-llama-gqa; do
+  cfg=$root/examples/models/$model.json
+  init=$out/$model.init.safetensors
+  ref=$out/$model.ref.jsonl
+  "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --layers 2 --make-init "$init" \
+    --init-seed 11 --init-style random > /dev/null &&
+  "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --layers 2 --batch 4 --seq 64 \
+    --data "$bundle/data/train.bin" --init "$init" --log "$ref" --threads 4 "${hyper[@]}" \
+    > "$out/$model.ref.txt" 2>&1 || { echo "$model: the PyTorch reference failed"; tail -3 "$out/$model.ref.txt"; status=1; continue; }
+  for mode in fp32 bf16; do
+    log=$out/$model-$mode.jsonl
+    LLMRT_CUDA_GEMM=$mode "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
+      --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
+        echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
+    tol=$([ $mode = fp32 ] && echo 1e-4 || echo 2e-2)
+    "$py" - "$log" "$ref" "$tol" "$model ($mode GEMMs)" <<'PY' || status=1
+import json, sys
+ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
+tol = float(sys.argv[3])
+worst = max(abs(a - b) / abs(b) for a, b in zip(ours, ref))
+ok = len(ours) == len(ref) == 10 and worst <= tol
+print(f"{sys.argv[4]}: {'PASS' if ok else 'FAIL'}  worst step loss rel diff {worst:.2e} (tol {tol:g}); "
+      f"losses {ours[0]:.5f} .. {ours[-1]:.5f} (PyTorch {ref[0]:.5f} .. {ref[-1]:.5f})")
+sys.exit(0 if ok else 1)
+PY
+  done
+done
+
+echo "== 3. GPT-2 124M training: ours against PyTorch eager"
+"$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps "$steps" --lr 3e-4 --warmup 5 \
+  --log "$out/gpt2.jsonl" > "$out/gpt2.txt" 2>&1 || { echo "gpt2.exe failed:"; tail -5 "$out/gpt2.txt"; status=1; }
+grep -E "^model:" "$out/gpt2.txt"
+batch=$(grep -oE 'batch [0-9]+' "$out/gpt2.txt" | head -1 | awk '{print $2}')
+"$py" "$root/bench/gpu/torch_gpt2.py" --config "$root/examples/models/gpt2.json" --batch "${batch:-16}" \
+  --seq 1024 --data "$bundle/data/train.bin" --steps "$steps" --json "$out/torch.json" > "$out/torch.txt" 2>&1 ||
+  { echo "PyTorch peer failed:"; tail -5 "$out/torch.txt"; status=1; }
+"$py" - "$out/gpt2.jsonl" "$out/torch.json" <<'PY' || status=1
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step_time_s"' in l]
+rows = rows[5:] if len(rows) > 10 else rows  # after warm-up
+t = sorted(r["step_time_s"] for r in rows)[len(rows) // 2]
+tok = rows[0]["tokens_per_s"] * rows[0]["step_time_s"] / t
+tflops = sorted(r["model_tflops_per_device"] for r in rows)[len(rows) // 2]
+peak = 989.0  # H100/H200 SXM dense bf16 TFLOP/s
+torch_res = json.load(open(sys.argv[2]))
+print(f"ours:    {t*1e3:.1f} ms/step  {tok:,.0f} tok/s  {tflops:.1f} TFLOP/s  MFU {100*tflops/peak:.1f}%  "
+      f"loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}  peak {rows[-1]['peak_mem_bytes']/2**30:.1f} GiB")
+tt = torch_res["step_time_s"]
+print(f"PyTorch: {tt*1e3:.1f} ms/step  {torch_res['tokens_per_s']:,.0f} tok/s  MFU {100*tflops*t/tt/peak:.1f}%  "
+      f"(torch {torch_res['torch']}, loss {torch_res['first_loss']:.3f} -> {torch_res['last_loss']:.3f}, "
+      f"peak {torch_res['peak_mem_bytes']/2**30:.1f} GiB)")
+print(f"ratio (ours / PyTorch tokens/s): {tt / t:.3f}")
+PY
+echo "run.sh: $( [ $status = 0 ] && echo all checks pass || echo SOME CHECKS FAILED )"
+exit $status
