@@ -8,7 +8,10 @@
 #      relative; bf16 GEMMs: 2e-2);
 #   3. GPT-2 124M training steps: tokens/s, MFU against the bf16 peak, and
 #      PyTorch eager (bf16 autocast, flash attention, fused AdamW) on the
-#      same model and batch in the same run, for the ratio.
+#      same model and batch in the same run, for the ratio;
+#   4. where the step's time goes: one traced step, per instruction kind;
+#   5. GPT-2 124M parity at scale: 12 steps with fp32 GEMMs from the same
+#      GPT-2 initialization as python/llm_ref on the GPU in fp32 (TF32 off).
 # Where no GPU is visible it says so and stops after checking the bundle.
 #
 #   bash bench/gpu/run.sh [BUNDLE] [OUTDIR]     (default .devbundle, /tmp/llm-gpu)
@@ -95,5 +98,47 @@ print(f"PyTorch: {tt*1e3:.1f} ms/step  {torch_res['tokens_per_s']:,.0f} tok/s  M
       f"peak {torch_res['peak_mem_bytes']/2**30:.1f} GiB)")
 print(f"ratio (ours / PyTorch tokens/s): {tt / t:.3f}")
 PY
+echo "== 4. where a GPT-2 step goes (one traced step; each instruction waited for)"
+"$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 --trace "$out/gpt2.trace.json" \
+  > "$out/gpt2-trace.txt" 2>&1 || { echo "traced run failed"; tail -3 "$out/gpt2-trace.txt"; status=1; }
+"$py" - "$out/gpt2.trace.json" <<'PY' || status=1
+import json, sys, collections
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+marks = sorted(e["ts"] for e in ev if e.get("ph") == "i")
+last = marks[-1]  # the third step
+tot = collections.Counter(); cnt = collections.Counter()
+for e in ev:
+    if e.get("ph") == "X" and e["ts"] >= last:
+        tot[e["name"]] += e["dur"]; cnt[e["name"]] += 1
+allt = sum(tot.values())
+print(f"traced step: {allt/1e3:.1f} ms in {sum(cnt.values())} instructions")
+for name, t in tot.most_common(14):
+    print(f"  {name:26s} {t/1e3:8.2f} ms  {100*t/allt:5.1f}%  x{cnt[name]}")
+PY
+
+if [ "${LLM_GPU_SCALE_PARITY:-1}" = 1 ]; then
+  echo "== 5. GPT-2 124M parity at scale (12 steps, fp32, against PyTorch on this GPU)"
+  cfg=$root/examples/models/gpt2.json
+  "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --make-init "$out/gpt2.init.safetensors" \
+    --init-seed 11 --init-style gpt2 > /dev/null 2>&1
+  scale=(--steps 12 --lr 3e-4 --warmup 4 --min-lr 3e-5 --weight-decay 0.1 --grad-clip 1.0 --seed 5)
+  LLMRT_CUDA_GEMM=fp32 "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --init "$out/gpt2.init.safetensors" \
+    --log "$out/gpt2-fp32.jsonl" "${scale[@]}" > "$out/gpt2-fp32.txt" 2>&1 || { echo "ours failed"; tail -3 "$out/gpt2-fp32.txt"; status=1; }
+  "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --batch "${batch:-16}" --seq 1024 --device cuda \
+    --data "$bundle/data/train.bin" --init "$out/gpt2.init.safetensors" --log "$out/gpt2-ref.jsonl" \
+    "${scale[@]}" > "$out/gpt2-ref.txt" 2>&1 || { echo "reference failed"; tail -3 "$out/gpt2-ref.txt"; status=1; }
+  "$py" - "$out/gpt2-fp32.jsonl" "$out/gpt2-ref.jsonl" <<'PY' || status=1
+import json, sys
+ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
+d = [abs(a - b) / abs(b) for a, b in zip(ours, ref)]
+ok = len(ours) == len(ref) == 12 and max(d[:5]) <= 1e-4
+print(f"GPT-2 124M: {'PASS' if ok else 'FAIL'}  loss rel diff, steps 1-5: max {max(d[:5]):.2e} (tol 1e-4); "
+      f"steps 6-12: max {max(d[5:]):.2e}")
+print("  ours:    " + " ".join(f"{x:.4f}" for x in ours))
+print("  PyTorch: " + " ".join(f"{x:.4f}" for x in ref))
+sys.exit(0 if ok else 1)
+PY
+fi
 echo "run.sh: $( [ $status = 0 ] && echo all checks pass || echo SOME CHECKS FAILED )"
 exit $status

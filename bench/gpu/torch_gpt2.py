@@ -47,7 +47,10 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = True
     dev = torch.device("cuda")
     cfg = llm_model.load_config(a.config)
-    m = llm_model.build_model(cfg).to(dev)
+    m = llm_model.build_model(cfg)
+    import train_ref  # python/llm_ref: GPT-2's initialization, as our executables use
+    train_ref.init_params(m, 1337, "gpt2")
+    m = m.to(dev)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=0.1, fused=True)
     import data as llm_data  # python/llm_ref/data.py
@@ -73,7 +76,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))  # synchronizes
+        losses.append(float(loss.detach()))  # synchronizes
         dt = time.perf_counter() - t0
         if step >= a.warmup_steps:
             times.append(dt)

@@ -6,6 +6,7 @@ Train:
       [--layers L] --data train.bin --steps N [--lr 3e-4] [--warmup 0] [--min-lr 0]
       [--weight-decay 0.1] [--grad-clip 1.0] [--seed 1337] --init INIT.safetensors
       [--log out.jsonl] [--save FINAL.safetensors] [--threads 1] [--bench]
+      [--device cpu|cuda]   (cuda: fp32 on the GPU, TF32 off, for GPU-scale parity)
 Make an initial checkpoint and exit:
   /usr/bin/python3 python/llm_ref/train_ref.py --config CFG.json [--layers L]
       --make-init INIT.safetensors --init-seed K [--init-style gpt2|random]
@@ -160,6 +161,9 @@ def train(model, tokens, args, log=None, on_step=None):
         t0 = time.perf_counter()
         inputs, targets = sampler.next()
         inputs, targets = torch.from_numpy(inputs), torch.from_numpy(targets)
+        dev = next(model.parameters()).device
+        if dev.type != "cpu":
+            inputs, targets = inputs.to(dev), targets.to(dev)
         opt.zero_grad(set_to_none=True)
         loss = model(inputs, targets)
         loss.backward()
@@ -202,6 +206,7 @@ def parse_args(argv=None):
     ap.add_argument("--log", help="JSON lines, one per step")
     ap.add_argument("--save", help="write the final parameters (F32 safetensors)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
     ap.add_argument("--bench", action="store_true",
                     help="time the steps after 2 warm-up steps; print one JSON line")
     ap.add_argument("--make-init", metavar="PATH", help="write an initial checkpoint and exit")
@@ -247,6 +252,10 @@ def main(argv=None):
         if args.seq > cfg.max_positions:
             raise ValueError(f"--seq {args.seq} exceeds the model's {cfg.max_positions} positions")
         load_checkpoint(model, args.init)
+        if args.device != "cpu":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            model.to(args.device)
         tokens = data.read_tokens(args.data, cfg.vocab)
         if len(tokens) <= args.seq:
             raise ValueError(f"{args.data}: {len(tokens)} tokens; --seq {args.seq} needs at "
