@@ -256,14 +256,15 @@ void checkEmbeddings(Rng &rng) {
   compare("position_embedding_bwd", pdt, PDT.host(), 0);
 }
 
-void checkAttention(Rng &rng) {
+void checkAttention(Rng &rng, bool tensorCores) {
   struct Case {
     int64_t B, S, Hq, Hkv, D;
     bool causal;
   };
   for (Case c : {Case{2, 100, 4, 2, 16, true}, Case{1, 77, 2, 2, 32, false},
                  Case{2, 130, 4, 1, 64, true}, Case{1, 65, 2, 2, 128, true},
-                 Case{1, 1024, 2, 2, 64, true}}) {
+                 Case{1, 1024, 2, 2, 64, true}, Case{1, 200, 4, 2, 64, false},
+                 Case{1, 300, 2, 1, 128, false}}) {
     int64_t qn = c.B * c.S * c.Hq * c.D, kn = c.B * c.S * c.Hkv * c.D;
     auto q = randomVec(rng, qn, 2.0), k = randomVec(rng, kn, 2.0),
          v = randomVec(rng, kn), dout = randomVec(rng, qn);
@@ -277,18 +278,25 @@ void checkAttention(Rng &rng) {
                       c.causal, ws.data());
     Dev<float> Q(q), K(k), Vd(v), DO(dout), O(qn), DQ(qn), DK(kn), DV(kn);
     Dev<float> WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
-    cuda::attentionFwd(Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
-                       c.causal, nullptr);
-    cuda::attentionBwd(Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
-                       c.Hkv, c.D, scale, c.causal, WS.p, nullptr);
-    char sz[96];
-    std::snprintf(sz, sizeof(sz), " [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
+    if (tensorCores && !cuda::attentionTensorCoresSupport(c.D))
+      continue;
+    (tensorCores ? cuda::attentionFwdTC : cuda::attentionFwd)(
+        Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, nullptr);
+    (tensorCores ? cuda::attentionBwdTC : cuda::attentionBwd)(
+        Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq, c.Hkv, c.D,
+        scale, c.causal, WS.p, nullptr);
+    char sz[128];
+    std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
+                  tensorCores ? " bf16" : "",
                   (long long)c.B, (long long)c.S, (long long)c.Hq,
                   (long long)c.Hkv, (long long)c.D, c.causal ? " causal" : "");
-    compare(std::string("attention_fwd") + sz, out, O.host(), kTol);
-    compare(std::string("attention_bwd dq") + sz, dq, DQ.host(), kTol);
-    compare(std::string("attention_bwd dk") + sz, dk, DK.host(), kTol);
-    compare(std::string("attention_bwd dv") + sz, dv, DV.host(), kTol);
+    // bf16 tensor cores: inputs and probabilities rounded to 8 bits of
+    // mantissa (as the bf16 GEMMs' tolerance).
+    double tol = tensorCores ? 2e-2 : kTol;
+    compare(std::string("attention_fwd") + sz, out, O.host(), tol);
+    compare(std::string("attention_bwd dq") + sz, dq, DQ.host(), tol);
+    compare(std::string("attention_bwd dk") + sz, dk, DK.host(), tol);
+    compare(std::string("attention_bwd dv") + sz, dv, DV.host(), tol);
   }
 }
 
@@ -370,7 +378,9 @@ int main(int argc, char **argv) {
   checkLinear(rng, mode);
   checkLayoutAndElementwise(rng);
   checkEmbeddings(rng);
-  checkAttention(rng);
+  checkAttention(rng, false);
+  if (mode == cuda::GemmMode::Bf16)
+    checkAttention(rng, true);
   checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");
   std::printf("%d of %d checks pass\n", checks - failures, checks);

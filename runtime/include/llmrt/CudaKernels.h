@@ -98,6 +98,18 @@ void attentionBwd(const float *q, const float *k, const float *v,
                   int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                   double scale, bool causal, void *workspace, cudaStream_t s);
 
+/// The same on bf16 tensor cores (AttentionTC.cu; fp32 accumulation and
+/// softmax), for head dimensions 64 and 128: what the executor runs when
+/// the GEMMs are bf16.
+bool attentionTensorCoresSupport(int64_t D);
+void attentionFwdTC(const float *q, const float *k, const float *v, float *out,
+                    int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                    double scale, bool causal, cudaStream_t s);
+void attentionBwdTC(const float *q, const float *k, const float *v,
+                    const float *dout, float *dq, float *dk, float *dv,
+                    int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                    double scale, bool causal, void *workspace, cudaStream_t s);
+
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);
 void geluBwd(const float *x, const float *dy, float *dx, int64_t n,

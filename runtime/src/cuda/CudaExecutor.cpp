@@ -9,7 +9,9 @@
 // One rank: multi-GPU runs need the NCCL communicator (not built yet), and
 // are refused at load with that reason.
 //
-// LLMRT_CUDA_GEMM = bf16 (default) | tf32 | fp32 picks the GEMMs' precision;
+// LLMRT_CUDA_GEMM = bf16 (default) | tf32 | fp32 picks the GEMMs' precision
+// (and attention's: bf16 tensor cores with bf16 GEMMs, for head dimensions
+// 64 and 128, unless LLMRT_CUDA_ATTN=fp32; the fp32 kernels otherwise);
 // LLMRT_CUDA_SYNC=1 waits after every instruction, so that an asynchronous
 // error names the instruction that caused it.
 //
@@ -92,6 +94,7 @@ public:
   std::vector<uint8_t> host_;
   std::string device_;
   bool syncEach_ = false;
+  bool attnTensorCores_ = false;
   std::vector<std::vector<Resolved>> functions_;
 };
 
@@ -157,13 +160,21 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
           "LLMRT_CUDA_GEMM='", g, "' is not one of bf16, tf32, fp32"));
   if (const char *s = std::getenv("LLMRT_CUDA_SYNC"))
     ex->syncEach_ = std::atoi(s) != 0;
+  ex->attnTensorCores_ = mode == cuda::GemmMode::Bf16;
+  if (const char *a = std::getenv("LLMRT_CUDA_ATTN")) {
+    if (std::string(a) != "fp32" && std::string(a) != "bf16")
+      return absl::InvalidArgumentError(
+          absl::StrCat("LLMRT_CUDA_ATTN='", a, "' is not one of bf16, fp32"));
+    ex->attnTensorCores_ = std::string(a) == "bf16";
+  }
 
   int dev = 0;
   cudaGetDevice(&dev);
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
     ex->device_ = absl::StrCat("cuda:", dev, " (", prop.name, ", gemm ",
-                               cuda::gemmModeName(mode), ")");
+                               cuda::gemmModeName(mode), ", attention ",
+                               ex->attnTensorCores_ ? "bf16" : "fp32", ")");
   else
     ex->device_ = absl::StrCat("cuda:", dev);
 
@@ -326,13 +337,17 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0, s);
       break;
     case Opcode::AttentionFwd:
-      cuda::attentionFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], n[2],
-                         n[3], n[4], fl[0], n[5] != 0, s);
+      (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
+           ? cuda::attentionFwdTC
+           : cuda::attentionFwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0],
+                                 n[1], n[2], n[3], n[4], fl[0], n[5] != 0, s);
       break;
     case Opcode::AttentionBwd:
-      cuda::attentionBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
-                         F(p[6]), n[0], n[1], n[2], n[3], n[4], fl[0],
-                         n[5] != 0, attnWs_, s);
+      (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
+           ? cuda::attentionBwdTC
+           : cuda::attentionBwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]),
+                                 F(p[5]), F(p[6]), n[0], n[1], n[2], n[3],
+                                 n[4], fl[0], n[5] != 0, attnWs_, s);
       break;
     case Opcode::GeluFwd:
       cuda::geluFwd(F(p[0]), F(p[1]), n[0], s);
