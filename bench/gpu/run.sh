@@ -37,7 +37,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
 
 echo "== 1. kernels against the CPU backend"
-for mode in bf16 fp32; do
+for mode in bf16 bf16-fast fp32; do
   "$bundle/bin/llmrt-cuda-check" --gemm $mode | tee "$out/kernels-$mode.txt" | grep -E "FAIL|checks pass|device" || status=1
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 done
@@ -98,6 +98,18 @@ print(f"PyTorch: {tt*1e3:.1f} ms/step  {torch_res['tokens_per_s']:,.0f} tok/s  M
       f"peak {torch_res['peak_mem_bytes']/2**30:.1f} GiB)")
 print(f"ratio (ours / PyTorch tokens/s): {tt / t:.3f}")
 PY
+echo "-- variants of ours (12 steps each; median step after 4)"
+for variant in "LLMRT_CUDA_GEMM=bf16-fast" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=tf32"; do
+  env "$variant" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
+    --log "$out/variant.jsonl" > "$out/variant.txt" 2>&1 || { echo "$variant failed"; tail -3 "$out/variant.txt"; status=1; continue; }
+  "$py" -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if "step_time_s" in l][4:]
+t = sorted(r["step_time_s"] for r in rows)[len(rows) // 2]
+last = rows[-1]["loss"]
+print(f"  {sys.argv[2]:26s} {t*1e3:7.1f} ms/step  last loss {last:.3f}")' "$out/variant.jsonl" "$variant"
+done
+
 echo "== 4. where a GPT-2 step goes (one traced step; each instruction waited for)"
 "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 --trace "$out/gpt2.trace.json" \
   > "$out/gpt2-trace.txt" 2>&1 || { echo "traced run failed"; tail -3 "$out/gpt2-trace.txt"; status=1; }

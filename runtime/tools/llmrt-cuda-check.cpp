@@ -9,7 +9,7 @@
 // sequence lengths that are not multiples of the attention tiles,
 // grouped-query attention, every supported head dimension.
 //
-//   llmrt-cuda-check [--gemm bf16|tf32|fp32]
+//   llmrt-cuda-check [--gemm bf16|bf16-fast|tf32|fp32]
 //
 // Exit 0: all pass; 1: a kernel is wrong; 77: no CUDA device (ctest: skip).
 //
@@ -137,7 +137,7 @@ void checkNorms(Rng &rng) {
 void checkLinear(Rng &rng, cuda::GemmMode mode) {
   double tol = mode == cuda::GemmMode::Fp32 ? 1e-5 : 2e-2;
   std::string err;
-  cuda::Blas *blas = cuda::createBlas(nullptr, mode, &err);
+  cuda::Blas *blas = cuda::createBlas(nullptr, mode, 1 << 20, &err);
   if (!blas) {
     std::fprintf(stderr, "error: %s\n", err.c_str());
     std::exit(1);
@@ -359,7 +359,7 @@ int main(int argc, char **argv) {
       ++i;
       continue;
     }
-    std::fprintf(stderr, "usage: %s [--gemm bf16|tf32|fp32]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s [--gemm bf16|bf16-fast|tf32|fp32]\n", argv[0]);
     return 2;
   }
   int count = 0;
@@ -379,7 +379,7 @@ int main(int argc, char **argv) {
   checkLayoutAndElementwise(rng);
   checkEmbeddings(rng);
   checkAttention(rng, false);
-  if (mode == cuda::GemmMode::Bf16)
+  if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
     checkAttention(rng, true);
   checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");

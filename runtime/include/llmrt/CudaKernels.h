@@ -23,17 +23,23 @@ namespace llmrt::cuda {
 
 // GEMMs (CudaBlas.cpp) ---------------------------------------------------------
 
-/// How cuBLAS multiplies fp32 matrices: bf16 tensor cores with fp32
-/// accumulation (the default), TF32 tensor cores, or plain fp32.
-enum class GemmMode { Bf16, Tf32, Fp32 };
-/// Parses "bf16", "tf32", "fp32".
+/// How cuBLAS multiplies fp32 matrices: on bf16 tensor cores with fp32
+/// accumulation, either from bf16 copies of the operands that a conversion
+/// kernel writes first (Bf16, the default) or letting cuBLAS round fp32
+/// inputs itself (Bf16Fast: CUBLAS_COMPUTE_32F_FAST_16BF); TF32 tensor
+/// cores; or plain fp32.
+enum class GemmMode { Bf16, Bf16Fast, Tf32, Fp32 };
+/// Parses "bf16", "bf16-fast", "tf32", "fp32".
 bool parseGemmMode(const std::string &name, GemmMode &mode);
 const char *gemmModeName(GemmMode mode);
 
 /// A cuBLAS handle bound to one stream.
 struct Blas;
-/// nullptr on failure, with the reason in *error.
-Blas *createBlas(cudaStream_t s, GemmMode mode, std::string *error);
+/// nullptr on failure, with the reason in *error. `scratchElems`: the most
+/// operand elements one GEMM converts (GemmMode::Bf16; rows x in + in x out
+/// for linearFwd, rows x (in + out) for linearBwdWeight).
+Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
+                 std::string *error);
 void destroyBlas(Blas *blas);
 /// CpuKernels.h's linearFwd (bias may be nullptr) and linearBwdWeight.
 /// false on a cuBLAS error, with the reason in *error.
@@ -45,6 +51,9 @@ bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
                      std::string *error);
 
 // Kernels (CudaKernels.cu) -----------------------------------------------------
+
+/// dst[i] = bf16(src[i]), round to nearest even (dst: __nv_bfloat16).
+void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s);
 
 // Embeddings (ids already validated by the trainer).
 void embeddingFwd(const int32_t *ids, const float *table, float *out,

@@ -9,7 +9,8 @@
 // One rank: multi-GPU runs need the NCCL communicator (not built yet), and
 // are refused at load with that reason.
 //
-// LLMRT_CUDA_GEMM = bf16 (default) | tf32 | fp32 picks the GEMMs' precision
+// LLMRT_CUDA_GEMM = bf16 (default) | bf16-fast | tf32 | fp32 picks the GEMMs'
+// precision (CudaKernels.h)
 // (and attention's: bf16 tensor cores with bf16 GEMMs, for head dimensions
 // 64 and 128, unless LLMRT_CUDA_ATTN=fp32; the fp32 kernels otherwise);
 // LLMRT_CUDA_SYNC=1 waits after every instruction, so that an asynchronous
@@ -39,7 +40,7 @@ public:
   void run(int fn, std::vector<TraceEvent> *trace,
            std::chrono::steady_clock::time_point origin) override;
   int64_t allocatedBytes() const override {
-    return program_.arenaBytes + workspaceBytes_;
+    return program_.arenaBytes + workspaceBytes_ + scratchBytes_;
   }
   std::string backend() const override { return "cuda"; }
   std::string deviceName() const override { return device_; }
@@ -88,7 +89,7 @@ public:
   cuda::Blas *blas_ = nullptr;
   uint8_t *arena_ = nullptr;
   uint8_t *workspace_ = nullptr;
-  int64_t workspaceBytes_ = 0;
+  int64_t workspaceBytes_ = 0, scratchBytes_ = 0;
   float *attnWs_ = nullptr, *rowScratch_ = nullptr;
   double *normAcc_ = nullptr;
   std::vector<uint8_t> host_;
@@ -157,10 +158,11 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (const char *g = std::getenv("LLMRT_CUDA_GEMM"))
     if (!cuda::parseGemmMode(g, mode))
       return absl::InvalidArgumentError(absl::StrCat(
-          "LLMRT_CUDA_GEMM='", g, "' is not one of bf16, tf32, fp32"));
+          "LLMRT_CUDA_GEMM='", g, "' is not one of bf16, bf16-fast, tf32, fp32"));
   if (const char *s = std::getenv("LLMRT_CUDA_SYNC"))
     ex->syncEach_ = std::atoi(s) != 0;
-  ex->attnTensorCores_ = mode == cuda::GemmMode::Bf16;
+  ex->attnTensorCores_ =
+      mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast;
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN")) {
     if (std::string(a) != "fp32" && std::string(a) != "bf16")
       return absl::InvalidArgumentError(
@@ -189,7 +191,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
 
   // Workspace: attention statistics, per-row losses, the norm accumulator.
-  int64_t attnBytes = 0, rows = 0;
+  int64_t attnBytes = 0, rows = 0, gemmElems = 0;
   for (const FunctionDesc &f : p.functions)
     for (const Instruction &inst : f.instructions) {
       auto op = static_cast<Opcode>(inst.opcode);
@@ -208,6 +210,13 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       }
       if (op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd)
         rows = std::max(rows, inst.ints[0]);
+      // Operands a bf16 GEMM converts (each padded to 128 elements).
+      if (op == Opcode::LinearFwd)
+        gemmElems = std::max(gemmElems, inst.ints[0] * inst.ints[1] + 128 +
+                                            inst.ints[1] * inst.ints[2]);
+      if (op == Opcode::LinearBwdWeight)
+        gemmElems = std::max(gemmElems, inst.ints[0] * inst.ints[1] + 128 +
+                                            inst.ints[0] * inst.ints[2]);
     }
   auto align = [](int64_t n) { return (n + 255) / 256 * 256; };
   int64_t rowBytes = align(rows * 4);
@@ -217,9 +226,11 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       e != cudaSuccess)
     return absl::InternalError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(e)));
   std::string err;
-  ex->blas_ = cuda::createBlas(ex->stream_, mode, &err);
+  ex->blas_ = cuda::createBlas(ex->stream_, mode, gemmElems, &err);
   if (!ex->blas_)
-    return absl::InternalError(err);
+    return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
+  if (mode == cuda::GemmMode::Bf16)
+    ex->scratchBytes_ = (gemmElems + 256) * 2;
   size_t arenaBytes = std::max<uint64_t>(p.arenaBytes, kArenaAlignment);
   for (auto [ptr, bytes, what] :
        {std::tuple<uint8_t **, size_t, const char *>{&ex->arena_, arenaBytes, "arena"},

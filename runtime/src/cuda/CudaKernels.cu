@@ -6,6 +6,8 @@
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
 
+#include <cuda_bf16.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -679,9 +681,28 @@ __global__ void adamwK(float *p, const float *grad, float *m, float *v,
   }
 }
 
+__global__ void toBf16K(const float *src, __nv_bfloat16 *dst, int64_t n) {
+  // Four elements a thread where the pointers allow (both are the starts
+  // of arena buffers or of the scratch: 64-byte aligned).
+  int64_t n4 = n / 4;
+  GRID_STRIDE(i, n4) {
+    float4 x = reinterpret_cast<const float4 *>(src)[i];
+    __nv_bfloat162 lo = __floats2bfloat162_rn(x.x, x.y);
+    __nv_bfloat162 hi = __floats2bfloat162_rn(x.z, x.w);
+    reinterpret_cast<__nv_bfloat162 *>(dst)[2 * i] = lo;
+    reinterpret_cast<__nv_bfloat162 *>(dst)[2 * i + 1] = hi;
+  }
+  GRID_STRIDE(i, n - n4 * 4) { dst[n4 * 4 + i] = __float2bfloat16(src[n4 * 4 + i]); }
+}
+
 } // namespace
 
 // Launchers ------------------------------------------------------------------
+
+void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s) {
+  toBf16K<<<gridFor((n + 3) / 4), kThreads, 0, s>>>(
+      src, static_cast<__nv_bfloat16 *>(dst), n);
+}
 
 void embeddingFwd(const int32_t *ids, const float *table, float *out,
                   int64_t n, int64_t C, cudaStream_t s) {
