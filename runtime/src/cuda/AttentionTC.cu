@@ -20,6 +20,8 @@
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
 
+#include "TileLoad.cuh"
+
 #include <cuda_bf16.h>
 #include <mma.h>
 
@@ -53,11 +55,14 @@ using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 template <int D>
 __device__ void loadTile(bf16 *dst, const float *src, int b, int S, int H,
                          int h, int r0) {
-  for (int e = threadIdx.x; e < kTile * D; e += blockDim.x) {
-    int r = e / D, d = e % D, i = r0 + r;
-    float x = i < S ? src[((static_cast<int64_t>(b) * S + i) * H + h) * D + d] : 0.0f;
-    dst[r * TC<D>::LdB + d] = __float2bfloat16(x);
-  }
+  loadRows<kTile, D, kThreadsTC>(src, b, S, H, h, r0, [&](int r, int c, float4 x) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(x.x, x.y);
+    __nv_bfloat162 hi = __floats2bfloat162_rn(x.z, x.w);
+    uint2 packed;
+    packed.x = *reinterpret_cast<unsigned *>(&lo);
+    packed.y = *reinterpret_cast<unsigned *>(&hi);
+    *reinterpret_cast<uint2 *>(dst + r * TC<D>::LdB + c) = packed;
+  });
 }
 
 /// Warp-level: out[16 x 64] (fp32, ld kLdS) = A[16 x D] · Bᵀ where B is

@@ -6,6 +6,8 @@
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
 
+#include "TileLoad.cuh"
+
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -23,6 +25,18 @@ unsigned gridFor(int64_t n, int threads = kThreads) {
   int64_t b = (n + threads - 1) / threads;
   return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 1 << 16));
 }
+
+/// A 2-D launch over a [rows, cols] index space: blockIdx.y and
+/// threadIdx.x walk rows and columns, so that no thread divides a 64-bit
+/// flat index (tens of instructions on a GPU).
+dim3 grid2d(int64_t rows, int64_t cols, int threads = kThreads) {
+  return dim3(static_cast<unsigned>(std::clamp<int64_t>((cols + threads - 1) / threads, 1, 1024)),
+              static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535)));
+}
+#define ROWS_COLS(r, c, rows, cols)                                            \
+  for (int64_t r = blockIdx.y; r < (rows); r += gridDim.y)                     \
+    for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; \
+         c < (cols); c += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 #define GRID_STRIDE(i, n)                                                      \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; \
@@ -65,17 +79,13 @@ struct MaxOp {
 
 __global__ void embeddingFwdK(const int32_t *ids, const float *table,
                               float *out, int64_t n, int64_t C) {
-  GRID_STRIDE(i, n * C) {
-    int64_t t = i / C, c = i % C;
-    out[i] = table[static_cast<int64_t>(ids[t]) * C + c];
-  }
+  ROWS_COLS(t, c, n, C) { out[t * C + c] = table[static_cast<int64_t>(ids[t]) * C + c]; }
 }
 
 __global__ void embeddingBwdK(const int32_t *ids, const float *dout,
                               float *dtable, int64_t n, int64_t C) {
-  GRID_STRIDE(i, n * C) {
-    int64_t t = i / C, c = i % C;
-    atomicAdd(dtable + static_cast<int64_t>(ids[t]) * C + c, dout[i]);
+  ROWS_COLS(t, c, n, C) {
+    atomicAdd(dtable + static_cast<int64_t>(ids[t]) * C + c, dout[t * C + c]);
   }
 }
 
@@ -213,7 +223,7 @@ void setDynamicShared(const void *kernel, size_t bytes) {
 // Linear helpers and layout --------------------------------------------------
 
 __global__ void addBiasK(float *y, const float *bias, int64_t rows, int64_t C) {
-  GRID_STRIDE(i, rows * C) { y[i] += bias[i % C]; }
+  ROWS_COLS(r, c, rows, C) { y[r * C + c] += bias[c]; }
 }
 
 /// Column sums: threadIdx.x walks 32 adjacent columns (coalesced),
@@ -239,17 +249,16 @@ __global__ void sumRowsK(const float *dy, float *db, int64_t rows, int64_t C) {
 __global__ void copyColumnsK(const float *src, int64_t srcCols, int64_t srcOff,
                              float *dst, int64_t dstCols, int64_t dstOff,
                              int64_t width, int64_t rows) {
-  GRID_STRIDE(i, rows * width) {
-    int64_t r = i / width, j = i % width;
+  ROWS_COLS(r, j, rows, width) {
     dst[r * dstCols + dstOff + j] = src[r * srcCols + srcOff + j];
   }
 }
 
 __global__ void ropeK(const float *x, float *y, int64_t BS, int64_t S,
                       int64_t H, int64_t D, double theta, bool inverse) {
-  int64_t d = D / 2;
-  GRID_STRIDE(e, BS * H * d) {
-    int64_t i = e % d, h = (e / d) % H, bs = e / (d * H);
+  const int d = static_cast<int>(D / 2);
+  ROWS_COLS(bs, e, BS, H * d) {
+    const int i = static_cast<int>(e) % d, h = static_cast<int>(e) / d;
     double p = static_cast<double>(bs % S);
     double a = p / pow(theta, static_cast<double>(2 * i) / static_cast<double>(D));
     float c = static_cast<float>(cos(a));
@@ -289,7 +298,8 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
              int Hq, int Hkv, float scale, bool causal) {
   using Cfg = AttnCfg<D>;
   constexpr int T = Cfg::T, DT = Cfg::DT, Tile = Cfg::Tile;
-  __shared__ float ks[Tile][D], vs[Tile][D];
+  __shared__ __align__(16) float ks[Tile][D];
+  __shared__ __align__(16) float vs[Tile][D];
   const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * Cfg::Rows;
   const int hk = h / (Hq / Hkv);
   const int row = threadIdx.x / T, u = threadIdx.x % T;
@@ -307,17 +317,12 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
   const int kEnd = causal ? min(S, q0 + Cfg::Rows) : S;
   for (int k0 = 0; k0 < kEnd; k0 += Tile) {
     __syncthreads();
-    for (int e = threadIdx.x; e < Tile * D; e += blockDim.x) {
-      int j = k0 + e / D, d = e % D;
-      float kv = 0, vv = 0;
-      if (j < S) {
-        int64_t off = ((static_cast<int64_t>(b) * S + j) * Hkv + hk) * D + d;
-        kv = k[off];
-        vv = v[off];
-      }
-      ks[e / D][d] = kv;
-      vs[e / D][d] = vv;
-    }
+    loadRows<Tile, D, Cfg::Threads>(k, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
+      *reinterpret_cast<float4 *>(&ks[r][c]) = x;
+    });
+    loadRows<Tile, D, Cfg::Threads>(v, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
+      *reinterpret_cast<float4 *>(&vs[r][c]) = x;
+    });
     __syncthreads();
     const int jn = min(Tile, kEnd - k0);
     for (int jj = 0; jj < jn; ++jj) {
@@ -355,7 +360,8 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
               float scale, bool causal) {
   using Cfg = AttnCfg<D>;
   constexpr int T = Cfg::T, DT = Cfg::DT, Tile = Cfg::Tile;
-  __shared__ float ks[Tile][D], vs[Tile][D];
+  __shared__ __align__(16) float ks[Tile][D];
+  __shared__ __align__(16) float vs[Tile][D];
   const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * Cfg::Rows;
   const int hk = h / (Hq / Hkv);
   const int row = threadIdx.x / T, u = threadIdx.x % T;
@@ -375,17 +381,12 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
   for (int pass = 0; pass < 2; ++pass) {
     for (int k0 = 0; k0 < kEnd; k0 += Tile) {
       __syncthreads();
-      for (int e = threadIdx.x; e < Tile * D; e += blockDim.x) {
-        int j = k0 + e / D, d = e % D;
-        float kv = 0, vv = 0;
-        if (j < S) {
-          int64_t off = ((static_cast<int64_t>(b) * S + j) * Hkv + hk) * D + d;
-          kv = k[off];
-          vv = v[off];
-        }
-        ks[e / D][d] = kv;
-        vs[e / D][d] = vv;
-      }
+      loadRows<Tile, D, Cfg::Threads>(k, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
+        *reinterpret_cast<float4 *>(&ks[r][c]) = x;
+      });
+      loadRows<Tile, D, Cfg::Threads>(v, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
+        *reinterpret_cast<float4 *>(&vs[r][c]) = x;
+      });
       __syncthreads();
       const int jn = min(Tile, kEnd - k0);
       for (int jj = 0; jj < jn; ++jj) {
@@ -439,7 +440,9 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
               int S, int Hq, int Hkv, float scale, bool causal) {
   using Cfg = AttnCfg<D>;
   constexpr int T = Cfg::T, DT = Cfg::DT, Tile = Cfg::Tile;
-  __shared__ float qs[Tile][D], dos[Tile][D], ls[Tile], ds_[Tile];
+  __shared__ __align__(16) float qs[Tile][D];
+  __shared__ __align__(16) float dos[Tile][D];
+  __shared__ float ls[Tile], ds_[Tile];
   const int b = blockIdx.z, hk = blockIdx.y, j0 = blockIdx.x * Cfg::Rows;
   const int group = Hq / Hkv;
   const int row = threadIdx.x / T, u = threadIdx.x % T;
@@ -459,17 +462,12 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
   for (int h = hk * group; h < (hk + 1) * group; ++h) {
     for (int i0 = qStart; i0 < S; i0 += Tile) {
       __syncthreads();
-      for (int e = threadIdx.x; e < Tile * D; e += blockDim.x) {
-        int i = i0 + e / D, d = e % D;
-        float qq = 0, dd = 0;
-        if (i < S) {
-          int64_t off = ((static_cast<int64_t>(b) * S + i) * Hq + h) * D + d;
-          qq = q[off];
-          dd = dout[off];
-        }
-        qs[e / D][d] = qq;
-        dos[e / D][d] = dd;
-      }
+      loadRows<Tile, D, Cfg::Threads>(q, b, S, Hq, h, i0, [&](int r, int c, float4 x) {
+        *reinterpret_cast<float4 *>(&qs[r][c]) = x;
+      });
+      loadRows<Tile, D, Cfg::Threads>(dout, b, S, Hq, h, i0, [&](int r, int c, float4 x) {
+        *reinterpret_cast<float4 *>(&dos[r][c]) = x;
+      });
       for (int e = threadIdx.x; e < Tile; e += blockDim.x) {
         int i = i0 + e;
         int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
@@ -562,13 +560,20 @@ __global__ void siluBwdK(const float *x, const float *dy, float *dx, int64_t n) 
     dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
   }
 }
-__global__ void addK(const float *a, const float *b, float *y, int64_t n,
+/// y = a op b, b broadcast over the rows of a [n / nb, nb] view.
+__global__ void addK(const float *a, const float *b, float *y, int64_t rows,
                      int64_t nb) {
-  GRID_STRIDE(i, n) { y[i] = a[i] + b[nb == n ? i : i % nb]; }
+  ROWS_COLS(r, c, rows, nb) { y[r * nb + c] = a[r * nb + c] + b[c]; }
 }
-__global__ void mulK(const float *a, const float *b, float *y, int64_t n,
+__global__ void addSameK(const float *a, const float *b, float *y, int64_t n) {
+  GRID_STRIDE(i, n) { y[i] = a[i] + b[i]; }
+}
+__global__ void mulK(const float *a, const float *b, float *y, int64_t rows,
                      int64_t nb) {
-  GRID_STRIDE(i, n) { y[i] = a[i] * b[nb == n ? i : i % nb]; }
+  ROWS_COLS(r, c, rows, nb) { y[r * nb + c] = a[r * nb + c] * b[c]; }
+}
+__global__ void mulSameK(const float *a, const float *b, float *y, int64_t n) {
+  GRID_STRIDE(i, n) { y[i] = a[i] * b[i]; }
 }
 
 // Loss -----------------------------------------------------------------------
@@ -706,12 +711,12 @@ void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s) {
 
 void embeddingFwd(const int32_t *ids, const float *table, float *out,
                   int64_t n, int64_t C, cudaStream_t s) {
-  embeddingFwdK<<<gridFor(n * C), kThreads, 0, s>>>(ids, table, out, n, C);
+  embeddingFwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, table, out, n, C);
 }
 void embeddingBwd(const int32_t *ids, const float *dout, float *dtable,
                   int64_t n, int64_t V, int64_t C, cudaStream_t s) {
   cudaMemsetAsync(dtable, 0, static_cast<size_t>(V * C) * 4, s);
-  embeddingBwdK<<<gridFor(n * C), kThreads, 0, s>>>(ids, dout, dtable, n, C);
+  embeddingBwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, dout, dtable, n, C);
 }
 void positionEmbeddingFwd(const float *table, float *out, int64_t S, int64_t C,
                           cudaStream_t s) {
@@ -763,7 +768,7 @@ void rmsNormBwd(const float *x, const float *w, const float *dy, float *dx,
 
 void addBias(float *y, const float *bias, int64_t rows, int64_t C,
              cudaStream_t s) {
-  addBiasK<<<gridFor(rows * C), kThreads, 0, s>>>(y, bias, rows, C);
+  addBiasK<<<grid2d(rows, C), kThreads, 0, s>>>(y, bias, rows, C);
 }
 void sumRows(const float *dy, float *db, int64_t rows, int64_t C,
              cudaStream_t s) {
@@ -775,13 +780,13 @@ void sumRows(const float *dy, float *db, int64_t rows, int64_t C,
 void copyColumns(const float *src, int64_t srcCols, int64_t srcOff, float *dst,
                  int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
                  cudaStream_t s) {
-  copyColumnsK<<<gridFor(rows * width), kThreads, 0, s>>>(
+  copyColumnsK<<<grid2d(rows, width), kThreads, 0, s>>>(
       src, srcCols, srcOff, dst, dstCols, dstOff, width, rows);
 }
 void rope(const float *x, float *y, int64_t B, int64_t S, int64_t H, int64_t D,
           double theta, bool inverse, cudaStream_t s) {
-  ropeK<<<gridFor(B * S * H * (D / 2)), kThreads, 0, s>>>(x, y, B * S, S, H, D,
-                                                         theta, inverse);
+  ropeK<<<grid2d(B * S, H * (D / 2)), kThreads, 0, s>>>(x, y, B * S, S, H, D,
+                                                        theta, inverse);
 }
 
 bool attentionSupportsHeadDim(int64_t D) {
@@ -837,11 +842,17 @@ void siluBwd(const float *x, const float *dy, float *dx, int64_t n,
 }
 void add(const float *a, const float *b, float *y, int64_t n, int64_t nb,
          cudaStream_t s) {
-  addK<<<gridFor(n), kThreads, 0, s>>>(a, b, y, n, nb);
+  if (nb == n)
+    addSameK<<<gridFor(n), kThreads, 0, s>>>(a, b, y, n);
+  else
+    addK<<<grid2d(n / nb, nb), kThreads, 0, s>>>(a, b, y, n / nb, nb);
 }
 void mul(const float *a, const float *b, float *y, int64_t n, int64_t nb,
          cudaStream_t s) {
-  mulK<<<gridFor(n), kThreads, 0, s>>>(a, b, y, n, nb);
+  if (nb == n)
+    mulSameK<<<gridFor(n), kThreads, 0, s>>>(a, b, y, n);
+  else
+    mulK<<<grid2d(n / nb, nb), kThreads, 0, s>>>(a, b, y, n / nb, nb);
 }
 
 void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,

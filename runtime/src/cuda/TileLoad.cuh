@@ -1,0 +1,42 @@
+//===- TileLoad.cuh - attention tiles from global memory ------*- CUDA -*-===//
+//
+// Shared by the fp32 and tensor-core attention kernels.
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLMRT_CUDA_TILELOAD_CUH
+#define LLMRT_CUDA_TILELOAD_CUH
+
+#include <cstdint>
+
+namespace llmrt::cuda {
+
+/// Rows [r0, r0 + Rows) of head h of a [B, S, H, D] fp32 tensor, as 16-byte
+/// vectors: each thread issues all of its loads before it stores any, so
+/// that their latencies overlap instead of adding up (a block has few warps
+/// to hide them). Rows past S read as zero. store(row, col, float4) puts
+/// each vector where the kernel wants it.
+template <int Rows, int D, int Threads, typename Store>
+__device__ __forceinline__ void loadRows(const float *src, int b, int S, int H,
+                                         int h, int r0, Store store) {
+  constexpr int Vectors = Rows * D / 4;
+  static_assert(Vectors % Threads == 0, "the tile does not split evenly");
+  constexpr int Per = Vectors / Threads;
+  float4 buf[Per];
+#pragma unroll
+  for (int t = 0; t < Per; ++t) {
+    const int e = t * Threads + threadIdx.x;
+    const int r = e / (D / 4), c = (e % (D / 4)) * 4, i = r0 + r;
+    buf[t] = i < S ? __ldg(reinterpret_cast<const float4 *>(
+                         src + ((static_cast<int64_t>(b) * S + i) * H + h) * D + c))
+                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+#pragma unroll
+  for (int t = 0; t < Per; ++t) {
+    const int e = t * Threads + threadIdx.x;
+    store(e / (D / 4), (e % (D / 4)) * 4, buf[t]);
+  }
+}
+
+} // namespace llmrt::cuda
+
+#endif // LLMRT_CUDA_TILELOAD_CUH
