@@ -31,3 +31,10 @@ if getattr(config, "llm_have_cuda", False):
     smi = shutil.which("nvidia-smi")
     if smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
         config.available_features.add("cuda-device")
+
+# ptxas checks the PTX the compiler generates (the CUDA toolkit's).
+import shutil as _shutil
+_ptxas = _shutil.which("ptxas") or _shutil.which("ptxas", path="/usr/local/cuda/bin")
+if _ptxas:
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", _ptxas))

@@ -58,6 +58,7 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
     LLMRT_CUDA_GEMM=$mode "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
+    grep -E "^model:" "$out/$model-$mode.txt" | sed 's/.*| cuda/  cuda/'
     tol=$([ $mode = fp32 ] && echo 1e-4 || echo 2e-2)
     "$py" - "$log" "$ref" "$tol" "$model ($mode GEMMs)" <<'PY' || status=1
 import json, sys
@@ -99,7 +100,7 @@ print(f"PyTorch: {tt*1e3:.1f} ms/step  {torch_res['tokens_per_s']:,.0f} tok/s  M
 print(f"ratio (ours / PyTorch tokens/s): {tt / t:.3f}")
 PY
 echo "-- variants of ours (12 steps each; median step after 4)"
-for variant in "LLMRT_CUDA_GEMM=bf16-fast" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=tf32"; do
+[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for variant in "LLMRT_CUDA_GEMM=bf16-fast" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=tf32"; do
   env "$variant" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
     --log "$out/variant.jsonl" > "$out/variant.txt" 2>&1 || { echo "$variant failed"; tail -3 "$out/variant.txt"; status=1; continue; }
   "$py" -c '

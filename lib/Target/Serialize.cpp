@@ -4,6 +4,7 @@
 #include "llmrt/LLMRTDialect.h"
 #include "llmrt/ProgramFormat.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -67,6 +68,24 @@ static ::llmrt::BufferRole roleOf(StringRef role) {
       .Case("input", ::llmrt::BufferRole::Input)
       .Case("output", ::llmrt::BufferRole::Output)
       .Default(::llmrt::BufferRole::Temp);
+}
+
+FailureOr<std::string> mlir::llm::getKernelPTX(ModuleOp module) {
+  auto binaries = module.getOps<gpu::BinaryOp>();
+  if (binaries.empty()) {
+    if (module->hasAttr("llm.gpu_entries"))
+      return module.emitError() << "the module has GPU kernels but no "
+                                   "gpu.binary (run llm-gpu-to-ptx)";
+    return std::string();
+  }
+  if (std::next(binaries.begin()) != binaries.end())
+    return module.emitError() << "expects one gpu.binary of GPU kernels";
+  gpu::BinaryOp binary = *binaries.begin();
+  auto objects = binary.getObjects().getAsRange<gpu::ObjectAttr>();
+  if (std::distance(objects.begin(), objects.end()) != 1 ||
+      (*objects.begin()).getFormat() != gpu::CompilationTarget::Assembly)
+    return binary.emitOpError() << "expects one PTX object (format isa)";
+  return (*objects.begin()).getObject().getValue().str();
 }
 
 FailureOr<std::vector<uint8_t>> mlir::llm::serializeProgram(ModuleOp module) {
@@ -173,6 +192,16 @@ FailureOr<std::vector<uint8_t>> mlir::llm::serializeProgram(ModuleOp module) {
       return op.emitOpError() << "serialize: not an llmrt op";
     }
     program.functions.push_back(std::move(f));
+  }
+  // The GPU kernels (llm-fuse-elementwise, llm-gpu-to-ptx): the PTX of the
+  // one gpu.binary and the entries in kernel-index order.
+  if (auto entries = module->getAttrOfType<ArrayAttr>("llm.gpu_entries")) {
+    FailureOr<std::string> ptx = mlir::llm::getKernelPTX(module);
+    if (failed(ptx))
+      return failure();
+    program.gpuPtx = std::move(*ptx);
+    for (Attribute e : entries)
+      program.gpuEntries.push_back(cast<StringAttr>(e).getValue().str());
   }
   return ::llmrt::writeProgram(program);
 }

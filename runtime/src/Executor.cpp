@@ -2,6 +2,7 @@
 #include "llmrt/Executor.h"
 #include "llmrt/Comm.h"
 #include "llmrt/CpuKernels.h"
+#include "llmrt/MicroOps.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -35,8 +36,10 @@ public:
   struct Resolved {
     const Instruction *inst;
     std::vector<void *> ptrs;
+    int fused = -1; ///< index into fused_ (fused_elementwise)
   };
   uint8_t *arena_ = nullptr;
+  std::vector<FusedProgram> fused_;
   void *workspace_ = nullptr;
   int64_t workspaceBytes_ = 0;
   /// Per-row scratch of the vocabulary-parallel loss (sized at load).
@@ -104,6 +107,14 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
               " elements"));
       }
       CpuExecutor::Resolved r{&inst, {}};
+      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
+        FusedProgram fp;
+        if (std::string why = fp.decode(inst.ints, inst.operands.size()); !why.empty())
+          return absl::InvalidArgumentError(
+              absl::StrCat("fused_elementwise in '", f.name, "': ", why));
+        r.fused = static_cast<int>(ex->fused_.size());
+        ex->fused_.push_back(std::move(fp));
+      }
       for (uint32_t o : inst.operands) {
         const BufferDesc &b = p.buffers[o];
         uint64_t at = b.offset;
@@ -358,6 +369,25 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
         int64_t t = tg[r] - start;
         if (t >= 0 && t < V)
           dx[r * V + t] -= static_cast<float>(1.0 / rows);
+      }
+      break;
+    }
+    case Opcode::FusedElementwise: {
+      // The micro-ops, element by element (the GPU runs the compiler's
+      // kernel for the same group).
+      const FusedProgram &fp = fused_[r.fused];
+      const int64_t I = fp.numInputs(), M = static_cast<int64_t>(fp.ops.size());
+#pragma omp parallel for schedule(static) if (fp.n >= (1 << 15))
+      for (int64_t e = 0; e < fp.n; ++e) {
+        float v[64 + 256];
+        for (int64_t i = 0; i < I; ++i)
+          v[i] = F(p[i])[fp.nb[i] == fp.n ? e : e % fp.nb[i]];
+        for (int64_t k = 0; k < M; ++k) {
+          const FusedProgram::Op &o = fp.ops[k];
+          v[I + k] = applyMicroOp(o.op, v[o.a], o.b >= 0 ? v[o.b] : 0.0f);
+        }
+        for (size_t o = 0; o < fp.outputs.size(); ++o)
+          F(p[I + o])[e] = v[fp.outputs[o]];
       }
       break;
     }

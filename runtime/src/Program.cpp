@@ -83,6 +83,9 @@ int64_t mul(int64_t a, int64_t b) {
 /// Sizes that depend on a group's size are checked by the executor.
 std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
   const std::vector<int64_t> &n = inst.ints;
+  // A fusion group encodes "none" as -1 (FusedProgram::decode checks it).
+  if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise))
+    return "";
   for (int64_t v : n)
     if (v < 0)
       return absl::StrCat("negative parameter ", v);
@@ -232,6 +235,8 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
     need(0, n[0]), need(1, n[0]), need(2, n[0]), need(3, n[0]), need(4, 1),
         need(5, 1, ElemType::I64), need(6, 1), need(7, 1);
     break;
+  case Opcode::FusedElementwise:
+    break; // checked once the GPU kernel table is read (parseProgram)
   case Opcode::AllReduce:
   case Opcode::ReduceScatter:
   case Opcode::AllGather:
@@ -258,9 +263,10 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
   uint32_t version = h.le(4);
   (void)h.le(4);
   uint64_t size = h.le(8), checksum = h.le(8);
-  if (version != kProgramVersion)
+  if (version < kOldestProgramVersion || version > kProgramVersion)
     return invalid(source, absl::StrCat("offset 8: program version ", version,
-                                        ", this runtime reads version ",
+                                        ", this runtime reads versions ",
+                                        kOldestProgramVersion, " to ",
                                         kProgramVersion));
   if (size != bytes.size() - kHeader)
     return absl::DataLossError(absl::StrCat(
@@ -413,8 +419,32 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
     }
     p.functions.push_back(std::move(f));
   }
+  if (version >= 3 && r.ok()) {
+    p.gpuPtx = r.str();
+    uint64_t nent = r.le(4);
+    for (uint64_t i = 0; i < nent && r.ok(); ++i)
+      p.gpuEntries.push_back(r.str());
+  }
   if (!r.ok())
     return absl::DataLossError(r.message());
+  for (const FunctionDesc &f : p.functions)
+    for (const Instruction &inst : f.instructions)
+      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
+        FusedProgram fp;
+        std::string why = fp.decode(inst.ints, inst.operands.size());
+        if (why.empty() && fp.kernel >= static_cast<int64_t>(p.gpuEntries.size()))
+          why = absl::StrCat("kernel ", fp.kernel, " is not among the program's ",
+                             p.gpuEntries.size(), " GPU entries");
+        for (size_t k = 0; why.empty() && k < inst.operands.size(); ++k) {
+          const BufferDesc &b = p.buffers[inst.operands[k]];
+          int64_t need = k < fp.nb.size() ? fp.nb[k] : fp.n;
+          if (b.elem != ElemType::F32 || static_cast<int64_t>(b.bytes / 4) < need)
+            why = absl::StrCat("operand '", b.name, "' is not ", need, " f32 elements");
+        }
+        if (!why.empty())
+          return invalid(source, absl::StrCat("function '", f.name,
+                                              "': fused_elementwise: ", why));
+      }
   if (!r.atEnd())
     return invalid(source, absl::StrCat("offset ", r.offset(),
                                         ": trailing bytes after the program"));

@@ -37,15 +37,16 @@ def losses(path, key="loss"):
     return out
 
 
-def compile_model(tmp, model, batch, seq, layers, name=None):
-    """llm-import + llm-compile; returns the executable's path."""
+def compile_model(tmp, model, batch, seq, layers, name=None, flags=()):
+    """llm-import + llm-compile (with extra `flags`); returns the
+    executable's path."""
     name = name or model
     mlir = os.path.join(tmp, name + ".mlir")
     exe = os.path.join(tmp, name + ".exe")
     run([os.path.join(BIN, "llm-import"), "--hf-config",
          os.path.join(MODELS, model + ".json"), "--batch", str(batch),
          "--seq", str(seq), "--layers", str(layers), "-o", mlir])
-    run([os.path.join(BIN, "llm-compile"), mlir, "-o", exe])
+    run([os.path.join(BIN, "llm-compile"), mlir, "-o", exe] + list(flags))
     return exe
 
 

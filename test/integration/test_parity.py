@@ -24,7 +24,7 @@ HYPER = ["--steps", "5", "--lr", "1e-3", "--warmup", "2", "--min-lr", "1e-4",
 
 
 class ParityTest(unittest.TestCase):
-    def check(self, model, batch=4, seq=32, layers=2, extra=()):
+    def check(self, model, batch=4, seq=32, layers=2, extra=(), flags=()):
         with tempdir() as tmp:
             data = token_file(tmp)
             init = os.path.join(tmp, "init.safetensors")
@@ -33,7 +33,7 @@ class ParityTest(unittest.TestCase):
             run(["/usr/bin/python3", REF, "--config", cfg, "--layers",
                  str(layers), "--make-init", init, "--init-seed", "11",
                  "--init-style", "random"])
-            exe = compile_model(tmp, model, batch, seq, layers)
+            exe = compile_model(tmp, model, batch, seq, layers, flags=flags)
             ours_log = os.path.join(tmp, "ours.jsonl")
             ckpt = os.path.join(tmp, "ckpt")
             run([exe, "--data", data, "--init", init, "--log", ours_log,
@@ -73,6 +73,11 @@ class ParityTest(unittest.TestCase):
 
     def test_llama_style_gqa_rope(self):
         self.check("tiny-llama-gqa")
+
+    def test_llama_fused_elementwise(self):
+        # The SwiGLU fusion groups (llm-fuse-elementwise), interpreted by the
+        # CPU runtime: the same numbers as PyTorch.
+        self.check("tiny-llama-gqa", flags=["--fuse-elementwise"])
 
 
 if __name__ == "__main__":

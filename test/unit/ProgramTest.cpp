@@ -64,7 +64,7 @@ TEST(Program, HeaderErrors) {
   bad = good;
   bad[8] = 9;
   EXPECT_EQ(errorOf(bad), "prog: offset 8: program version 9, this runtime "
-                          "reads version 2");
+                          "reads versions 2 to 3");
   bad = good;
   bad.back() ^= 1;
   EXPECT_EQ(errorOf(bad), "prog: checksum mismatch (corrupt program)");
@@ -184,4 +184,85 @@ TEST(Program, InstructionSizesAgainstBuffers) {
   p.buffers[1].globalDims = {4, 3};
   EXPECT_NE(errorOf(writeProgram(p)).find("has an inconsistent shard"),
             std::string::npos);
+}
+
+namespace {
+/// y = silu(x) * u as one fusion group with a GPU kernel entry.
+ProgramDesc fusedProgram() {
+  ProgramDesc p;
+  p.metadata = "{}";
+  p.arenaBytes = 256;
+  p.buffers = {{"x", BufferRole::Temp, ElemType::F32, {4}, 0, 16},
+               {"u", BufferRole::Temp, ElemType::F32, {4}, 64, 16},
+               {"y", BufferRole::Temp, ElemType::F32, {4}, 128, 16}};
+  FusedProgram fp;
+  fp.n = 4;
+  fp.kernel = 0;
+  fp.nb = {4, 4};
+  fp.ops = {{MicroOp::SiluFwd, 0, -1}, {MicroOp::Mul, 2, 1}};
+  fp.outputs = {3};
+  Instruction k;
+  k.opcode = static_cast<uint16_t>(Opcode::FusedElementwise);
+  k.operands = {0, 1, 2};
+  k.ints = fp.encode();
+  p.functions = {{"eval", {k}}};
+  p.gpuPtx = ".version 7.8\n.target sm_90\n";
+  p.gpuEntries = {"fused_0"};
+  return p;
+}
+} // namespace
+
+TEST(Program, FusedGroupAndGpuKernelsRoundTrip) {
+  ProgramDesc p = fusedProgram();
+  auto q = parseProgram(writeProgram(p), "prog");
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->gpuPtx, p.gpuPtx);
+  EXPECT_EQ(q->gpuEntries, std::vector<std::string>{"fused_0"});
+  FusedProgram fp;
+  ASSERT_EQ(fp.decode(q->functions[0].instructions[0].ints, 3), "");
+  EXPECT_EQ(fp.ops.size(), 2u);
+  EXPECT_EQ(fp.ops[1].op, MicroOp::Mul);
+  EXPECT_EQ(fp.outputs, std::vector<int64_t>{3});
+}
+
+TEST(Program, VersionTwoStillLoads) {
+  // A version-2 program is version 3 without the GPU kernel section (an
+  // empty PTX string and no entries: 8 bytes).
+  std::vector<uint8_t> bytes = writeProgram(tinyProgram());
+  bytes.resize(bytes.size() - 8);
+  bytes[8] = 2;
+  uint64_t payload = bytes.size() - 32;
+  for (int i = 0; i < 8; ++i)
+    bytes[16 + i] = static_cast<uint8_t>(payload >> (8 * i));
+  reseal(bytes);
+  auto q = parseProgram(bytes, "prog");
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_TRUE(q->gpuEntries.empty());
+}
+
+TEST(Program, FusedGroupErrors) {
+  auto errorWith = [](auto edit) {
+    ProgramDesc p = fusedProgram();
+    edit(p);
+    return errorOf(writeProgram(p));
+  };
+  // Micro-op 0 reads value 2, its own result.
+  EXPECT_EQ(errorWith([](ProgramDesc &p) {
+              p.functions[0].instructions[0].ints[8] = 2;
+            }),
+            "prog: function 'eval': fused_elementwise: bad micro-op");
+  EXPECT_EQ(errorWith([](ProgramDesc &p) { p.gpuEntries.clear(); }),
+            "prog: function 'eval': fused_elementwise: kernel 0 is not among "
+            "the program's 0 GPU entries");
+  EXPECT_EQ(errorWith([](ProgramDesc &p) {
+              p.buffers[2].dims = {2};
+              p.buffers[2].bytes = 8;
+            }),
+            "prog: function 'eval': fused_elementwise: operand 'y' is not 4 "
+            "f32 elements");
+  EXPECT_EQ(errorWith([](ProgramDesc &p) {
+              p.functions[0].instructions[0].ints[5] = 3; // nb 3 of n 4
+            }),
+            "prog: function 'eval': fused_elementwise: a broadcast size does "
+            "not divide n");
 }

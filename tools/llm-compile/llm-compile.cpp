@@ -33,7 +33,7 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 namespace {
-enum class Emit { Exe, Plan, Stats, Mlir };
+enum class Emit { Exe, Plan, Stats, Mlir, Ptx };
 } // namespace
 
 static cl::OptionCategory category("llm-compile options");
@@ -57,10 +57,20 @@ static cl::opt<Emit> emit(
     "emit", cl::init(Emit::Exe), cl::desc("what to produce"),
     cl::values(clEnumValN(Emit::Exe, "exe", "the training executable"),
                clEnumValN(Emit::Plan, "plan", "the chosen plan as JSON"),
+               clEnumValN(Emit::Ptx, "ptx", "the GPU kernels the compiler generated (--target cuda), as PTX"),
                clEnumValN(Emit::Stats, "stats",
                           "params, flops_per_step, tokens_per_step as JSON"),
                clEnumValN(Emit::Mlir, "mlir", "the compiled IR")),
     cl::cat(category));
+static cl::opt<bool> fuseElementwise(
+    "fuse-elementwise",
+    cl::desc("merge chains of elementwise kernels (always with --target cuda, "
+             "where each group is a generated GPU kernel; on the CPU the "
+             "runtime interprets the groups)"),
+    cl::init(false), cl::cat(category));
+static cl::opt<std::string> gpuChip("gpu-chip", cl::init("sm_90"),
+                                    cl::desc("the GPU the kernels are built for (--target cuda)"),
+                                    cl::cat(category));
 static cl::opt<bool> explain("explain",
                              cl::desc("print a readable report of the plan, "
                                       "its cost breakdown and the "
@@ -225,8 +235,34 @@ int main(int argc, char **argv) {
   pm.addPass(llm::createRematerialize());
   pm.addPass(llm::createOptimizer());
   pm.addPass(llm::createLowerToRT());
+  // Fusion groups of elementwise kernels; for CUDA, their generated kernels
+  // lowered through the GPU and NVVM dialects to PTX.
+  if (target == "cuda" || fuseElementwise) {
+    llm::FuseElementwiseOptions fuse;
+    fuse.gpu = target == "cuda";
+    pm.addPass(llm::createFuseElementwise(fuse));
+  }
+  if (target == "cuda") {
+    llm::GPUToPTXOptions ptx;
+    ptx.chip = gpuChip;
+    pm.addPass(llm::createGPUToPTX(ptx));
+  }
   if (failed(pm.run(*module)))
     return 1;
+
+  if (emit == Emit::Ptx) {
+    if (target != "cuda")
+      return fail("--emit=ptx needs --target cuda");
+    FailureOr<std::string> ptxText = llm::getKernelPTX(*module);
+    if (failed(ptxText))
+      return 1;
+    auto out = openOutputFile(output, &err);
+    if (!out)
+      return fail(err);
+    out->os() << *ptxText;
+    out->keep();
+    return 0;
+  }
 
   if (emit == Emit::Mlir) {
     auto out = openOutputFile(output, &err);

@@ -32,4 +32,62 @@ def LowerToRT : Pass<"llm-lower-to-rt", "mlir::ModuleOp"> {
                            "mlir::llmrt::LLMRTDialect"];
 }
 
+def FuseElementwise : Pass<"llm-fuse-elementwise", "mlir::ModuleOp"> {
+  let summary = "Merge chains of elementwise kernels into fusion groups";
+  let description = [{
+    Finds, in the llmrt functions, elementwise kernels (`add`, `mul`,
+    `gelu_fwd`, `gelu_bwd`, `silu_fwd`, `silu_bwd`, or groups already
+    formed) whose input is the output of an earlier elementwise kernel over
+    the same number of elements, and merges the producer into its consumer:
+    one `fused_elementwise` kernel that reads the group's inputs once,
+    computes every micro-op in registers and writes the group's outputs.
+
+    A producer moves down to its consumer only when no kernel in between
+    touches (reads or writes) any arena byte of the producer's operands.
+    The intermediate is not written at all when nothing reads it afterwards
+    (no other use of its buffer, and the next kernel that touches its bytes
+    writes them first); otherwise it stays an output of the group.
+
+    With `gpu`, each group also becomes a `gpu.func` of the
+    `gpu.module @llm_kernels` (a grid-stride loop over the elements, bare
+    pointers to static memrefs), the kernel the runtime launches;
+    llm-gpu-to-ptx lowers that module to PTX. The module lists the entry
+    names in `llm.gpu_entries` (the order of the kernels' `kernel` index).
+
+    Example (Llama's SwiGLU forward):
+    ```mlir
+    llmrt.kernel "silu_fwd"(%g, %s)
+    llmrt.kernel "linear_fwd"(%x, %w_up, %u)
+    llmrt.kernel "mul"(%s, %u, %h)
+    // becomes
+    llmrt.kernel "linear_fwd"(%x, %w_up, %u)
+    llmrt.kernel "fused_elementwise"(%g, %u, %s, %h)  // s kept: the backward reads it
+    ```
+  }];
+  let options = [
+    Option<"gpu", "gpu", "bool", "false",
+           "also build each group's GPU kernel (gpu and arith/math dialects)">,
+  ];
+  let dependentDialects = ["mlir::llmrt::LLMRTDialect", "mlir::gpu::GPUDialect",
+                           "mlir::arith::ArithDialect", "mlir::math::MathDialect",
+                           "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect"];
+}
+
+def GPUToPTX : Pass<"llm-gpu-to-ptx", "mlir::ModuleOp"> {
+  let summary = "Lower the module's GPU kernels to PTX with LLVM's NVPTX backend";
+  let description = [{
+    Runs upstream's pipeline on the `gpu.module`s of the module:
+    nvvm-attach-target (`chip`, -O3), then inside each module scf to cf and
+    convert-gpu-to-nvvm (bare-pointer calling convention), then
+    gpu-module-to-binary with format `isa`: each `gpu.module` becomes a
+    `gpu.binary` whose object is PTX text (libdevice is linked for the math
+    functions). The runtime loads it with cuModuleLoadData.
+  }];
+  let options = [
+    Option<"chip", "chip", "std::string", "\"sm_90\"", "the target GPU (sm_XY)">,
+  ];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::NVVM::NVVMDialect",
+                           "mlir::LLVM::LLVMDialect", "mlir::cf::ControlFlowDialect"];
+}
+
 #endif // LLM_CONVERSION_PASSES_TD

@@ -5,6 +5,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mlir::llm {
@@ -14,6 +15,9 @@ namespace mlir::llm {
 /// (runtime/include/llmrt/ProgramFormat.h). Emits an error and fails on
 /// anything else.
 FailureOr<std::vector<uint8_t>> serializeProgram(ModuleOp module);
+
+/// The PTX of the module's GPU kernels ("" when it has none).
+FailureOr<std::string> getKernelPTX(ModuleOp module);
 
 /// Writes the executable `exe`: the runtime binary `runner` followed by
 /// `program` and the trailer the runtime looks for (ProgramFormat.h),

@@ -21,7 +21,9 @@
 //               str name, u32 #instructions, each:
 //                 u16 opcode, u16 #operands, u32 operands[] (buffer ids),
 //                 u16 #ints, i64 ints[], u16 #floats, f64 floats[]
-//   str = u32 length + bytes.
+//             (version 3) str gpu_ptx (the compiler's GPU kernels as PTX,
+//               empty when there are none), u32 #entries, each: str name
+//   str = u32 length + bytes. The runtime reads versions 2 and 3.
 //
 // Functions: "train" (forward, backward, optimizer) and "eval" (forward and
 // loss). Buffers are arena views; params, optimizer state, inputs and outputs
@@ -33,6 +35,8 @@
 #define LLMRT_PROGRAMFORMAT_H
 
 #include <cstdint>
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -40,7 +44,8 @@
 namespace llmrt {
 
 inline constexpr char kProgramMagic[8] = {'L', 'L', 'M', 'R', 'T', 'P', 'G', '\0'};
-inline constexpr uint32_t kProgramVersion = 2;
+inline constexpr uint32_t kProgramVersion = 3;
+inline constexpr uint32_t kOldestProgramVersion = 2;
 inline constexpr uint64_t kArenaAlignment = 64;
 
 /// Trailer appended to an executable that embeds a program:
@@ -112,6 +117,91 @@ enum class Opcode : uint16_t {
   VocabEmbeddingBwd = 31,     ///< [ids, dout, dtable] {n, V_local, C, group}
   VocabCrossEntropyFwd = 32,  ///< [logits, targets, loss] {rows, V_local, group}
   VocabCrossEntropyBwd = 33,  ///< [logits, targets, dlogits] {rows, V_local, group}
+  /// A fusion group of elementwise ops (llm-fuse-elementwise): [inputs...,
+  /// outputs...] {the FusedProgram encoding below}. On a GPU it runs the
+  /// compiler's kernel `gpu_entries[kernel]`; elsewhere the runtime
+  /// interprets the micro-ops.
+  FusedElementwise = 34,
+};
+
+/// The elementwise operations a fusion group is made of, with the
+/// semantics of the kernels of the same names (CpuKernels.h).
+enum class MicroOp : int64_t {
+  Add = 1,     ///< a + b
+  Mul = 2,     ///< a * b
+  GeluFwd = 3, ///< gelu(a)
+  GeluBwd = 4, ///< gelu'(a) * b (a: x, b: dy)
+  SiluFwd = 5, ///< silu(a)
+  SiluBwd = 6, ///< silu'(a) * b
+};
+
+/// A fusion group as its instruction's ints:
+///   n, kernel (index into gpu_entries, -1: none), I (inputs), O (outputs),
+///   nb[I] (input i is read at index e % nb[i]: nb = n, or a broadcast
+///   operand that repeats), M (micro-ops), M x {op, a, b} (operands are
+///   value ids: 0..I-1 the inputs, I + k the result of micro-op k; b = -1
+///   for a unary op), O x {value id stored to output o}.
+/// Operands of the instruction: the I inputs, then the O outputs.
+struct FusedProgram {
+  int64_t n = 0, kernel = -1;
+  std::vector<int64_t> nb;
+  struct Op {
+    MicroOp op;
+    int64_t a, b;
+  };
+  std::vector<Op> ops;
+  std::vector<int64_t> outputs;
+
+  int64_t numInputs() const { return static_cast<int64_t>(nb.size()); }
+
+  std::vector<int64_t> encode() const {
+    std::vector<int64_t> v{n, kernel, numInputs(),
+                           static_cast<int64_t>(outputs.size())};
+    v.insert(v.end(), nb.begin(), nb.end());
+    v.push_back(static_cast<int64_t>(ops.size()));
+    for (const Op &o : ops) {
+      v.push_back(static_cast<int64_t>(o.op));
+      v.push_back(o.a);
+      v.push_back(o.b);
+    }
+    v.insert(v.end(), outputs.begin(), outputs.end());
+    return v;
+  }
+
+  /// Decodes and validates `v` for an instruction with `operands`
+  /// operands; returns "" or what is wrong.
+  std::string decode(const std::vector<int64_t> &v, size_t operands) {
+    auto at = [&](size_t i) { return i < v.size() ? v[i] : INT64_MIN; };
+    n = at(0), kernel = at(1);
+    int64_t I = at(2), O = at(3);
+    if (n <= 0 || I < 1 || O < 1 || I > 64 || O > 64 ||
+        static_cast<size_t>(I + O) != operands)
+      return "bad header (n, inputs, outputs)";
+    nb.assign(v.begin() + std::min<size_t>(4, v.size()),
+              v.begin() + std::min<size_t>(4 + I, v.size()));
+    if (static_cast<int64_t>(nb.size()) != I)
+      return "truncated";
+    for (int64_t b : nb)
+      if (b <= 0 || n % b != 0)
+        return "a broadcast size does not divide n";
+    int64_t M = at(4 + I);
+    if (M < 1 || M > 256 || v.size() != static_cast<size_t>(5 + I + 3 * M + O))
+      return "bad micro-op count";
+    ops.clear();
+    for (int64_t k = 0; k < M; ++k) {
+      int64_t code = v[5 + I + 3 * k], a = v[6 + I + 3 * k], b = v[7 + I + 3 * k];
+      bool unary = code == int64_t(MicroOp::GeluFwd) || code == int64_t(MicroOp::SiluFwd);
+      if (code < 1 || code > 6 || a < 0 || a >= I + k ||
+          (unary ? b != -1 : (b < 0 || b >= I + k)))
+        return "bad micro-op";
+      ops.push_back({static_cast<MicroOp>(code), a, b});
+    }
+    outputs.assign(v.end() - O, v.end());
+    for (int64_t o : outputs)
+      if (o < 0 || o >= I + M)
+        return "bad output value";
+    return "";
+  }
 };
 
 struct OpcodeInfo {
@@ -157,6 +247,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::VocabEmbeddingBwd, "vocab_embedding_bwd", 3, 3, 4, 0},
       {Opcode::VocabCrossEntropyFwd, "vocab_cross_entropy_fwd", 3, 3, 3, 0},
       {Opcode::VocabCrossEntropyBwd, "vocab_cross_entropy_bwd", 3, 3, 3, 0},
+      {Opcode::FusedElementwise, "fused_elementwise", 2, -1, -1, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)
@@ -221,6 +312,9 @@ struct ProgramDesc {
   uint64_t arenaBytes = 0;
   std::vector<BufferDesc> buffers;
   std::vector<FunctionDesc> functions;
+  /// The compiler's GPU kernels (one PTX module) and their entry names.
+  std::string gpuPtx;
+  std::vector<std::string> gpuEntries;
 };
 
 /// Serializes `program` (header + payload).
@@ -286,6 +380,10 @@ inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
         f64(d);
     }
   }
+  str(program.gpuPtx);
+  le(program.gpuEntries.size(), 4);
+  for (const std::string &e : program.gpuEntries)
+    str(e);
   std::vector<uint8_t> out(kProgramMagic, kProgramMagic + 8);
   auto put = [&](uint64_t v, int bytes) {
     for (int i = 0; i < bytes; ++i)

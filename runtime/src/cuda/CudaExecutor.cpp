@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <cuda.h> // the driver API's types; its functions come from the runtime
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -33,6 +34,39 @@
 namespace llmrt {
 
 namespace {
+
+/// The driver functions that load and launch the compiler's PTX, found
+/// through the runtime (cudaGetDriverEntryPointByVersion): the executable
+/// links no libcuda, so it starts, and says what is missing, where no
+/// driver is installed.
+struct Driver {
+  CUresult (*moduleLoadDataEx)(CUmodule *, const void *, unsigned, CUjit_option *,
+                               void **) = nullptr;
+  CUresult (*moduleGetFunction)(CUfunction *, CUmodule, const char *) = nullptr;
+  CUresult (*launchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, unsigned, unsigned, CUstream, void **,
+                           void **) = nullptr;
+  CUresult (*moduleUnload)(CUmodule) = nullptr;
+
+  std::string load() {
+    auto get = [](const char *name, void **fn) -> std::string {
+      cudaDriverEntryPointQueryResult q;
+      if (cudaGetDriverEntryPointByVersion(name, fn, 12000, cudaEnableDefault, &q) !=
+              cudaSuccess ||
+          q != cudaDriverEntryPointSuccess || !*fn)
+        return std::string("the CUDA driver has no ") + name;
+      return "";
+    };
+    for (auto [name, fn] : {std::pair<const char *, void **>{
+                                "cuModuleLoadDataEx", reinterpret_cast<void **>(&moduleLoadDataEx)},
+                            {"cuModuleGetFunction", reinterpret_cast<void **>(&moduleGetFunction)},
+                            {"cuLaunchKernel", reinterpret_cast<void **>(&launchKernel)},
+                            {"cuModuleUnload", reinterpret_cast<void **>(&moduleUnload)}})
+      if (std::string e = get(name, fn); !e.empty())
+        return e;
+    return "";
+  }
+};
 
 class CudaExecutor final : public Executor {
 public:
@@ -70,6 +104,12 @@ public:
   struct Resolved {
     const Instruction *inst;
     std::vector<void *> ptrs;
+    int fused = -1; ///< index into fusedFns_ (fused_elementwise)
+  };
+  /// A fused_elementwise instruction's generated kernel.
+  struct FusedKernel {
+    CUfunction fn;
+    int64_t n;
   };
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
@@ -96,6 +136,9 @@ public:
   std::string device_;
   bool syncEach_ = false;
   bool attnTensorCores_ = false;
+  Driver driver_;
+  CUmodule module_ = nullptr;
+  std::vector<FusedKernel> fusedFns_;
   std::vector<std::vector<Resolved>> functions_;
 };
 
@@ -103,6 +146,8 @@ CudaExecutor::~CudaExecutor() {
   if (stream_)
     cudaStreamSynchronize(stream_);
   cuda::destroyBlas(blas_);
+  if (module_)
+    driver_.moduleUnload(module_);
   cudaFree(arena_);
   cudaFree(workspace_);
   if (stream_)
@@ -250,10 +295,46 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->normAcc_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) + rowBytes);
   ex->host_.assign(persistentEnd, 0);
 
+  // The compiler's kernels: one PTX module, JIT-compiled by the driver.
+  std::vector<CUfunction> entries;
+  if (!p.gpuPtx.empty()) {
+    if (std::string e = ex->driver_.load(); !e.empty())
+      return absl::FailedPreconditionError(e);
+    std::string log(8192, '\0');
+    CUjit_option opts[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *vals[] = {log.data(), reinterpret_cast<void *>(log.size())};
+    if (CUresult rc = ex->driver_.moduleLoadDataEx(&ex->module_, p.gpuPtx.c_str(), 2,
+                                                    opts, vals);
+        rc != CUDA_SUCCESS)
+      return absl::InternalError(absl::StrCat(
+          "cuModuleLoadData of the program's PTX failed (CUresult ", rc, "): ",
+          log.c_str()));
+    for (const std::string &name : p.gpuEntries) {
+      CUfunction fn;
+      if (ex->driver_.moduleGetFunction(&fn, ex->module_, name.c_str()) != CUDA_SUCCESS)
+        return absl::InvalidArgumentError(
+            absl::StrCat("the program's PTX has no kernel '", name, "'"));
+      entries.push_back(fn);
+    }
+    ex->device_ += absl::StrCat(", ", entries.size(), " generated kernel",
+                                entries.size() == 1 ? "" : "s");
+  }
+
   for (const FunctionDesc &f : p.functions) {
     std::vector<CudaExecutor::Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
       CudaExecutor::Resolved r{&inst, {}};
+      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
+        FusedProgram fp;
+        std::string why = fp.decode(inst.ints, inst.operands.size());
+        if (why.empty() && (fp.kernel < 0 || fp.kernel >= static_cast<int64_t>(entries.size())))
+          why = "no generated GPU kernel (compile the program with --target cuda)";
+        if (!why.empty())
+          return absl::InvalidArgumentError(
+              absl::StrCat("fused_elementwise in '", f.name, "': ", why));
+        r.fused = static_cast<int>(ex->fusedFns_.size());
+        ex->fusedFns_.push_back({entries[fp.kernel], fp.n});
+      }
       for (uint32_t o : inst.operands) {
         const BufferDesc &b = p.buffers[o];
         uint64_t at = b.offset;
@@ -407,6 +488,20 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cudaMemcpyAsync(p[1], p[0], static_cast<size_t>(n[0]) * 4,
                         cudaMemcpyDeviceToDevice, s);
       break;
+    case Opcode::FusedElementwise: {
+      // The compiler's kernel: a grid-stride loop, one pointer per operand.
+      const FusedKernel &k = fusedFns_[r.fused];
+      std::vector<void *> args(r.ptrs.size());
+      for (size_t a = 0; a < r.ptrs.size(); ++a)
+        args[a] = const_cast<void **>(&r.ptrs[a]);
+      unsigned blocks = static_cast<unsigned>(
+          std::min<int64_t>((k.n + 255) / 256, 65535));
+      if (CUresult rc = driver_.launchKernel(k.fn, blocks, 1, 1, 256, 1, 1, 0, s,
+                                             args.data(), nullptr);
+          rc != CUDA_SUCCESS)
+        fatal(name, absl::StrCat("cuLaunchKernel: CUresult ", rc));
+      break;
+    }
     case Opcode::AdamW:
       cuda::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], F(p[4]),
                   static_cast<const int64_t *>(p[5]), n[1] ? F(p[6]) : nullptr,
