@@ -74,6 +74,10 @@ PY
   done
 done
 
+if [ "${LLM_GPU_QUICK:-0}" = 1 ]; then
+  echo "run.sh: quick mode (LLM_GPU_QUICK=1): kernels and parity only; $( [ $status = 0 ] && echo all checks pass || echo SOME CHECKS FAILED )"
+  exit $status
+fi
 echo "== 3. GPT-2 124M training: ours against PyTorch eager"
 "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps "$steps" --lr 3e-4 --warmup 5 \
   --log "$out/gpt2.jsonl" > "$out/gpt2.txt" 2>&1 || { echo "gpt2.exe failed:"; tail -5 "$out/gpt2.txt"; status=1; }

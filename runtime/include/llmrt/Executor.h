@@ -82,6 +82,14 @@ protected:
   Executor() = default;
   virtual uint8_t *hostView(const BufferDesc &b) = 0;
 
+  /// The addresses of `inst`'s operands in `arena` for this rank (adding a
+  /// rank-dependent view's stride), or an error naming a buffer that would
+  /// end past the arena.
+  static absl::Status resolveOperands(const ProgramDesc &p,
+                                      const Instruction &inst, uint8_t *arena,
+                                      Communicator &comm,
+                                      std::vector<void *> &ptrs);
+
   ProgramDesc program_;
   Communicator *comm_ = nullptr;
 };

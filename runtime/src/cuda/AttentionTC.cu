@@ -85,6 +85,22 @@ __device__ void productABt(float *out, const bf16 *A, const bf16 *B) {
   }
 }
 
+/// Lane-pair level: scales this lane's half of query row i's scores (key
+/// tile at k0) in place, -inf where masked (keys past S; after i when
+/// causal), and returns the row's maximum over the tile (both halves).
+__device__ float scaleMaskMax(float *row, int half, int k0, int i, int S,
+                              float scale, bool causal) {
+  float mx = -INFINITY;
+  for (int c = half * 32; c < half * 32 + 32; ++c) {
+    int j = k0 + c;
+    bool masked = j >= S || (causal && j > i);
+    float s = masked ? -INFINITY : row[c] * scale;
+    row[c] = s;
+    mx = fmaxf(mx, s);
+  }
+  return fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+}
+
 template <int D>
 __global__ void __launch_bounds__(kThreadsTC)
     attnFwdTC(const float *q, const float *k, const float *v, float *out, int S,
@@ -124,15 +140,7 @@ __global__ void __launch_bounds__(kThreadsTC)
     __syncthreads();
     productABt<D>(Sw, Qs + warp * 16 * LdB, Ks);
     __syncwarp();
-    float mx = -INFINITY;
-    for (int c = half * 32; c < half * 32 + 32; ++c) {
-      int j = k0 + c;
-      bool masked = j >= S || (causal && j > i);
-      float s = masked ? -INFINITY : Ss[r * kLdS + c] * scale;
-      Ss[r * kLdS + c] = s;
-      mx = fmaxf(mx, s);
-    }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    const float mx = scaleMaskMax(Ss + r * kLdS, half, k0, i, S, scale, causal);
     const float mOld = rowM[r];
     const float mNew = fmaxf(mOld, mx);
     const float base = mNew == -INFINITY ? 0.0f : mNew;
@@ -248,15 +256,7 @@ __global__ void __launch_bounds__(kThreadsTC)
       productABt<D>(dPw, dOs + warp * 16 * LdB, Vs);
       __syncwarp();
       if (pass == 0) {
-        float mx = -INFINITY;
-        for (int c = half * 32; c < half * 32 + 32; ++c) {
-          int j = k0 + c;
-          bool masked = j >= S || (causal && j > i);
-          float s = masked ? -INFINITY : Ss[r * kLdS + c] * scale;
-          Ss[r * kLdS + c] = s;
-          mx = fmaxf(mx, s);
-        }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        const float mx = scaleMaskMax(Ss + r * kLdS, half, k0, i, S, scale, causal);
         const float mOld = rowM[r];
         const float mNew = fmaxf(mOld, mx);
         const float base = mNew == -INFINITY ? 0.0f : mNew;

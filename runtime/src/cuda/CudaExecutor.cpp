@@ -335,16 +335,9 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
         r.fused = static_cast<int>(ex->fusedFns_.size());
         ex->fusedFns_.push_back({entries[fp.kernel], fp.n});
       }
-      for (uint32_t o : inst.operands) {
-        const BufferDesc &b = p.buffers[o];
-        uint64_t at = b.offset;
-        if (b.rankGroup)
-          at += b.rankStride * comm.groupRank(static_cast<Group>(b.rankGroup));
-        if (at + b.bytes > p.arenaBytes)
-          return absl::InvalidArgumentError(absl::StrCat(
-              "buffer '", b.name, "' of this rank ends past the arena"));
-        r.ptrs.push_back(ex->arena_ + at);
-      }
+      if (absl::Status s = CudaExecutor::resolveOperands(p, inst, ex->arena_, comm, r.ptrs);
+          !s.ok())
+        return s;
       resolved.push_back(std::move(r));
     }
     ex->functions_.push_back(std::move(resolved));

@@ -285,6 +285,21 @@ template <int D> struct AttnCfg {
   static constexpr int Threads = Rows * T;
 };
 
+/// Rows [r0, r0 + Tile) of head h of two [B, S, H, D] tensors (k and v, or
+/// q and dO) into the shared tiles `x` and `y`.
+template <typename Cfg, int D>
+__device__ __forceinline__ void loadPair(float (&x)[Cfg::Tile][D],
+                                         float (&y)[Cfg::Tile][D],
+                                         const float *xs, const float *ys, int b,
+                                         int S, int H, int h, int r0) {
+  loadRows<Cfg::Tile, D, Cfg::Threads>(xs, b, S, H, h, r0, [&](int r, int c, float4 v) {
+    *reinterpret_cast<float4 *>(&x[r][c]) = v;
+  });
+  loadRows<Cfg::Tile, D, Cfg::Threads>(ys, b, S, H, h, r0, [&](int r, int c, float4 v) {
+    *reinterpret_cast<float4 *>(&y[r][c]) = v;
+  });
+}
+
 template <int T> __device__ __forceinline__ float groupSum(float v) {
   for (int o = 1; o < T; o <<= 1)
     v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -317,12 +332,7 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
   const int kEnd = causal ? min(S, q0 + Cfg::Rows) : S;
   for (int k0 = 0; k0 < kEnd; k0 += Tile) {
     __syncthreads();
-    loadRows<Tile, D, Cfg::Threads>(k, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
-      *reinterpret_cast<float4 *>(&ks[r][c]) = x;
-    });
-    loadRows<Tile, D, Cfg::Threads>(v, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
-      *reinterpret_cast<float4 *>(&vs[r][c]) = x;
-    });
+    loadPair<Cfg>(ks, vs, k, v, b, S, Hkv, hk, k0);
     __syncthreads();
     const int jn = min(Tile, kEnd - k0);
     for (int jj = 0; jj < jn; ++jj) {
@@ -381,12 +391,7 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
   for (int pass = 0; pass < 2; ++pass) {
     for (int k0 = 0; k0 < kEnd; k0 += Tile) {
       __syncthreads();
-      loadRows<Tile, D, Cfg::Threads>(k, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
-        *reinterpret_cast<float4 *>(&ks[r][c]) = x;
-      });
-      loadRows<Tile, D, Cfg::Threads>(v, b, S, Hkv, hk, k0, [&](int r, int c, float4 x) {
-        *reinterpret_cast<float4 *>(&vs[r][c]) = x;
-      });
+      loadPair<Cfg>(ks, vs, k, v, b, S, Hkv, hk, k0);
       __syncthreads();
       const int jn = min(Tile, kEnd - k0);
       for (int jj = 0; jj < jn; ++jj) {
@@ -462,12 +467,7 @@ __global__ void __launch_bounds__(AttnCfg<D>::Threads)
   for (int h = hk * group; h < (hk + 1) * group; ++h) {
     for (int i0 = qStart; i0 < S; i0 += Tile) {
       __syncthreads();
-      loadRows<Tile, D, Cfg::Threads>(q, b, S, Hq, h, i0, [&](int r, int c, float4 x) {
-        *reinterpret_cast<float4 *>(&qs[r][c]) = x;
-      });
-      loadRows<Tile, D, Cfg::Threads>(dout, b, S, Hq, h, i0, [&](int r, int c, float4 x) {
-        *reinterpret_cast<float4 *>(&dos[r][c]) = x;
-      });
+      loadPair<Cfg>(qs, dos, q, dout, b, S, Hq, h, i0);
       for (int e = threadIdx.x; e < Tile; e += blockDim.x) {
         int i = i0 + e;
         int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
@@ -578,20 +578,27 @@ __global__ void mulSameK(const float *a, const float *b, float *y, int64_t n) {
 
 // Loss -----------------------------------------------------------------------
 
+/// Block level: the maximum of row x[0, V) and the sum of exp(x - max).
+__device__ void rowMaxSumExp(const float *x, int64_t V, float *scratch,
+                             float &mx, float &s) {
+  mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    mx = fmaxf(mx, x[j]);
+  mx = blockReduce(mx, scratch, MaxOp());
+  s = 0;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    s += expf(x[j] - mx);
+  s = blockReduce(s, scratch, SumOp());
+}
+
 /// One block per row: loss_r = logsumexp(x_r) - x_r[t_r].
 __global__ void crossEntropyRowsK(const float *logits, const int32_t *targets,
                                   float *rowLoss, int64_t V) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const float *x = logits + r * V;
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    mx = fmaxf(mx, x[j]);
-  mx = blockReduce(mx, scratch, MaxOp());
-  float s = 0;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    s += expf(x[j] - mx);
-  s = blockReduce(s, scratch, SumOp());
+  float mx, s;
+  rowMaxSumExp(x, V, scratch, mx, s);
   if (threadIdx.x == 0)
     rowLoss[r] = logf(s) + mx - x[targets[r]];
 }
@@ -612,14 +619,8 @@ __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const float *x = logits + r * V;
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    mx = fmaxf(mx, x[j]);
-  mx = blockReduce(mx, scratch, MaxOp());
-  float s = 0;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    s += expf(x[j] - mx);
-  s = blockReduce(s, scratch, SumOp());
+  float mx, s;
+  rowMaxSumExp(x, V, scratch, mx, s);
   const float scale = invRows / s;
   const int64_t t = targets[r];
   float *dx = dlogits + r * V;
