@@ -123,7 +123,7 @@ def collective_bytes(tmp, mlir, devices, spec):
                "--devices", str(devices), "--plan", spec, "--emit=mlir"])
     train = prog[prog.index("func.func @train()"):prog.index("func.func @eval()")]
     tp = dp = 0
-    for m in re.finditer(r'kernel "all_reduce".*ints = array<i64: (\d+), (\d), \d>',
+    for m in re.finditer(r'kernel "all_reduce(?:_start)?".*ints = array<i64: (\d+), (\d), \d',
                          train):
         n, group = int(m.group(1)), int(m.group(2))
         if group == 2:

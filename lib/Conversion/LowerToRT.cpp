@@ -52,8 +52,22 @@ struct FixedBuffer {
 };
 
 /// A temporary's storage: a byte range live over [start, end] (op indices).
+/// A gradient in a data-parallel bucket lives inside its bucket's storage
+/// (`parent`), `sub` bytes from its start.
 struct Storage {
   int64_t bytes = 0, start = 0, end = 0, offset = -1;
+  int parent = -1;
+  int64_t sub = 0;
+};
+
+/// A data-parallel gradient bucket: consecutive gradient all-reduces whose
+/// results are one contiguous storage, reduced by one non-blocking
+/// collective started after the last of them.
+struct Bucket {
+  SmallVector<AllReduceOp> members;
+  int storage = -1;
+  int64_t bytes = 0;
+  bool mean = true;
 };
 
 /// One kernel call to emit: operand values (inputs then outputs, each
@@ -67,7 +81,8 @@ struct Call {
 
 class Lowering {
 public:
-  Lowering(ModuleOp module) : module(module), b(module.getContext()) {}
+  Lowering(ModuleOp module, int64_t bucketBytes)
+      : module(module), b(module.getContext()), bucketBytes(bucketBytes) {}
 
   LogicalResult run();
 
@@ -95,6 +110,9 @@ private:
 
   ModuleOp module;
   OpBuilder b;
+  /// Data-parallel gradient buckets of @train (0: one synchronous
+  /// all-reduce per gradient).
+  int64_t bucketBytes = 0;
   std::vector<FixedBuffer> fixed;
   int64_t persistentBytes = 0;
   bool failedFixed = false;
@@ -538,11 +556,90 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     }
   }
 
+  // Data-parallel gradient buckets (@train): the gradients' all-reduces, in
+  // the order the backward finishes them, cut every bucketBytes; each
+  // bucket's gradients get one contiguous storage. A gradient qualifies
+  // when only the optimizer reads its reduced value (directly or through a
+  // ZeRO share) and its storage is its own.
+  std::vector<Bucket> buckets;
+  DenseMap<Operation *, int> bucketOf;
+  if (bucketBytes > 0 && newName == "train") {
+    // Values per storage, other than ZeRO shares (views of the gradient).
+    DenseMap<int, SmallVector<Value>> valuesOf;
+    for (auto &[v, st] : storageOf)
+      if (!v.getDefiningOp<ShardSliceOp>())
+        valuesOf[st].push_back(v);
+    auto optimizerOnly = [&](Value r) {
+      for (Operation *user : r.getUsers()) {
+        if (isa<GlobalNormOp, AdamWOp>(user))
+          continue;
+        auto slice = dyn_cast<ShardSliceOp>(user);
+        if (!slice)
+          return false;
+        for (Operation *u : slice.getResult().getUsers())
+          if (!isa<GlobalNormOp, AdamWOp>(u))
+            return false;
+      }
+      return !r.use_empty();
+    };
+    // The bucket size: at most bucketBytes, and at most 1/8 of the
+    // gradients (at least 1 MiB), so that several buckets overlap the
+    // backward and each one's early start (its storage is live from its
+    // first gradient) costs little memory.
+    int64_t gradBytes = 0;
+    for (Operation &op : body.without_terminator())
+      if (auto ar = dyn_cast<AllReduceOp>(op); ar && ar.getGroup() == "dp")
+        gradBytes += alignUp(bytesOf(cast<ShapedType>(ar.getResult().getType())));
+    const int64_t cap =
+        std::min(bucketBytes, std::max<int64_t>(int64_t(1) << 20, gradBytes / 8));
+    for (Operation &op : body.without_terminator()) {
+      auto ar = dyn_cast<AllReduceOp>(op);
+      if (!ar || ar.getGroup() != "dp" || !optimizerOnly(ar.getResult()))
+        continue;
+      auto it = storageOf.find(ar.getResult());
+      if (it == storageOf.end() || aliases.count(ar.getResult()))
+        continue;
+      // The storage may have held earlier values of an in-place chain (the
+      // tied embedding's gradient is summed over the head's), all dead by
+      // the all-reduce; nothing else.
+      int st = it->second;
+      bool exclusive = true;
+      for (Value v : valuesOf.lookup(st))
+        if (v != ar.getResult() && lastUse(v) > index[ar])
+          exclusive = false;
+      if (!exclusive)
+        continue;
+      bool mean = ar.getReduction() == "mean";
+      if (buckets.empty() || buckets.back().bytes >= cap ||
+          buckets.back().mean != mean)
+        buckets.push_back(Bucket{{}, -1, 0, mean});
+      Bucket &bk = buckets.back();
+      storages[st].parent = -2; // placed inside the bucket, below
+      storages[st].sub = bk.bytes;
+      bk.bytes += storages[st].bytes;
+      bk.members.push_back(ar);
+      bucketOf[ar] = static_cast<int>(buckets.size()) - 1;
+    }
+    for (Bucket &bk : buckets) {
+      Storage whole{bk.bytes, INT64_MAX, 0, -1};
+      for (AllReduceOp m : bk.members) {
+        Storage &st = storages[storageOf.lookup(m.getResult())];
+        whole.start = std::min(whole.start, st.start);
+        whole.end = std::max(whole.end, st.end);
+      }
+      bk.storage = static_cast<int>(storages.size());
+      for (AllReduceOp m : bk.members)
+        storages[storageOf.lookup(m.getResult())].parent = bk.storage;
+      storages.push_back(whole);
+    }
+  }
+
   // Pack: largest first, lowest offset free of every placed storage whose
-  // live range overlaps.
-  std::vector<int> order(storages.size());
-  for (size_t i = 0; i < order.size(); ++i)
-    order[i] = i;
+  // live range overlaps (bucket members go with their bucket).
+  std::vector<int> order;
+  for (size_t i = 0; i < storages.size(); ++i)
+    if (storages[i].parent < 0)
+      order.push_back(i);
   llvm::stable_sort(order, [&](int a, int c) {
     return storages[a].bytes > storages[c].bytes;
   });
@@ -567,6 +664,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     tempBytes = std::max(tempBytes, offset + st.bytes);
     placed.push_back(s);
   }
+  for (Storage &st : storages)
+    if (st.parent >= 0)
+      st.offset = storages[st.parent].offset + st.sub;
 
   // Emit the llmrt function.
   b.setInsertionPointToEnd(module.getBody());
@@ -634,7 +734,71 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     views[v] = view;
     return view;
   };
+  // A bucket's whole range, as one view.
+  auto bucketView = [&](const Bucket &bk) {
+    const Storage &st = storages[bk.storage];
+    return mlir::llmrt::BufferOp::create(
+               b, fn.getLoc(),
+               MemRefType::get({bk.bytes / 4}, b.getF32Type()), "", "temp",
+               persistentBytes + st.offset, StringAttr(), FloatAttr(),
+               DenseI64ArrayAttr(), DenseI64ArrayAttr(), IntegerAttr(),
+               IntegerAttr(), DenseI64ArrayAttr())
+        .getResult();
+  };
+  auto bucketInts = [&](int i) {
+    const Bucket &bk = buckets[i];
+    return b.getDenseI64ArrayAttr({bk.bytes / 4, 1, bk.mean ? 1 : 0, i});
+  };
+  // The bucket a value belongs to (a reduced gradient or its share).
+  DenseMap<Value, int> bucketOfValue;
+  for (auto [i, bk] : llvm::enumerate(buckets))
+    for (AllReduceOp m : bk.members)
+      bucketOfValue[m.getResult()] = static_cast<int>(i);
+  SmallVector<int> state(buckets.size(), 0); // 1 started, 2 waited
+  DenseMap<int, Value> bucketViews;
   for (Operation &op : body.without_terminator()) {
+    // Wait for a bucket before the first read of any of its gradients.
+    for (Value v : op.getOperands()) {
+      Value base = v;
+      if (auto slice = base.getDefiningOp<ShardSliceOp>())
+        base = slice.getInput();
+      auto it = bucketOfValue.find(base);
+      if (it == bucketOfValue.end())
+        continue;
+      int i = it->second;
+      if (state[i] == 0)
+        return op.emitOpError() << "llm-lower-to-rt: reads a gradient of a "
+                                   "data-parallel bucket before the bucket is "
+                                   "complete";
+      if (state[i] == 1) {
+        mlir::llmrt::KernelOp::create(b, op.getLoc(), "all_reduce_wait",
+                                      ValueRange{bucketViews[i]}, bucketInts(i),
+                                      b.getDenseF64ArrayAttr({}));
+        state[i] = 2;
+      }
+    }
+    if (auto ar = dyn_cast<AllReduceOp>(op); ar && bucketOf.count(ar)) {
+      int i = bucketOf.lookup(ar);
+      // Not in place: the gradient moves into its slot of the bucket.
+      if (storageOf.lookup(ar.getInput()) != storageOf.lookup(ar.getResult()) ||
+          !storageOf.count(ar.getInput())) {
+        int64_t n = numElements(ar.getInput());
+        mlir::llmrt::KernelOp::create(
+            b, op.getLoc(), "copy_columns",
+            ValueRange{viewOf(ar.getInput()), viewOf(ar.getResult())},
+            b.getDenseI64ArrayAttr({n, 0, n, 0, n, 1}), b.getDenseF64ArrayAttr({}));
+      } else {
+        viewOf(ar.getResult());
+      }
+      if (ar == buckets[i].members.back()) {
+        bucketViews[i] = bucketView(buckets[i]);
+        mlir::llmrt::KernelOp::create(b, op.getLoc(), "all_reduce_start",
+                                      ValueRange{bucketViews[i]}, bucketInts(i),
+                                      b.getDenseF64ArrayAttr({}));
+        state[i] = 1;
+      }
+      continue;
+    }
     SmallVector<Call> calls;
     if (failed(selectKernels(&op, calls)))
       return failure();
@@ -647,6 +811,12 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
                               b.getDenseF64ArrayAttr(c.floats));
     }
   }
+  for (auto [i, st] : llvm::enumerate(state))
+    if (st == 1)
+      mlir::llmrt::KernelOp::create(b, fn.getLoc(), "all_reduce_wait",
+                                    ValueRange{bucketViews[i]},
+                                    bucketInts(static_cast<int>(i)),
+                                    b.getDenseF64ArrayAttr({}));
   func::ReturnOp::create(b, fn.getLoc());
   return success();
 }
@@ -726,8 +896,9 @@ LogicalResult Lowering::run() {
 
 namespace {
 struct LowerToRTPass : public llm::impl::LowerToRTBase<LowerToRTPass> {
+  using LowerToRTBase::LowerToRTBase;
   void runOnOperation() override {
-    Lowering lowering(getOperation());
+    Lowering lowering(getOperation(), bucketBytes);
     if (failed(lowering.run()))
       signalPassFailure();
   }

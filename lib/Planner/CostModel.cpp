@@ -428,8 +428,15 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     double opt = rankParams[r] * oB / zeroO;
     // Gradients fill what the backward frees of the activations (our
     // static memory plan does exactly that): the peak is the larger of the
-    // start of the backward and its end.
-    double total = weights + opt + std::max(acts + temps, grads + layerActs);
+    // start of the backward and its end. Data-parallel gradient buckets
+    // (all-reduced, ZeRO 0-1) are live from their first gradient: at the
+    // start of the backward, one bucket (llm-lower-to-rt's default: 25 MiB,
+    // at most 1/8 of the gradients, at least 1 MiB) is already there.
+    double bucket = 0;
+    if (c.dp > 1 && c.zero < 2)
+      bucket = std::min(grads, std::min(25.0 * 1048576.0,
+                                        std::max(1048576.0, grads / 8)));
+    double total = weights + opt + std::max(acts + temps + bucket, grads + layerActs);
     Prediction::Stage &st = p.perStage[r];
     st.peak = total;
     st.weights = weights;

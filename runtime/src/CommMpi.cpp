@@ -15,6 +15,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <vector>
 
 namespace llmrt {
 
@@ -82,6 +83,50 @@ public:
       for (int64_t i = 0; i < n; ++i)
         data[i] /= static_cast<float>(size);
   }
+  void startAllReduce(float *data, int64_t n, Group g, Reduction op,
+                      int slot) override {
+    int size = groupSize(g);
+    if (size == 1)
+      return;
+    if (slot < 0 || slot >= 4096) {
+      std::fprintf(stderr, "error: rank %d: bucket slot %d out of range\n", rank_, slot);
+      abort(1);
+    }
+    if (static_cast<size_t>(slot) >= pending_.size())
+      pending_.resize(slot + 1);
+    Pending &p = pending_[slot];
+    if (p.request != MPI_REQUEST_NULL) {
+      std::fprintf(stderr, "error: rank %d: bucket slot %d started twice\n", rank_, slot);
+      abort(1);
+    }
+    p = {MPI_REQUEST_NULL, data, n, op == Reduction::Mean ? size : 1};
+    MPI_Iallreduce(MPI_IN_PLACE, data, count(n), MPI_FLOAT, opOf(op), comm(g),
+                   &p.request);
+    ++outstanding_;
+  }
+  void waitAllReduce(int slot) override {
+    if (slot < 0 || static_cast<size_t>(slot) >= pending_.size())
+      return; // a group of one: nothing was started
+    Pending &p = pending_[slot];
+    if (p.data == nullptr)
+      return;
+    if (p.request != MPI_REQUEST_NULL)
+      MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+    if (p.divide > 1)
+      for (int64_t i = 0; i < p.n; ++i)
+        p.data[i] /= static_cast<float>(p.divide);
+    p.data = nullptr;
+    --outstanding_;
+  }
+  void progress() override {
+    for (Pending &p : pending_)
+      if (p.request != MPI_REQUEST_NULL) {
+        int done = 0;
+        MPI_Test(&p.request, &done, MPI_STATUS_IGNORE);
+      }
+  }
+  bool pending() const override { return outstanding_ > 0; }
+
   void allReduce(double *data, int64_t n, Group g, Reduction op) override {
     int size = groupSize(g);
     if (size == 1)
@@ -126,6 +171,15 @@ public:
 
 private:
   MPI_Comm dpComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL;
+  /// Started all-reduces by slot (the division of a mean waits for the end).
+  struct Pending {
+    MPI_Request request = MPI_REQUEST_NULL;
+    float *data = nullptr;
+    int64_t n = 0;
+    int divide = 1;
+  };
+  std::vector<Pending> pending_;
+  int outstanding_ = 0;
 };
 
 } // namespace

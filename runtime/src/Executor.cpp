@@ -287,6 +287,13 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        static_cast<Reduction>(n[2]));
       break;
     }
+    case Opcode::AllReduceStart:
+      comm_->startAllReduce(F(p[0]), n[0], static_cast<Group>(n[1]),
+                            static_cast<Reduction>(n[2]), static_cast<int>(n[3]));
+      break;
+    case Opcode::AllReduceWait:
+      comm_->waitAllReduce(static_cast<int>(n[3]));
+      break;
     case Opcode::ReduceScatter:
       comm_->reduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
                            static_cast<Reduction>(n[2]));
@@ -393,6 +400,10 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     }
+    // Buckets in flight advance between instructions (MPI progresses only
+    // inside its calls).
+    if (comm_->pending())
+      comm_->progress();
     if (trace) {
       clock::time_point end = clock::now();
       const OpcodeInfo *info = opcodeInfo(in.opcode);

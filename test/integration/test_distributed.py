@@ -35,7 +35,7 @@ def config(model):
 
 
 def compile_for(tmp, model, devices, name, batch=8, seq=32, layers=2,
-                plan=None):
+                plan=None, flags=()):
     mlir = os.path.join(tmp, name + ".mlir")
     exe = os.path.join(tmp, name + ".exe")
     run([os.path.join(BIN, "llm-import"), "--hf-config", config(model),
@@ -44,7 +44,7 @@ def compile_for(tmp, model, devices, name, batch=8, seq=32, layers=2,
     if plan and "tp=" in plan and "sp=" not in plan:
         plan += ",sp=0"  # plain tensor parallelism unless the test asks
     run([os.path.join(BIN, "llm-compile"), mlir, "--devices", str(devices),
-         "-o", exe] + (["--plan", plan] if plan else []))
+         "-o", exe] + (["--plan", plan] if plan else []) + list(flags))
     return exe
 
 
@@ -60,11 +60,12 @@ class DistributedTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmpdir.cleanup()
 
-    def parity(self, model, devices, plan=None):
+    def parity(self, model, devices, plan=None, flags=()):
         plan = plan or "dp=%d,zero=0" % devices
         one = compile_for(self.tmp, model, 1, model + "-1")
-        tag = "%s-%d-%s" % (model, devices, (plan or "dp").replace(",", "_").replace("=", ""))
-        many = compile_for(self.tmp, model, devices, tag, plan=plan)
+        tag = "%s-%d-%s%s" % (model, devices, (plan or "dp").replace(",", "_").replace("=", ""),
+                              "".join(f.strip("-").replace(".", "") for f in flags))
+        many = compile_for(self.tmp, model, devices, tag, plan=plan, flags=flags)
         ref_log = os.path.join(self.tmp, "%s-ref.jsonl" % model)
         log = os.path.join(self.tmp, tag + ".jsonl")
         run([one, "--data", self.data, "--log", ref_log] + HYPER)
@@ -89,6 +90,22 @@ class DistributedTest(unittest.TestCase):
 
     def test_llama_gqa_dp4(self):
         self.parity("tiny-llama-gqa", 4)
+
+    # Data-parallel gradient buckets: the default (25 MiB: one or two
+    # buckets here) runs in every dp test above; small buckets make many,
+    # each started while the backward goes on; 0 is one synchronous
+    # all-reduce per gradient.
+    def test_gpt2_dp2_small_buckets(self):
+        self.parity("shakespeare-char-gpt", 2, flags=["--dp-bucket-mb", "0.25"])
+
+    def test_llama_zero1_dp4_small_buckets(self):
+        self.parity("tiny-llama-gqa", 4, "dp=4,zero=1", flags=["--dp-bucket-mb", "0.1"])
+
+    def test_gpt2_dp2_tp2_small_buckets(self):
+        self.parity("shakespeare-char-gpt", 4, "dp=2,tp=2", flags=["--dp-bucket-mb", "0.25"])
+
+    def test_gpt2_dp2_unbucketed(self):
+        self.parity("shakespeare-char-gpt", 2, flags=["--dp-bucket-mb", "0"])
 
     def test_gpt2_tp2(self):
         self.parity("shakespeare-char-gpt", 2, "tp=2")

@@ -71,6 +71,13 @@ static cl::opt<bool> fuseElementwise(
 static cl::opt<std::string> gpuChip("gpu-chip", cl::init("sm_90"),
                                     cl::desc("the GPU the kernels are built for (--target cuda)"),
                                     cl::cat(category));
+static cl::opt<double> dpBucketMB(
+    "dp-bucket-mb", cl::init(25.0),
+    cl::desc("data-parallel gradient buckets of at most this many MiB (and "
+             "at most 1/8 of the gradients, at least 1 MiB), each reduced by "
+             "one non-blocking all-reduce overlapped with the rest of the "
+             "backward (0: one synchronous all-reduce per gradient)"),
+    cl::cat(category));
 static cl::opt<bool> explain("explain",
                              cl::desc("print a readable report of the plan, "
                                       "its cost breakdown and the "
@@ -234,7 +241,11 @@ int main(int argc, char **argv) {
   pm.addPass(llm::createAutodiff());
   pm.addPass(llm::createRematerialize());
   pm.addPass(llm::createOptimizer());
-  pm.addPass(llm::createLowerToRT());
+  if (dpBucketMB < 0)
+    return fail("--dp-bucket-mb must be >= 0, got " + std::to_string(dpBucketMB.getValue()));
+  llm::LowerToRTOptions lowering;
+  lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
+  pm.addPass(llm::createLowerToRT(lowering));
   // Fusion groups of elementwise kernels; for CUDA, their generated kernels
   // lowered through the GPU and NVVM dialects to PTX.
   if (target == "cuda" || fuseElementwise) {

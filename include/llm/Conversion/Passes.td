@@ -27,7 +27,23 @@ def LowerToRT : Pass<"llm-lower-to-rt", "mlir::ModuleOp"> {
     Fails for element types other than f32 (the CPU runtime computes in f32),
     splits and concats along an axis other than the last, and updates that
     are not legal in place.
+
+    Data-parallel gradient buckets (`bucket-bytes` > 0): the gradient
+    all-reduces of `@train` whose results only the optimizer reads are cut,
+    in the order the backward finishes them, into buckets of at least
+    min(`bucket-bytes`, max(1 MiB, 1/8 of the gradients)) (several buckets
+    overlap the backward, and a bucket's storage, live from its first
+    gradient, costs little extra memory); a bucket's gradients are one
+    contiguous storage, reduced
+    by one `all_reduce_start` after its last gradient (the backward goes on
+    while it is in flight) and one `all_reduce_wait` before the first read
+    of any of them (the global norm).
   }];
+  let options = [
+    Option<"bucketBytes", "bucket-bytes", "int64_t", "0",
+           "data-parallel gradient bucket size in bytes (0: one synchronous "
+           "all-reduce per gradient)">,
+  ];
   let dependentDialects = ["mlir::func::FuncDialect",
                            "mlir::llmrt::LLMRTDialect"];
 }

@@ -38,6 +38,19 @@ public:
 
   /// In place over `group`.
   virtual void allReduce(float *data, int64_t n, Group group, Reduction op) = 0;
+  /// A non-blocking all-reduce in place (a gradient bucket): started here,
+  /// complete after waitAllReduce(slot); `data` must not be touched in
+  /// between. progress() lets outstanding ones advance (MPI progresses only
+  /// inside its calls). The base class runs it synchronously.
+  virtual void startAllReduce(float *data, int64_t n, Group group, Reduction op,
+                              int slot) {
+    (void)slot;
+    allReduce(data, n, group, op);
+  }
+  virtual void waitAllReduce(int slot) { (void)slot; }
+  virtual void progress() {}
+  /// Whether a started all-reduce is outstanding.
+  virtual bool pending() const { return false; }
   virtual void allReduce(double *data, int64_t n, Group group,
                          Reduction op) = 0;
   /// `dst` (n elements) = this rank's share of reduce(src) (n x size).

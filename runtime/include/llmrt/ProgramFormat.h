@@ -122,6 +122,11 @@ enum class Opcode : uint16_t {
   /// compiler's kernel `gpu_entries[kernel]`; elsewhere the runtime
   /// interprets the micro-ops.
   FusedElementwise = 34,
+  /// A gradient bucket's all-reduce, non-blocking: started when the
+  /// bucket's last gradient is final, waited for before the first read of
+  /// any of them (llm-lower-to-rt's bucket-bytes).
+  AllReduceStart = 35, ///< [bucket] {n, group, reduction, slot}
+  AllReduceWait = 36,  ///< [bucket] {n, group, reduction, slot}
 };
 
 /// The elementwise operations a fusion group is made of, with the
@@ -248,6 +253,8 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::VocabCrossEntropyFwd, "vocab_cross_entropy_fwd", 3, 3, 3, 0},
       {Opcode::VocabCrossEntropyBwd, "vocab_cross_entropy_bwd", 3, 3, 3, 0},
       {Opcode::FusedElementwise, "fused_elementwise", 2, -1, -1, 0},
+      {Opcode::AllReduceStart, "all_reduce_start", 1, 1, 4, 0},
+      {Opcode::AllReduceWait, "all_reduce_wait", 1, 1, 4, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)

@@ -473,6 +473,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::ClipScale:
       cuda::clipScale(F(p[0]), F(p[1]), F(p[2]), s);
       break;
+    case Opcode::AllReduceStart:
+    case Opcode::AllReduceWait:
+      break; // one rank: in place, nothing to reduce
     case Opcode::AllReduce:
     case Opcode::ReduceScatter:
     case Opcode::AllGather:
