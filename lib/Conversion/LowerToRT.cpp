@@ -484,6 +484,18 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     return last;
   };
 
+  // ZeRO-3 prefetch: the gathers of parameter shares (persistent inputs)
+  // in order; gather j starts where gather j - 1 does (its storage is live
+  // from there), so it is in flight while the previous parameter is used.
+  SmallVector<AllGatherOp> gathers;
+  DenseMap<Operation *, int> gatherIndex;
+  for (Operation &op : body.without_terminator())
+    if (auto g = dyn_cast<AllGatherOp>(op);
+        g && g.getGroup() == "dp" && fixedOf.count(g.getInput())) {
+      gatherIndex[g] = static_cast<int>(gathers.size());
+      gathers.push_back(g);
+    }
+
   // Storage of every temporary; in-place results share their operand's.
   std::vector<Storage> storages;
   DenseMap<Value, int> storageOf;
@@ -551,8 +563,12 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
           continue;
         }
       }
+      int64_t start = i;
+      if (auto g = dyn_cast<AllGatherOp>(op); g && gatherIndex.count(g) &&
+                                              gatherIndex.lookup(g) > 0)
+        start = index[gathers[gatherIndex.lookup(g) - 1]];
       storageOf[r] = storages.size();
-      storages.push_back(Storage{alignUp(bytesOf(type)), i, end, -1});
+      storages.push_back(Storage{alignUp(bytesOf(type)), start, end, -1});
     }
   }
 
@@ -776,6 +792,28 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
                                       b.getDenseF64ArrayAttr({}));
         state[i] = 2;
       }
+    }
+    if (auto g = dyn_cast<AllGatherOp>(op); g && gatherIndex.count(g)) {
+      // Start this gather if its predecessor did not, wait for it, and
+      // start the next one (two slots, alternating).
+      int j = gatherIndex.lookup(g);
+      auto start = [&](int k) {
+        AllGatherOp gk = gathers[k];
+        mlir::llmrt::KernelOp::create(
+            b, gk.getLoc(), "all_gather_start",
+            ValueRange{viewOf(gk.getInput()), viewOf(gk.getResult())},
+            b.getDenseI64ArrayAttr({numElements(gk.getInput()), 1, 2048 + k % 2}),
+            b.getDenseF64ArrayAttr({}));
+      };
+      if (j == 0)
+        start(0);
+      mlir::llmrt::KernelOp::create(
+          b, op.getLoc(), "all_gather_wait", ValueRange{viewOf(g.getResult())},
+          b.getDenseI64ArrayAttr({numElements(g.getInput()), 1, 2048 + j % 2}),
+          b.getDenseF64ArrayAttr({}));
+      if (j + 1 < static_cast<int>(gathers.size()))
+        start(j + 1);
+      continue;
     }
     if (auto ar = dyn_cast<AllReduceOp>(op); ar && bucketOf.count(ar)) {
       int i = bucketOf.lookup(ar);

@@ -436,6 +436,10 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     if (c.dp > 1 && c.zero < 2)
       bucket = std::min(grads, std::min(25.0 * 1048576.0,
                                         std::max(1048576.0, grads / 8)));
+    // ZeRO-3 prefetch: the next parameter's gather is in flight while the
+    // current one is used, at most the largest weight (the MLP's) extra.
+    if (c.zero == 3 && c.dp > 1)
+      temps += static_cast<double>(m.hidden) * m.ffn * wB / t;
     double total = weights + opt + std::max(acts + temps + bucket, grads + layerActs);
     Prediction::Stage &st = p.perStage[r];
     st.peak = total;

@@ -88,20 +88,19 @@ public:
     int size = groupSize(g);
     if (size == 1)
       return;
-    if (slot < 0 || slot >= 4096) {
-      std::fprintf(stderr, "error: rank %d: bucket slot %d out of range\n", rank_, slot);
-      abort(1);
-    }
-    if (static_cast<size_t>(slot) >= pending_.size())
-      pending_.resize(slot + 1);
-    Pending &p = pending_[slot];
-    if (p.request != MPI_REQUEST_NULL) {
-      std::fprintf(stderr, "error: rank %d: bucket slot %d started twice\n", rank_, slot);
-      abort(1);
-    }
+    Pending &p = reserve(slot);
     p = {MPI_REQUEST_NULL, data, n, op == Reduction::Mean ? size : 1};
     MPI_Iallreduce(MPI_IN_PLACE, data, count(n), MPI_FLOAT, opOf(op), comm(g),
                    &p.request);
+    ++outstanding_;
+  }
+  void startAllGather(float *data, int64_t n, Group g, int slot) override {
+    if (groupSize(g) == 1)
+      return;
+    Pending &p = reserve(slot);
+    p = {MPI_REQUEST_NULL, data, n, 1};
+    MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, count(n), MPI_FLOAT,
+                   comm(g), &p.request);
     ++outstanding_;
   }
   void waitAllReduce(int slot) override {
@@ -180,6 +179,22 @@ private:
   };
   std::vector<Pending> pending_;
   int outstanding_ = 0;
+
+  /// The free record of `slot` (a program error ends the job).
+  Pending &reserve(int slot) {
+    if (slot < 0 || slot >= 4096) {
+      std::fprintf(stderr, "error: rank %d: collective slot %d out of range\n", rank_, slot);
+      abort(1);
+    }
+    if (static_cast<size_t>(slot) >= pending_.size())
+      pending_.resize(slot + 1);
+    Pending &p = pending_[slot];
+    if (p.data != nullptr) {
+      std::fprintf(stderr, "error: rank %d: collective slot %d started twice\n", rank_, slot);
+      abort(1);
+    }
+    return p;
+  }
 };
 
 } // namespace

@@ -294,6 +294,17 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::AllReduceWait:
       comm_->waitAllReduce(static_cast<int>(n[3]));
       break;
+    case Opcode::AllGatherStart: {
+      Group g = static_cast<Group>(n[1]);
+      float *slot = F(p[1]) + comm_->groupRank(g) * n[0];
+      if (slot != F(p[0]))
+        std::memcpy(slot, p[0], static_cast<size_t>(n[0]) * 4);
+      comm_->startAllGather(F(p[1]), n[0], g, static_cast<int>(n[2]));
+      break;
+    }
+    case Opcode::AllGatherWait:
+      comm_->waitAllReduce(static_cast<int>(n[2]));
+      break;
     case Opcode::ReduceScatter:
       comm_->reduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
                            static_cast<Reduction>(n[2]));

@@ -48,6 +48,12 @@ public:
     allReduce(data, n, group, op);
   }
   virtual void waitAllReduce(int slot) { (void)slot; }
+  /// A non-blocking all-gather in place (rank i's part is data[i n, (i+1) n),
+  /// already there), complete after waitAllReduce(slot) (the same slots).
+  virtual void startAllGather(float *data, int64_t n, Group group, int slot) {
+    (void)slot;
+    allGather(data, n, group);
+  }
   virtual void progress() {}
   /// Whether a started all-reduce is outstanding.
   virtual bool pending() const { return false; }

@@ -127,6 +127,11 @@ enum class Opcode : uint16_t {
   /// any of them (llm-lower-to-rt's bucket-bytes).
   AllReduceStart = 35, ///< [bucket] {n, group, reduction, slot}
   AllReduceWait = 36,  ///< [bucket] {n, group, reduction, slot}
+  /// A ZeRO-3 parameter gather, non-blocking: started one gather ahead
+  /// (while the previous parameter is in use), waited for where it is
+  /// needed. x is this rank's part of y, as for all_gather.
+  AllGatherStart = 37, ///< [x, y] {n, group, slot}
+  AllGatherWait = 38,  ///< [y] {n, group, slot}
 };
 
 /// The elementwise operations a fusion group is made of, with the
@@ -255,6 +260,8 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::FusedElementwise, "fused_elementwise", 2, -1, -1, 0},
       {Opcode::AllReduceStart, "all_reduce_start", 1, 1, 4, 0},
       {Opcode::AllReduceWait, "all_reduce_wait", 1, 1, 4, 0},
+      {Opcode::AllGatherStart, "all_gather_start", 2, 2, 3, 0},
+      {Opcode::AllGatherWait, "all_gather_wait", 1, 1, 3, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)

@@ -475,7 +475,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::AllReduceStart:
     case Opcode::AllReduceWait:
+    case Opcode::AllGatherWait:
       break; // one rank: in place, nothing to reduce
+    case Opcode::AllGatherStart:
     case Opcode::AllReduce:
     case Opcode::ReduceScatter:
     case Opcode::AllGather:
