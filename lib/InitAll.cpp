@@ -29,6 +29,7 @@ void mlir::llm::registerAllDialects(DialectRegistry &registry) {
   registry.insert<LLMDialect, llmrt::LLMRTDialect, func::FuncDialect, arith::ArithDialect,
                   tensor::TensorDialect, shard::ShardDialect>();
   func::registerShardingInterfaceExternalModels(registry);
+  llm::registerShardingInterfaceExternalModels(registry);
   // The GPU kernels of fusion groups (llm-fuse-elementwise) and their
   // lowering to PTX (llm-gpu-to-ptx): the dialects, their conversions to
   // LLVM, the translation to LLVM IR and the NVVM target.

@@ -138,4 +138,28 @@ def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }
 
+def AnnotateSharding : Pass<"llm-annotate-sharding", "mlir::ModuleOp"> {
+  let summary = "Annotate the model function with the #llm.plan's shardings (shard dialect)";
+  let description = [{
+    Expresses the plan in upstream's shard dialect, for
+    `sharding-propagation` (with the llm ops' ShardingInterface models) to
+    carry through the model: a `shard.grid @llm_grid(shape = dp x tp)`
+    (axis 0 data parallel, axis 1 tensor parallel), and `shard.shard`
+    annotations (for the users) on the function's arguments:
+
+    - tokens and targets split along the batch over axis 0 (dp > 1);
+    - Megatron tensor parallelism (tp > 1), the parameters llm-partition
+      splits: a linear whose input is replicated is column-parallel (its
+      weight and bias split along the output features over axis 1), one
+      whose input is split row-parallel (its weight split along the input
+      features); attention, rotary embeddings and elementwise ops keep
+      their inputs' split; the embedding table (and the LM head reading
+      it) split along the vocabulary when tp divides it.
+
+    The annotated module is for analysis and tests: llm-partition does the
+    partitioning itself (docs/design.md says why).
+  }];
+  let dependentDialects = ["mlir::shard::ShardDialect", "mlir::llm::LLMDialect"];
+}
+
 #endif // LLM_TRANSFORMS_PASSES_TD
