@@ -31,8 +31,9 @@ PLANS = [("1 rank", 1, "dp=1"), ("dp=2", 2, "dp=2"), ("tp=2", 2, "tp=2"),
          ("dp=2 zero=3", 2, "dp=2,zero=3"), ("dp=2 tp=2", 4, "dp=2,tp=2"), ("dp=2 tp=2 zero=1", 4, "dp=2,tp=2,zero=1"),
          ("1 rank remat=full", 1, "dp=1,remat=full"),
          ("tp=2 remat=full", 2, "tp=2,remat=full"),
-         ("tp=2 sp", 2, "tp=2,sp=1"), ("dp=2 tp=2 sp zero=1", 4, "dp=2,tp=2,sp=1,zero=1")]
-FIXED = "pp=1,mb=1"
+         ("tp=2 sp", 2, "tp=2,sp=1"), ("dp=2 tp=2 sp zero=1", 4, "dp=2,tp=2,sp=1,zero=1"),
+         ("1 rank mb=4", 1, "dp=1,mb=4"), ("dp=2 mb=2", 2, "dp=2,mb=2")]
+FIXED = "pp=1"
 
 
 def sh(cmd):
@@ -84,6 +85,8 @@ def setup(tmp):
 
 def spec_of(plan):
     spec = plan + "," + FIXED + ("" if "zero" in plan else ",zero=0")
+    if "mb=" not in plan:
+        spec += ",mb=1"
     if "remat" not in plan:
         spec += ",remat=none"
     if "sp" not in plan:

@@ -395,6 +395,47 @@ def LLM_ShardSliceOp : LLM_Op<"shard_slice", [Pure]> {
   let hasVerifier = 1;
 }
 
+def LLM_BatchSliceOp : LLM_Op<"batch_slice", [Pure]> {
+  let summary = "micro-batch `index` of `count` along the leading axis";
+  let description = [{
+    Rows [index n/count, (index + 1) n/count) of the leading (batch) axis of
+    `input`: one micro-batch of a step that accumulates gradients over
+    `count` of them (llm-microbatch). No data moves: the runtime reads it in
+    place.
+
+    Constraints: `count` >= 1 divides the leading dimension; 0 <= `index` <
+    `count`; `result` is `input` with the leading dimension divided by
+    `count`.
+
+    Example:
+    ```mlir
+    %t1 = llm.batch_slice %tokens {index = 1 : i64, count = 4 : i64} : tensor<8x256xi32> -> tensor<2x256xi32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, I64Attr:$index, I64Attr:$count);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def LLM_ScaleOp : LLM_Op<"scale", [Pure, SameOperandsAndResultType]> {
+  let summary = "elementwise product with a constant factor";
+  let description = [{
+    `result = input * factor`: the mean over micro-batches of the losses and
+    gradients they sum (llm-microbatch).
+
+    Constraints: `result` has the type of `input`.
+
+    Example:
+    ```mlir
+    %g = llm.scale %sum {factor = 2.500000e-01 : f64} : tensor<384x1152xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, F64Attr:$factor);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
 def LLM_AllGatherOp : LLM_Op<"all_gather"> {
   let summary = "join every rank's share of a tensor (ZeRO)";
   let description = [{

@@ -516,6 +516,26 @@ static LogicalResult verifyShard(Operation *op, ShapedType whole,
   return verifyElementTypes(op, {{"whole", whole}, {"part", part}});
 }
 
+LogicalResult BatchSliceOp::verify() {
+  auto in = cast<RankedTensorType>(getInput().getType());
+  auto out = cast<RankedTensorType>(getResult().getType());
+  int64_t count = getCount(), index = getIndex();
+  if (count < 1 || index < 0 || index >= count)
+    return emitOpError() << "expects 0 <= index < count, got index " << index
+                         << " of " << count;
+  if (in.getRank() < 1 || in.getDimSize(0) % count != 0)
+    return emitOpError() << "expects count (" << count
+                         << ") to divide the leading dimension of "
+                         << shapeStr(in.getShape());
+  SmallVector<int64_t> want(in.getShape());
+  want[0] /= count;
+  if (out.getShape() != ArrayRef<int64_t>(want) ||
+      out.getElementType() != in.getElementType())
+    return emitOpError() << "expects result " << shapeStr(want) << ", got "
+                         << shapeStr(out.getShape());
+  return success();
+}
+
 LogicalResult ShardSliceOp::verify() {
   return verifyShard(*this, getInput().getType(), getResult().getType(),
                      getGroup());

@@ -423,6 +423,12 @@ LogicalResult Lowering::selectKernels(Operation *op,
                    {numElements(o.getInput()), o.getGroup() == "dp" ? 1 : 2});
       })
       .Case([&](ShardSliceOp) { return success(); }) // a view, no kernel
+      .Case([&](BatchSliceOp) { return success(); }) // a view, no kernel
+      .Case([&](ScaleOp o) {
+        return one("scale", {o.getInput(), o.getResult()},
+                   {numElements(o.getInput())},
+                   {o.getFactor().convertToDouble()});
+      })
       .Case([&](ReduceScatterOp o) {
         return one("reduce_scatter", {o.getInput(), o.getResult()},
                    {numElements(o.getResult()), o.getGroup() == "dp" ? 1 : 2,
@@ -466,6 +472,8 @@ static std::optional<unsigned> inPlaceOperand(Operation *op) {
     return 1; // dy
   if (isa<AllReduceOp>(op))
     return 0; // MPI reduces in place
+  if (isa<ScaleOp>(op))
+    return 0;
   return std::nullopt;
 }
 
@@ -502,8 +510,18 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
   /// Values that are views of another: (base, rank share?).
   DenseMap<Value, std::pair<Value, bool>> aliases;
   DenseMap<Value, int64_t> shareGroup; // rank share: 1 dp, 2 tp
+  /// Micro-batch views of a persistent input: the byte offset in it.
+  DenseMap<Value, int64_t> sliceOffset;
   for (Operation &op : body.without_terminator()) {
     int64_t i = index[&op];
+    if (auto bs = dyn_cast<BatchSliceOp>(op)) {
+      if (!fixedOf.count(bs.getInput()))
+        return bs.emitOpError() << "llm-lower-to-rt: a micro-batch slice of a "
+                                   "temporary is not supported";
+      sliceOffset[bs.getResult()] =
+          bs.getIndex() * bytesOf(cast<ShapedType>(bs.getResult().getType()));
+      continue;
+    }
     // Views: a ZeRO share reads its operand in place; AdamW updates its
     // parameter, moments (or their shares) in place.
     if (auto slice = dyn_cast<ShardSliceOp>(op)) {
@@ -700,6 +718,18 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     if (Value existing = views.lookup(v))
       return existing;
     Value view;
+    if (auto it = sliceOffset.find(v); it != sliceOffset.end()) {
+      auto bs = v.getDefiningOp<BatchSliceOp>();
+      auto baseOp = viewOf(bs.getInput()).getDefiningOp<mlir::llmrt::BufferOp>();
+      view = mlir::llmrt::BufferOp::create(
+          b, fn.getLoc(), memrefOf(v),
+          (baseOp.getName() + "@micro" + Twine(bs.getIndex())).str(),
+          baseOp.getRole(), baseOp.getOffset() + it->second, StringAttr(),
+          FloatAttr(), DenseI64ArrayAttr(), DenseI64ArrayAttr(), IntegerAttr(),
+          IntegerAttr(), DenseI64ArrayAttr());
+      views[v] = view;
+      return view;
+    }
     if (auto al = aliases.find(v); al != aliases.end()) {
       Value base = viewOf(al->second.first);
       if (!al->second.second) {

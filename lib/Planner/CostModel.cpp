@@ -436,6 +436,10 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     if (c.dp > 1 && c.zero < 2)
       bucket = std::min(grads, std::min(25.0 * 1048576.0,
                                         std::max(1048576.0, grads / 8)));
+    // Gradient accumulation over micro-batches: the running sums live
+    // through every micro-batch after the first (llm-microbatch).
+    if (micro > 1)
+      bucket = grads;
     // ZeRO-3 prefetch: the next parameter's gather is in flight while the
     // current one is used, at most the largest weight (the MLP's) extra.
     if (c.zero == 3 && c.dp > 1)

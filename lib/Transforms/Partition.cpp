@@ -413,9 +413,11 @@ void PartitionPass::runOnOperation() {
     module.emitError() << "llm-partition: sequence parallelism needs tp > 1";
     return signalPassFailure();
   }
-  if (plan.getMicrobatches() != 1)
-    return unsupported("gradient accumulation over micro-batches (" +
-                       Twine(plan.getMicrobatches()) + ")");
+  const int64_t micro = plan.getMicrobatches();
+  if (micro < 1) {
+    module.emitError() << "llm-partition: " << micro << " micro-batches";
+    return signalPassFailure();
+  }
 
   FailureOr<func::FuncOp> fnOr = getModelFunction(module);
   if (failed(fnOr))
@@ -445,7 +447,10 @@ void PartitionPass::runOnOperation() {
     return plan.getSp() == 0 ||
            succeeded(partitionSequenceParallel(fn, plan.getTp()));
   };
-  if (dp == 1) {
+  // Gradient accumulation: the model function computes one micro-batch
+  // (llm-microbatch unrolls the step over all of them).
+  const int64_t cut = dp * micro;
+  if (cut == 1) {
     if (!sequenceParallel() || failed(verify(fn)))
       return signalPassFailure();
     return;
@@ -463,13 +468,13 @@ void PartitionPass::runOnOperation() {
     BlockArgument arg = fn.getArgument(i);
     auto type = cast<RankedTensorType>(arg.getType());
     batch = type.getDimSize(0);
-    if (batch % dp != 0) {
+    if (batch % cut != 0) {
       fn.emitError() << "llm-partition: the batch of " << batch
                      << " sequences does not divide among dp=" << dp
-                     << " ranks";
+                     << " ranks x " << micro << " micro-batches";
       return signalPassFailure();
     }
-    arg.setType(rebatch(type, dp));
+    arg.setType(rebatch(type, cut));
     batched.insert(arg);
   }
   for (Operation &op : body.without_terminator()) {
@@ -486,7 +491,7 @@ void PartitionPass::runOnOperation() {
                          << batch;
         return signalPassFailure();
       }
-      r.setType(rebatch(type, dp));
+      r.setType(rebatch(type, cut));
       batched.insert(r);
     }
   }
@@ -495,13 +500,15 @@ void PartitionPass::runOnOperation() {
                                        fn.getResultTypes()));
 
   // The loss: this rank's mean, averaged over the replicas.
-  auto ret = cast<func::ReturnOp>(body.getTerminator());
-  OpBuilder b(ret);
-  Value loss = ret.getOperand(0);
-  auto mean = AllReduceOp::create(b, ret.getLoc(), loss,
-                                  b.getStringAttr("dp"),
-                                  b.getStringAttr("mean"));
-  ret->setOperand(0, mean);
+  if (dp > 1) {
+    auto ret = cast<func::ReturnOp>(body.getTerminator());
+    OpBuilder b(ret);
+    Value loss = ret.getOperand(0);
+    auto mean = AllReduceOp::create(b, ret.getLoc(), loss,
+                                    b.getStringAttr("dp"),
+                                    b.getStringAttr("mean"));
+    ret->setOperand(0, mean);
+  }
   if (!sequenceParallel() || failed(verify(fn)))
     return signalPassFailure();
 }

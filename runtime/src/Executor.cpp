@@ -287,6 +287,9 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        static_cast<Reduction>(n[2]));
       break;
     }
+    case Opcode::Scale:
+      cpu::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0]);
+      break;
     case Opcode::AllReduceStart:
       comm_->startAllReduce(F(p[0]), n[0], static_cast<Group>(n[1]),
                             static_cast<Reduction>(n[2]), static_cast<int>(n[3]));

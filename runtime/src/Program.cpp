@@ -237,6 +237,9 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
     break;
   case Opcode::FusedElementwise:
     break; // checked once the GPU kernel table is read (parseProgram)
+  case Opcode::Scale:
+    need(0, n[0]), need(1, n[0]);
+    break;
   case Opcode::AllGatherStart:
     if (n[1] < 1 || n[1] > 2 || n[2] >= 4096)
       err = "bad group or slot";

@@ -107,6 +107,17 @@ class DistributedTest(unittest.TestCase):
     def test_gpt2_dp2_unbucketed(self):
         self.parity("shakespeare-char-gpt", 2, flags=["--dp-bucket-mb", "0"])
 
+    # Gradient accumulation over micro-batches (llm-microbatch): the same
+    # numbers as the whole batch at once.
+    def test_gpt2_one_rank_4_microbatches(self):
+        self.parity("shakespeare-char-gpt", 1, "dp=1,mb=4")
+
+    def test_llama_dp2_2_microbatches(self):
+        self.parity("tiny-llama-gqa", 2, "dp=2,mb=2")
+
+    def test_gpt2_zero3_dp2_tp2_2_microbatches(self):
+        self.parity("shakespeare-char-gpt", 4, "dp=2,tp=2,zero=3,mb=2")
+
     def test_gpt2_tp2(self):
         self.parity("shakespeare-char-gpt", 2, "tp=2")
 

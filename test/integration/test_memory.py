@@ -21,7 +21,9 @@ class MemoryTest(unittest.TestCase):
                                               ("dp=2", 2, "dp=2", 0),
                                               ("zero1", 2, "dp=2,zero=1", 1),
                                               ("zero2", 2, "dp=2,zero=2", 2),
-                                              ("zero3", 4, "dp=4,zero=3", 3)):
+                                              ("zero3", 4, "dp=4,zero=3", 3),
+                                              ("4 micro-batches", 1, "dp=1,mb=4", 0),
+                                              ("dp=2 x 2 micro-batches", 2, "dp=2,mb=2", 0)):
                 dp = devices
                 params, moments, arena, predicted = mem.measure(
                     tmp, mlir, devices, mem.spec_of(plan))

@@ -212,8 +212,9 @@ int main(int argc, char **argv) {
   // The plan decides what each rank computes, on one rank too (where it
   // chooses recomputation when the device's memory needs it, and refuses a
   // model that fits in no way instead of failing at launch). The
-  // partitioner implements data, tensor and sequence parallelism, ZeRO 1-3
-  // and recomputation; pipelines and micro-batching are fixed off unless
+  // partitioner implements data, tensor and sequence parallelism, ZeRO 1-3,
+  // recomputation and gradient accumulation over micro-batches (`--plan
+  // mb=N`; one micro-batch unless asked); pipelines are fixed off unless
   // the user asks (then llm-partition says why it cannot).
   {
     if (int rc = loadPlanInputs())
@@ -240,6 +241,7 @@ int main(int argc, char **argv) {
   pm.addPass(llm::createPartition());
   pm.addPass(llm::createAutodiff());
   pm.addPass(llm::createRematerialize());
+  pm.addPass(llm::createMicrobatch());
   pm.addPass(llm::createOptimizer());
   if (dpBucketMB < 0)
     return fail("--dp-bucket-mb must be >= 0, got " + std::to_string(dpBucketMB.getValue()));

@@ -138,6 +138,24 @@ def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }
 
+def Microbatch : Pass<"llm-microbatch", "mlir::ModuleOp"> {
+  let summary = "Accumulate gradients over the plan's micro-batches";
+  let description = [{
+    With `#llm.plan`'s `microbatches` = m > 1, llm-partition has cut the
+    model function to one micro-batch (the batch / (dp m)). This pass makes
+    `@train_step` and the model function take the whole batch again and
+    unrolls them: micro-batch k reads rows [k b/m, (k+1) b/m) of the tokens
+    and targets (`llm.batch_slice`, a view), runs its forward and backward,
+    and its gradients are added to the running sums at once (so each
+    micro-batch's activations die before the next one starts); the loss and
+    gradients are the sums times 1/m (`llm.scale`), the mean over the
+    micro-batches, which is the whole batch's. Runs after llm-autodiff and
+    llm-rematerialize and before llm-optimizer, whose data-parallel
+    reduction then acts once, on the accumulated gradients.
+  }];
+  let dependentDialects = ["mlir::llm::LLMDialect"];
+}
+
 def AnnotateSharding : Pass<"llm-annotate-sharding", "mlir::ModuleOp"> {
   let summary = "Annotate the model function with the #llm.plan's shardings (shard dialect)";
   let description = [{

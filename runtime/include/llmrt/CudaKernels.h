@@ -130,6 +130,8 @@ void add(const float *a, const float *b, float *y, int64_t n, int64_t nb,
          cudaStream_t s);
 void mul(const float *a, const float *b, float *y, int64_t n, int64_t nb,
          cudaStream_t s);
+/// y[i] = x[i] * factor.
+void scale(const float *x, float factor, float *y, int64_t n, cudaStream_t s);
 
 // Loss. rowScratch: `rows` floats of workspace.
 void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,

@@ -132,6 +132,7 @@ enum class Opcode : uint16_t {
   /// needed. x is this rank's part of y, as for all_gather.
   AllGatherStart = 37, ///< [x, y] {n, group, slot}
   AllGatherWait = 38,  ///< [y] {n, group, slot}
+  Scale = 39,          ///< [x, y] {n} (factor): y = x * factor
 };
 
 /// The elementwise operations a fusion group is made of, with the
@@ -262,6 +263,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::AllReduceWait, "all_reduce_wait", 1, 1, 4, 0},
       {Opcode::AllGatherStart, "all_gather_start", 2, 2, 3, 0},
       {Opcode::AllGatherWait, "all_gather_wait", 1, 1, 3, 0},
+      {Opcode::Scale, "scale", 2, 2, 1, 1},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)

@@ -452,6 +452,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::Mul:
       cuda::mul(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
       break;
+    case Opcode::Scale:
+      cuda::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0], s);
+      break;
     case Opcode::CrossEntropyFwd:
     case Opcode::VocabCrossEntropyFwd:
       cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], rowScratch_, s);

@@ -575,6 +575,9 @@ __global__ void mulK(const float *a, const float *b, float *y, int64_t rows,
 __global__ void mulSameK(const float *a, const float *b, float *y, int64_t n) {
   GRID_STRIDE(i, n) { y[i] = a[i] * b[i]; }
 }
+__global__ void scaleK(const float *x, float factor, float *y, int64_t n) {
+  GRID_STRIDE(i, n) { y[i] = x[i] * factor; }
+}
 
 // Loss -----------------------------------------------------------------------
 
@@ -854,6 +857,10 @@ void mul(const float *a, const float *b, float *y, int64_t n, int64_t nb,
     mulSameK<<<gridFor(n), kThreads, 0, s>>>(a, b, y, n);
   else
     mulK<<<grid2d(n / nb, nb), kThreads, 0, s>>>(a, b, y, n / nb, nb);
+}
+
+void scale(const float *x, float factor, float *y, int64_t n, cudaStream_t s) {
+  scaleK<<<gridFor(n), kThreads, 0, s>>>(x, factor, y, n);
 }
 
 void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,

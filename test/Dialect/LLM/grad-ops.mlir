@@ -152,3 +152,12 @@ func.func @rope(%x: tensor<2x4x8xf32>) -> tensor<2x4x8xf32> {
   %1 = llm.rope %0 {num_heads = 2 : i64, theta = 1.0e+04 : f64, inverse} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
   return %1 : tensor<2x4x8xf32>
 }
+
+// CHECK-LABEL: func.func @microbatch_ops
+// CHECK: llm.batch_slice %{{.*}} {count = 4 : i64, index = 1 : i64} : tensor<8x4xi32> -> tensor<2x4xi32>
+// CHECK: llm.scale %{{.*}} {factor = 2.500000e-01 : f64} : tensor<4x4xf32>
+func.func @microbatch_ops(%t: tensor<8x4xi32>, %g: tensor<4x4xf32>) -> (tensor<2x4xi32>, tensor<4x4xf32>) {
+  %0 = llm.batch_slice %t {index = 1 : i64, count = 4 : i64} : tensor<8x4xi32> -> tensor<2x4xi32>
+  %1 = llm.scale %g {factor = 0.25 : f64} : tensor<4x4xf32>
+  return %0, %1 : tensor<2x4xi32>, tensor<4x4xf32>
+}

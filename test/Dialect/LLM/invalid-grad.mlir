@@ -738,3 +738,31 @@ func.func @all_reduce_reduction(%x: tensor<4xf32>) {
   %0 = llm.all_reduce %x {group = "dp", reduction = "max"} : tensor<4xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// llm.batch_slice
+//===----------------------------------------------------------------------===//
+
+func.func @batch_slice_index(%t: tensor<8x4xi32>) {
+  // expected-error@+1 {{'llm.batch_slice' op expects 0 <= index < count, got index 4 of 4}}
+  %0 = llm.batch_slice %t {index = 4 : i64, count = 4 : i64} : tensor<8x4xi32> -> tensor<2x4xi32>
+  return
+}
+
+// -----
+
+func.func @batch_slice_count(%t: tensor<8x4xi32>) {
+  // expected-error@+1 {{'llm.batch_slice' op expects count (3) to divide the leading dimension of 8x4}}
+  %0 = llm.batch_slice %t {index = 0 : i64, count = 3 : i64} : tensor<8x4xi32> -> tensor<2x4xi32>
+  return
+}
+
+// -----
+
+func.func @batch_slice_result(%t: tensor<8x4xi32>) {
+  // expected-error@+1 {{'llm.batch_slice' op expects result 2x4, got 4x4}}
+  %0 = llm.batch_slice %t {index = 0 : i64, count = 4 : i64} : tensor<8x4xi32> -> tensor<4x4xi32>
+  return
+}
