@@ -309,6 +309,7 @@ private:
   absl::Status loadParams(const SafetensorsFile &file, BufferRole role,
                           const std::string &prefix, bool strict);
   absl::Status saveCheckpoint(int64_t step);
+  absl::Status writeTrace();
   absl::Status resume(const std::string &dir);
   absl::Status loadSharded(const std::string &ckpt);
   absl::Status loadConsolidated(const std::string &ckpt);
@@ -1041,6 +1042,73 @@ private:
   std::thread thread;
 };
 
+/// The Chrome trace of every rank, one row (process) each: every rank writes
+/// its events next to FILE (FILE.rank-R), then the first rank merges them
+/// into FILE and removes the parts (ranks of one node share the
+/// filesystem). Collectives are in category "collective", kernels in
+/// "compute"; instant events mark the steps.
+absl::Status Run::writeTrace() {
+  const int rank = comm.rank();
+  nlohmann::json events = nlohmann::json::array();
+  std::string label = absl::StrCat("rank ", rank);
+  if (comm.worldSize() > 1)
+    label += absl::StrCat(" (dp ", comm.groupRank(Group::DP), ", tp ",
+                          comm.groupRank(Group::TP), ")");
+  events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", rank},
+                    {"args", {{"name", label}}}});
+  events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", rank},
+                    {"args", {{"sort_index", rank}}}});
+  for (const TraceEvent &e : trace) {
+    std::string name = e.name;
+    bool collective = name.rfind("all_", 0) == 0 ||
+                      name.rfind("reduce_scatter", 0) == 0;
+    events.push_back({{"name", name}, {"cat", collective ? "collective" : "compute"},
+                      {"ph", "X"}, {"ts", e.beginUs}, {"dur", e.durationUs},
+                      {"pid", rank}, {"tid", 0}});
+  }
+  for (auto [step, ts] : stepMarks)
+    events.push_back({{"name", absl::StrCat("step ", step)}, {"ph", "i"},
+                      {"s", "p"}, {"ts", ts}, {"pid", rank}, {"tid", 0}});
+  if (comm.worldSize() == 1) {
+    std::ofstream f(opts.trace);
+    f << nlohmann::json({{"traceEvents", events}}).dump() << "\n";
+    if (!f)
+      return absl::DataLossError(absl::StrCat(opts.trace, ": write failed"));
+    return absl::OkStatus();
+  }
+  auto partOf = [&](int r) { return absl::StrCat(opts.trace, ".rank-", r); };
+  double failed = 0;
+  {
+    std::ofstream f(partOf(rank));
+    f << events.dump() << "\n";
+    failed = f ? 0 : 1;
+  }
+  // Every rank learns whether all parts are there before the merge.
+  comm.allReduce(&failed, 1, Group::World, Reduction::Max);
+  if (failed != 0)
+    return absl::DataLossError(absl::StrCat(
+        opts.trace, ": a rank could not write its part of the trace"));
+  if (root) {
+    nlohmann::json all = nlohmann::json::array();
+    for (int r = 0; r < comm.worldSize(); ++r) {
+      std::ifstream in(partOf(r));
+      nlohmann::json part = nlohmann::json::parse(in, nullptr, false);
+      if (part.is_discarded() || !part.is_array())
+        return absl::DataLossError(
+            absl::StrCat(partOf(r), ": not a trace part"));
+      for (auto &e : part)
+        all.push_back(std::move(e));
+      std::remove(partOf(r).c_str());
+    }
+    std::ofstream f(opts.trace);
+    f << nlohmann::json({{"traceEvents", all}}).dump() << "\n";
+    if (!f)
+      return absl::DataLossError(absl::StrCat(opts.trace, ": write failed"));
+  }
+  comm.barrier();
+  return absl::OkStatus();
+}
+
 absl::Status Run::execute() {
   if (absl::Status s = setup(); !s.ok())
     return s;
@@ -1078,6 +1146,12 @@ absl::Status Run::execute() {
                ex->deviceName().c_str());
 
   using clock = std::chrono::steady_clock;
+  // One clock for every rank's trace: the ranks leave this barrier
+  // together (to within its latency).
+  if (!opts.trace.empty()) {
+    comm.barrier();
+    origin = std::chrono::steady_clock::now();
+  }
   for (int64_t t = startStep; t < opts.steps; ++t) {
     clock::time_point begin = clock::now();
     sampleBatch();
@@ -1133,22 +1207,9 @@ absl::Status Run::execute() {
   if (logFile)
     std::fclose(logFile);
 
-  if (!opts.trace.empty() && root) {
-    nlohmann::json events = nlohmann::json::array();
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 0},
-                      {"args", {{"name", "rank 0"}}}});
-    for (const TraceEvent &e : trace)
-      events.push_back({{"name", e.name}, {"cat", "compute"}, {"ph", "X"},
-                        {"ts", e.beginUs}, {"dur", e.durationUs}, {"pid", 0},
-                        {"tid", 0}});
-    for (auto [step, ts] : stepMarks)
-      events.push_back({{"name", absl::StrCat("step ", step)}, {"ph", "i"},
-                        {"s", "p"}, {"ts", ts}, {"pid", 0}, {"tid", 0}});
-    std::ofstream f(opts.trace);
-    f << nlohmann::json({{"traceEvents", events}}).dump() << "\n";
-    if (!f)
-      return absl::DataLossError(absl::StrCat(opts.trace, ": write failed"));
-  }
+  if (!opts.trace.empty())
+    if (absl::Status t = writeTrace(); !t.ok())
+      return t;
   return absl::OkStatus();
 }
 

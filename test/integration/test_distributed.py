@@ -4,6 +4,7 @@ with full recomputation); the
 data-parallel ranks together see the one-rank batch; a world of the wrong
 size is refused on every rank; a checkpoint written by a data-parallel run
 resumes on one rank."""
+import json
 import os
 import shutil
 import unittest
@@ -117,6 +118,31 @@ class DistributedTest(unittest.TestCase):
 
     def test_gpt2_zero3_dp2_tp2_2_microbatches(self):
         self.parity("shakespeare-char-gpt", 4, "dp=2,tp=2,zero=3,mb=2")
+
+    def test_trace_has_one_row_per_rank(self):
+        # DP2 x TP2: one process row per rank, labeled with its groups,
+        # each with its kernels and collectives (TP all-reduces, the
+        # data-parallel buckets); Perfetto and chrome://tracing open it.
+        exe = compile_for(self.tmp, "shakespeare-char-gpt", 4, "trace-22",
+                          plan="dp=2,tp=2,zero=0")
+        trace = os.path.join(self.tmp, "trace.json")
+        mpirun(4, [exe, "--data", self.data, "--trace", trace] +
+               ["--steps", "2"])
+        with open(trace) as f:
+            events = json.load(f)["traceEvents"]
+        names = {e["pid"]: e["args"]["name"] for e in events
+                 if e.get("name") == "process_name"}
+        self.assertEqual(names, {0: "rank 0 (dp 0, tp 0)", 1: "rank 1 (dp 0, tp 1)",
+                                 2: "rank 2 (dp 1, tp 0)", 3: "rank 3 (dp 1, tp 1)"})
+        for pid in range(4):
+            mine = [e for e in events if e.get("pid") == pid and e.get("ph") == "X"]
+            kinds = {e["name"] for e in mine}
+            self.assertIn("attention_bwd", kinds)
+            self.assertIn("all_reduce", kinds)        # tensor parallel
+            self.assertIn("all_reduce_start", kinds)  # data-parallel bucket
+            self.assertIn("collective", {e["cat"] for e in mine})
+        self.assertFalse([f for f in os.listdir(self.tmp) if ".rank-" in f],
+                         "the per-rank parts are removed")
 
     def test_gpt2_tp2(self):
         self.parity("shakespeare-char-gpt", 2, "tp=2")
