@@ -32,7 +32,8 @@ PLANS = [("1 rank", 1, "dp=1"), ("dp=2", 2, "dp=2"), ("tp=2", 2, "tp=2"),
          ("1 rank remat=full", 1, "dp=1,remat=full"),
          ("tp=2 remat=full", 2, "tp=2,remat=full"),
          ("tp=2 sp", 2, "tp=2,sp=1"), ("dp=2 tp=2 sp zero=1", 4, "dp=2,tp=2,sp=1,zero=1"),
-         ("1 rank mb=4", 1, "dp=1,mb=4"), ("dp=2 mb=2", 2, "dp=2,mb=2")]
+         ("1 rank mb=4", 1, "dp=1,mb=4"), ("dp=2 mb=2", 2, "dp=2,mb=2"),
+         ("1 rank remat=budget:3", 1, "dp=1,remat=budget:3")]
 FIXED = "pp=1"
 
 

@@ -58,7 +58,7 @@ Attribute mlir::llm::planAttribute(MLIRContext *ctx, int64_t world,
   for (auto [begin, end] : p.stages)
     bounds.push_back(end);
   return PlanAttr::get(ctx, world, c.dp, c.tp, c.sp ? 1 : 0, c.pp, c.vpp,
-                       c.zero, b.getStringAttr(rematName(c.remat)), c.mbs,
+                       c.zero, b.getStringAttr(rematLabel(c.remat, c.rematLayers)), c.mbs,
                        p.microbatches, b.getStringAttr(scheduleName(c.schedule)),
                        b.getDenseI64ArrayAttr(bounds),
                        b.getF64FloatAttr(p.stepTime),

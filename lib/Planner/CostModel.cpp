@@ -23,6 +23,7 @@ const char *mlir::llm::rematName(Remat r) {
   case Remat::None: return "none";
   case Remat::Selective: return "selective";
   case Remat::Full: return "full";
+  case Remat::Budget: return "budget";
   }
   return "?";
 }
@@ -179,8 +180,24 @@ balanceChunks(int64_t layers, int64_t k, double pre, double post) {
 
 } // namespace
 
+std::string mlir::llm::rematLabel(Remat r, int64_t rematLayers) {
+  if (r == Remat::Budget)
+    return "budget:" + std::to_string(rematLayers);
+  return rematName(r);
+}
+
 double mlir::llm::activationBytesPerLayer(const ModelProfile &m,
                                          const PlanConfig &c) {
+  if (c.remat == Remat::Budget && m.layers > 0) {
+    // The average over the layers: k recomputed, the rest kept.
+    PlanConfig full = c, none = c;
+    full.remat = Remat::Full;
+    none.remat = Remat::None;
+    double k = static_cast<double>(std::clamp<int64_t>(c.rematLayers, 0, m.layers));
+    double L = static_cast<double>(m.layers);
+    return (k * activationBytesPerLayer(m, full) +
+            (L - k) * activationBytesPerLayer(m, none)) / L;
+  }
   const double t = static_cast<double>(c.tp), b = static_cast<double>(c.mbs);
   // Split tensors are divided by TP; replicated ones too under SP (they are
   // split along the sequence).
@@ -241,8 +258,14 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
 
   // One layer, one micro-batch.
   double layerFwd = forward(m.layer, 1.0, false);
+  // Under a budget, the recomputed share of the layers (per layer, on
+  // average).
+  double budgetShare = c.remat == Remat::Budget && m.layers > 0
+                           ? static_cast<double>(c.rematLayers) / m.layers
+                           : 0.0;
   double layerRecompute = c.remat == Remat::Full        ? layerFwd
                           : c.remat == Remat::Selective ? forward(m.layer, 1.0, true)
+                          : c.remat == Remat::Budget    ? budgetShare * layerFwd
                                                         : 0.0;
   // Collectives per TP boundary, in all-reduce payloads (an all-gather or a
   // reduce-scatter moves half an all-reduce): forward and backward, the
@@ -251,6 +274,8 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   // and after the layers SP adds the head's re-gather and the gradient
   // gather of the cut residual stream: one more.
   double perBoundary = c.remat == Remat::Full ? 3.0 : c.sp ? 2.5 : 2.0;
+  if (c.remat == Remat::Budget)
+    perBoundary += budgetShare * (3.0 - perBoundary);
   double prePerBoundary = c.sp ? 3.0 : 2.0;
   double layerTp = tpComm(m.layer, perBoundary);
   double preFwd = forward(m.pre, vocabScale, false);
@@ -422,7 +447,10 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // Working memory beyond the kept activations: the logits and their
     // gradient on the last stage, and under recomputation one layer's
     // activations rebuilt for its backward.
-    double temps = (c.remat != Remat::None ? layerActs : 0) + (last ? logits : 0);
+    // (Under a budget the rebuilt layers come after the kept ones have been
+    // freed: the start of the backward holds no rebuilt layer.)
+    bool rebuildsAtPeak = c.remat != Remat::None && c.remat != Remat::Budget;
+    double temps = (rebuildsAtPeak ? layerActs : 0) + (last ? logits : 0);
     double weights = rankParams[r] * wB / zeroW;
     double grads = rankParams[r] * gB / zeroG;
     double opt = rankParams[r] * oB / zeroO;

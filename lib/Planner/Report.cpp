@@ -30,7 +30,7 @@ void configJSON(llvm::json::Object &o, const PlanConfig &c, int64_t world,
   o["pp"] = c.pp;
   o["vpp"] = c.vpp;
   o["zero"] = c.zero;
-  o["remat"] = rematName(c.remat);
+  o["remat"] = rematLabel(c.remat, c.rematLayers);
   o["mbs"] = c.mbs;
   o["microbatches"] = micro;
   o["schedule"] = scheduleName(c.schedule);
@@ -47,7 +47,7 @@ std::string configLine(const PlanConfig &c) {
                        "schedule={8}",
                        c.dp, c.tp, c.sp ? " sp" : "", c.pp,
                        c.vpp > 1 ? llvm::formatv(" vpp={0}", c.vpp).str() : "",
-                       c.zero, rematName(c.remat), c.mbs,
+                       c.zero, rematLabel(c.remat, c.rematLayers), c.mbs,
                        scheduleName(c.schedule))
       .str();
 }
@@ -126,7 +126,7 @@ std::string mlir::llm::planReport(const ModelProfile &m, const Cluster &cl,
                         100.0 * v / p.stepTime, note);
   };
   line("compute (forward + backward)", p.compute, "");
-  line("recompute", p.recompute, rematName(c.remat));
+  line("recompute", p.recompute, rematLabel(c.remat, c.rematLayers).c_str());
   line("tensor-parallel communication", p.tpComm,
        c.tp > 1 ? (c.sp ? "all-gather/reduce-scatter, NVLink"
                         : "all-reduce, NVLink")

@@ -63,7 +63,16 @@ llvm::Expected<PlanSpec> mlir::llm::parsePlanSpec(llvm::StringRef spec) {
       if (value == "none") s.remat = Remat::None;
       else if (value == "selective") s.remat = Remat::Selective;
       else if (value == "full") s.remat = Remat::Full;
-      else return err("remat=" + value + ": expected none, selective or full");
+      else if (value == "budget") s.remat = Remat::Budget;
+      else if (value.starts_with("budget:")) {
+        int64_t k;
+        if (value.drop_front(7).getAsInteger(10, k) || k < 1)
+          return err("remat=" + value + ": expected budget:K with K >= 1 layers");
+        s.remat = Remat::Budget;
+        s.rematLayers = k;
+      } else
+        return err("remat=" + value +
+                   ": expected none, selective, full, budget or budget:K");
     } else if (key == "schedule") {
       if (value == "gpipe") s.schedule = Schedule::GPipe;
       else if (value == "1f1b") s.schedule = Schedule::OneFOneB;
@@ -210,7 +219,11 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
                 continue;
               for (Remat remat : choices<Remat>(spec.remat,
                                                 {Remat::None, Remat::Selective,
-                                                 Remat::Full})) {
+                                                 Remat::Full, Remat::Budget})) {
+                // A budget is a subset of one pipeline stage's layers: on
+                // one stage only (pipelines are not built).
+                if (remat == Remat::Budget && (pp > 1 || m.layers < 2))
+                  continue;
                 std::vector<int64_t> sizes;
                 if (spec.microbatches) {
                   if (m.batch % (dp * *spec.microbatches) == 0)
@@ -235,6 +248,25 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
                   c.zero = zero;
                   c.remat = remat;
                   c.mbs = mbs;
+                  if (remat == Remat::Budget) {
+                    // The fewest recomputed layers that fit (memory falls
+                    // with each one): fixed, or a bisection of [1, L - 1].
+                    if (spec.rematLayers) {
+                      c.rematLayers = *spec.rematLayers;
+                    } else {
+                      int64_t lo = 1, hi = m.layers - 1;
+                      while (lo < hi) {
+                        int64_t mid = (lo + hi) / 2;
+                        c.rematLayers = mid;
+                        ++res.evaluated;
+                        if (evaluatePlan(m, cl, world, c).feasible)
+                          hi = mid;
+                        else
+                          lo = mid + 1;
+                      }
+                      c.rematLayers = lo;
+                    }
+                  }
                   Prediction p = evaluatePlan(m, cl, world, c);
                   ++res.evaluated;
                   std::string key = familyKey(c);

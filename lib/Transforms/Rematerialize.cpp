@@ -48,12 +48,21 @@ void RematerializePass::runOnOperation() {
     auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
     m = plan ? plan.getRemat().getValue().str() : "none";
   }
-  if (m != "full" && m != "selective" && m != "none") {
+  // budget:K: full recomputation of layers [0, K) only (the planner's
+  // fewest that fit; the first layers, whose activations wait longest).
+  int64_t budget = -1;
+  if (StringRef(m).starts_with("budget:") &&
+      (StringRef(m).drop_front(7).getAsInteger(10, budget) || budget < 1)) {
     module.emitError() << "llm-rematerialize: mode '" << m
-                       << "' is not full, selective or none";
+                       << "' is not budget:K with K >= 1 layers";
     return signalPassFailure();
   }
-  if (m != "full")
+  if (m != "full" && m != "selective" && m != "none" && budget < 1) {
+    module.emitError() << "llm-rematerialize: mode '" << m
+                       << "' is not full, selective, none or budget:K";
+    return signalPassFailure();
+  }
+  if (m != "full" && budget < 1)
     return;
   auto step = dyn_cast_or_null<func::FuncOp>(
       SymbolTable::lookupSymbolIn(module, "train_step"));
@@ -121,7 +130,7 @@ void RematerializePass::runOnOperation() {
   DenseSet<Value> kept;
   for (Operation *op : forward) {
     for (Value r : op->getResults())
-      if (layer.lookup(r) < 0)
+      if (layer.lookup(r) < 0 || (budget > 0 && layer.lookup(r) >= budget))
         kept.insert(r);
     int64_t l = -1;
     for (Value r : op->getResults())

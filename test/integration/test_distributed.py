@@ -119,6 +119,13 @@ class DistributedTest(unittest.TestCase):
     def test_gpt2_zero3_dp2_tp2_2_microbatches(self):
         self.parity("shakespeare-char-gpt", 4, "dp=2,tp=2,zero=3,mb=2")
 
+    # Recomputation under a budget (the first K layers): the same numbers.
+    def test_gpt2_remat_budget(self):
+        self.parity("shakespeare-char-gpt", 1, "dp=1,remat=budget:1")
+
+    def test_llama_dp2_remat_budget_2_microbatches(self):
+        self.parity("tiny-llama-gqa", 2, "dp=2,remat=budget:1,mb=2")
+
     def test_trace_has_one_row_per_rank(self):
         # DP2 x TP2: one process row per rank, labeled with its groups,
         # each with its kernels and collectives (TP all-reduces, the

@@ -223,7 +223,7 @@ TEST(PlannerInput, ClusterAndSpecErrors) {
   EXPECT_EQ(spec("tp=two"), "--plan: tp=two: expected an integer >= 1");
   EXPECT_EQ(spec("zero=5"), "--plan: zero=5: expected 0-3");
   EXPECT_EQ(spec("remat=some"),
-            "--plan: remat=some: expected none, selective or full");
+            "--plan: remat=some: expected none, selective, full, budget or budget:K");
   EXPECT_EQ(spec("fsdp=1"), "--plan: unknown key 'fsdp' (keys: dp, tp, pp, "
                             "vpp, sp, zero, remat, mbs, mb, schedule)");
 }

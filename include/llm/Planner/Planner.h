@@ -77,10 +77,16 @@ FailureOr<ModelProfile> profileModel(ModuleOp module);
 // Plans
 //===----------------------------------------------------------------------===//
 
-enum class Remat { None, Selective, Full };
+/// Budget: full recomputation of the first `rematLayers` layers only, the
+/// fewest that make the plan fit (each layer costs the same to recompute
+/// and frees the same memory at the peak).
+enum class Remat { None, Selective, Full, Budget };
 enum class Schedule { GPipe, OneFOneB, Interleaved };
 
 const char *rematName(Remat r);
+/// The plan's remat as the plan attribute and reports write it:
+/// "none", "selective", "full", or "budget:K".
+std::string rematLabel(Remat r, int64_t rematLayers);
 const char *scheduleName(Schedule s);
 
 /// A fully specified plan.
@@ -88,6 +94,7 @@ struct PlanConfig {
   int64_t dp = 1, tp = 1, pp = 1, vpp = 1, zero = 0, mbs = 1;
   bool sp = false;
   Remat remat = Remat::None;
+  int64_t rematLayers = 0; ///< Remat::Budget: layers recomputed
   Schedule schedule = Schedule::OneFOneB;
 };
 
@@ -99,6 +106,7 @@ struct PlanSpec {
   std::optional<int64_t> dp, tp, pp, vpp, zero, mbs, microbatches;
   std::optional<bool> sp;
   std::optional<Remat> remat;
+  std::optional<int64_t> rematLayers; ///< remat=budget:K
   std::optional<Schedule> schedule;
 };
 

@@ -100,13 +100,20 @@ def Rematerialize : Pass<"llm-rematerialize", "mlir::ModuleOp"> {
       the attention probabilities from q and k and no s x s tensor is ever
       kept, which is what Korthikanti et al.'s selective recomputation
       achieves.
+    - `budget:K`: `full` for layers 0 .. K-1 only, the others keep their
+      activations: the planner's `remat=budget` picks the fewest K that fit
+      the device's memory (every layer costs the same to recompute and
+      frees the same memory at the start of the backward, so the cheapest
+      set that fits is the smallest; the first layers, whose activations
+      wait longest, are the ones recomputed).
     - `none`: nothing.
 
     The losses are those of `none` (the same ops on the same values); the
     static memory plan then keeps one layer's activations at a time.
   }];
   let options = [
-    Option<"mode", "mode", "std::string", "\"\"", "full, selective or none (default: the plan's)">,
+    Option<"mode", "mode", "std::string", "\"\"",
+           "full, selective, none or budget:K (default: the plan's)">,
   ];
   let dependentDialects = ["mlir::llm::LLMDialect"];
 }
