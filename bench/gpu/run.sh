@@ -5,7 +5,7 @@
 #   2. parity: two tiny models (GPT-2 style; Llama with grouped-query
 #      attention) train 10 steps on the GPU from the reference's initial
 #      weights; each step's loss against PyTorch's (fp32 GEMMs: 1e-4
-#      relative; bf16 GEMMs: 2e-2);
+#      relative; bf16 GEMMs, and fp16 ones with dynamic loss scaling: 2e-2);
 #   3. GPT-2 124M training steps: tokens/s, MFU against the bf16 peak, and
 #      PyTorch eager (bf16 autocast, flash attention, fused AdamW) on the
 #      same model and batch in the same run, for the ratio;
@@ -37,7 +37,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
 
 echo "== 1. kernels against the CPU backend"
-for mode in bf16 bf16-fast fp32; do
+for mode in bf16 bf16-fast fp16 fp32; do
   "$bundle/bin/llmrt-cuda-check" --gemm $mode | tee "$out/kernels-$mode.txt" | grep -E "FAIL|checks pass|device" || status=1
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 done
@@ -53,7 +53,7 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --layers 2 --batch 4 --seq 64 \
     --data "$bundle/data/train.bin" --init "$init" --log "$ref" --threads 4 "${hyper[@]}" \
     > "$out/$model.ref.txt" 2>&1 || { echo "$model: the PyTorch reference failed"; tail -3 "$out/$model.ref.txt"; status=1; continue; }
-  for mode in fp32 bf16; do
+  for mode in fp32 bf16 fp16; do
     log=$out/$model-$mode.jsonl
     LLMRT_CUDA_GEMM=$mode "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {

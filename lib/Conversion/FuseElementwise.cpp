@@ -229,6 +229,7 @@ bool fuseOnce(Block &block) {
       if (!pg || pg->n != cg->n || !llvm::is_contained(pg->outputs, t))
         continue;
       if (pg->ops.size() + cg->ops.size() > 256 ||
+          pg->outputs.size() + cg->outputs.size() > 64 ||
           pg->inputs.size() + cg->inputs.size() > 64)
         continue;
       SmallVector<Range> pRanges;

@@ -654,6 +654,12 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       bk.members.push_back(ar);
       bucketOf[ar] = static_cast<int>(buckets.size()) - 1;
     }
+    // Request slots: buckets take 0 .. 2047, the ZeRO-3 prefetch 2048 and
+    // 2049 (the runtime's limit is 4096).
+    if (buckets.size() > 2048)
+      return fn.emitError() << "llm-lower-to-rt: " << buckets.size()
+                            << " data-parallel gradient buckets (at most 2048); "
+                               "raise --dp-bucket-mb";
     for (Bucket &bk : buckets) {
       Storage whole{bk.bytes, INT64_MAX, 0, -1};
       for (AllReduceOp m : bk.members) {

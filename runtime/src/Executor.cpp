@@ -97,10 +97,11 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
     for (const Instruction &inst : f.instructions) {
       // Sizes that depend on the group's size (the loader checked the rest).
       if (inst.opcode == static_cast<uint16_t>(Opcode::AllGather) ||
+          inst.opcode == static_cast<uint16_t>(Opcode::AllGatherStart) ||
           inst.opcode == static_cast<uint16_t>(Opcode::ReduceScatter)) {
         int64_t whole = inst.ints[0] * comm.groupSize(static_cast<Group>(inst.ints[1]));
         const BufferDesc &big = p.buffers[inst.operands[
-            inst.opcode == static_cast<uint16_t>(Opcode::AllGather) ? 1 : 0]];
+            inst.opcode == static_cast<uint16_t>(Opcode::ReduceScatter) ? 0 : 1]];
         if (static_cast<int64_t>(big.bytes / 4) < whole)
           return absl::InvalidArgumentError(absl::StrCat(
               "buffer '", big.name, "' is smaller than the group's ", whole,
@@ -160,6 +161,13 @@ void vocabRowStats(const float *logits, const int32_t *targets, int64_t rows,
 void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
                    std::chrono::steady_clock::time_point origin) {
   using clock = std::chrono::steady_clock;
+  overflowed_ = false;
+  // Fault injection for the tests: the gradient norm of this run is
+  // infinite (LLMRT_TEST_OVERFLOW_RUN counts the train runs from 1).
+  static int64_t runs = 0;
+  bool injectOverflow = false;
+  if (const char *at = std::getenv("LLMRT_TEST_OVERFLOW_RUN"))
+    injectOverflow = program_.functions[fn].name == "train" && ++runs == std::atoll(at);
   for (const Resolved &r : functions_[fn]) {
     const Instruction &in = *r.inst;
     const std::vector<int64_t> &n = in.ints;
@@ -250,7 +258,8 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cpu::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1]);
       break;
     case Opcode::CrossEntropyBwd:
-      cpu::crossEntropyBwd(F(p[0]), I(p[1]), 1.0f, F(p[2]), n[0], n[1]);
+      cpu::crossEntropyBwd(F(p[0]), I(p[1]), static_cast<float>(lossScale_),
+                           F(p[2]), n[0], n[1]);
       break;
     case Opcode::GlobalNorm: {
       // Replicated gradients count once; the squares of parts are summed
@@ -270,7 +279,12 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
         sums[2] = overTp[0];
         sums[3] = overTp[1];
       }
-      *F(p[0]) = static_cast<float>(std::sqrt(sums[0] + sums[1] + sums[2] + sums[3]));
+      // The norm of the true gradients (the loss scale divided out).
+      double norm = std::sqrt(sums[0] + sums[1] + sums[2] + sums[3]) / lossScale_;
+      if (injectOverflow)
+        norm = INFINITY;
+      overflowed_ = !std::isfinite(norm);
+      *F(p[0]) = static_cast<float>(norm);
       break;
     }
     case Opcode::ClipScale: {
@@ -383,6 +397,9 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
         int64_t t = tg[r] - start;
         if (t >= 0 && t < V)
           dx[r * V + t] -= static_cast<float>(1.0 / rows);
+        if (lossScale_ != 1.0)
+          for (int64_t j = 0; j < V; ++j)
+            dx[r * V + j] *= static_cast<float>(lossScale_);
       }
       break;
     }
@@ -406,11 +423,13 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     case Opcode::AdamW: {
+      if (overflowed_)
+        break; // an overflow: this step updates nothing
       double lr = *F(p[4]);
       int64_t step = *static_cast<const int64_t *>(p[5]);
       double wd = n[1] ? static_cast<double>(*F(p[6])) : 0.0;
       cpu::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], lr, fl[0], fl[1],
-                 fl[2], wd, step, static_cast<double>(*F(p[7])));
+                 fl[2], wd, step, static_cast<double>(*F(p[7])) / lossScale_);
       break;
     }
     }

@@ -40,7 +40,8 @@ std::string trainUsage(const std::string &argv0) {
       "       [--min-lr LR] [--weight-decay WD] [--grad-clip C] [--seed S]\n"
       "       [--init FILE.safetensors] [--save DIR] [--save-every K]\n"
       "       [--resume DIR] [--log FILE.jsonl] [--trace FILE.json]\n"
-      "       [--eval-every K] [--eval-batches N] [--threads T]\n");
+      "       [--eval-every K] [--eval-batches N] [--threads T]\n"
+      "       [--loss-scale dynamic|S]\n");
 }
 
 namespace {
@@ -125,7 +126,13 @@ parseTrainOptions(const std::vector<std::string> &args) {
     else if (flag == "--min-lr") s = parseDouble(flag, value, 0, o.minLr);
     else if (flag == "--weight-decay") s = parseDouble(flag, value, 0, o.weightDecay);
     else if (flag == "--grad-clip") s = parseDouble(flag, value, 0, o.gradClip);
-    else
+    else if (flag == "--loss-scale") {
+      if (value == "dynamic")
+        o.lossScale = -1;
+      else if (!(s = parseDouble(flag, value, 0, o.lossScale)).ok() || o.lossScale <= 0)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "flag --loss-scale: '", value, "' is not 'dynamic' or a positive scale"));
+    } else
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag));
     if (!s.ok())
       return s;
@@ -315,7 +322,8 @@ private:
   absl::Status loadConsolidated(const std::string &ckpt);
   void sampleBatch();
   absl::StatusOr<double> evaluate();
-  void logStep(int64_t step, double loss, double lr, double norm, double secs);
+  void logStep(int64_t step, double loss, double lr, double norm, double secs,
+               double scale, bool skipped);
 
   const ProgramDesc &program;
   const TrainOptions &opts;
@@ -331,6 +339,12 @@ private:
   TokenFile trainData, valData;
   SplitMix64 dataRng{0};
   int64_t startStep = 0;
+  /// Loss scaling: the scale, the updates taken (a skipped step takes
+  /// none, as PyTorch's GradScaler) and the steps since the last overflow.
+  double lossScale = 1;
+  double lossScaling = 0; ///< opts.lossScale, or dynamic (-1) for fp16
+  int64_t optimizerStep = 0, goodSteps = 0;
+  static constexpr int64_t kGrowthInterval = 2000;
   int trainFn = -1, evalFn = -1;
   const BufferDesc *tokens = nullptr, *targets = nullptr, *lrBuf = nullptr,
                    *stepBuf = nullptr, *wdBuf = nullptr, *clipBuf = nullptr,
@@ -394,6 +408,11 @@ absl::Status Run::setup() {
   if (!executor.ok())
     return executor.status();
   ex = std::move(*executor);
+  // Loss scaling: as asked, or dynamic where the backend computes in fp16.
+  lossScaling = opts.lossScale;
+  if (lossScaling == 0 && ex->needsLossScaling())
+    lossScaling = -1;
+  lossScale = lossScaling < 0 ? 65536.0 : lossScaling > 0 ? lossScaling : 1.0;
   auto t = ex->function("train");
   if (!t.ok())
     return t.status();
@@ -714,6 +733,9 @@ absl::Status Run::saveCheckpoint(int64_t step) {
   nlohmann::json state = {
       {"step", step},
       {"data_rng_state", std::to_string(dataRng.state)},
+      {"optimizer_step", optimizerStep},
+      {"loss_scale", lossScale},
+      {"good_steps", goodSteps},
       {"seed", std::to_string(opts.seed)},
       {"program_checksum",
        std::to_string(fnv1a64(reinterpret_cast<const uint8_t *>(
@@ -889,6 +911,10 @@ absl::Status Run::resume(const std::string &dir) {
     return s;
   }
   startStep = state["step"].get<int64_t>();
+  optimizerStep = state.value("optimizer_step", startStep);
+  goodSteps = state.value("good_steps", int64_t(0));
+  if (lossScaling < 0 && state.contains("loss_scale"))
+    lossScale = state["loss_scale"].get<double>();
   dataRng.state = std::stoull(state["data_rng_state"].get<std::string>());
   if (root)
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(),
@@ -964,7 +990,7 @@ int64_t peakRssBytes() {
 }
 
 void Run::logStep(int64_t step, double loss, double lr, double norm,
-                  double secs) {
+                  double secs, double scale, bool skipped) {
   if (!root)
     return;
   double tokensPerS = batch * seq / secs;
@@ -984,6 +1010,11 @@ void Run::logStep(int64_t step, double loss, double lr, double norm,
                         {"model_tflops_per_device", tflops},
                         {"peak_mem_bytes", ex->allocatedBytes()},
                         {"peak_rss_bytes", peakRssBytes()}};
+    if (lossScaling != 0) {
+      j["loss_scale"] = scale;
+      j["skipped"] = skipped;
+      j["optimizer_step"] = optimizerStep;
+    }
     std::fprintf(logFile, "%s\n", j.dump().c_str());
     std::fflush(logFile);
   }
@@ -1088,24 +1119,31 @@ absl::Status Run::writeTrace() {
   if (failed != 0)
     return absl::DataLossError(absl::StrCat(
         opts.trace, ": a rank could not write its part of the trace"));
+  // A part rank 0 cannot read (ranks on other nodes without a shared
+  // filesystem) is left out with a warning: the trace holds the others.
+  bool written = true;
   if (root) {
     nlohmann::json all = nlohmann::json::array();
     for (int r = 0; r < comm.worldSize(); ++r) {
       std::ifstream in(partOf(r));
       nlohmann::json part = nlohmann::json::parse(in, nullptr, false);
-      if (part.is_discarded() || !part.is_array())
-        return absl::DataLossError(
-            absl::StrCat(partOf(r), ": not a trace part"));
+      if (part.is_discarded() || !part.is_array()) {
+        std::fprintf(stderr, "warning: %s: cannot read rank %d's part of the "
+                             "trace (not on a shared filesystem?); left out\n",
+                     partOf(r).c_str(), r);
+        continue;
+      }
       for (auto &e : part)
         all.push_back(std::move(e));
       std::remove(partOf(r).c_str());
     }
     std::ofstream f(opts.trace);
     f << nlohmann::json({{"traceEvents", all}}).dump() << "\n";
-    if (!f)
-      return absl::DataLossError(absl::StrCat(opts.trace, ": write failed"));
+    written = static_cast<bool>(f);
   }
   comm.barrier();
+  if (!written)
+    return absl::DataLossError(absl::StrCat(opts.trace, ": write failed"));
   return absl::OkStatus();
 }
 
@@ -1128,6 +1166,8 @@ absl::Status Run::execute() {
   if (!s.ok())
     return s;
   ex->uploadState();
+  if (opts.lossScale == 0 && lossScaling < 0 && root)
+    std::fprintf(stderr, "fp16 GEMMs: dynamic loss scaling from %g\n", lossScale);
   if (!opts.log.empty() && root) {
     logFile = std::fopen(opts.log.c_str(), startStep > 0 ? "a" : "w");
     if (!logFile)
@@ -1157,7 +1197,8 @@ absl::Status Run::execute() {
     sampleBatch();
     double lr = learningRate(opts, t);
     *ex->data<float>(*lrBuf) = static_cast<float>(lr);
-    *ex->data<int64_t>(*stepBuf) = t + 1;
+    *ex->data<int64_t>(*stepBuf) = optimizerStep + 1;
+    ex->setLossScale(lossScale);
     *ex->data<float>(*wdBuf) = static_cast<float>(opts.weightDecay);
     *ex->data<float>(*clipBuf) = static_cast<float>(opts.gradClip);
     if (!opts.trace.empty())
@@ -1173,7 +1214,29 @@ absl::Status Run::execute() {
       return absl::InternalError(absl::StrCat(
           "loss is ", loss, " at step ", t + 1,
           " (diverged; lower --lr or set --grad-clip)"));
-    logStep(t + 1, loss, lr, norm, secs);
+    bool skipped = ex->lastRunOverflowed();
+    if (skipped && lossScaling == 0)
+      return absl::InternalError(absl::StrCat(
+          "the gradient norm is not finite at step ", t + 1,
+          " (diverged; lower --lr, set --grad-clip or --loss-scale dynamic)"));
+    double scaleUsed = lossScale;
+    if (skipped) {
+      goodSteps = 0;
+      if (lossScaling < 0)
+        lossScale = std::max(lossScale / 2, 1.0 / 16777216.0);
+      if (root)
+        std::fprintf(stderr, "step %5lld: gradient overflow at loss scale %g: "
+                             "update skipped%s\n",
+                     static_cast<long long>(t + 1), scaleUsed,
+                     lossScaling < 0 ? ", scale halved" : "");
+    } else {
+      ++optimizerStep;
+      if (lossScaling < 0 && ++goodSteps == kGrowthInterval) {
+        lossScale *= 2;
+        goodSteps = 0;
+      }
+    }
+    logStep(t + 1, loss, lr, norm, secs, scaleUsed, skipped);
 
     bool last = t + 1 == opts.steps;
     if (!opts.val.empty() &&

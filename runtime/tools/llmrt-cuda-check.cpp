@@ -312,7 +312,7 @@ void checkLossAndOptimizer(Rng &rng) {
     Dev<float> L(logits), LOSS(1), DL(rows * V), RS(rows);
     Dev<int32_t> TG(tg);
     cuda::crossEntropyFwd(L.p, TG.p, LOSS.p, rows, V, RS.p, nullptr);
-    cuda::crossEntropyBwd(L.p, TG.p, DL.p, rows, V, nullptr);
+    cuda::crossEntropyBwd(L.p, TG.p, DL.p, rows, V, 1.0f, nullptr);
     std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(V) + "]";
     compare("cross_entropy_fwd" + sz, loss, LOSS.host(), 1e-5);
     compare("cross_entropy_bwd" + sz, dl, DL.host(), 1e-5);
@@ -331,7 +331,7 @@ void checkLossAndOptimizer(Rng &rng) {
   cpu::adamw(p.data(), g.data(), m.data(), v.data(), n, double(lr[0]), 0.9,
              0.95, 1e-8, double(wd[0]), step[0], double(gs[0]));
   cuda::adamw(P.p, G.p, M.p, Vv.p, n, LR.p, ST.p, WD.p, GS.p, 0.9, 0.95, 1e-8,
-              nullptr);
+              1.0f, nullptr);
   compare("adamw p", p, P.host(), 1e-6);
   compare("adamw m", m, M.host(), 1e-6);
   compare("adamw v", v, Vv.host(), 1e-6);
@@ -342,7 +342,7 @@ void checkLossAndOptimizer(Rng &rng) {
   Dev<float> P2(p);
   cuda::sumSquares(G.p, n, ACC.p, nullptr);
   cuda::sumSquares(P2.p, n, ACC.p, nullptr);
-  cuda::finishNorm(ACC.p, NORM.p, nullptr);
+  cuda::finishNorm(ACC.p, NORM.p, 1.0, nullptr);
   cuda::clipScale(NORM.p, MAXN.p, COEF.p, nullptr);
   compare("global_norm", {static_cast<float>(ref)}, NORM.host(), 1e-6);
   compare("clip_scale", {std::min(1.0f, 1.0f / (static_cast<float>(ref) + 1e-6f))},

@@ -8,6 +8,7 @@ import struct
 import unittest
 
 from common import compile_model, losses, run, subprocess, tempdir, token_file
+from llm_ref import checkpoint  # noqa: E402
 
 CONST_LR = ["--lr", "1e-3", "--min-lr", "1e-3", "--warmup", "0", "--seed", "5"]
 
@@ -31,6 +32,49 @@ class TrainingTest(unittest.TestCase):
 
     def path(self, name):
         return os.path.join(self.tmp, name)
+
+    def test_loss_scaling(self):
+        # A static power-of-two scale changes no bit: the backward starts
+        # from 1024 x the loss gradient, the norm and the update divide it
+        # out exactly.
+        plain, scaled = self.path("ls-plain.jsonl"), self.path("ls-1024.jsonl")
+        run([self.exe, "--data", self.data, "--steps", "5", "--log", plain] + CONST_LR)
+        run([self.exe, "--data", self.data, "--steps", "5", "--log", scaled,
+             "--loss-scale", "1024"] + CONST_LR)
+        self.assertEqual(losses(plain), losses(scaled))
+        self.assertEqual(losses(plain, "grad_norm"), losses(scaled, "grad_norm"))
+        # Dynamic scaling: an overflow (injected in the third step's
+        # gradients) skips that update and halves the scale; the parameters
+        # are then those of the two-step run (constant learning rate), and
+        # the optimizer has taken two steps.
+        dyn, two = self.path("ls-dyn.jsonl"), self.path("ls-two.jsonl")
+        ck_dyn, ck_two = self.path("ls-dyn-ckpt"), self.path("ls-two-ckpt")
+        env = dict(os.environ, LLMRT_TEST_OVERFLOW_RUN="3")
+        p = subprocess.run([self.exe, "--data", self.data, "--steps", "3", "--log", dyn,
+                            "--loss-scale", "dynamic", "--save", ck_dyn] + CONST_LR,
+                           env=env, capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("step     3: gradient overflow at loss scale 65536: update "
+                      "skipped, scale halved", p.stderr)
+        with open(dyn) as f:
+            recs = [json.loads(l) for l in f]
+        self.assertEqual([r["skipped"] for r in recs], [False, False, True])
+        self.assertEqual([r["loss_scale"] for r in recs], [65536, 65536, 65536])
+        self.assertEqual([r["optimizer_step"] for r in recs], [1, 2, 2])
+        run([self.exe, "--data", self.data, "--steps", "2", "--save", ck_two] + CONST_LR)
+        a = checkpoint.load_checkpoint(os.path.join(ck_dyn, "step-00000003"))
+        b = checkpoint.load_checkpoint(os.path.join(ck_two, "step-00000002"))
+        for name in b:
+            self.assertTrue((a[name] == b[name]).all(), name)
+        with open(os.path.join(ck_dyn, "step-00000003", "state.json")) as f:
+            state = json.load(f)
+        self.assertEqual((state["loss_scale"], state["optimizer_step"]), (32768, 2))
+        # Bad values are refused by name.
+        p = subprocess.run([self.exe, "--data", self.data, "--loss-scale", "0"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("flag --loss-scale: '0' is not 'dynamic' or a positive scale",
+                      p.stderr)
 
     def test_resume_is_bit_exact(self):
         # With a constant learning rate the first 10 steps of a 20-step run

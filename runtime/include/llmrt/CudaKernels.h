@@ -28,8 +28,10 @@ namespace llmrt::cuda {
 /// kernel writes first (Bf16, the default) or letting cuBLAS round fp32
 /// inputs itself (Bf16Fast: CUBLAS_COMPUTE_32F_FAST_16BF); TF32 tensor
 /// cores; or plain fp32.
-enum class GemmMode { Bf16, Bf16Fast, Tf32, Fp32 };
-/// Parses "bf16", "bf16-fast", "tf32", "fp32".
+/// Fp16 converts the operands to fp16 instead (more mantissa, less range:
+/// the trainer then scales the loss dynamically).
+enum class GemmMode { Bf16, Bf16Fast, Tf32, Fp32, Fp16 };
+/// Parses "bf16", "bf16-fast", "tf32", "fp32", "fp16".
 bool parseGemmMode(const std::string &name, GemmMode &mode);
 const char *gemmModeName(GemmMode mode);
 
@@ -54,6 +56,8 @@ bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
 
 /// dst[i] = bf16(src[i]), round to nearest even (dst: __nv_bfloat16).
 void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s);
+/// dst[i] = fp16(src[i]), round to nearest (dst: __half; inf past 65504).
+void toFp16(const float *src, void *dst, int64_t n, cudaStream_t s);
 
 // Embeddings (ids already validated by the trainer).
 void embeddingFwd(const int32_t *ids, const float *table, float *out,
@@ -137,14 +141,16 @@ void scale(const float *x, float factor, float *y, int64_t n, cudaStream_t s);
 void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
                      int64_t rows, int64_t V, float *rowScratch,
                      cudaStream_t s);
+/// dlogits = (softmax - onehot) * dloss / rows (dloss: the loss scale).
 void crossEntropyBwd(const float *logits, const int32_t *targets,
-                     float *dlogits, int64_t rows, int64_t V, cudaStream_t s);
+                     float *dlogits, int64_t rows, int64_t V, float dloss,
+                     cudaStream_t s);
 
 // Optimizer. The scalars live on the device (the program's input buffers).
 /// *acc += sum of x[i]^2 (acc in double).
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s);
-/// *out = sqrt(*acc).
-void finishNorm(const double *acc, float *out, cudaStream_t s);
+/// *out = sqrt(*acc) * scale.
+void finishNorm(const double *acc, float *out, double scale, cudaStream_t s);
 /// *out = min(1, max / (norm + 1e-6)) (1 when max <= 0).
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s);
@@ -153,7 +159,7 @@ void clipScale(const float *norm, const float *maxNorm, float *out,
 void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            const float *lr, const int64_t *step, const float *weightDecay,
            const float *gradScale, double beta1, double beta2, double eps,
-           cudaStream_t s);
+           float extraScale, cudaStream_t s);
 
 } // namespace llmrt::cuda
 

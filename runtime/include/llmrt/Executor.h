@@ -70,6 +70,18 @@ public:
   std::atomic<const char *> current{"idle"};
   std::atomic<uint64_t> progress{0};
 
+  /// Loss scaling (mixed precision): the backward starts from `scale` times
+  /// the loss gradient; the global norm and the update divide it out; a
+  /// non-finite norm (an overflow) skips every update of the step.
+  void setLossScale(double scale) { lossScale_ = scale; }
+  double lossScale() const { return lossScale_; }
+  /// Whether the last run found a non-finite gradient norm and skipped the
+  /// update.
+  bool lastRunOverflowed() const { return overflowed_; }
+  /// Whether the backend computes in fp16 (the trainer then scales the loss
+  /// dynamically unless --loss-scale says otherwise).
+  virtual bool needsLossScaling() const { return false; }
+
   /// Bytes the executor holds for a step (on the device): arena plus the
   /// kernels' workspace.
   virtual int64_t allocatedBytes() const = 0;
@@ -92,6 +104,8 @@ protected:
 
   ProgramDesc program_;
   Communicator *comm_ = nullptr;
+  double lossScale_ = 1.0;
+  bool overflowed_ = false;
 };
 
 /// Makes an executor for `program` with a zeroed arena; collectives go

@@ -41,6 +41,10 @@ struct TrainOptions {
   int64_t evalEvery = 0;  ///< 0: evaluate only at the end (with --val)
   int64_t evalBatches = 8;
   int threads = 0;        ///< 0: the runtime's default
+  /// Loss scaling: 0 none, > 0 a static scale, < 0 dynamic (PyTorch
+  /// GradScaler's: 2^16 to start, halved on an overflow, which skips the
+  /// step, doubled after 2000 steps without one).
+  double lossScale = 0;
 };
 
 /// Parses the executable's flags; an error names the flag and value.

@@ -29,6 +29,8 @@ bool parseGemmMode(const std::string &name, GemmMode &mode) {
     mode = GemmMode::Bf16;
   else if (name == "bf16-fast")
     mode = GemmMode::Bf16Fast;
+  else if (name == "fp16")
+    mode = GemmMode::Fp16;
   else if (name == "tf32")
     mode = GemmMode::Tf32;
   else if (name == "fp32")
@@ -42,6 +44,7 @@ const char *gemmModeName(GemmMode mode) {
   switch (mode) {
   case GemmMode::Bf16: return "bf16";
   case GemmMode::Bf16Fast: return "bf16-fast";
+  case GemmMode::Fp16: return "fp16";
   case GemmMode::Tf32: return "tf32";
   case GemmMode::Fp32: return "fp32";
   }
@@ -62,7 +65,7 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
   b->compute = mode == GemmMode::Bf16Fast ? CUBLAS_COMPUTE_32F_FAST_16BF
                : mode == GemmMode::Tf32   ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
-  if (mode == GemmMode::Bf16 && scratchElems > 0) {
+  if ((mode == GemmMode::Bf16 || mode == GemmMode::Fp16) && scratchElems > 0) {
     // Each operand starts on a 256-byte boundary.
     b->scratchElems = scratchElems + 256;
     if (cudaMalloc(reinterpret_cast<void **>(&b->scratch),
@@ -95,8 +98,8 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   const float alpha = 1.0f, beta = 0.0f;
   const void *a = A, *bm = B;
   cudaDataType type = CUDA_R_32F;
-  if (b->mode == GemmMode::Bf16) {
-    // bf16 copies of both operands (each contiguous: M x K and K x N).
+  if (b->mode == GemmMode::Bf16 || b->mode == GemmMode::Fp16) {
+    // 16-bit copies of both operands (each contiguous: M x K and K x N).
     int64_t na = M * K, nb = K * N, aSlot = (na + 127) / 128 * 128;
     if (aSlot + nb > b->scratchElems) {
       *error = "GEMM operands (" + std::to_string(na + nb) +
@@ -104,11 +107,12 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                std::to_string(b->scratchElems) + ")";
       return false;
     }
-    toBf16(A, b->scratch, na, b->stream);
-    toBf16(B, b->scratch + aSlot, nb, b->stream);
+    bool half = b->mode == GemmMode::Fp16;
+    (half ? toFp16 : toBf16)(A, b->scratch, na, b->stream);
+    (half ? toFp16 : toBf16)(B, b->scratch + aSlot, nb, b->stream);
     a = b->scratch;
     bm = b->scratch + aSlot;
-    type = CUDA_R_16BF;
+    type = half ? CUDA_R_16F : CUDA_R_16BF;
   }
   cublasStatus_t st = cublasGemmEx(
       b->handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,

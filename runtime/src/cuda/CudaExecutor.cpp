@@ -27,6 +27,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -78,6 +79,7 @@ public:
   }
   std::string backend() const override { return "cuda"; }
   std::string deviceName() const override { return device_; }
+  bool needsLossScaling() const override { return fp16_; }
 
   void uploadState() override {
     copy(true, [](BufferRole r) {
@@ -136,6 +138,7 @@ public:
   std::string device_;
   bool syncEach_ = false;
   bool attnTensorCores_ = false;
+  bool fp16_ = false;
   Driver driver_;
   CUmodule module_ = nullptr;
   std::vector<FusedKernel> fusedFns_;
@@ -203,7 +206,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (const char *g = std::getenv("LLMRT_CUDA_GEMM"))
     if (!cuda::parseGemmMode(g, mode))
       return absl::InvalidArgumentError(absl::StrCat(
-          "LLMRT_CUDA_GEMM='", g, "' is not one of bf16, bf16-fast, tf32, fp32"));
+          "LLMRT_CUDA_GEMM='", g, "' is not one of bf16, bf16-fast, tf32, fp32, fp16"));
   if (const char *s = std::getenv("LLMRT_CUDA_SYNC"))
     ex->syncEach_ = std::atoi(s) != 0;
   ex->attnTensorCores_ =
@@ -274,8 +277,9 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->blas_ = cuda::createBlas(ex->stream_, mode, gemmElems, &err);
   if (!ex->blas_)
     return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
-  if (mode == cuda::GemmMode::Bf16)
+  if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Fp16)
     ex->scratchBytes_ = (gemmElems + 256) * 2;
+  ex->fp16_ = mode == cuda::GemmMode::Fp16;
   size_t arenaBytes = std::max<uint64_t>(p.arenaBytes, kArenaAlignment);
   for (auto [ptr, bytes, what] :
        {std::tuple<uint8_t **, size_t, const char *>{&ex->arena_, arenaBytes, "arena"},
@@ -357,6 +361,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
   using clock = std::chrono::steady_clock;
   cudaStream_t s = stream_;
   std::string err;
+  overflowed_ = false;
   for (const Resolved &r : functions_[fn]) {
     const Instruction &in = *r.inst;
     const std::vector<int64_t> &n = in.ints;
@@ -461,7 +466,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::CrossEntropyBwd:
     case Opcode::VocabCrossEntropyBwd:
-      cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], s);
+      cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1],
+                            static_cast<float>(lossScale_), s);
       break;
     case Opcode::GlobalNorm: {
       // One rank: every gradient is whole, whatever its split mask says.
@@ -470,7 +476,14 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         const BufferDesc &b = program_.buffers[in.operands[k]];
         cuda::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4), normAcc_, s);
       }
-      cuda::finishNorm(normAcc_, F(p[0]), s);
+      cuda::finishNorm(normAcc_, F(p[0]), 1.0 / lossScale_, s);
+      // The update is skipped on an overflow: the host needs the norm now
+      // (4 bytes, once a step).
+      float norm = 0;
+      if (cudaError_t e = cudaMemcpyAsync(&norm, F(p[0]), 4, cudaMemcpyDeviceToHost, s);
+          e != cudaSuccess || (e = cudaStreamSynchronize(s)) != cudaSuccess)
+        fatal(name, cudaGetErrorString(e));
+      overflowed_ = !std::isfinite(norm);
       break;
     }
     case Opcode::ClipScale:
@@ -504,9 +517,12 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     case Opcode::AdamW:
+      if (overflowed_)
+        break; // an overflow: this step updates nothing
       cuda::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], F(p[4]),
                   static_cast<const int64_t *>(p[5]), n[1] ? F(p[6]) : nullptr,
-                  F(p[7]), fl[0], fl[1], fl[2], s);
+                  F(p[7]), fl[0], fl[1], fl[2],
+                  static_cast<float>(1.0 / lossScale_), s);
       break;
     }
     checkLaunch(name);

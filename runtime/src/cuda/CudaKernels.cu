@@ -9,6 +9,7 @@
 #include "TileLoad.cuh"
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
@@ -642,8 +643,8 @@ __global__ void sumSquaresK(const float *x, int64_t n, double *acc) {
     atomicAdd(acc, s);
 }
 
-__global__ void finishNormK(const double *acc, float *out) {
-  *out = static_cast<float>(sqrt(*acc));
+__global__ void finishNormK(const double *acc, float *out, double scale) {
+  *out = static_cast<float>(sqrt(*acc) * scale);
 }
 
 __global__ void clipScaleK(const float *norm, const float *maxNorm, float *out) {
@@ -657,7 +658,7 @@ __global__ void clipScaleK(const float *norm, const float *maxNorm, float *out) 
 __global__ void adamwK(float *p, const float *grad, float *m, float *v,
                        int64_t n, const float *lrP, const int64_t *stepP,
                        const float *wdP, const float *gsP, double beta1,
-                       double beta2, double eps) {
+                       double beta2, double eps, float extraScale) {
   __shared__ float sc[7];
   if (threadIdx.x == 0) {
     double lr = *lrP, wd = wdP ? static_cast<double>(*wdP) : 0.0;
@@ -669,7 +670,7 @@ __global__ void adamwK(float *p, const float *grad, float *m, float *v,
     sc[3] = static_cast<float>(1.0 - beta2);
     sc[4] = static_cast<float>(sqrt(bc2));
     sc[5] = static_cast<float>(-(lr / bc1));
-    sc[6] = *gsP;
+    sc[6] = *gsP * extraScale;
   }
   __syncthreads();
   const float decay = sc[0], w1 = sc[1], b2 = sc[2], w2 = sc[3],
@@ -704,9 +705,17 @@ __global__ void toBf16K(const float *src, __nv_bfloat16 *dst, int64_t n) {
   GRID_STRIDE(i, n - n4 * 4) { dst[n4 * 4 + i] = __float2bfloat16(src[n4 * 4 + i]); }
 }
 
+__global__ void toFp16K(const float *src, __half *dst, int64_t n) {
+  GRID_STRIDE(i, n) { dst[i] = __float2half_rn(src[i]); }
+}
+
 } // namespace
 
 // Launchers ------------------------------------------------------------------
+
+void toFp16(const float *src, void *dst, int64_t n, cudaStream_t s) {
+  toFp16K<<<gridFor(n), kThreads, 0, s>>>(src, static_cast<__half *>(dst), n);
+}
 
 void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s) {
   toBf16K<<<gridFor((n + 3) / 4), kThreads, 0, s>>>(
@@ -871,16 +880,17 @@ void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
 void crossEntropyBwd(const float *logits, const int32_t *targets,
-                     float *dlogits, int64_t rows, int64_t V, cudaStream_t s) {
+                     float *dlogits, int64_t rows, int64_t V, float dloss,
+                     cudaStream_t s) {
   crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
-      logits, targets, dlogits, V, 1.0f / static_cast<float>(rows));
+      logits, targets, dlogits, V, dloss / static_cast<float>(rows));
 }
 
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {
   sumSquaresK<<<std::min(gridFor(n), 1024u), kThreads, 0, s>>>(x, n, acc);
 }
-void finishNorm(const double *acc, float *out, cudaStream_t s) {
-  finishNormK<<<1, 1, 0, s>>>(acc, out);
+void finishNorm(const double *acc, float *out, double scale, cudaStream_t s) {
+  finishNormK<<<1, 1, 0, s>>>(acc, out, scale);
 }
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s) {
@@ -889,9 +899,10 @@ void clipScale(const float *norm, const float *maxNorm, float *out,
 void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            const float *lr, const int64_t *step, const float *weightDecay,
            const float *gradScale, double beta1, double beta2, double eps,
-           cudaStream_t s) {
+           float extraScale, cudaStream_t s) {
   adamwK<<<std::min(gridFor(n), 2048u), kThreads, 0, s>>>(
-      p, grad, m, v, n, lr, step, weightDecay, gradScale, beta1, beta2, eps);
+      p, grad, m, v, n, lr, step, weightDecay, gradScale, beta1, beta2, eps,
+      extraScale);
 }
 
 } // namespace llmrt::cuda
