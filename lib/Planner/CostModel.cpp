@@ -465,14 +465,19 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
       bucket = std::min(grads, std::min(25.0 * 1048576.0,
                                         std::max(1048576.0, grads / 8)));
     // Gradient accumulation over micro-batches: the running sums live
-    // through every micro-batch after the first (llm-microbatch).
-    if (micro > 1)
-      bucket = grads;
+    // through every micro-batch after the first (llm-microbatch). Under
+    // ZeRO-2 they are whole: the gradients are reduce-scattered once, after
+    // the accumulation (ZeRO-3's are scattered within each micro-batch).
+    double gradsEnd = grads;
+    if (micro > 1) {
+      bucket = c.zero == 2 ? grads * zeroG : grads;
+      gradsEnd = bucket;
+    }
     // ZeRO-3 prefetch: the next parameter's gather is in flight while the
     // current one is used, at most the largest weight (the MLP's) extra.
     if (c.zero == 3 && c.dp > 1)
       temps += static_cast<double>(m.hidden) * m.ffn * wB / t;
-    double total = weights + opt + std::max(acts + temps + bucket, grads + layerActs);
+    double total = weights + opt + std::max(acts + temps + bucket, gradsEnd + layerActs);
     Prediction::Stage &st = p.perStage[r];
     st.peak = total;
     st.weights = weights;

@@ -143,38 +143,37 @@ void OptimizerPass::runOnOperation() {
     }
   }
   // ZeRO-3: a gathered parameter is gathered again for the backward, so that
-  // the forward's copy dies after its last forward use.
-  Operation *firstBackward = nullptr;
+  // the forward's copy dies after its last forward use. A gather's backward
+  // starts at the first loss gradient after it (one per micro-batch when
+  // llm-microbatch has unrolled the step).
+  SmallVector<AllGatherOp> gathers;
   for (Operation &op : body)
-    if (isa<CrossEntropyGradOp>(op)) {
-      firstBackward = &op;
-      break;
-    }
-  if (firstBackward) {
-    SmallVector<AllGatherOp> gathers;
-    for (Operation &op : body) {
-      if (&op == firstBackward)
+    if (auto g = dyn_cast<AllGatherOp>(op))
+      gathers.push_back(g);
+  for (AllGatherOp g : gathers) {
+    Operation *boundary = nullptr;
+    for (Operation *op = g->getNextNode(); op; op = op->getNextNode())
+      if (isa<CrossEntropyGradOp>(op)) {
+        boundary = op;
         break;
-      if (auto g = dyn_cast<AllGatherOp>(op))
-        gathers.push_back(g);
-    }
-    for (AllGatherOp g : gathers) {
-      Operation *firstUse = nullptr;
-      for (Operation *user : g->getUsers())
-        if (!firstBackward->isBeforeInBlock(user) && user != firstBackward)
-          continue;
-        else if (!firstUse || user->isBeforeInBlock(firstUse))
-          firstUse = user;
-      if (!firstUse)
-        continue;
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(firstUse);
-      auto again = cast<AllGatherOp>(b.clone(*g));
-      g.getResult().replaceUsesWithIf(again.getResult(), [&](OpOperand &use) {
-        Operation *u = use.getOwner();
-        return u == firstBackward || firstBackward->isBeforeInBlock(u);
-      });
-    }
+      }
+    if (!boundary)
+      continue;
+    auto inBackward = [&](Operation *u) {
+      return u == boundary || boundary->isBeforeInBlock(u);
+    };
+    Operation *firstUse = nullptr;
+    for (Operation *user : g->getUsers())
+      if (inBackward(user) && (!firstUse || user->isBeforeInBlock(firstUse)))
+        firstUse = user;
+    if (!firstUse)
+      continue;
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(firstUse);
+    auto again = cast<AllGatherOp>(b.clone(*g));
+    g.getResult().replaceUsesWithIf(again.getResult(), [&](OpOperand &use) {
+      return inBackward(use.getOwner());
+    });
   }
 
   // The global norm: shares and shards summed over their groups.

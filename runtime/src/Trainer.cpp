@@ -129,9 +129,11 @@ parseTrainOptions(const std::vector<std::string> &args) {
     else if (flag == "--loss-scale") {
       if (value == "dynamic")
         o.lossScale = -1;
-      else if (!(s = parseDouble(flag, value, 0, o.lossScale)).ok() || o.lossScale <= 0)
+      else if (!(s = parseDouble(flag, value, 0, o.lossScale)).ok() ||
+               !(o.lossScale > 0 && o.lossScale <= 3.0e38))
         return absl::InvalidArgumentError(absl::StrCat(
-            "flag --loss-scale: '", value, "' is not 'dynamic' or a positive scale"));
+            "flag --loss-scale: '", value,
+            "' is not 'dynamic' or a positive scale a float holds"));
     } else
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag));
     if (!s.ok())
@@ -735,6 +737,7 @@ absl::Status Run::saveCheckpoint(int64_t step) {
       {"data_rng_state", std::to_string(dataRng.state)},
       {"optimizer_step", optimizerStep},
       {"loss_scale", lossScale},
+      {"loss_scaling", lossScaling < 0 ? "dynamic" : lossScaling > 0 ? "static" : "none"},
       {"good_steps", goodSteps},
       {"seed", std::to_string(opts.seed)},
       {"program_checksum",
@@ -913,8 +916,13 @@ absl::Status Run::resume(const std::string &dir) {
   startStep = state["step"].get<int64_t>();
   optimizerStep = state.value("optimizer_step", startStep);
   goodSteps = state.value("good_steps", int64_t(0));
-  if (lossScaling < 0 && state.contains("loss_scale"))
+  // A dynamic scale resumes where it was; a run saved with another policy
+  // starts the dynamic one afresh.
+  if (lossScaling < 0 && state.value("loss_scaling", std::string()) == "dynamic" &&
+      state.contains("loss_scale"))
     lossScale = state["loss_scale"].get<double>();
+  else
+    goodSteps = 0;
   dataRng.state = std::stoull(state["data_rng_state"].get<std::string>());
   if (root)
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(),
@@ -1107,7 +1115,15 @@ absl::Status Run::writeTrace() {
       return absl::DataLossError(absl::StrCat(opts.trace, ": write failed"));
     return absl::OkStatus();
   }
-  auto partOf = [&](int r) { return absl::StrCat(opts.trace, ".rank-", r); };
+  // Parts are named by this run (the first rank's clock, shared), so that a
+  // stale part of an earlier run is never merged.
+  double runId[1] = {root ? static_cast<double>(
+                                std::chrono::system_clock::now().time_since_epoch().count() % 1000000007)
+                          : 0.0};
+  comm.allReduce(runId, 1, Group::World, Reduction::Max);
+  auto partOf = [&](int r) {
+    return absl::StrCat(opts.trace, ".", static_cast<int64_t>(runId[0]), ".rank-", r);
+  };
   double failed = 0;
   {
     std::ofstream f(partOf(rank));
@@ -1215,10 +1231,13 @@ absl::Status Run::execute() {
           "loss is ", loss, " at step ", t + 1,
           " (diverged; lower --lr or set --grad-clip)"));
     bool skipped = ex->lastRunOverflowed();
-    if (skipped && lossScaling == 0)
+    if (skipped && lossScaling >= 0)
       return absl::InternalError(absl::StrCat(
           "the gradient norm is not finite at step ", t + 1,
-          " (diverged; lower --lr, set --grad-clip or --loss-scale dynamic)"));
+          lossScaling > 0 ? absl::StrCat(" under the static loss scale ", lossScaling,
+                                         " (use --loss-scale dynamic or a smaller one)")
+                          : std::string(" (diverged; lower --lr, set --grad-clip or "
+                                        "--loss-scale dynamic)")));
     double scaleUsed = lossScale;
     if (skipped) {
       goodSteps = 0;

@@ -24,7 +24,9 @@ class MemoryTest(unittest.TestCase):
                                               ("zero3", 4, "dp=4,zero=3", 3),
                                               ("4 micro-batches", 1, "dp=1,mb=4", 0),
                                               ("dp=2 x 2 micro-batches", 2, "dp=2,mb=2", 0),
-                                              ("remat budget 3 of 6", 1, "dp=1,remat=budget:3", 0)):
+                                              ("remat budget 3 of 6", 1, "dp=1,remat=budget:3", 0),
+                                              ("zero2 x 2 micro-batches", 2, "dp=2,zero=2,mb=2", 2),
+                                              ("zero3 x 2 micro-batches", 2, "dp=2,zero=3,mb=2", 3)):
                 dp = devices
                 params, moments, arena, predicted = mem.measure(
                     tmp, mlir, devices, mem.spec_of(plan))

@@ -75,6 +75,21 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("flag --loss-scale: '0' is not 'dynamic' or a positive scale",
                       p.stderr)
+        # A checkpoint saved without scaling resumes a dynamic run at 2^16,
+        # not at its scale of 1.
+        plain_ck, res = self.path("ls-plain-ckpt"), self.path("ls-res.jsonl")
+        run([self.exe, "--data", self.data, "--steps", "2", "--save", plain_ck] + CONST_LR)
+        run([self.exe, "--data", self.data, "--steps", "3", "--resume", plain_ck,
+             "--loss-scale", "dynamic", "--log", res] + CONST_LR)
+        with open(res) as f:
+            self.assertEqual([json.loads(l)["loss_scale"] for l in f], [65536])
+        # An overflow under a static scale is an error, not a silent skip.
+        p = subprocess.run([self.exe, "--data", self.data, "--steps", "3",
+                            "--loss-scale", "1024"] + CONST_LR,
+                           env=env, capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("the gradient norm is not finite at step 3 under the static "
+                      "loss scale 1024", p.stderr)
 
     def test_resume_is_bit_exact(self):
         # With a constant learning rate the first 10 steps of a 20-step run
