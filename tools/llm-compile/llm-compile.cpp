@@ -213,14 +213,13 @@ int main(int argc, char **argv) {
   // chooses recomputation when the device's memory needs it, and refuses a
   // model that fits in no way instead of failing at launch). The
   // partitioner implements data, tensor and sequence parallelism, ZeRO 1-3,
-  // recomputation and gradient accumulation over micro-batches (`--plan
-  // mb=N`; one micro-batch unless asked); pipelines are fixed off unless
-  // the user asks (then llm-partition says why it cannot).
+  // recomputation and gradient accumulation over micro-batches; pipelines
+  // are fixed off unless the user asks (then llm-partition says why it
+  // cannot).
   {
     if (int rc = loadPlanInputs())
       return rc;
     if (!spec->pp) spec->pp = 1;
-    if (!spec->mbs && !spec->microbatches) spec->microbatches = 1;
     llm::SearchResult r = llm::searchPlans(*profile, *cluster, devices, *spec);
     // Sequence parallelism needs the vocabulary-parallel head (tp divides
     // the vocabulary): when the planner chose it without, plan without it.
