@@ -69,6 +69,23 @@ def measure(tmp, mlir, devices, spec):
     return sizes["param"], sizes["adam_m"] + sizes["adam_v"], arena, predicted
 
 
+def measure_stages(tmp, mlir, devices, spec):
+    """[(arena bytes, predicted bytes)] per pipeline stage: each stage's
+    program (`llm-compile --emit=mlir` prints them in stage order) against
+    the planner's prediction for that pipeline rank."""
+    prog = sh([os.path.join(BIN, "llm-compile"), mlir, "--cluster", CLUSTER,
+               "--devices", str(devices), "--plan", spec, "--emit=mlir"])
+    arenas = [int(a) for a in re.findall(r"llmrt.arena_bytes = (\d+)", prog)]
+    plan = json.loads(sh([os.path.join(BIN, "llm-compile"), mlir,
+                          "--cluster", CLUSTER, "--devices", str(devices),
+                          "--plan", spec, "--emit=plan"]))
+    predicted = [s["memory_bytes"] for s in plan["per_stage"]]
+    if len(arenas) != len(predicted):
+        sys.exit("%s: %d stage programs, %d predicted stages" % (
+            spec, len(arenas), len(predicted)))
+    return list(zip(arenas, predicted))
+
+
 def setup(tmp):
     global CLUSTER
     cl = json.load(open(os.path.join(ROOT, "examples", "clusters", "local-cpu.json")))
@@ -116,7 +133,28 @@ def main():
                 arena / predicted))
 
 
-if __name__ == "__main__" and "--collectives" not in sys.argv:
+PIPELINES = [("pp=2 1f1b mb=4", 2, "dp=1,tp=1,sp=0,pp=2,zero=0,mb=4,schedule=1f1b,remat=none"),
+             ("pp=2 gpipe mb=4", 2, "dp=1,tp=1,sp=0,pp=2,zero=0,mb=4,schedule=gpipe,remat=none"),
+             ("pp=2 1f1b mb=4 remat=full", 2, "dp=1,tp=1,sp=0,pp=2,zero=0,mb=4,schedule=1f1b,remat=full"),
+             ("pp=2 interleaved vpp=3 mb=4", 2, "dp=1,tp=1,sp=0,pp=2,vpp=3,zero=0,mb=4,schedule=interleaved,remat=none"),
+             ("pp=2 x tp=2 1f1b mb=4", 4, "dp=1,tp=2,sp=0,pp=2,zero=0,mb=4,schedule=1f1b,remat=none"),
+             ("pp=2 x dp=2 zero=1 mb=2", 4, "dp=2,tp=1,sp=0,pp=2,zero=1,mb=2,schedule=1f1b,remat=none")]
+
+
+def main_pipelines():
+    with tempfile.TemporaryDirectory() as tmp:
+        mlir, _ = setup(tmp)
+        print("| plan | stage | arena bytes | planner predicted | arena / predicted |")
+        print("|---|---|---|---|---|")
+        for name, devices, spec in PIPELINES:
+            for s, (arena, predicted) in enumerate(measure_stages(tmp, mlir, devices, spec)):
+                print("| %s | %d | %d | %d | %.3f |" % (name, s, arena, predicted,
+                                                      arena / predicted))
+
+
+if __name__ == "__main__" and "--pipelines" in sys.argv:
+    main_pipelines()
+elif __name__ == "__main__" and "--collectives" not in sys.argv:
     main()
 
 

@@ -354,12 +354,14 @@ def LLM_AllReduceOp : LLM_Op<"all_reduce", [AllTypesMatch<["input", "result"]>]>
   let summary = "reduce a tensor over a communicator group, result everywhere";
   let description = [{
     Every rank of `group` (`dp` or `tp`, the groups of the module's
-    `#llm.plan`; rank order in docs/design.md) contributes `input` and
+    `#llm.plan`, or `tied`: the first and last pipeline stages, which both
+    hold tied embeddings; rank order in docs/design.md) contributes `input` and
     receives the elementwise `reduction` (`sum` or `mean`) of all
     contributions. Its gradient is the identity (Megatron's "g" operator):
     used on the loss and on tensors whose later uses are replicated.
 
-    Constraints: `group` is `dp` or `tp`; `reduction` is `sum` or `mean`.
+    Constraints: `group` is `dp`, `tp` or `tied`; `reduction` is `sum` or
+    `mean`.
 
     Example:
     ```mlir
@@ -370,6 +372,49 @@ def LLM_AllReduceOp : LLM_Op<"all_reduce", [AllTypesMatch<["input", "result"]>]>
                        StrAttr:$reduction);
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def LLM_SendOp : LLM_Op<"send"> {
+  let summary = "send a tensor to a neighbouring pipeline stage";
+  let description = [{
+    Sends `input` to the rank `peer` places along the pipeline group (`pp`:
+    +1 the next stage, -1 the previous one, wrapping around for the
+    interleaved schedule's chunks). `tag` tells the streams of one pair of
+    ranks apart: 2 c for the activations crossing the boundary after chunk
+    c, 2 c + 1 for their gradients. Non-blocking: the runtime owns a copy
+    until it is delivered. The gradient of a send is the matching
+    `llm.recv` of the gradient from the same peer (llm-autodiff).
+
+    Constraints: `peer` is 1 or -1; `tag` >= 0.
+
+    Example:
+    ```mlir
+    llm.send %h {peer = 1 : i64, tag = 0 : i64} : tensor<2x8x384xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$input, I64Attr:$peer, I64Attr:$tag);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def LLM_RecvOp : LLM_Op<"recv"> {
+  let summary = "receive a tensor from a neighbouring pipeline stage";
+  let description = [{
+    The counterpart of `llm.send`: the tensor the rank `peer` places along
+    the pipeline group sent with the same `tag`, in the order sent. Its
+    gradient is an `llm.send` back to the same `peer` with tag + 1.
+
+    Constraints: `peer` is 1 or -1; `tag` >= 0.
+
+    Example:
+    ```mlir
+    %h = llm.recv {peer = -1 : i64, tag = 0 : i64} : tensor<2x8x384xf32>
+    ```
+  }];
+  let arguments = (ins I64Attr:$peer, I64Attr:$tag);
+  let results = (outs LLM_FloatTensor:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
   let hasVerifier = 1;
 }
 

@@ -489,14 +489,26 @@ LogicalResult AdamWOp::verify() {
 }
 
 LogicalResult AllReduceOp::verify() {
-  if (getGroup() != "dp" && getGroup() != "tp")
-    return emitOpError() << "expects group to be dp or tp, got '"
+  if (getGroup() != "dp" && getGroup() != "tp" && getGroup() != "tied")
+    return emitOpError() << "expects group to be dp, tp or tied, got '"
                          << getGroup() << "'";
   if (getReduction() != "sum" && getReduction() != "mean")
     return emitOpError() << "expects reduction to be sum or mean, got '"
                          << getReduction() << "'";
   return success();
 }
+
+/// The pipeline neighbour and stream of a send or receive.
+static LogicalResult verifyPeer(Operation *op, int64_t peer, int64_t tag) {
+  if (peer != 1 && peer != -1)
+    return op->emitOpError() << "expects peer to be 1 or -1, got " << peer;
+  if (tag < 0)
+    return op->emitOpError() << "expects a tag >= 0, got " << tag;
+  return success();
+}
+
+LogicalResult SendOp::verify() { return verifyPeer(*this, getPeer(), getTag()); }
+LogicalResult RecvOp::verify() { return verifyPeer(*this, getPeer(), getTag()); }
 
 /// A `part` whose size divides the element count of `whole`: 1-D (a ZeRO
 /// share), or [tokens, h] (this rank's tokens under sequence parallelism).

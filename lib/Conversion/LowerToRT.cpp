@@ -10,6 +10,7 @@
 
 #include "llmrt/ProgramFormat.h"
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 #include <functional>
@@ -21,6 +22,16 @@ namespace mlir::llm {
 
 using namespace mlir;
 using namespace mlir::llm;
+
+/// The runtime's id of a communicator group (llmrt::Group).
+static int64_t groupId(StringRef group) {
+  return llvm::StringSwitch<int64_t>(group)
+      .Case("dp", 1)
+      .Case("tp", 2)
+      .Case("pp", 3)
+      .Case("tied", 4)
+      .Default(0);
+}
 
 namespace {
 
@@ -231,6 +242,16 @@ LogicalResult Lowering::selectKernels(Operation *op,
                                       SmallVectorImpl<Call> &calls) {
   auto rows = [](Value v) { return numElements(v) / lastDim(v); };
   auto shape = [](Value v) { return cast<ShapedType>(v.getType()).getShape(); };
+  // A pipeline neighbour as the runtime's stage offset: the next stage of
+  // the last one is stage 0 (the interleaved schedule's chunks wrap).
+  auto pipelinePeer = [&](int64_t peer) -> int64_t {
+    auto stage = module->getAttrOfType<IntegerAttr>("llm.stage");
+    auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+    if (!stage || !plan)
+      return peer;
+    int64_t pp = plan.getPp(), s = stage.getInt();
+    return ((s + peer) % pp + pp) % pp - s;
+  };
   auto one = [&](StringRef k, SmallVector<Value> operands,
                  SmallVector<int64_t> ints, SmallVector<double> floats = {}) {
     calls.push_back(Call{k, std::move(operands), std::move(ints),
@@ -420,7 +441,7 @@ LogicalResult Lowering::selectKernels(Operation *op,
       })
       .Case([&](AllGatherOp o) {
         return one("all_gather", {o.getInput(), o.getResult()},
-                   {numElements(o.getInput()), o.getGroup() == "dp" ? 1 : 2});
+                   {numElements(o.getInput()), groupId(o.getGroup())});
       })
       .Case([&](ShardSliceOp) { return success(); }) // a view, no kernel
       .Case([&](BatchSliceOp) { return success(); }) // a view, no kernel
@@ -431,7 +452,7 @@ LogicalResult Lowering::selectKernels(Operation *op,
       })
       .Case([&](ReduceScatterOp o) {
         return one("reduce_scatter", {o.getInput(), o.getResult()},
-                   {numElements(o.getResult()), o.getGroup() == "dp" ? 1 : 2,
+                   {numElements(o.getResult()), groupId(o.getGroup()),
                     o.getReduction() == "mean" ? 1 : 0});
       })
       .Case([&](TPCopyOp o) {
@@ -444,10 +465,22 @@ LogicalResult Lowering::selectKernels(Operation *op,
                    {});
       })
       .Case([&](AllReduceOp o) {
-        int64_t group = o.getGroup() == "dp" ? 1 : 2;
+        int64_t group = groupId(o.getGroup());
         int64_t reduction = o.getReduction() == "mean" ? 1 : 0;
         return one("all_reduce", {o.getInput(), o.getResult()},
                    {numElements(o.getInput()), group, reduction});
+      })
+      .Case([&](SendOp o) {
+        return one("send", {o.getInput()},
+                   {numElements(o.getInput()),
+                    pipelinePeer(static_cast<int64_t>(o.getPeer())),
+                    static_cast<int64_t>(o.getTag())});
+      })
+      .Case([&](RecvOp o) {
+        return one("recv", {o.getResult()},
+                   {numElements(o.getResult()),
+                    pipelinePeer(static_cast<int64_t>(o.getPeer())),
+                    static_cast<int64_t>(o.getTag())});
       })
       .Case([&](AdamWOp o) {
         return one("adamw",
@@ -529,7 +562,7 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
         return slice.emitOpError()
                << "llm-lower-to-rt: a share of a share is not supported";
       aliases[slice.getResult()] = {slice.getInput(), true};
-      shareGroup[slice.getResult()] = slice.getGroup() == "dp" ? 1 : 2;
+      shareGroup[slice.getResult()] = groupId(slice.getGroup());
       if (auto it = storageOf.find(slice.getInput()); it != storageOf.end()) {
         int shared = it->second;
         storageOf[slice.getResult()] = shared;
@@ -911,6 +944,12 @@ static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
   entries.push_back(b.getNamedAttr("world", b.getI64IntegerAttr(world)));
   entries.push_back(b.getNamedAttr("dp", b.getI64IntegerAttr(dp)));
   entries.push_back(b.getNamedAttr("tp", b.getI64IntegerAttr(tp)));
+  // Pipeline stages: one program each, the runtime picks by rank.
+  if (auto stage = module->getAttrOfType<IntegerAttr>("llm.stage")) {
+    auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+    entries.push_back(b.getNamedAttr("pp", b.getI64IntegerAttr(plan.getPp())));
+    entries.push_back(b.getNamedAttr("stage", stage));
+  }
   // The whole model's figures (llm-partition records them before it cuts
   // the model function down to one rank's share).
   double flops = stats.flopsPerStepF;
@@ -924,6 +963,8 @@ static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
       params = p.getInt();
     if (auto t = whole.getAs<IntegerAttr>("tokens_per_step"))
       tokens = t.getInt();
+    if (auto d = whole.getAs<DictionaryAttr>("init_draws"))
+      entries.push_back(b.getNamedAttr("init_draws", d));
   }
   entries.push_back(b.getNamedAttr("params", b.getI64IntegerAttr(params)));
   entries.push_back(b.getNamedAttr("flops_per_step", b.getF64FloatAttr(flops)));

@@ -189,12 +189,14 @@ std::string mlir::llm::rematLabel(Remat r, int64_t rematLayers) {
 double mlir::llm::activationBytesPerLayer(const ModelProfile &m,
                                          const PlanConfig &c) {
   if (c.remat == Remat::Budget && m.layers > 0) {
-    // The average over the layers: k recomputed, the rest kept.
+    // The average over a pipeline rank's layers: k recomputed, the rest
+    // kept.
     PlanConfig full = c, none = c;
     full.remat = Remat::Full;
     none.remat = Remat::None;
-    double k = static_cast<double>(std::clamp<int64_t>(c.rematLayers, 0, m.layers));
-    double L = static_cast<double>(m.layers);
+    int64_t onRank = std::max<int64_t>(1, m.layers / std::max<int64_t>(1, c.pp));
+    double k = static_cast<double>(std::clamp<int64_t>(c.rematLayers, 0, onRank));
+    double L = static_cast<double>(onRank);
     return (k * activationBytesPerLayer(m, full) +
             (L - k) * activationBytesPerLayer(m, none)) / L;
   }
@@ -260,9 +262,11 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   double layerFwd = forward(m.layer, 1.0, false);
   // Under a budget, the recomputed share of the layers (per layer, on
   // average).
-  double budgetShare = c.remat == Remat::Budget && m.layers > 0
-                           ? static_cast<double>(c.rematLayers) / m.layers
-                           : 0.0;
+  double budgetShare =
+      c.remat == Remat::Budget && m.layers > 0
+          ? std::min(1.0, static_cast<double>(c.rematLayers) /
+                              std::max<int64_t>(1, m.layers / std::max<int64_t>(1, c.pp)))
+          : 0.0;
   double layerRecompute = c.remat == Remat::Full        ? layerFwd
                           : c.remat == Remat::Selective ? forward(m.layer, 1.0, true)
                           : c.remat == Remat::Budget    ? budgetShare * layerFwd

@@ -30,23 +30,6 @@ double bytesOf(Value v) {
          t.getElementTypeBitWidth() / 8;
 }
 
-/// Layer index of a parameter name: "h.N." / "model.layers.N." -> N,
-/// embeddings -> -1, anything else (final norm, LM head) -> `post`.
-int64_t layerOfParam(StringRef name, int64_t post) {
-  for (StringRef prefix : {"h.", "model.layers."}) {
-    if (!name.starts_with(prefix))
-      continue;
-    StringRef rest = name.drop_front(prefix.size());
-    int64_t n;
-    if (!rest.take_until([](char c) { return c == '.'; }).getAsInteger(10, n))
-      return n;
-  }
-  if (name.contains("wte") || name.contains("wpe") ||
-      name.contains("embed_tokens"))
-    return -1;
-  return post;
-}
-
 /// Operands whose forward values the backward reads (the llm-autodiff
 /// rules): what stays alive between the forward and the backward.
 SmallVector<Value> savedOperands(Operation *op) {

@@ -67,6 +67,14 @@ std::string mlir::llm::planJSON(const ModelProfile &m, int64_t world,
     stages.push_back(llvm::json::Array{b, e});
   o["stages"] = std::move(stages);
   o["predicted"] = predictedJSON(p);
+  // Per pipeline rank: what each stage's program should hold.
+  llvm::json::Array perStage;
+  for (const Prediction::Stage &st : p.perStage)
+    perStage.push_back(llvm::json::Object{
+        {"layers", st.layers},
+        {"memory_bytes", static_cast<int64_t>(st.memory())},
+        {"activation_bytes", static_cast<int64_t>(st.activations)}});
+  o["per_stage"] = std::move(perStage);
   o["search_time_s"] = r.searchTimeS;
   llvm::json::Array alts;
   for (const PlanCandidate &a : r.alternatives) {

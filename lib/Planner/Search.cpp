@@ -220,9 +220,13 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
               for (Remat remat : choices<Remat>(spec.remat,
                                                 {Remat::None, Remat::Selective,
                                                  Remat::Full, Remat::Budget})) {
-                // A budget is a subset of one pipeline stage's layers: on
-                // one stage only (pipelines are not built).
-                if (remat == Remat::Budget && (pp > 1 || m.layers < 2))
+                // A budget is a subset of each pipeline rank's layers (at
+                // least two of them, else it is none or full).
+                if (remat == Remat::Budget && m.layers / pp < 2)
+                  continue;
+                // Sequence parallelism does not cross pipeline stages yet
+                // (llm-partition refuses it).
+                if (sp && pp > 1)
                   continue;
                 std::vector<int64_t> sizes;
                 if (spec.microbatches) {
@@ -249,12 +253,13 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
                   c.remat = remat;
                   c.mbs = mbs;
                   if (remat == Remat::Budget) {
-                    // The fewest recomputed layers that fit (memory falls
-                    // with each one): fixed, or a bisection of [1, L - 1].
+                    // The fewest recomputed layers per pipeline rank that
+                    // fit (memory falls with each one): fixed, or a
+                    // bisection of [1, L/pp - 1].
                     if (spec.rematLayers) {
                       c.rematLayers = *spec.rematLayers;
                     } else {
-                      int64_t lo = 1, hi = m.layers - 1;
+                      int64_t lo = 1, hi = m.layers / pp - 1;
                       while (lo < hi) {
                         int64_t mid = (lo + hi) / 2;
                         c.rematLayers = mid;

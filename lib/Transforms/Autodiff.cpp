@@ -60,9 +60,23 @@ private:
 
 LogicalResult GradientBuilder::backward(Operation *op) {
   Location loc = op->getLoc();
-  // Ops none of whose results reach the loss need no backward.
-  if (llvm::none_of(op->getResults(), [&](Value r) { return grad(r); }))
+  // Pipeline stages: the gradient of a sent activation comes back from the
+  // stage it went to (the seed of every stage but the last).
+  if (auto send = dyn_cast<SendOp>(op)) {
+    accumulate(send.getInput(),
+               RecvOp::create(b, loc, send.getInput().getType(),
+                              b.getI64IntegerAttr(send.getPeer()),
+                              b.getI64IntegerAttr(send.getTag() + 1)));
     return success();
+  }
+  // Ops none of whose results reach the loss need no backward.
+  if (llvm::none_of(op->getResults(), [&](Value r) { return grad(r); })) {
+    // A received activation always sends a gradient back: its sender waits.
+    if (isa<RecvOp>(op))
+      return op->emitOpError() << "llm-autodiff: the received activation "
+                                  "does not reach the loss or a send";
+    return success();
+  }
   Value dy = op->getNumResults() == 1 ? grad(op->getResult(0)) : Value();
 
   return llvm::TypeSwitch<Operation *, LogicalResult>(op)
@@ -202,6 +216,11 @@ LogicalResult GradientBuilder::backward(Operation *op) {
                                        s.getGroupAttr()));
         return success();
       })
+      .Case([&](RecvOp r) {
+        SendOp::create(b, loc, dy, b.getI64IntegerAttr(r.getPeer()),
+                       b.getI64IntegerAttr(r.getTag() + 1));
+        return success();
+      })
       .Case([&](AllReduceOp a) {
         // Megatron's "g": the reduced value is replicated, its gradient
         // flows back unchanged.
@@ -232,7 +251,10 @@ void AutodiffPass::runOnOperation() {
 
   auto fwd = *model;
   auto ret = cast<func::ReturnOp>(fwd.getBody().front().getTerminator());
-  if (ret.getNumOperands() != 1) {
+  // A pipeline stage without the loss (llm-pipeline-stage) returns nothing;
+  // its backward starts from the gradients its sends get back.
+  const bool lossless = ret.getNumOperands() == 0 && module->hasAttr("llm.stage");
+  if (ret.getNumOperands() != 1 && !lossless) {
     fwd.emitError() << "llm-autodiff: the model function must return only "
                        "the loss, got "
                     << ret.getNumOperands() << " results";
@@ -247,15 +269,15 @@ void AutodiffPass::runOnOperation() {
   step->setAttr(kTrainStepAttr, b.getUnitAttr());
   Block &body = step.getBody().front();
   auto stepRet = cast<func::ReturnOp>(body.getTerminator());
-  Value loss = stepRet.getOperand(0);
+  Value loss = lossless ? Value() : stepRet.getOperand(0);
   // The loss may be averaged over data-parallel replicas (llm-partition);
   // each replica differentiates its own share, and llm-optimizer averages
   // the gradients.
   Value local = loss;
-  if (auto ar = loss.getDefiningOp<AllReduceOp>())
+  if (auto ar = loss ? loss.getDefiningOp<AllReduceOp>() : AllReduceOp())
     local = ar.getInput();
-  auto ce = local.getDefiningOp<CrossEntropyOp>();
-  if (!ce) {
+  auto ce = local ? local.getDefiningOp<CrossEntropyOp>() : CrossEntropyOp();
+  if (!ce && !lossless) {
     fwd.emitError() << "llm-autodiff: the loss must be produced by "
                        "llm.cross_entropy";
     step.erase();
@@ -264,15 +286,17 @@ void AutodiffPass::runOnOperation() {
 
   b.setInsertionPoint(stepRet);
   GradientBuilder grads(b);
-  grads.accumulate(ce.getLogits(),
-                   CrossEntropyGradOp::create(b, ce.getLoc(), ce.getLogits(),
-                                              ce.getTargets(),
-                                              ce.getVocabGroupAttr()));
+  if (ce)
+    grads.accumulate(ce.getLogits(),
+                     CrossEntropyGradOp::create(b, ce.getLoc(), ce.getLogits(),
+                                                ce.getTargets(),
+                                                ce.getVocabGroupAttr()));
   // Walk the forward ops in reverse (the backward ops are being appended
   // after them and must not be visited).
   SmallVector<Operation *> forwardOps;
   for (Operation &op : body.without_terminator())
-    if (&op != ce.getOperation() && op.getResult(0) != loss)
+    if (&op != ce.getOperation() &&
+        (op.getNumResults() == 0 || op.getResult(0) != loss))
       forwardOps.push_back(&op);
   for (Operation *op : llvm::reverse(forwardOps)) {
     if (failed(grads.backward(op))) {
@@ -281,9 +305,13 @@ void AutodiffPass::runOnOperation() {
     }
   }
 
-  SmallVector<Value> results = {loss};
-  SmallVector<Attribute> resultAttrs = {b.getDictionaryAttr(
-      b.getNamedAttr(kResultAttr, b.getStringAttr("loss")))};
+  SmallVector<Value> results;
+  SmallVector<Attribute> resultAttrs;
+  if (loss) {
+    results.push_back(loss);
+    resultAttrs.push_back(b.getDictionaryAttr(
+        b.getNamedAttr(kResultAttr, b.getStringAttr("loss"))));
+  }
   for (unsigned i = 0, e = step.getNumArguments(); i < e; ++i) {
     auto name = step.getArgAttrOfType<StringAttr>(i, kParamAttr);
     if (!name)

@@ -1,6 +1,7 @@
 //===- Microbatch.cpp - gradient accumulation over micro-batches ----------===//
 #include "llm/Analysis/ModelStats.h"
 #include "llm/LLMOps.h"
+#include "llm/Planner/Schedule.h"
 #include "llm/Transforms/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -16,9 +17,38 @@ using namespace mlir::llm;
 
 namespace {
 
+/// The forward and backward of each of a pipeline stage's chunks in one
+/// micro-batch of `@train_step`: the forwards in chunk order, then the
+/// backwards in reverse. Each starts where a value arrives from another
+/// stage (llm.recv) or where the loss gradient is seeded; the first forward
+/// also takes what comes before.
+FailureOr<SmallVector<SmallVector<Operation *>>>
+pipelineSegments(func::FuncOp fn, ArrayRef<Operation *> ops, int64_t chunks) {
+  SmallVector<SmallVector<Operation *>> segments(1);
+  bool first = true;
+  for (Operation *op : ops) {
+    if (isa<RecvOp, CrossEntropyGradOp>(op)) {
+      if (!first || !segments.back().empty())
+        segments.emplace_back();
+      first = false;
+    }
+    segments.back().push_back(op);
+  }
+  if (static_cast<int64_t>(segments.size()) != 2 * chunks)
+    return fn.emitError() << "llm-microbatch: a pipeline stage of " << chunks
+                          << " chunk(s) should split into " << 2 * chunks
+                          << " forward and backward parts, got "
+                          << segments.size();
+  return segments;
+}
+
 /// Makes `fn` (one micro-batch) take `m` micro-batches of tokens and
-/// targets and return the mean of its results over them.
-LogicalResult unroll(func::FuncOp fn, int64_t m) {
+/// targets and return the mean of its results over them. On a pipeline
+/// stage, `schedule` orders the forwards and backwards of the micro-batches
+/// (lib/Planner/Schedule.cpp); otherwise each runs whole in turn.
+LogicalResult unroll(func::FuncOp fn, int64_t m,
+                     ArrayRef<PipelineAction> schedule = {},
+                     int64_t chunks = 1) {
   Block &body = fn.getBody().front();
   auto ret = cast<func::ReturnOp>(body.getTerminator());
   SmallVector<Operation *> ops;
@@ -42,22 +72,53 @@ LogicalResult unroll(func::FuncOp fn, int64_t m) {
     a.setType(RankedTensorType::get(shape, t.getElementType()));
   }
   OpBuilder b(ret);
-  SmallVector<Value> sums;
-  for (int64_t k = 0; k < m; ++k) {
-    IRMapping map;
-    for (auto [a, t] : llvm::zip(inputs, microTypes))
-      map.map(a, BatchSliceOp::create(b, fn.getLoc(), t, a,
-                                      b.getI64IntegerAttr(k),
-                                      b.getI64IntegerAttr(m)));
-    for (Operation *op : ops)
+  SmallVector<Value> sums(ret.getNumOperands(), Value());
+  // The whole micro-batch in turn, or the schedule's parts of it.
+  SmallVector<SmallVector<Operation *>> segments = {ops};
+  SmallVector<PipelineAction> actions;
+  if (schedule.empty()) {
+    for (int64_t k = 0; k < m; ++k)
+      actions.push_back({PipelineAction::Forward, k, 0});
+  } else {
+    FailureOr<SmallVector<SmallVector<Operation *>>> parts =
+        pipelineSegments(fn, ops, chunks);
+    if (failed(parts))
+      return failure();
+    segments = std::move(*parts);
+    actions.assign(schedule.begin(), schedule.end());
+  }
+  DenseMap<Operation *, int64_t> segmentOf;
+  for (auto [i, seg] : llvm::enumerate(segments))
+    for (Operation *op : seg)
+      segmentOf[op] = static_cast<int64_t>(i);
+  SmallVector<IRMapping> maps(m);
+  SmallVector<bool> sliced(m, false);
+  for (const PipelineAction &a : actions) {
+    int64_t k = a.microbatch;
+    IRMapping &map = maps[k];
+    if (!sliced[k]) {
+      for (auto [arg, t] : llvm::zip(inputs, microTypes))
+        map.map(arg, BatchSliceOp::create(b, fn.getLoc(), t, arg,
+                                          b.getI64IntegerAttr(k),
+                                          b.getI64IntegerAttr(m)));
+      sliced[k] = true;
+    }
+    int64_t seg = schedule.empty() ? 0
+                  : a.kind == PipelineAction::Forward
+                      ? a.chunk
+                      : 2 * chunks - 1 - a.chunk;
+    for (Operation *op : segments[seg])
       b.clone(*op, map);
     // Add each result of this micro-batch to its running sum as soon as it
     // is computed (in place over the sum), so that no gradient of it lives
     // on through the rest of its backward.
     for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-      Value r = map.lookupOrDefault(v);
-      if (k == 0) {
-        sums.push_back(r);
+      Operation *def = v.getDefiningOp();
+      if (!def || segmentOf.lookup(def) != seg)
+        continue;
+      Value r = map.lookup(v);
+      if (!sums[i]) {
+        sums[i] = r;
         continue;
       }
       OpBuilder::InsertionGuard guard(b);
@@ -65,6 +126,10 @@ LogicalResult unroll(func::FuncOp fn, int64_t m) {
       sums[i] = AddOp::create(b, fn.getLoc(), sums[i].getType(), sums[i], r);
     }
   }
+  for (auto [i, v] : llvm::enumerate(ret.getOperands()))
+    if (!sums[i])
+      return fn.emitError() << "llm-microbatch: result #" << i
+                            << " is not computed by the step's ops";
   SmallVector<Value> means;
   for (Value s : sums)
     means.push_back(ScaleOp::create(b, fn.getLoc(), s,
@@ -94,7 +159,27 @@ struct MicrobatchPass : public llm::impl::MicrobatchBase<MicrobatchPass> {
       module.emitError() << "llm-microbatch: no @train_step; run llm-autodiff first";
       return signalPassFailure();
     }
-    if (failed(unroll(step, m)) || failed(unroll(*model, m)))
+    // Pipeline stages: the compiler's schedule orders the micro-batches'
+    // forwards and backwards (the model function, forward only, runs them
+    // in turn).
+    SmallVector<PipelineAction> order;
+    int64_t chunks = 1;
+    if (auto stage = module->getAttrOfType<IntegerAttr>("llm.stage")) {
+      Schedule kind = plan.getSchedule() == "gpipe" ? Schedule::GPipe
+                      : plan.getSchedule() == "interleaved"
+                          ? Schedule::Interleaved
+                          : Schedule::OneFOneB;
+      chunks = std::max<int64_t>(1, plan.getVpp());
+      std::string error;
+      auto lists = buildPipelineSchedule(kind, plan.getPp(), chunks, m, error);
+      if (lists.empty()) {
+        module.emitError() << "llm-microbatch: schedule '"
+                           << plan.getSchedule().getValue() << "': " << error;
+        return signalPassFailure();
+      }
+      order.assign(lists[stage.getInt()].begin(), lists[stage.getInt()].end());
+    }
+    if (failed(unroll(step, m, order, chunks)) || failed(unroll(*model, m)))
       return signalPassFailure();
   }
 };

@@ -45,8 +45,13 @@ void OptimizerPass::runOnOperation() {
   for (unsigned i = 0, e = step.getNumArguments(); i < e; ++i)
     if (step.getArgAttr(i, kParamAttr))
       paramArgs.push_back(i);
-  if (ret.getNumOperands() != paramArgs.size() + 1) {
-    step.emitError() << "llm-optimizer: expected the loss and "
+  // A pipeline stage without the loss returns the gradients only.
+  const bool hasLoss =
+      !module->hasAttr("llm.stage") ||
+      (step.getNumResults() > 0 && step.getResultAttr(0, kResultAttr));
+  const unsigned lead = hasLoss ? 1 : 0;
+  if (ret.getNumOperands() != paramArgs.size() + lead) {
+    step.emitError() << "llm-optimizer: expected " << (hasLoss ? "the loss and " : "")
                      << paramArgs.size() << " gradients, got "
                      << ret.getNumOperands() << " results";
     return signalPassFailure();
@@ -89,7 +94,7 @@ void OptimizerPass::runOnOperation() {
   Value wd = scalar("weight_decay", f32), clip = scalar("grad_clip", f32);
 
   b.setInsertionPoint(ret);
-  SmallVector<Value> gradients(ret.getOperands().drop_front());
+  SmallVector<Value> gradients(ret.getOperands().drop_front(lead));
   auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
   int64_t dp = plan ? plan.getDp() : 1, zero = plan ? plan.getZero() : 0;
   bool tpPlan = plan && plan.getTp() > 1;
@@ -118,6 +123,17 @@ void OptimizerPass::runOnOperation() {
         b.setInsertionPointAfter(def);
       gradients[k] = AllReduceOp::create(b, loc, gradients[k],
                                          b.getStringAttr("tp"),
+                                         b.getStringAttr("sum"));
+    }
+    // Tied embeddings across pipeline stages (llm-pipeline-stage): the
+    // first stage's lookup and the last stage's head each hold part of the
+    // gradient; both copies take the sum, and so stay equal (Megatron).
+    // At the end of the backward: the last stage's head gradient is final
+    // before it sends the first stage the gradient that stage needs for its
+    // own part, so an all-reduce any earlier would wait for itself.
+    if (step.getArgAttr(k, "llm.tied")) {
+      gradients[k] = AllReduceOp::create(b, loc, gradients[k],
+                                         b.getStringAttr("tied"),
                                          b.getStringAttr("sum"));
     }
     // ZeRO-3 (llm-partition): the parameter is a share at rest and its
@@ -176,11 +192,20 @@ void OptimizerPass::runOnOperation() {
     });
   }
 
-  // The global norm: shares and shards summed over their groups.
+  // The global norm: shares and shards summed over their groups (and by
+  // the runtime over the pipeline stages), the last stage's copy of a tied
+  // embedding counted out.
+  SmallVector<Value> counted;
+  SmallVector<int64_t> countedMasks;
+  for (unsigned k = 0; k < numParams; ++k)
+    if (!step.getArgAttr(k, "llm.tied_copy")) {
+      counted.push_back(gradients[k]);
+      countedMasks.push_back(masks[k]);
+    }
   DenseI64ArrayAttr split;
-  if (llvm::any_of(masks, [](int64_t m) { return m != 0; }))
-    split = b.getDenseI64ArrayAttr(masks);
-  Value norm = GlobalNormOp::create(b, loc, gradients, split);
+  if (llvm::any_of(countedMasks, [](int64_t m) { return m != 0; }))
+    split = b.getDenseI64ArrayAttr(countedMasks);
+  Value norm = GlobalNormOp::create(b, loc, counted, split);
   Value scale = ClipScaleOp::create(b, loc, norm, clip);
   SmallVector<Value> newP, newM, newV;
   for (unsigned k = 0; k < numParams; ++k) {
@@ -237,10 +262,14 @@ void OptimizerPass::runOnOperation() {
     newV.push_back(upd.getNewV());
   }
 
-  SmallVector<Value> results = {ret.getOperand(0), norm};
-  SmallVector<Attribute> attrs = {
-      argAttr(kResultAttr, b.getStringAttr("loss")),
-      argAttr(kResultAttr, b.getStringAttr("grad_norm"))};
+  SmallVector<Value> results;
+  SmallVector<Attribute> attrs;
+  if (hasLoss) {
+    results.push_back(ret.getOperand(0));
+    attrs.push_back(argAttr(kResultAttr, b.getStringAttr("loss")));
+  }
+  results.push_back(norm);
+  attrs.push_back(argAttr(kResultAttr, b.getStringAttr("grad_norm")));
   auto addUpdates = [&](ArrayRef<Value> values, unsigned firstArg) {
     for (auto [k, v] : llvm::enumerate(values)) {
       results.push_back(v);

@@ -99,13 +99,24 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
         head = l;
   }
   DenseSet<Operation *> handled;
-  if (emb && paramIndex(emb.getTable())) {
-    Value table = emb.getTable();
+  // The table: the embedding's, or on the last pipeline stage (which has no
+  // embedding) the tied copy the head reads. That stage's head splits as
+  // the first stage's table does: whenever tp divides V.
+  Value table;
+  if (emb && paramIndex(emb.getTable()))
+    table = emb.getTable();
+  else if (!emb && head && head.getTransposeWeight() && !head.getBias())
+    if (std::optional<unsigned> idx = paramIndex(head.getWeight());
+        idx && fn.getArgAttr(*idx, "llm.tied"))
+      table = head.getWeight();
+  bool tableSplit = false;
+  if (table) {
     auto ttype = cast<RankedTensorType>(table.getType());
     bool headReadsTable = head && head.getWeight() == table &&
                           head.getTransposeWeight() && !head.getBias();
     bool onlyThese = llvm::all_of(table.getUsers(), [&](Operation *u) {
-      return u == emb.getOperation() || (headReadsTable && u == head.getOperation());
+      return (emb && u == emb.getOperation()) ||
+             (headReadsTable && u == head.getOperation());
     });
     if (onlyThese && ttype.getDimSize(0) % tp == 0) {
       unsigned idx = *paramIndex(table);
@@ -114,38 +125,45 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
       fn.setArgAttr(idx, "llm.global_shape",
                     DenseI64ArrayAttr::get(ctx, ttype.getShape()));
       sharded.insert(table);
-      emb.setVocabGroupAttr(b.getStringAttr("tp"));
-      b.setInsertionPointAfter(emb);
-      auto full = AllReduceOp::create(b, emb.getLoc(), emb.getResult(),
-                                      b.getStringAttr("tp"),
-                                      b.getStringAttr("sum"));
-      emb.getResult().replaceAllUsesExcept(full.getResult(), full);
-      handled.insert(emb);
-      // The head: the table itself, or its own [V, h] matrix.
-      bool headSplit = headReadsTable;
-      if (head && !headReadsTable && head.getTransposeWeight() &&
-          !head.getBias() && paramIndex(head.getWeight()) &&
-          head.getWeight().hasOneUse()) {
-        auto wtype = cast<RankedTensorType>(head.getWeight().getType());
-        if (wtype.getDimSize(0) == ttype.getDimSize(0) &&
-            succeeded(shardParam(head, head.getWeight(), 0, 1)))
-          headSplit = true;
+      tableSplit = true;
+      if (emb) {
+        emb.setVocabGroupAttr(b.getStringAttr("tp"));
+        b.setInsertionPointAfter(emb);
+        auto full = AllReduceOp::create(b, emb.getLoc(), emb.getResult(),
+                                        b.getStringAttr("tp"),
+                                        b.getStringAttr("sum"));
+        emb.getResult().replaceAllUsesExcept(full.getResult(), full);
+        handled.insert(emb);
       }
-      if (headSplit) {
-        Value in = head.getInput();
-        b.setInsertionPointAfterValue(in);
-        Value copy = TPCopyOp::create(b, head.getLoc(), in);
-        head->setOperand(0, copy);
-        Value r = head.getResult();
-        r.setType(shrink(r.getType(), cast<ShapedType>(r.getType()).getRank() - 1, tp));
-        split[r] = true;
-        handled.insert(head);
-        for (Operation *u : r.getUsers())
-          if (auto ce = dyn_cast<CrossEntropyOp>(u)) {
-            ce.setVocabGroupAttr(b.getStringAttr("tp"));
-            handled.insert(ce);
-          }
-      }
+    }
+  }
+  // The head: the table itself, or its own [V, h] matrix (when the table
+  // splits, or on a last pipeline stage without one).
+  if (head && (tableSplit || !emb)) {
+    bool headSplit = tableSplit && head.getWeight() == table;
+    if (!headSplit && head.getTransposeWeight() && !head.getBias() &&
+        paramIndex(head.getWeight()) && head.getWeight().hasOneUse()) {
+      auto wtype = cast<RankedTensorType>(head.getWeight().getType());
+      int64_t vocab = table ? cast<RankedTensorType>(table.getType()).getDimSize(0) * tp
+                            : wtype.getDimSize(0);
+      if (wtype.getDimSize(0) == vocab && vocab % tp == 0 &&
+          succeeded(shardParam(head, head.getWeight(), 0, 1)))
+        headSplit = true;
+    }
+    if (headSplit) {
+      Value in = head.getInput();
+      b.setInsertionPointAfterValue(in);
+      Value copy = TPCopyOp::create(b, head.getLoc(), in);
+      head->setOperand(0, copy);
+      Value r = head.getResult();
+      r.setType(shrink(r.getType(), cast<ShapedType>(r.getType()).getRank() - 1, tp));
+      split[r] = true;
+      handled.insert(head);
+      for (Operation *u : r.getUsers())
+        if (auto ce = dyn_cast<CrossEntropyOp>(u)) {
+          ce.setVocabGroupAttr(b.getStringAttr("tp"));
+          handled.insert(ce);
+        }
     }
   }
 
@@ -407,8 +425,16 @@ void PartitionPass::runOnOperation() {
                        << " is not implemented yet";
     signalPassFailure();
   };
-  if (plan.getPp() != 1)
-    return unsupported("pipeline parallelism (pp=" + Twine(plan.getPp()) + ")");
+  // Pipeline parallelism: llm-pipeline-stage has cut the function to this
+  // stage's chunks already.
+  if (plan.getPp() > 1 && !module->hasAttr("llm.stage")) {
+    module.emitError() << "llm-partition: pp=" << plan.getPp()
+                       << " needs llm-pipeline-stage first";
+    return signalPassFailure();
+  }
+  if (plan.getPp() > 1 && plan.getSp() != 0)
+    return unsupported("sequence parallelism with pipeline stages (pp=" +
+                       Twine(plan.getPp()) + ", sp=1)");
   if (plan.getSp() != 0 && plan.getTp() < 2) {
     module.emitError() << "llm-partition: sequence parallelism needs tp > 1";
     return signalPassFailure();
@@ -424,18 +450,8 @@ void PartitionPass::runOnOperation() {
     return signalPassFailure();
   func::FuncOp fn = *fnOr;
   // The whole model's stats, before this rank's share replaces it.
-  if (!module->hasAttr("llm.stats")) {
-    FailureOr<ModelStats> stats = computeModelStats(fn);
-    if (failed(stats))
-      return signalPassFailure();
-    Builder sb(&getContext());
-    NamedAttribute entries[] = {
-        sb.getNamedAttr("flops_per_step", sb.getF64FloatAttr(stats->flopsPerStepF)),
-        sb.getNamedAttr("params", sb.getI64IntegerAttr(stats->params)),
-        sb.getNamedAttr("tokens_per_step",
-                        sb.getI64IntegerAttr(stats->tokensPerStep))};
-    module->setAttr("llm.stats", sb.getDictionaryAttr(entries));
-  }
+  if (failed(recordWholeModelStats(module, fn)))
+    return signalPassFailure();
   if (plan.getTp() > 1 &&
       failed(partitionTensorParallel(fn, plan.getTp())))
     return signalPassFailure();
@@ -478,7 +494,9 @@ void PartitionPass::runOnOperation() {
     batched.insert(arg);
   }
   for (Operation &op : body.without_terminator()) {
-    if (llvm::none_of(op.getOperands(),
+    // A pipeline stage's received activations carry the batch too.
+    if (!isa<RecvOp>(op) &&
+        llvm::none_of(op.getOperands(),
                       [&](Value v) { return batched.contains(v); }))
       continue;
     for (Value r : op.getResults()) {
@@ -500,7 +518,7 @@ void PartitionPass::runOnOperation() {
                                        fn.getResultTypes()));
 
   // The loss: this rank's mean, averaged over the replicas.
-  if (dp > 1) {
+  if (dp > 1 && body.getTerminator()->getNumOperands() == 1) {
     auto ret = cast<func::ReturnOp>(body.getTerminator());
     OpBuilder b(ret);
     Value loss = ret.getOperand(0);

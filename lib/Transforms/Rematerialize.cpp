@@ -7,7 +7,9 @@
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/DenseSet.h"
 
+#include <algorithm>
 #include <functional>
+#include <limits>
 
 namespace mlir::llm {
 #define GEN_PASS_DEF_REMATERIALIZE
@@ -48,7 +50,7 @@ void RematerializePass::runOnOperation() {
     auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
     m = plan ? plan.getRemat().getValue().str() : "none";
   }
-  // budget:K: full recomputation of layers [0, K) only (the planner's
+  // budget:K: full recomputation of the first K layers only (the planner's
   // fewest that fit; the first layers, whose activations wait longest).
   int64_t budget = -1;
   if (StringRef(m).starts_with("budget:") &&
@@ -73,11 +75,15 @@ void RematerializePass::runOnOperation() {
   }
   Block &body = step.getBody().front();
   Operation *seed = nullptr;
-  for (Operation &op : body)
-    if (isa<CrossEntropyGradOp>(op)) {
+  // The backward starts at the loss gradient, or on a pipeline stage
+  // without the loss at the first gradient received (odd tags).
+  for (Operation &op : body) {
+    auto recv = dyn_cast<RecvOp>(op);
+    if (isa<CrossEntropyGradOp>(op) || (recv && recv.getTag() % 2 == 1)) {
       seed = &op;
       break;
     }
+  }
   if (!seed) {
     step.emitError() << "llm-rematerialize: no backward in @train_step";
     return signalPassFailure();
@@ -94,6 +100,20 @@ void RematerializePass::runOnOperation() {
     layer[step.getArgument(i)] = -1;
     if (auto name = step.getArgAttrOfType<StringAttr>(i, kParamAttr))
       paramLayer[step.getArgument(i)] = layerOfName(name.getValue());
+  }
+  // budget:K covers the first K layers this program holds: layers [0, K)
+  // on one rank, the first K of its own on a pipeline stage.
+  int64_t cutoff = budget;
+  if (budget > 0) {
+    SmallVector<int64_t> held;
+    for (auto &[v, l] : paramLayer)
+      if (l >= 0)
+        held.push_back(l);
+    llvm::sort(held);
+    held.erase(std::unique(held.begin(), held.end()), held.end());
+    cutoff = budget < static_cast<int64_t>(held.size())
+                 ? held[budget]
+                 : std::numeric_limits<int64_t>::max();
   }
   DenseSet<Operation *> forward;
   for (Operation &op : body) {
@@ -130,7 +150,7 @@ void RematerializePass::runOnOperation() {
   DenseSet<Value> kept;
   for (Operation *op : forward) {
     for (Value r : op->getResults())
-      if (layer.lookup(r) < 0 || (budget > 0 && layer.lookup(r) >= budget))
+      if (layer.lookup(r) < 0 || (budget > 0 && layer.lookup(r) >= cutoff))
         kept.insert(r);
     int64_t l = -1;
     for (Value r : op->getResults())

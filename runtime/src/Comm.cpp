@@ -1,6 +1,7 @@
 //===- Comm.cpp - the group arithmetic and the single-rank communicator ---===//
 #include "llmrt/Comm.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 namespace llmrt {
@@ -10,6 +11,11 @@ int Communicator::groupSize(Group g) const {
   case Group::World: return worldSize_;
   case Group::DP: return dp_;
   case Group::TP: return tp_;
+  case Group::PP: return pp_;
+  case Group::Tied: {
+    int stage = rank_ / (tp_ * dp_);
+    return pp_ > 1 && (stage == 0 || stage == pp_ - 1) ? 2 : 1;
+  }
   }
   return 1;
 }
@@ -17,8 +23,10 @@ int Communicator::groupSize(Group g) const {
 int Communicator::groupRank(Group g) const {
   switch (g) {
   case Group::World: return rank_;
-  case Group::DP: return rank_ / tp_;
+  case Group::DP: return (rank_ / tp_) % dp_;
   case Group::TP: return rank_ % tp_;
+  case Group::PP: return rank_ / (tp_ * dp_);
+  case Group::Tied: return pp_ > 1 && rank_ / (tp_ * dp_) == pp_ - 1 ? 1 : 0;
   }
   return 0;
 }
@@ -26,8 +34,8 @@ int Communicator::groupRank(Group g) const {
 namespace {
 class LocalCommunicator final : public Communicator {
 public:
-  absl::Status setupGroups(int tp, int dp) override {
-    if (tp * dp != 1)
+  absl::Status setupGroups(int tp, int dp, int pp) override {
+    if (tp * dp * pp != 1)
       return absl::FailedPreconditionError(
           "a plan of more than one rank needs the MPI runner");
     return absl::OkStatus();
@@ -46,7 +54,20 @@ public:
       dst[i] = src[i];
   }
   void barrier() override {}
+  // A one-rank program never holds send or recv (the executor refuses a
+  // peer outside the pipeline): reaching one is a bug, never a hang.
+  void send(const float *, int64_t, int peer, int) override { noPeer("send", peer); }
+  void recv(float *, int64_t, int peer, int) override { noPeer("recv", peer); }
   [[noreturn]] void abort(int code) override { std::exit(code); }
+
+private:
+  [[noreturn]] void noPeer(const char *op, int peer) {
+    std::fprintf(stderr, "error: %s to pipeline peer %+d: a one-rank run has "
+                         "no other stage (pipelines need the MPI runner)\n",
+                 op, peer);
+    std::fflush(stderr);
+    abort(1);
+  }
 };
 } // namespace
 

@@ -15,6 +15,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <vector>
 
 namespace llmrt {
@@ -42,7 +43,7 @@ public:
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   }
   ~MpiCommunicator() override {
-    for (MPI_Comm *c : {&dpComm, &tpComm})
+    for (MPI_Comm *c : {&dpComm, &tpComm, &ppComm, &tiedComm})
       if (*c != MPI_COMM_NULL)
         MPI_Comm_free(c);
     int finalized = 0;
@@ -51,16 +52,26 @@ public:
       MPI_Finalize();
   }
 
-  absl::Status setupGroups(int tp, int dp) override {
-    if (tp * dp != worldSize_)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "plan tp ", tp, " x dp ", dp, " is not the world of ", worldSize_));
+  absl::Status setupGroups(int tp, int dp, int pp) override {
+    if (tp < 1 || dp < 1 || pp < 1 ||
+        static_cast<int64_t>(tp) * dp * pp != worldSize_)
+      return absl::FailedPreconditionError(
+          absl::StrCat("plan tp ", tp, " x dp ", dp, " x pp ", pp,
+                       " is not the world of ", worldSize_));
     tp_ = tp;
     dp_ = dp;
-    // Ranks with the same dp index form a TP group; with the same tp index,
-    // a DP group.
-    MPI_Comm_split(MPI_COMM_WORLD, rank_ / tp, rank_ % tp, &tpComm);
-    MPI_Comm_split(MPI_COMM_WORLD, rank_ % tp, rank_ / tp, &dpComm);
+    pp_ = pp;
+    // rank = tp_rank + tp dp_rank + tp dp pp_rank. Every split is called by
+    // every rank (MPI_Comm_split is collective over the world).
+    int tpRank = rank_ % tp, dpRank = (rank_ / tp) % dp, stage = rank_ / (tp * dp);
+    MPI_Comm_split(MPI_COMM_WORLD, dpRank + dp * stage, tpRank, &tpComm);
+    MPI_Comm_split(MPI_COMM_WORLD, tpRank + tp * stage, dpRank, &dpComm);
+    MPI_Comm_split(MPI_COMM_WORLD, tpRank + tp * dpRank, stage, &ppComm);
+    // The tied group joins the two ends of each pipeline; the middle
+    // stages (and a pipeline of one stage) take no part.
+    bool end = pp > 1 && (stage == 0 || stage == pp - 1);
+    MPI_Comm_split(MPI_COMM_WORLD, end ? tpRank + tp * dpRank : MPI_UNDEFINED,
+                   stage, &tiedComm);
     return absl::OkStatus();
   }
 
@@ -69,6 +80,8 @@ public:
     case Group::World: return MPI_COMM_WORLD;
     case Group::DP: return dpComm;
     case Group::TP: return tpComm;
+    case Group::PP: return ppComm;
+    case Group::Tied: return tiedComm;
     }
     return MPI_COMM_WORLD;
   }
@@ -123,8 +136,55 @@ public:
         int done = 0;
         MPI_Test(&p.request, &done, MPI_STATUS_IGNORE);
       }
+    // Completed sends free their staging buffers.
+    for (Staged &s : sends_)
+      if (s.request != MPI_REQUEST_NULL) {
+        int done = 0;
+        MPI_Test(&s.request, &done, MPI_STATUS_IGNORE);
+        if (done)
+          --sending_;
+      }
   }
-  bool pending() const override { return outstanding_ > 0; }
+  bool pending() const override { return outstanding_ > 0 || sending_ > 0; }
+
+  void send(const float *data, int64_t n, int peer, int tag) override {
+    int to = peerRank("send", peer);
+    // A free staging buffer (grown once to the largest message, kept for
+    // the next steps), else a new one.
+    Staged *s = nullptr;
+    for (Staged &c : sends_)
+      if (c.request == MPI_REQUEST_NULL && (!s || c.data.size() > s->data.size()))
+        s = &c;
+    if (!s) {
+      sends_.emplace_back();
+      s = &sends_.back();
+    }
+    if (s->data.size() < static_cast<size_t>(n))
+      s->data.resize(n);
+    std::copy(data, data + n, s->data.data());
+    MPI_Isend(s->data.data(), count(n), MPI_FLOAT, to, tag, ppComm, &s->request);
+    ++sending_;
+  }
+  void recv(float *data, int64_t n, int peer, int tag) override {
+    int from = peerRank("recv", peer);
+    MPI_Status status;
+    MPI_Recv(data, count(n), MPI_FLOAT, from, tag, ppComm, &status);
+    int got = 0;
+    MPI_Get_count(&status, MPI_FLOAT, &got);
+    if (got != n) {
+      std::fprintf(stderr, "error: rank %d: recv from pipeline peer %+d (tag %d) "
+                           "got %d floats, expected %lld (the stages' programs "
+                           "disagree)\n",
+                   rank_, peer, tag, got, static_cast<long long>(n));
+      abort(1);
+    }
+  }
+  void waitSends() override {
+    for (Staged &s : sends_)
+      if (s.request != MPI_REQUEST_NULL)
+        MPI_Wait(&s.request, MPI_STATUS_IGNORE);
+    sending_ = 0;
+  }
 
   void allReduce(double *data, int64_t n, Group g, Reduction op) override {
     int size = groupSize(g);
@@ -158,6 +218,10 @@ public:
   }
   void gatherToRoot(const float *src, float *dst, int64_t n,
                     Group g) override {
+    if (groupSize(g) == 1) {
+      std::copy(src, src + n, dst);
+      return;
+    }
     MPI_Gather(src, count(n), MPI_FLOAT, dst, count(n),
                MPI_FLOAT, 0, comm(g));
   }
@@ -169,7 +233,30 @@ public:
   }
 
 private:
-  MPI_Comm dpComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL;
+  MPI_Comm dpComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL,
+           ppComm = MPI_COMM_NULL, tiedComm = MPI_COMM_NULL;
+  /// Sends in flight, each from its own copy of the data (the arena may be
+  /// overwritten as soon as the instruction returns). A deque: the
+  /// buffers never move while MPI holds them.
+  struct Staged {
+    std::vector<float> data;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+  std::deque<Staged> sends_;
+  int sending_ = 0;
+
+  /// The rank in the pipeline group of the stage `peer` away from this one
+  /// (a program error outside the pipeline ends the job).
+  int peerRank(const char *op, int peer) {
+    int stage = groupRank(Group::PP), to = stage + peer;
+    if (peer == 0 || to < 0 || to >= pp_) {
+      std::fprintf(stderr, "error: rank %d: %s to pipeline peer %+d from stage "
+                           "%d is outside the %d stage(s)\n",
+                   rank_, op, peer, stage, pp_);
+      abort(1);
+    }
+    return to;
+  }
   /// Started all-reduces by slot (the division of a mean waits for the end).
   struct Pending {
     MPI_Request request = MPI_REQUEST_NULL;

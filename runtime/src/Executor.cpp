@@ -92,6 +92,10 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
         ex->rowScratch_.resize(
             std::max<size_t>(ex->rowScratch_.size(), 3 * inst.ints[0]));
 
+  if (absl::Status s = checkPipelinePeers(p, comm.groupRank(Group::PP),
+                                         comm.groupSize(Group::PP));
+      !s.ok())
+    return s;
   for (const FunctionDesc &f : p.functions) {
     std::vector<CpuExecutor::Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
@@ -279,8 +283,13 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
         sums[2] = overTp[0];
         sums[3] = overTp[1];
       }
+      // Each stage holds its own layers' gradients (the tied embedding's
+      // counted on one stage only): the squares add over the pipeline.
+      double total = sums[0] + sums[1] + sums[2] + sums[3];
+      if (comm_->groupSize(Group::PP) > 1)
+        comm_->allReduce(&total, 1, Group::PP, Reduction::Sum);
       // The norm of the true gradients (the loss scale divided out).
-      double norm = std::sqrt(sums[0] + sums[1] + sums[2] + sums[3]) / lossScale_;
+      double norm = std::sqrt(total) / lossScale_;
       if (injectOverflow)
         norm = INFINITY;
       overflowed_ = !std::isfinite(norm);
@@ -303,6 +312,12 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     }
     case Opcode::Scale:
       cpu::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0]);
+      break;
+    case Opcode::Send:
+      comm_->send(F(p[0]), n[0], static_cast<int>(n[1]), static_cast<int>(n[2]));
+      break;
+    case Opcode::Recv:
+      comm_->recv(F(p[0]), n[0], static_cast<int>(n[1]), static_cast<int>(n[2]));
       break;
     case Opcode::AllReduceStart:
       comm_->startAllReduce(F(p[0]), n[0], static_cast<Group>(n[1]),
@@ -440,12 +455,18 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     if (trace) {
       clock::time_point end = clock::now();
       const OpcodeInfo *info = opcodeInfo(in.opcode);
+      bool p2p = in.opcode == static_cast<uint16_t>(Opcode::Send) ||
+                 in.opcode == static_cast<uint16_t>(Opcode::Recv);
       trace->push_back(
           {info ? info->name : "?",
            std::chrono::duration<double, std::micro>(begin - origin).count(),
-           std::chrono::duration<double, std::micro>(end - begin).count()});
+           std::chrono::duration<double, std::micro>(end - begin).count(),
+           communicationBytes(in), p2p ? static_cast<int>(n[1]) : 0});
     }
   }
+  // Nothing crosses a run: the sends of this one complete here (their
+  // receivers are running the same function).
+  comm_->waitSends();
 }
 
 } // namespace llmrt

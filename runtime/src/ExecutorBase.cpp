@@ -38,4 +38,37 @@ absl::Status Executor::resolveOperands(const ProgramDesc &p,
   return absl::OkStatus();
 }
 
+int64_t communicationBytes(const Instruction &inst) {
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::AllReduce:
+  case Opcode::AllGather:
+  case Opcode::ReduceScatter:
+  case Opcode::AllReduceStart:
+  case Opcode::AllGatherStart:
+  case Opcode::Send:
+  case Opcode::Recv:
+    return inst.ints.empty() ? -1 : inst.ints[0] * 4;
+  default:
+    return -1;
+  }
+}
+
+absl::Status checkPipelinePeers(const ProgramDesc &p, int stage, int stages) {
+  for (const FunctionDesc &f : p.functions)
+    for (size_t i = 0; i < f.instructions.size(); ++i) {
+      const Instruction &inst = f.instructions[i];
+      if (inst.opcode != static_cast<uint16_t>(Opcode::Send) &&
+          inst.opcode != static_cast<uint16_t>(Opcode::Recv))
+        continue;
+      int64_t peer = inst.ints[1], to = stage + peer;
+      if (peer == 0 || to < 0 || to >= stages)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "function '", f.name, "' instruction #", i, " (",
+            opcodeInfo(inst.opcode)->name, "): peer ", peer > 0 ? "+" : "",
+            peer, " of stage ", stage, " is outside the pipeline's ", stages,
+            " stage(s)"));
+    }
+  return absl::OkStatus();
+}
+
 } // namespace llmrt

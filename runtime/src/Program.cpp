@@ -2,6 +2,7 @@
 #include "llmrt/Program.h"
 
 #include "absl/strings/str_cat.h"
+#include <nlohmann/json.hpp>
 
 #include <cerrno>
 #include <cstdio>
@@ -66,6 +67,10 @@ private:
   std::string error;
 };
 
+/// Collective groups an instruction may name (Comm.h's Group: dp, tp, pp,
+/// tied).
+constexpr int64_t kMaxGroup = 4;
+
 absl::Status invalid(const std::string &source, const std::string &what) {
   return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
 }
@@ -86,9 +91,12 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
   // A fusion group encodes "none" as -1 (FusedProgram::decode checks it).
   if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise))
     return "";
-  for (int64_t v : n)
-    if (v < 0)
-      return absl::StrCat("negative parameter ", v);
+  // A pipeline peer is an offset (-1: the previous stage).
+  bool p2p = inst.opcode == static_cast<uint16_t>(Opcode::Send) ||
+             inst.opcode == static_cast<uint16_t>(Opcode::Recv);
+  for (size_t i = 0; i < n.size(); ++i)
+    if (n[i] < 0 && !(p2p && i == 1))
+      return absl::StrCat("negative parameter ", n[i]);
   auto elems = [&](size_t k) -> int64_t {
     const BufferDesc &b = p.buffers[inst.operands[k]];
     return static_cast<int64_t>(b.bytes) / elemBytes(b.elem);
@@ -241,26 +249,35 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
     need(0, n[0]), need(1, n[0]);
     break;
   case Opcode::AllGatherStart:
-    if (n[1] < 1 || n[1] > 2 || n[2] >= 4096)
+    if (n[1] < 1 || n[1] > kMaxGroup || n[2] >= 4096)
       err = "bad group or slot";
     need(0, n[0]);
     break;
   case Opcode::AllGatherWait:
-    if (n[1] < 1 || n[1] > 2 || n[2] >= 4096)
+    if (n[1] < 1 || n[1] > kMaxGroup || n[2] >= 4096)
       err = "bad group or slot";
     break;
   case Opcode::AllReduceStart:
   case Opcode::AllReduceWait:
-    if (n[1] < 1 || n[1] > 2 || n[2] > 2 || n[3] >= 4096)
+    if (n[1] < 1 || n[1] > kMaxGroup || n[2] > 2 || n[3] >= 4096)
       err = "bad group, reduction or slot";
     need(0, n[0]);
     break;
   case Opcode::AllReduce:
   case Opcode::ReduceScatter:
   case Opcode::AllGather:
-    if (n[1] < 1 || n[1] > 2 || (n.size() > 2 && n[2] > 2))
+    if (n[1] < 1 || n[1] > kMaxGroup || (n.size() > 2 && n[2] > 2))
       err = "bad group or reduction";
     need(0, n[0]), need(1, n[0]);
+    break;
+  case Opcode::Send:
+  case Opcode::Recv:
+    // The peer's stage is checked by the executor (it knows pp).
+    if (n[1] == 0)
+      err = "peer 0 (a stage sends to itself)";
+    else if (n[2] > kMaxP2PTag)
+      err = absl::StrCat("tag ", n[2], " exceeds ", kMaxP2PTag);
+    need(0, n[0]);
     break;
   }
   return err;
@@ -469,7 +486,7 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
   return p;
 }
 
-absl::StatusOr<ProgramDesc> loadEmbeddedProgram(const std::string &exePath) {
+absl::StatusOr<std::vector<uint8_t>> readEmbedded(const std::string &exePath) {
   std::ifstream f(exePath, std::ios::binary | std::ios::ate);
   if (!f)
     return absl::NotFoundError(
@@ -501,7 +518,205 @@ absl::StatusOr<ProgramDesc> loadEmbeddedProgram(const std::string &exePath) {
   f.read(reinterpret_cast<char *>(bytes.data()), length);
   if (!f)
     return absl::DataLossError(absl::StrCat(exePath, ": read error"));
-  return parseProgram(bytes, exePath);
+  return bytes;
+}
+
+bool isBundle(absl::Span<const uint8_t> bytes) {
+  return bytes.size() >= 8 && std::memcmp(bytes.data(), kBundleMagic, 8) == 0;
+}
+
+absl::StatusOr<std::vector<absl::Span<const uint8_t>>>
+splitBundle(absl::Span<const uint8_t> bytes, const std::string &source) {
+  if (!isBundle(bytes))
+    return invalid(source, "offset 0: bad magic (not a pipeline bundle)");
+  Reader r(bytes.subspan(8), source, 8);
+  uint64_t count = r.le(4);
+  if (!r.ok())
+    return absl::DataLossError(
+        absl::StrCat(source, ": pipeline bundle truncated in its header"));
+  if (count < 2)
+    return invalid(source, absl::StrCat("offset 8: a pipeline bundle of ",
+                                        count, " stage program(s), needs at "
+                                               "least 2"));
+  std::vector<absl::Span<const uint8_t>> stages;
+  size_t at = 12;
+  for (uint64_t s = 0; s < count; ++s) {
+    if (bytes.size() - at < 8)
+      return absl::DataLossError(absl::StrCat(
+          source, ": offset ", at, ": pipeline bundle truncated before stage ",
+          s, "'s length (", count, " stages declared)"));
+    uint64_t length = 0;
+    for (int i = 0; i < 8; ++i)
+      length |= uint64_t(bytes[at + i]) << (8 * i);
+    at += 8;
+    if (length > bytes.size() - at)
+      return absl::DataLossError(absl::StrCat(
+          source, ": offset ", at - 8, ": stage ", s, "'s program is ", length,
+          " bytes, only ", bytes.size() - at, " remain (truncated bundle)"));
+    stages.push_back(bytes.subspan(at, length));
+    at += length;
+  }
+  if (at != bytes.size())
+    return invalid(source, absl::StrCat("offset ", at, ": ", bytes.size() - at,
+                                        " trailing bytes after the last stage "
+                                        "program"));
+  return stages;
+}
+
+namespace {
+
+/// The metadata JSON of a serialized program (its header and the string
+/// bounds checked; parseProgram checks the rest).
+absl::StatusOr<nlohmann::json> metadataOf(absl::Span<const uint8_t> program,
+                                          const std::string &source) {
+  constexpr size_t kHeader = 32;
+  if (program.size() < kHeader + 4 ||
+      std::memcmp(program.data(), kProgramMagic, 8) != 0)
+    return invalid(source, "not an llm program (bad magic or too short)");
+  Reader r(program.subspan(kHeader), source, kHeader);
+  std::string text = r.str();
+  if (!r.ok())
+    return absl::DataLossError(r.message());
+  nlohmann::json meta = nlohmann::json::parse(text, nullptr, false);
+  if (meta.is_discarded() || !meta.is_object())
+    return invalid(source, "the program's metadata is not a JSON object");
+  return meta;
+}
+
+/// meta[key] as an integer, `fallback` when absent; an error when it is
+/// not an integer.
+absl::StatusOr<int64_t> intField(const nlohmann::json &meta, const char *key,
+                                 int64_t fallback, const std::string &where) {
+  if (!meta.contains(key))
+    return fallback;
+  if (!meta[key].is_number_integer())
+    return invalid(where, absl::StrCat("metadata \"", key,
+                                       "\" is not an integer"));
+  return meta[key].get<int64_t>();
+}
+
+} // namespace
+
+absl::StatusOr<int> stageOfRank(absl::Span<const uint8_t> bytes,
+                                const std::string &source, int rank, int world) {
+  if (!isBundle(bytes)) {
+    // One program: every rank runs it (the trainer checks the world; a
+    // malformed program is parseProgram's to report). A pipeline plan
+    // needs a bundle.
+    if (auto meta = metadataOf(bytes, source); meta.ok()) {
+      auto pp = intField(*meta, "pp", 1, source);
+      if (!pp.ok())
+        return pp.status();
+      if (*pp != 1)
+        return invalid(source, absl::StrCat("the program's metadata says pp ",
+                                            *pp, " but the executable holds "
+                                                 "one program, not a pipeline "
+                                                 "bundle"));
+    }
+    return 0;
+  }
+  auto stages = splitBundle(bytes, source);
+  if (!stages.ok())
+    return stages.status();
+  std::string where = absl::StrCat(source, ": stage 0");
+  auto meta = metadataOf((*stages)[0], where);
+  if (!meta.ok())
+    return meta.status();
+  int64_t v[4];
+  const char *keys[4] = {"world", "tp", "dp", "pp"};
+  for (int k = 0; k < 4; ++k) {
+    auto x = intField(*meta, keys[k], 1, where);
+    if (!x.ok())
+      return x.status();
+    if (*x < 1)
+      return invalid(where, absl::StrCat("metadata \"", keys[k], "\" is ", *x));
+    v[k] = *x;
+  }
+  int64_t compiled = v[0], tp = v[1], dp = v[2], pp = v[3];
+  int64_t P = static_cast<int64_t>(stages->size());
+  if (pp != P)
+    return invalid(where, absl::StrCat("metadata says pp ", pp,
+                                       " but the bundle holds ", P,
+                                       " stage programs"));
+  if (tp * dp * pp != compiled)
+    return invalid(where, absl::StrCat("metadata's plan tp ", tp, " x dp ", dp,
+                                       " x pp ", pp, " is not its world of ",
+                                       compiled));
+  if (world != compiled)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this executable was compiled for ", compiled,
+        " rank(s) but is running in a world of ", world,
+        "; recompile with --devices ", world));
+  if (rank < 0 || rank >= compiled)
+    return invalid(source, absl::StrCat("rank ", rank, " is outside the world of ",
+                                        compiled));
+  return static_cast<int>(rank / (tp * dp));
+}
+
+absl::StatusOr<ProgramDesc> parseEmbedded(absl::Span<const uint8_t> bytes,
+                                          const std::string &source, int stage) {
+  if (!isBundle(bytes)) {
+    if (stage != 0)
+      return invalid(source, absl::StrCat("stage ", stage, " requested, but the "
+                                          "executable holds one program, not a "
+                                          "pipeline bundle"));
+    return parseProgram(bytes, source);
+  }
+  auto stages = splitBundle(bytes, source);
+  if (!stages.ok())
+    return stages.status();
+  int64_t P = static_cast<int64_t>(stages->size());
+  if (stage < 0 || stage >= P)
+    return invalid(source, absl::StrCat("stage ", stage, " requested, but the "
+                                        "pipeline bundle holds ", P,
+                                        " stage programs"));
+  std::string where = absl::StrCat(source, ": stage ", stage);
+  auto program = parseProgram((*stages)[stage], where);
+  if (!program.ok())
+    return program.status();
+  nlohmann::json meta = nlohmann::json::parse(program->metadata, nullptr, false);
+  if (meta.is_discarded() || !meta.is_object())
+    return invalid(where, "the program's metadata is not a JSON object");
+  auto s = intField(meta, "stage", -1, where);
+  if (!s.ok())
+    return s.status();
+  auto pp = intField(meta, "pp", -1, where);
+  if (!pp.ok())
+    return pp.status();
+  if (*s != stage || *pp != P)
+    return invalid(where, absl::StrCat(
+        "the program's metadata says stage ",
+        *s < 0 ? std::string("(none)") : std::to_string(*s), " of pp ",
+        *pp < 0 ? std::string("(none)") : std::to_string(*pp),
+        ", expected stage ", stage, " of pp ", P));
+  return program;
+}
+
+absl::StatusOr<std::vector<ProgramDesc>>
+parseEmbeddedAll(absl::Span<const uint8_t> bytes, const std::string &source) {
+  size_t count = 1;
+  if (isBundle(bytes)) {
+    auto stages = splitBundle(bytes, source);
+    if (!stages.ok())
+      return stages.status();
+    count = stages->size();
+  }
+  std::vector<ProgramDesc> programs;
+  for (size_t s = 0; s < count; ++s) {
+    auto p = parseEmbedded(bytes, source, static_cast<int>(s));
+    if (!p.ok())
+      return p.status();
+    programs.push_back(std::move(*p));
+  }
+  return programs;
+}
+
+absl::StatusOr<ProgramDesc> loadEmbeddedProgram(const std::string &exePath,
+                                                int stage) {
+  auto bytes = readEmbedded(exePath);
+  if (!bytes.ok())
+    return bytes.status();
+  return parseEmbedded(*bytes, exePath, stage);
 }
 
 } // namespace llmrt

@@ -307,8 +307,9 @@ void fromWhole(const BufferDesc &b, Communicator &comm, const float *whole,
 class Run {
 public:
   Run(const ProgramDesc &program, const TrainOptions &opts, Communicator &comm,
-      ExecutorFactory makeExecutor)
-      : program(program), opts(opts), comm(comm), makeExecutor(makeExecutor) {}
+      ExecutorFactory makeExecutor, const std::vector<ProgramDesc> &stages)
+      : program(program), opts(opts), comm(comm), makeExecutor(makeExecutor),
+        stages(stages) {}
   absl::Status execute();
 
 private:
@@ -326,11 +327,20 @@ private:
   absl::StatusOr<double> evaluate();
   void logStep(int64_t step, double loss, double lr, double norm, double secs,
                double scale, bool skipped);
+  /// The buffers of every pipeline stage, stage order (this program's
+  /// alone when pp = 1).
+  std::vector<const std::vector<BufferDesc> *> stageBuffers() const;
+  /// The loss of the last run: the last stage's output, summed over the
+  /// pipeline (the other stages have none and add 0).
+  double pipelineLoss(const BufferDesc *out);
 
   const ProgramDesc &program;
   const TrainOptions &opts;
   Communicator &comm;
   ExecutorFactory makeExecutor;
+  const std::vector<ProgramDesc> &stages;
+  /// Pipeline stages and this rank's.
+  int64_t pp = 1, stage = 0;
   std::unique_ptr<Executor> ex;
   nlohmann::json meta;
   /// Global batch (sequences per step), this rank's share, and its first
@@ -382,6 +392,12 @@ absl::Status Run::setup() {
   // World size: the executable runs only in the world it was compiled for.
   int64_t compiled = meta.value("world", 1);
   int64_t dp = meta.value("dp", 1), tp = meta.value("tp", 1);
+  pp = meta.value("pp", 1);
+  stage = meta.value("stage", 0);
+  if (tp < 1 || dp < 1 || pp < 1 || tp * dp * pp != compiled)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the program's plan tp ", tp, " x dp ", dp, " x pp ", pp,
+        " is not its world of ", compiled));
   int64_t world = comm.worldSize();
   if (world == 1)
     for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
@@ -392,10 +408,20 @@ absl::Status Run::setup() {
         "this executable was compiled for ", compiled,
         " rank(s) but is running in a world of ", world,
         "; recompile with --devices ", world));
-  if (absl::Status s = comm.setupGroups(static_cast<int>(tp), static_cast<int>(dp));
+  if (absl::Status s = comm.setupGroups(static_cast<int>(tp), static_cast<int>(dp),
+                                        static_cast<int>(pp));
       !s.ok())
     return s;
   root = comm.rank() == 0;
+  if (stage != comm.groupRank(Group::PP))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", comm.rank(), " runs the program of pipeline stage ", stage,
+        " but its stage is ", comm.groupRank(Group::PP)));
+  if (pp > 1 && (static_cast<int64_t>(stages.size()) != pp ||
+                 stages[stage].buffers.size() != program.buffers.size()))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage ", stage, " of a ", pp, "-stage pipeline needs every stage's "
+        "program (got ", stages.size(), ")"));
 
   // Threads: --threads, else the cores shared among the ranks on this node.
   int threads = opts.threads;
@@ -433,9 +459,20 @@ absl::Status Run::setup() {
            {BufferRole::Input, "grad_clip", &clipBuf},
            {BufferRole::Output, "loss", &lossBuf},
            {BufferRole::Output, "grad_norm", &normBuf},
-           {BufferRole::Output, "eval_loss", &evalLossBuf}})
+           {BufferRole::Output, "eval_loss", &evalLossBuf}}) {
+    // The loss is computed by the last pipeline stage only; the tokens are
+    // read by the first, the targets by the last (a middle stage reads
+    // neither).
+    std::string n = name;
+    if (pp > 1 && ((stage != pp - 1 && (n == "loss" || n == "eval_loss" ||
+                                         n == "targets")) ||
+                   (stage != 0 && n == "tokens"))) {
+      *ptr = ex->find(role, name);
+      continue;
+    }
     if (absl::Status s = requireBuffer(*ex, role, name, *ptr); !s.ok())
       return s;
+  }
 
   // The named buffers are what the trainer writes and reads.
   auto shaped = [&](const BufferDesc *b, ElemType t,
@@ -445,14 +482,17 @@ absl::Status Run::setup() {
           "the program's '", b->name, "' buffer has the wrong type or shape"));
     return absl::OkStatus();
   };
-  if (tokens->dims.size() != 2)
+  const BufferDesc *ids = tokens ? tokens : targets;
+  if (ids && ids->dims.size() != 2)
     return absl::InvalidArgumentError("the program's token buffer is not 2-D");
   for (const BufferDesc *b : {tokens, targets})
-    if (absl::Status s = shaped(b, ElemType::I32, {tokens->dims[0], seq}); !s.ok())
-      return s;
+    if (b)
+      if (absl::Status s = shaped(b, ElemType::I32, {ids->dims[0], seq}); !s.ok())
+        return s;
   for (const BufferDesc *b : {lrBuf, wdBuf, clipBuf, lossBuf, normBuf, evalLossBuf})
-    if (absl::Status s = shaped(b, ElemType::F32, {}); !s.ok())
-      return s;
+    if (b)
+      if (absl::Status s = shaped(b, ElemType::F32, {}); !s.ok())
+        return s;
   if (absl::Status s = shaped(stepBuf, ElemType::I64, {}); !s.ok())
     return s;
   // Every token id must have a row in the embedding table.
@@ -469,7 +509,7 @@ absl::Status Run::setup() {
             "the program's embedding has ", rows, " rows for a vocabulary of ",
             vocab));
     }
-  localBatch = tokens->dims[0];
+  localBatch = ids ? ids->dims[0] : batch / std::max<int64_t>(1, dp);
   if (localBatch * dp != batch)
     return absl::InvalidArgumentError(absl::StrCat(
         "the program's token buffer holds ", localBatch,
@@ -498,16 +538,54 @@ absl::Status Run::setup() {
   return absl::OkStatus();
 }
 
+std::vector<const std::vector<BufferDesc> *> Run::stageBuffers() const {
+  std::vector<const std::vector<BufferDesc> *> all;
+  if (pp > 1)
+    for (const ProgramDesc &p : stages)
+      all.push_back(&p.buffers);
+  else
+    all.push_back(&program.buffers);
+  return all;
+}
+
+double Run::pipelineLoss(const BufferDesc *out) {
+  double loss = out ? *ex->data<float>(*out) : 0.0;
+  if (pp > 1)
+    comm.allReduce(&loss, 1, Group::PP, Reduction::Sum);
+  return loss;
+}
+
 absl::Status Run::initDefault() {
-  SplitMix64 rng{opts.seed ^ 0x5eed5eed5eed5eedull};
+  const uint64_t seed = opts.seed ^ 0x5eed5eed5eed5eedull;
+  SplitMix64 rng{seed};
   auto uniform = [&] {
     // 53 random bits in (0, 1].
     return (static_cast<double>(rng.next() >> 11) + 1.0) * 0x1.0p-53;
   };
+  // Where each parameter's draws start in the one-rank stream: a normal
+  // init takes two draws per pair of elements, zeros and ones none, in the
+  // order of the stages' parameters. A pipeline stage jumps there
+  // (splitmix64's state advances by a constant per draw).
+  std::map<std::string, uint64_t> firstDraw;
+  uint64_t draws = 0;
+  // The compiler's order, the whole model's (metadata "init_draws"), where
+  // it gives one; else the order of the stages' buffers.
+  if (meta.contains("init_draws") && meta["init_draws"].is_object())
+    for (auto &[name, at] : meta["init_draws"].items())
+      if (at.is_number_integer())
+        firstDraw[name] = at.get<uint64_t>();
+  for (const std::vector<BufferDesc> *buffers : stageBuffers())
+    for (const BufferDesc &b : *buffers)
+      if (b.role == BufferRole::Param && !firstDraw.count(b.name)) {
+        firstDraw[b.name] = draws;
+        if (b.init == InitKind::Normal)
+          draws += 2 * ((static_cast<uint64_t>(globalElements(b)) + 1) / 2);
+      }
   std::vector<float> whole;
   for (const BufferDesc &b : program.buffers) {
     if (b.role != BufferRole::Param)
       continue;
+    rng.state = seed + firstDraw[b.name] * 0x9E3779B97F4A7C15ull;
     // A shard draws the whole tensor's values (the same stream as one rank)
     // and keeps its piece.
     bool sharded = b.shardAxis >= 0 || !b.zeroDims.empty();
@@ -599,6 +677,12 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
     return absl::NotFoundError(absl::StrCat(
         file.path(), ": missing tensor", missing.size() > 1 ? "s " : " ", list));
   }
+  // A pipeline stage leaves the other stages' parameters to them.
+  if (strict && pp > 1)
+    for (const std::vector<BufferDesc> *buffers : stageBuffers())
+      for (const BufferDesc &b : *buffers)
+        if (b.role == role)
+          used[filePrefix + prefix + b.name] = true;
   if (strict)
     for (const TensorInfo &t : file.tensors()) {
       if (used.count(t.name))
@@ -685,29 +769,40 @@ absl::Status Run::saveCheckpoint(int64_t step) {
   int tp = comm.groupSize(Group::TP), dp = comm.groupSize(Group::DP);
   int tpRank = comm.groupRank(Group::TP), dpRank = comm.groupRank(Group::DP);
   std::vector<TensorToWrite> mine;
+  // Every rank knows every stage's buffers, so every rank derives the same
+  // index. A tensor belongs to the first stage that holds it (the tied
+  // embedding to stage 0, not to the last stage's copy).
   nlohmann::json tensors = nlohmann::json::object();
+  std::vector<const std::vector<BufferDesc> *> all = stageBuffers();
   for (auto [role, prefix] : kCheckpointRoles)
-    for (const BufferDesc &b : program.buffers) {
-      std::string key = prefix + b.name;
-      if (b.role != role || tensors.contains(key))
-        continue;
-      bool split = b.shardAxis >= 0, zero = !b.zeroDims.empty();
-      nlohmann::json pieces = nlohmann::json::array();
-      for (int d = 0; d < (zero ? dp : 1); ++d)
-        for (int t = 0; t < (split ? tp : 1); ++t)
-          pieces.push_back({{"file", shardFileName(t + tp * d)},
-                            {"tp_rank", t},
-                            {"dp_rank", d}});
-      tensors[key] = {{"shape", wholeDims(b)},
-                      {"tp_axis", b.shardAxis},
-                      {"tp_blocks", b.shardBlocks},
-                      {"tp_local_shape", split ? tpLocalDims(b) : wholeDims(b)},
-                      {"zero", zero},
-                      {"pieces", pieces}};
-      // Replicated parts are written once: by the group's first rank.
-      if ((split || tpRank == 0) && (zero || dpRank == 0))
-        mine.push_back({key, DType::F32, b.dims, ex->data<float>(b)});
-    }
+    for (size_t owner = 0; owner < all.size(); ++owner)
+      for (size_t i = 0; i < all[owner]->size(); ++i) {
+        const BufferDesc &b = (*all[owner])[i];
+        std::string key = prefix + b.name;
+        if (b.role != role || tensors.contains(key))
+          continue;
+        bool split = b.shardAxis >= 0, zero = !b.zeroDims.empty();
+        int first = tp * dp * static_cast<int>(owner);
+        nlohmann::json pieces = nlohmann::json::array();
+        for (int d = 0; d < (zero ? dp : 1); ++d)
+          for (int t = 0; t < (split ? tp : 1); ++t)
+            pieces.push_back({{"file", shardFileName(first + t + tp * d)},
+                              {"tp_rank", t},
+                              {"dp_rank", d}});
+        tensors[key] = {{"shape", wholeDims(b)},
+                        {"tp_axis", b.shardAxis},
+                        {"tp_blocks", b.shardBlocks},
+                        {"tp_local_shape", split ? tpLocalDims(b) : wholeDims(b)},
+                        {"zero", zero},
+                        {"pp_stage", owner},
+                        {"pieces", pieces}};
+        // Replicated parts are written once: by the group's first rank of
+        // the owning stage.
+        if (static_cast<int64_t>(owner) == stage && (split || tpRank == 0) &&
+            (zero || dpRank == 0))
+          mine.push_back({key, DType::F32, b.dims,
+                          ex->data<float>(program.buffers[i])});
+      }
   std::map<std::string, std::string> md = {{"format", "llm-checkpoint-shard"},
                                            {"step", std::to_string(step)},
                                            {"rank", std::to_string(comm.rank())}};
@@ -726,8 +821,8 @@ absl::Status Run::saveCheckpoint(int64_t step) {
       {"format", "llm-sharded-checkpoint"},
       {"version", 1},
       {"plan",
-       {{"world", comm.worldSize()}, {"tp", tp}, {"dp", dp},
-        {"rank_order", "rank = tp_rank + tp * dp_rank"}}},
+       {{"world", comm.worldSize()}, {"tp", tp}, {"dp", dp}, {"pp", pp},
+        {"rank_order", "rank = tp_rank + tp * dp_rank + tp * dp * pp_rank"}}},
       {"tensors", tensors}};
   if (absl::Status s = writeTextFile(tmp + "/index.json", index.dump(1) + "\n");
       !s.ok())
@@ -783,9 +878,16 @@ absl::Status Run::loadSharded(const std::string &ckpt) {
         absl::StrCat(where, ": not an llm sharded checkpoint index"));
   int64_t savedTp = index["plan"].value("tp", int64_t(0));
   int64_t savedDp = index["plan"].value("dp", int64_t(0));
+  // Pipeline stages need nothing more: each tensor's pieces name the files
+  // (of its stage's ranks) that hold them, so any stage of any plan finds
+  // its tensors by name.
+  int64_t savedPp = index["plan"].value("pp", int64_t(1));
   if (savedTp < 1 || savedDp < 1)
     return absl::DataLossError(
         absl::StrCat(where, ": the plan's tp and dp must be positive"));
+  if (savedPp < 1)
+    return absl::DataLossError(
+        absl::StrCat(where, ": the plan's pp must be positive"));
   std::map<std::string, SafetensorsFile> files;
   for (auto [role, prefix] : kCheckpointRoles)
     for (const BufferDesc &b : program.buffers) {
@@ -899,12 +1001,16 @@ absl::Status Run::resume(const std::string &dir) {
       !state.contains("data_rng_state"))
     return absl::DataLossError(
         absl::StrCat(ckpt, "/state.json: not a valid checkpoint state"));
-  // The model and the global batch must match; the plan (world, dp, tp)
-  // may differ: the checkpoint is resharded on load.
+  // The model and the global batch must match; the plan (world, dp, tp,
+  // pp) may differ: the checkpoint is resharded on load. The state holds
+  // the first rank's (stage 0's) metadata.
+  nlohmann::json first =
+      pp > 1 ? nlohmann::json::parse(stages[0].metadata, nullptr, false) : meta;
   if (state.contains("metadata") &&
       (state["metadata"].value("config", nlohmann::json()) != meta["config"] ||
+       !first.is_object() ||
        state["metadata"].value("params", int64_t(0)) !=
-           meta.value("params", int64_t(0))))
+           first.value("params", int64_t(0))))
     return absl::InvalidArgumentError(absl::StrCat(
         ckpt, ": saved by a program for another model or batch shape"));
   if (exists(ckpt + "/index.json")) {
@@ -948,8 +1054,9 @@ absl::Status Run::loadConsolidated(const std::string &ckpt) {
 }
 
 void Run::sampleBatch() {
-  int32_t *x = ex->data<int32_t>(*tokens);
-  int32_t *y = ex->data<int32_t>(*targets);
+  // A pipeline stage fills what it reads (and draws the same batch).
+  int32_t *x = tokens ? ex->data<int32_t>(*tokens) : nullptr;
+  int32_t *y = targets ? ex->data<int32_t>(*targets) : nullptr;
   auto toks = trainData.tokens();
   uint64_t range = static_cast<uint64_t>(trainData.size() - seq);
   // Every rank draws the whole global batch (the same generator everywhere)
@@ -961,8 +1068,10 @@ void Run::sampleBatch() {
     if (b < 0 || b >= localBatch)
       continue;
     for (int64_t s = 0; s < seq; ++s) {
-      x[b * seq + s] = toks[off + s];
-      y[b * seq + s] = toks[off + s + 1];
+      if (x)
+        x[b * seq + s] = toks[off + s];
+      if (y)
+        y[b * seq + s] = toks[off + s + 1];
     }
   }
 }
@@ -970,8 +1079,8 @@ void Run::sampleBatch() {
 absl::StatusOr<double> Run::evaluate() {
   // Consecutive windows from the start of the validation file, the same
   // every time, so that evaluations are comparable.
-  int32_t *x = ex->data<int32_t>(*tokens);
-  int32_t *y = ex->data<int32_t>(*targets);
+  int32_t *x = tokens ? ex->data<int32_t>(*tokens) : nullptr;
+  int32_t *y = targets ? ex->data<int32_t>(*targets) : nullptr;
   auto toks = valData.tokens();
   int64_t range = valData.size() - seq;
   double sum = 0;
@@ -979,15 +1088,20 @@ absl::StatusOr<double> Run::evaluate() {
     for (int64_t b = 0; b < localBatch; ++b) {
       int64_t off = ((k * batch + firstSeq + b) * seq) % range;
       for (int64_t s = 0; s < seq; ++s) {
-        x[b * seq + s] = toks[off + s];
-        y[b * seq + s] = toks[off + s + 1];
+        if (x)
+          x[b * seq + s] = toks[off + s];
+        if (y)
+          y[b * seq + s] = toks[off + s + 1];
       }
     }
     ex->uploadInputs();
     ex->run(evalFn);
     ex->downloadOutputs();
-    sum += *ex->data<float>(*evalLossBuf);
+    sum += evalLossBuf ? *ex->data<float>(*evalLossBuf) : 0.0;
   }
+  // The last pipeline stage computed it; the others add 0.
+  if (pp > 1)
+    comm.allReduce(&sum, 1, Group::PP, Reduction::Sum);
   return sum / opts.evalBatches;
 }
 
@@ -1092,18 +1206,29 @@ absl::Status Run::writeTrace() {
   std::string label = absl::StrCat("rank ", rank);
   if (comm.worldSize() > 1)
     label += absl::StrCat(" (dp ", comm.groupRank(Group::DP), ", tp ",
-                          comm.groupRank(Group::TP), ")");
+                          comm.groupRank(Group::TP),
+                          pp > 1 ? absl::StrCat(", pp ", comm.groupRank(Group::PP))
+                                 : std::string(),
+                          ")");
   events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", rank},
                     {"args", {{"name", label}}}});
   events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", rank},
                     {"args", {{"sort_index", rank}}}});
   for (const TraceEvent &e : trace) {
     std::string name = e.name;
-    bool collective = name.rfind("all_", 0) == 0 ||
+    // Communication (collectives, the pipeline's send and recv) with the
+    // bytes this rank moves; kernels are "compute".
+    bool collective = e.bytes >= 0 || name.rfind("all_", 0) == 0 ||
                       name.rfind("reduce_scatter", 0) == 0;
-    events.push_back({{"name", name}, {"cat", collective ? "collective" : "compute"},
-                      {"ph", "X"}, {"ts", e.beginUs}, {"dur", e.durationUs},
-                      {"pid", rank}, {"tid", 0}});
+    nlohmann::json ev = {{"name", name}, {"cat", collective ? "collective" : "compute"},
+                         {"ph", "X"}, {"ts", e.beginUs}, {"dur", e.durationUs},
+                         {"pid", rank}, {"tid", 0}};
+    if (e.bytes >= 0) {
+      ev["args"] = {{"bytes", e.bytes}};
+      if (e.peer != 0)
+        ev["args"]["peer"] = e.peer;
+    }
+    events.push_back(std::move(ev));
   }
   for (auto [step, ts] : stepMarks)
     events.push_back({{"name", absl::StrCat("step ", step)}, {"ph", "i"},
@@ -1224,7 +1349,7 @@ absl::Status Run::execute() {
     ex->run(trainFn, opts.trace.empty() ? nullptr : &trace, origin);
     ex->downloadOutputs();
     double secs = std::chrono::duration<double>(clock::now() - begin).count();
-    double loss = *ex->data<float>(*lossBuf);
+    double loss = pipelineLoss(lossBuf);
     double norm = *ex->data<float>(*normBuf);
     if (!std::isfinite(loss))
       return absl::InternalError(absl::StrCat(
@@ -1298,8 +1423,9 @@ absl::Status Run::execute() {
 } // namespace
 
 absl::Status train(const ProgramDesc &program, const TrainOptions &opts,
-                   Communicator &comm, ExecutorFactory makeExecutor) {
-  Run run(program, opts, comm, makeExecutor);
+                   Communicator &comm, ExecutorFactory makeExecutor,
+                   const std::vector<ProgramDesc> &stages) {
+  Run run(program, opts, comm, makeExecutor, stages);
   // Malformed JSON (program metadata, a checkpoint's state) surfaces as an
   // exception of the JSON library: report it, never terminate.
   try {

@@ -11,6 +11,7 @@
 #include "llmrt/Program.h"
 #include "llmrt/Trainer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -50,20 +51,48 @@ int main(int argc, char **argv) {
                    llmrt::trainUsage(argv[0]).c_str());
     return 2;
   }
-  auto program = llmrt::loadEmbeddedProgram("/proc/self/exe");
-  if (!program.ok()) {
+  // The embedded program, or this rank's stage of a pipeline bundle (every
+  // stage's program is read: the checkpoint index and the initialization
+  // span the whole pipeline).
+  auto fail = [&](const absl::Status &s) {
     std::fprintf(stderr, "error: rank %d: %s\n", rank,
-                 std::string(program.status().message()).c_str());
-    if (comm->worldSize() > 1)
+                 std::string(s.message()).c_str());
+    // A wrong world is found by every rank alike: end cleanly.
+    if (comm->worldSize() > 1 && s.code() != absl::StatusCode::kFailedPrecondition)
       comm->abort(1);
     return 1;
-  }
+  };
+  const std::string exe = "/proc/self/exe";
+  auto embedded = llmrt::readEmbedded(exe);
+  if (!embedded.ok())
+    return fail(embedded.status());
+  // The world this process was launched in: a one-rank runner under mpirun
+  // sees one rank, the launcher's environment says how many there are.
+  int world = comm->worldSize();
+  if (world == 1)
+    for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+      if (const char *v = std::getenv(var))
+        world = std::max(world, std::atoi(v));
+  auto stage = llmrt::stageOfRank(*embedded, exe, rank, world);
+  if (!stage.ok())
+    return fail(stage.status());
+  auto programs = llmrt::parseEmbeddedAll(*embedded, exe);
+  if (!programs.ok())
+    return fail(programs.status());
+  embedded->clear();
+  embedded->shrink_to_fit();
+  // One program: the trainer needs no stage list.
+  std::vector<llmrt::ProgramDesc> stages;
+  if (programs->size() > 1)
+    stages = *programs;
+  const llmrt::ProgramDesc &program = (*programs)[*stage];
 #ifdef LLMRT_CUDA
   llmrt::ExecutorFactory backend = llmrt::createCudaExecutor;
 #else
   llmrt::ExecutorFactory backend = llmrt::createCpuExecutor;
 #endif
-  if (absl::Status s = llmrt::train(*program, *opts, *comm, backend); !s.ok()) {
+  if (absl::Status s = llmrt::train(program, *opts, *comm, backend, stages);
+      !s.ok()) {
     std::fprintf(stderr, "error: rank %d: %s\n", rank,
                  std::string(s.message()).c_str());
     // Only the world-size check (FailedPrecondition) fails on every rank

@@ -31,7 +31,7 @@ module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 2, sp = 1, pp = 
 
 // -----
 
-// expected-error@+1 {{llm-partition: pipeline parallelism (pp=2) is not implemented yet}}
+// expected-error@+1 {{llm-partition: pp=2 needs llm-pipeline-stage first}}
 module attributes {llm.plan = #llm.plan<world = 2, dp = 1, tp = 1, sp = 0, pp = 2, vpp = 1, zero = 0, remat = "none", mbs = 1, microbatches = 1, schedule = "1f1b", stages = [0, 1], step_time_s = 1.0 : f64, memory_bytes_per_device = 1>} {
   func.func @f(%w: tensor<4xf32> {llm.param = "w"}) {
     return

@@ -7,10 +7,12 @@
 #include "llm/Analysis/ModelStats.h"
 #include "llm/Conversion/Passes.h"
 #include "llm/InitAll.h"
+#include "llm/LLMOps.h"
 #include "llm/Planner/Planner.h"
 #include "DefaultCluster.h"
 #include "llm/Target/Serialize.h"
 #include "llm/Transforms/Passes.h"
+#include "llmrt/ProgramFormat.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -236,36 +238,53 @@ int main(int argc, char **argv) {
   }
 
   // The training pipeline: backward, optimizer, lowering to the runtime.
-  PassManager pm(&context);
-  pm.addPass(llm::createPartition());
-  pm.addPass(llm::createAutodiff());
-  pm.addPass(llm::createRematerialize());
-  pm.addPass(llm::createMicrobatch());
-  pm.addPass(llm::createOptimizer());
   if (dpBucketMB < 0)
     return fail("--dp-bucket-mb must be >= 0, got " + std::to_string(dpBucketMB.getValue()));
-  llm::LowerToRTOptions lowering;
-  lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
-  pm.addPass(llm::createLowerToRT(lowering));
-  // Fusion groups of elementwise kernels; for CUDA, their generated kernels
-  // lowered through the GPU and NVVM dialects to PTX.
-  if (target == "cuda" || fuseElementwise) {
-    llm::FuseElementwiseOptions fuse;
-    fuse.gpu = target == "cuda";
-    pm.addPass(llm::createFuseElementwise(fuse));
+  // One program per pipeline stage (one in all without pipelining): the
+  // same passes on a copy of the module cut to each stage's chunks.
+  auto chosen = (*module)->getAttrOfType<llm::PlanAttr>("llm.plan");
+  const int64_t stages = std::max<int64_t>(1, chosen.getPp());
+  if (stages > 1 && (target == "cuda" || emit == Emit::Ptx))
+    return fail("pipeline parallelism (pp=" + llvm::Twine(stages) +
+                ") needs the MPI runner: it is not available with --target cuda");
+  std::vector<OwningOpRef<ModuleOp>> programs;
+  for (int64_t s = 0; s < stages; ++s) {
+    OwningOpRef<ModuleOp> m =
+        stages > 1 ? OwningOpRef<ModuleOp>(module->clone()) : std::move(module);
+    PassManager pm(&context);
+    if (stages > 1) {
+      llm::PipelineStageOptions cut;
+      cut.stage = s;
+      pm.addPass(llm::createPipelineStage(cut));
+    }
+    pm.addPass(llm::createPartition());
+    pm.addPass(llm::createAutodiff());
+    pm.addPass(llm::createRematerialize());
+    pm.addPass(llm::createMicrobatch());
+    pm.addPass(llm::createOptimizer());
+    llm::LowerToRTOptions lowering;
+    lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
+    pm.addPass(llm::createLowerToRT(lowering));
+    if (target == "cuda" || fuseElementwise) {
+      llm::FuseElementwiseOptions fuse;
+      fuse.gpu = target == "cuda";
+      pm.addPass(llm::createFuseElementwise(fuse));
+    }
+    if (target == "cuda") {
+      llm::GPUToPTXOptions ptx;
+      ptx.chip = gpuChip;
+      pm.addPass(llm::createGPUToPTX(ptx));
+    }
+    if (failed(pm.run(*m)))
+      return 1;
+    programs.push_back(std::move(m));
   }
-  if (target == "cuda") {
-    llm::GPUToPTXOptions ptx;
-    ptx.chip = gpuChip;
-    pm.addPass(llm::createGPUToPTX(ptx));
-  }
-  if (failed(pm.run(*module)))
-    return 1;
+  ModuleOp first = *programs.front();
 
   if (emit == Emit::Ptx) {
     if (target != "cuda")
       return fail("--emit=ptx needs --target cuda");
-    FailureOr<std::string> ptxText = llm::getKernelPTX(*module);
+    FailureOr<std::string> ptxText = llm::getKernelPTX(first);
     if (failed(ptxText))
       return 1;
     auto out = openOutputFile(output, &err);
@@ -280,15 +299,25 @@ int main(int argc, char **argv) {
     auto out = openOutputFile(output, &err);
     if (!out)
       return fail(err);
-    (*module)->print(out->os());
-    out->os() << "\n";
+    for (auto [s, m] : llvm::enumerate(programs)) {
+      if (stages > 1)
+        out->os() << "// pipeline stage " << s << "\n";
+      (*m)->print(out->os());
+      out->os() << "\n";
+    }
     out->keep();
     return 0;
   }
 
-  FailureOr<std::vector<uint8_t>> blob = llm::serializeProgram(*module);
-  if (failed(blob))
-    return 1;
+  std::vector<std::vector<uint8_t>> blobs;
+  for (OwningOpRef<ModuleOp> &m : programs) {
+    FailureOr<std::vector<uint8_t>> one = llm::serializeProgram(*m);
+    if (failed(one))
+      return 1;
+    blobs.push_back(std::move(*one));
+  }
+  FailureOr<std::vector<uint8_t>> blob =
+      stages > 1 ? ::llmrt::writeBundle(blobs) : std::move(blobs.front());
   if (output == "-")
     return fail("--emit=exe needs -o FILE");
   std::string runner;

@@ -59,6 +59,16 @@ FailureOr<func::FuncOp> getModelFunction(ModuleOp module);
 /// fails when it has no `tokens` input.
 FailureOr<ModelStats> computeModelStats(func::FuncOp fn);
 
+/// Layer index of a parameter name: "h.N." / "model.layers.N." -> N,
+/// embeddings -> -1, anything else (final norm, LM head) -> `post`.
+int64_t layerOfParam(StringRef name, int64_t post);
+
+/// Records the whole model's stats as `llm.stats` on `module`, once: the
+/// passes that cut the model function to one rank's share (llm-pipeline-stage,
+/// llm-partition) call it first, so that the runtime reports the whole
+/// model's FLOPs and parameters.
+LogicalResult recordWholeModelStats(ModuleOp module, func::FuncOp fn);
+
 } // namespace llm
 } // namespace mlir
 

@@ -145,6 +145,36 @@ def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }
 
+def PipelineStage : Pass<"llm-pipeline-stage", "mlir::ModuleOp"> {
+  let summary = "Cut the model function to one pipeline stage's chunks";
+  let description = [{
+    With `#llm.plan`'s `pp` = p > 1, keeps in the model function only what
+    pipeline rank `stage` computes: the chunks `stage`, `stage` + p, ... of
+    the plan's `stages` (chunk c holds layers [stages[c], stages[c+1]); the
+    embedding goes with chunk 0, the final norm, LM head and loss with the
+    last chunk; an op belongs to the highest layer among the parameters and
+    values it reads, as the planner counts). The one value that crosses each
+    chunk boundary (the residual stream) leaves its chunk by `llm.send` and
+    enters the next by `llm.recv`; parameters the stage does not use are
+    dropped from the signature. A stage without the loss returns nothing:
+    llm-autodiff seeds its backward from the gradient the next stage sends
+    back. Tied embeddings (the same parameter read by the embedding and the
+    LM head) get `llm.tied` on both end stages, and `llm.tied_copy` on the
+    last one: llm-optimizer sums their gradients over the `tied` group and
+    counts the copy out of the global norm. Records the whole model's stats
+    (`llm.stats`) and the stage (`llm.stage`) on the module. Runs first,
+    before llm-partition.
+
+    Errors name what does not cut: a boundary crossed by no value or by
+    more than one, or a stage left without layers.
+  }];
+  let options = [
+    Option<"stage", "stage", "int64_t", "0",
+           "the pipeline rank whose chunks to keep">
+  ];
+  let dependentDialects = ["mlir::llm::LLMDialect"];
+}
+
 def Microbatch : Pass<"llm-microbatch", "mlir::ModuleOp"> {
   let summary = "Accumulate gradients over the plan's micro-batches";
   let description = [{

@@ -1,9 +1,10 @@
 //===- Comm.h - collectives between ranks -------------------------*- C++ -*-===//
 //
 // The runtime's view of the other ranks: world size and rank, the
-// communicator groups of a plan (rank order: tensor-parallel ranks adjacent,
-// then data parallel: rank = tp_rank + tp * dp_rank), and the collectives
-// the program's instructions call. No MPI header here: the MPI backend is
+// communicator groups of a plan (rank order, Megatron's: tensor-parallel
+// ranks adjacent, then data parallel, then pipeline stages:
+// rank = tp_rank + tp * dp_rank + tp * dp * pp_rank), the collectives and
+// the pipeline's point-to-point messages the program's instructions call. No MPI header here: the MPI backend is
 // one translation unit (CommMpi.cpp) linked only into the multi-rank
 // runner, so single-rank executables run where no MPI is installed.
 //
@@ -20,7 +21,16 @@
 namespace llmrt {
 
 /// Groups the program's collectives name.
-enum class Group : uint8_t { World = 0, DP = 1, TP = 2 };
+enum class Group : uint8_t {
+  World = 0,
+  DP = 1, ///< the same tp_rank and pp_rank, ordered by dp_rank
+  TP = 2, ///< the same dp_rank and pp_rank, ordered by tp_rank
+  PP = 3, ///< the same tp_rank and dp_rank, ordered by stage
+  /// The first and last stage's ranks of the same tp_rank and dp_rank (the
+  /// tied embedding's two copies): size 2 when pp > 1, else (and on the
+  /// middle stages) this rank alone.
+  Tied = 4,
+};
 
 enum class Reduction : uint8_t { Sum = 0, Mean = 1, Max = 2 };
 
@@ -33,8 +43,9 @@ public:
   int groupSize(Group g) const;
   int groupRank(Group g) const;
 
-  /// Builds the dp and tp groups for `tp` x `dp` = world size.
-  virtual absl::Status setupGroups(int tp, int dp) = 0;
+  /// Builds the groups for `tp` x `dp` x `pp` = world size (an error on
+  /// every rank otherwise).
+  virtual absl::Status setupGroups(int tp, int dp, int pp) = 0;
 
   /// In place over `group`.
   virtual void allReduce(float *data, int64_t n, Group group, Reduction op) = 0;
@@ -55,7 +66,7 @@ public:
     allGather(data, n, group);
   }
   virtual void progress() {}
-  /// Whether a started all-reduce is outstanding.
+  /// Whether a started all-reduce or a send is outstanding.
   virtual bool pending() const { return false; }
   virtual void allReduce(double *data, int64_t n, Group group,
                          Reduction op) = 0;
@@ -68,11 +79,23 @@ public:
   virtual void gatherToRoot(const float *src, float *dst, int64_t n,
                             Group group) = 0;
   virtual void barrier() = 0;
+
+  /// Point-to-point between pipeline stages (Group::PP): `peer` is the
+  /// other stage's offset from this one (+1 the next, -1 the previous);
+  /// `tag` pairs a send with its recv, in order among equal tags.
+  /// send is non-blocking: it copies `data` before it returns, and
+  /// waitSends() completes every send started. recv blocks until `data`
+  /// holds the n values. A one-rank communicator has no peers: both end the
+  /// job with an error.
+  virtual void send(const float *data, int64_t n, int peer, int tag) = 0;
+  virtual void recv(float *data, int64_t n, int peer, int tag) = 0;
+  virtual void waitSends() {}
+
   /// Ends every rank of the job now (after a fatal error on this one).
   [[noreturn]] virtual void abort(int code) = 0;
 
 protected:
-  int worldSize_ = 1, rank_ = 0, tp_ = 1, dp_ = 1;
+  int worldSize_ = 1, rank_ = 0, tp_ = 1, dp_ = 1, pp_ = 1;
 };
 
 /// The communicator of a single-rank run.

@@ -30,11 +30,24 @@ namespace llmrt {
 
 class Communicator;
 
-/// One timed kernel call, for --trace.
+/// One timed kernel call, for --trace; communication (collectives, send,
+/// recv) also gives the bytes this rank moves and a send/recv its peer.
 struct TraceEvent {
   const char *name;
   double beginUs, durationUs;
+  int64_t bytes = -1; ///< -1: not communication
+  int peer = 0;       ///< send/recv: the other stage's offset
 };
+
+/// The bytes `inst` sends or receives (its float count x 4) when it is a
+/// collective or a send/recv, else -1: what --trace records.
+int64_t communicationBytes(const Instruction &inst);
+
+/// Checks the pipeline peers of `program`'s send and recv instructions
+/// against the stage this rank runs (`stage` of `stages`): an error names
+/// the function, the instruction and the peer.
+absl::Status checkPipelinePeers(const ProgramDesc &program, int stage,
+                                int stages);
 
 class Executor {
 public:

@@ -25,6 +25,15 @@
 //               empty when there are none), u32 #entries, each: str name
 //   str = u32 length + bytes. The runtime reads versions 2 and 3.
 //
+// Pipeline bundle (a plan with pp > 1: one program per stage, writeBundle):
+//   magic "LLMPIPE\0" (8 bytes), u32 stage count P (>= 2), then P times:
+//   u64 length + that many bytes of one program as above (stage 0 first).
+//   Every stage's metadata holds "stage" (its index) and "pp" (P); program
+//   0's also "world", "dp", "tp" and "pp", from which a rank picks its
+//   stage: rank = tp_rank + tp dp_rank + tp dp pp_rank, stage = pp_rank =
+//   rank / (tp dp) (Comm.h). An executable embeds either one program or
+//   one bundle after its trailer (kExeTrailerMagic).
+//
 // Functions: "train" (forward, backward, optimizer) and "eval" (forward and
 // loss). Buffers are arena views; params, optimizer state, inputs and outputs
 // live in a persistent region, temporaries in a region the compiler packed
@@ -47,6 +56,9 @@ inline constexpr char kProgramMagic[8] = {'L', 'L', 'M', 'R', 'T', 'P', 'G', '\0
 inline constexpr uint32_t kProgramVersion = 3;
 inline constexpr uint32_t kOldestProgramVersion = 2;
 inline constexpr uint64_t kArenaAlignment = 64;
+
+/// The magic of a pipeline bundle (the layout above).
+inline constexpr char kBundleMagic[8] = {'L', 'L', 'M', 'P', 'I', 'P', 'E', '\0'};
 
 /// Trailer appended to an executable that embeds a program:
 /// [program bytes][u64 program offset][u64 program size]["LLMRTEXE"].
@@ -105,9 +117,11 @@ enum class Opcode : uint16_t {
   Mul = 21,                 ///< [a, b, y] {n, nb}
   CrossEntropyFwd = 22,     ///< [logits, targets, loss] {rows, V}
   CrossEntropyBwd = 23,     ///< [logits, targets, dlogits] {rows, V}
-  GlobalNorm = 24,          ///< [out, g0, g1, ...] {split mask per g (1 dp, 2 tp), or none}: out = sqrt(sum of squares)
+  GlobalNorm = 24,          ///< [out, g0, g1, ...] {split mask per g (1 dp, 2 tp), or none}: out = sqrt(sum of squares), summed over the pipeline's stages too
   ClipScale = 25,           ///< [norm, max_norm, out] {}
   AdamW = 26,               ///< [p, g, m, v, lr, step, wd, scale] {n, decay} (beta1, beta2, eps)
+  // Collectives' groups are Comm.h's Group: 1 dp, 2 tp, 3 pp, 4 tied (the
+  // first and last stage's ranks of the same tp and dp index).
   AllReduce = 27,           ///< [x, y] {n, group, reduction}: y = reduce(x) over the group
   AllGather = 28,           ///< [x, y] {n, group}: y = every rank's x (x is this rank's part of y)
   ReduceScatter = 29,       ///< [x, y] {n, group, reduction}: y = this rank's n-element share of reduce(x)
@@ -133,7 +147,18 @@ enum class Opcode : uint16_t {
   AllGatherStart = 37, ///< [x, y] {n, group, slot}
   AllGatherWait = 38,  ///< [y] {n, group, slot}
   Scale = 39,          ///< [x, y] {n} (factor): y = x * factor
+  /// Pipeline point-to-point (group pp): `peer` is the other stage's
+  /// offset from this one (+1 the next stage, -1 the previous; a stage
+  /// outside the pipeline is an error), `tag` pairs a send with its recv
+  /// (in order among equal tags). A send is non-blocking: x is copied out
+  /// before it returns, and every send completes by the end of the
+  /// function's run. A recv blocks until y holds the n values.
+  Send = 40, ///< [x] {n, peer, tag}
+  Recv = 41, ///< [y] {n, peer, tag}
 };
+
+/// The largest tag of send and recv (MPI guarantees at least 32767).
+inline constexpr int64_t kMaxP2PTag = 32767;
 
 /// The elementwise operations a fusion group is made of, with the
 /// semantics of the kernels of the same names (CpuKernels.h).
@@ -264,6 +289,8 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::AllGatherStart, "all_gather_start", 2, 2, 3, 0},
       {Opcode::AllGatherWait, "all_gather_wait", 1, 1, 3, 0},
       {Opcode::Scale, "scale", 2, 2, 1, 1},
+      {Opcode::Send, "send", 1, 1, 3, 0},
+      {Opcode::Recv, "recv", 1, 1, 3, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)
@@ -410,6 +437,22 @@ inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
   put(p.size(), 8);
   put(fnv1a64(p.data(), p.size()), 8);
   out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+/// Serializes a pipeline bundle of the serialized stage programs
+/// `stages` (writeProgram's output, stage 0 first; at least two).
+inline std::vector<uint8_t> writeBundle(const std::vector<std::vector<uint8_t>> &stages) {
+  std::vector<uint8_t> out(kBundleMagic, kBundleMagic + 8);
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i)
+      out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put(stages.size(), 4);
+  for (const std::vector<uint8_t> &s : stages) {
+    put(s.size(), 8);
+    out.insert(out.end(), s.begin(), s.end());
+  }
   return out;
 }
 

@@ -73,8 +73,19 @@ class Communicator;
 /// this rank of `comm`. Every failure is returned as a status whose message
 /// names the cause; FailedPrecondition means every rank found it. The
 /// executor comes from `makeExecutor` (the runner's backend).
+///
+/// A pipeline-parallel plan (metadata "pp" > 1) runs `program`, this rank's
+/// stage, and needs `stages`, every stage's program (stage order, from the
+/// executable's bundle): the checkpoint index lists every stage's tensors,
+/// each written by the first stage that holds it (the tied embedding by
+/// stage 0), and the default initialization draws each parameter from the
+/// position of the one-rank stream that it has in the stages' parameters
+/// in order (stage 0's, then each later stage's not seen before), so that
+/// a pipeline starts from the one-rank values. Only the last stage has the
+/// "loss" and "eval_loss" outputs; the trainer sums them over the pipeline.
 absl::Status train(const ProgramDesc &program, const TrainOptions &opts,
-                   Communicator &comm, ExecutorFactory makeExecutor);
+                   Communicator &comm, ExecutorFactory makeExecutor,
+                   const std::vector<ProgramDesc> &stages = {});
 
 } // namespace llmrt
 

@@ -201,6 +201,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->comm_ = &comm;
   ex->program_ = std::move(program);
   const ProgramDesc &p = ex->program_;
+  // The CUDA runner runs one rank: a pipeline stage's program cannot run.
+  for (const FunctionDesc &f : p.functions)
+    for (const Instruction &inst : f.instructions)
+      if (inst.opcode == static_cast<uint16_t>(Opcode::Send) ||
+          inst.opcode == static_cast<uint16_t>(Opcode::Recv))
+        return absl::UnimplementedError(absl::StrCat(
+            "function '", f.name, "': send/recv needs the MPI runner (the CUDA "
+            "runner runs one rank, one pipeline stage)"));
 
   cuda::GemmMode mode = cuda::GemmMode::Bf16;
   if (const char *g = std::getenv("LLMRT_CUDA_GEMM"))
@@ -470,7 +478,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                             static_cast<float>(lossScale_), s);
       break;
     case Opcode::GlobalNorm: {
-      // One rank: every gradient is whole, whatever its split mask says.
+      // One rank: every gradient is whole, whatever its split mask says,
+      // and there is no other pipeline stage to sum over.
       cudaMemsetAsync(normAcc_, 0, sizeof(double), s);
       for (size_t k = 1; k < r.ptrs.size(); ++k) {
         const BufferDesc &b = program_.buffers[in.operands[k]];
@@ -502,6 +511,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cudaMemcpyAsync(p[1], p[0], static_cast<size_t>(n[0]) * 4,
                         cudaMemcpyDeviceToDevice, s);
       break;
+    case Opcode::Send:
+    case Opcode::Recv:
+      fatal(name, "send/recv needs the MPI runner"); // refused at creation
     case Opcode::FusedElementwise: {
       // The compiler's kernel: a grid-stride loop, one pointer per operand.
       const FusedKernel &k = fusedFns_[r.fused];

@@ -161,3 +161,12 @@ func.func @microbatch_ops(%t: tensor<8x4xi32>, %g: tensor<4x4xf32>) -> (tensor<2
   %1 = llm.scale %g {factor = 0.25 : f64} : tensor<4x4xf32>
   return %0, %1 : tensor<2x4xi32>, tensor<4x4xf32>
 }
+
+// CHECK-LABEL: func.func @pipeline_ops
+// CHECK: %[[H:.*]] = llm.recv {peer = -1 : i64, tag = 0 : i64} : tensor<2x8xf32>
+// CHECK: llm.send %[[H]] {peer = 1 : i64, tag = 2 : i64} : tensor<2x8xf32>
+func.func @pipeline_ops() {
+  %0 = llm.recv {peer = -1 : i64, tag = 0 : i64} : tensor<2x8xf32>
+  llm.send %0 {peer = 1 : i64, tag = 2 : i64} : tensor<2x8xf32>
+  return
+}

@@ -726,7 +726,7 @@ func.func @rope_inverse_odd_head_dim(%x: tensor<2x4x6xf32>) {
 // -----
 
 func.func @all_reduce_group(%x: tensor<4xf32>) {
-  // expected-error@+1 {{'llm.all_reduce' op expects group to be dp or tp, got 'pp'}}
+  // expected-error@+1 {{'llm.all_reduce' op expects group to be dp, tp or tied, got 'pp'}}
   %0 = llm.all_reduce %x {group = "pp", reduction = "sum"} : tensor<4xf32>
   return
 }
@@ -765,4 +765,20 @@ func.func @batch_slice_result(%t: tensor<8x4xi32>) {
   // expected-error@+1 {{'llm.batch_slice' op expects result 2x4, got 4x4}}
   %0 = llm.batch_slice %t {index = 0 : i64, count = 4 : i64} : tensor<8x4xi32> -> tensor<4x4xi32>
   return
+}
+
+// -----
+
+func.func @send_peer(%x: tensor<4xf32>) {
+  // expected-error@+1 {{'llm.send' op expects peer to be 1 or -1, got 2}}
+  llm.send %x {peer = 2 : i64, tag = 0 : i64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @recv_tag() -> tensor<4xf32> {
+  // expected-error@+1 {{'llm.recv' op expects a tag >= 0, got -1}}
+  %0 = llm.recv {peer = -1 : i64, tag = -1 : i64} : tensor<4xf32>
+  return %0 : tensor<4xf32>
 }
