@@ -422,22 +422,26 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   double kept = layerActs;
   layerActs = activationBytesPerLayer(m, noRemat); // the working set
   double L = static_cast<double>(m.layers), pp = static_cast<double>(c.pp);
-  // Layer-micro-batches of activations pipeline rank r holds at its peak:
-  // GPipe all m; 1F1B min(m, p - r) micro-batches of its L/p layers;
-  // interleaved Korthikanti's L (1 + (p-1)/(p v)) on the first rank, scaled
-  // down the pipeline like 1F1B.
-  auto layerMicro = [&](int64_t r) {
-    double onRank = L / pp;
+  // Layer-micro-batches of activations pipeline rank r holds at its peak,
+  // as the schedules of lib/Planner/Schedule.cpp run: GPipe all m; 1F1B
+  // min(m, p - r) micro-batches of its L/p layers; interleaved (Megatron's
+  // order) its warm-up forwards plus one, of chunks of L/(p v) layers
+  // (Korthikanti's L (1 + (p-1)/(p v)) on the first rank).
+  const int64_t v = std::max<int64_t>(1, c.vpp);
+  // Chunk-micro-batches rank r holds at its peak (of micro v in all).
+  auto chunksHeld = [&](int64_t r) -> int64_t {
     switch (c.schedule) {
     case Schedule::GPipe:
-      return micro * onRank;
+      return micro * v;
     case Schedule::OneFOneB:
-      return std::min<double>(micro, c.pp - r) * onRank;
+      return std::min<int64_t>(micro, c.pp - r);
     case Schedule::Interleaved:
-      return std::min(micro * onRank,
-                      L * (1 + (pp - 1) / (pp * c.vpp)) * (pp - r) / pp);
+      return std::min<int64_t>(micro * v, (c.pp - r - 1) * 2 + (v - 1) * c.pp + 1);
     }
-    return micro * onRank;
+    return micro * v;
+  };
+  auto layerMicro = [&](int64_t r) {
+    return static_cast<double>(chunksHeld(r)) * L / (pp * v);
   };
   double postActs = (m.post.savedSplit * vocabScale / t + m.post.savedReplicated / replDiv) * b;
   double logits = 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp) / t * 4;
@@ -455,6 +459,11 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // freed: the start of the backward holds no rebuilt layer.)
     bool rebuildsAtPeak = c.remat != Remat::None && c.remat != Remat::Budget;
     double temps = (rebuildsAtPeak ? layerActs : 0) + (last ? logits : 0);
+    // A stage without the head peaks in a layer's backward, with the
+    // gradient of the widest activation ([b, s, ffn / tp]) on top of what
+    // it holds (on the last stage the logits' gradient is larger).
+    if (!last)
+      temps += b * m.seq * static_cast<double>(m.ffn) / t * 4;
     double weights = rankParams[r] * wB / zeroW;
     double grads = rankParams[r] * gB / zeroG;
     double opt = rankParams[r] * oB / zeroO;
@@ -477,11 +486,23 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
       bucket = c.zero == 2 ? grads * zeroG : grads;
       gradsEnd = bucket;
     }
+    // A rank whose peak comes before its first backward (GPipe; 1F1B or
+    // interleaved when the warm-up covers every micro-batch) holds no sum
+    // at the peak: they grow as the backwards free activations, one
+    // micro-batch's chunk first.
+    double afterFirst = 0;
+    if (c.pp > 1 && micro > 1 && chunksHeld(r) >= micro * v) {
+      double n = static_cast<double>(chunksHeld(r));
+      afterFirst = acts * (n - 1) / n + temps + bucket;
+      bucket = c.dp > 1 && c.zero < 2 ? std::min(bucket, std::min(25.0 * 1048576.0,
+                                        std::max(1048576.0, grads / 8))) : 0;
+    }
     // ZeRO-3 prefetch: the next parameter's gather is in flight while the
     // current one is used, at most the largest weight (the MLP's) extra.
     if (c.zero == 3 && c.dp > 1)
       temps += static_cast<double>(m.hidden) * m.ffn * wB / t;
-    double total = weights + opt + std::max(acts + temps + bucket, gradsEnd + layerActs);
+    double total = weights + opt + std::max({acts + temps + bucket, afterFirst,
+                                             gradsEnd + layerActs});
     Prediction::Stage &st = p.perStage[r];
     st.peak = total;
     st.weights = weights;

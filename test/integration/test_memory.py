@@ -3,7 +3,9 @@ AdamW moments in compiled programs equal the ZeRO formulas (fp32: 4 bytes of
 weights, 8 of moments per parameter; ZeRO-1/2 shard the moments over dp,
 ZeRO-3 the weights too), and each program's arena (its static per-rank peak)
 is within 5% of the planner's prediction for this machine's cluster."""
+import json
 import os
+import re
 import sys
 import tempfile
 import unittest
@@ -65,6 +67,34 @@ class MemoryTest(unittest.TestCase):
                                 "%s remat=full: arena %d vs predicted %d" % (
                                     plan, arena, predicted))
 
+
+    def test_pipeline_stages_arena_vs_prediction_and_split(self):
+        # One program per pipeline stage: each stage's arena within 5% of
+        # the planner's prediction for that rank (GPipe, 1F1B, interleaved,
+        # full recomputation, with TP and with DP + ZeRO-1), and each stage
+        # holds exactly the layers of the planner's split.
+        with tempfile.TemporaryDirectory() as tmp:
+            mlir, _ = mem.setup(tmp)
+            for name, devices, spec in mem.PIPELINES:
+                for s, (arena, predicted) in enumerate(
+                        mem.measure_stages(tmp, mlir, devices, spec)):
+                    self.assertLess(abs(arena / predicted - 1), 0.05,
+                                    "%s stage %d: arena %d vs predicted %d" % (
+                                        name, s, arena, predicted))
+                plan = json.loads(mem.sh([os.path.join(mem.BIN, "llm-compile"), mlir,
+                                          "--cluster", mem.CLUSTER, "--devices",
+                                          str(devices), "--plan", spec, "--emit=plan"]))
+                prog = mem.sh([os.path.join(mem.BIN, "llm-compile"), mlir, "--cluster",
+                               mem.CLUSTER, "--devices", str(devices), "--plan", spec,
+                               "--emit=mlir"])
+                stages = prog.split("// pipeline stage ")[1:]
+                pp, chunks = plan["pp"], plan["stages"]
+                self.assertEqual(len(stages), pp, name)
+                for r, text in enumerate(stages):
+                    held = {int(n) for n in re.findall(r'llmrt.buffer "h\.(\d+)\.', text)}
+                    want = {l for c, (b, e) in enumerate(chunks) if c % pp == r
+                            for l in range(b, e)}
+                    self.assertEqual(held, want, "%s stage %d" % (name, r))
 
     def test_collective_bytes_match_the_cost_model(self):
         # Bytes one rank puts into TP all-reduces and DP gradient reductions

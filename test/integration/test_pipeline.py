@@ -92,6 +92,49 @@ class PipelineTest(unittest.TestCase):
     def test_gpt2_pp2_remat_selective(self):
         self.parity("shakespeare-char-gpt", 2, "dp=1,pp=2,mb=4,schedule=1f1b,remat=selective")
 
+    def test_gpt2_pp2_remat_budget(self):
+        # budget:1 recomputes the first layer each stage holds.
+        self.parity("shakespeare-char-gpt", 2, "dp=1,pp=2,mb=4,schedule=1f1b,remat=budget:1")
+
+    def test_checkpoint_resumes_on_one_rank_and_pp2_dp2(self):
+        # Saved by PP=2 after 10 steps (each stage writes its own layers,
+        # the tied embedding once); resumed on one rank and on PP=2 x DP=2,
+        # the last 10 steps equal the uninterrupted PP=2 run's.
+        model, plan = "shakespeare-char-gpt", "dp=1,pp=2,mb=2,schedule=1f1b,remat=none"
+        # A constant learning rate: the schedule does not depend on the
+        # run's length.
+        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--warmup", "0", "--seed", "7"]
+        exe = compile_for(self.tmp, model, 2, "ckpt-pp2", layers=LAYERS, plan=plan)
+        full = os.path.join(self.tmp, "ckpt-full.jsonl")
+        mpirun(2, [exe, "--data", self.data, "--log", full, "--steps", "20"] + hyper)
+        ckpt = os.path.join(self.tmp, "ckpt-pp2")
+        mpirun(2, [exe, "--data", self.data, "--save", ckpt, "--steps", "10"] + hyper)
+        with open(os.path.join(ckpt, "step-00000010", "index.json")) as f:
+            index = json.load(f)
+        self.assertEqual(index["plan"]["pp"], 2)
+        self.assertEqual([p["file"] for p in index["tensors"]["wte.weight"]["pieces"]],
+                         ["rank-00000.safetensors"])
+        self.assertEqual([p["file"] for p in index["tensors"]["ln_f.weight"]["pieces"]],
+                         ["rank-00001.safetensors"])
+        one = compile_for(self.tmp, model, 1, "ckpt-one", layers=LAYERS,
+                          plan="dp=1,mb=2,remat=none")
+        four = compile_for(self.tmp, model, 4, "ckpt-pp2dp2", layers=LAYERS,
+                           plan="dp=2,pp=2,zero=1,mb=1,schedule=1f1b,remat=none")
+        ref = losses(full)[10:]
+        for name, cmd in (("one rank", [one]), ("pp=2 x dp=2", None)):
+            log = os.path.join(self.tmp, "resumed-%s.jsonl" % name.replace(" ", ""))
+            args = ["--data", self.data, "--log", log, "--resume", ckpt,
+                    "--steps", "20"] + hyper
+            if cmd:
+                run(cmd + args)
+            else:
+                mpirun(4, [four] + args)
+            got = losses(log)
+            self.assertEqual(len(got), 10, name)
+            for step, (a, b) in enumerate(zip(got, ref), 11):
+                self.assertLessEqual(abs(a - b) / abs(b), 1e-5,
+                                     "resumed on %s, step %d: %.9g vs %.9g" % (name, step, a, b))
+
     def test_trace_pp2_tp2_one_row_per_rank(self):
         exe = compile_for(self.tmp, "shakespeare-char-gpt", 4, "trace-pp2-tp2",
                           layers=LAYERS,
