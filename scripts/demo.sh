@@ -34,9 +34,9 @@ echo "== training shakespeare-char-gpt on tinyshakespeare (byte-level)"
 "$bin/llm-tokenize" "$root/examples/data/tinyshakespeare.txt" -o "$out/train.bin" \
   --val "$out/val.bin"
 ranks=${LLM_DEMO_RANKS:-2}
-# The planner searches dp, tp, sequence parallelism, ZeRO and recomputation
-# (pipelines and micro-batching are not implemented yet).
-plan="pp=1,mb=1"
+# The planner searches dp, tp, sequence and pipeline parallelism, ZeRO,
+# recomputation and micro-batches.
+plan="auto"
 cluster=$root/examples/clusters/local-cpu.json
 echo "-- the plan for $ranks ranks on this machine ($cluster)"
 "$bin/llm-compile" "$out/shakespeare-char-gpt.mlir" --cluster "$cluster" \

@@ -198,8 +198,14 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
         if (m.layers % (pp * v) == 0 && (!spec.vpp || *spec.vpp == v))
           vpps.push_back(v);
       if (vpps.empty()) {
-        rejected[familyKey(base)] = llvm::formatv(
-            "pp={0} does not divide {1} layers", pp, m.layers).str();
+        std::string why =
+            spec.vpp ? llvm::formatv("pp={0} x vpp={1} does not divide {2} layers",
+                                     pp, *spec.vpp, m.layers).str()
+                     : llvm::formatv("pp={0} does not divide {1} layers", pp,
+                                     m.layers).str();
+        rejected[familyKey(base)] = why;
+        if (firstReason.empty())
+          firstReason = why;
         continue;
       }
       for (int64_t vpp : vpps)
@@ -207,8 +213,12 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
                                                 {Schedule::GPipe,
                                                  Schedule::OneFOneB,
                                                  Schedule::Interleaved})) {
-          if ((vpp > 1) != (sched == Schedule::Interleaved))
+          if ((vpp > 1) != (sched == Schedule::Interleaved)) {
+            if (spec.schedule && spec.vpp && firstReason.empty())
+              firstReason = vpp > 1 ? "vpp > 1 needs schedule=interleaved"
+                                    : "schedule=interleaved needs vpp > 1";
             continue;
+          }
           if (pp == 1 && sched != Schedule::OneFOneB && !spec.schedule)
             continue; // no pipeline: the schedules coincide
           for (bool sp : choices<bool>(spec.sp, {false, true})) {
@@ -223,10 +233,6 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
                 // A budget is a subset of each pipeline rank's layers (at
                 // least two of them, else it is none or full).
                 if (remat == Remat::Budget && m.layers / pp < 2)
-                  continue;
-                // Sequence parallelism does not cross pipeline stages yet
-                // (llm-partition refuses it).
-                if (sp && pp > 1)
                   continue;
                 std::vector<int64_t> sizes;
                 if (spec.microbatches) {

@@ -304,16 +304,37 @@ static LogicalResult partitionSequenceParallel(func::FuncOp fn, int64_t tp) {
                           << " tokens of the batch";
   auto local = RankedTensorType::get({tokens / tp, h},
                                      streamType.getElementType());
-  b.setInsertionPointAfterValue(stream);
-  auto cut = ShardSliceOp::create(b, norm->getLoc(), local, stream, tpAttr);
-  stream.replaceAllUsesExcept(cut.getResult(), cut);
+  // On a later pipeline stage the stream arrives already cut: each
+  // tensor-parallel rank receives its own tokens from its peer.
+  Operation *start;
+  Value cutStream;
+  if (auto recv = stream.getDefiningOp<RecvOp>()) {
+    recv.getResult().setType(local);
+    start = recv;
+    cutStream = recv.getResult();
+  } else {
+    b.setInsertionPointAfterValue(stream);
+    auto cut = ShardSliceOp::create(b, norm->getLoc(), local, stream, tpAttr);
+    stream.replaceAllUsesExcept(cut.getResult(), cut);
+    start = cut;
+    cutStream = cut.getResult();
+  }
 
-  DenseSet<Value> mine{cut.getResult()}; // values on this rank's tokens
+  DenseSet<Value> mine{cutStream}; // values on this rank's tokens
   SmallVector<Operation *> ops;
-  for (Operation *op = cut->getNextNode(); op && op != body.getTerminator();
+  for (Operation *op = start->getNextNode(); op && op != body.getTerminator();
        op = op->getNextNode())
     ops.push_back(op);
   for (Operation *op : ops) {
+    // The stream leaves for the next pipeline stage as this rank's tokens,
+    // and comes back for this rank's next chunk (interleaved) the same way.
+    if (isa<SendOp>(op))
+      continue;
+    if (auto recv = dyn_cast<RecvOp>(op)) {
+      recv.getResult().setType(local);
+      mine.insert(recv.getResult());
+      continue;
+    }
     if (auto copy = dyn_cast<TPCopyOp>(op)) {
       if (!mine.contains(copy.getInput()))
         return copy.emitOpError() << "llm-partition: sequence parallelism: "
@@ -432,9 +453,6 @@ void PartitionPass::runOnOperation() {
                        << " needs llm-pipeline-stage first";
     return signalPassFailure();
   }
-  if (plan.getPp() > 1 && plan.getSp() != 0)
-    return unsupported("sequence parallelism with pipeline stages (pp=" +
-                       Twine(plan.getPp()) + ", sp=1)");
   if (plan.getSp() != 0 && plan.getTp() < 2) {
     module.emitError() << "llm-partition: sequence parallelism needs tp > 1";
     return signalPassFailure();

@@ -2,8 +2,8 @@
 one executable, activations and their gradients sent between stages by the
 compiler's schedule (GPipe, 1F1B, interleaved 1F1B). The loss of each of 20
 steps equals the one-rank run's (with the same micro-batches) within 1e-5
-relative, for PP=2, PP=4,
-PP=2 x TP=2, PP=2 x DP=2 with ZeRO-1, interleaved with vpp=2 on PP=2, and
+relative, for PP=2, PP=4, PP=2 x TP=2 (with and without sequence
+parallelism), PP=2 x DP=2 with ZeRO-1, interleaved with vpp=2 on PP=2, and
 under every recomputation mode; the trace of a PP=2 x TP=2 run has one row
 per rank with its sends and receives, and the bubble measured from it is
 printed next to the formula."""
@@ -70,6 +70,15 @@ class PipelineTest(unittest.TestCase):
         # vocabulary-parallel sums); the pipeline adds nothing to that.
         self.parity("shakespeare-char-gpt", 4, "dp=1,tp=2,pp=2,mb=4,schedule=1f1b,remat=none",
                     layers=2)
+
+    def test_gpt2_pp2_tp2_sp(self):
+        # Sequence parallelism: each tensor-parallel rank sends its own
+        # tokens of the residual stream (half the bytes).
+        self.parity("shakespeare-char-gpt", 4, "dp=1,tp=2,sp=1,pp=2,mb=4,schedule=1f1b,remat=none",
+                    layers=2)
+
+    def test_llama_pp2_tp2_sp_interleaved(self):
+        self.parity("tiny-llama-gqa", 4, "dp=1,tp=2,sp=1,pp=2,vpp=2,mb=4,schedule=interleaved,remat=none")
 
     def test_gpt2_pp2_dp2_zero1(self):
         self.parity("shakespeare-char-gpt", 4, "dp=2,pp=2,zero=1,mb=2,schedule=1f1b,remat=none")

@@ -214,14 +214,12 @@ int main(int argc, char **argv) {
   // The plan decides what each rank computes, on one rank too (where it
   // chooses recomputation when the device's memory needs it, and refuses a
   // model that fits in no way instead of failing at launch). The
-  // partitioner implements data, tensor and sequence parallelism, ZeRO 1-3,
-  // recomputation and gradient accumulation over micro-batches; pipelines
-  // are fixed off unless the user asks (then llm-partition says why it
-  // cannot).
+  // partitioner and llm-pipeline-stage implement everything the planner
+  // searches: data, tensor, sequence and pipeline parallelism (GPipe, 1F1B,
+  // interleaved), ZeRO 1-3, recomputation and gradient accumulation.
   {
     if (int rc = loadPlanInputs())
       return rc;
-    if (!spec->pp) spec->pp = 1;
     llm::SearchResult r = llm::searchPlans(*profile, *cluster, devices, *spec);
     // Sequence parallelism needs the vocabulary-parallel head (tp divides
     // the vocabulary): when the planner chose it without, plan without it.
