@@ -418,6 +418,30 @@ def LLM_RecvOp : LLM_Op<"recv"> {
   let hasVerifier = 1;
 }
 
+def LLM_PhaseOp : LLM_Op<"phase"> {
+  let summary = "marks where a micro-batch's forward, backward or recomputation starts";
+  let description = [{
+    No computation: the ops after it, up to the next `llm.phase`, are the
+    `kind` (`forward`, `backward` or `recompute`) of micro-batch
+    `microbatch` through the rank's model chunk `chunk`. llm-microbatch
+    places them as it unrolls the schedule (llm-rematerialize around the
+    recomputed forward ops); the runtime's `--trace` draws each phase as one
+    span above the kernels, so a pipeline's schedule and its bubbles can be
+    read in Perfetto.
+
+    Constraints: `kind` is forward, backward or recompute; `microbatch` and
+    `chunk` >= 0.
+
+    Example:
+    ```mlir
+    llm.phase {kind = "backward", microbatch = 2 : i64, chunk = 0 : i64}
+    ```
+  }];
+  let arguments = (ins StrAttr:$kind, I64Attr:$microbatch, I64Attr:$chunk);
+  let assemblyFormat = "attr-dict";
+  let hasVerifier = 1;
+}
+
 def LLM_ShardSliceOp : LLM_Op<"shard_slice", [Pure]> {
   let summary = "this rank's contiguous share of a tensor (ZeRO)";
   let description = [{

@@ -510,6 +510,18 @@ static LogicalResult verifyPeer(Operation *op, int64_t peer, int64_t tag) {
 LogicalResult SendOp::verify() { return verifyPeer(*this, getPeer(), getTag()); }
 LogicalResult RecvOp::verify() { return verifyPeer(*this, getPeer(), getTag()); }
 
+LogicalResult PhaseOp::verify() {
+  if (getKind() != "forward" && getKind() != "backward" &&
+      getKind() != "recompute")
+    return emitOpError() << "expects kind to be forward, backward or "
+                            "recompute, got '"
+                         << getKind() << "'";
+  if (static_cast<int64_t>(getMicrobatch()) < 0 ||
+      static_cast<int64_t>(getChunk()) < 0)
+    return emitOpError() << "expects microbatch and chunk >= 0";
+  return success();
+}
+
 /// A `part` whose size divides the element count of `whole`: 1-D (a ZeRO
 /// share), or [tokens, h] (this rank's tokens under sequence parallelism).
 static LogicalResult verifyShard(Operation *op, ShapedType whole,

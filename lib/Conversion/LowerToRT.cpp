@@ -476,6 +476,12 @@ LogicalResult Lowering::selectKernels(Operation *op,
                     pipelinePeer(static_cast<int64_t>(o.getPeer())),
                     static_cast<int64_t>(o.getTag())});
       })
+      .Case([&](PhaseOp o) {
+        int64_t kind = o.getKind() == "forward" ? 0 : o.getKind() == "backward" ? 1 : 2;
+        return one("phase", {},
+                   {kind, static_cast<int64_t>(o.getMicrobatch()),
+                    static_cast<int64_t>(o.getChunk())});
+      })
       .Case([&](RecvOp o) {
         return one("recv", {o.getResult()},
                    {numElements(o.getResult()),
@@ -948,6 +954,7 @@ static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
   if (auto stage = module->getAttrOfType<IntegerAttr>("llm.stage")) {
     auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
     entries.push_back(b.getNamedAttr("pp", b.getI64IntegerAttr(plan.getPp())));
+    entries.push_back(b.getNamedAttr("vpp", b.getI64IntegerAttr(plan.getVpp())));
     entries.push_back(b.getNamedAttr("stage", stage));
   }
   // The whole model's figures (llm-partition records them before it cuts

@@ -77,8 +77,19 @@ LogicalResult unroll(func::FuncOp fn, int64_t m,
   SmallVector<SmallVector<Operation *>> segments = {ops};
   SmallVector<PipelineAction> actions;
   if (schedule.empty()) {
-    for (int64_t k = 0; k < m; ++k)
+    // Each micro-batch whole in turn: its forward, then (in @train_step)
+    // its backward from the loss gradient on.
+    auto seed = llvm::find_if(ops, [](Operation *op) {
+      return isa<CrossEntropyGradOp>(op);
+    });
+    if (seed != ops.end())
+      segments = {SmallVector<Operation *>(ops.begin(), seed),
+                  SmallVector<Operation *>(seed, ops.end())};
+    for (int64_t k = 0; k < m; ++k) {
       actions.push_back({PipelineAction::Forward, k, 0});
+      if (segments.size() == 2)
+        actions.push_back({PipelineAction::Backward, k, 0});
+    }
   } else {
     FailureOr<SmallVector<SmallVector<Operation *>>> parts =
         pipelineSegments(fn, ops, chunks);
@@ -103,12 +114,22 @@ LogicalResult unroll(func::FuncOp fn, int64_t m,
                                           b.getI64IntegerAttr(m)));
       sliced[k] = true;
     }
-    int64_t seg = schedule.empty() ? 0
-                  : a.kind == PipelineAction::Forward
-                      ? a.chunk
-                      : 2 * chunks - 1 - a.chunk;
-    for (Operation *op : segments[seg])
-      b.clone(*op, map);
+    int64_t seg = a.kind == PipelineAction::Forward ? a.chunk
+                                                     : 2 * chunks - 1 - a.chunk;
+    // Where this part starts, for --trace; the recomputation inside a
+    // backward (llm-rematerialize's phases) gets this micro-batch and chunk.
+    auto mb = b.getI64IntegerAttr(k), chunk = b.getI64IntegerAttr(a.chunk);
+    PhaseOp::create(b, fn.getLoc(),
+                    b.getStringAttr(a.kind == PipelineAction::Forward ? "forward"
+                                                                      : "backward"),
+                    mb, chunk);
+    for (Operation *op : segments[seg]) {
+      Operation *copy = b.clone(*op, map);
+      if (auto phase = dyn_cast<PhaseOp>(copy)) {
+        phase.setMicrobatchAttr(mb);
+        phase.setChunkAttr(chunk);
+      }
+    }
     // Add each result of this micro-batch to its running sum as soon as it
     // is computed (in place over the sum), so that no gradient of it lives
     // on through the rest of its backward.

@@ -56,6 +56,19 @@ void PipelineStagePass::runOnOperation() {
                        << " x vpp " << vpp << " = " << chunks << " chunks";
     return signalPassFailure();
   }
+  // The bounds cover the model's layers exactly.
+  int64_t modelLayers = -1;
+  if (auto cfg = module->getAttrOfType<DictionaryAttr>("llm.config"))
+    if (auto n = cfg.getAs<IntegerAttr>("num_layers"))
+      modelLayers = n.getInt();
+  if (bounds.front() != 0 ||
+      (modelLayers >= 0 && bounds.back() != modelLayers)) {
+    module.emitError() << "llm-pipeline-stage: the plan's chunk bounds run "
+                       << "from layer " << bounds.front() << " to "
+                       << bounds.back() << ", not over the model's "
+                       << modelLayers << " layers from 0";
+    return signalPassFailure();
+  }
   for (int64_t c = 0; c < chunks; ++c)
     if (bounds[c + 1] <= bounds[c]) {
       module.emitError() << "llm-pipeline-stage: chunk " << c

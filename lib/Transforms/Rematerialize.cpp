@@ -186,9 +186,22 @@ void RematerializePass::runOnOperation() {
   for (Operation *op = seed; op && op != body.getTerminator();
        op = op->getNextNode())
     backward.push_back(op);
+  // Each run of recomputed ops is a phase of its own for --trace
+  // (llm-microbatch numbers the micro-batch and chunk).
   for (Operation *op : backward) {
     b.setInsertionPoint(op);
+    Operation *before = op->getPrevNode();
     for (OpOperand &use : op->getOpOperands())
       use.set(rec(use.get()));
+    if (op->getPrevNode() == before)
+      continue;
+    auto zero = b.getI64IntegerAttr(0);
+    PhaseOp::create(b, op->getLoc(), b.getStringAttr("backward"), zero, zero);
+    OpBuilder::InsertionGuard guard(b);
+    if (before)
+      b.setInsertionPointAfter(before);
+    else
+      b.setInsertionPointToStart(op->getBlock());
+    PhaseOp::create(b, op->getLoc(), b.getStringAttr("recompute"), zero, zero);
   }
 }

@@ -172,6 +172,9 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
   bool injectOverflow = false;
   if (const char *at = std::getenv("LLMRT_TEST_OVERFLOW_RUN"))
     injectOverflow = program_.functions[fn].name == "train" && ++runs == std::atoll(at);
+  bool phaseOpen = false;
+  double phaseBegin = 0;
+  TraceEvent phase{"phase", 0, 0};
   for (const Resolved &r : functions_[fn]) {
     const Instruction &in = *r.inst;
     const std::vector<int64_t> &n = in.ints;
@@ -313,6 +316,20 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::Scale:
       cpu::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0]);
       break;
+    case Opcode::Phase:
+      // Only --trace reads it: the previous phase ends here.
+      if (trace) {
+        double now = std::chrono::duration<double, std::micro>(clock::now() - origin).count();
+        if (phaseOpen)
+          trace->push_back({"phase", phaseBegin, now - phaseBegin, -1, 0,
+                            phase.phase, phase.microbatch, phase.chunk});
+        phaseOpen = true;
+        phaseBegin = now;
+        phase.phase = static_cast<int>(n[0]);
+        phase.microbatch = n[1];
+        phase.chunk = n[2];
+      }
+      continue;
     case Opcode::Send:
       comm_->send(F(p[0]), n[0], static_cast<int>(n[1]), static_cast<int>(n[2]));
       break;
@@ -467,6 +484,11 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
   // Nothing crosses a run: the sends of this one complete here (their
   // receivers are running the same function).
   comm_->waitSends();
+  if (trace && phaseOpen) {
+    double now = std::chrono::duration<double, std::micro>(clock::now() - origin).count();
+    trace->push_back({"phase", phaseBegin, now - phaseBegin, -1, 0, phase.phase,
+                      phase.microbatch, phase.chunk});
+  }
 }
 
 } // namespace llmrt

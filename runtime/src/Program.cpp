@@ -279,6 +279,11 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
       err = absl::StrCat("tag ", n[2], " exceeds ", kMaxP2PTag);
     need(0, n[0]);
     break;
+  case Opcode::Phase:
+    if (n[0] > 2)
+      err = absl::StrCat("phase kind ", n[0], " is not 0 (forward), 1 "
+                         "(backward) or 2 (recompute)");
+    break;
   }
   return err;
 }

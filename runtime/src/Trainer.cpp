@@ -340,7 +340,7 @@ private:
   ExecutorFactory makeExecutor;
   const std::vector<ProgramDesc> &stages;
   /// Pipeline stages and this rank's.
-  int64_t pp = 1, stage = 0;
+  int64_t pp = 1, stage = 0, vpp = 1;
   std::unique_ptr<Executor> ex;
   nlohmann::json meta;
   /// Global batch (sequences per step), this rank's share, and its first
@@ -394,6 +394,7 @@ absl::Status Run::setup() {
   int64_t dp = meta.value("dp", 1), tp = meta.value("tp", 1);
   pp = meta.value("pp", 1);
   stage = meta.value("stage", 0);
+  vpp = meta.value("vpp", 1);
   if (tp < 1 || dp < 1 || pp < 1 || tp * dp * pp != compiled)
     return absl::FailedPreconditionError(absl::StrCat(
         "the program's plan tp ", tp, " x dp ", dp, " x pp ", pp,
@@ -1214,7 +1215,24 @@ absl::Status Run::writeTrace() {
                     {"args", {{"name", label}}}});
   events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", rank},
                     {"args", {{"sort_index", rank}}}});
+  events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 0},
+                    {"args", {{"name", "kernels"}}}});
+  events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 1},
+                    {"args", {{"name", "schedule"}}}});
   for (const TraceEvent &e : trace) {
+    // Phases: a track of their own above the kernels (tid 1), named as
+    // Megatron's schedules are drawn: F3 = forward of micro-batch 3, B3
+    // backward, R3 recomputation, with the chunk under interleaving.
+    if (e.phase >= 0) {
+      static const char *const kKind[] = {"F", "B", "R"};
+      std::string label = absl::StrCat(kKind[std::clamp(e.phase, 0, 2)], e.microbatch,
+                                       vpp > 1 ? absl::StrCat(".", e.chunk) : "");
+      events.push_back({{"name", label}, {"cat", "phase"}, {"ph", "X"},
+                        {"ts", e.beginUs}, {"dur", e.durationUs}, {"pid", rank},
+                        {"tid", 1},
+                        {"args", {{"microbatch", e.microbatch}, {"chunk", e.chunk}}}});
+      continue;
+    }
     std::string name = e.name;
     // Communication (collectives, the pipeline's send and recv) with the
     // bytes this rank moves; kernels are "compute".

@@ -163,6 +163,15 @@ class PipelineTest(unittest.TestCase):
             self.assertIn("all_reduce", kinds)  # tensor parallel
             self.assertIn("send" if pid < 2 else "recv", kinds)
             self.assertIn("recv" if pid < 2 else "send", kinds)
+            # The schedule track: each step's forwards (F) and backwards
+            # (B) of the 4 micro-batches in 1F1B order for the rank's stage.
+            phases = [e["name"] for e in events
+                      if e.get("pid") == pid and e.get("cat") == "phase"]
+            order = (["F0", "F1", "B0", "F2", "B1", "F3", "B2", "B3"] if pid < 2
+                     else ["F0", "B0", "F1", "B1", "F2", "B2", "F3", "B3"])
+            self.assertEqual(phases, order * 3, "rank %d" % pid)
+            self.assertTrue(all(e["tid"] == 1 for e in events
+                                if e.get("pid") == pid and e.get("cat") == "phase"))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ struct TraceEvent {
   double beginUs, durationUs;
   int64_t bytes = -1; ///< -1: not communication
   int peer = 0;       ///< send/recv: the other stage's offset
+  /// A phase span (Opcode::Phase up to the next, or the run's end):
+  /// kind 0 forward, 1 backward, 2 recompute; -1 for an instruction.
+  int phase = -1;
+  int64_t microbatch = 0, chunk = 0;
 };
 
 /// The bytes `inst` sends or receives (its float count x 4) when it is a

@@ -155,6 +155,10 @@ enum class Opcode : uint16_t {
   /// function's run. A recv blocks until y holds the n values.
   Send = 40, ///< [x] {n, peer, tag}
   Recv = 41, ///< [y] {n, peer, tag}
+  /// No computation: the instructions up to the next phase are the forward
+  /// (kind 0), backward (1) or recomputation (2) of micro-batch `microbatch`
+  /// through the rank's model chunk `chunk`; --trace draws each as a span.
+  Phase = 42, ///< [] {kind, microbatch, chunk}
 };
 
 /// The largest tag of send and recv (MPI guarantees at least 32767).
@@ -291,6 +295,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::Scale, "scale", 2, 2, 1, 1},
       {Opcode::Send, "send", 1, 1, 3, 0},
       {Opcode::Recv, "recv", 1, 1, 3, 0},
+      {Opcode::Phase, "phase", 0, 0, 3, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)

@@ -511,6 +511,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cudaMemcpyAsync(p[1], p[0], static_cast<size_t>(n[0]) * 4,
                         cudaMemcpyDeviceToDevice, s);
       break;
+    case Opcode::Phase: // a --trace marker; the GPU trace has kernels only
+      break;
     case Opcode::Send:
     case Opcode::Recv:
       fatal(name, "send/recv needs the MPI runner"); // refused at creation

@@ -165,8 +165,10 @@ func.func @microbatch_ops(%t: tensor<8x4xi32>, %g: tensor<4x4xf32>) -> (tensor<2
 // CHECK-LABEL: func.func @pipeline_ops
 // CHECK: %[[H:.*]] = llm.recv {peer = -1 : i64, tag = 0 : i64} : tensor<2x8xf32>
 // CHECK: llm.send %[[H]] {peer = 1 : i64, tag = 2 : i64} : tensor<2x8xf32>
+// CHECK: llm.phase {chunk = 1 : i64, kind = "recompute", microbatch = 3 : i64}
 func.func @pipeline_ops() {
   %0 = llm.recv {peer = -1 : i64, tag = 0 : i64} : tensor<2x8xf32>
   llm.send %0 {peer = 1 : i64, tag = 2 : i64} : tensor<2x8xf32>
+  llm.phase {kind = "recompute", microbatch = 3 : i64, chunk = 1 : i64}
   return
 }

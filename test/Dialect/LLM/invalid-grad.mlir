@@ -782,3 +782,11 @@ func.func @recv_tag() -> tensor<4xf32> {
   %0 = llm.recv {peer = -1 : i64, tag = -1 : i64} : tensor<4xf32>
   return %0 : tensor<4xf32>
 }
+
+// -----
+
+func.func @phase_kind() {
+  // expected-error@+1 {{'llm.phase' op expects kind to be forward, backward or recompute, got 'warmup'}}
+  llm.phase {kind = "warmup", microbatch = 0 : i64, chunk = 0 : i64}
+  return
+}
