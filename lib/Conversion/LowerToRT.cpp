@@ -23,6 +23,17 @@ namespace mlir::llm {
 using namespace mlir;
 using namespace mlir::llm;
 
+/// A pipeline neighbour as the runtime's stage offset: the next stage of
+/// the last one is stage 0 (the interleaved schedule's chunks wrap).
+static int64_t pipelinePeer(ModuleOp module, int64_t peer) {
+  auto stage = module->getAttrOfType<IntegerAttr>("llm.stage");
+  auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+  if (!stage || !plan)
+    return peer;
+  int64_t pp = plan.getPp(), s = stage.getInt();
+  return ((s + peer) % pp + pp) % pp - s;
+}
+
 /// The runtime's id of a communicator group (llmrt::Group).
 static int64_t groupId(StringRef group) {
   return llvm::StringSwitch<int64_t>(group)
@@ -242,16 +253,6 @@ LogicalResult Lowering::selectKernels(Operation *op,
                                       SmallVectorImpl<Call> &calls) {
   auto rows = [](Value v) { return numElements(v) / lastDim(v); };
   auto shape = [](Value v) { return cast<ShapedType>(v.getType()).getShape(); };
-  // A pipeline neighbour as the runtime's stage offset: the next stage of
-  // the last one is stage 0 (the interleaved schedule's chunks wrap).
-  auto pipelinePeer = [&](int64_t peer) -> int64_t {
-    auto stage = module->getAttrOfType<IntegerAttr>("llm.stage");
-    auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
-    if (!stage || !plan)
-      return peer;
-    int64_t pp = plan.getPp(), s = stage.getInt();
-    return ((s + peer) % pp + pp) % pp - s;
-  };
   auto one = [&](StringRef k, SmallVector<Value> operands,
                  SmallVector<int64_t> ints, SmallVector<double> floats = {}) {
     calls.push_back(Call{k, std::move(operands), std::move(ints),
@@ -473,7 +474,7 @@ LogicalResult Lowering::selectKernels(Operation *op,
       .Case([&](SendOp o) {
         return one("send", {o.getInput()},
                    {numElements(o.getInput()),
-                    pipelinePeer(static_cast<int64_t>(o.getPeer())),
+                    pipelinePeer(module, static_cast<int64_t>(o.getPeer())),
                     static_cast<int64_t>(o.getTag())});
       })
       .Case([&](PhaseOp o) {
@@ -485,7 +486,7 @@ LogicalResult Lowering::selectKernels(Operation *op,
       .Case([&](RecvOp o) {
         return one("recv", {o.getResult()},
                    {numElements(o.getResult()),
-                    pipelinePeer(static_cast<int64_t>(o.getPeer())),
+                    pipelinePeer(module, static_cast<int64_t>(o.getPeer())),
                     static_cast<int64_t>(o.getTag())});
       })
       .Case([&](AdamWOp o) {
@@ -847,7 +848,33 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       bucketOfValue[m.getResult()] = static_cast<int>(i);
   SmallVector<int> state(buckets.size(), 0); // 1 started, 2 waited
   DenseMap<int, Value> bucketViews;
+  // Pipeline receives: posted (recv_start) where llm.recv stands, waited
+  // for (recv_wait) before the first read of the value. Slots 2050 ... 4095
+  // (the buckets and gathers take the ones below), in turn.
+  DenseMap<Value, SmallVector<int64_t>> receiving;
+  int64_t recvSlot = 0;
   for (Operation &op : body.without_terminator()) {
+    for (Value v : op.getOperands()) {
+      auto it = receiving.find(v);
+      if (it == receiving.end())
+        continue;
+      mlir::llmrt::KernelOp::create(b, op.getLoc(), "recv_wait", ValueRange{viewOf(v)},
+                                    b.getDenseI64ArrayAttr(it->second),
+                                    b.getDenseF64ArrayAttr({}));
+      receiving.erase(it);
+    }
+    if (auto recv = dyn_cast<RecvOp>(op)) {
+      SmallVector<int64_t> ints = {numElements(recv.getResult()),
+                                   pipelinePeer(module, static_cast<int64_t>(recv.getPeer())),
+                                   static_cast<int64_t>(recv.getTag()),
+                                   2050 + recvSlot++ % 2046};
+      mlir::llmrt::KernelOp::create(b, op.getLoc(), "recv_start",
+                                    ValueRange{viewOf(recv.getResult())},
+                                    b.getDenseI64ArrayAttr(ints),
+                                    b.getDenseF64ArrayAttr({}));
+      receiving[recv.getResult()] = ints;
+      continue;
+    }
     // Wait for a bucket before the first read of any of its gradients.
     for (Value v : op.getOperands()) {
       Value base = v;
@@ -924,6 +951,10 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
                               b.getDenseF64ArrayAttr(c.floats));
     }
   }
+  for (auto &[v, ints] : receiving) // received, never read: still completed
+    mlir::llmrt::KernelOp::create(b, fn.getLoc(), "recv_wait", ValueRange{viewOf(v)},
+                                  b.getDenseI64ArrayAttr(ints),
+                                  b.getDenseF64ArrayAttr({}));
   for (auto [i, st] : llvm::enumerate(state))
     if (st == 1)
       mlir::llmrt::KernelOp::create(b, fn.getLoc(), "all_reduce_wait",

@@ -464,6 +464,10 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // it holds (on the last stage the logits' gradient is larger).
     if (!last)
       temps += b * m.seq * static_cast<double>(m.ffn) / t * 4;
+    // A pipeline receive is posted an action before its value is read: one
+    // more activation of the residual stream's size.
+    if (c.pp > 1)
+      temps += b * m.seq * static_cast<double>(m.hidden) / replDiv * 4;
     double weights = rankParams[r] * wB / zeroW;
     double grads = rankParams[r] * gB / zeroG;
     double opt = rankParams[r] * oB / zeroO;

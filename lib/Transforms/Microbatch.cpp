@@ -104,6 +104,7 @@ LogicalResult unroll(func::FuncOp fn, int64_t m,
       segmentOf[op] = static_cast<int64_t>(i);
   SmallVector<IRMapping> maps(m);
   SmallVector<bool> sliced(m, false);
+  SmallVector<Operation *> actionStarts;
   for (const PipelineAction &a : actions) {
     int64_t k = a.microbatch;
     IRMapping &map = maps[k];
@@ -119,10 +120,10 @@ LogicalResult unroll(func::FuncOp fn, int64_t m,
     // Where this part starts, for --trace; the recomputation inside a
     // backward (llm-rematerialize's phases) gets this micro-batch and chunk.
     auto mb = b.getI64IntegerAttr(k), chunk = b.getI64IntegerAttr(a.chunk);
-    PhaseOp::create(b, fn.getLoc(),
-                    b.getStringAttr(a.kind == PipelineAction::Forward ? "forward"
-                                                                      : "backward"),
-                    mb, chunk);
+    actionStarts.push_back(PhaseOp::create(
+        b, fn.getLoc(),
+        b.getStringAttr(a.kind == PipelineAction::Forward ? "forward" : "backward"),
+        mb, chunk));
     for (Operation *op : segments[seg]) {
       Operation *copy = b.clone(*op, map);
       if (auto phase = dyn_cast<PhaseOp>(copy)) {
@@ -151,6 +152,31 @@ LogicalResult unroll(func::FuncOp fn, int64_t m,
     if (!sums[i])
       return fn.emitError() << "llm-microbatch: result #" << i
                             << " is not computed by the step's ops";
+  // Pipeline receives are posted an action early (the runtime starts them
+  // non-blocking and waits where the value is read): the neighbour's data
+  // can land while this rank computes. Their order among themselves stays
+  // (MPI matches a peer's messages of one tag in posting order).
+  if (!schedule.empty()) {
+    Operation *lastPlaced = nullptr;
+    size_t action = 0;
+    SmallVector<RecvOp> recvs;
+    for (Operation &op : body)
+      if (auto r = dyn_cast<RecvOp>(op))
+        recvs.push_back(r);
+    for (RecvOp r : recvs) {
+      while (action + 1 < actionStarts.size() &&
+             actionStarts[action + 1]->isBeforeInBlock(r))
+        ++action;
+      if (action > 0) {
+        Operation *target = actionStarts[action - 1];
+        if (lastPlaced && target->isBeforeInBlock(lastPlaced))
+          r->moveAfter(lastPlaced);
+        else
+          r->moveBefore(target);
+      }
+      lastPlaced = r;
+    }
+  }
   SmallVector<Value> means;
   for (Value s : sums)
     means.push_back(ScaleOp::create(b, fn.getLoc(), s,

@@ -134,7 +134,7 @@ public:
     for (Pending &p : pending_)
       if (p.request != MPI_REQUEST_NULL) {
         int done = 0;
-        MPI_Test(&p.request, &done, MPI_STATUS_IGNORE);
+        MPI_Test(&p.request, &done, &p.status);
       }
     // Completed sends free their staging buffers.
     for (Staged &s : sends_)
@@ -178,6 +178,36 @@ public:
                    rank_, peer, tag, got, static_cast<long long>(n));
       abort(1);
     }
+  }
+  void startRecv(float *data, int64_t n, int peer, int tag, int slot) override {
+    int from = peerRank("recv", peer);
+    Pending &p = reserve(slot);
+    p = {MPI_REQUEST_NULL, data, n, 1, peer, tag, MPI_Status{}};
+    MPI_Irecv(data, count(n), MPI_FLOAT, from, tag, ppComm, &p.request);
+    ++outstanding_;
+  }
+  void waitRecv(int slot) override {
+    if (slot < 0 || static_cast<size_t>(slot) >= pending_.size() ||
+        pending_[slot].data == nullptr || pending_[slot].tag < 0) {
+      std::fprintf(stderr, "error: rank %d: recv slot %d waited for but not "
+                           "started\n", rank_, slot);
+      abort(1);
+    }
+    Pending &p = pending_[slot];
+    if (p.request != MPI_REQUEST_NULL)
+      MPI_Wait(&p.request, &p.status);
+    int got = 0;
+    MPI_Get_count(&p.status, MPI_FLOAT, &got);
+    if (got != p.n) {
+      std::fprintf(stderr, "error: rank %d: recv from pipeline peer %+d (tag %d) "
+                           "got %d floats, expected %lld (the stages' programs "
+                           "disagree)\n",
+                   rank_, p.peer, p.tag, got, static_cast<long long>(p.n));
+      abort(1);
+    }
+    p.data = nullptr;
+    p.tag = -1;
+    --outstanding_;
   }
   void waitSends() override {
     for (Staged &s : sends_)
@@ -257,12 +287,15 @@ private:
     }
     return to;
   }
-  /// Started all-reduces by slot (the division of a mean waits for the end).
+  /// Started all-reduces, gathers and receives by slot (the division of a
+  /// mean waits for the end; a receive checks its count then).
   struct Pending {
     MPI_Request request = MPI_REQUEST_NULL;
     float *data = nullptr;
     int64_t n = 0;
     int divide = 1;
+    int peer = 0, tag = -1; ///< a receive: tag >= 0
+    MPI_Status status{};
   };
   std::vector<Pending> pending_;
   int outstanding_ = 0;

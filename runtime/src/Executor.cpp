@@ -336,6 +336,13 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::Recv:
       comm_->recv(F(p[0]), n[0], static_cast<int>(n[1]), static_cast<int>(n[2]));
       break;
+    case Opcode::RecvStart:
+      comm_->startRecv(F(p[0]), n[0], static_cast<int>(n[1]), static_cast<int>(n[2]),
+                       static_cast<int>(n[3]));
+      break;
+    case Opcode::RecvWait:
+      comm_->waitRecv(static_cast<int>(n[3]));
+      break;
     case Opcode::AllReduceStart:
       comm_->startAllReduce(F(p[0]), n[0], static_cast<Group>(n[1]),
                             static_cast<Reduction>(n[2]), static_cast<int>(n[3]));
@@ -472,8 +479,7 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     if (trace) {
       clock::time_point end = clock::now();
       const OpcodeInfo *info = opcodeInfo(in.opcode);
-      bool p2p = in.opcode == static_cast<uint16_t>(Opcode::Send) ||
-                 in.opcode == static_cast<uint16_t>(Opcode::Recv);
+      bool p2p = isPointToPoint(in.opcode);
       trace->push_back(
           {info ? info->name : "?",
            std::chrono::duration<double, std::micro>(begin - origin).count(),

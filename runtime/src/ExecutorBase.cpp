@@ -47,6 +47,7 @@ int64_t communicationBytes(const Instruction &inst) {
   case Opcode::AllGatherStart:
   case Opcode::Send:
   case Opcode::Recv:
+  case Opcode::RecvStart:
     return inst.ints.empty() ? -1 : inst.ints[0] * 4;
   default:
     return -1;
@@ -57,8 +58,7 @@ absl::Status checkPipelinePeers(const ProgramDesc &p, int stage, int stages) {
   for (const FunctionDesc &f : p.functions)
     for (size_t i = 0; i < f.instructions.size(); ++i) {
       const Instruction &inst = f.instructions[i];
-      if (inst.opcode != static_cast<uint16_t>(Opcode::Send) &&
-          inst.opcode != static_cast<uint16_t>(Opcode::Recv))
+      if (!isPointToPoint(inst.opcode))
         continue;
       int64_t peer = inst.ints[1], to = stage + peer;
       if (peer == 0 || to < 0 || to >= stages)

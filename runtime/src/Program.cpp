@@ -92,8 +92,7 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
   if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise))
     return "";
   // A pipeline peer is an offset (-1: the previous stage).
-  bool p2p = inst.opcode == static_cast<uint16_t>(Opcode::Send) ||
-             inst.opcode == static_cast<uint16_t>(Opcode::Recv);
+  bool p2p = isPointToPoint(inst.opcode);
   for (size_t i = 0; i < n.size(); ++i)
     if (n[i] < 0 && !(p2p && i == 1))
       return absl::StrCat("negative parameter ", n[i]);
@@ -270,6 +269,11 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
       err = "bad group or reduction";
     need(0, n[0]), need(1, n[0]);
     break;
+  case Opcode::RecvStart:
+  case Opcode::RecvWait:
+    if (n[3] >= 4096)
+      err = absl::StrCat("slot ", n[3], " is not below 4096");
+    [[fallthrough]];
   case Opcode::Send:
   case Opcode::Recv:
     // The peer's stage is checked by the executor (it knows pp).

@@ -161,8 +161,8 @@ class PipelineTest(unittest.TestCase):
             kinds = {e["name"] for e in mine}
             self.assertIn("attention_bwd", kinds)
             self.assertIn("all_reduce", kinds)  # tensor parallel
-            self.assertIn("send" if pid < 2 else "recv", kinds)
-            self.assertIn("recv" if pid < 2 else "send", kinds)
+            # Sends, and receives posted an action early then waited for.
+            self.assertTrue({"send", "recv_start", "recv_wait"} <= kinds, kinds)
             # The schedule track: each step's forwards (F) and backwards
             # (B) of the 4 micro-batches in 1F1B order for the rank's stage.
             phases = [e["name"] for e in events

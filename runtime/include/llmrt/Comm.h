@@ -90,6 +90,14 @@ public:
   virtual void send(const float *data, int64_t n, int peer, int tag) = 0;
   virtual void recv(float *data, int64_t n, int peer, int tag) = 0;
   virtual void waitSends() {}
+  /// A receive posted early (non-blocking): `data` holds the n values after
+  /// waitRecv(slot) (the slots of the collectives; the program keeps `data`
+  /// untouched in between). The base class receives at once.
+  virtual void startRecv(float *data, int64_t n, int peer, int tag, int slot) {
+    (void)slot;
+    recv(data, n, peer, tag);
+  }
+  virtual void waitRecv(int slot) { (void)slot; }
 
   /// Ends every rank of the job now (after a fatal error on this one).
   [[noreturn]] virtual void abort(int code) = 0;

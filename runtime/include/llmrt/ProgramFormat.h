@@ -159,7 +159,25 @@ enum class Opcode : uint16_t {
   /// (kind 0), backward (1) or recomputation (2) of micro-batch `microbatch`
   /// through the rank's model chunk `chunk`; --trace draws each as a span.
   Phase = 42, ///< [] {kind, microbatch, chunk}
+  /// A recv posted early: started (non-blocking) an action ahead of its
+  /// use, waited for right before it; `slot` as for the collectives.
+  RecvStart = 43, ///< [y] {n, peer, tag, slot}
+  RecvWait = 44,  ///< [y] {n, peer, tag, slot}
 };
+
+/// Send, recv, recv_start, recv_wait: the pipeline's point-to-point
+/// instructions ({n, peer, tag, ...}).
+inline bool isPointToPoint(uint16_t opcode) {
+  switch (static_cast<Opcode>(opcode)) {
+  case Opcode::Send:
+  case Opcode::Recv:
+  case Opcode::RecvStart:
+  case Opcode::RecvWait:
+    return true;
+  default:
+    return false;
+  }
+}
 
 /// The largest tag of send and recv (MPI guarantees at least 32767).
 inline constexpr int64_t kMaxP2PTag = 32767;
@@ -296,6 +314,8 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::Send, "send", 1, 1, 3, 0},
       {Opcode::Recv, "recv", 1, 1, 3, 0},
       {Opcode::Phase, "phase", 0, 0, 3, 0},
+      {Opcode::RecvStart, "recv_start", 1, 1, 4, 0},
+      {Opcode::RecvWait, "recv_wait", 1, 1, 4, 0},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)

@@ -204,8 +204,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // The CUDA runner runs one rank: a pipeline stage's program cannot run.
   for (const FunctionDesc &f : p.functions)
     for (const Instruction &inst : f.instructions)
-      if (inst.opcode == static_cast<uint16_t>(Opcode::Send) ||
-          inst.opcode == static_cast<uint16_t>(Opcode::Recv))
+      if (isPointToPoint(inst.opcode))
         return absl::UnimplementedError(absl::StrCat(
             "function '", f.name, "': send/recv needs the MPI runner (the CUDA "
             "runner runs one rank, one pipeline stage)"));
@@ -515,6 +514,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::Send:
     case Opcode::Recv:
+    case Opcode::RecvStart:
+    case Opcode::RecvWait:
       fatal(name, "send/recv needs the MPI runner"); // refused at creation
     case Opcode::FusedElementwise: {
       // The compiler's kernel: a grid-stride loop, one pointer per operand.
