@@ -48,6 +48,7 @@ int64_t communicationBytes(const Instruction &inst) {
   case Opcode::Send:
   case Opcode::Recv:
   case Opcode::RecvStart:
+  case Opcode::RecvWait:
     return inst.ints.empty() ? -1 : inst.ints[0] * 4;
   default:
     return -1;

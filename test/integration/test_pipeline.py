@@ -52,6 +52,9 @@ class PipelineTest(unittest.TestCase):
         ref, got = self.reference(model, mb, layers), losses(log)
         self.assertEqual(len(ref), 20)
         self.assertEqual(len(got), 20)
+        worst = max(abs(a - b) / abs(b) for a, b in zip(got, ref))
+        if os.environ.get("LLM_TEST_VERBOSE"):
+            print("\n%s %s: worst relative difference %.2e" % (model, plan, worst))
         for step, (a, b) in enumerate(zip(got, ref), 1):
             self.assertLessEqual(abs(a - b) / abs(b), 1e-5,
                                  "%s %s on %d ranks, step %d: %.9g vs one "
