@@ -457,7 +457,9 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // activations rebuilt for its backward.
     // (Under a budget the rebuilt layers come after the kept ones have been
     // freed: the start of the backward holds no rebuilt layer.)
-    bool rebuildsAtPeak = c.remat != Remat::None && c.remat != Remat::Budget;
+    // (Selective recomputation rebuilds only the attention core, inside the
+    // attention backward's own tiles: nothing at the peak.)
+    bool rebuildsAtPeak = c.remat == Remat::Full;
     double temps = (rebuildsAtPeak ? layerActs : 0) + (last ? logits : 0);
     // A stage without the head peaks in a layer's backward, with the
     // gradient of the widest activation ([b, s, ffn / tp]) on top of what
