@@ -485,11 +485,12 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
                                         std::max(1048576.0, grads / 8)));
     // Gradient accumulation over micro-batches: the running sums live
     // through every micro-batch after the first (llm-microbatch). Under
-    // ZeRO-2 they are whole: the gradients are reduce-scattered once, after
-    // the accumulation (ZeRO-3's are scattered within each micro-batch).
+    // ZeRO-2 and 3 they are this rank's shares: each micro-batch's
+    // gradients are reduce-scattered as they are computed (llm-optimizer),
+    // with one whole gradient at a time on top.
     double gradsEnd = grads;
     if (micro > 1) {
-      bucket = c.zero == 2 ? grads * zeroG : grads;
+      bucket = grads;
       gradsEnd = bucket;
     }
     // A rank whose peak comes before its first backward (GPipe; 1F1B or

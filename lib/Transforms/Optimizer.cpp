@@ -5,12 +5,63 @@
 
 #include "mlir/IR/Builders.h"
 
+#include <algorithm>
+
 namespace mlir::llm {
 #define GEN_PASS_DEF_OPTIMIZER
 #include "llm/Transforms/Passes.h.inc"
 } // namespace mlir::llm
 
 using namespace mlir;
+
+namespace {
+/// ZeRO-2 with gradient accumulation: `grad` is llm-microbatch's mean
+/// scale(g0 + g1 + ... + g(m-1)) of the micro-batches' gradients.
+/// Reduce-scatters each micro-batch's gradient right after it is computed
+/// and accumulates the shares instead (the sum is linear), so that no
+/// whole gradient outlives its micro-batch. Returns the mean of the shares,
+/// or nothing when `grad` is not such a sum.
+Value reduceScatterMicrobatches(OpBuilder &b, Location loc, Value grad,
+                                RankedTensorType flat, int64_t micro,
+                                StringAttr dpAttr, StringAttr meanAttr) {
+  auto sc = grad.getDefiningOp<llm::ScaleOp>();
+  if (micro < 2 || !sc)
+    return {};
+  SmallVector<Value> leaves;
+  SmallVector<llm::AddOp> adds;
+  Value v = sc.getInput();
+  for (int64_t j = 0; j < micro - 1; ++j) {
+    auto add = v.getDefiningOp<llm::AddOp>();
+    if (!add || !add->hasOneUse())
+      return {};
+    adds.push_back(add);
+    leaves.push_back(add.getRhs());
+    v = add.getLhs();
+  }
+  leaves.push_back(v);
+  std::reverse(leaves.begin(), leaves.end()); // micro-batch order
+  OpBuilder::InsertionGuard guard(b);
+  Value acc;
+  for (Value leaf : leaves) {
+    b.setInsertionPointAfterValue(leaf);
+    Value share = llm::ReduceScatterOp::create(b, loc, flat, leaf, dpAttr, meanAttr);
+    if (acc) {
+      b.setInsertionPointAfterValue(share);
+      share = llm::AddOp::create(b, loc, flat, acc, share);
+    }
+    acc = share;
+  }
+  b.setInsertionPointAfterValue(acc);
+  Value mean = llm::ScaleOp::create(b, loc, acc, sc.getFactorAttr());
+  if (sc->use_empty()) {
+    sc->erase();
+    for (llm::AddOp add : adds)
+      if (add->use_empty())
+        add->erase();
+  }
+  return mean;
+}
+} // namespace
 using namespace mlir::llm;
 
 namespace {
@@ -99,6 +150,7 @@ void OptimizerPass::runOnOperation() {
   int64_t dp = plan ? plan.getDp() : 1, zero = plan ? plan.getZero() : 0;
   bool tpPlan = plan && plan.getTp() > 1;
   auto dpAttr = b.getStringAttr("dp"), meanAttr = b.getStringAttr("mean");
+  const int64_t micro = plan ? plan.getMicrobatches() : 1;
 
   // Data parallelism: every gradient is averaged over dp as soon as it is
   // final (right after the op that produces it, so that it dies early):
@@ -150,8 +202,12 @@ void OptimizerPass::runOnOperation() {
       b.setInsertionPointAfter(def);
     if (sharded[k] && zero >= 2) {
       auto flat = RankedTensorType::get({n / dp}, ptype.getElementType());
-      gradients[k] = ReduceScatterOp::create(b, loc, flat, gradients[k],
-                                             dpAttr, meanAttr);
+      if (Value shares = reduceScatterMicrobatches(b, loc, gradients[k], flat,
+                                                   micro, dpAttr, meanAttr))
+        gradients[k] = shares;
+      else
+        gradients[k] = ReduceScatterOp::create(b, loc, flat, gradients[k],
+                                               dpAttr, meanAttr);
       masks[k] |= 1;
     } else {
       gradients[k] = AllReduceOp::create(b, loc, gradients[k], dpAttr,
@@ -281,6 +337,17 @@ void OptimizerPass::runOnOperation() {
   addUpdates(newV, 2 * numParams);
   func::ReturnOp::create(b, ret.getLoc(), results);
   ret.erase();
+  // What the old results alone read is dead now (under ZeRO-2 with
+  // micro-batches, the whole-gradient sums that the shares replaced).
+  // (Users first: each op is checked when it is reached, after the ops
+  // after it.)
+  SmallVector<Operation *> candidates;
+  for (Operation &op : body.without_terminator())
+    if (isa<llm::AddOp, llm::ScaleOp>(op))
+      candidates.push_back(&op);
+  for (Operation *op : llvm::reverse(candidates))
+    if (op->use_empty())
+      op->erase();
   step.setFunctionType(b.getFunctionType(body.getArgumentTypes(),
                                          TypeRange(ValueRange(results))));
   step.setAllResultAttrs(attrs);

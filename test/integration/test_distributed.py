@@ -116,6 +116,14 @@ class DistributedTest(unittest.TestCase):
     def test_llama_dp2_2_microbatches(self):
         self.parity("tiny-llama-gqa", 2, "dp=2,mb=2")
 
+    def test_llama_zero2_dp2_2_microbatches(self):
+        # Each micro-batch's gradients are reduce-scattered as computed and
+        # the shares summed.
+        self.parity("tiny-llama-gqa", 2, "dp=2,zero=2,mb=2")
+
+    def test_gpt2_zero2_dp2_tp2_4_microbatches(self):
+        self.parity("shakespeare-char-gpt", 4, "dp=2,tp=2,zero=2,mb=4")
+
     def test_gpt2_zero3_dp2_tp2_2_microbatches(self):
         self.parity("shakespeare-char-gpt", 4, "dp=2,tp=2,zero=3,mb=2")
 
