@@ -139,6 +139,8 @@ PIPELINES = [("pp=2 1f1b mb=4", 2, "dp=1,tp=1,sp=0,pp=2,zero=0,mb=4,schedule=1f1
              ("pp=2 1f1b mb=4 remat=budget:1", 2, "dp=1,tp=1,sp=0,pp=2,zero=0,mb=4,schedule=1f1b,remat=budget:1"),
              ("pp=2 1f1b mb=4 remat=selective", 2, "dp=1,tp=1,sp=0,pp=2,zero=0,mb=4,schedule=1f1b,remat=selective"),
              ("pp=2 interleaved vpp=3 mb=4", 2, "dp=1,tp=1,sp=0,pp=2,vpp=3,zero=0,mb=4,schedule=interleaved,remat=none"),
+             ("pp=4 (uneven: 1, 2, 2, 1 layers) 1f1b mb=4", 4, "dp=1,tp=1,sp=0,pp=4,zero=0,mb=4,schedule=1f1b,remat=none"),
+             ("pp=4 (uneven) gpipe mb=8", 4, "dp=1,tp=1,sp=0,pp=4,zero=0,mb=8,schedule=gpipe,remat=none"),
              ("pp=2 x tp=2 1f1b mb=4", 4, "dp=1,tp=2,sp=0,pp=2,zero=0,mb=4,schedule=1f1b,remat=none"),
              ("pp=2 x dp=2 zero=1 mb=2", 4, "dp=2,tp=1,sp=0,pp=2,zero=1,mb=2,schedule=1f1b,remat=none")]
 

@@ -54,9 +54,14 @@ std::string mlir::llm::checkPlan(const ModelProfile &m, const Cluster &cl,
     return f("tp={0} does not divide {1} key/value heads", c.tp, m.kvHeads);
   if (m.ffn % c.tp)
     return f("tp={0} does not divide the FFN size {1}", c.tp, m.ffn);
-  if (m.layers % (c.pp * c.vpp))
-    return f("pp x vpp = {0} does not divide {1} layers", c.pp * c.vpp,
-             m.layers);
+  // Chunks may hold different numbers of layers (balanceChunks evens out
+  // their time, the embedding and head included), at least one each.
+  if (m.layers < c.pp * c.vpp)
+    return f("pp x vpp = {0} chunks for {1} layers (at least one each)",
+             c.pp * c.vpp, m.layers);
+  if (c.vpp > 1 && m.layers % (c.pp * c.vpp))
+    return f("pp x vpp = {0} does not divide {1} layers (interleaved chunks "
+             "are even)", c.pp * c.vpp, m.layers);
   if ((c.vpp > 1) != (c.schedule == Schedule::Interleaved))
     return c.vpp > 1 ? f("vpp={0} needs the interleaved schedule", c.vpp)
                      : std::string("the interleaved schedule needs vpp > 1");
@@ -441,7 +446,11 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     return micro * v;
   };
   auto layerMicro = [&](int64_t r) {
-    return static_cast<double>(chunksHeld(r)) * L / (pp * v);
+    // The rank's chunks may differ in size: their mean.
+    int64_t held = 0;
+    for (int64_t ch = r; ch < chunks; ch += c.pp)
+      held += p.stages[ch].second - p.stages[ch].first;
+    return static_cast<double>(chunksHeld(r)) * static_cast<double>(held) / v;
   };
   double postActs = (m.post.savedSplit * vocabScale / t + m.post.savedReplicated / replDiv) * b;
   double logits = 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp) / t * 4;
@@ -450,8 +459,10 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   for (int64_t r = 0; r < c.pp; ++r) {
     double acts = layerMicro(r) * kept;
     bool last = r == (chunks - 1) % c.pp;
+    // The head's saved values, for each micro-batch in flight through the
+    // last chunk.
     if (last)
-      acts += postActs;
+      acts += postActs * std::ceil(static_cast<double>(chunksHeld(r)) / v);
     // Working memory beyond the kept activations: the logits and their
     // gradient on the last stage, and under recomputation one layer's
     // activations rebuilt for its backward.
@@ -464,8 +475,12 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // A stage without the head peaks in a layer's backward, with the
     // gradient of the widest activation ([b, s, ffn / tp]) on top of what
     // it holds (on the last stage the logits' gradient is larger).
+    // On a last stage the larger of that and the logits' gradient.
+    double widest = b * m.seq * static_cast<double>(m.ffn) / t * 4;
     if (!last)
-      temps += b * m.seq * static_cast<double>(m.ffn) / t * 4;
+      temps += widest;
+    else if (c.pp > 1 && widest > logits)
+      temps += widest - logits;
     // A pipeline receive is posted an action before its value is read: one
     // more activation of the residual stream's size.
     if (c.pp > 1)

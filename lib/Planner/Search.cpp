@@ -195,14 +195,18 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
         continue;
       std::vector<int64_t> vpps;
       for (int64_t v = 1; v <= m.layers; ++v)
-        if (m.layers % (pp * v) == 0 && (!spec.vpp || *spec.vpp == v))
+        // One chunk per rank may hold any share of the layers; interleaved
+        // chunks split them evenly (Megatron).
+        if ((v == 1 ? pp <= m.layers : m.layers % (pp * v) == 0) &&
+            (!spec.vpp || *spec.vpp == v))
           vpps.push_back(v);
       if (vpps.empty()) {
         std::string why =
-            spec.vpp ? llvm::formatv("pp={0} x vpp={1} does not divide {2} layers",
-                                     pp, *spec.vpp, m.layers).str()
-                     : llvm::formatv("pp={0} does not divide {1} layers", pp,
-                                     m.layers).str();
+            spec.vpp && *spec.vpp > 1
+                ? llvm::formatv("pp={0} x vpp={1} does not divide {2} layers",
+                                pp, *spec.vpp, m.layers).str()
+                : llvm::formatv("pp={0} stages for {1} layers (at least one each)",
+                                pp, m.layers).str();
         rejected[familyKey(base)] = why;
         if (firstReason.empty())
           firstReason = why;
