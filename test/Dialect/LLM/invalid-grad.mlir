@@ -790,3 +790,11 @@ func.func @phase_kind() {
   llm.phase {kind = "warmup", microbatch = 0 : i64, chunk = 0 : i64}
   return
 }
+
+// -----
+
+func.func @phase_microbatch() {
+  // expected-error@+1 {{'llm.phase' op expects microbatch and chunk >= 0}}
+  llm.phase {kind = "forward", microbatch = -1 : i64, chunk = 0 : i64}
+  return
+}
