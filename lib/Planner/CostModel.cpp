@@ -54,6 +54,10 @@ std::string mlir::llm::checkPlan(const ModelProfile &m, const Cluster &cl,
     return f("tp={0} does not divide {1} key/value heads", c.tp, m.kvHeads);
   if (m.ffn % c.tp)
     return f("tp={0} does not divide the FFN size {1}", c.tp, m.ffn);
+  // Tensor-parallel ranks are adjacent: a group must not straddle nodes.
+  if (cl.devicesPerNode % c.tp)
+    return f("tp={0} does not divide the {1} devices of a node (a tensor-"
+             "parallel group would span two nodes)", c.tp, cl.devicesPerNode);
   // Chunks may hold different numbers of layers (balanceChunks evens out
   // their time, the embedding and head included), at least one each.
   if (m.layers < c.pp * c.vpp)

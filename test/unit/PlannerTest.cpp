@@ -181,6 +181,16 @@ TEST(PlannerSearch, ExplainsRejections) {
   EXPECT_FALSE(r.found);
   EXPECT_EQ(r.whyNone, "tp=3 does not divide 32 heads");
 
+  // 48 heads split 6 ways, but 6 ranks of 8-GPU nodes: the second group
+  // would span two nodes.
+  ModelProfile m48 = gpt(6144, 48, 8, 24, 1024);
+  PlanSpec six;
+  six.tp = 6;
+  SearchResult r6 = searchPlans(m48, cl, 48, six);
+  EXPECT_FALSE(r6.found);
+  EXPECT_EQ(r6.whyNone, "tp=6 does not divide the 8 devices of a node (a "
+                        "tensor-parallel group would span two nodes)");
+
   // A model that does not fit one device: the reason names both sizes.
   ModelProfile big = gpt(8192, 64, 48, 8, 2048);
   PlanSpec one;
