@@ -54,6 +54,7 @@ public:
       dst[i] = src[i];
   }
   void barrier() override {}
+  void broadcast(void *, int64_t, Group, int) override {}
   // A one-rank program never holds send or recv (the executor refuses a
   // peer outside the pipeline): reaching one is a bug, never a hang.
   void send(const float *, int64_t, int peer, int) override { noPeer("send", peer); }

@@ -41,7 +41,16 @@ public:
   MpiCommunicator() {
     MPI_Comm_size(MPI_COMM_WORLD, &worldSize_);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    // The ranks that share this node's memory (and its GPUs).
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_,
+                        MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &localRank_);
+    MPI_Comm_size(node, &localSize_);
+    MPI_Comm_free(&node);
   }
+  int localRank() const override { return localRank_; }
+  int localSize() const override { return localSize_; }
   ~MpiCommunicator() override {
     for (MPI_Comm *c : {&dpComm, &tpComm, &ppComm, &tiedComm})
       if (*c != MPI_COMM_NULL)
@@ -256,6 +265,11 @@ public:
                MPI_FLOAT, 0, comm(g));
   }
   void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+  void broadcast(void *data, int64_t bytes, Group g, int root) override {
+    if (groupSize(g) == 1)
+      return;
+    MPI_Bcast(data, count(bytes), MPI_BYTE, root, comm(g));
+  }
   [[noreturn]] void abort(int code) override {
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, code);
@@ -263,6 +277,7 @@ public:
   }
 
 private:
+  int localRank_ = 0, localSize_ = 1;
   MPI_Comm dpComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL,
            ppComm = MPI_COMM_NULL, tiedComm = MPI_COMM_NULL;
   /// Sends in flight, each from its own copy of the data (the arena may be

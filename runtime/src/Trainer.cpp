@@ -2,6 +2,7 @@
 #include "llmrt/Trainer.h"
 #include "llmrt/Comm.h"
 #include "llmrt/Executor.h"
+#include "llmrt/PipeLinks.h"
 #include "llmrt/Safetensors.h"
 #include "llmrt/TokenFile.h"
 
@@ -423,6 +424,12 @@ absl::Status Run::setup() {
     return absl::InvalidArgumentError(absl::StrCat(
         "stage ", stage, " of a ", pp, "-stage pipeline needs every stage's "
         "program (got ", stages.size(), ")"));
+  // Each pair of neighbouring stages exchanges its messages in one order
+  // (what NCCL, which pairs by order, needs; MPI's tags would forgive
+  // less): found identically by every rank.
+  if (pp > 1)
+    if (absl::Status s = checkLinkOrder(stages); !s.ok())
+      return absl::FailedPreconditionError(s.message());
 
   // Threads: --threads, else the cores shared among the ranks on this node.
   int threads = opts.threads;

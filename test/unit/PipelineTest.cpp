@@ -1,6 +1,7 @@
 //===- PipelineTest.cpp - pipeline bundles, groups, send and recv ---------===//
 #include "llmrt/Comm.h"
 #include "llmrt/Executor.h"
+#include "llmrt/PipeLinks.h"
 #include "llmrt/Program.h"
 
 #include <gtest/gtest.h>
@@ -337,6 +338,7 @@ public:
   void allGather(float *, int64_t, Group) override {}
   void gatherToRoot(const float *, float *, int64_t, Group) override {}
   void barrier() override {}
+  void broadcast(void *, int64_t, Group, int) override {}
   void send(const float *, int64_t, int, int) override {}
   void recv(float *, int64_t, int, int) override {}
   [[noreturn]] void abort(int code) override { std::exit(code); }
@@ -373,4 +375,116 @@ TEST(Groups, RankOrderTpThenDpThenPp) {
   std::unique_ptr<Communicator> local = createLocalCommunicator();
   EXPECT_EQ(message(local->setupGroups(1, 1, 2)),
             "a plan of more than one rank needs the MPI runner");
+}
+
+namespace {
+Instruction p2p(Opcode op, int64_t n, int64_t peer, int64_t tag) {
+  Instruction i;
+  i.opcode = static_cast<uint16_t>(op);
+  i.ints = {n, peer, tag, 0};
+  return i;
+}
+ProgramDesc stageOf(std::vector<Instruction> train) {
+  ProgramDesc p;
+  p.functions.push_back({"train", std::move(train)});
+  return p;
+}
+} // namespace
+
+TEST(PipeLinks, OneLinkPerKindAndDirection) {
+  EXPECT_TRUE(pipelineLinks(1).empty());
+  // p = 2: activations 0->1 and the interleaved wrap 1->0; gradients 1->0
+  // and the wrap 0->1: four links, two of them per ordered pair.
+  std::vector<PipeLink> two = pipelineLinks(2);
+  ASSERT_EQ(two.size(), 4u);
+  auto is = [](const PipeLink &l, int from, int to, bool gradient) {
+    return l.from == from && l.to == to && l.gradient == gradient;
+  };
+  EXPECT_TRUE(is(two[0], 0, 1, false));
+  EXPECT_TRUE(is(two[1], 1, 0, false));
+  EXPECT_TRUE(is(two[2], 1, 0, true));
+  EXPECT_TRUE(is(two[3], 0, 1, true));
+  // A send and its receive name the same link from their two stages.
+  const int p = 4;
+  for (int s = 0; s < p; ++s) {
+    int next = (s + 1) % p, toNext = next - s;
+    auto link = [&](Opcode op, int stage, int peer, int tag) {
+      absl::StatusOr<int> l = linkOf(p2p(op, 4, peer, tag), stage, p, "train", 0);
+      EXPECT_TRUE(l.ok()) << l.status().message();
+      return l.ok() ? *l : -1;
+    };
+    EXPECT_EQ(link(Opcode::Send, s, toNext, 2), s);
+    EXPECT_EQ(link(Opcode::Recv, next, s - next, 2), s);
+    EXPECT_EQ(link(Opcode::Send, next, s - next, 3), p + s);
+    EXPECT_EQ(link(Opcode::RecvStart, s, toNext, 3), p + s);
+    EXPECT_EQ(pipelineLinks(p)[p + s].from, next);
+  }
+  // An activation sent backwards has no link.
+  EXPECT_EQ(message(linkOf(p2p(Opcode::Send, 4, -1, 0), 2, 4, "train", 7)),
+            "function 'train' instruction #7 (send): an activation (even tag "
+            "0) sent to stage 1 (from stage 2): on devices activations travel "
+            "to the next stage and gradients to the previous one");
+  EXPECT_EQ(message(linkOf(p2p(Opcode::Recv, 4, 2, 1), 0, 4, "train", 3)),
+            "function 'train' instruction #3 (recv): a gradient (odd tag 1) "
+            "received from stage 2 (from stage 0): on devices activations "
+            "travel to the next stage and gradients to the previous one");
+  EXPECT_EQ(message(linkOf(p2p(Opcode::Send, 4, 1, 0), 1, 2, "train", 0)),
+            "function 'train' instruction #0 (send): peer +1 of stage 1 is "
+            "outside the pipeline's 2 stage(s)");
+}
+
+TEST(PipeLinks, SendsAndReceivesPairInOrder) {
+  // Two stages, two chunks each (interleaved): activations of chunks 0 and 1
+  // go 0 -> 1, chunk 1's output wraps 1 -> 0 for chunk 2; gradients back.
+  std::vector<Instruction> s0 = {
+      p2p(Opcode::Send, 8, 1, 0), p2p(Opcode::Send, 8, 1, 0),
+      p2p(Opcode::RecvStart, 8, 1, 2), p2p(Opcode::RecvWait, 8, 1, 2),
+      p2p(Opcode::Send, 8, 1, 5), // the wrap's gradient, 0 -> 1
+      p2p(Opcode::Recv, 8, 1, 1)};
+  std::vector<Instruction> s1 = {
+      p2p(Opcode::RecvStart, 8, -1, 0), p2p(Opcode::RecvWait, 8, -1, 0),
+      p2p(Opcode::Send, 8, -1, 2), // the wrap's activation, 1 -> 0
+      p2p(Opcode::Recv, 8, -1, 0), p2p(Opcode::Recv, 8, -1, 5),
+      p2p(Opcode::Send, 8, -1, 1)};
+  std::vector<ProgramDesc> stages = {stageOf(s0), stageOf(s1)};
+  EXPECT_EQ(message(checkLinkOrder(stages)), "<ok>");
+  // The same messages in another order on one side: MPI's tags would pair
+  // them, NCCL would not.
+  std::vector<Instruction> swapped = s0;
+  std::swap(swapped[4], swapped[5]);
+  EXPECT_EQ(message(checkLinkOrder({stageOf(swapped), stageOf(s1)})), "<ok>")
+      << "different links do not constrain each other";
+  swapped = s1;
+  swapped[3] = p2p(Opcode::Recv, 8, -1, 4);
+  EXPECT_EQ(message(checkLinkOrder({stageOf(s0), stageOf(swapped)})),
+            "function 'train': the activation link from stage 0 to stage 1: "
+            "message 1 is sent as tag 0 (8 floats, instruction #1) but "
+            "received as tag 4 (8 floats, instruction #3); NCCL pairs "
+            "messages by their order");
+  swapped = s1;
+  swapped[3] = p2p(Opcode::Recv, 6, -1, 0);
+  EXPECT_NE(message(checkLinkOrder({stageOf(s0), stageOf(swapped)}))
+                .find("sent as tag 0 (8 floats, instruction #1) but received "
+                      "as tag 0 (6 floats"),
+            std::string::npos);
+  swapped = s1;
+  swapped.erase(swapped.begin() + 3);
+  EXPECT_EQ(message(checkLinkOrder({stageOf(s0), stageOf(swapped)})),
+            "function 'train': the activation link from stage 0 to stage 1: "
+            "2 message(s) sent but 1 received");
+  // With two stages a gradient sent to stage 1 takes the wrap's link: the
+  // activation link then misses a message.
+  swapped = s0;
+  swapped[0] = p2p(Opcode::Send, 8, 1, 1);
+  EXPECT_EQ(message(checkLinkOrder({stageOf(swapped), stageOf(s1)})),
+            "function 'train': the activation link from stage 0 to stage 1: "
+            "1 message(s) sent but 2 received");
+  // Three stages: stage 1 sends an activation back to stage 0.
+  std::vector<ProgramDesc> three = {stageOf({}), stageOf({p2p(Opcode::Send, 8, -1, 0)}),
+                                    stageOf({})};
+  EXPECT_EQ(message(checkLinkOrder(three)),
+            "stage 1: function 'train' instruction #0 (send): an activation "
+            "(even tag 0) sent to stage 0 (from stage 1): on devices "
+            "activations travel to the next stage and gradients to the "
+            "previous one");
 }

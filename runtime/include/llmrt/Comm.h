@@ -79,6 +79,14 @@ public:
   virtual void gatherToRoot(const float *src, float *dst, int64_t n,
                             Group group) = 0;
   virtual void barrier() = 0;
+  /// Copies `bytes` bytes of host memory from the rank of `group` whose
+  /// group rank is `root` to every other rank of the group (how the NCCL
+  /// communicators' unique ids travel). A group of one: nothing to do.
+  virtual void broadcast(void *data, int64_t bytes, Group group, int root) = 0;
+  /// This rank's index among the ranks on its node, and their number: the
+  /// GPU a rank drives.
+  virtual int localRank() const { return 0; }
+  virtual int localSize() const { return 1; }
 
   /// Point-to-point between pipeline stages (Group::PP): `peer` is the
   /// other stage's offset from this one (+1 the next, -1 the previous);
