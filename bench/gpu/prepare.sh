@@ -40,6 +40,16 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
 done
 printf '%s\n' "${hyper[@]}" > "$out/data/hyper.txt"
 
+# Multi-GPU (NCCL) parity: the tiny Llama on 2 GPUs under three plans,
+# against the one-GPU run (run.sh, where 2 GPUs and mpirun are present).
+if [ -x "$bin/llmrt-runner-cuda-mpi" ]; then
+  for plan in dp=2,zero=1 tp=2,sp=1 pp=2,schedule=1f1b,mb=2; do
+    name=tiny-llama-gqa-$(echo "$plan" | cut -d, -f1 | tr -d =)
+    "$bin/llm-compile" "$out/data/tiny-llama-gqa.mlir" --target cuda --devices 2 --plan "$plan" \
+      -o "$out/bin/$name.exe"
+  done
+fi
+
 # Shared libraries beyond the system's and CUDA's (absl; OpenMP for the check).
 for exe in "$out/bin/llmrt-cuda-check" "$out/bin/gpt2.exe"; do
   ldd "$exe" | awk '/=> \// {print $3}' |

@@ -11,7 +11,11 @@
 #      same model and batch in the same run, for the ratio;
 #   4. where the step's time goes: one traced step, per instruction kind;
 #   5. GPT-2 124M parity at scale: 12 steps with fp32 GEMMs from the same
-#      GPT-2 initialization as python/llm_ref on the GPU in fp32 (TF32 off).
+#      GPT-2 initialization as python/llm_ref on the GPU in fp32 (TF32 off);
+#   6. NCCL: the tiny Llama on 2 GPUs (data parallel with ZeRO-1, tensor
+#      parallel with sequence parallelism, a 2-stage 1F1B pipeline), each
+#      step's loss against the one-GPU run (fp32 GEMMs, 1e-4 relative);
+#      only where 2 GPUs and mpirun are present, else it says why not.
 # Where no GPU is visible it says so and stops after checking the bundle.
 #
 #   bash bench/gpu/run.sh [BUNDLE] [OUTDIR]     (default .devbundle, /tmp/llm-gpu)
@@ -25,6 +29,9 @@ export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 py=$(command -v python3)
 cublas=$("$py" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
 [ -n "$cublas" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublas"
+# NCCL likewise (the multi-GPU executables of section 6).
+nccl=$("$py" -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
+[ -n "$nccl" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$nccl"
 steps=${LLM_GPU_STEPS:-30}
 status=0
 for f in bin/llmrt-cuda-check bin/gpt2.exe data/train.bin data/hyper.txt; do
@@ -156,6 +163,30 @@ print("  ours:    " + " ".join(f"{x:.4f}" for x in ours))
 print("  PyTorch: " + " ".join(f"{x:.4f}" for x in ref))
 sys.exit(0 if ok else 1)
 PY
+fi
+
+echo "== 6. NCCL: 2 GPUs against one"
+gpus=$(nvidia-smi -L | wc -l)
+if [ "$gpus" -lt 2 ] || ! command -v mpirun > /dev/null; then
+  echo "skipped: needs 2 GPUs and mpirun (this machine: $gpus GPU(s), mpirun $(command -v mpirun > /dev/null && echo present || echo absent))"
+else
+  one=$out/tiny-llama-gqa-fp32.jsonl  # section 2's one-GPU run, fp32 GEMMs
+  for exe in "$bundle"/bin/tiny-llama-gqa-*.exe; do
+    name=$(basename "$exe" .exe)
+    LLMRT_CUDA_GEMM=fp32 mpirun -np 2 -x LLMRT_CUDA_GEMM -x LD_LIBRARY_PATH "$exe" \
+      --data "$bundle/data/train.bin" --init "$out/tiny-llama-gqa.init.safetensors" \
+      --log "$out/$name.jsonl" "${hyper[@]}" > "$out/$name.txt" 2>&1 || {
+        echo "$name: FAILED to run"; tail -5 "$out/$name.txt"; status=1; continue; }
+    "$py" - "$out/$name.jsonl" "$one" "$name" <<'PY' || status=1
+import json, sys
+ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
+worst = max(abs(a - b) / abs(b) for a, b in zip(ours, ref))
+ok = len(ours) == len(ref) == 10 and worst <= 1e-4
+print(f"{sys.argv[3]}: {'PASS' if ok else 'FAIL'}  worst step loss rel diff {worst:.2e} against one GPU (tol 1e-4)")
+sys.exit(0 if ok else 1)
+PY
+  done
 fi
 echo "run.sh: $( [ $status = 0 ] && echo all checks pass || echo SOME CHECKS FAILED )"
 exit $status

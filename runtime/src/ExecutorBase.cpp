@@ -25,6 +25,18 @@ absl::Status Executor::resolveOperands(const ProgramDesc &p,
                                        const Instruction &inst, uint8_t *arena,
                                        Communicator &comm,
                                        std::vector<void *> &ptrs) {
+  // Sizes that depend on the group's size (the loader checked the rest).
+  if (inst.opcode == static_cast<uint16_t>(Opcode::AllGather) ||
+      inst.opcode == static_cast<uint16_t>(Opcode::AllGatherStart) ||
+      inst.opcode == static_cast<uint16_t>(Opcode::ReduceScatter)) {
+    int64_t whole = inst.ints[0] * comm.groupSize(static_cast<Group>(inst.ints[1]));
+    const BufferDesc &big = p.buffers[inst.operands[
+        inst.opcode == static_cast<uint16_t>(Opcode::ReduceScatter) ? 0 : 1]];
+    if (static_cast<int64_t>(big.bytes / 4) < whole)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "buffer '", big.name, "' is smaller than the group's ", whole,
+          " elements"));
+  }
   for (uint32_t o : inst.operands) {
     const BufferDesc &b = p.buffers[o];
     uint64_t at = b.offset;

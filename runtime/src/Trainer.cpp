@@ -1155,7 +1155,7 @@ void Run::logStep(int64_t step, double loss, double lr, double norm,
 /// exits, which makes mpirun end every rank. Never a silent hang.
 class Watchdog {
 public:
-  Watchdog(const Executor &ex, int rank, int seconds)
+  Watchdog(Executor &ex, int rank, int seconds)
       : ex(ex), rank(rank), seconds(seconds) {
     if (seconds > 0)
       thread = std::thread([this] { loop(); });
@@ -1176,6 +1176,9 @@ private:
     auto since = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(mu);
     while (!cv.wait_for(lock, std::chrono::milliseconds(200), [this] { return done; })) {
+      // A communicator that reports a failed peer ends the job at once.
+      if (std::string error = ex.asyncError(); !error.empty())
+        end(error);
       uint64_t now = ex.progress.load(std::memory_order_relaxed);
       auto t = std::chrono::steady_clock::now();
       if (now != last) {
@@ -1184,18 +1187,26 @@ private:
         continue;
       }
       if (t - since > std::chrono::seconds(seconds)) {
-        std::fprintf(stderr,
-                     "error: rank %d: no progress for %d s in '%s' (a peer "
-                     "failed or a collective does not complete); ending the "
-                     "job\n",
-                     rank, seconds, ex.current.load());
-        std::fflush(stderr);
-        std::_Exit(1);
+        // On a GPU the host waits behind queued work: name the oldest
+        // communication still running there.
+        std::string stalled = ex.stallReport();
+        end(absl::StrCat("no progress for ", seconds, " s in '",
+                         ex.current.load(), "'",
+                         stalled.empty() ? "" : absl::StrCat(" (", stalled, ")"),
+                         "; a peer failed or a collective does not complete"));
       }
     }
   }
+  /// Aborts the communicators (so that no kernel keeps waiting for a peer)
+  /// and ends the process; mpirun then ends the other ranks.
+  [[noreturn]] void end(const std::string &why) {
+    std::fprintf(stderr, "error: rank %d: %s; ending the job\n", rank, why.c_str());
+    std::fflush(stderr);
+    ex.abortCommunication();
+    std::_Exit(1);
+  }
 
-  const Executor &ex;
+  Executor &ex;
   int rank, seconds;
   std::mutex mu;
   std::condition_variable cv;

@@ -300,6 +300,84 @@ void checkAttention(Rng &rng, bool tensorCores) {
   }
 }
 
+/// The vocabulary-parallel embedding and loss of tensor parallelism, with
+/// the group simulated on one GPU: the vocabulary cut into `parts` slices,
+/// each slice's kernels run alone, their statistics reduced on the host as
+/// NCCL would (max, then sums). The slices together must give the whole
+/// vocabulary's CPU kernels: the lookup summed over slices, the loss, and
+/// the logits' gradient slice by slice.
+void checkVocabParallel(Rng &rng) {
+  const int64_t rows = 48, C = 40, parts = 3, V = 3 * 337, Vl = V / parts;
+  auto logits = randomVec(rng, rows * V, 8.0), table = randomVec(rng, V * C),
+       dout = randomVec(rng, rows * C);
+  std::vector<int32_t> tg(rows);
+  for (int32_t &t : tg)
+    t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * V) % V;
+  std::vector<float> loss(1), dl(rows * V), emb(rows * C), dtable(V * C);
+  cpu::crossEntropyFwd(logits.data(), tg.data(), loss.data(), rows, V);
+  cpu::crossEntropyBwd(logits.data(), tg.data(), 1.0f, dl.data(), rows, V);
+  cpu::embeddingFwd(tg.data(), table.data(), emb.data(), rows, C);
+  cpu::embeddingBwd(tg.data(), dout.data(), dtable.data(), rows, V, C);
+
+  Dev<int32_t> TG(tg);
+  Dev<float> DO(dout);
+  std::vector<double> mx(rows, -INFINITY), sums(2 * rows, 0.0);
+  std::vector<float> embSum(rows * C, 0.0f), dtableAll(V * C), dlAll(rows * V);
+  std::vector<std::vector<float>> sliceLogits(parts);
+  for (int64_t k = 0; k < parts; ++k) { // each slice's max
+    sliceLogits[k].resize(rows * Vl);
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(logits.begin() + r * V + k * Vl, logits.begin() + r * V + (k + 1) * Vl,
+                sliceLogits[k].begin() + r * Vl);
+    Dev<float> L(sliceLogits[k]);
+    Dev<double> ST(3 * rows);
+    cuda::vocabRowMax(L.p, rows, Vl, ST.p, nullptr);
+    std::vector<double> st = ST.host();
+    for (int64_t r = 0; r < rows; ++r)
+      mx[r] = std::max(mx[r], st[r]);
+  }
+  for (int64_t k = 0; k < parts; ++k) { // the sums at the group's max
+    std::vector<double> st(3 * rows, 0.0);
+    std::copy(mx.begin(), mx.end(), st.begin());
+    Dev<float> L(sliceLogits[k]);
+    Dev<double> ST(st);
+    cuda::vocabRowSums(L.p, TG.p, rows, Vl, k * Vl, ST.p, nullptr);
+    st = ST.host();
+    for (int64_t i = 0; i < 2 * rows; ++i)
+      sums[i] += st[rows + i];
+  }
+  std::vector<double> reduced(mx);
+  reduced.insert(reduced.end(), sums.begin(), sums.end());
+  Dev<double> RED(reduced);
+  Dev<float> LOSS(1);
+  cuda::vocabLoss(RED.p, rows, LOSS.p, nullptr);
+  compare("vocab_cross_entropy_fwd (3 slices)", loss, LOSS.host(), 1e-5);
+  for (int64_t k = 0; k < parts; ++k) {
+    Dev<float> L(sliceLogits[k]), DL(rows * Vl), T(std::vector<float>(
+        table.begin() + k * Vl * C, table.begin() + (k + 1) * Vl * C));
+    Dev<float> E(rows * C), DT(Vl * C);
+    cuda::vocabCrossEntropyBwd(L.p, TG.p, rows, Vl, k * Vl, RED.p, DL.p, 1.0f, nullptr);
+    cuda::vocabEmbeddingFwd(TG.p, T.p, E.p, rows, C, k * Vl, Vl, nullptr);
+    cuda::vocabEmbeddingBwd(TG.p, DO.p, DT.p, rows, Vl, C, k * Vl, nullptr);
+    std::vector<float> dls = DL.host(), e = E.host(), dt = DT.host();
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(dls.begin() + r * Vl, dls.begin() + (r + 1) * Vl,
+                dlAll.begin() + r * V + k * Vl);
+    for (size_t i = 0; i < e.size(); ++i)
+      embSum[i] += e[i];
+    std::copy(dt.begin(), dt.end(), dtableAll.begin() + k * Vl * C);
+  }
+  compare("vocab_cross_entropy_bwd (3 slices)", dl, dlAll, 1e-5);
+  compare("vocab_embedding_fwd (3 slices, summed)", emb, embSum, 0);
+  compare("vocab_embedding_bwd (3 slices)", dtable, dtableAll, 1e-5);
+
+  // The global norm's accumulators (one per split mask) add up.
+  Dev<double> ACC(std::vector<double>{1.5, 2.0, 0.25, 0.25});
+  Dev<float> NORM(1);
+  cuda::finishNorm(ACC.p, 4, NORM.p, 0.5, nullptr);
+  compare("global_norm (4 accumulators)", {1.0f}, NORM.host(), 1e-7);
+}
+
 void checkLossAndOptimizer(Rng &rng) {
   for (auto [rows, V] : {std::pair<int64_t, int64_t>{64, 1000}, {8, 50257}}) {
     auto logits = randomVec(rng, rows * V, 8.0);
@@ -317,6 +395,7 @@ void checkLossAndOptimizer(Rng &rng) {
     compare("cross_entropy_fwd" + sz, loss, LOSS.host(), 1e-5);
     compare("cross_entropy_bwd" + sz, dl, DL.host(), 1e-5);
   }
+  checkVocabParallel(rng);
   int64_t n = 50001;
   auto p = randomVec(rng, n), g = randomVec(rng, n), m = randomVec(rng, n, 0.1),
        v = randomVec(rng, n, 0.01);
@@ -342,7 +421,7 @@ void checkLossAndOptimizer(Rng &rng) {
   Dev<float> P2(p);
   cuda::sumSquares(G.p, n, ACC.p, nullptr);
   cuda::sumSquares(P2.p, n, ACC.p, nullptr);
-  cuda::finishNorm(ACC.p, NORM.p, 1.0, nullptr);
+  cuda::finishNorm(ACC.p, 1, NORM.p, 1.0, nullptr);
   cuda::clipScale(NORM.p, MAXN.p, COEF.p, nullptr);
   compare("global_norm", {static_cast<float>(ref)}, NORM.host(), 1e-6);
   compare("clip_scale", {std::min(1.0f, 1.0f / (static_cast<float>(ref) + 1e-6f))},

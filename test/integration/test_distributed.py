@@ -49,8 +49,9 @@ def compile_for(tmp, model, devices, name, batch=8, seq=32, layers=2,
     return exe
 
 
-@unittest.skipUnless(MPIRUN, "mpirun is not installed")
-class DistributedTest(unittest.TestCase):
+class WithData(unittest.TestCase):
+    """A temporary folder with a token file, for the class's tests."""
+
     @classmethod
     def setUpClass(cls):
         cls.tmpdir = tempdir()
@@ -61,6 +62,9 @@ class DistributedTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmpdir.cleanup()
 
+
+@unittest.skipUnless(MPIRUN, "mpirun is not installed")
+class DistributedTest(WithData):
     def parity(self, model, devices, plan=None, flags=()):
         plan = plan or "dp=%d,zero=0" % devices
         one = compile_for(self.tmp, model, 1, model + "-1")
@@ -362,6 +366,45 @@ class DistributedTest(unittest.TestCase):
     def test_checkpoint_resumes_on_one_rank(self):
         # Parameters and moments are replicated under data parallelism.
         self.resumes_on_one_rank("tiny-llama-gqa", 2, "dp=2,zero=0", "dp", 9)
+
+
+def gpu_visible():
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@unittest.skipUnless(MPIRUN, "mpirun is not installed")
+@unittest.skipUnless(os.path.exists(os.path.join(BIN, "llmrt-runner-cuda-mpi")),
+                     "this build has no multi-GPU runner")
+@unittest.skipIf(gpu_visible(), "a GPU is visible: bench/gpu runs GPU jobs")
+class MultiGpuExecutablesWithoutGpu(WithData):
+    """Multi-GPU executables (--target cuda --devices N: NCCL between the
+    GPUs, MPI on the hosts) build for every kind of plan; launched where no
+    GPU is visible, every rank ends with the reason, after the check that
+    the pipeline's sends and receives pair in order on each link (what
+    NCCL needs), and nothing hangs."""
+
+    def test_plans_build_and_every_rank_says_why_it_stops(self):
+        for name, model, devices, plan in [
+                ("dp2tp2", "tiny-llama-gqa", 4, "dp=2,tp=2,zero=1"),
+                ("zero3", "tiny-llama-gqa", 2, "dp=2,zero=3"),
+                ("pp2", "shakespeare-char-gpt", 2, "pp=2,schedule=1f1b,mb=4"),
+                ("pp2v2", "shakespeare-char-gpt", 2, "pp=2,vpp=2,schedule=interleaved,mb=4"),
+                ("pp2tp2sp", "tiny-llama-gqa", 4, "pp=2,tp=2,sp=1,mb=2")]:
+            with self.subTest(plan=plan):
+                layers = 4 if "vpp=2" in plan else 2
+                exe = compile_for(self.tmp, model, devices, "cuda-" + name,
+                                  layers=layers, plan=plan,
+                                  flags=["--target", "cuda"])
+                p = mpirun(devices, [exe, "--data", self.data, "--steps", "1"],
+                           check=False)
+                self.assertNotEqual(p.returncode, 0)
+                for rank in range(devices):
+                    self.assertIn("error: rank %d: no CUDA device is visible"
+                                  % rank, p.stderr)
 
 
 if __name__ == "__main__":

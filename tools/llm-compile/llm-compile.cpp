@@ -206,11 +206,6 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
-  if (target == "cuda" && devices > 1)
-    return fail("--target cuda --devices " + llvm::Twine(devices) +
-                ": the CUDA backend runs one GPU (multi-GPU needs the NCCL "
-                "communicator, not built yet); use --devices 1");
-
   // The plan decides what each rank computes, on one rank too (where it
   // chooses recomputation when the device's memory needs it, and refuses a
   // model that fits in no way instead of failing at launch). The
@@ -242,9 +237,10 @@ int main(int argc, char **argv) {
   // same passes on a copy of the module cut to each stage's chunks.
   auto chosen = (*module)->getAttrOfType<llm::PlanAttr>("llm.plan");
   const int64_t stages = std::max<int64_t>(1, chosen.getPp());
-  if (stages > 1 && (target == "cuda" || emit == Emit::Ptx))
-    return fail("pipeline parallelism (pp=" + llvm::Twine(stages) +
-                ") needs the MPI runner: it is not available with --target cuda");
+  if (stages > 1 && emit == Emit::Ptx)
+    return fail("--emit=ptx prints one program's kernels: the plan has " +
+                llvm::Twine(stages) + " pipeline stages (compile with --plan pp=1 "
+                "to see them)");
   std::vector<OwningOpRef<ModuleOp>> programs;
   for (int64_t s = 0; s < stages; ++s) {
     OwningOpRef<ModuleOp> m =
@@ -325,14 +321,20 @@ int main(int argc, char **argv) {
     std::string self = llvm::sys::fs::getMainExecutable(
         argv[0], reinterpret_cast<void *>(&printStats));
     llvm::SmallString<256> path(llvm::sys::path::parent_path(self));
-    llvm::sys::path::append(path, target == "cuda" ? "llmrt-runner-cuda"
-                                  : devices > 1    ? "llmrt-runner-mpi"
-                                                   : "llmrt-runner");
+    // One GPU needs neither MPI nor NCCL where it runs; several take the
+    // runner with both.
+    llvm::sys::path::append(path, target == "cuda"
+                                      ? (devices > 1 ? "llmrt-runner-cuda-mpi"
+                                                     : "llmrt-runner-cuda")
+                                  : devices > 1 ? "llmrt-runner-mpi"
+                                                : "llmrt-runner");
     runner = std::string(path);
     if (target == "cuda" && !llvm::sys::fs::exists(runner))
-      return fail("--target cuda: " + runner +
-                  " is missing: this build has no CUDA backend (configure "
-                  "with a CUDA toolkit and -DLLM_ENABLE_CUDA=ON)");
+      return fail("--target cuda: " + runner + " is missing: this build has " +
+                  (devices > 1 ? "no multi-GPU runner (configure with a CUDA "
+                                 "toolkit, NCCL and MPI and -DLLM_ENABLE_CUDA=ON)"
+                               : "no CUDA backend (configure with a CUDA "
+                                 "toolkit and -DLLM_ENABLE_CUDA=ON)"));
   }
   if (failed(llm::writeExecutable(runner, *blob, output, err)))
     return fail(err);

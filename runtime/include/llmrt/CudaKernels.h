@@ -65,6 +65,16 @@ void embeddingFwd(const int32_t *ids, const float *table, float *out,
 /// dtable [V, C] overwritten: zeroed, then rows scattered with atomics.
 void embeddingBwd(const int32_t *ids, const float *dout, float *dtable,
                   int64_t n, int64_t V, int64_t C, cudaStream_t s);
+/// This rank's rows [start, start + V) of a vocabulary-parallel table:
+/// tokens outside them give zeros (the all-reduce that follows completes
+/// the lookup); the backward scatters only the rows this rank holds into
+/// dtable [V, C] (zeroed first).
+void vocabEmbeddingFwd(const int32_t *ids, const float *table, float *out,
+                       int64_t n, int64_t C, int64_t start, int64_t V,
+                       cudaStream_t s);
+void vocabEmbeddingBwd(const int32_t *ids, const float *dout, float *dtable,
+                       int64_t n, int64_t V, int64_t C, int64_t start,
+                       cudaStream_t s);
 void positionEmbeddingFwd(const float *table, float *out, int64_t S, int64_t C,
                           cudaStream_t s);
 void positionEmbeddingBwd(const float *dout, float *dtable, int64_t S,
@@ -146,11 +156,31 @@ void crossEntropyBwd(const float *logits, const int32_t *targets,
                      float *dlogits, int64_t rows, int64_t V, float dloss,
                      cudaStream_t s);
 
+// The vocabulary-parallel loss: each rank holds the logits of its slice
+// [start, start + V) of the vocabulary; `stats` (3 x rows doubles: max,
+// sum, target logit) is all-reduced over the group between the steps.
+/// stats[r] = max of this slice's row r.
+void vocabRowMax(const float *logits, int64_t rows, int64_t V, double *stats,
+                 cudaStream_t s);
+/// stats[rows + r] = sum of exp(x - stats[r]) over the slice;
+/// stats[2 rows + r] = the target's logit if this slice holds it, else 0.
+void vocabRowSums(const float *logits, const int32_t *targets, int64_t rows,
+                  int64_t V, int64_t start, double *stats, cudaStream_t s);
+/// *loss = mean over rows of log(sum) + max - target logit (the stats
+/// reduced over the group).
+void vocabLoss(const double *stats, int64_t rows, float *loss, cudaStream_t s);
+/// dlogits = (softmax - onehot) * dloss / rows on this slice.
+void vocabCrossEntropyBwd(const float *logits, const int32_t *targets,
+                          int64_t rows, int64_t V, int64_t start,
+                          const double *stats, float *dlogits, float dloss,
+                          cudaStream_t s);
+
 // Optimizer. The scalars live on the device (the program's input buffers).
 /// *acc += sum of x[i]^2 (acc in double).
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s);
-/// *out = sqrt(*acc) * scale.
-void finishNorm(const double *acc, float *out, double scale, cudaStream_t s);
+/// *out = sqrt(acc[0] + ... + acc[count - 1]) * scale.
+void finishNorm(const double *acc, int count, float *out, double scale,
+                cudaStream_t s);
 /// *out = min(1, max / (norm + 1e-6)) (1 when max <= 0).
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s);

@@ -107,6 +107,15 @@ public:
   virtual std::string backend() const = 0;
   virtual std::string deviceName() const { return backend(); }
 
+  /// For the watchdog: the oldest communication queued on the device that
+  /// has not completed (a GPU backend; the CPU's collectives block the host
+  /// instead, and `current` names them); an error a communicator reported
+  /// asynchronously; and aborting the communicators so that work waiting
+  /// for a failed peer returns.
+  virtual std::string stallReport() { return ""; }
+  virtual std::string asyncError() { return ""; }
+  virtual void abortCommunication() {}
+
 protected:
   Executor() = default;
   virtual uint8_t *hostView(const BufferDesc &b) = 0;

@@ -6,8 +6,11 @@
 // outputs are read. The host keeps a copy of the persistent region
 // (parameters, optimizer state, inputs, outputs) for the trainer.
 //
-// One rank: multi-GPU runs need the NCCL communicator (not built yet), and
-// are refused at load with that reason.
+// Several ranks (one GPU each, the node's ranks in order): collectives and
+// the pipeline's sends and receives go through DeviceComm (NCCL, on
+// communication streams ordered by events, Nccl.cpp); consecutive started
+// collectives (gradient buckets that complete at one instruction) are one
+// NCCL group call.
 //
 // LLMRT_CUDA_GEMM = bf16 (default) | bf16-fast | tf32 | fp32 picks the GEMMs'
 // precision (CudaKernels.h)
@@ -17,9 +20,12 @@
 // error names the instruction that caused it.
 //
 //===----------------------------------------------------------------------===//
+#include "DeviceComm.h"
+
 #include "llmrt/Comm.h"
 #include "llmrt/CudaKernels.h"
 #include "llmrt/Executor.h"
+#include "llmrt/PipeLinks.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -75,7 +81,14 @@ public:
   void run(int fn, std::vector<TraceEvent> *trace,
            std::chrono::steady_clock::time_point origin) override;
   int64_t allocatedBytes() const override {
-    return program_.arenaBytes + workspaceBytes_ + scratchBytes_;
+    return program_.arenaBytes + workspaceBytes_ + scratchBytes_ +
+           (dcomm_ ? dcomm_->stagingBytes() : 0);
+  }
+  std::string stallReport() override { return dcomm_ ? dcomm_->stalled() : ""; }
+  std::string asyncError() override { return dcomm_ ? dcomm_->asyncError() : ""; }
+  void abortCommunication() override {
+    if (dcomm_)
+      dcomm_->abort();
   }
   std::string backend() const override { return "cuda"; }
   std::string deviceName() const override { return device_; }
@@ -107,6 +120,7 @@ public:
     const Instruction *inst;
     std::vector<void *> ptrs;
     int fused = -1; ///< index into fusedFns_ (fused_elementwise)
+    int link = -1;  ///< send, recv, recv_start: the pipeline link
   };
   /// A fused_elementwise instruction's generated kernel.
   struct FusedKernel {
@@ -133,7 +147,10 @@ public:
   uint8_t *workspace_ = nullptr;
   int64_t workspaceBytes_ = 0, scratchBytes_ = 0;
   float *attnWs_ = nullptr, *rowScratch_ = nullptr;
-  double *normAcc_ = nullptr;
+  double *normAcc_ = nullptr;  ///< 4: by split mask (GlobalNorm)
+  double *rowStats_ = nullptr; ///< 3 x rows: vocabulary-parallel loss
+  std::unique_ptr<cuda::DeviceComm> dcomm_;
+  bool grouped_ = false; ///< an NCCL group of started collectives is open
   std::vector<uint8_t> host_;
   std::string device_;
   bool syncEach_ = false;
@@ -193,21 +210,50 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
         "no CUDA device is visible (",
         e != cudaSuccess ? cudaGetErrorString(e) : "0 devices",
         "); this executable was compiled with --target cuda"));
-  if (comm.worldSize() > 1)
-    return absl::UnimplementedError(absl::StrCat(
-        "the CUDA backend runs one rank; this job has ", comm.worldSize(),
-        " (multi-GPU needs the NCCL communicator, not built yet)"));
+  const bool multi = comm.worldSize() > 1;
+  if (multi) {
+    // One rank drives one GPU: the node's ranks take its GPUs in order.
+    if (comm.localSize() > count)
+      return absl::UnavailableError(absl::StrCat(
+          "rank ", comm.rank(), ": ", comm.localSize(),
+          " ranks run on this node but only ", count,
+          " CUDA device(s) are visible: one rank drives one GPU"));
+    if (cudaError_t e = cudaSetDevice(comm.localRank()); e != cudaSuccess)
+      return absl::UnavailableError(absl::StrCat(
+          "rank ", comm.rank(), ": cudaSetDevice(", comm.localRank(),
+          "): ", cudaGetErrorString(e)));
+  }
   std::unique_ptr<CudaExecutor> ex(new CudaExecutor());
   ex->comm_ = &comm;
   ex->program_ = std::move(program);
   const ProgramDesc &p = ex->program_;
-  // The CUDA runner runs one rank: a pipeline stage's program cannot run.
-  for (const FunctionDesc &f : p.functions)
-    for (const Instruction &inst : f.instructions)
-      if (isPointToPoint(inst.opcode))
-        return absl::UnimplementedError(absl::StrCat(
-            "function '", f.name, "': send/recv needs the MPI runner (the CUDA "
-            "runner runs one rank, one pipeline stage)"));
+  const int stages = comm.groupSize(Group::PP), stage = comm.groupRank(Group::PP);
+  if (absl::Status s = checkPipelinePeers(p, stage, stages); !s.ok())
+    return s;
+  // Each send and receive takes the link of its kind and direction; a link's
+  // staging holds its largest message, in as many slots as messages one run
+  // keeps in flight (at most the sends of a run; 2 x stages x chunks + 2
+  // bounds the micro-batches a schedule has in flight on a stage).
+  std::vector<int64_t> linkMax(pipelineLinks(stages).size(), 0);
+  std::vector<int> linkSends(linkMax.size(), 0);
+  int64_t chunks = 1;
+  for (const FunctionDesc &f : p.functions) {
+    std::vector<int> sends(linkMax.size(), 0);
+    for (size_t i = 0; i < f.instructions.size(); ++i) {
+      const Instruction &inst = f.instructions[i];
+      auto op = static_cast<Opcode>(inst.opcode);
+      if (op != Opcode::Send && op != Opcode::Recv && op != Opcode::RecvStart)
+        continue;
+      absl::StatusOr<int> link = linkOf(inst, stage, stages, f.name, i);
+      if (!link.ok())
+        return link.status();
+      chunks = std::max<int64_t>(chunks, inst.ints[2] / 2 + 1);
+      if (op == Opcode::Send) {
+        linkMax[*link] = std::max(linkMax[*link], inst.ints[0]);
+        linkSends[*link] = std::max(linkSends[*link], ++sends[*link]);
+      }
+    }
+  }
 
   cuda::GemmMode mode = cuda::GemmMode::Bf16;
   if (const char *g = std::getenv("LLMRT_CUDA_GEMM"))
@@ -275,7 +321,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     }
   auto align = [](int64_t n) { return (n + 255) / 256 * 256; };
   int64_t rowBytes = align(rows * 4);
-  ex->workspaceBytes_ = align(attnBytes) + rowBytes + 256;
+  int64_t statsBytes = multi ? align(rows * 3 * 8) : 0;
+  ex->workspaceBytes_ = align(attnBytes) + rowBytes + 256 + statsBytes;
 
   if (cudaError_t e = cudaStreamCreateWithFlags(&ex->stream_, cudaStreamNonBlocking);
       e != cudaSuccess)
@@ -304,7 +351,23 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->attnWs_ = reinterpret_cast<float *>(ex->workspace_);
   ex->rowScratch_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes));
   ex->normAcc_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) + rowBytes);
+  ex->rowStats_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) +
+                                             rowBytes + 256);
   ex->host_.assign(persistentEnd, 0);
+  if (multi) {
+    absl::StatusOr<std::unique_ptr<cuda::DeviceComm>> dc = cuda::createDeviceComm(comm);
+    if (!dc.ok())
+      return dc.status();
+    ex->dcomm_ = std::move(*dc);
+    for (size_t l = 0; l < linkMax.size(); ++l)
+      if (linkSends[l] > 0)
+        if (absl::Status s = ex->dcomm_->reserveLink(
+                static_cast<int>(l), linkMax[l],
+                std::min<int64_t>(linkSends[l], 2 * stages * chunks + 2));
+            !s.ok())
+          return s;
+    ex->device_ += absl::StrCat(", NCCL over ", comm.worldSize(), " ranks");
+  }
 
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
   std::vector<CUfunction> entries;
@@ -346,6 +409,9 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
         r.fused = static_cast<int>(ex->fusedFns_.size());
         ex->fusedFns_.push_back({entries[fp.kernel], fp.n});
       }
+      auto op = static_cast<Opcode>(inst.opcode);
+      if (op == Opcode::Send || op == Opcode::Recv || op == Opcode::RecvStart)
+        r.link = *linkOf(inst, stage, stages, f.name, resolved.size());
       if (absl::Status s = CudaExecutor::resolveOperands(p, inst, ex->arena_, comm, r.ptrs);
           !s.ok())
         return s;
@@ -359,6 +425,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
 }
 
 namespace {
+/// The slot of a blocking receive (the program's slots are below 4096).
+constexpr int kRecvSlot = 65535;
 float *F(void *p) { return static_cast<float *>(p); }
 const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
 } // namespace
@@ -383,14 +451,30 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     }
     progress.fetch_add(1, std::memory_order_relaxed);
     current.store(name, std::memory_order_relaxed);
-    switch (static_cast<Opcode>(in.opcode)) {
+    auto op = static_cast<Opcode>(in.opcode);
+    // Started collectives in a row form one NCCL group, closed before
+    // anything else is queued.
+    bool starts = op == Opcode::AllReduceStart || op == Opcode::AllGatherStart;
+    if (dcomm_ && grouped_ && !starts) {
+      dcomm_->groupEnd();
+      grouped_ = false;
+    }
+    switch (op) {
     case Opcode::EmbeddingFwd:
-    case Opcode::VocabEmbeddingFwd: // one rank: the whole vocabulary
       cuda::embeddingFwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
       break;
     case Opcode::EmbeddingBwd:
-    case Opcode::VocabEmbeddingBwd:
       cuda::embeddingBwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2], s);
+      break;
+    case Opcode::VocabEmbeddingFwd: // this rank's rows of the vocabulary
+      cuda::vocabEmbeddingFwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1],
+                              comm_->groupRank(static_cast<Group>(n[3])) * n[2],
+                              n[2], s);
+      break;
+    case Opcode::VocabEmbeddingBwd:
+      cuda::vocabEmbeddingBwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2],
+                              comm_->groupRank(static_cast<Group>(n[3])) * n[1],
+                              s);
       break;
     case Opcode::PositionEmbeddingFwd:
       cuda::positionEmbeddingFwd(F(p[0]), F(p[1]), n[0], n[1], s);
@@ -468,23 +552,61 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0], s);
       break;
     case Opcode::CrossEntropyFwd:
-    case Opcode::VocabCrossEntropyFwd:
       cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], rowScratch_, s);
       break;
     case Opcode::CrossEntropyBwd:
-    case Opcode::VocabCrossEntropyBwd:
       cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1],
                             static_cast<float>(lossScale_), s);
       break;
+    case Opcode::VocabCrossEntropyFwd:
+    case Opcode::VocabCrossEntropyBwd: {
+      Group g = static_cast<Group>(n[2]);
+      if (!dcomm_) { // one rank: the whole vocabulary
+        if (op == Opcode::VocabCrossEntropyFwd)
+          cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], rowScratch_, s);
+        else
+          cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1],
+                                static_cast<float>(lossScale_), s);
+        break;
+      }
+      // Per row: the max over the group's slices, then the sums of
+      // exp(x - max) and the target's logit (on the rank that holds it).
+      const int64_t rows = n[0], V = n[1], start = comm_->groupRank(g) * V;
+      cuda::vocabRowMax(F(p[0]), rows, V, rowStats_, s);
+      dcomm_->allReduce(rowStats_, rows, cuda::DType::F64, g, Reduction::Max, s, name);
+      cuda::vocabRowSums(F(p[0]), I(p[1]), rows, V, start, rowStats_, s);
+      dcomm_->allReduce(rowStats_ + rows, 2 * rows, cuda::DType::F64, g,
+                        Reduction::Sum, s, name);
+      if (op == Opcode::VocabCrossEntropyFwd)
+        cuda::vocabLoss(rowStats_, rows, F(p[2]), s);
+      else
+        cuda::vocabCrossEntropyBwd(F(p[0]), I(p[1]), rows, V, start, rowStats_,
+                                   F(p[2]), static_cast<float>(lossScale_), s);
+      break;
+    }
     case Opcode::GlobalNorm: {
-      // One rank: every gradient is whole, whatever its split mask says,
-      // and there is no other pipeline stage to sum over.
-      cudaMemsetAsync(normAcc_, 0, sizeof(double), s);
+      // Replicated gradients count once; the squares of parts are summed
+      // over the groups they are spread over (mask: 1 dp, 2 tp), then over
+      // the pipeline's stages. Accumulators by mask: [0] replicated,
+      // [1] dp, [2] dp and tp, [3] tp (so that dp sums [1, 2] and tp
+      // [2, 3]). One rank: every gradient is whole.
+      static constexpr int kSlotOfMask[4] = {0, 1, 3, 2};
+      cudaMemsetAsync(normAcc_, 0, 4 * sizeof(double), s);
       for (size_t k = 1; k < r.ptrs.size(); ++k) {
         const BufferDesc &b = program_.buffers[in.operands[k]];
-        cuda::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4), normAcc_, s);
+        int mask = k - 1 < n.size() ? static_cast<int>(n[k - 1] & 3) : 0;
+        cuda::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4),
+                         normAcc_ + (dcomm_ ? kSlotOfMask[mask] : 0), s);
       }
-      cuda::finishNorm(normAcc_, F(p[0]), 1.0 / lossScale_, s);
+      if (dcomm_) {
+        dcomm_->allReduce(normAcc_ + 1, 2, cuda::DType::F64, Group::DP,
+                          Reduction::Sum, s, name);
+        dcomm_->allReduce(normAcc_ + 2, 2, cuda::DType::F64, Group::TP,
+                          Reduction::Sum, s, name);
+        dcomm_->allReduce(normAcc_, 4, cuda::DType::F64, Group::PP,
+                          Reduction::Sum, s, name);
+      }
+      cuda::finishNorm(normAcc_, 4, F(p[0]), 1.0 / lossScale_, s);
       // The update is skipped on an overflow: the host needs the norm now
       // (4 bytes, once a step).
       float norm = 0;
@@ -497,26 +619,75 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::ClipScale:
       cuda::clipScale(F(p[0]), F(p[1]), F(p[2]), s);
       break;
-    case Opcode::AllReduceStart:
-    case Opcode::AllReduceWait:
-    case Opcode::AllGatherWait:
-      break; // one rank: in place, nothing to reduce
-    case Opcode::AllGatherStart:
     case Opcode::AllReduce:
-    case Opcode::ReduceScatter:
-    case Opcode::AllGather:
-      // Groups of one rank: the result is the operand.
       if (p[0] != p[1])
+        cudaMemcpyAsync(p[1], p[0], static_cast<size_t>(n[0]) * 4,
+                        cudaMemcpyDeviceToDevice, s);
+      if (dcomm_)
+        dcomm_->allReduce(p[1], n[0], cuda::DType::F32, static_cast<Group>(n[1]),
+                          static_cast<Reduction>(n[2]), s, name);
+      break;
+    case Opcode::AllReduceStart:
+      if (dcomm_) {
+        if (!grouped_)
+          dcomm_->groupStart();
+        grouped_ = true;
+        dcomm_->startAllReduce(F(p[0]), n[0], static_cast<Group>(n[1]),
+                               static_cast<Reduction>(n[2]),
+                               static_cast<int>(n[3]), s, name);
+      }
+      break;
+    case Opcode::AllReduceWait:
+      if (dcomm_)
+        dcomm_->wait(static_cast<int>(n[3]), s);
+      break;
+    case Opcode::AllGatherWait:
+      if (dcomm_)
+        dcomm_->wait(static_cast<int>(n[2]), s);
+      break;
+    case Opcode::AllGatherStart:
+    case Opcode::AllGather: {
+      // In place: this rank's part goes to its slot first.
+      Group g = static_cast<Group>(n[1]);
+      float *slot = F(p[1]) + comm_->groupRank(g) * n[0];
+      if (slot != F(p[0]))
+        cudaMemcpyAsync(slot, p[0], static_cast<size_t>(n[0]) * 4,
+                        cudaMemcpyDeviceToDevice, s);
+      if (!dcomm_)
+        break;
+      if (op == Opcode::AllGather) {
+        dcomm_->allGather(F(p[1]), n[0], g, s, name);
+      } else {
+        if (!grouped_)
+          dcomm_->groupStart();
+        grouped_ = true;
+        dcomm_->startAllGather(F(p[1]), n[0], g, static_cast<int>(n[2]), s, name);
+      }
+      break;
+    }
+    case Opcode::ReduceScatter:
+      if (dcomm_)
+        dcomm_->reduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
+                              static_cast<Reduction>(n[2]), s, name);
+      else if (p[0] != p[1])
         cudaMemcpyAsync(p[1], p[0], static_cast<size_t>(n[0]) * 4,
                         cudaMemcpyDeviceToDevice, s);
       break;
     case Opcode::Phase: // a --trace marker; the GPU trace has kernels only
       break;
     case Opcode::Send:
+      dcomm_->send(F(p[0]), n[0], r.link, s, name);
+      break;
     case Opcode::Recv:
+      dcomm_->startRecv(F(p[0]), n[0], r.link, kRecvSlot, s, name);
+      dcomm_->waitRecv(kRecvSlot, s);
+      break;
     case Opcode::RecvStart:
+      dcomm_->startRecv(F(p[0]), n[0], r.link, static_cast<int>(n[3]), s, name);
+      break;
     case Opcode::RecvWait:
-      fatal(name, "send/recv needs the MPI runner"); // refused at creation
+      dcomm_->waitRecv(static_cast<int>(n[3]), s);
+      break;
     case Opcode::FusedElementwise: {
       // The compiler's kernel: a grid-stride loop, one pointer per operand.
       const FusedKernel &k = fusedFns_[r.fused];
@@ -542,6 +713,10 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     }
     checkLaunch(name);
     if (syncEach_ || trace) {
+      if (grouped_) { // the group's collectives must be queued to complete
+        dcomm_->groupEnd();
+        grouped_ = false;
+      }
       if (cudaError_t e = cudaStreamSynchronize(s); e != cudaSuccess)
         fatal(name, cudaGetErrorString(e));
     }
@@ -549,8 +724,14 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       clock::time_point end = clock::now();
       trace->push_back(
           {name, std::chrono::duration<double, std::micro>(begin - origin).count(),
-           std::chrono::duration<double, std::micro>(end - begin).count()});
+           std::chrono::duration<double, std::micro>(end - begin).count(),
+           communicationBytes(in),
+           isPointToPoint(in.opcode) ? static_cast<int>(n[1]) : 0});
     }
+  }
+  if (grouped_) {
+    dcomm_->groupEnd();
+    grouped_ = false;
   }
 }
 

@@ -90,6 +90,25 @@ __global__ void embeddingBwdK(const int32_t *ids, const float *dout,
   }
 }
 
+__global__ void vocabEmbeddingFwdK(const int32_t *ids, const float *table,
+                                   float *out, int64_t n, int64_t C,
+                                   int64_t start, int64_t V) {
+  ROWS_COLS(t, c, n, C) {
+    int64_t row = static_cast<int64_t>(ids[t]) - start;
+    out[t * C + c] = row >= 0 && row < V ? table[row * C + c] : 0.0f;
+  }
+}
+
+__global__ void vocabEmbeddingBwdK(const int32_t *ids, const float *dout,
+                                   float *dtable, int64_t n, int64_t C,
+                                   int64_t start, int64_t V) {
+  ROWS_COLS(t, c, n, C) {
+    int64_t row = static_cast<int64_t>(ids[t]) - start;
+    if (row >= 0 && row < V)
+      atomicAdd(dtable + row * C + c, dout[t * C + c]);
+  }
+}
+
 // Normalization --------------------------------------------------------------
 
 __global__ void layerNormFwdK(const float *x, const float *w, const float *b,
@@ -632,6 +651,65 @@ __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
     dx[j] = expf(x[j] - mx) * scale - (j == t ? invRows : 0.0f);
 }
 
+/// One block per row: stats[r] = max over this rank's slice.
+__global__ void vocabRowMaxK(const float *logits, int64_t V, double *stats) {
+  __shared__ float scratch[32];
+  const float *x = logits + blockIdx.x * V;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    mx = fmaxf(mx, x[j]);
+  mx = blockReduce(mx, scratch, MaxOp());
+  if (threadIdx.x == 0)
+    stats[blockIdx.x] = mx;
+}
+
+/// One block per row: the slice's sum of exp(x - max) (in double) and the
+/// target's logit where the slice holds it.
+__global__ void vocabRowSumsK(const float *logits, const int32_t *targets,
+                              int64_t rows, int64_t V, int64_t start,
+                              double *stats) {
+  __shared__ double scratch[32];
+  const int64_t r = blockIdx.x;
+  const float *x = logits + r * V;
+  const float mx = static_cast<float>(stats[r]);
+  double s = 0;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    s += expf(x[j] - mx);
+  s = blockReduce(s, scratch, SumOp());
+  if (threadIdx.x == 0) {
+    stats[rows + r] = s;
+    int64_t t = static_cast<int64_t>(targets[r]) - start;
+    stats[2 * rows + r] = t >= 0 && t < V ? static_cast<double>(x[t]) : 0.0;
+  }
+}
+
+/// One block: *loss = mean over rows of log(sum) + max - target.
+__global__ void vocabLossK(const double *stats, int64_t rows, float *loss) {
+  __shared__ double scratch[32];
+  double s = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x)
+    s += log(stats[rows + r]) + stats[r] - stats[2 * rows + r];
+  s = blockReduce(s, scratch, SumOp());
+  if (threadIdx.x == 0)
+    *loss = static_cast<float>(s / rows);
+}
+
+__global__ void vocabCrossEntropyBwdK(const float *logits,
+                                      const int32_t *targets, int64_t rows,
+                                      int64_t V, int64_t start,
+                                      const double *stats, float *dlogits,
+                                      float dloss) {
+  const int64_t r = blockIdx.x;
+  const float *x = logits + r * V;
+  const float mx = static_cast<float>(stats[r]);
+  const float scale = static_cast<float>(dloss / (stats[rows + r] * rows));
+  const int64_t t = static_cast<int64_t>(targets[r]) - start;
+  const float hit = dloss / static_cast<float>(rows);
+  float *dx = dlogits + r * V;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+    dx[j] = expf(x[j] - mx) * scale - (j == t ? hit : 0.0f);
+}
+
 // Optimizer ------------------------------------------------------------------
 
 __global__ void sumSquaresK(const float *x, int64_t n, double *acc) {
@@ -643,8 +721,12 @@ __global__ void sumSquaresK(const float *x, int64_t n, double *acc) {
     atomicAdd(acc, s);
 }
 
-__global__ void finishNormK(const double *acc, float *out, double scale) {
-  *out = static_cast<float>(sqrt(*acc) * scale);
+__global__ void finishNormK(const double *acc, int count, float *out,
+                            double scale) {
+  double total = 0;
+  for (int i = 0; i < count; ++i)
+    total += acc[i];
+  *out = static_cast<float>(sqrt(total) * scale);
 }
 
 __global__ void clipScaleK(const float *norm, const float *maxNorm, float *out) {
@@ -889,8 +971,42 @@ void crossEntropyBwd(const float *logits, const int32_t *targets,
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {
   sumSquaresK<<<std::min(gridFor(n), 1024u), kThreads, 0, s>>>(x, n, acc);
 }
-void finishNorm(const double *acc, float *out, double scale, cudaStream_t s) {
-  finishNormK<<<1, 1, 0, s>>>(acc, out, scale);
+void finishNorm(const double *acc, int count, float *out, double scale,
+                cudaStream_t s) {
+  finishNormK<<<1, 1, 0, s>>>(acc, count, out, scale);
+}
+
+void vocabEmbeddingFwd(const int32_t *ids, const float *table, float *out,
+                       int64_t n, int64_t C, int64_t start, int64_t V,
+                       cudaStream_t s) {
+  vocabEmbeddingFwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, table, out, n, C,
+                                                       start, V);
+}
+void vocabEmbeddingBwd(const int32_t *ids, const float *dout, float *dtable,
+                       int64_t n, int64_t V, int64_t C, int64_t start,
+                       cudaStream_t s) {
+  cudaMemsetAsync(dtable, 0, static_cast<size_t>(V * C) * 4, s);
+  vocabEmbeddingBwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, dout, dtable, n, C,
+                                                       start, V);
+}
+void vocabRowMax(const float *logits, int64_t rows, int64_t V, double *stats,
+                 cudaStream_t s) {
+  vocabRowMaxK<<<static_cast<unsigned>(rows), 512, 0, s>>>(logits, V, stats);
+}
+void vocabRowSums(const float *logits, const int32_t *targets, int64_t rows,
+                  int64_t V, int64_t start, double *stats, cudaStream_t s) {
+  vocabRowSumsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(logits, targets,
+                                                            rows, V, start, stats);
+}
+void vocabLoss(const double *stats, int64_t rows, float *loss, cudaStream_t s) {
+  vocabLossK<<<1, 1024, 0, s>>>(stats, rows, loss);
+}
+void vocabCrossEntropyBwd(const float *logits, const int32_t *targets,
+                          int64_t rows, int64_t V, int64_t start,
+                          const double *stats, float *dlogits, float dloss,
+                          cudaStream_t s) {
+  vocabCrossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
+      logits, targets, rows, V, start, stats, dlogits, dloss);
 }
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s) {

@@ -1,0 +1,512 @@
+//===- Nccl.cpp - collectives between GPUs with NCCL ----------------------===//
+//
+// The only translation unit that includes nccl.h (linked into the
+// multi-GPU runner, llmrt-runner-cuda-mpi).
+//
+// Communicators: one per group of more than one rank (DP, TP, PP, Tied),
+// each bootstrapped by the group's first rank drawing an id
+// (ncclGetUniqueId) that the host communicator broadcasts (MPI_Bcast), and
+// one per pipeline link (PipeLinks.h), whose id the sending stage draws.
+// They are created one after another in the same order on every rank, so
+// that no rank waits in one creation for a peer that waits in another.
+//
+// Streams: the groups' collectives run on one communication stream in
+// program order (the order is the same on every rank of a group); each link
+// has a stream of its own, so that a receive posted early never queues
+// behind a send or a collective. An operation starts after an event
+// recorded on the compute stream; the compute stream waits for its end with
+// another event, at once (blocking instructions) or at the wait instruction
+// (buckets, prefetched gathers, receives): the host never waits.
+//
+// Sends copy their data to a staging buffer on the compute stream first
+// (the arena may be reused by the next instruction); a link's staging slots
+// are reused in turn, the compute stream waiting for the slot's previous
+// send to complete.
+//
+// Every operation is recorded with its completion event: the watchdog asks
+// stalled() for the oldest one still running, and abort() aborts every
+// communicator so that kernels waiting for a failed peer return.
+//
+//===----------------------------------------------------------------------===//
+#include "DeviceComm.h"
+
+#include "llmrt/PipeLinks.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <nccl.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+namespace llmrt::cuda {
+
+namespace {
+
+const char *groupName(Group g) {
+  switch (g) {
+  case Group::World: return "world";
+  case Group::DP: return "dp";
+  case Group::TP: return "tp";
+  case Group::PP: return "pp";
+  case Group::Tied: return "tied";
+  }
+  return "?";
+}
+
+ncclRedOp_t opOf(Reduction r) {
+  switch (r) {
+  case Reduction::Sum: return ncclSum;
+  case Reduction::Mean: return ncclAvg;
+  case Reduction::Max: return ncclMax;
+  }
+  return ncclSum;
+}
+
+class NcclComm final : public DeviceComm {
+public:
+  NcclComm(int rank, int device) : rank_(rank), device_(device) {}
+  ~NcclComm() override;
+
+  absl::Status init(Communicator &host);
+
+  void allReduce(void *data, int64_t n, DType type, Group g, Reduction op,
+                 cudaStream_t compute, const char *what) override {
+    Channel &c = group(g);
+    if (!c.comm)
+      return; // a group of one: the data is the result
+    begin(compute, coll_);
+    check(ncclAllReduce(data, data, static_cast<size_t>(n),
+                        type == DType::F64 ? ncclDouble : ncclFloat, opOf(op),
+                        c.comm, coll_),
+          "ncclAllReduce", c);
+    end(compute, coll_, what, c, n * (type == DType::F64 ? 8 : 4));
+  }
+  void reduceScatter(const float *src, float *dst, int64_t n, Group g,
+                     Reduction op, cudaStream_t compute,
+                     const char *what) override {
+    Channel &c = group(g);
+    if (!c.comm) {
+      if (src != dst)
+        cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * 4,
+                        cudaMemcpyDeviceToDevice, compute);
+      return;
+    }
+    begin(compute, coll_);
+    check(ncclReduceScatter(src, dst, static_cast<size_t>(n), ncclFloat,
+                            opOf(op), c.comm, coll_),
+          "ncclReduceScatter", c);
+    end(compute, coll_, what, c, n * 4 * c.size);
+  }
+  void allGather(float *data, int64_t n, Group g, cudaStream_t compute,
+                 const char *what) override {
+    Channel &c = group(g);
+    if (!c.comm)
+      return;
+    begin(compute, coll_);
+    // In place: this rank's part already sits at its offset.
+    check(ncclAllGather(data + c.rank * n, data, static_cast<size_t>(n),
+                        ncclFloat, c.comm, coll_),
+          "ncclAllGather", c);
+    end(compute, coll_, what, c, n * 4 * c.size);
+  }
+
+  void startAllReduce(float *data, int64_t n, Group g, Reduction op, int slot,
+                      cudaStream_t compute, const char *what) override {
+    Channel &c = group(g);
+    if (!c.comm)
+      return;
+    startOn(compute);
+    check(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat,
+                        opOf(op), c.comm, coll_),
+          "ncclAllReduce", c);
+    started(slot, what, c, n * 4);
+  }
+  void startAllGather(float *data, int64_t n, Group g, int slot,
+                      cudaStream_t compute, const char *what) override {
+    Channel &c = group(g);
+    if (!c.comm)
+      return;
+    startOn(compute);
+    check(ncclAllGather(data + c.rank * n, data, static_cast<size_t>(n),
+                        ncclFloat, c.comm, coll_),
+          "ncclAllGather", c);
+    started(slot, what, c, n * 4 * c.size);
+  }
+  void wait(int slot, cudaStream_t compute) override {
+    if (slot >= 0 && static_cast<size_t>(slot) < slots_.size() && slots_[slot].armed) {
+      cudaStreamWaitEvent(compute, slots_[slot].event, 0);
+      slots_[slot].armed = false;
+    }
+  }
+  void groupStart() override {
+    if (grouped_)
+      return;
+    grouped_ = true;
+    groupReady_ = false;
+    check(ncclGroupStart(), "ncclGroupStart", nullptr);
+  }
+  void groupEnd() override {
+    if (!grouped_)
+      return;
+    grouped_ = false;
+    check(ncclGroupEnd(), "ncclGroupEnd", nullptr);
+    // The group's operations are queued only now: their events follow.
+    for (const Deferred &d : deferred_) {
+      recordSlot(d.slot);
+      track(coll_, d.what, *d.channel, d.bytes);
+    }
+    deferred_.clear();
+  }
+
+  absl::Status reserveLink(int link, int64_t maxFloats, int slots) override {
+    if (link < 0 || static_cast<size_t>(link) >= links_.size() || !links_[link].comm)
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", rank_, ": no pipeline link ", link));
+    Link &l = links_[link];
+    for (Staging &s : l.staging)
+      cudaFree(s.data);
+    l.staging.assign(static_cast<size_t>(std::max(1, slots)), Staging{});
+    l.maxFloats = maxFloats;
+    for (Staging &s : l.staging) {
+      if (cudaMalloc(reinterpret_cast<void **>(&s.data),
+                     static_cast<size_t>(std::max<int64_t>(maxFloats, 1)) * 4) !=
+          cudaSuccess) {
+        cudaGetLastError();
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "rank ", rank_, ": cannot allocate ", maxFloats * 4,
+            " bytes of staging for ", l.name));
+      }
+      cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming);
+      stagingBytes_ += std::max<int64_t>(maxFloats, 1) * 4;
+    }
+    return absl::OkStatus();
+  }
+  int64_t stagingBytes() const override { return stagingBytes_; }
+
+  void send(const float *data, int64_t n, int link, cudaStream_t compute,
+            const char *what) override {
+    Link &l = links_[link];
+    if (l.staging.empty() || n > l.maxFloats)
+      fail(absl::StrCat("send of ", n, " floats on ", l.name,
+                        " exceeds its staging (", l.maxFloats, ")"));
+    Staging &s = l.staging[l.next];
+    l.next = (l.next + 1) % l.staging.size();
+    // The slot's previous send must have left it.
+    if (s.used)
+      cudaStreamWaitEvent(compute, s.done, 0);
+    cudaMemcpyAsync(s.data, data, static_cast<size_t>(n) * 4,
+                    cudaMemcpyDeviceToDevice, compute);
+    begin(compute, l.stream);
+    check(ncclSend(s.data, static_cast<size_t>(n), ncclFloat, 1, l.comm, l.stream),
+          "ncclSend", l);
+    cudaEventRecord(s.done, l.stream);
+    s.used = true;
+    track(l.stream, what, l, n * 4);
+  }
+  void startRecv(float *data, int64_t n, int link, int slot,
+                 cudaStream_t compute, const char *what) override {
+    Link &l = links_[link];
+    begin(compute, l.stream);
+    check(ncclRecv(data, static_cast<size_t>(n), ncclFloat, 0, l.comm, l.stream),
+          "ncclRecv", l);
+    Slot &sl = slotAt(slot);
+    cudaEventRecord(sl.event, l.stream);
+    sl.armed = true;
+    track(l.stream, what, l, n * 4);
+  }
+  void waitRecv(int slot, cudaStream_t compute) override { wait(slot, compute); }
+
+  std::string stalled() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cudaSetDevice(device_);
+    auto now = std::chrono::steady_clock::now();
+    for (const Op &op : ops_)
+      if (cudaEventQuery(op.done) == cudaErrorNotReady)
+        return absl::StrCat(
+            op.what, " of ", op.bytes, " bytes on ", op.on, ", queued ",
+            std::chrono::duration_cast<std::chrono::seconds>(now - op.queued).count(),
+            " s ago, has not completed");
+    return "";
+  }
+  std::string asyncError() override {
+    for (Channel *c : channels()) {
+      ncclResult_t r = ncclSuccess;
+      if (c->comm && ncclCommGetAsyncError(c->comm, &r) == ncclSuccess &&
+          r != ncclSuccess && r != ncclInProgress)
+        return absl::StrCat("NCCL reports '", ncclGetErrorString(r), "' on ",
+                            c->name, ": ", ncclGetLastError(c->comm));
+    }
+    return "";
+  }
+  void abort() override {
+    for (Channel *c : channels())
+      if (c->comm) {
+        ncclCommAbort(c->comm);
+        c->comm = nullptr;
+      }
+  }
+
+private:
+  struct Channel {
+    ncclComm_t comm = nullptr;
+    std::string name;
+    int rank = 0, size = 1;
+  };
+  struct Staging {
+    float *data = nullptr;
+    cudaEvent_t done = nullptr;
+    bool used = false;
+  };
+  struct Link : Channel {
+    cudaStream_t stream = nullptr;
+    std::vector<Staging> staging;
+    size_t next = 0;
+    int64_t maxFloats = 0;
+  };
+  struct Slot {
+    cudaEvent_t event = nullptr;
+    bool armed = false;
+  };
+  /// An operation queued and not known to be complete.
+  struct Op {
+    cudaEvent_t done;
+    const char *what;
+    std::string on;
+    int64_t bytes;
+    std::chrono::steady_clock::time_point queued;
+  };
+  struct Deferred {
+    int slot;
+    const char *what;
+    const Channel *channel;
+    int64_t bytes;
+  };
+
+  Channel &group(Group g) { return groups_[static_cast<int>(g)]; }
+  std::vector<Channel *> channels() {
+    std::vector<Channel *> all;
+    for (Channel &c : groups_)
+      all.push_back(&c);
+    for (Link &l : links_)
+      all.push_back(&l);
+    return all;
+  }
+
+  [[noreturn]] void fail(const std::string &what) {
+    std::fprintf(stderr, "error: rank %d: %s\n", rank_, what.c_str());
+    std::fflush(stderr);
+    abort();
+    std::_Exit(1);
+  }
+  void check(ncclResult_t r, const char *call, const Channel *c) {
+    if (r == ncclSuccess || r == ncclInProgress)
+      return;
+    fail(absl::StrCat(call, c ? absl::StrCat(" on ", c->name) : std::string(),
+                      ": ", ncclGetErrorString(r),
+                      c && c->comm ? absl::StrCat(" (", ncclGetLastError(c->comm), ")")
+                                   : std::string()));
+  }
+  void check(ncclResult_t r, const char *call, const Channel &c) { check(r, call, &c); }
+
+  /// `stream` starts after the work queued so far on `compute`.
+  void begin(cudaStream_t compute, cudaStream_t stream) {
+    cudaEventRecord(ready_, compute);
+    cudaStreamWaitEvent(stream, ready_, 0);
+  }
+  /// `compute` waits for the operation just queued on `stream`.
+  void end(cudaStream_t compute, cudaStream_t stream, const char *what,
+           const Channel &c, int64_t bytes) {
+    cudaEventRecord(finished_, stream);
+    cudaStreamWaitEvent(compute, finished_, 0);
+    track(stream, what, c, bytes);
+  }
+  void startOn(cudaStream_t compute) {
+    // In a group the communication stream waits once, before the group's
+    // first operation.
+    if (!grouped_ || !groupReady_)
+      begin(compute, coll_);
+    groupReady_ = grouped_;
+  }
+  void started(int slot, const char *what, const Channel &c, int64_t bytes) {
+    if (grouped_) {
+      slotAt(slot); // created now, recorded at groupEnd
+      deferred_.push_back({slot, what, &c, bytes});
+      return;
+    }
+    recordSlot(slot);
+    track(coll_, what, c, bytes);
+  }
+  Slot &slotAt(int slot) {
+    if (slot < 0 || slot >= 1 << 16)
+      fail(absl::StrCat("communication slot ", slot, " out of range"));
+    if (static_cast<size_t>(slot) >= slots_.size())
+      slots_.resize(slot + 1);
+    Slot &s = slots_[slot];
+    if (!s.event)
+      cudaEventCreateWithFlags(&s.event, cudaEventDisableTiming);
+    return s;
+  }
+  void recordSlot(int slot) {
+    Slot &s = slotAt(slot);
+    cudaEventRecord(s.event, coll_);
+    s.armed = true;
+  }
+  /// Records the operation just queued on `stream` for the watchdog,
+  /// forgetting those that completed.
+  void track(cudaStream_t stream, const char *what, const Channel &c,
+             int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!ops_.empty() && cudaEventQuery(ops_.front().done) == cudaSuccess) {
+      freeEvents_.push_back(ops_.front().done);
+      ops_.pop_front();
+    }
+    cudaEvent_t e = nullptr;
+    if (!freeEvents_.empty()) {
+      e = freeEvents_.back();
+      freeEvents_.pop_back();
+    } else {
+      cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+    }
+    cudaEventRecord(e, stream);
+    ops_.push_back({e, what, c.name, bytes, std::chrono::steady_clock::now()});
+  }
+
+  int rank_, device_;
+  Channel groups_[5];
+  std::vector<Link> links_;
+  cudaStream_t coll_ = nullptr;
+  cudaEvent_t ready_ = nullptr, finished_ = nullptr;
+  std::vector<Slot> slots_;
+  bool grouped_ = false, groupReady_ = false;
+  std::vector<Deferred> deferred_;
+  int64_t stagingBytes_ = 0;
+  std::mutex mu_;
+  std::deque<Op> ops_;
+  std::vector<cudaEvent_t> freeEvents_;
+};
+
+NcclComm::~NcclComm() {
+  if (coll_)
+    cudaStreamSynchronize(coll_);
+  for (Link &l : links_) {
+    if (l.stream)
+      cudaStreamSynchronize(l.stream);
+    for (Staging &s : l.staging) {
+      cudaFree(s.data);
+      if (s.done)
+        cudaEventDestroy(s.done);
+    }
+  }
+  for (Channel *c : channels())
+    if (c->comm)
+      ncclCommDestroy(c->comm);
+  for (Link &l : links_)
+    if (l.stream)
+      cudaStreamDestroy(l.stream);
+  for (Slot &s : slots_)
+    if (s.event)
+      cudaEventDestroy(s.event);
+  for (const Op &op : ops_)
+    cudaEventDestroy(op.done);
+  for (cudaEvent_t e : freeEvents_)
+    cudaEventDestroy(e);
+  for (cudaEvent_t e : {ready_, finished_})
+    if (e)
+      cudaEventDestroy(e);
+  if (coll_)
+    cudaStreamDestroy(coll_);
+}
+
+absl::Status NcclComm::init(Communicator &host) {
+  // Communication streams at the highest priority: a collective's few
+  // blocks start as soon as SMs free up, ahead of queued compute.
+  int least = 0, greatest = 0;
+  cudaDeviceGetStreamPriorityRange(&least, &greatest);
+  auto stream = [&](cudaStream_t *s) {
+    return cudaStreamCreateWithPriority(s, cudaStreamNonBlocking, greatest);
+  };
+  if (stream(&coll_) != cudaSuccess ||
+      cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming) != cudaSuccess ||
+      cudaEventCreateWithFlags(&finished_, cudaEventDisableTiming) != cudaSuccess)
+    return absl::InternalError(absl::StrCat(
+        "rank ", rank_, ": cannot create the communication stream: ",
+        cudaGetErrorString(cudaGetLastError())));
+
+  // Every id first (each a broadcast over the host communicator), then the
+  // communicators in one order on every rank.
+  struct Pending {
+    Channel *channel;
+    ncclUniqueId id;
+  };
+  std::vector<Pending> pending;
+  auto draw = [&](ncclUniqueId &id, bool drawer, const std::string &name) -> absl::Status {
+    if (drawer)
+      if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess)
+        return absl::InternalError(absl::StrCat(
+            "rank ", rank_, ": ncclGetUniqueId for ", name, ": ",
+            ncclGetErrorString(r)));
+    return absl::OkStatus();
+  };
+  for (Group g : {Group::DP, Group::TP, Group::PP, Group::Tied}) {
+    int size = host.groupSize(g);
+    if (size < 2)
+      continue;
+    Channel &c = group(g);
+    c.name = absl::StrCat("group ", groupName(g));
+    c.rank = host.groupRank(g);
+    c.size = size;
+    ncclUniqueId id{};
+    if (absl::Status s = draw(id, c.rank == 0, c.name); !s.ok())
+      return s;
+    host.broadcast(&id, sizeof(id), g, 0);
+    pending.push_back({&c, id});
+  }
+  const int stages = host.groupSize(Group::PP), stage = host.groupRank(Group::PP);
+  std::vector<PipeLink> links = pipelineLinks(stages);
+  links_.resize(links.size());
+  for (size_t i = 0; i < links.size(); ++i) {
+    const PipeLink &k = links[i];
+    Link &l = links_[i];
+    l.name = absl::StrCat(k.gradient ? "the gradient" : "the activation",
+                          " link from stage ", k.from, " to stage ", k.to);
+    ncclUniqueId id{};
+    if (absl::Status s = draw(id, stage == k.from, l.name); !s.ok())
+      return s;
+    host.broadcast(&id, sizeof(id), Group::PP, k.from);
+    if (stage != k.from && stage != k.to)
+      continue;
+    l.rank = stage == k.from ? 0 : 1; // the sender is rank 0, the receiver 1
+    l.size = 2;
+    if (stream(&l.stream) != cudaSuccess)
+      return absl::InternalError(absl::StrCat("rank ", rank_,
+                                              ": cannot create a stream for ", l.name));
+    pending.push_back({&l, id});
+  }
+  for (Pending &p : pending)
+    if (ncclResult_t r = ncclCommInitRank(&p.channel->comm, p.channel->size,
+                                          p.id, p.channel->rank);
+        r != ncclSuccess)
+      return absl::UnavailableError(absl::StrCat(
+          "rank ", rank_, ": creating the NCCL communicator of ",
+          p.channel->name, " (", p.channel->size, " ranks) failed: ",
+          ncclGetErrorString(r), " (", ncclGetLastError(nullptr), ")"));
+  return absl::OkStatus();
+}
+
+} // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceComm>> createDeviceComm(Communicator &host) {
+  int device = 0;
+  cudaGetDevice(&device);
+  auto comm = std::make_unique<NcclComm>(host.rank(), device);
+  if (absl::Status s = comm->init(host); !s.ok())
+    return s;
+  return std::unique_ptr<DeviceComm>(std::move(comm));
+}
+
+} // namespace llmrt::cuda
