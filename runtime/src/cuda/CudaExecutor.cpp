@@ -163,6 +163,8 @@ public:
 };
 
 CudaExecutor::~CudaExecutor() {
+  // Communication first: a receive in flight writes into the arena.
+  dcomm_.reset();
   if (stream_)
     cudaStreamSynchronize(stream_);
   cuda::destroyBlas(blas_);
@@ -212,15 +214,16 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
         "); this executable was compiled with --target cuda"));
   const bool multi = comm.worldSize() > 1;
   if (multi) {
-    // One rank drives one GPU: the node's ranks take its GPUs in order.
-    if (comm.localSize() > count)
+    // One rank drives one GPU: the node's ranks take its GPUs in order. A
+    // rank that sees one GPU (the launcher gave each its own) takes it.
+    if (count > 1 && comm.localSize() > count)
       return absl::UnavailableError(absl::StrCat(
           "rank ", comm.rank(), ": ", comm.localSize(),
           " ranks run on this node but only ", count,
-          " CUDA device(s) are visible: one rank drives one GPU"));
-    if (cudaError_t e = cudaSetDevice(comm.localRank()); e != cudaSuccess)
+          " CUDA devices are visible: one rank drives one GPU"));
+    if (cudaError_t e = cudaSetDevice(comm.localRank() % count); e != cudaSuccess)
       return absl::UnavailableError(absl::StrCat(
-          "rank ", comm.rank(), ": cudaSetDevice(", comm.localRank(),
+          "rank ", comm.rank(), ": cudaSetDevice(", comm.localRank() % count,
           "): ", cudaGetErrorString(e)));
   }
   std::unique_ptr<CudaExecutor> ex(new CudaExecutor());
@@ -309,7 +312,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
         attnBytes = std::max(attnBytes, cuda::attentionWorkspaceBytes(
                                             inst.ints[0], inst.ints[1], inst.ints[2]));
       }
-      if (op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd)
+      if (op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd ||
+          op == Opcode::CrossEntropyBwd || op == Opcode::VocabCrossEntropyBwd)
         rows = std::max(rows, inst.ints[0]);
       // Operands a bf16 GEMM converts (each padded to 128 elements).
       if (op == Opcode::LinearFwd)

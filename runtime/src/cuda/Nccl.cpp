@@ -10,10 +10,12 @@
 // They are created one after another in the same order on every rank, so
 // that no rank waits in one creation for a peer that waits in another.
 //
-// Streams: the groups' collectives run on one communication stream in
-// program order (the order is the same on every rank of a group); each link
-// has a stream of its own, so that a receive posted early never queues
-// behind a send or a collective. An operation starts after an event
+// Streams: each communicator has a stream of its own, so that its
+// operations run in program order (the same on every rank of the group)
+// and never queue behind another group's (a tensor-parallel all-reduce
+// behind the data-parallel buckets) or a link's (a receive posted early).
+// The first operation of each communicator (NCCL connects lazily) happens
+// at creation, in the same order on every rank, not inside the first step. An operation starts after an event
 // recorded on the compute stream; the compute stream waits for its end with
 // another event, at once (blocking instructions) or at the wait instruction
 // (buckets, prefetched gathers, receives): the host never waits.
@@ -25,7 +27,9 @@
 //
 // Every operation is recorded with its completion event: the watchdog asks
 // stalled() for the oldest one still running, and abort() aborts every
-// communicator so that kernels waiting for a failed peer return.
+// communicator so that kernels waiting for a failed peer return. NCCL calls
+// hold a mutex that abort() waits for a bounded time only: a call stuck in
+// a connection to a dead peer does not keep the process alive.
 //
 //===----------------------------------------------------------------------===//
 #include "DeviceComm.h"
@@ -40,6 +44,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -79,12 +84,13 @@ public:
     Channel &c = group(g);
     if (!c.comm)
       return; // a group of one: the data is the result
-    begin(compute, coll_);
+    Calls calls(this);
+    begin(compute, c.stream);
     check(ncclAllReduce(data, data, static_cast<size_t>(n),
                         type == DType::F64 ? ncclDouble : ncclFloat, opOf(op),
-                        c.comm, coll_),
+                        c.comm, c.stream),
           "ncclAllReduce", c);
-    end(compute, coll_, what, c, n * (type == DType::F64 ? 8 : 4));
+    end(compute, what, c, n * (type == DType::F64 ? 8 : 4));
   }
   void reduceScatter(const float *src, float *dst, int64_t n, Group g,
                      Reduction op, cudaStream_t compute,
@@ -96,23 +102,25 @@ public:
                         cudaMemcpyDeviceToDevice, compute);
       return;
     }
-    begin(compute, coll_);
+    Calls calls(this);
+    begin(compute, c.stream);
     check(ncclReduceScatter(src, dst, static_cast<size_t>(n), ncclFloat,
-                            opOf(op), c.comm, coll_),
+                            opOf(op), c.comm, c.stream),
           "ncclReduceScatter", c);
-    end(compute, coll_, what, c, n * 4 * c.size);
+    end(compute, what, c, n * 4 * c.size);
   }
   void allGather(float *data, int64_t n, Group g, cudaStream_t compute,
                  const char *what) override {
     Channel &c = group(g);
     if (!c.comm)
       return;
-    begin(compute, coll_);
+    Calls calls(this);
+    begin(compute, c.stream);
     // In place: this rank's part already sits at its offset.
     check(ncclAllGather(data + c.rank * n, data, static_cast<size_t>(n),
-                        ncclFloat, c.comm, coll_),
+                        ncclFloat, c.comm, c.stream),
           "ncclAllGather", c);
-    end(compute, coll_, what, c, n * 4 * c.size);
+    end(compute, what, c, n * 4 * c.size);
   }
 
   void startAllReduce(float *data, int64_t n, Group g, Reduction op, int slot,
@@ -120,9 +128,13 @@ public:
     Channel &c = group(g);
     if (!c.comm)
       return;
-    startOn(compute);
+    Calls calls(this);
+    // Every operation of a group waits for the compute stream's work
+    // queued before it (an all-gather's own part is copied into place just
+    // before): the waits precede ncclGroupEnd, which queues the group.
+    begin(compute, c.stream);
     check(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat,
-                        opOf(op), c.comm, coll_),
+                        opOf(op), c.comm, c.stream),
           "ncclAllReduce", c);
     started(slot, what, c, n * 4);
   }
@@ -131,9 +143,10 @@ public:
     Channel &c = group(g);
     if (!c.comm)
       return;
-    startOn(compute);
+    Calls calls(this);
+    begin(compute, c.stream);
     check(ncclAllGather(data + c.rank * n, data, static_cast<size_t>(n),
-                        ncclFloat, c.comm, coll_),
+                        ncclFloat, c.comm, c.stream),
           "ncclAllGather", c);
     started(slot, what, c, n * 4 * c.size);
   }
@@ -146,19 +159,20 @@ public:
   void groupStart() override {
     if (grouped_)
       return;
+    Calls calls(this);
     grouped_ = true;
-    groupReady_ = false;
     check(ncclGroupStart(), "ncclGroupStart", nullptr);
   }
   void groupEnd() override {
     if (!grouped_)
       return;
+    Calls calls(this);
     grouped_ = false;
     check(ncclGroupEnd(), "ncclGroupEnd", nullptr);
     // The group's operations are queued only now: their events follow.
     for (const Deferred &d : deferred_) {
-      recordSlot(d.slot);
-      track(coll_, d.what, *d.channel, d.bytes);
+      recordSlot(d.slot, *d.channel);
+      track(d.what, *d.channel, d.bytes);
     }
     deferred_.clear();
   }
@@ -168,8 +182,9 @@ public:
       return absl::InvalidArgumentError(
           absl::StrCat("rank ", rank_, ": no pipeline link ", link));
     Link &l = links_[link];
-    for (Staging &s : l.staging)
-      cudaFree(s.data);
+    if (!l.staging.empty())
+      return absl::InternalError(absl::StrCat("rank ", rank_, ": ", l.name,
+                                              " reserved twice"));
     l.staging.assign(static_cast<size_t>(std::max(1, slots)), Staging{});
     l.maxFloats = maxFloats;
     for (Staging &s : l.staging) {
@@ -201,23 +216,26 @@ public:
       cudaStreamWaitEvent(compute, s.done, 0);
     cudaMemcpyAsync(s.data, data, static_cast<size_t>(n) * 4,
                     cudaMemcpyDeviceToDevice, compute);
+    Calls calls(this);
     begin(compute, l.stream);
     check(ncclSend(s.data, static_cast<size_t>(n), ncclFloat, 1, l.comm, l.stream),
           "ncclSend", l);
     cudaEventRecord(s.done, l.stream);
     s.used = true;
-    track(l.stream, what, l, n * 4);
+    track(what, l, n * 4);
   }
   void startRecv(float *data, int64_t n, int link, int slot,
                  cudaStream_t compute, const char *what) override {
     Link &l = links_[link];
+    Calls calls(this);
+    if (slotAt(slot).armed)
+      fail(absl::StrCat("communication slot ", slot, " started twice (", what,
+                        " on ", l.name, ")"));
     begin(compute, l.stream);
     check(ncclRecv(data, static_cast<size_t>(n), ncclFloat, 0, l.comm, l.stream),
           "ncclRecv", l);
-    Slot &sl = slotAt(slot);
-    cudaEventRecord(sl.event, l.stream);
-    sl.armed = true;
-    track(l.stream, what, l, n * 4);
+    recordSlot(slot, l);
+    track(what, l, n * 4);
   }
   void waitRecv(int slot, cudaStream_t compute) override { wait(slot, compute); }
 
@@ -225,15 +243,27 @@ public:
     std::lock_guard<std::mutex> lock(mu_);
     cudaSetDevice(device_);
     auto now = std::chrono::steady_clock::now();
+    // A receive posted early waits by design: name the oldest other
+    // operation still running, else the oldest receive.
+    const Op *oldest = nullptr;
     for (const Op &op : ops_)
-      if (cudaEventQuery(op.done) == cudaErrorNotReady)
-        return absl::StrCat(
-            op.what, " of ", op.bytes, " bytes on ", op.on, ", queued ",
-            std::chrono::duration_cast<std::chrono::seconds>(now - op.queued).count(),
-            " s ago, has not completed");
-    return "";
+      if (cudaEventQuery(op.done) == cudaErrorNotReady) {
+        bool receive = std::string(op.what).rfind("recv", 0) == 0;
+        if (!oldest || (!receive && std::string(oldest->what).rfind("recv", 0) == 0))
+          oldest = &op;
+        if (!receive)
+          break;
+      }
+    if (!oldest)
+      return "";
+    return absl::StrCat(
+        oldest->what, " of ", oldest->bytes, " bytes on ", oldest->on, ", queued ",
+        std::chrono::duration_cast<std::chrono::seconds>(now - oldest->queued).count(),
+        " s ago, has not completed");
   }
   std::string asyncError() override {
+    if (aborted_.load())
+      return "";
     for (Channel *c : channels()) {
       ncclResult_t r = ncclSuccess;
       if (c->comm && ncclCommGetAsyncError(c->comm, &r) == ncclSuccess &&
@@ -244,18 +274,33 @@ public:
     return "";
   }
   void abort() override {
+    // Once, and only when no NCCL call is running on the main thread
+    // (waiting for one at most 5 s: one stuck on a dead peer never returns,
+    // and the process is about to end anyway).
+    if (aborted_.exchange(true))
+      return;
+    std::unique_lock<std::timed_mutex> lock(calls_, std::chrono::seconds(5));
+    if (!lock.owns_lock())
+      return;
     for (Channel *c : channels())
-      if (c->comm) {
+      if (c->comm)
         ncclCommAbort(c->comm);
-        c->comm = nullptr;
-      }
   }
 
 private:
   struct Channel {
     ncclComm_t comm = nullptr;
+    cudaStream_t stream = nullptr; ///< where its operations run, in order
     std::string name;
     int rank = 0, size = 1;
+  };
+  /// Holds the NCCL call mutex for one operation (abort() waits for it).
+  struct Calls {
+    explicit Calls(NcclComm *c) : lock(c->calls_) {
+      if (c->aborted_.load())
+        c->fail("the communicators were aborted");
+    }
+    std::lock_guard<std::timed_mutex> lock;
   };
   struct Staging {
     float *data = nullptr;
@@ -263,7 +308,6 @@ private:
     bool used = false;
   };
   struct Link : Channel {
-    cudaStream_t stream = nullptr;
     std::vector<Staging> staging;
     size_t next = 0;
     int64_t maxFloats = 0;
@@ -287,7 +331,12 @@ private:
     int64_t bytes;
   };
 
-  Channel &group(Group g) { return groups_[static_cast<int>(g)]; }
+  Channel &group(Group g) {
+    if (g == Group::World)
+      fail("a collective over the whole world has no NCCL communicator "
+           "(the program's collectives name dp, tp, pp or tied)");
+    return groups_[static_cast<int>(g)];
+  }
   std::vector<Channel *> channels() {
     std::vector<Channel *> all;
     for (Channel &c : groups_)
@@ -297,10 +346,11 @@ private:
     return all;
   }
 
+  /// Ends the process (the CUDA context with it: kernels waiting for this
+  /// rank's peers end too); mpirun then ends the other ranks.
   [[noreturn]] void fail(const std::string &what) {
     std::fprintf(stderr, "error: rank %d: %s\n", rank_, what.c_str());
     std::fflush(stderr);
-    abort();
     std::_Exit(1);
   }
   void check(ncclResult_t r, const char *call, const Channel *c) {
@@ -318,28 +368,25 @@ private:
     cudaEventRecord(ready_, compute);
     cudaStreamWaitEvent(stream, ready_, 0);
   }
-  /// `compute` waits for the operation just queued on `stream`.
-  void end(cudaStream_t compute, cudaStream_t stream, const char *what,
-           const Channel &c, int64_t bytes) {
-    cudaEventRecord(finished_, stream);
+  /// `compute` waits for the operation just queued on `c`'s stream.
+  void end(cudaStream_t compute, const char *what, const Channel &c,
+           int64_t bytes) {
+    cudaEventRecord(finished_, c.stream);
     cudaStreamWaitEvent(compute, finished_, 0);
-    track(stream, what, c, bytes);
-  }
-  void startOn(cudaStream_t compute) {
-    // In a group the communication stream waits once, before the group's
-    // first operation.
-    if (!grouped_ || !groupReady_)
-      begin(compute, coll_);
-    groupReady_ = grouped_;
+    track(what, c, bytes);
   }
   void started(int slot, const char *what, const Channel &c, int64_t bytes) {
+    Slot &s = slotAt(slot);
+    if (s.armed)
+      fail(absl::StrCat("communication slot ", slot, " started twice (", what,
+                        " on ", c.name, ")"));
     if (grouped_) {
-      slotAt(slot); // created now, recorded at groupEnd
+      s.armed = true; // recorded at groupEnd
       deferred_.push_back({slot, what, &c, bytes});
       return;
     }
-    recordSlot(slot);
-    track(coll_, what, c, bytes);
+    recordSlot(slot, c);
+    track(what, c, bytes);
   }
   Slot &slotAt(int slot) {
     if (slot < 0 || slot >= 1 << 16)
@@ -351,15 +398,15 @@ private:
       cudaEventCreateWithFlags(&s.event, cudaEventDisableTiming);
     return s;
   }
-  void recordSlot(int slot) {
+  void recordSlot(int slot, const Channel &c) {
     Slot &s = slotAt(slot);
-    cudaEventRecord(s.event, coll_);
+    cudaEventRecord(s.event, c.stream);
     s.armed = true;
   }
-  /// Records the operation just queued on `stream` for the watchdog,
+  /// Records the operation just queued on `c`'s stream for the watchdog,
   /// forgetting those that completed.
-  void track(cudaStream_t stream, const char *what, const Channel &c,
-             int64_t bytes) {
+  void track(const char *what, const Channel &c, int64_t bytes) {
+    cudaStream_t stream = c.stream;
     std::lock_guard<std::mutex> lock(mu_);
     while (!ops_.empty() && cudaEventQuery(ops_.front().done) == cudaSuccess) {
       freeEvents_.push_back(ops_.front().done);
@@ -379,10 +426,12 @@ private:
   int rank_, device_;
   Channel groups_[5];
   std::vector<Link> links_;
-  cudaStream_t coll_ = nullptr;
   cudaEvent_t ready_ = nullptr, finished_ = nullptr;
   std::vector<Slot> slots_;
-  bool grouped_ = false, groupReady_ = false;
+  bool grouped_ = false;
+  std::timed_mutex calls_;
+  std::atomic<bool> aborted_{false};
+  double *warm_ = nullptr; ///< the connecting operations' one value
   std::vector<Deferred> deferred_;
   int64_t stagingBytes_ = 0;
   std::mutex mu_;
@@ -391,23 +440,23 @@ private:
 };
 
 NcclComm::~NcclComm() {
-  if (coll_)
-    cudaStreamSynchronize(coll_);
-  for (Link &l : links_) {
-    if (l.stream)
-      cudaStreamSynchronize(l.stream);
+  if (aborted_.load())
+    return; // the communicators are gone; the process is ending
+  for (Channel *c : channels())
+    if (c->stream)
+      cudaStreamSynchronize(c->stream);
+  for (Link &l : links_)
     for (Staging &s : l.staging) {
       cudaFree(s.data);
       if (s.done)
         cudaEventDestroy(s.done);
     }
-  }
-  for (Channel *c : channels())
+  for (Channel *c : channels()) {
     if (c->comm)
       ncclCommDestroy(c->comm);
-  for (Link &l : links_)
-    if (l.stream)
-      cudaStreamDestroy(l.stream);
+    if (c->stream)
+      cudaStreamDestroy(c->stream);
+  }
   for (Slot &s : slots_)
     if (s.event)
       cudaEventDestroy(s.event);
@@ -418,8 +467,7 @@ NcclComm::~NcclComm() {
   for (cudaEvent_t e : {ready_, finished_})
     if (e)
       cudaEventDestroy(e);
-  if (coll_)
-    cudaStreamDestroy(coll_);
+  cudaFree(warm_);
 }
 
 absl::Status NcclComm::init(Communicator &host) {
@@ -427,14 +475,19 @@ absl::Status NcclComm::init(Communicator &host) {
   // blocks start as soon as SMs free up, ahead of queued compute.
   int least = 0, greatest = 0;
   cudaDeviceGetStreamPriorityRange(&least, &greatest);
-  auto stream = [&](cudaStream_t *s) {
-    return cudaStreamCreateWithPriority(s, cudaStreamNonBlocking, greatest);
+  auto stream = [&](Channel &c) -> absl::Status {
+    if (cudaStreamCreateWithPriority(&c.stream, cudaStreamNonBlocking, greatest) !=
+        cudaSuccess)
+      return absl::InternalError(absl::StrCat(
+          "rank ", rank_, ": cannot create a stream for ", c.name, ": ",
+          cudaGetErrorString(cudaGetLastError())));
+    return absl::OkStatus();
   };
-  if (stream(&coll_) != cudaSuccess ||
-      cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming) != cudaSuccess ||
-      cudaEventCreateWithFlags(&finished_, cudaEventDisableTiming) != cudaSuccess)
+  if (cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming) != cudaSuccess ||
+      cudaEventCreateWithFlags(&finished_, cudaEventDisableTiming) != cudaSuccess ||
+      cudaMalloc(reinterpret_cast<void **>(&warm_), sizeof(double)) != cudaSuccess)
     return absl::InternalError(absl::StrCat(
-        "rank ", rank_, ": cannot create the communication stream: ",
+        "rank ", rank_, ": cannot create the communication events: ",
         cudaGetErrorString(cudaGetLastError())));
 
   // Every id first (each a broadcast over the host communicator), then the
@@ -442,6 +495,7 @@ absl::Status NcclComm::init(Communicator &host) {
   struct Pending {
     Channel *channel;
     ncclUniqueId id;
+    bool link;
   };
   std::vector<Pending> pending;
   auto draw = [&](ncclUniqueId &id, bool drawer, const std::string &name) -> absl::Status {
@@ -456,7 +510,7 @@ absl::Status NcclComm::init(Communicator &host) {
     int size = host.groupSize(g);
     if (size < 2)
       continue;
-    Channel &c = group(g);
+    Channel &c = groups_[static_cast<int>(g)];
     c.name = absl::StrCat("group ", groupName(g));
     c.rank = host.groupRank(g);
     c.size = size;
@@ -464,7 +518,9 @@ absl::Status NcclComm::init(Communicator &host) {
     if (absl::Status s = draw(id, c.rank == 0, c.name); !s.ok())
       return s;
     host.broadcast(&id, sizeof(id), g, 0);
-    pending.push_back({&c, id});
+    if (absl::Status s = stream(c); !s.ok())
+      return s;
+    pending.push_back({&c, id, false});
   }
   const int stages = host.groupSize(Group::PP), stage = host.groupRank(Group::PP);
   std::vector<PipeLink> links = pipelineLinks(stages);
@@ -482,10 +538,9 @@ absl::Status NcclComm::init(Communicator &host) {
       continue;
     l.rank = stage == k.from ? 0 : 1; // the sender is rank 0, the receiver 1
     l.size = 2;
-    if (stream(&l.stream) != cudaSuccess)
-      return absl::InternalError(absl::StrCat("rank ", rank_,
-                                              ": cannot create a stream for ", l.name));
-    pending.push_back({&l, id});
+    if (absl::Status s = stream(l); !s.ok())
+      return s;
+    pending.push_back({&l, id, true});
   }
   for (Pending &p : pending)
     if (ncclResult_t r = ncclCommInitRank(&p.channel->comm, p.channel->size,
@@ -495,6 +550,22 @@ absl::Status NcclComm::init(Communicator &host) {
           "rank ", rank_, ": creating the NCCL communicator of ",
           p.channel->name, " (", p.channel->size, " ranks) failed: ",
           ncclGetErrorString(r), " (", ncclGetLastError(nullptr), ")"));
+  // NCCL connects peers at a communicator's first operation: one small
+  // operation each, in the same order on every rank, connects them all
+  // now (a blocking meeting that no step should hold).
+  for (Pending &p : pending) {
+    Channel &c = *p.channel;
+    ncclResult_t r =
+        !p.link       ? ncclAllReduce(warm_, warm_, 1, ncclDouble, ncclSum, c.comm, c.stream)
+        : c.rank == 0 ? ncclSend(warm_, 1, ncclDouble, 1, c.comm, c.stream)
+                      : ncclRecv(warm_, 1, ncclDouble, 0, c.comm, c.stream);
+    if (r == ncclSuccess)
+      r = cudaStreamSynchronize(c.stream) == cudaSuccess ? ncclSuccess : ncclUnhandledCudaError;
+    if (r != ncclSuccess)
+      return absl::UnavailableError(absl::StrCat(
+          "rank ", rank_, ": the first operation on ", c.name, " failed: ",
+          ncclGetErrorString(r), " (", ncclGetLastError(c.comm), ")"));
+  }
   return absl::OkStatus();
 }
 
