@@ -251,7 +251,8 @@ def LLM_CrossEntropyGradOp : LLM_Op<"cross_entropy_grad", [Pure,
     ```
   }];
   let arguments = (ins LLM_FloatTensor:$logits, LLM_IndexTensor:$targets,
-                       OptionalAttr<StrAttr>:$vocab_group);
+                       OptionalAttr<StrAttr>:$vocab_group,
+                       OptionalAttr<I64Attr>:$vocab);
   let results = (outs LLM_FloatTensor:$result);
   let assemblyFormat = [{
     $logits `,` $targets attr-dict `:` type($logits) `,` type($targets)

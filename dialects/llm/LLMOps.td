@@ -354,7 +354,10 @@ def LLM_CrossEntropyOp : LLM_Op<"cross_entropy", [Pure]> {
     `[0, vocab)` is a run-time error of the data. With `vocab_group` the
     logits are this rank's slice of the vocabulary (as the vocabulary-parallel
     embedding cuts it) and the log-sum-exp and the target's logit are
-    reduced over the group: every rank gets the whole loss.
+    reduced over the group: every rank gets the whole loss. `vocab` (with
+    `vocab_group`) is the model's vocabulary when the slices pad it to a
+    multiple of the group (Megatron's padding): logits at or past it are
+    outside the softmax.
 
     Constraints:
     - `logits` has rank >= 2; `targets` has its shape without the last axis;
@@ -367,7 +370,8 @@ def LLM_CrossEntropyOp : LLM_Op<"cross_entropy", [Pure]> {
     ```
   }];
   let arguments = (ins LLM_FloatTensor:$logits, LLM_IndexTensor:$targets,
-                       OptionalAttr<StrAttr>:$vocab_group);
+                       OptionalAttr<StrAttr>:$vocab_group,
+                       OptionalAttr<I64Attr>:$vocab);
   let results = (outs 0DTensorOf<[F32]>:$result);
   let assemblyFormat = [{
     $logits `,` $targets attr-dict `:` type($logits) `,` type($targets) `->` type($result)

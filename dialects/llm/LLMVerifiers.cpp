@@ -267,7 +267,23 @@ static LogicalResult verifyBinary(BinOp op) {
 LogicalResult AddOp::verify() { return verifyBinary(*this); }
 LogicalResult MulOp::verify() { return verifyBinary(*this); }
 
+/// `vocab` (the padded vocabulary-parallel loss): with `vocab_group`, and
+/// positive.
+template <typename Op> static LogicalResult verifyPaddedVocab(Op op) {
+  std::optional<uint64_t> vocab = op.getVocab();
+  if (!vocab)
+    return success();
+  if (!op.getVocabGroup())
+    return op.emitOpError() << "expects `vocab` only with `vocab_group`";
+  if (static_cast<int64_t>(*vocab) <= 0)
+    return op.emitOpError() << "expects a positive `vocab`, got "
+                            << static_cast<int64_t>(*vocab);
+  return success();
+}
+
 LogicalResult CrossEntropyOp::verify() {
+  if (failed(verifyPaddedVocab(*this)))
+    return failure();
   auto logits = getLogits().getType();
   auto targets = getTargets().getType();
   if (logits.getRank() < 2)
@@ -451,6 +467,8 @@ LogicalResult AttentionGradOp::verify() {
 }
 
 LogicalResult CrossEntropyGradOp::verify() {
+  if (failed(verifyPaddedVocab(*this)))
+    return failure();
   auto logits = getLogits().getType();
   auto targets = getTargets().getType();
   if (logits.getRank() < 2)

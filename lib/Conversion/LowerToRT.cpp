@@ -380,7 +380,8 @@ LogicalResult Lowering::selectKernels(Operation *op,
         if (o.getVocabGroup())
           return one("vocab_cross_entropy_fwd",
                      {o.getLogits(), o.getTargets(), o.getResult()},
-                     {rows(o.getLogits()), lastDim(o.getLogits()), 2});
+                     {rows(o.getLogits()), lastDim(o.getLogits()), 2,
+                      static_cast<int64_t>(o.getVocab().value_or(0))});
         return one("cross_entropy_fwd",
                    {o.getLogits(), o.getTargets(), o.getResult()},
                    {rows(o.getLogits()), lastDim(o.getLogits())});
@@ -389,7 +390,8 @@ LogicalResult Lowering::selectKernels(Operation *op,
         if (o.getVocabGroup())
           return one("vocab_cross_entropy_bwd",
                      {o.getLogits(), o.getTargets(), o.getResult()},
-                     {rows(o.getLogits()), lastDim(o.getLogits()), 2});
+                     {rows(o.getLogits()), lastDim(o.getLogits()), 2,
+                      static_cast<int64_t>(o.getVocab().value_or(0))});
         return one("cross_entropy_bwd",
                    {o.getLogits(), o.getTargets(), o.getResult()},
                    {rows(o.getLogits()), lastDim(o.getLogits())});

@@ -262,7 +262,7 @@ mlir::llm::buildModel(MLIRContext &ctx, const ModelConfig &c,
                                   Value(), /*transpose_weight=*/true);
   Value loss = CrossEntropyOp::create(
       b, loc, RankedTensorType::get({}, b.getF32Type()), logits, targets,
-      StringAttr());
+      StringAttr(), IntegerAttr());
   func::ReturnOp::create(b, loc, loss);
 
   Block *block = g.block;

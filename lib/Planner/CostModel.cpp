@@ -119,10 +119,11 @@ double allGather(double bytes, int64_t n, LinkModel l) {
   return 1.0 * (n - 1) / n * bytes / l.bw + 1.0 * (n - 1) * l.alpha;
 }
 
-/// Megatron pads the vocabulary to a multiple of 128 x tp.
+/// The vocabulary as llm-partition pads it: to a multiple of tp (Megatron
+/// pads to 128 x tp for its GPUs' tiles; the published configurations'
+/// vocabularies, 51200, are multiples of both).
 int64_t paddedVocab(int64_t v, int64_t tp) {
-  int64_t q = 128 * tp;
-  return (v + q - 1) / q * q;
+  return (v + tp - 1) / tp * tp;
 }
 
 /// Cuts `layers` identical layers into `k` contiguous chunks, every chunk at

@@ -159,6 +159,9 @@ FailureOr<std::vector<uint8_t>> mlir::llm::serializeProgram(ModuleOp module) {
           if (auto shard = buf.getTpShard()) {
             d.shardAxis = static_cast<int>((*shard)[0]);
             d.shardBlocks = (*shard)[1];
+            // [axis, blocks, valid]: the vocabulary padded (llm-partition).
+            if (shard->size() == 3)
+              d.shardValid = (*shard)[2];
             if (auto g = buf.getGlobalShape())
               d.globalDims.assign(g->begin(), g->end());
           }

@@ -290,7 +290,8 @@ void AutodiffPass::runOnOperation() {
     grads.accumulate(ce.getLogits(),
                      CrossEntropyGradOp::create(b, ce.getLoc(), ce.getLogits(),
                                                 ce.getTargets(),
-                                                ce.getVocabGroupAttr()));
+                                                ce.getVocabGroupAttr(),
+                                                ce.getVocabAttr()));
   // Walk the forward ops in reverse (the backward ops are being appended
   // after them and must not be visited).
   SmallVector<Operation *> forwardOps;

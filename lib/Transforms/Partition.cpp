@@ -28,11 +28,11 @@ static RankedTensorType rebatch(RankedTensorType type, int64_t dp) {
   return RankedTensorType::get(shape, type.getElementType());
 }
 
-/// `type` with axis `axis` divided by `tp`.
+/// `type` with axis `axis` divided by `tp` (rounded up: a padded shard).
 static RankedTensorType shrink(Type type, int64_t axis, int64_t tp) {
   auto t = cast<RankedTensorType>(type);
   SmallVector<int64_t> shape(t.getShape());
-  shape[axis] /= tp;
+  shape[axis] = (shape[axis] + tp - 1) / tp;
   return RankedTensorType::get(shape, t.getElementType());
 }
 
@@ -86,7 +86,26 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
   // Vocabulary parallelism (Megatron): the embedding table, and the LM head
   // that reads it or its own [V, h] matrix, keep V/tp rows each; the lookup
   // is completed by an all-reduce, the head's logits stay split and the
-  // cross-entropy reduces over the group. Only when tp divides V.
+  // cross-entropy reduces over the group. When tp does not divide V the
+  // vocabulary is padded (as Megatron pads it) to ceil(V/tp) rows a rank:
+  // the padding rows are zeros that no token reads, and the cross-entropy
+  // (given the model's V) leaves their logits out of the softmax, so they
+  // get no gradient and stay zero. `llm.tp_shard = [0, 1, V]` records the
+  // padding; `llm.global_shape` is the padded tensor.
+  auto splitVocab = [&](Value v, unsigned idx) {
+    auto type = cast<RankedTensorType>(v.getType());
+    int64_t vocab = type.getDimSize(0);
+    RankedTensorType local = shrink(type, 0, tp);
+    SmallVector<int64_t> global(type.getShape());
+    global[0] = local.getDimSize(0) * tp;
+    v.setType(local);
+    SmallVector<int64_t> shard = {0, 1};
+    if (global[0] != vocab)
+      shard.push_back(vocab);
+    fn.setArgAttr(idx, "llm.tp_shard", DenseI64ArrayAttr::get(ctx, shard));
+    fn.setArgAttr(idx, "llm.global_shape", DenseI64ArrayAttr::get(ctx, global));
+    sharded.insert(v);
+  };
   EmbeddingOp emb;
   LinearOp head;
   for (Operation &op : body.without_terminator()) {
@@ -118,13 +137,10 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
       return (emb && u == emb.getOperation()) ||
              (headReadsTable && u == head.getOperation());
     });
-    if (onlyThese && ttype.getDimSize(0) % tp == 0) {
-      unsigned idx = *paramIndex(table);
-      table.setType(shrink(ttype, 0, tp));
-      fn.setArgAttr(idx, "llm.tp_shard", DenseI64ArrayAttr::get(ctx, {0, 1}));
-      fn.setArgAttr(idx, "llm.global_shape",
-                    DenseI64ArrayAttr::get(ctx, ttype.getShape()));
-      sharded.insert(table);
+    // A padding shard must leave every rank some of the vocabulary.
+    int64_t perRank = (ttype.getDimSize(0) + tp - 1) / tp;
+    if (onlyThese && (tp - 1) * perRank < ttype.getDimSize(0)) {
+      splitVocab(table, *paramIndex(table));
       tableSplit = true;
       if (emb) {
         emb.setVocabGroupAttr(b.getStringAttr("tp"));
@@ -142,13 +158,16 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
   if (head && (tableSplit || !emb)) {
     bool headSplit = tableSplit && head.getWeight() == table;
     if (!headSplit && head.getTransposeWeight() && !head.getBias() &&
-        paramIndex(head.getWeight()) && head.getWeight().hasOneUse()) {
+        paramIndex(head.getWeight()) && head.getWeight().hasOneUse() &&
+        !sharded.contains(head.getWeight())) {
       auto wtype = cast<RankedTensorType>(head.getWeight().getType());
-      int64_t vocab = table ? cast<RankedTensorType>(table.getType()).getDimSize(0) * tp
-                            : wtype.getDimSize(0);
-      if (wtype.getDimSize(0) == vocab && vocab % tp == 0 &&
-          succeeded(shardParam(head, head.getWeight(), 0, 1)))
+      int64_t perRank = (wtype.getDimSize(0) + tp - 1) / tp;
+      bool matchesTable =
+          !table || cast<RankedTensorType>(table.getType()).getDimSize(0) == perRank;
+      if (matchesTable && (tp - 1) * perRank < wtype.getDimSize(0)) {
+        splitVocab(head.getWeight(), *paramIndex(head.getWeight()));
         headSplit = true;
+      }
     }
     if (headSplit) {
       Value in = head.getInput();
@@ -159,9 +178,14 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
       r.setType(shrink(r.getType(), cast<ShapedType>(r.getType()).getRank() - 1, tp));
       split[r] = true;
       handled.insert(head);
+      // A padded vocabulary: the loss needs the model's.
+      auto shard = fn.getArgAttrOfType<DenseI64ArrayAttr>(
+          *paramIndex(head.getWeight()), "llm.tp_shard");
       for (Operation *u : r.getUsers())
         if (auto ce = dyn_cast<CrossEntropyOp>(u)) {
           ce.setVocabGroupAttr(b.getStringAttr("tp"));
+          if (shard && shard.size() == 3)
+            ce.setVocabAttr(b.getI64IntegerAttr(shard[2]));
           handled.insert(ce);
         }
     }
@@ -373,9 +397,12 @@ static LogicalResult partitionSequenceParallel(func::FuncOp fn, int64_t tp) {
         }))
       return op->emitOpError()
              << "llm-partition: sequence parallelism needs the "
-                "vocabulary-parallel LM head, and tp="
-             << tp << " does not divide the vocabulary of "
-             << cast<ShapedType>(lin.getType()).getShape().back();
+                "vocabulary-parallel LM head (a linear without bias whose "
+                "[vocabulary, hidden] weight is used once), and a "
+                "vocabulary of "
+             << cast<ShapedType>(lin.getType()).getShape().back()
+             << " does not pad into tp=" << tp
+             << " slices that each hold some of it";
     if (!isa<AddOp, LayerNormOp, RMSNormOp>(op))
       return op->emitOpError() << "llm-partition: no sequence-parallel rule "
                                   "for this op on this rank's tokens";

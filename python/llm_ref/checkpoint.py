@@ -9,7 +9,9 @@ equal blocks, each cut into tp pieces, and tp rank t holds piece t of every
 block, concatenated), the shape of that tp-local tensor, whether it is also
 cut into ZeRO shares (`zero`: dp rank d holds the d-th 1/dp of the flattened
 tp-local tensor) and, in `pieces`, the file that holds each (tp_rank,
-dp_rank) piece under the tensor's name."""
+dp_rank) piece under the tensor's name. `tp_padded`, when present, is the
+length along tp_axis of the padded tensor the pieces cut (Megatron's
+vocabulary padding to a multiple of tp): entries past `shape` are padding."""
 import json
 import os
 
@@ -55,5 +57,8 @@ def load_checkpoint(step_dir, optimizer=False):
         out[name] = np.concatenate(
             [parts[tr][k] for k in range(blocks) for tr in range(tparts)],
             axis=axis)
+        if "tp_padded" in t:
+            assert out[name].shape[axis] == t["tp_padded"], name
+            out[name] = np.take(out[name], np.arange(t["shape"][axis]), axis=axis)
         assert list(out[name].shape) == t["shape"], name
     return out

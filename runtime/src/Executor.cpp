@@ -122,17 +122,25 @@ namespace {
 float *F(void *p) { return static_cast<float *>(p); }
 const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
 
-/// Per row of this rank's logits slice [start, start + V): the global max
-/// and sum of exp(x - max) over the whole vocabulary, and the target's
-/// logit (all-reduced over `group`). scratch: 3 x rows doubles.
+/// The columns of this rank's vocabulary slice [start, start + V) that are
+/// the model's (the rest pads the vocabulary to a multiple of the group):
+/// `vocab` the model's vocabulary, 0 for no padding.
+int64_t validColumns(int64_t V, int64_t start, int64_t vocab) {
+  return vocab > 0 ? std::clamp<int64_t>(vocab - start, 0, V) : V;
+}
+
+/// Per row of this rank's logits slice [start, start + V) (of which the
+/// first `valid` columns count): the global max and sum of exp(x - max)
+/// over the whole vocabulary, and the target's logit (all-reduced over
+/// `group`). scratch: 3 x rows doubles.
 void vocabRowStats(const float *logits, const int32_t *targets, int64_t rows,
-                   int64_t V, int64_t start, Communicator &comm, Group group,
-                   double *scratch) {
+                   int64_t V, int64_t valid, int64_t start, Communicator &comm,
+                   Group group, double *scratch) {
   double *mx = scratch, *sum = scratch + rows, *tgt = scratch + 2 * rows;
   for (int64_t r = 0; r < rows; ++r) {
     const float *x = logits + r * V;
-    double m = x[0];
-    for (int64_t j = 1; j < V; ++j)
+    double m = -INFINITY;
+    for (int64_t j = 0; j < valid; ++j)
       m = std::max(m, static_cast<double>(x[j]));
     mx[r] = m;
   }
@@ -140,11 +148,11 @@ void vocabRowStats(const float *logits, const int32_t *targets, int64_t rows,
   for (int64_t r = 0; r < rows; ++r) {
     const float *x = logits + r * V;
     double s = 0;
-    for (int64_t j = 0; j < V; ++j)
+    for (int64_t j = 0; j < valid; ++j)
       s += std::exp(static_cast<double>(x[j]) - mx[r]);
     sum[r] = s;
     int64_t t = targets[r] - start;
-    tgt[r] = (t >= 0 && t < V) ? static_cast<double>(x[t]) : 0.0;
+    tgt[r] = (t >= 0 && t < valid) ? static_cast<double>(x[t]) : 0.0;
   }
   comm.allReduce(sum, 2 * rows, group, Reduction::Sum); // sum and tgt
 }
@@ -399,8 +407,9 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       int64_t rows = n[0], V = n[1];
       Group g = static_cast<Group>(n[2]);
       double *st = rowScratch_.data();
-      vocabRowStats(F(p[0]), I(p[1]), rows, V, comm_->groupRank(g) * V, *comm_,
-                    g, st);
+      int64_t start = comm_->groupRank(g) * V;
+      vocabRowStats(F(p[0]), I(p[1]), rows, V, validColumns(V, start, n[3]),
+                    start, *comm_, g, st);
       double loss = 0;
       for (int64_t r = 0; r < rows; ++r)
         loss += std::log(st[rows + r]) + st[r] - st[2 * rows + r];
@@ -412,15 +421,18 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       Group g = static_cast<Group>(n[2]);
       int64_t start = comm_->groupRank(g) * V;
       double *st = rowScratch_.data();
-      vocabRowStats(F(p[0]), I(p[1]), rows, V, start, *comm_, g, st);
+      int64_t valid = validColumns(V, start, n[3]);
+      vocabRowStats(F(p[0]), I(p[1]), rows, V, valid, start, *comm_, g, st);
       const float *x = F(p[0]);
       const int32_t *tg = I(p[1]);
       float *dx = F(p[2]);
       for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = 0; j < V; ++j)
+        for (int64_t j = 0; j < valid; ++j)
           dx[r * V + j] = static_cast<float>(
               std::exp(static_cast<double>(x[r * V + j]) - st[r]) /
               st[rows + r] / rows);
+        // Padding: outside the softmax, no gradient.
+        std::fill(dx + r * V + valid, dx + (r + 1) * V, 0.0f);
         int64_t t = tg[r] - start;
         if (t >= 0 && t < V)
           dx[r * V + t] -= static_cast<float>(1.0 / rows);

@@ -216,13 +216,21 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
       err = "the broadcast operand does not divide the other";
     need(0, n[0]), need(1, n[1]), need(2, n[0]);
     break;
-  case Opcode::CrossEntropyFwd:
   case Opcode::VocabCrossEntropyFwd:
+  case Opcode::VocabCrossEntropyBwd:
+    if (n[3] < 0)
+      err = "negative vocabulary";
+    positive({n[0], n[1]});
+    need(0, mul(n[0], n[1])), need(1, n[0], ElemType::I32);
+    need(2, inst.opcode == static_cast<uint16_t>(Opcode::VocabCrossEntropyFwd)
+                ? 1
+                : mul(n[0], n[1]));
+    break;
+  case Opcode::CrossEntropyFwd:
     positive({n[0], n[1]});
     need(0, mul(n[0], n[1])), need(1, n[0], ElemType::I32), need(2, 1);
     break;
   case Opcode::CrossEntropyBwd:
-  case Opcode::VocabCrossEntropyBwd:
     positive({n[0], n[1]});
     need(0, mul(n[0], n[1])), need(1, n[0], ElemType::I32),
         need(2, mul(n[0], n[1]));
@@ -349,6 +357,8 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
     uint64_t zrank = r.le(1);
     for (uint64_t d = 0; d < zrank; ++d)
       b.zeroDims.push_back(static_cast<int64_t>(r.le(8)));
+    if (version >= 4)
+      b.shardValid = static_cast<int64_t>(r.le(8));
     if (!r.ok())
       break;
     if (static_cast<int>(b.role) > static_cast<int>(BufferRole::Temp) ||
@@ -364,6 +374,15 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
          b.globalDims.size() != localDims.size() || b.shardBlocks <= 0))
       return invalid(source, absl::StrCat("buffer '", b.name,
                                           "' has an inconsistent shard"));
+    // Padding: a tensor-parallel shard of one block, padded by less than
+    // one rank's part.
+    if (b.shardValid != 0 &&
+        (b.shardAxis < 0 || b.shardBlocks != 1 || b.shardValid < 0 ||
+         b.shardValid > b.globalDims[b.shardAxis] ||
+         b.globalDims[b.shardAxis] - b.shardValid >= localDims[b.shardAxis]))
+      return invalid(source, absl::StrCat("buffer '", b.name,
+                                          "' has an inconsistent padding (",
+                                          b.shardValid, " valid)"));
     auto product = [](const std::vector<int64_t> &dims) -> int64_t {
       int64_t e = 1;
       for (int64_t d : dims) {
@@ -438,6 +457,12 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
         inst.floats.push_back(r.f64());
       if (!r.ok())
         break;
+      // Before version 4 the vocabulary-parallel loss had no padding.
+      if (version < 4 &&
+          (inst.opcode == static_cast<uint16_t>(Opcode::VocabCrossEntropyFwd) ||
+           inst.opcode == static_cast<uint16_t>(Opcode::VocabCrossEntropyBwd)) &&
+          inst.ints.size() == 3)
+        inst.ints.push_back(0);
       const OpcodeInfo *info = opcodeInfo(inst.opcode);
       std::string where = absl::StrCat("offset ", at, ": function '", f.name,
                                        "' instruction #", j);

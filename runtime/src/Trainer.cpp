@@ -239,12 +239,38 @@ namespace {
 
 constexpr const char *kCompleteMarker = "COMPLETE";
 
-/// Shape of the whole tensor a buffer is (a part of): the global shape of a
-/// tensor-parallel shard, the shape a ZeRO share is cut from, or its own.
-const std::vector<int64_t> &wholeDims(const BufferDesc &b) {
+/// Shape of the whole tensor a buffer is (a part of), as the model has it
+/// (initialization, --init, checkpoints): the global shape of a
+/// tensor-parallel shard without its padding, the shape a ZeRO share is
+/// cut from, or its own.
+std::vector<int64_t> wholeDims(const BufferDesc &b) {
   if (b.shardAxis >= 0)
-    return b.globalDims;
+    return modelDims(b);
   return b.zeroDims.empty() ? b.dims : b.zeroDims;
+}
+
+/// Copies a tensor of shape `dims` to one whose axis `axis` has `to`
+/// entries instead (zeros past the source's, or the source cut short).
+std::vector<float> resizeAxis(const std::vector<int64_t> &dims, int axis,
+                              int64_t to, const float *src) {
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; ++i)
+    outer *= dims[i];
+  for (size_t i = axis + 1; i < dims.size(); ++i)
+    inner *= dims[i];
+  int64_t from = dims[axis], keep = std::min(from, to);
+  std::vector<float> out(static_cast<size_t>(outer * to * inner), 0.0f);
+  for (int64_t o = 0; o < outer; ++o)
+    std::copy(src + o * from * inner, src + (o * from + keep) * inner,
+              out.data() + o * to * inner);
+  return out;
+}
+
+int64_t product(const std::vector<int64_t> &dims) {
+  int64_t n = 1;
+  for (int64_t d : dims)
+    n *= d;
+  return n;
 }
 
 /// Elements of the whole tensor a (possibly sharded) buffer belongs to.
@@ -287,14 +313,19 @@ void copyShard(const BufferDesc &b, int part, int parts, float *whole,
             shard, toShard);
 }
 
-/// This rank's part of a whole tensor: its tensor-parallel shard, then its
+/// This rank's part of a whole tensor (of wholeDims(b)): its tensor-
+/// parallel shard (of the tensor padded as the plan pads it), then its
 /// ZeRO share of that.
 void fromWhole(const BufferDesc &b, Communicator &comm, const float *whole,
                float *dst) {
-  std::vector<float> tpLocal;
+  std::vector<float> tpLocal, padded;
   const float *src = whole;
+  if (b.shardValid > 0) {
+    padded = resizeAxis(modelDims(b), b.shardAxis, b.globalDims[b.shardAxis], whole);
+    whole = padded.data();
+  }
   if (b.shardAxis >= 0) {
-    tpLocal.resize(globalElements(b) / comm.groupSize(Group::TP));
+    tpLocal.resize(product(b.globalDims) / comm.groupSize(Group::TP));
     copyShard(b, comm.groupRank(Group::TP), comm.groupSize(Group::TP),
               const_cast<float *>(whole), tpLocal.data(), /*toShard=*/true);
     src = tpLocal.data();
@@ -647,9 +678,7 @@ absl::Status Run::loadParams(const SafetensorsFile &file, BufferRole role,
       missing.push_back(name);
       continue;
     }
-    const std::vector<int64_t> &want =
-        b.shardAxis >= 0 ? b.globalDims
-                         : (!b.zeroDims.empty() ? b.zeroDims : b.dims);
+    const std::vector<int64_t> want = wholeDims(b);
     if (t->shape != want) {
       std::string have, need;
       for (int64_t d : t->shape) absl::StrAppend(&have, have.empty() ? "" : "x", d);
@@ -735,12 +764,6 @@ std::vector<int64_t> tpLocalDims(const BufferDesc &b) {
   return b.dims;
 }
 
-int64_t product(const std::vector<int64_t> &dims) {
-  int64_t n = 1;
-  for (int64_t d : dims)
-    n *= d;
-  return n;
-}
 
 /// True when every rank's `s` is OK (a collective: every rank calls it).
 bool allOk(Communicator &comm, const absl::Status &s) {
@@ -804,6 +827,10 @@ absl::Status Run::saveCheckpoint(int64_t step) {
                         {"zero", zero},
                         {"pp_stage", owner},
                         {"pieces", pieces}};
+        // The vocabulary padded to a multiple of tp: the pieces cut the
+        // padded tensor (zeros past `shape` along tp_axis).
+        if (b.shardValid > 0)
+          tensors[key]["tp_padded"] = b.globalDims[b.shardAxis];
         // Replicated parts are written once: by the group's first rank of
         // the owning stage.
         if (static_cast<int64_t>(owner) == stage && (split || tpRank == 0) &&
@@ -924,10 +951,21 @@ absl::Status Run::loadSharded(const std::string &ckpt) {
       }
       int64_t parts = axis >= 0 ? savedTp : 1;
       int64_t dparts = zero ? savedDp : 1;
-      int64_t total = product(shape), localN = product(local);
+      // The saved plan's padding of the vocabulary: its pieces cut the
+      // padded tensor, which is then cut back to the model's.
+      std::vector<int64_t> cut = shape;
+      int64_t padded = t.value("tp_padded", int64_t(0));
+      if (padded != 0) {
+        if (axis < 0 || axis >= static_cast<int64_t>(shape.size()) || blocks != 1 ||
+            padded < shape[axis] || padded - shape[axis] >= padded / std::max<int64_t>(parts, 1))
+          return bad(absl::StrCat("its padding tp_padded=", padded,
+                                  " does not fit its shape and the plan"));
+        cut[axis] = padded;
+      }
+      int64_t total = product(cut), localN = product(local);
       if (axis >= static_cast<int64_t>(shape.size()) || blocks < 1 ||
-          (axis >= 0 && (blocks > shape[axis] || parts > shape[axis] ||
-                         shape[axis] % (blocks * parts) != 0)) ||
+          (axis >= 0 && (blocks > cut[axis] || parts > cut[axis] ||
+                         cut[axis] % (blocks * parts) != 0)) ||
           localN < 1 || localN > total ||
           localN * parts != total || localN % dparts != 0)
         return bad("its slicing (tp_axis, tp_blocks, tp_local_shape, zero) "
@@ -957,12 +995,14 @@ absl::Status Run::loadSharded(const std::string &ckpt) {
             return s;
         }
         if (axis >= 0)
-          copyShard(shape, static_cast<int>(axis), blocks, static_cast<int>(tr),
+          copyShard(cut, static_cast<int>(axis), blocks, static_cast<int>(tr),
                     static_cast<int>(parts), whole.data(), tpLocal.data(),
                     /*toShard=*/false);
         else
           whole = tpLocal;
       }
+      if (padded != 0)
+        whole = resizeAxis(cut, static_cast<int>(axis), shape[axis], whole.data());
       fromWhole(b, comm, whole.data(), ex->data<float>(b));
     }
   return absl::OkStatus();

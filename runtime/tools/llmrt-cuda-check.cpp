@@ -301,18 +301,21 @@ void checkAttention(Rng &rng, bool tensorCores) {
 }
 
 /// The vocabulary-parallel embedding and loss of tensor parallelism, with
-/// the group simulated on one GPU: the vocabulary cut into `parts` slices,
-/// each slice's kernels run alone, their statistics reduced on the host as
-/// NCCL would (max, then sums). The slices together must give the whole
-/// vocabulary's CPU kernels: the lookup summed over slices, the loss, and
-/// the logits' gradient slice by slice.
+/// the group simulated on one GPU: the vocabulary (1000) cut into 3 slices
+/// of 334, the last one padded by 2 columns (Megatron's padding, filled
+/// with large logits that must not count), each slice's kernels run alone,
+/// their statistics reduced on the host as NCCL would (max, then sums).
+/// The slices together must give the whole vocabulary's CPU kernels: the
+/// lookup summed over slices, the loss, the logits' gradient slice by slice
+/// and zero on the padding.
 void checkVocabParallel(Rng &rng) {
-  const int64_t rows = 48, C = 40, parts = 3, V = 3 * 337, Vl = V / parts;
+  const int64_t rows = 48, C = 40, parts = 3, V = 1000, Vl = 334;
   auto logits = randomVec(rng, rows * V, 8.0), table = randomVec(rng, V * C),
        dout = randomVec(rng, rows * C);
   std::vector<int32_t> tg(rows);
   for (int32_t &t : tg)
     t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * V) % V;
+  tg[0] = V - 1; // a target in the last, padded slice
   std::vector<float> loss(1), dl(rows * V), emb(rows * C), dtable(V * C);
   cpu::crossEntropyFwd(logits.data(), tg.data(), loss.data(), rows, V);
   cpu::crossEntropyBwd(logits.data(), tg.data(), 1.0f, dl.data(), rows, V);
@@ -321,17 +324,19 @@ void checkVocabParallel(Rng &rng) {
 
   Dev<int32_t> TG(tg);
   Dev<float> DO(dout);
+  auto valid = [&](int64_t k) { return std::min(Vl, V - k * Vl); };
   std::vector<double> mx(rows, -INFINITY), sums(2 * rows, 0.0);
   std::vector<float> embSum(rows * C, 0.0f), dtableAll(V * C), dlAll(rows * V);
   std::vector<std::vector<float>> sliceLogits(parts);
   for (int64_t k = 0; k < parts; ++k) { // each slice's max
-    sliceLogits[k].resize(rows * Vl);
+    sliceLogits[k].assign(rows * Vl, 50.0f); // the padding: must not count
     for (int64_t r = 0; r < rows; ++r)
-      std::copy(logits.begin() + r * V + k * Vl, logits.begin() + r * V + (k + 1) * Vl,
+      std::copy(logits.begin() + r * V + k * Vl,
+                logits.begin() + r * V + k * Vl + valid(k),
                 sliceLogits[k].begin() + r * Vl);
     Dev<float> L(sliceLogits[k]);
     Dev<double> ST(3 * rows);
-    cuda::vocabRowMax(L.p, rows, Vl, ST.p, nullptr);
+    cuda::vocabRowMax(L.p, rows, Vl, valid(k), ST.p, nullptr);
     std::vector<double> st = ST.host();
     for (int64_t r = 0; r < rows; ++r)
       mx[r] = std::max(mx[r], st[r]);
@@ -341,7 +346,7 @@ void checkVocabParallel(Rng &rng) {
     std::copy(mx.begin(), mx.end(), st.begin());
     Dev<float> L(sliceLogits[k]);
     Dev<double> ST(st);
-    cuda::vocabRowSums(L.p, TG.p, rows, Vl, k * Vl, ST.p, nullptr);
+    cuda::vocabRowSums(L.p, TG.p, rows, Vl, valid(k), k * Vl, ST.p, nullptr);
     st = ST.host();
     for (int64_t i = 0; i < 2 * rows; ++i)
       sums[i] += st[rows + i];
@@ -351,23 +356,33 @@ void checkVocabParallel(Rng &rng) {
   Dev<double> RED(reduced);
   Dev<float> LOSS(1);
   cuda::vocabLoss(RED.p, rows, LOSS.p, nullptr);
-  compare("vocab_cross_entropy_fwd (3 slices)", loss, LOSS.host(), 1e-5);
+  compare("vocab_cross_entropy_fwd (3 slices, padded)", loss, LOSS.host(), 1e-5);
+  std::vector<float> padGrads;
   for (int64_t k = 0; k < parts; ++k) {
-    Dev<float> L(sliceLogits[k]), DL(rows * Vl), T(std::vector<float>(
-        table.begin() + k * Vl * C, table.begin() + (k + 1) * Vl * C));
+    std::vector<float> tslice(Vl * C, 0.0f);
+    std::copy(table.begin() + k * Vl * C, table.begin() + (k * Vl + valid(k)) * C,
+              tslice.begin());
+    Dev<float> L(sliceLogits[k]), DL(rows * Vl), T(tslice);
     Dev<float> E(rows * C), DT(Vl * C);
-    cuda::vocabCrossEntropyBwd(L.p, TG.p, rows, Vl, k * Vl, RED.p, DL.p, 1.0f, nullptr);
+    cuda::vocabCrossEntropyBwd(L.p, TG.p, rows, Vl, valid(k), k * Vl, RED.p,
+                               DL.p, 1.0f, nullptr);
     cuda::vocabEmbeddingFwd(TG.p, T.p, E.p, rows, C, k * Vl, Vl, nullptr);
     cuda::vocabEmbeddingBwd(TG.p, DO.p, DT.p, rows, Vl, C, k * Vl, nullptr);
     std::vector<float> dls = DL.host(), e = E.host(), dt = DT.host();
-    for (int64_t r = 0; r < rows; ++r)
-      std::copy(dls.begin() + r * Vl, dls.begin() + (r + 1) * Vl,
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy(dls.begin() + r * Vl, dls.begin() + r * Vl + valid(k),
                 dlAll.begin() + r * V + k * Vl);
+      padGrads.insert(padGrads.end(), dls.begin() + r * Vl + valid(k),
+                      dls.begin() + (r + 1) * Vl);
+    }
     for (size_t i = 0; i < e.size(); ++i)
       embSum[i] += e[i];
-    std::copy(dt.begin(), dt.end(), dtableAll.begin() + k * Vl * C);
+    std::copy(dt.begin(), dt.begin() + valid(k) * C, dtableAll.begin() + k * Vl * C);
+    padGrads.insert(padGrads.end(), dt.begin() + valid(k) * C, dt.end());
   }
-  compare("vocab_cross_entropy_bwd (3 slices)", dl, dlAll, 1e-5);
+  compare("vocab_cross_entropy_bwd (3 slices, padded)", dl, dlAll, 1e-5);
+  compare("vocab padding gradients (zero)", std::vector<float>(padGrads.size(), 0.0f),
+          padGrads, 0);
   compare("vocab_embedding_fwd (3 slices, summed)", emb, embSum, 0);
   compare("vocab_embedding_bwd (3 slices)", dtable, dtableAll, 1e-5);
 

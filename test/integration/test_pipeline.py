@@ -85,6 +85,12 @@ class PipelineTest(unittest.TestCase):
         self.parity("shakespeare-char-gpt", 4, "dp=1,tp=2,sp=1,pp=2,mb=4,schedule=1f1b,remat=none",
                     layers=2)
 
+    def test_gpt2_pp2_tp2_sp_padded_vocabulary(self):
+        # A vocabulary of 251 on tp=2: both ends hold 126 rows each (the
+        # tied table and its copy, one padding row on tp rank 1).
+        self.parity("gpt2-v251", 4, "dp=1,tp=2,sp=1,pp=2,mb=4,schedule=1f1b,remat=none",
+                    layers=2)
+
     def test_llama_pp2_tp2_sp_interleaved(self):
         self.parity("tiny-llama-gqa", 4, "dp=1,tp=2,sp=1,pp=2,vpp=2,mb=4,schedule=interleaved,remat=none")
 

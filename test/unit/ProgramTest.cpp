@@ -64,7 +64,7 @@ TEST(Program, HeaderErrors) {
   bad = good;
   bad[8] = 9;
   EXPECT_EQ(errorOf(bad), "prog: offset 8: program version 9, this runtime "
-                          "reads versions 2 to 3");
+                          "reads versions 2 to 4");
   bad = good;
   bad.back() ^= 1;
   EXPECT_EQ(errorOf(bad), "prog: checksum mismatch (corrupt program)");
@@ -225,19 +225,57 @@ TEST(Program, FusedGroupAndGpuKernelsRoundTrip) {
   EXPECT_EQ(fp.outputs, std::vector<int64_t>{3});
 }
 
-TEST(Program, VersionTwoStillLoads) {
-  // A version-2 program is version 3 without the GPU kernel section (an
-  // empty PTX string and no entries: 8 bytes).
-  std::vector<uint8_t> bytes = writeProgram(tinyProgram());
-  bytes.resize(bytes.size() - 8);
-  bytes[8] = 2;
-  uint64_t payload = bytes.size() - 32;
-  for (int i = 0; i < 8; ++i)
-    bytes[16 + i] = static_cast<uint8_t>(payload >> (8 * i));
-  reseal(bytes);
-  auto q = parseProgram(bytes, "prog");
+TEST(Program, OlderVersionsStillLoad) {
+  // Version 2 has no GPU kernel section, version 3 no vocabulary padding
+  // (per buffer, and in the vocabulary-parallel loss's ints, which load as
+  // unpadded).
+  ProgramDesc p = tinyProgram();
+  for (uint32_t version : {2u, 3u}) {
+    auto q = parseProgram(writeProgram(p, version), "prog");
+    ASSERT_TRUE(q.ok()) << version << ": " << q.status();
+    EXPECT_TRUE(q->gpuEntries.empty());
+    EXPECT_EQ(q->buffers.size(), p.buffers.size());
+  }
+}
+
+TEST(Program, PaddedVocabulary) {
+  // A vocabulary of 251 on tp=2: each rank holds 126 rows of a [252, 4]
+  // table (one padding row); the loss is told the model's 251.
+  ProgramDesc p;
+  p.metadata = "{}";
+  p.arenaBytes = 8192;
+  BufferDesc table{"wte.weight", BufferRole::Param, ElemType::F32, {126, 4}, 0, 2016};
+  table.shardAxis = 0;
+  table.globalDims = {252, 4};
+  table.shardValid = 251;
+  p.buffers = {table,
+               {"logits", BufferRole::Temp, ElemType::F32, {2, 126}, 2048, 1008},
+               {"targets", BufferRole::Input, ElemType::I32, {2}, 3072, 8},
+               {"loss", BufferRole::Output, ElemType::F32, {}, 3136, 4}};
+  Instruction ce;
+  ce.opcode = static_cast<uint16_t>(Opcode::VocabCrossEntropyFwd);
+  ce.operands = {1, 2, 3};
+  ce.ints = {2, 126, 2, 251};
+  p.functions = {{"eval", {ce}}};
+  auto q = parseProgram(writeProgram(p), "prog");
   ASSERT_TRUE(q.ok()) << q.status();
-  EXPECT_TRUE(q->gpuEntries.empty());
+  EXPECT_EQ(q->buffers[0].shardValid, 251);
+  EXPECT_EQ(modelDims(q->buffers[0]), (std::vector<int64_t>{251, 4}));
+  EXPECT_EQ(q->functions[0].instructions[0].ints, (std::vector<int64_t>{2, 126, 2, 251}));
+  // Version 3 had neither: the loss loads unpadded (0).
+  p.buffers[0].shardValid = 0;
+  auto old = parseProgram(writeProgram(p, 3), "prog");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->functions[0].instructions[0].ints, (std::vector<int64_t>{2, 126, 2, 0}));
+  // Padding of a whole rank's part, or on a tensor that is not sharded.
+  p.buffers[0].shardValid = 126;
+  EXPECT_EQ(errorOf(writeProgram(p)),
+            "prog: buffer 'wte.weight' has an inconsistent padding (126 valid)");
+  p.buffers[0].shardValid = 251;
+  p.buffers[0].shardAxis = -1;
+  p.buffers[0].globalDims.clear();
+  EXPECT_EQ(errorOf(writeProgram(p)),
+            "prog: buffer 'wte.weight' has an inconsistent padding (251 valid)");
 }
 
 TEST(Program, FusedGroupErrors) {

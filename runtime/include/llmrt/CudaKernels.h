@@ -157,21 +157,24 @@ void crossEntropyBwd(const float *logits, const int32_t *targets,
                      cudaStream_t s);
 
 // The vocabulary-parallel loss: each rank holds the logits of its slice
-// [start, start + V) of the vocabulary; `stats` (3 x rows doubles: max,
-// sum, target logit) is all-reduced over the group between the steps.
+// [start, start + V) of the vocabulary, of which the first `valid` columns
+// are the model's (the rest pads the vocabulary to a multiple of the
+// group: outside the softmax, zero gradient); `stats` (3 x rows doubles:
+// max, sum, target logit) is all-reduced over the group between the steps.
 /// stats[r] = max of this slice's row r.
-void vocabRowMax(const float *logits, int64_t rows, int64_t V, double *stats,
-                 cudaStream_t s);
+void vocabRowMax(const float *logits, int64_t rows, int64_t V, int64_t valid,
+                 double *stats, cudaStream_t s);
 /// stats[rows + r] = sum of exp(x - stats[r]) over the slice;
 /// stats[2 rows + r] = the target's logit if this slice holds it, else 0.
 void vocabRowSums(const float *logits, const int32_t *targets, int64_t rows,
-                  int64_t V, int64_t start, double *stats, cudaStream_t s);
+                  int64_t V, int64_t valid, int64_t start, double *stats,
+                  cudaStream_t s);
 /// *loss = mean over rows of log(sum) + max - target logit (the stats
 /// reduced over the group).
 void vocabLoss(const double *stats, int64_t rows, float *loss, cudaStream_t s);
 /// dlogits = (softmax - onehot) * dloss / rows on this slice.
 void vocabCrossEntropyBwd(const float *logits, const int32_t *targets,
-                          int64_t rows, int64_t V, int64_t start,
+                          int64_t rows, int64_t V, int64_t valid, int64_t start,
                           const double *stats, float *dlogits, float dloss,
                           cudaStream_t s);
 

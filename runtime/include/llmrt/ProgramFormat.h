@@ -16,14 +16,17 @@
 //               u8 init (InitKind), f64 init std,
 //               i8 shard axis (-1: whole), i64 shard blocks, u8 global rank,
 //               i64 global dims[global rank], u8 rank group, u64 rank
-//               stride, u8 zero rank, i64 zero dims[zero rank]
+//               stride, u8 zero rank, i64 zero dims[zero rank],
+//               (version 4) i64 shard valid (0: the global tensor is the
+//               model's; else its length along the shard axis, the rest
+//               padding)
 //             u32 #functions, each:
 //               str name, u32 #instructions, each:
 //                 u16 opcode, u16 #operands, u32 operands[] (buffer ids),
 //                 u16 #ints, i64 ints[], u16 #floats, f64 floats[]
 //             (version 3) str gpu_ptx (the compiler's GPU kernels as PTX,
 //               empty when there are none), u32 #entries, each: str name
-//   str = u32 length + bytes. The runtime reads versions 2 and 3.
+//   str = u32 length + bytes. The runtime reads versions 2 to 4.
 //
 // Pipeline bundle (a plan with pp > 1: one program per stage, writeBundle):
 //   magic "LLMPIPE\0" (8 bytes), u32 stage count P (>= 2), then P times:
@@ -53,7 +56,7 @@
 namespace llmrt {
 
 inline constexpr char kProgramMagic[8] = {'L', 'L', 'M', 'R', 'T', 'P', 'G', '\0'};
-inline constexpr uint32_t kProgramVersion = 3;
+inline constexpr uint32_t kProgramVersion = 4;
 inline constexpr uint32_t kOldestProgramVersion = 2;
 inline constexpr uint64_t kArenaAlignment = 64;
 
@@ -129,8 +132,11 @@ enum class Opcode : uint16_t {
   // V_local rows of the vocabulary, [rank V_local, (rank + 1) V_local).
   VocabEmbeddingFwd = 30,     ///< [ids, table, out] {n, C, V_local, group}: rows outside are zero
   VocabEmbeddingBwd = 31,     ///< [ids, dout, dtable] {n, V_local, C, group}
-  VocabCrossEntropyFwd = 32,  ///< [logits, targets, loss] {rows, V_local, group}
-  VocabCrossEntropyBwd = 33,  ///< [logits, targets, dlogits] {rows, V_local, group}
+  /// {rows, V_local, group, V}: V the model's vocabulary (0: V_local x the
+  /// group's size); columns at or past it on the last ranks are padding,
+  /// outside the softmax.
+  VocabCrossEntropyFwd = 32,  ///< [logits, targets, loss] {rows, V_local, group, V}
+  VocabCrossEntropyBwd = 33,  ///< [logits, targets, dlogits] {rows, V_local, group, V}
   /// A fusion group of elementwise ops (llm-fuse-elementwise): [inputs...,
   /// outputs...] {the FusedProgram encoding below}. On a GPU it runs the
   /// compiler's kernel `gpu_entries[kernel]`; elsewhere the runtime
@@ -303,8 +309,8 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::ReduceScatter, "reduce_scatter", 2, 2, 3, 0},
       {Opcode::VocabEmbeddingFwd, "vocab_embedding_fwd", 3, 3, 4, 0},
       {Opcode::VocabEmbeddingBwd, "vocab_embedding_bwd", 3, 3, 4, 0},
-      {Opcode::VocabCrossEntropyFwd, "vocab_cross_entropy_fwd", 3, 3, 3, 0},
-      {Opcode::VocabCrossEntropyBwd, "vocab_cross_entropy_bwd", 3, 3, 3, 0},
+      {Opcode::VocabCrossEntropyFwd, "vocab_cross_entropy_fwd", 3, 3, 4, 0},
+      {Opcode::VocabCrossEntropyBwd, "vocab_cross_entropy_bwd", 3, 3, 4, 0},
       {Opcode::FusedElementwise, "fused_elementwise", 2, -1, -1, 0},
       {Opcode::AllReduceStart, "all_reduce_start", 1, 1, 4, 0},
       {Opcode::AllReduceWait, "all_reduce_wait", 1, 1, 4, 0},
@@ -361,7 +367,22 @@ struct BufferDesc {
   uint64_t rankStride = 0;
   /// A ZeRO share: this buffer is 1/dp (flattened) of a tensor of zeroDims.
   std::vector<int64_t> zeroDims;
+  /// Padding (Megatron's vocabulary padding, when tp does not divide the
+  /// vocabulary): > 0, the model's tensor has this many entries along
+  /// shardAxis and globalDims pads it with zeros to a multiple of tp (one
+  /// block); 0, globalDims is the model's tensor.
+  int64_t shardValid = 0;
 };
+
+/// The model's shape of a sharded buffer's tensor: globalDims without the
+/// padding (the shape outside the runtime: initialization, --init,
+/// checkpoints).
+inline std::vector<int64_t> modelDims(const BufferDesc &b) {
+  std::vector<int64_t> d = b.globalDims;
+  if (b.shardValid > 0 && b.shardAxis >= 0)
+    d[b.shardAxis] = b.shardValid;
+  return d;
+}
 
 struct Instruction {
   uint16_t opcode = 0;
@@ -385,8 +406,11 @@ struct ProgramDesc {
   std::vector<std::string> gpuEntries;
 };
 
-/// Serializes `program` (header + payload).
-inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
+/// Serializes `program` (header + payload), in the layout of `version`
+/// (older ones for the tests that the runtime still reads them: they drop
+/// what their layout lacks).
+inline std::vector<uint8_t> writeProgram(const ProgramDesc &program,
+                                         uint32_t version = kProgramVersion) {
   std::vector<uint8_t> p;
   auto raw = [&](const void *data, size_t n) {
     const uint8_t *b = static_cast<const uint8_t *>(data);
@@ -430,6 +454,8 @@ inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
     u8(static_cast<uint8_t>(b.zeroDims.size()));
     for (int64_t d : b.zeroDims)
       le(static_cast<uint64_t>(d), 8);
+    if (version >= 4)
+      le(static_cast<uint64_t>(b.shardValid), 8);
   }
   le(program.functions.size(), 4);
   for (const FunctionDesc &f : program.functions) {
@@ -438,26 +464,34 @@ inline std::vector<uint8_t> writeProgram(const ProgramDesc &program) {
     for (const Instruction &inst : f.instructions) {
       le(inst.opcode, 2);
       le(inst.operands.size(), 2);
+      // Before version 4 the vocabulary-parallel loss had no padding int.
+      size_t ints = inst.ints.size();
+      if (version < 4 && ints == 4 &&
+          (inst.opcode == static_cast<uint16_t>(Opcode::VocabCrossEntropyFwd) ||
+           inst.opcode == static_cast<uint16_t>(Opcode::VocabCrossEntropyBwd)))
+        ints = 3;
       for (uint32_t o : inst.operands)
         le(o, 4);
-      le(inst.ints.size(), 2);
-      for (int64_t i : inst.ints)
-        le(static_cast<uint64_t>(i), 8);
+      le(ints, 2);
+      for (size_t i = 0; i < ints; ++i)
+        le(static_cast<uint64_t>(inst.ints[i]), 8);
       le(inst.floats.size(), 2);
       for (double d : inst.floats)
         f64(d);
     }
   }
-  str(program.gpuPtx);
-  le(program.gpuEntries.size(), 4);
-  for (const std::string &e : program.gpuEntries)
-    str(e);
+  if (version >= 3) {
+    str(program.gpuPtx);
+    le(program.gpuEntries.size(), 4);
+    for (const std::string &e : program.gpuEntries)
+      str(e);
+  }
   std::vector<uint8_t> out(kProgramMagic, kProgramMagic + 8);
   auto put = [&](uint64_t v, int bytes) {
     for (int i = 0; i < bytes; ++i)
       out.push_back(static_cast<uint8_t>(v >> (8 * i)));
   };
-  put(kProgramVersion, 4);
+  put(version, 4);
   put(0, 4);
   put(p.size(), 8);
   put(fnv1a64(p.data(), p.size()), 8);

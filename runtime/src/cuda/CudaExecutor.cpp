@@ -576,16 +576,19 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       // Per row: the max over the group's slices, then the sums of
       // exp(x - max) and the target's logit (on the rank that holds it).
       const int64_t rows = n[0], V = n[1], start = comm_->groupRank(g) * V;
-      cuda::vocabRowMax(F(p[0]), rows, V, rowStats_, s);
+      // Columns past the model's vocabulary pad it to the group's multiple.
+      const int64_t valid = n[3] > 0 ? std::clamp<int64_t>(n[3] - start, 0, V) : V;
+      cuda::vocabRowMax(F(p[0]), rows, V, valid, rowStats_, s);
       dcomm_->allReduce(rowStats_, rows, cuda::DType::F64, g, Reduction::Max, s, name);
-      cuda::vocabRowSums(F(p[0]), I(p[1]), rows, V, start, rowStats_, s);
+      cuda::vocabRowSums(F(p[0]), I(p[1]), rows, V, valid, start, rowStats_, s);
       dcomm_->allReduce(rowStats_ + rows, 2 * rows, cuda::DType::F64, g,
                         Reduction::Sum, s, name);
       if (op == Opcode::VocabCrossEntropyFwd)
         cuda::vocabLoss(rowStats_, rows, F(p[2]), s);
       else
-        cuda::vocabCrossEntropyBwd(F(p[0]), I(p[1]), rows, V, start, rowStats_,
-                                   F(p[2]), static_cast<float>(lossScale_), s);
+        cuda::vocabCrossEntropyBwd(F(p[0]), I(p[1]), rows, V, valid, start,
+                                   rowStats_, F(p[2]),
+                                   static_cast<float>(lossScale_), s);
       break;
     }
     case Opcode::GlobalNorm: {

@@ -652,11 +652,12 @@ __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
 }
 
 /// One block per row: stats[r] = max over this rank's slice.
-__global__ void vocabRowMaxK(const float *logits, int64_t V, double *stats) {
+__global__ void vocabRowMaxK(const float *logits, int64_t V, int64_t valid,
+                             double *stats) {
   __shared__ float scratch[32];
   const float *x = logits + blockIdx.x * V;
   float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+  for (int64_t j = threadIdx.x; j < valid; j += blockDim.x)
     mx = fmaxf(mx, x[j]);
   mx = blockReduce(mx, scratch, MaxOp());
   if (threadIdx.x == 0)
@@ -666,20 +667,20 @@ __global__ void vocabRowMaxK(const float *logits, int64_t V, double *stats) {
 /// One block per row: the slice's sum of exp(x - max) (in double) and the
 /// target's logit where the slice holds it.
 __global__ void vocabRowSumsK(const float *logits, const int32_t *targets,
-                              int64_t rows, int64_t V, int64_t start,
-                              double *stats) {
+                              int64_t rows, int64_t V, int64_t valid,
+                              int64_t start, double *stats) {
   __shared__ double scratch[32];
   const int64_t r = blockIdx.x;
   const float *x = logits + r * V;
   const float mx = static_cast<float>(stats[r]);
   double s = 0;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+  for (int64_t j = threadIdx.x; j < valid; j += blockDim.x)
     s += expf(x[j] - mx);
   s = blockReduce(s, scratch, SumOp());
   if (threadIdx.x == 0) {
     stats[rows + r] = s;
     int64_t t = static_cast<int64_t>(targets[r]) - start;
-    stats[2 * rows + r] = t >= 0 && t < V ? static_cast<double>(x[t]) : 0.0;
+    stats[2 * rows + r] = t >= 0 && t < valid ? static_cast<double>(x[t]) : 0.0;
   }
 }
 
@@ -696,7 +697,7 @@ __global__ void vocabLossK(const double *stats, int64_t rows, float *loss) {
 
 __global__ void vocabCrossEntropyBwdK(const float *logits,
                                       const int32_t *targets, int64_t rows,
-                                      int64_t V, int64_t start,
+                                      int64_t V, int64_t valid, int64_t start,
                                       const double *stats, float *dlogits,
                                       float dloss) {
   const int64_t r = blockIdx.x;
@@ -707,7 +708,7 @@ __global__ void vocabCrossEntropyBwdK(const float *logits,
   const float hit = dloss / static_cast<float>(rows);
   float *dx = dlogits + r * V;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    dx[j] = expf(x[j] - mx) * scale - (j == t ? hit : 0.0f);
+    dx[j] = j < valid ? expf(x[j] - mx) * scale - (j == t ? hit : 0.0f) : 0.0f;
 }
 
 // Optimizer ------------------------------------------------------------------
@@ -989,24 +990,25 @@ void vocabEmbeddingBwd(const int32_t *ids, const float *dout, float *dtable,
   vocabEmbeddingBwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, dout, dtable, n, C,
                                                        start, V);
 }
-void vocabRowMax(const float *logits, int64_t rows, int64_t V, double *stats,
-                 cudaStream_t s) {
-  vocabRowMaxK<<<static_cast<unsigned>(rows), 512, 0, s>>>(logits, V, stats);
+void vocabRowMax(const float *logits, int64_t rows, int64_t V, int64_t valid,
+                 double *stats, cudaStream_t s) {
+  vocabRowMaxK<<<static_cast<unsigned>(rows), 512, 0, s>>>(logits, V, valid, stats);
 }
 void vocabRowSums(const float *logits, const int32_t *targets, int64_t rows,
-                  int64_t V, int64_t start, double *stats, cudaStream_t s) {
-  vocabRowSumsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(logits, targets,
-                                                            rows, V, start, stats);
+                  int64_t V, int64_t valid, int64_t start, double *stats,
+                  cudaStream_t s) {
+  vocabRowSumsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
+      logits, targets, rows, V, valid, start, stats);
 }
 void vocabLoss(const double *stats, int64_t rows, float *loss, cudaStream_t s) {
   vocabLossK<<<1, 1024, 0, s>>>(stats, rows, loss);
 }
 void vocabCrossEntropyBwd(const float *logits, const int32_t *targets,
-                          int64_t rows, int64_t V, int64_t start,
+                          int64_t rows, int64_t V, int64_t valid, int64_t start,
                           const double *stats, float *dlogits, float dloss,
                           cudaStream_t s) {
   vocabCrossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
-      logits, targets, rows, V, start, stats, dlogits, dloss);
+      logits, targets, rows, V, valid, start, stats, dlogits, dloss);
 }
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s) {

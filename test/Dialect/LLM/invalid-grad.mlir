@@ -591,6 +591,14 @@ func.func @cross_entropy_grad_targets(%l: tensor<2x4x16xf32>, %t: tensor<2x3xi32
 
 // -----
 
+func.func @cross_entropy_grad_vocab(%l: tensor<2x4x16xf32>, %t: tensor<2x4xi32>) {
+  // expected-error@+1 {{'llm.cross_entropy_grad' op expects `vocab` only with `vocab_group`}}
+  %0 = llm.cross_entropy_grad %l, %t {vocab = 30 : i64} : tensor<2x4x16xf32>, tensor<2x4xi32>
+  return
+}
+
+// -----
+
 func.func @cross_entropy_grad_targets_with_vocab(%l: tensor<2x4x16xf32>, %t: tensor<2x4x16xi32>) {
   // expected-error@+1 {{'llm.cross_entropy_grad' op expects targets shape 2x4x16 to be 2x4 (logits shape without the vocabulary axis)}}
   %0 = llm.cross_entropy_grad %l, %t : tensor<2x4x16xf32>, tensor<2x4x16xi32>

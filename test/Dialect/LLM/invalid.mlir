@@ -478,3 +478,19 @@ func.func @cross_entropy_result(%l: tensor<2x4x16xbf16>, %t: tensor<2x4xi32>) {
   %0 = llm.cross_entropy %l, %t : tensor<2x4x16xbf16>, tensor<2x4xi32> -> tensor<bf16>
   return
 }
+
+// -----
+
+func.func @cross_entropy_vocab_without_group(%l: tensor<2x4x16xf32>, %t: tensor<2x4xi32>) {
+  // expected-error@+1 {{'llm.cross_entropy' op expects `vocab` only with `vocab_group`}}
+  %0 = llm.cross_entropy %l, %t {vocab = 30 : i64} : tensor<2x4x16xf32>, tensor<2x4xi32> -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @cross_entropy_vocab_positive(%l: tensor<2x4x16xf32>, %t: tensor<2x4xi32>) {
+  // expected-error@+1 {{'llm.cross_entropy' op expects a positive `vocab`, got -3}}
+  %0 = llm.cross_entropy %l, %t {vocab = -3 : i64, vocab_group = "tp"} : tensor<2x4x16xf32>, tensor<2x4xi32> -> tensor<f32>
+  return
+}
