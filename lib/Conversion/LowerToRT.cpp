@@ -1006,6 +1006,10 @@ static DictionaryAttr buildMetadata(ModuleOp module, func::FuncOp model,
     if (auto d = whole.getAs<DictionaryAttr>("init_draws"))
       entries.push_back(b.getNamedAttr("init_draws", d));
   }
+  // The matrix products' precision (llm-f32-storage, llm-compile): the
+  // CUDA backend's GEMM mode unless LLMRT_CUDA_GEMM says otherwise.
+  if (auto compute = module->getAttrOfType<StringAttr>("llm.compute_precision"))
+    entries.push_back(b.getNamedAttr("compute_precision", compute));
   entries.push_back(b.getNamedAttr("params", b.getI64IntegerAttr(params)));
   entries.push_back(b.getNamedAttr("flops_per_step", b.getF64FloatAttr(flops)));
   entries.push_back(b.getNamedAttr("tokens_per_step", b.getI64IntegerAttr(tokens)));

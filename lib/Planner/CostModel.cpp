@@ -236,7 +236,7 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   const double t = static_cast<double>(c.tp), b = static_cast<double>(c.mbs);
   const int64_t micro = m.batch / (c.dp * c.mbs);
   p.microbatches = micro;
-  auto peakOr = cl.peak(m.precision);
+  auto peakOr = cl.peak(m.peakPrecision());
   double peakTf = peakOr ? *peakOr : 0;
   if (!peakOr)
     llvm::consumeError(peakOr.takeError());

@@ -200,5 +200,7 @@ FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
       return fn.emitError() << "planner: layer " << l
                             << " differs from layer 0; the planner assumes "
                                "identical layers";
+  if (auto compute = module->getAttrOfType<StringAttr>("llm.compute_precision"))
+    m.computePrecision = compute.getValue().str();
   return m;
 }

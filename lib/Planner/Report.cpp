@@ -100,9 +100,12 @@ std::string mlir::llm::planReport(const ModelProfile &m, const Cluster &cl,
                       "{4} heads ({5} kv), FFN {6}, vocabulary {7}\n",
                       m.modelType, m.params / 1e9, m.layers, m.hidden, m.heads,
                       m.kvHeads, m.ffn, m.vocab);
+  std::string precision = m.precision;
+  if (!m.computePrecision.empty() && m.computePrecision != m.precision)
+    precision = m.computePrecision + " matrix products on " + m.precision + " storage";
   os << llvm::formatv("Batch: {0} sequences of {1} tokens, {2} precision, "
                       "{3:f1} PFLOP per step (no recompute)\n",
-                      m.batch, m.seq, m.precision, m.flopsPerStep / 1e15);
+                      m.batch, m.seq, precision, m.flopsPerStep / 1e15);
   os << llvm::formatv("Cluster: {0}, {1} of {2} devices ({3} x {4}), {5} GiB "
                       "each; efficiencies: compute {6}, memory {7}, NVLink {8}, "
                       "network {9}\n\n",

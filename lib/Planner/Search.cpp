@@ -156,7 +156,7 @@ SearchResult mlir::llm::searchPlans(const ModelProfile &m, const Cluster &cl,
   double leastMemory = 0;
   std::string leastReason;
 
-  auto peak = cl.peak(m.precision);
+  auto peak = cl.peak(m.peakPrecision());
   double peakRate = peak ? *peak * 1e12 : 0;
   if (!peak) {
     res.whyNone = llvm::toString(peak.takeError());

@@ -33,6 +33,30 @@ class TrainingTest(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
+    def test_bf16_model_trains_as_f32_on_the_cpu(self):
+        # A bf16 model (llm-import --dtype bf16) is mixed-precision training:
+        # the runtime keeps f32 master weights and storage, and the CPU
+        # computes in f32, so its losses are the f32 model's, bit for bit;
+        # the program says the matrix products' precision (bf16 on GPUs).
+        from common import BIN, MODELS
+        mlir, exe = self.path("bf16.mlir"), self.path("bf16.exe")
+        run([os.path.join(BIN, "llm-import"), "--hf-config",
+             os.path.join(MODELS, "tiny-llama-gqa.json"), "--batch", "2",
+             "--seq", "16", "--layers", "1", "--dtype", "bf16", "-o", mlir])
+        run([os.path.join(BIN, "llm-compile"), mlir, "-o", exe])
+        a, b = self.path("f32.jsonl"), self.path("bf16.jsonl")
+        run([self.exe, "--data", self.data, "--steps", "5", "--log", a])
+        run([exe, "--data", self.data, "--steps", "5", "--log", b])
+        self.assertEqual(losses(a), losses(b))
+        self.assertEqual(len(losses(b)), 5)
+        plan = subprocess.run(
+            [os.path.join(BIN, "llm-compile"), mlir, "--target", "cuda",
+             "--explain", "--devices", "1", "--cluster",
+             os.path.join(MODELS, "..", "clusters", "dgx-h100-80g.json")],
+            capture_output=True, text=True)
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertIn("bf16 matrix products on fp32 storage", plan.stdout)
+
     def test_loss_scaling(self):
         # A static power-of-two scale changes no bit: the backward starts
         # from 1024 x the loss gradient, the norm and the update divide it

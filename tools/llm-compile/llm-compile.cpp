@@ -184,6 +184,30 @@ int main(int argc, char **argv) {
     profile = std::move(*p);
     return 0;
   };
+  // The runtime stores every tensor in f32 (master weights, activations,
+  // gradients, moments): a bf16 or f16 model becomes mixed-precision
+  // training with its matrix products in that precision on GPUs, and the
+  // CPU computes in f32. The CUDA backend's GEMMs are bf16 for an f32 model
+  // too. The planner takes the device's peak for the products' precision.
+  // An executable is planned that way; --emit=plan for the CPU target keeps
+  // the model's declared storage (how Megatron-LM would run it: what the
+  // planner's calibration compares with), for --target cuda it plans the
+  // executable.
+  auto storeF32 = [&]() -> int {
+    PassManager pm(&context);
+    pm.addPass(llm::createF32Storage());
+    if (failed(pm.run(*module)))
+      return 1;
+    auto declared = (*module)->getAttrOfType<StringAttr>("llm.compute_precision");
+    std::string compute =
+        target == "cuda" ? (declared ? declared.getValue().str() : "bf16") : "fp32";
+    (*module)->setAttr("llm.compute_precision", StringAttr::get(&context, compute));
+    return 0;
+  };
+  if (target == "cuda" || (emit != Emit::Plan && !explain))
+    if (int rc = storeF32())
+      return rc;
+
   if (emit == Emit::Plan || explain) {
     if (clusterPath.empty())
       return fail("--emit=plan and --explain need --cluster FILE");

@@ -57,6 +57,13 @@ struct ModelProfile {
   bool tiedEmbeddings = false;
   int elemBytes = 4;            ///< activation/weight element size in the IR
   std::string precision;        ///< "fp32", "bf16" or "fp16"
+  /// The matrix products' precision where it is not the storage's (a
+  /// 16-bit model stored in f32, llm-f32-storage; the CUDA backend's bf16
+  /// GEMMs): the device's peak for it is the one the time model takes.
+  std::string computePrecision;
+  const std::string &peakPrecision() const {
+    return computePrecision.empty() ? precision : computePrecision;
+  }
   BlockProfile pre, layer, post;
   double flopsPerStep = 0;      ///< model FLOPs (no recompute), whole batch
   double params = 0;

@@ -193,6 +193,22 @@ def Microbatch : Pass<"llm-microbatch", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::llm::LLMDialect"];
 }
 
+def F32Storage : Pass<"llm-f32-storage", "mlir::ModuleOp"> {
+  let summary = "Store a 16-bit model in f32 (the runtime's storage)";
+  let description = [{
+    The runtime stores every tensor in f32: parameters (the master
+    weights), activations, gradients and optimizer state; a bf16 or f16
+    model (`llm-import --dtype`) is mixed-precision training whose matrix
+    products run in that precision where the hardware has it (the CUDA
+    backend's bf16 or fp16 GEMMs with f32 accumulation). This pass rewrites
+    every bf16 and f16 tensor type of the module's functions (arguments,
+    results, op results) to f32 and records the model's precision as
+    `llm.compute_precision` on the module ("bf16" or "fp16"; the planner
+    takes the device's peak for it, the program's metadata carries it to
+    the runtime). An f32 model is left as it is.
+  }];
+}
+
 def AnnotateSharding : Pass<"llm-annotate-sharding", "mlir::ModuleOp"> {
   let summary = "Annotate the model function with the #llm.plan's shardings (shard dialect)";
   let description = [{

@@ -29,6 +29,8 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cuda.h> // the driver API's types; its functions come from the runtime
 #include <cuda_runtime_api.h>
 
@@ -258,7 +260,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     }
   }
 
+  // The GEMMs: LLMRT_CUDA_GEMM, else the model's precision (an fp16 model
+  // computes in fp16, with dynamic loss scaling), else bf16.
   cuda::GemmMode mode = cuda::GemmMode::Bf16;
+  {
+    nlohmann::json meta = nlohmann::json::parse(p.metadata, nullptr, false);
+    if (meta.is_object() && meta.value("compute_precision", std::string()) == "fp16")
+      mode = cuda::GemmMode::Fp16;
+  }
   if (const char *g = std::getenv("LLMRT_CUDA_GEMM"))
     if (!cuda::parseGemmMode(g, mode))
       return absl::InvalidArgumentError(absl::StrCat(
