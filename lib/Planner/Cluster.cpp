@@ -116,6 +116,13 @@ llvm::Expected<Cluster> mlir::llm::parseCluster(llvm::StringRef text,
     TRY_ASSIGN(link->latencyUs, r.number(*l, "latency_us", path, false));
   }
 
+  if (const llvm::json::Value *v = root->get("ranks_share_node")) {
+    std::optional<bool> b = v->getAsBoolean();
+    if (!b)
+      return r.error("key 'ranks_share_node' must be true or false");
+    c.ranksShareNode = *b;
+  }
+
   if (const llvm::json::Value *e = root->get("efficiency")) {
     const llvm::json::Object *eff = e->getAsObject();
     if (!eff)
@@ -139,6 +146,19 @@ llvm::Expected<Cluster> mlir::llm::parseCluster(llvm::StringRef text,
       *slot = *d;
     }
   }
+  return c;
+}
+
+Cluster Cluster::sharedBy(int64_t ranks) const {
+  if (!ranksShareNode || nodes != 1 || ranks <= 0 || ranks == devicesPerNode)
+    return *this;
+  Cluster c = *this;
+  double share = static_cast<double>(devicesPerNode) / static_cast<double>(ranks);
+  for (auto &[precision, tflops] : c.peakTflops)
+    tflops *= share;
+  c.memoryGiB *= share;
+  c.memoryBwGBps *= share;
+  c.devicesPerNode = ranks;
   return c;
 }
 

@@ -155,15 +155,17 @@ int main(int argc, char **argv) {
   // description (examples/clusters/local-cpu.json), for CUDA a DGX H100
   // (examples/clusters/dgx-h100-80g.json); both built in.
   auto loadClusterOpt = [&]() -> llvm::Expected<llm::Cluster> {
-    if (!clusterPath.empty())
-      return llm::loadCluster(clusterPath);
-    if (target == "cuda")
-      return llm::parseCluster(kDefaultGpuCluster, "<built-in dgx-h100-80g cluster>");
-    auto c = llm::parseCluster(kDefaultCpuCluster, "<built-in local-cpu cluster>");
-    // More ranks than cores share them (mpirun --oversubscribe).
-    if (c && devices > c->devices())
-      c->devicesPerNode = devices;
-    return c;
+    llvm::Expected<llm::Cluster> c =
+        !clusterPath.empty() ? llm::loadCluster(clusterPath)
+        : target == "cuda"
+            ? llm::parseCluster(kDefaultGpuCluster, "<built-in dgx-h100-80g cluster>")
+            : llm::parseCluster(kDefaultCpuCluster, "<built-in local-cpu cluster>");
+    // A CPU machine's ranks share its cores (more ranks than cores: mpirun
+    // --oversubscribe; fewer: several threads each).
+    if (!c)
+      return c;
+    bool wholeCluster = !devices.getNumOccurrences() && (emit == Emit::Plan || explain);
+    return c->sharedBy(wholeCluster ? c->devices() : devices.getValue());
   };
   // What planning reads: the cluster, the --plan keys, the model's profile.
   std::optional<llm::Cluster> cluster;

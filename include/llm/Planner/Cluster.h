@@ -46,8 +46,17 @@ struct Cluster {
   double memoryGiB = 0, memoryBwGBps = 0;
   Link intraNode, interNode;
   Efficiency efficiency;
+  /// "ranks_share_node": the node's devices are cores that the ranks on it
+  /// divide among themselves (a CPU machine: each rank runs cores / ranks
+  /// threads), rather than one device per rank.
+  bool ranksShareNode = false;
 
   int64_t devices() const { return nodes * devicesPerNode; }
+  /// The cluster as a world of `ranks` ranks sees it: on a one-node cluster
+  /// whose ranks share the node, each rank gets devices_per_node / ranks of
+  /// the device's peak, memory and memory bandwidth (more ranks than cores
+  /// time-share them; fewer use several each); otherwise this cluster.
+  Cluster sharedBy(int64_t ranks) const;
   /// Peak TFLOP/s for `precision`, or an error naming it.
   llvm::Expected<double> peak(llvm::StringRef precision) const;
 };
