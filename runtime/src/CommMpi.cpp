@@ -125,6 +125,20 @@ public:
                    comm(g), &p.request);
     ++outstanding_;
   }
+  void startReduceScatter(const float *src, float *dst, int64_t n, Group g,
+                          Reduction op, int slot) override {
+    int size = groupSize(g);
+    if (size == 1) {
+      if (src != dst)
+        std::copy(src, src + n, dst);
+      return;
+    }
+    Pending &p = reserve(slot);
+    p = {MPI_REQUEST_NULL, dst, n, op == Reduction::Mean ? size : 1};
+    MPI_Ireduce_scatter_block(src, dst, count(n), MPI_FLOAT, opOf(op), comm(g),
+                              &p.request);
+    ++outstanding_;
+  }
   void waitAllReduce(int slot) override {
     if (slot < 0 || static_cast<size_t>(slot) >= pending_.size())
       return; // a group of one: nothing was started
@@ -317,7 +331,7 @@ private:
 
   /// The free record of `slot` (a program error ends the job).
   Pending &reserve(int slot) {
-    if (slot < 0 || slot >= 4096) {
+    if (slot < 0 || slot >= (1 << 16)) {
       std::fprintf(stderr, "error: rank %d: collective slot %d out of range\n", rank_, slot);
       abort(1);
     }

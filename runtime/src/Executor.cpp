@@ -45,6 +45,9 @@ public:
   /// Per-row scratch of the vocabulary-parallel loss (sized at load).
   std::vector<double> rowScratch_;
   std::vector<std::vector<Resolved>> functions_;
+  /// Per function: the collectives left running while later instructions
+  /// run (several ranks only).
+  std::vector<DeferredCollectives> deferred_;
 };
 } // namespace
 
@@ -113,6 +116,11 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
         return s;
       resolved.push_back(std::move(r));
     }
+    std::vector<const std::vector<void *> *> ptrs;
+    for (const CpuExecutor::Resolved &r : resolved)
+      ptrs.push_back(&r.ptrs);
+    ex->deferred_.push_back(comm.worldSize() > 1 ? Executor::deferFunction(p, f, ptrs, /*fence=*/true)
+                                                 : DeferredCollectives{});
     ex->functions_.push_back(std::move(resolved));
   }
   return std::unique_ptr<Executor>(std::move(ex));
@@ -171,11 +179,36 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
   bool phaseOpen = false;
   double phaseBegin = 0;
   TraceEvent phase{"phase", 0, 0};
-  for (const Resolved &r : functions_[fn]) {
+  const DeferredCollectives &deferred = deferred_[fn];
+  // Completes deferred collectives (the time they keep this rank waiting
+  // is communication in the trace).
+  auto complete = [&](const std::vector<int> &slots) {
+    if (slots.empty())
+      return;
+    clock::time_point begin = trace ? clock::now() : clock::time_point();
+    for (int slot : slots) {
+      // The watchdog names the collective this rank waits for.
+      current.store(opcodeInfo(deferred.opcodeOf[slot - kDeferredSlotBase])->name,
+                    std::memory_order_relaxed);
+      comm_->waitAllReduce(slot);
+    }
+    if (trace)
+      trace->push_back(
+          {"collective_wait",
+           std::chrono::duration<double, std::micro>(begin - origin).count(),
+           std::chrono::duration<double, std::micro>(clock::now() - begin).count(), 0});
+  };
+  for (size_t idx = 0; idx < functions_[fn].size(); ++idx) {
+    const Resolved &r = functions_[fn][idx];
     const Instruction &in = *r.inst;
     const std::vector<int64_t> &n = in.ints;
     const std::vector<double> &fl = in.floats;
     void *const *p = r.ptrs.data();
+    if (!deferred.waitBefore.empty())
+      complete(deferred.waitBefore[idx]);
+    // A deferred collective starts here and completes where its bytes are
+    // next touched.
+    const int slot = deferred.slotOf.empty() ? -1 : deferred.slotOf[idx];
     clock::time_point begin;
     if (trace)
       begin = clock::now();
@@ -305,8 +338,12 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::AllReduce: {
       if (p[0] != p[1])
         std::memcpy(p[1], p[0], static_cast<size_t>(n[0]) * 4);
-      comm_->allReduce(F(p[1]), n[0], static_cast<Group>(n[1]),
-                       static_cast<Reduction>(n[2]));
+      if (slot >= 0)
+        comm_->startAllReduce(F(p[1]), n[0], static_cast<Group>(n[1]),
+                              static_cast<Reduction>(n[2]), slot);
+      else
+        comm_->allReduce(F(p[1]), n[0], static_cast<Group>(n[1]),
+                         static_cast<Reduction>(n[2]));
       break;
     }
     case Opcode::Scale:
@@ -348,9 +385,9 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::AllGatherStart: {
       Group g = static_cast<Group>(n[1]);
-      float *slot = F(p[1]) + comm_->groupRank(g) * n[0];
-      if (slot != F(p[0]))
-        std::memcpy(slot, p[0], static_cast<size_t>(n[0]) * 4);
+      float *mine = F(p[1]) + comm_->groupRank(g) * n[0];
+      if (mine != F(p[0]))
+        std::memcpy(mine, p[0], static_cast<size_t>(n[0]) * 4);
       comm_->startAllGather(F(p[1]), n[0], g, static_cast<int>(n[2]));
       break;
     }
@@ -358,17 +395,24 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       comm_->waitAllReduce(static_cast<int>(n[2]));
       break;
     case Opcode::ReduceScatter:
-      comm_->reduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
-                           static_cast<Reduction>(n[2]));
+      if (slot >= 0)
+        comm_->startReduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
+                                  static_cast<Reduction>(n[2]), slot);
+      else
+        comm_->reduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
+                             static_cast<Reduction>(n[2]));
       break;
     case Opcode::AllGather: {
       // In place: this rank's part goes to its slot first (ZeRO-1/2 update
       // it there already; ZeRO-3 gathers from the parameter's share).
       Group g = static_cast<Group>(n[1]);
-      float *slot = F(p[1]) + comm_->groupRank(g) * n[0];
-      if (slot != F(p[0]))
-        std::memcpy(slot, p[0], static_cast<size_t>(n[0]) * 4);
-      comm_->allGather(F(p[1]), n[0], g);
+      float *mine = F(p[1]) + comm_->groupRank(g) * n[0];
+      if (mine != F(p[0]))
+        std::memcpy(mine, p[0], static_cast<size_t>(n[0]) * 4);
+      if (slot >= 0)
+        comm_->startAllGather(F(p[1]), n[0], g, slot);
+      else
+        comm_->allGather(F(p[1]), n[0], g);
       break;
     }
     case Opcode::VocabEmbeddingFwd: {
@@ -487,8 +531,9 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
            communicationBytes(in), p2p ? static_cast<int>(n[1]) : 0});
     }
   }
-  // Nothing crosses a run: the sends of this one complete here (their
-  // receivers are running the same function).
+  // Nothing crosses a run: the deferred collectives and the sends of this
+  // one complete here (their receivers are running the same function).
+  complete(deferred.atEnd);
   comm_->waitSends();
   if (trace && phaseOpen) {
     double now = std::chrono::duration<double, std::micro>(clock::now() - origin).count();

@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
+
 namespace llmrt {
 
 absl::StatusOr<int> Executor::function(const std::string &name) const {
@@ -82,6 +84,85 @@ absl::Status checkPipelinePeers(const ProgramDesc &p, int stage, int stages) {
             " stage(s)"));
     }
   return absl::OkStatus();
+}
+
+DeferredCollectives
+deferCollectives(const std::vector<uint16_t> &opcodes,
+                 const std::vector<std::vector<std::pair<uintptr_t, uint64_t>>> &operands,
+                 int firstSlot, bool fence) {
+  DeferredCollectives d;
+  d.slotOf.assign(opcodes.size(), -1);
+  d.waitBefore.resize(opcodes.size());
+  struct Pending {
+    int slot;
+    const std::vector<std::pair<uintptr_t, uint64_t>> *ranges;
+  };
+  std::vector<Pending> pending;
+  auto overlap = [](const std::vector<std::pair<uintptr_t, uint64_t>> &a,
+                    const std::vector<std::pair<uintptr_t, uint64_t>> &b) {
+    for (auto [pa, na] : a)
+      for (auto [pb, nb] : b)
+        if (na && nb && pa < pb + nb && pb < pa + na)
+          return true;
+    return false;
+  };
+  int next = firstSlot;
+  for (size_t i = 0; i < opcodes.size(); ++i) {
+    // Every deferred collective whose bytes this instruction touches
+    // completes before it.
+    auto op = static_cast<Opcode>(opcodes[i]);
+    bool communicates = communicationBytes(Instruction{opcodes[i], {}, {0}, {}}) >= 0 ||
+                        op == Opcode::AllReduceWait || op == Opcode::AllGatherWait ||
+                        op == Opcode::GlobalNorm || op == Opcode::VocabCrossEntropyFwd ||
+                        op == Opcode::VocabCrossEntropyBwd;
+    for (size_t k = 0; k < pending.size();) {
+      if ((fence && communicates) || overlap(*pending[k].ranges, operands[i])) {
+        d.waitBefore[i].push_back(pending[k].slot);
+        pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(k));
+      } else {
+        ++k;
+      }
+    }
+    if (op == Opcode::AllReduce || op == Opcode::ReduceScatter ||
+        op == Opcode::AllGather) {
+      d.slotOf[i] = next++;
+      d.opcodeOf.push_back(opcodes[i]);
+      pending.push_back({d.slotOf[i], &operands[i]});
+    }
+  }
+  for (const Pending &p : pending)
+    d.atEnd.push_back(p.slot);
+  // A collective the very next instruction needs (a tensor-parallel
+  // all-reduce) gains nothing from running on: it stays blocking.
+  for (size_t i = 0; i + 1 < opcodes.size(); ++i) {
+    if (d.slotOf[i] < 0)
+      continue;
+    std::vector<int> &next = d.waitBefore[i + 1];
+    auto it = std::find(next.begin(), next.end(), d.slotOf[i]);
+    if (it != next.end()) {
+      next.erase(it);
+      d.slotOf[i] = -1;
+    }
+  }
+  return d;
+}
+
+DeferredCollectives
+Executor::deferFunction(const ProgramDesc &p, const FunctionDesc &f,
+                        const std::vector<const std::vector<void *> *> &ptrs,
+                        bool fence) {
+  std::vector<uint16_t> opcodes;
+  std::vector<std::vector<std::pair<uintptr_t, uint64_t>>> ranges;
+  for (size_t i = 0; i < f.instructions.size(); ++i) {
+    const Instruction &inst = f.instructions[i];
+    opcodes.push_back(inst.opcode);
+    std::vector<std::pair<uintptr_t, uint64_t>> r;
+    for (size_t k = 0; k < inst.operands.size() && k < ptrs[i]->size(); ++k)
+      r.push_back({reinterpret_cast<uintptr_t>((*ptrs[i])[k]),
+                   p.buffers[inst.operands[k]].bytes});
+    ranges.push_back(std::move(r));
+  }
+  return deferCollectives(opcodes, ranges, kDeferredSlotBase, fence);
 }
 
 } // namespace llmrt

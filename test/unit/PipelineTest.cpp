@@ -488,3 +488,47 @@ TEST(PipeLinks, SendsAndReceivesPairInOrder) {
             "activations travel to the next stage and gradients to the "
             "previous one");
 }
+
+TEST(DeferredCollectives, RunUntilTheirBytesAreTouched) {
+  using R = std::pair<uintptr_t, uint64_t>;
+  auto op = [](Opcode o) { return static_cast<uint16_t>(o); };
+  // 0 reduce_scatter [0, 400) -> [400, 500)     (a ZeRO gradient share)
+  // 1 linear         [1000, 2000)               (unrelated compute)
+  // 2 all_reduce     [2000, 2100)               (tensor-parallel: needed next)
+  // 3 add            [2000, 2100), [3000, 3100)
+  // 4 all_gather     [4000, 4400)               (parameters for the next step)
+  // 5 adamw          [450, 460) ...             (reads part of the share)
+  // 6 linear         [399, 401)                 (touches nothing pending now)
+  std::vector<uint16_t> ops = {op(Opcode::ReduceScatter), op(Opcode::LinearFwd),
+                               op(Opcode::AllReduce),     op(Opcode::Add),
+                               op(Opcode::AllGather),     op(Opcode::AdamW),
+                               op(Opcode::LinearFwd)};
+  std::vector<std::vector<R>> ranges = {{{0, 400}, {400, 100}},
+                                        {{1000, 1000}},
+                                        {{2000, 100}, {2000, 100}},
+                                        {{2000, 100}, {3000, 100}},
+                                        {{4000, 400}, {4000, 400}},
+                                        {{450, 10}, {5000, 8}},
+                                        {{399, 2}}};
+  DeferredCollectives d = deferCollectives(ops, ranges, 4096, /*fence=*/false);
+  EXPECT_EQ(d.slotOf, (std::vector<int>{4096, -1, -1, -1, 4098, -1, -1}));
+  EXPECT_EQ(d.waitBefore[5], (std::vector<int>{4096}));
+  for (size_t i : {0u, 1u, 2u, 3u, 4u, 6u})
+    EXPECT_TRUE(d.waitBefore[i].empty()) << i;
+  EXPECT_EQ(d.atEnd, (std::vector<int>{4098}));
+  EXPECT_EQ(d.opcodeOf.size(), 3u);
+  EXPECT_EQ(d.opcodeOf[4098 - 4096], op(Opcode::AllGather));
+  // An empty range touches nothing; adjacent ranges do not overlap.
+  DeferredCollectives e = deferCollectives(
+      {op(Opcode::AllReduce), op(Opcode::Add), op(Opcode::Add)},
+      {{{0, 64}}, {{64, 64}, {0, 0}}, {{63, 1}}}, 10, /*fence=*/false);
+  EXPECT_EQ(e.slotOf, (std::vector<int>{10, -1, -1}));
+  EXPECT_EQ(e.waitBefore[2], (std::vector<int>{10}));
+  // With the MPI fence, communication completes every deferred collective:
+  // the reduce-scatter ends before the tensor-parallel all-reduce (2).
+  DeferredCollectives f = deferCollectives(ops, ranges, 4096, /*fence=*/true);
+  EXPECT_EQ(f.slotOf, (std::vector<int>{4096, -1, -1, -1, 4098, -1, -1}));
+  EXPECT_EQ(f.waitBefore[2], (std::vector<int>{4096}));
+  EXPECT_TRUE(f.waitBefore[5].empty());
+  EXPECT_EQ(f.atEnd, (std::vector<int>{4098}));
+}

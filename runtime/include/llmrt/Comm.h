@@ -65,6 +65,14 @@ public:
     (void)slot;
     allGather(data, n, group);
   }
+  /// A non-blocking reduce-scatter (as reduceScatter), complete after
+  /// waitAllReduce(slot) (the same slots); neither buffer may be touched in
+  /// between.
+  virtual void startReduceScatter(const float *src, float *dst, int64_t n,
+                                  Group group, Reduction op, int slot) {
+    (void)slot;
+    reduceScatter(src, dst, n, group, op);
+  }
   virtual void progress() {}
   /// Whether a started all-reduce or a send is outstanding.
   virtual bool pending() const { return false; }

@@ -53,6 +53,31 @@ int64_t communicationBytes(const Instruction &inst);
 absl::Status checkPipelinePeers(const ProgramDesc &program, int stage,
                                 int stages);
 
+/// Collectives the program runs as blocking instructions (all_reduce,
+/// reduce_scatter, all_gather) that an executor may start and let run on
+/// while the instructions after them do, until the first later instruction
+/// that touches (reads or writes) a byte of their operands: a tensor-
+/// parallel all-reduce is needed at once, a ZeRO gradient reduce-scatter
+/// not before the optimizer, a ZeRO parameter all-gather not before the
+/// next step's forward. `operands[i]` are instruction i's operand byte
+/// ranges (resolved addresses and sizes); deferred collectives get slots
+/// from `firstSlot` on. With `fence`, every instruction that communicates
+/// (a collective, a send or receive, the global norm, the vocabulary-
+/// parallel loss) also completes all deferred ones first: MPI need not
+/// progress a non-blocking collective while its rank blocks in another
+/// communicator's call, which the peer may be waiting in (NCCL's streams
+/// run independently and need no fence).
+struct DeferredCollectives {
+  std::vector<int> slotOf;                  ///< per instruction; -1: not deferred
+  std::vector<std::vector<int>> waitBefore; ///< per instruction: slots to complete first
+  std::vector<int> atEnd;                   ///< slots to complete after the last
+  std::vector<uint16_t> opcodeOf;           ///< by slot - firstSlot
+};
+DeferredCollectives
+deferCollectives(const std::vector<uint16_t> &opcodes,
+                 const std::vector<std::vector<std::pair<uintptr_t, uint64_t>>> &operands,
+                 int firstSlot, bool fence);
+
 class Executor {
 public:
   virtual ~Executor() = default;
@@ -127,6 +152,14 @@ protected:
                                       const Instruction &inst, uint8_t *arena,
                                       Communicator &comm,
                                       std::vector<void *> &ptrs);
+
+  /// deferCollectives over function `f` whose instructions' operands
+  /// resolved to `ptrs` (one list per instruction), with the slots of
+  /// kDeferredSlotBase on (above the program's own).
+  static DeferredCollectives
+  deferFunction(const ProgramDesc &p, const FunctionDesc &f,
+                const std::vector<const std::vector<void *> *> &ptrs, bool fence);
+  static constexpr int kDeferredSlotBase = 4096;
 
   ProgramDesc program_;
   Communicator *comm_ = nullptr;

@@ -162,6 +162,9 @@ public:
   CUmodule module_ = nullptr;
   std::vector<FusedKernel> fusedFns_;
   std::vector<std::vector<Resolved>> functions_;
+  /// Per function: collectives left running on their streams while later
+  /// instructions run (several ranks only).
+  std::vector<DeferredCollectives> deferred_;
 };
 
 CudaExecutor::~CudaExecutor() {
@@ -430,6 +433,11 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
         return s;
       resolved.push_back(std::move(r));
     }
+    std::vector<const std::vector<void *> *> ptrs;
+    for (const CudaExecutor::Resolved &r : resolved)
+      ptrs.push_back(&r.ptrs);
+    ex->deferred_.push_back(multi ? Executor::deferFunction(p, f, ptrs, /*fence=*/false)
+                                  : DeferredCollectives{});
     ex->functions_.push_back(std::move(resolved));
   }
   if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
@@ -450,8 +458,16 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
   cudaStream_t s = stream_;
   std::string err;
   overflowed_ = false;
-  for (const Resolved &r : functions_[fn]) {
+  const DeferredCollectives &deferred = deferred_[fn];
+  for (size_t idx = 0; idx < functions_[fn].size(); ++idx) {
+    const Resolved &r = functions_[fn][idx];
     const Instruction &in = *r.inst;
+    // Deferred collectives whose bytes this instruction touches: the
+    // compute stream waits for them here (an event, not the host).
+    if (dcomm_ && !deferred.waitBefore.empty())
+      for (int slot : deferred.waitBefore[idx])
+        dcomm_->wait(slot, stream_);
+    const int slot = deferred.slotOf.empty() ? -1 : deferred.slotOf[idx];
     const std::vector<int64_t> &n = in.ints;
     const std::vector<double> &fl = in.floats;
     void *const *p = r.ptrs.data();
@@ -639,7 +655,10 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       if (p[0] != p[1])
         cudaMemcpyAsync(p[1], p[0], static_cast<size_t>(n[0]) * 4,
                         cudaMemcpyDeviceToDevice, s);
-      if (dcomm_)
+      if (dcomm_ && slot >= 0)
+        dcomm_->startAllReduce(F(p[1]), n[0], static_cast<Group>(n[1]),
+                               static_cast<Reduction>(n[2]), slot, s, name);
+      else if (dcomm_)
         dcomm_->allReduce(p[1], n[0], cuda::DType::F32, static_cast<Group>(n[1]),
                           static_cast<Reduction>(n[2]), s, name);
       break;
@@ -665,13 +684,15 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::AllGather: {
       // In place: this rank's part goes to its slot first.
       Group g = static_cast<Group>(n[1]);
-      float *slot = F(p[1]) + comm_->groupRank(g) * n[0];
-      if (slot != F(p[0]))
-        cudaMemcpyAsync(slot, p[0], static_cast<size_t>(n[0]) * 4,
+      float *mine = F(p[1]) + comm_->groupRank(g) * n[0];
+      if (mine != F(p[0]))
+        cudaMemcpyAsync(mine, p[0], static_cast<size_t>(n[0]) * 4,
                         cudaMemcpyDeviceToDevice, s);
       if (!dcomm_)
         break;
-      if (op == Opcode::AllGather) {
+      if (op == Opcode::AllGather && slot >= 0) {
+        dcomm_->startAllGather(F(p[1]), n[0], g, slot, s, name);
+      } else if (op == Opcode::AllGather) {
         dcomm_->allGather(F(p[1]), n[0], g, s, name);
       } else {
         if (!grouped_)
@@ -682,7 +703,10 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     case Opcode::ReduceScatter:
-      if (dcomm_)
+      if (dcomm_ && slot >= 0)
+        dcomm_->startReduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
+                                   static_cast<Reduction>(n[2]), slot, s, name);
+      else if (dcomm_)
         dcomm_->reduceScatter(F(p[0]), F(p[1]), n[0], static_cast<Group>(n[1]),
                               static_cast<Reduction>(n[2]), s, name);
       else if (p[0] != p[1])
@@ -749,6 +773,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     dcomm_->groupEnd();
     grouped_ = false;
   }
+  if (dcomm_)
+    for (int slot : deferred.atEnd)
+      dcomm_->wait(slot, stream_);
 }
 
 } // namespace llmrt

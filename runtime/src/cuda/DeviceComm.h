@@ -54,6 +54,9 @@ public:
                               const char *what) = 0;
   virtual void startAllGather(float *data, int64_t n, Group group, int slot,
                               cudaStream_t compute, const char *what) = 0;
+  virtual void startReduceScatter(const float *src, float *dst, int64_t n,
+                                  Group group, Reduction op, int slot,
+                                  cudaStream_t compute, const char *what) = 0;
   virtual void wait(int slot, cudaStream_t compute) = 0;
   /// Started collectives between groupStart() and groupEnd() go to NCCL as
   /// one group call (the buckets that complete at the same instruction).

@@ -150,6 +150,23 @@ public:
           "ncclAllGather", c);
     started(slot, what, c, n * 4 * c.size);
   }
+  void startReduceScatter(const float *src, float *dst, int64_t n, Group g,
+                          Reduction op, int slot, cudaStream_t compute,
+                          const char *what) override {
+    Channel &c = group(g);
+    if (!c.comm) {
+      if (src != dst)
+        cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * 4,
+                        cudaMemcpyDeviceToDevice, compute);
+      return;
+    }
+    Calls calls(this);
+    begin(compute, c.stream);
+    check(ncclReduceScatter(src, dst, static_cast<size_t>(n), ncclFloat,
+                            opOf(op), c.comm, c.stream),
+          "ncclReduceScatter", c);
+    started(slot, what, c, n * 4 * c.size);
+  }
   void wait(int slot, cudaStream_t compute) override {
     if (slot >= 0 && static_cast<size_t>(slot) < slots_.size() && slots_[slot].armed) {
       cudaStreamWaitEvent(compute, slots_[slot].event, 0);
