@@ -95,19 +95,7 @@ public:
   void reduceScatter(const float *src, float *dst, int64_t n, Group g,
                      Reduction op, cudaStream_t compute,
                      const char *what) override {
-    Channel &c = group(g);
-    if (!c.comm) {
-      if (src != dst)
-        cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * 4,
-                        cudaMemcpyDeviceToDevice, compute);
-      return;
-    }
-    Calls calls(this);
-    begin(compute, c.stream);
-    check(ncclReduceScatter(src, dst, static_cast<size_t>(n), ncclFloat,
-                            opOf(op), c.comm, c.stream),
-          "ncclReduceScatter", c);
-    end(compute, what, c, n * 4 * c.size);
+    reduceScatterThen(src, dst, n, g, op, -1, compute, what);
   }
   void allGather(float *data, int64_t n, Group g, cudaStream_t compute,
                  const char *what) override {
@@ -153,6 +141,13 @@ public:
   void startReduceScatter(const float *src, float *dst, int64_t n, Group g,
                           Reduction op, int slot, cudaStream_t compute,
                           const char *what) override {
+    reduceScatterThen(src, dst, n, g, op, slot, compute, what);
+  }
+  /// A reduce-scatter on the group's stream: `compute` waits for it at
+  /// once (slot < 0) or at wait(slot).
+  void reduceScatterThen(const float *src, float *dst, int64_t n, Group g,
+                         Reduction op, int slot, cudaStream_t compute,
+                         const char *what) {
     Channel &c = group(g);
     if (!c.comm) {
       if (src != dst)
@@ -165,7 +160,10 @@ public:
     check(ncclReduceScatter(src, dst, static_cast<size_t>(n), ncclFloat,
                             opOf(op), c.comm, c.stream),
           "ncclReduceScatter", c);
-    started(slot, what, c, n * 4 * c.size);
+    if (slot < 0)
+      end(compute, what, c, n * 4 * c.size);
+    else
+      started(slot, what, c, n * 4 * c.size);
   }
   void wait(int slot, cudaStream_t compute) override {
     if (slot >= 0 && static_cast<size_t>(slot) < slots_.size() && slots_[slot].armed) {
