@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <deque>
 
 namespace llmrt {
 
@@ -98,6 +99,10 @@ deferCollectives(const std::vector<uint16_t> &opcodes,
     const std::vector<std::pair<uintptr_t, uint64_t>> *ranges;
   };
   std::vector<Pending> pending;
+  // What each deferred collective keeps touching while it runs (stable
+  // addresses: a deque).
+  std::deque<std::vector<std::pair<uintptr_t, uint64_t>>> touched;
+  constexpr int kMaxDeferred = 60000;
   auto overlap = [](const std::vector<std::pair<uintptr_t, uint64_t>> &a,
                     const std::vector<std::pair<uintptr_t, uint64_t>> &b) {
     for (auto [pa, na] : a)
@@ -123,11 +128,20 @@ deferCollectives(const std::vector<uint16_t> &opcodes,
         ++k;
       }
     }
-    if (op == Opcode::AllReduce || op == Opcode::ReduceScatter ||
-        op == Opcode::AllGather) {
+    // (The slots stay below the receive slot and the communicators' range.)
+    if ((op == Opcode::AllReduce || op == Opcode::ReduceScatter ||
+         op == Opcode::AllGather) &&
+        next < firstSlot + kMaxDeferred) {
       d.slotOf[i] = next++;
       d.opcodeOf.push_back(opcodes[i]);
-      pending.push_back({d.slotOf[i], &operands[i]});
+      // An in-place all-reduce or all-gather reads its input (operand 0)
+      // only on this rank, before it starts: what runs on touches the
+      // output; a reduce-scatter reads its input while it runs.
+      const std::vector<std::pair<uintptr_t, uint64_t>> &all = operands[i];
+      touched.push_back(op != Opcode::ReduceScatter && all.size() >= 2
+                            ? std::vector<std::pair<uintptr_t, uint64_t>>{all[1]}
+                            : all);
+      pending.push_back({d.slotOf[i], &touched.back()});
     }
   }
   for (const Pending &p : pending)

@@ -524,6 +524,18 @@ TEST(DeferredCollectives, RunUntilTheirBytesAreTouched) {
       {{{0, 64}}, {{64, 64}, {0, 0}}, {{63, 1}}}, 10, /*fence=*/false);
   EXPECT_EQ(e.slotOf, (std::vector<int>{10, -1, -1}));
   EXPECT_EQ(e.waitBefore[2], (std::vector<int>{10}));
+  // An all-reduce copies its input (operand 0) to its output before it
+  // starts: an instruction that then overwrites the input need not wait;
+  // a reduce-scatter still reads its input.
+  DeferredCollectives g = deferCollectives(
+      {op(Opcode::AllReduce), op(Opcode::Add), op(Opcode::ReduceScatter),
+       op(Opcode::Add), op(Opcode::Add)},
+      {{{0, 64}, {64, 64}}, {{0, 64}}, {{200, 64}, {300, 32}}, {{64, 4}}, {{200, 4}}},
+      10, /*fence=*/false);
+  EXPECT_EQ(g.slotOf, (std::vector<int>{10, -1, 11, -1, -1}));
+  EXPECT_TRUE(g.waitBefore[1].empty());
+  EXPECT_EQ(g.waitBefore[3], (std::vector<int>{10}));
+  EXPECT_EQ(g.waitBefore[4], (std::vector<int>{11}));
   // With the MPI fence, communication completes every deferred collective:
   // the reduce-scatter ends before the tensor-parallel all-reduce (2).
   DeferredCollectives f = deferCollectives(ops, ranges, 4096, /*fence=*/true);

@@ -268,7 +268,9 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   cuda::GemmMode mode = cuda::GemmMode::Bf16;
   {
     nlohmann::json meta = nlohmann::json::parse(p.metadata, nullptr, false);
-    if (meta.is_object() && meta.value("compute_precision", std::string()) == "fp16")
+    if (meta.is_object() && meta.contains("compute_precision") &&
+        meta["compute_precision"].is_string() &&
+        meta["compute_precision"].get<std::string>() == "fp16")
       mode = cuda::GemmMode::Fp16;
   }
   if (const char *g = std::getenv("LLMRT_CUDA_GEMM"))
@@ -464,9 +466,24 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     const Instruction &in = *r.inst;
     // Deferred collectives whose bytes this instruction touches: the
     // compute stream waits for them here (an event, not the host).
-    if (dcomm_ && !deferred.waitBefore.empty())
+    if (dcomm_ && !deferred.waitBefore.empty() && !deferred.waitBefore[idx].empty()) {
+      // --trace: the time this rank waits for them is communication.
+      clock::time_point waitBegin;
+      if (trace) {
+        cudaStreamSynchronize(stream_);
+        waitBegin = clock::now();
+      }
       for (int slot : deferred.waitBefore[idx])
         dcomm_->wait(slot, stream_);
+      if (trace) {
+        cudaStreamSynchronize(stream_);
+        clock::time_point waitEnd = clock::now();
+        trace->push_back(
+            {"collective_wait",
+             std::chrono::duration<double, std::micro>(waitBegin - origin).count(),
+             std::chrono::duration<double, std::micro>(waitEnd - waitBegin).count(), 0});
+      }
+    }
     const int slot = deferred.slotOf.empty() ? -1 : deferred.slotOf[idx];
     const std::vector<int64_t> &n = in.ints;
     const std::vector<double> &fl = in.floats;
@@ -591,6 +608,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::VocabCrossEntropyBwd: {
       Group g = static_cast<Group>(n[2]);
       if (!dcomm_) { // one rank: the whole vocabulary
+        if (n[3] > 0 && n[3] != n[1])
+          fatal(name, "a padded vocabulary slice needs its tensor-parallel group");
         if (op == Opcode::VocabCrossEntropyFwd)
           cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], rowScratch_, s);
         else
