@@ -126,7 +126,8 @@ int main(int argc, char **argv) {
            " \"_comment\": \"measured by bench/local_cluster/measure.c: one "
            "core per rank, MPI over shared memory; peaks are achieved rates "
            "(sgemm, copy); the ranks share the cores; a training step reaches "
-           "0.625 of the sgemm rate (fit on 8 measured steps, "
+           "0.63 of the sgemm rate, and a GEMM of f FLOPs per thread "
+           "f / (f + 2e7) of that (fit on 8 measured steps, "
            "docs/benchmarks.md)\",\n"
            " \"nodes\": 1, \"devices_per_node\": %d, \"ranks_share_node\": true,\n"
            " \"device\": {\"kind\": \"x86-64 core\", \"peak_tflops\": "
@@ -134,7 +135,7 @@ int main(int argc, char **argv) {
            " \"links\": {\"intra_node\": {\"bw_gbps\": %.2f, \"latency_us\": "
            "%.2f},\n           \"inter_node\": {\"bw_gbps\": %.2f, "
            "\"latency_us\": %.2f}},\n"
-           " \"efficiency\": {\"compute\": 0.625, \"memory\": 1.0, "
+           " \"efficiency\": {\"compute\": 0.63, \"gemm_flops_half\": 2e7, \"memory\": 1.0, "
            "\"intra_node\": 1.0, \"inter_node\": 1.0, \"dp_overlap\": 0.0}\n}\n",
            size, g1 / 1000.0, memGiB, m1, bw, lat * 1e6, bw, lat * 1e6);
   }

@@ -1,6 +1,8 @@
 //===- Cluster.cpp - cluster descriptions ---------------------------------===//
 #include "llm/Planner/Cluster.h"
 
+#include <algorithm>
+
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -136,13 +138,18 @@ llvm::Expected<Cluster> mlir::llm::parseCluster(llvm::StringRef text,
                          .Case("intra_node", &c.efficiency.intraNode)
                          .Case("inter_node", &c.efficiency.interNode)
                          .Case("dp_overlap", &c.efficiency.dpOverlap)
+                         .Case("gemm_flops_half", &c.efficiency.gemmFlopsHalf)
                          .Default(nullptr);
       if (!slot)
         return r.error("unknown key 'efficiency." + k +
                        "' (known: compute, memory, intra_node, inter_node, "
-                       "dp_overlap)");
-      if (!d || *d < 0 || *d > 1 || (k != "dp_overlap" && *d == 0))
+                       "dp_overlap, gemm_flops_half)");
+      if (k == "gemm_flops_half") {
+        if (!d || *d < 0)
+          return r.error("key 'efficiency.gemm_flops_half' must be a number >= 0");
+      } else if (!d || *d < 0 || *d > 1 || (k != "dp_overlap" && *d == 0)) {
         return r.error("key 'efficiency." + k + "' must be a number in (0, 1]");
+      }
       *slot = *d;
     }
   }
@@ -158,6 +165,7 @@ Cluster Cluster::sharedBy(int64_t ranks) const {
     tflops *= share;
   c.memoryGiB *= share;
   c.memoryBwGBps *= share;
+  c.threadsPerRank = std::max(1.0, share);
   c.devicesPerNode = ranks;
   return c;
 }

@@ -245,6 +245,14 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   const double vocabScale =
       static_cast<double>(paddedVocab(m.vocab, c.tp)) / m.vocab;
 
+  // Small GEMMs (a CPU's micro-batches and tensor-parallel slices): a
+  // product of f FLOPs per thread reaches f / (f + gemm_flops_half) of the
+  // large-GEMM rate.
+  auto gemmRate = [&](double flopsPerRank) {
+    double f = flopsPerRank / cl.threadsPerRank;
+    double half = cl.efficiency.gemmFlopsHalf;
+    return half > 0 && f > 0 ? flopRate * f / (f + half) : flopRate;
+  };
   // Forward time of a block for one micro-batch: per op, the larger of its
   // compute and memory time (a roofline), split ops divided by tp and, under
   // sequence parallelism, replicated ones too.
@@ -256,7 +264,7 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
       double div = (op.tpSplit || c.sp) ? t : 1.0;
       double flops = op.flops * b * scale / div;
       double bytes = (op.actBytes * b * scale + op.weightBytes * scale) / div;
-      s += std::max(flops / flopRate, bytes / memRate);
+      s += std::max(flops > 0 ? flops / gemmRate(flops) : 0.0, bytes / memRate);
     }
     return s;
   };

@@ -238,6 +238,42 @@ TEST(PlannerInput, ClusterAndSpecErrors) {
                             "vpp, sp, zero, remat, mbs, mb, schedule)");
 }
 
+TEST(PlannerInput, RanksShareACpuNode) {
+  // Two cores, shared by the ranks: one rank runs two threads at both
+  // cores' rate and memory; four time-share them.
+  const char *json =
+      "{\"name\": \"cpu\", \"nodes\": 1, \"devices_per_node\": 2, "
+      "\"ranks_share_node\": true, \"device\": {\"peak_tflops\": {\"fp32\": 0.2}, "
+      "\"memory_gib\": 12, \"memory_bw_gbps\": 14}, \"links\": {\"intra_node\": "
+      "{\"bw_gbps\": 8, \"latency_us\": 1}, \"inter_node\": {\"bw_gbps\": 8, \"latency_us\": 1}}, "
+      "\"efficiency\": {\"compute\": 0.64, \"gemm_flops_half\": 32}}";
+  auto c = parseCluster(json, "cpu.json");
+  ASSERT_TRUE(static_cast<bool>(c)) << llvm::toString(c.takeError());
+  EXPECT_TRUE(c->ranksShareNode);
+  EXPECT_DOUBLE_EQ(c->efficiency.gemmFlopsHalf, 32);
+  Cluster one = c->sharedBy(1), four = c->sharedBy(4);
+  EXPECT_EQ(one.devices(), 1);
+  EXPECT_DOUBLE_EQ(*one.peak("fp32"), 0.4);
+  EXPECT_DOUBLE_EQ(one.memoryGiB, 24);
+  EXPECT_DOUBLE_EQ(one.memoryBwGBps, 28);
+  EXPECT_DOUBLE_EQ(one.threadsPerRank, 2);
+  EXPECT_EQ(four.devices(), 4);
+  EXPECT_DOUBLE_EQ(*four.peak("fp32"), 0.1);
+  EXPECT_DOUBLE_EQ(four.threadsPerRank, 1);
+  // A cluster of GPUs (one rank a device) is what it says at any world.
+  Cluster gpus = cluster("dgx-a100-80g.json");
+  EXPECT_DOUBLE_EQ(*gpus.sharedBy(4).peak("bf16"), *gpus.peak("bf16"));
+  auto bad = parseCluster(
+      "{\"name\": \"x\", \"nodes\": 1, \"devices_per_node\": 2, "
+      "\"ranks_share_node\": 1, \"device\": {\"peak_tflops\": {\"fp32\": 1}, "
+      "\"memory_gib\": 1, \"memory_bw_gbps\": 1}, \"links\": {\"intra_node\": "
+      "{\"bw_gbps\": 1, \"latency_us\": 1}, \"inter_node\": {\"bw_gbps\": 1, \"latency_us\": 1}}}",
+      "x.json");
+  ASSERT_FALSE(static_cast<bool>(bad));
+  EXPECT_EQ(llvm::toString(bad.takeError()),
+            "x.json: key 'ranks_share_node' must be true or false");
+}
+
 TEST(PlannerSearch, StageBoundariesWeighTheHead) {
   Cluster cl = cluster("dgx-a100-80g.json");
   PlanConfig c;

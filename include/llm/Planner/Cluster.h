@@ -36,6 +36,11 @@ struct Efficiency {
   /// Fraction of the backward pass that data-parallel gradient reduction
   /// can hide behind.
   double dpOverlap = 0.0;
+  /// Small GEMMs: a matrix product of f FLOPs per thread runs at
+  /// f / (f + gemmFlopsHalf) of the large-GEMM rate (0: no such loss). A
+  /// CPU's micro-batches and tensor-parallel slices feel it; GPU clusters
+  /// leave it at 0 (their calibration has no such term).
+  double gemmFlopsHalf = 0.0;
 };
 
 struct Cluster {
@@ -50,6 +55,8 @@ struct Cluster {
   /// divide among themselves (a CPU machine: each rank runs cores / ranks
   /// threads), rather than one device per rank.
   bool ranksShareNode = false;
+  /// Threads (cores) each rank runs on (sharedBy: cores / ranks, at least 1).
+  double threadsPerRank = 1.0;
 
   int64_t devices() const { return nodes * devicesPerNode; }
   /// The cluster as a world of `ranks` ranks sees it: on a one-node cluster
