@@ -42,6 +42,8 @@ void AnnotateShardingPass::runOnOperation() {
 
   // axis -> grid axis of each argument to annotate.
   DenseMap<unsigned, std::pair<int64_t, int16_t>> splits;
+  // Uneven splits (a padded vocabulary): the shards' offsets along the axis.
+  DenseMap<unsigned, SmallVector<int64_t>> offsets;
   auto argOf = [&](Value v) -> std::optional<unsigned> {
     auto arg = dyn_cast<BlockArgument>(v);
     if (!arg || arg.getOwner()->getParentOp() != fn)
@@ -66,9 +68,21 @@ void AnnotateShardingPass::runOnOperation() {
     };
     for (Operation &op : body.without_terminator()) {
       if (auto e = dyn_cast<EmbeddingOp>(op)) {
+        // The vocabulary split as llm-partition splits it: ceil(V/tp) rows
+        // a rank, the last ones short when tp does not divide V (upstream's
+        // uneven shards, `sharded_dims_offsets`, where llm-partition pads).
         auto t = cast<ShapedType>(e.getTable().getType());
-        if (t.getDimSize(0) % tp == 0)
+        int64_t V = t.getDimSize(0), perRank = (V + tp - 1) / tp;
+        if ((tp - 1) * perRank < V) {
           param(e.getTable(), 0);
+          if (V % tp != 0)
+            if (auto i = argOf(e.getTable())) {
+              SmallVector<int64_t> at;
+              for (int64_t r = 0; r <= tp; ++r)
+                at.push_back(std::min(V, r * perRank));
+              offsets[*i] = at;
+            }
+        }
         continue;
       }
       if (auto lin = dyn_cast<LinearOp>(op)) {
@@ -109,6 +123,8 @@ void AnnotateShardingPass::runOnOperation() {
       axes.push_back(b.getDenseI16ArrayAttr(
           d == s.first ? ArrayRef<int16_t>{s.second} : ArrayRef<int16_t>{}));
     auto sharding = shard::ShardingOp::create(b, fn.getLoc(), grid, axes);
+    if (offsets.count(i))
+      sharding.setStaticShardedDimsOffsetsAttr(b.getDenseI64ArrayAttr(offsets[i]));
     auto annotated = shard::ShardOp::create(b, fn.getLoc(), arg, sharding.getResult(),
                                             b.getUnitAttr());
     arg.replaceAllUsesExcept(annotated.getResult(), annotated);
