@@ -439,7 +439,6 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   noRemat.remat = Remat::None;
   double kept = layerActs;
   layerActs = activationBytesPerLayer(m, noRemat); // the working set
-  double L = static_cast<double>(m.layers), pp = static_cast<double>(c.pp);
   // Layer-micro-batches of activations pipeline rank r holds at its peak,
   // as the schedules of lib/Planner/Schedule.cpp run: GPipe all m; 1F1B
   // min(m, p - r) micro-batches of its L/p layers; interleaved (Megatron's

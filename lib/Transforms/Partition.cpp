@@ -468,11 +468,6 @@ void PartitionPass::runOnOperation() {
                           "llm-auto-plan, or llm-compile --plan)";
     return signalPassFailure();
   }
-  auto unsupported = [&](const Twine &what) {
-    module.emitError() << "llm-partition: " << what
-                       << " is not implemented yet";
-    signalPassFailure();
-  };
   // Pipeline parallelism: llm-pipeline-stage has cut the function to this
   // stage's chunks already.
   if (plan.getPp() > 1 && !module->hasAttr("llm.stage")) {

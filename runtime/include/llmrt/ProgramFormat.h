@@ -414,7 +414,10 @@ inline std::vector<uint8_t> writeProgram(const ProgramDesc &program,
   std::vector<uint8_t> p;
   auto raw = [&](const void *data, size_t n) {
     const uint8_t *b = static_cast<const uint8_t *>(data);
-    p.insert(p.end(), b, b + n);
+    size_t at = p.size();
+    p.resize(at + n);
+    if (n)
+      std::memcpy(p.data() + at, b, n);
   };
   auto u8 = [&](uint8_t v) { p.push_back(v); };
   auto le = [&](uint64_t v, int bytes) {
