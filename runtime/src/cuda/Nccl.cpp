@@ -81,16 +81,7 @@ public:
 
   void allReduce(void *data, int64_t n, DType type, Group g, Reduction op,
                  cudaStream_t compute, const char *what) override {
-    Channel &c = group(g);
-    if (!c.comm)
-      return; // a group of one: the data is the result
-    Calls calls(this);
-    begin(compute, c.stream);
-    check(ncclAllReduce(data, data, static_cast<size_t>(n),
-                        type == DType::F64 ? ncclDouble : ncclFloat, opOf(op),
-                        c.comm, c.stream),
-          "ncclAllReduce", c);
-    end(compute, what, c, n * (type == DType::F64 ? 8 : 4));
+    allReduceThen(data, n, type, g, op, -1, compute, what);
   }
   void reduceScatter(const float *src, float *dst, int64_t n, Group g,
                      Reduction op, cudaStream_t compute,
@@ -99,71 +90,20 @@ public:
   }
   void allGather(float *data, int64_t n, Group g, cudaStream_t compute,
                  const char *what) override {
-    Channel &c = group(g);
-    if (!c.comm)
-      return;
-    Calls calls(this);
-    begin(compute, c.stream);
-    // In place: this rank's part already sits at its offset.
-    check(ncclAllGather(data + c.rank * n, data, static_cast<size_t>(n),
-                        ncclFloat, c.comm, c.stream),
-          "ncclAllGather", c);
-    end(compute, what, c, n * 4 * c.size);
+    allGatherThen(data, n, g, -1, compute, what);
   }
-
   void startAllReduce(float *data, int64_t n, Group g, Reduction op, int slot,
                       cudaStream_t compute, const char *what) override {
-    Channel &c = group(g);
-    if (!c.comm)
-      return;
-    Calls calls(this);
-    // Every operation of a group waits for the compute stream's work
-    // queued before it (an all-gather's own part is copied into place just
-    // before): the waits precede ncclGroupEnd, which queues the group.
-    begin(compute, c.stream);
-    check(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat,
-                        opOf(op), c.comm, c.stream),
-          "ncclAllReduce", c);
-    started(slot, what, c, n * 4);
+    allReduceThen(data, n, DType::F32, g, op, slot, compute, what);
   }
   void startAllGather(float *data, int64_t n, Group g, int slot,
                       cudaStream_t compute, const char *what) override {
-    Channel &c = group(g);
-    if (!c.comm)
-      return;
-    Calls calls(this);
-    begin(compute, c.stream);
-    check(ncclAllGather(data + c.rank * n, data, static_cast<size_t>(n),
-                        ncclFloat, c.comm, c.stream),
-          "ncclAllGather", c);
-    started(slot, what, c, n * 4 * c.size);
+    allGatherThen(data, n, g, slot, compute, what);
   }
   void startReduceScatter(const float *src, float *dst, int64_t n, Group g,
                           Reduction op, int slot, cudaStream_t compute,
                           const char *what) override {
     reduceScatterThen(src, dst, n, g, op, slot, compute, what);
-  }
-  /// A reduce-scatter on the group's stream: `compute` waits for it at
-  /// once (slot < 0) or at wait(slot).
-  void reduceScatterThen(const float *src, float *dst, int64_t n, Group g,
-                         Reduction op, int slot, cudaStream_t compute,
-                         const char *what) {
-    Channel &c = group(g);
-    if (!c.comm) {
-      if (src != dst)
-        cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * 4,
-                        cudaMemcpyDeviceToDevice, compute);
-      return;
-    }
-    Calls calls(this);
-    begin(compute, c.stream);
-    check(ncclReduceScatter(src, dst, static_cast<size_t>(n), ncclFloat,
-                            opOf(op), c.comm, c.stream),
-          "ncclReduceScatter", c);
-    if (slot < 0)
-      end(compute, what, c, n * 4 * c.size);
-    else
-      started(slot, what, c, n * 4 * c.size);
   }
   void wait(int slot, cudaStream_t compute) override {
     if (slot >= 0 && static_cast<size_t>(slot) < slots_.size() && slots_[slot].armed) {
@@ -345,6 +285,65 @@ private:
     const Channel *channel;
     int64_t bytes;
   };
+
+  /// A reduce-scatter on the group's stream: `compute` waits for it at
+  /// once (slot < 0) or at wait(slot).
+  void reduceScatterThen(const float *src, float *dst, int64_t n, Group g,
+                         Reduction op, int slot, cudaStream_t compute,
+                         const char *what) {
+    Channel &c = group(g);
+    if (!c.comm) {
+      if (src != dst)
+        cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * 4,
+                        cudaMemcpyDeviceToDevice, compute);
+      return;
+    }
+    Calls calls(this);
+    begin(compute, c.stream);
+    check(ncclReduceScatter(src, dst, static_cast<size_t>(n), ncclFloat,
+                            opOf(op), c.comm, c.stream),
+          "ncclReduceScatter", c);
+    finish(slot, compute, what, c, n * 4 * c.size);
+  }
+  /// An all-reduce in place on the group's stream (likewise).
+  void allReduceThen(void *data, int64_t n, DType type, Group g, Reduction op,
+                     int slot, cudaStream_t compute, const char *what) {
+    Channel &c = group(g);
+    if (!c.comm)
+      return; // a group of one: the data is the result
+    Calls calls(this);
+    // Each operation waits for the compute stream's work queued before it
+    // (an all-gather's own part is copied into place just before); in an
+    // NCCL group the waits precede ncclGroupEnd, which queues the group.
+    begin(compute, c.stream);
+    check(ncclAllReduce(data, data, static_cast<size_t>(n),
+                        type == DType::F64 ? ncclDouble : ncclFloat, opOf(op),
+                        c.comm, c.stream),
+          "ncclAllReduce", c);
+    finish(slot, compute, what, c, n * (type == DType::F64 ? 8 : 4));
+  }
+  /// An all-gather in place (this rank's part already at its offset).
+  void allGatherThen(float *data, int64_t n, Group g, int slot,
+                     cudaStream_t compute, const char *what) {
+    Channel &c = group(g);
+    if (!c.comm)
+      return;
+    Calls calls(this);
+    begin(compute, c.stream);
+    check(ncclAllGather(data + c.rank * n, data, static_cast<size_t>(n),
+                        ncclFloat, c.comm, c.stream),
+          "ncclAllGather", c);
+    finish(slot, compute, what, c, n * 4 * c.size);
+  }
+  /// `compute` waits for the operation just queued at once (slot < 0) or
+  /// at wait(slot).
+  void finish(int slot, cudaStream_t compute, const char *what,
+              const Channel &c, int64_t bytes) {
+    if (slot < 0)
+      end(compute, what, c, bytes);
+    else
+      started(slot, what, c, bytes);
+  }
 
   Channel &group(Group g) {
     if (g == Group::World)
