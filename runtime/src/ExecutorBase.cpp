@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 
 namespace llmrt {
@@ -165,6 +166,10 @@ DeferredCollectives
 Executor::deferFunction(const ProgramDesc &p, const FunctionDesc &f,
                         const std::vector<const std::vector<void *> *> &ptrs,
                         bool fence) {
+  // LLMRT_DEFER_COLLECTIVES=0 keeps every collective blocking (to measure
+  // the overlap, or to rule it out when a job hangs).
+  if (const char *e = std::getenv("LLMRT_DEFER_COLLECTIVES"); e && std::atoi(e) == 0)
+    return DeferredCollectives{};
   std::vector<uint16_t> opcodes;
   std::vector<std::vector<std::pair<uintptr_t, uint64_t>>> ranges;
   for (size_t i = 0; i < f.instructions.size(); ++i) {
