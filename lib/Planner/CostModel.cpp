@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "llm/Planner/Planner.h"
+#include "llm/Analysis/ModelStats.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -80,6 +81,11 @@ std::string mlir::llm::checkPlan(const ModelProfile &m, const Cluster &cl,
              micro, c.pp);
   if (c.sp && c.tp < 2)
     return "sp needs tp > 1";
+  // Sequence parallelism runs the LM head vocabulary-parallel.
+  if (c.sp && vocabRowsPerRank(m.vocab, c.tp) == 0)
+    return f("sp needs the vocabulary-parallel LM head, and a vocabulary of "
+             "{0} does not pad into tp={1} slices that each hold some of it",
+             m.vocab, c.tp);
   if (c.zero < 0 || c.zero > 3)
     return f("zero={0} is not 0-3", c.zero);
   if (c.zero > 0 && c.dp < 2)
@@ -119,11 +125,14 @@ double allGather(double bytes, int64_t n, LinkModel l) {
   return 1.0 * (n - 1) / n * bytes / l.bw + 1.0 * (n - 1) * l.alpha;
 }
 
-/// The vocabulary as llm-partition pads it: to a multiple of tp (Megatron
-/// pads to 128 x tp for its GPUs' tiles; the published configurations'
-/// vocabularies, 51200, are multiples of both).
+/// The vocabulary as llm-partition splits it, times tp: ceil(V/tp) rows a
+/// rank, padded (Megatron pads to 128 x tp for its GPUs' tiles; the
+/// published configurations' vocabularies, 51200, are multiples of both);
+/// where no such split exists every rank keeps all V rows (V x tp, so that
+/// a rank's 1/tp of it is the whole).
 int64_t paddedVocab(int64_t v, int64_t tp) {
-  return (v + tp - 1) / tp * tp;
+  int64_t rows = vocabRowsPerRank(v, tp);
+  return (rows > 0 ? rows : v) * tp;
 }
 
 /// Cuts `layers` identical layers into `k` contiguous chunks, every chunk at

@@ -72,8 +72,8 @@ void AnnotateShardingPass::runOnOperation() {
         // a rank, the last ones short when tp does not divide V (upstream's
         // uneven shards, `sharded_dims_offsets`, where llm-partition pads).
         auto t = cast<ShapedType>(e.getTable().getType());
-        int64_t V = t.getDimSize(0), perRank = (V + tp - 1) / tp;
-        if ((tp - 1) * perRank < V) {
+        int64_t V = t.getDimSize(0), perRank = vocabRowsPerRank(V, tp);
+        if (perRank > 0) {
           param(e.getTable(), 0);
           if (V % tp != 0)
             if (auto i = argOf(e.getTable())) {

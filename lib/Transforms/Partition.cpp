@@ -138,8 +138,7 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
              (headReadsTable && u == head.getOperation());
     });
     // A padding shard must leave every rank some of the vocabulary.
-    int64_t perRank = (ttype.getDimSize(0) + tp - 1) / tp;
-    if (onlyThese && (tp - 1) * perRank < ttype.getDimSize(0)) {
+    if (onlyThese && vocabRowsPerRank(ttype.getDimSize(0), tp) > 0) {
       splitVocab(table, *paramIndex(table));
       tableSplit = true;
       if (emb) {
@@ -161,10 +160,10 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
         paramIndex(head.getWeight()) && head.getWeight().hasOneUse() &&
         !sharded.contains(head.getWeight())) {
       auto wtype = cast<RankedTensorType>(head.getWeight().getType());
-      int64_t perRank = (wtype.getDimSize(0) + tp - 1) / tp;
+      int64_t perRank = vocabRowsPerRank(wtype.getDimSize(0), tp);
       bool matchesTable =
           !table || cast<RankedTensorType>(table.getType()).getDimSize(0) == perRank;
-      if (matchesTable && (tp - 1) * perRank < wtype.getDimSize(0)) {
+      if (matchesTable && perRank > 0) {
         splitVocab(head.getWeight(), *paramIndex(head.getWeight()));
         headSplit = true;
       }

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "llm/Import/HFConfig.h"
 #include "llm/LLMDialect.h"
+#include "llm/Analysis/ModelStats.h"
 #include "llm/Planner/Planner.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -236,6 +237,17 @@ TEST(PlannerInput, ClusterAndSpecErrors) {
             "--plan: remat=some: expected none, selective, full, budget or budget:K");
   EXPECT_EQ(spec("fsdp=1"), "--plan: unknown key 'fsdp' (keys: dp, tp, pp, "
                             "vpp, sp, zero, remat, mbs, mb, schedule)");
+}
+
+TEST(PlannerInput, VocabularySplitsAsThePartitionerPadsIt) {
+  // ceil(V / tp) rows a rank, unless a rank would hold none of the model's.
+  EXPECT_EQ(vocabRowsPerRank(256, 4), 64);
+  EXPECT_EQ(vocabRowsPerRank(251, 2), 126);
+  EXPECT_EQ(vocabRowsPerRank(50257, 8), 6283);
+  EXPECT_EQ(vocabRowsPerRank(7, 4), 2);
+  EXPECT_EQ(vocabRowsPerRank(5, 4), 0);
+  EXPECT_EQ(vocabRowsPerRank(4, 3), 0);
+  EXPECT_EQ(vocabRowsPerRank(4, 1), 4);
 }
 
 TEST(PlannerInput, RanksShareACpuNode) {

@@ -241,16 +241,7 @@ int main(int argc, char **argv) {
   {
     if (int rc = loadPlanInputs())
       return rc;
-    llm::SearchResult r = llm::searchPlans(*profile, *cluster, devices, *spec);
-    // Sequence parallelism needs the vocabulary-parallel head, which pads
-    // the vocabulary to a multiple of tp but needs every rank to hold some
-    // of it: when the planner chose it without, plan without it.
-    auto perRank = [&](int64_t tp) { return (profile->vocab + tp - 1) / tp; };
-    if (r.found && !spec->sp && r.best.config.sp &&
-        (r.best.config.tp - 1) * perRank(r.best.config.tp) >= profile->vocab) {
-      spec->sp = false;
-      r = llm::searchPlans(*profile, *cluster, devices, *spec);
-    }
+    const llm::SearchResult r = llm::searchPlans(*profile, *cluster, devices, *spec);
     if (!r.found)
       return fail("no plan for " + llvm::Twine(devices) + " devices: " +
                   r.whyNone);

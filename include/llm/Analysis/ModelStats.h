@@ -63,6 +63,18 @@ FailureOr<ModelStats> computeModelStats(func::FuncOp fn);
 /// embeddings -> -1, anything else (final norm, LM head) -> `post`.
 int64_t layerOfParam(StringRef name, int64_t post);
 
+/// Rows of the vocabulary each of `tp` ranks holds under vocabulary
+/// parallelism: ceil(vocab / tp) (the last ranks' shards padded, as
+/// Megatron pads the vocabulary), or 0 when that would leave a rank none
+/// of the model's vocabulary (llm-partition then keeps it whole). One rule
+/// for the partitioner, the sharding annotation and the planner.
+inline int64_t vocabRowsPerRank(int64_t vocab, int64_t tp) {
+  if (tp < 1 || vocab < 1)
+    return 0;
+  int64_t rows = (vocab + tp - 1) / tp;
+  return (tp - 1) * rows < vocab ? rows : 0;
+}
+
 /// Records the whole model's stats as `llm.stats` on `module`, once: the
 /// passes that cut the model function to one rank's share (llm-pipeline-stage,
 /// llm-partition) call it first, so that the runtime reports the whole
