@@ -528,7 +528,8 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
           {info ? info->name : "?",
            std::chrono::duration<double, std::micro>(begin - origin).count(),
            std::chrono::duration<double, std::micro>(end - begin).count(),
-           communicationBytes(in), p2p ? static_cast<int>(n[1]) : 0});
+           communicationBytes(in), p2p ? static_cast<int>(n[1]) : 0, -1, 0, 0,
+           &in});
     }
   }
   // Nothing crosses a run: the deferred collectives and the sends of this

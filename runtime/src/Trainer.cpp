@@ -1304,6 +1304,9 @@ absl::Status Run::writeTrace() {
       if (e.peer != 0)
         ev["args"]["peer"] = e.peer;
     }
+    // The integer operands (shapes, groups): which GEMM or attention it was.
+    if (e.inst && !e.inst->ints.empty())
+      ev["args"]["ints"] = e.inst->ints;
     events.push_back(std::move(ev));
   }
   for (auto [step, ts] : stepMarks)

@@ -41,6 +41,9 @@ struct TraceEvent {
   /// kind 0 forward, 1 backward, 2 recompute; -1 for an instruction.
   int phase = -1;
   int64_t microbatch = 0, chunk = 0;
+  /// The instruction (its integer operands, the shapes, go to the trace's
+  /// args); null for phases and waits.
+  const Instruction *inst = nullptr;
 };
 
 /// The bytes `inst` sends or receives (its float count x 4) when it is a

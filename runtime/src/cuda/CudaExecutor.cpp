@@ -785,7 +785,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
           {name, std::chrono::duration<double, std::micro>(begin - origin).count(),
            std::chrono::duration<double, std::micro>(end - begin).count(),
            communicationBytes(in),
-           isPointToPoint(in.opcode) ? static_cast<int>(n[1]) : 0});
+           isPointToPoint(in.opcode) ? static_cast<int>(n[1]) : 0, -1, 0, 0, &in});
     }
   }
   if (grouped_) {
