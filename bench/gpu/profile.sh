@@ -13,6 +13,10 @@ py=$(command -v python3)
 cublas=$("$py" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
 [ -n "$cublas" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublas"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader || exit 1
+# The kernels first (bf16 GEMMs and every tensor-core attention): failures
+# and the count.
+"$bundle/bin/llmrt-cuda-check" --gemm bf16 > "$out/kernels-bf16.txt" 2>&1
+grep -E "FAIL|checks pass|attention_bwd dq fa2" "$out/kernels-bf16.txt"
 "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 --trace "$out/gpt2.trace.json" \
   > "$out/gpt2-trace.txt" 2>&1 || { echo "traced run failed"; tail -5 "$out/gpt2-trace.txt"; exit 1; }
 grep -E "^model:" "$out/gpt2-trace.txt"

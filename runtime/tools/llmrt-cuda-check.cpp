@@ -256,7 +256,10 @@ void checkEmbeddings(Rng &rng) {
   compare("position_embedding_bwd", pdt, PDT.host(), 0);
 }
 
-void checkAttention(Rng &rng, bool tensorCores) {
+/// kind: 0 the fp32 kernels, 1 WMMA tensor cores, 2 FlashAttention-2
+/// (mma.sync).
+void checkAttention(Rng &rng, int kind) {
+  const bool tensorCores = kind > 0;
   struct Case {
     int64_t B, S, Hq, Hkv, D;
     bool causal;
@@ -278,16 +281,21 @@ void checkAttention(Rng &rng, bool tensorCores) {
                       c.causal, ws.data());
     Dev<float> Q(q), K(k), Vd(v), DO(dout), O(qn), DQ(qn), DK(kn), DV(kn);
     Dev<float> WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
-    if (tensorCores && !cuda::attentionTensorCoresSupport(c.D))
+    if ((kind == 1 && !cuda::attentionTensorCoresSupport(c.D)) ||
+        (kind == 2 && !cuda::attentionMMASupport(c.D)))
       continue;
-    (tensorCores ? cuda::attentionFwdTC : cuda::attentionFwd)(
+    (kind == 2 ? cuda::attentionFwdMMA
+     : kind == 1 ? cuda::attentionFwdTC
+                 : cuda::attentionFwd)(
         Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, nullptr);
-    (tensorCores ? cuda::attentionBwdTC : cuda::attentionBwd)(
+    (kind == 2 ? cuda::attentionBwdMMA
+     : kind == 1 ? cuda::attentionBwdTC
+                 : cuda::attentionBwd)(
         Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq, c.Hkv, c.D,
         scale, c.causal, WS.p, nullptr);
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  tensorCores ? " bf16" : "",
+                  kind == 2 ? " fa2" : kind == 1 ? " bf16" : "",
                   (long long)c.B, (long long)c.S, (long long)c.Hq,
                   (long long)c.Hkv, (long long)c.D, c.causal ? " causal" : "");
     // bf16 tensor cores: inputs and probabilities rounded to 8 bits of
@@ -472,9 +480,11 @@ int main(int argc, char **argv) {
   checkLinear(rng, mode);
   checkLayoutAndElementwise(rng);
   checkEmbeddings(rng);
-  checkAttention(rng, false);
-  if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-    checkAttention(rng, true);
+  checkAttention(rng, 0);
+  if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast) {
+    checkAttention(rng, 1);
+    checkAttention(rng, 2);
+  }
   checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");
   std::printf("%d of %d checks pass\n", checks - failures, checks);

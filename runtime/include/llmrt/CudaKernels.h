@@ -133,6 +133,19 @@ void attentionBwdTC(const float *q, const float *k, const float *v,
                     int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                     double scale, bool causal, void *workspace, cudaStream_t s);
 
+/// FlashAttention-2 on bf16 tensor cores (AttentionMMA.cu: mma.sync, the
+/// scores and probabilities in registers; dq added atomically), for head
+/// dimension 64: what the executor runs there by default with bf16 GEMMs.
+/// Same arguments and workspace as above.
+bool attentionMMASupport(int64_t D);
+void attentionFwdMMA(const float *q, const float *k, const float *v, float *out,
+                     int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                     double scale, bool causal, cudaStream_t s);
+void attentionBwdMMA(const float *q, const float *k, const float *v,
+                     const float *dout, float *dq, float *dk, float *dv,
+                     int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                     double scale, bool causal, void *workspace, cudaStream_t s);
+
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);
 void geluBwd(const float *x, const float *dy, float *dx, int64_t n,

@@ -15,7 +15,9 @@
 // LLMRT_CUDA_GEMM = bf16 (default) | bf16-fast | tf32 | fp32 picks the GEMMs'
 // precision (CudaKernels.h)
 // (and attention's: bf16 tensor cores with bf16 GEMMs, for head dimensions
-// 64 and 128, unless LLMRT_CUDA_ATTN=fp32; the fp32 kernels otherwise);
+// 64 (FlashAttention-2 in registers; LLMRT_CUDA_ATTN=wmma for the WMMA
+// kernels) and 128 (WMMA), unless LLMRT_CUDA_ATTN=fp32; the fp32 kernels
+// otherwise);
 // LLMRT_CUDA_SYNC=1 waits after every instruction, so that an asynchronous
 // error names the instruction that caused it.
 //
@@ -157,6 +159,9 @@ public:
   std::string device_;
   bool syncEach_ = false;
   bool attnTensorCores_ = false;
+  /// With tensor cores: FlashAttention-2 (AttentionMMA.cu) where it has the
+  /// head dimension, else (or LLMRT_CUDA_ATTN=wmma) the WMMA kernels.
+  bool attnMMA_ = true;
   bool fp16_ = false;
   Driver driver_;
   CUmodule module_ = nullptr;
@@ -282,10 +287,12 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->attnTensorCores_ =
       mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast;
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN")) {
-    if (std::string(a) != "fp32" && std::string(a) != "bf16")
-      return absl::InvalidArgumentError(
-          absl::StrCat("LLMRT_CUDA_ATTN='", a, "' is not one of bf16, fp32"));
-    ex->attnTensorCores_ = std::string(a) == "bf16";
+    std::string kind = a;
+    if (kind != "fp32" && kind != "bf16" && kind != "wmma")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LLMRT_CUDA_ATTN='", a, "' is not one of bf16, wmma, fp32"));
+    ex->attnTensorCores_ = kind != "fp32";
+    ex->attnMMA_ = kind == "bf16";
   }
 
   int dev = 0;
@@ -294,7 +301,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
     ex->device_ = absl::StrCat("cuda:", dev, " (", prop.name, ", gemm ",
                                cuda::gemmModeName(mode), ", attention ",
-                               ex->attnTensorCores_ ? "bf16" : "fp32", ")");
+                               !ex->attnTensorCores_ ? "fp32"
+                               : ex->attnMMA_        ? "bf16"
+                                                     : "bf16 wmma",
+                               ")");
   else
     ex->device_ = absl::StrCat("cuda:", dev);
 
@@ -564,13 +574,17 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0, s);
       break;
     case Opcode::AttentionFwd:
-      (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
+      (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])
+           ? cuda::attentionFwdMMA
+       : attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
            ? cuda::attentionFwdTC
            : cuda::attentionFwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0],
                                  n[1], n[2], n[3], n[4], fl[0], n[5] != 0, s);
       break;
     case Opcode::AttentionBwd:
-      (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
+      (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])
+           ? cuda::attentionBwdMMA
+       : attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
            ? cuda::attentionBwdTC
            : cuda::attentionBwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]),
                                  F(p[5]), F(p[6]), n[0], n[1], n[2], n[3],

@@ -1,0 +1,482 @@
+//===- AttentionMMA.cu - flash attention in registers (mma.sync) ----------===//
+//
+// Causal or full attention, grouped-query, for head dimension 64, as
+// FlashAttention-2 computes it: every product on bf16 tensor cores through
+// `mma.sync.m16n8k16` (fp32 accumulation), the scores and probabilities in
+// registers (an accumulator fragment of S is, repacked to bf16, the
+// A-operand fragment of P for P·V: no round trip through shared memory).
+// Storage stays fp32; tiles are rounded to bf16 as they enter shared memory.
+//
+// A block is 4 warps; a warp owns 16 rows (queries in the forward, keys in
+// the backward) of the block's 64, and tiles of 64 rows of the other side
+// stream through shared memory.
+//   forward:   S = Q Kᵀ, online softmax (base 2), O += P V;
+//   row stats: the forward again, writing lse (base 2) and
+//              D = rowsum(dO ∘ O) instead of O (the backward's inputs);
+//   backward:  per key block over the query tiles of every head of its
+//              group: Sᵀ = K Qᵀ, dPᵀ = V dOᵀ, Pᵀ = exp2(Sᵀ - lse),
+//              dSᵀ = Pᵀ ∘ (dPᵀ - D), dV += Pᵀ dO, dK += dSᵀ Q, and
+//              dQ += dS K added to dq atomically (dq zeroed first).
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16): lane = 4 g + t;
+// A (16 x 16, row): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..),
+// a3 = (g+8, 2t+8..); B (16 x 8, col): b0 = (k 2t..2t+1, n g), b1 = (k
+// 2t+8.., n g); C (16 x 8): c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..).
+// Operands whose k runs along a stored row are read as 32-bit words;
+// transposed ones through ldmatrix .trans.
+//
+//===----------------------------------------------------------------------===//
+#include "llmrt/CudaKernels.h"
+
+#include "TileLoad.cuh"
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+
+namespace llmrt::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kRows = 64; // rows of a block and of a streamed tile
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <int D> struct Lay {
+  /// bf16 elements per shared-memory row: 16 bytes of padding put the
+  /// 8 rows an ldmatrix or a fragment load touches in distinct banks.
+  static constexpr int Ld = D + 8;
+  static constexpr int TileElems = kRows * Ld;
+};
+
+__device__ __forceinline__ unsigned pack(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<unsigned *>(&v);
+}
+
+__device__ __forceinline__ unsigned lds32(const bf16 *p) {
+  return *reinterpret_cast<const unsigned *>(p);
+}
+
+/// d += a · b (16 x 8 x 16, bf16 in, fp32 accumulation).
+__device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4],
+                                    unsigned b0, unsigned b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// Four transposed 8 x 8 bf16 matrices; lanes 8m..8m+7 give the row
+/// addresses of matrix m.
+__device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const bf16 *p) {
+  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
+               "{%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+/// The A fragments of rows [r0, r0 + 16) x [0, D) of a tile in shared
+/// memory (k along the stored rows).
+template <int D>
+__device__ __forceinline__ void loadA(unsigned (&a)[D / 16][4], const bf16 *tile,
+                                      int r0, int lane) {
+  constexpr int Ld = Lay<D>::Ld;
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int kc = 0; kc < D / 16; ++kc) {
+    const bf16 *p = tile + (r0 + g) * Ld + kc * 16 + 2 * t;
+    a[kc][0] = lds32(p);
+    a[kc][1] = lds32(p + 8 * Ld);
+    a[kc][2] = lds32(p + 8);
+    a[kc][3] = lds32(p + 8 * Ld + 8);
+  }
+}
+
+/// s[n] = A · Bᵀ for the 8 n-tiles of a 64-row tile B in shared memory
+/// (its rows are the n index; k along them): a warp's 16 x 64 scores.
+template <int D>
+__device__ __forceinline__ void productABt(float (&s)[8][4],
+                                           const unsigned (&a)[D / 16][4],
+                                           const bf16 *tile, int lane) {
+  constexpr int Ld = Lay<D>::Ld;
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+    for (int kc = 0; kc < D / 16; ++kc) {
+      const bf16 *p = tile + (nt * 8 + g) * Ld + kc * 16 + 2 * t;
+      mma(s[nt], a[kc], lds32(p), lds32(p + 8));
+    }
+  }
+}
+
+/// The A fragment of k-chunk kc (16 columns) of a warp's 16 x 64
+/// accumulator tile, rounded to bf16.
+__device__ __forceinline__ void accToA(unsigned (&a)[4], const float (&s)[8][4],
+                                       int kc) {
+  a[0] = pack(s[2 * kc][0], s[2 * kc][1]);
+  a[1] = pack(s[2 * kc][2], s[2 * kc][3]);
+  a[2] = pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+  a[3] = pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+}
+
+/// acc[D/8] += A · B[kc*16 .. kc*16 + 16) for one k-chunk: A a warp's
+/// 16 x 16 fragment, B a 64 x D tile in shared memory stored [k][n] (read
+/// transposed by ldmatrix).
+template <int D>
+__device__ __forceinline__ void productChunkB(float (&acc)[D / 8][4],
+                                             const unsigned (&a)[4],
+                                             const bf16 *tile, int kc, int lane) {
+  constexpr int Ld = Lay<D>::Ld;
+  // Lane l addresses row (l & 7) of matrix l >> 3: matrices 0, 1 are the
+  // k rows 0-7 and 8-15 of n-tile 2 dp, matrices 2, 3 those of 2 dp + 1.
+  const int row = ((lane >> 3) & 1) * 8 + (lane & 7), col = (lane >> 4) * 8;
+#pragma unroll
+  for (int dp = 0; dp < D / 16; ++dp) {
+    unsigned b[4];
+    ldsm4t(b, tile + (kc * 16 + row) * Ld + dp * 16 + col);
+    mma(acc[2 * dp], a, b[0], b[1]);
+    mma(acc[2 * dp + 1], a, b[2], b[3]);
+  }
+}
+
+/// acc[D/8] += P · B where P is a warp's 16 x 64 tile (fp32 fragments in
+/// registers) and B a 64 x D tile in shared memory, stored [k][n].
+template <int D>
+__device__ __forceinline__ void productPB(float (&acc)[D / 8][4],
+                                          const float (&p)[8][4],
+                                          const bf16 *tile, int lane) {
+#pragma unroll
+  for (int kc = 0; kc < 4; ++kc) {
+    unsigned a[4];
+    accToA(a, p, kc);
+    productChunkB<D>(acc, a, tile, kc, lane);
+  }
+}
+
+/// A 64 x D fp32 tile of head h of a [B, S, H, D] tensor held in registers
+/// between its load from global memory and its store (as bf16) to shared
+/// memory, so that the next tile's loads overlap this tile's products.
+template <int D> struct Tile : RowVectors<kRows, D, kThreads> {
+  __device__ __forceinline__ void store(bf16 *dst) const {
+    this->put([&](int r, int c, float4 x) {
+      *reinterpret_cast<uint2 *>(dst + r * Lay<D>::Ld + c) =
+          make_uint2(pack(x.x, x.y), pack(x.z, x.w));
+    });
+  }
+};
+
+/// Forward (Stats = false: writes out) or the backward's row statistics
+/// (Stats = true: writes lse and D = rowsum(dO ∘ O), [B, Hq, S] each).
+/// Grid: (query tiles, Hq, B); under causal masking the longest rows go
+/// first.
+template <int D, bool Stats>
+__global__ void __launch_bounds__(kThreads)
+    attnFwdMMA(const float *q, const float *k, const float *v,
+               const float *dout, float *out, float *lseOut, float *dOut,
+               int S, int Hq, int Hkv, float scaleLog2, bool causal) {
+  __shared__ __align__(16) bf16 Qs[Lay<D>::TileElems];
+  __shared__ __align__(16) bf16 Ks[Lay<D>::TileElems];
+  __shared__ __align__(16) bf16 Vs[Lay<D>::TileElems];
+
+  const int nq = gridDim.x;
+  const int qt = causal ? nq - 1 - blockIdx.x : blockIdx.x;
+  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * kRows;
+  const int hk = h / (Hq / Hkv);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int nk = causal ? qt + 1 : (S + kRows - 1) / kRows;
+
+  Tile<D> kreg, vreg;
+  {
+    Tile<D> qreg;
+    qreg.fetch(q, b, S, Hq, h, q0);
+    kreg.fetch(k, b, S, Hkv, hk, 0);
+    vreg.fetch(v, b, S, Hkv, hk, 0);
+    qreg.store(Qs);
+  }
+  __syncthreads();
+  unsigned qa[D / 16][4];
+  loadA<D>(qa, Qs, warp * 16, lane);
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n)
+    o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  // Rows g and g + 8 of the warp's 16: the running max (base 2, scaled)
+  // and this lane's part of the running sum (the quad's parts are added
+  // at the end: the rescaling is the same for all four).
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int i0 = q0 + warp * 16 + g; // the query of row g
+
+  for (int kt = 0; kt < nk; ++kt) {
+    const int k0 = kt * kRows;
+    __syncthreads(); // every warp is done with the previous tile
+    kreg.store(Ks);
+    vreg.store(Vs);
+    __syncthreads();
+    if (kt + 1 < nk) {
+      kreg.fetch(k, b, S, Hkv, hk, k0 + kRows);
+      vreg.fetch(v, b, S, Hkv, hk, k0 + kRows);
+    }
+    float s[8][4];
+    productABt<D>(s, qa, Ks, lane);
+    const bool mask = k0 + kRows > S || (causal && kt == qt);
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s[nt][e] * scaleLog2;
+        if (mask) {
+          const int j = k0 + nt * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8;
+          if (j >= S || (causal && j > i))
+            x = -INFINITY;
+        }
+        s[nt][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+    float corr[2], base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mNew = fmaxf(m[r], mx[r]);
+      base[r] = mNew == -INFINITY ? 0.0f : mNew;
+      corr[r] = exp2f(m[r] - base[r]); // 0 while m is -inf
+      m[r] = mNew;
+      l[r] *= corr[r];
+    }
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = exp2f(s[nt][e] - base[e >> 1]);
+        s[nt][e] = p;
+        l[e >> 1] += p;
+      }
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      o[n][0] *= corr[0];
+      o[n][1] *= corr[0];
+      o[n][2] *= corr[1];
+      o[n][3] *= corr[1];
+    }
+    productPB<D>(o, s, Vs, lane);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = i0 + r * 8;
+    const float inv = 1.0f / l[r];
+    const int64_t row = ((static_cast<int64_t>(b) * S + i) * Hq + h) * D;
+    if (!Stats) {
+      if (i < S)
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n)
+          *reinterpret_cast<float2 *>(out + row + n * 8 + 2 * t) =
+              make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    } else {
+      float dsum = 0.0f;
+      if (i < S)
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          const float2 d = *reinterpret_cast<const float2 *>(dout + row + n * 8 + 2 * t);
+          dsum += d.x * o[n][2 * r] + d.y * o[n][2 * r + 1];
+        }
+      dsum += __shfl_xor_sync(0xffffffffu, dsum, 1);
+      dsum += __shfl_xor_sync(0xffffffffu, dsum, 2);
+      if (i < S && t == 0) {
+        const int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
+        lseOut[st] = m[r] + log2f(l[r]);
+        dOut[st] = dsum * inv;
+      }
+    }
+  }
+}
+
+/// Loads rows [r0, r0 + 64) of head h (fp32) into a bf16 tile, all loads
+/// issued before any store.
+template <int D>
+__device__ __forceinline__ void loadTile(bf16 *dst, const float *src, int b,
+                                         int S, int H, int h, int r0) {
+  Tile<D> x;
+  x.fetch(src, b, S, H, h, r0);
+  x.store(dst);
+}
+
+/// dk, dv of a block of 64 keys of kv head blockIdx.y (all the query heads
+/// of its group), and their part of dq. Grid: (key tiles, Hkv, B); under
+/// causal masking the first keys (the most queries) go first.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attnBwdMMA(const float *q, const float *k, const float *v,
+               const float *dout, float *dq, float *dk, float *dv,
+               const float *lseIn, const float *dIn, int S, int Hq, int Hkv,
+               float scale, float scaleLog2, bool causal) {
+  constexpr int Ld = Lay<D>::Ld, TE = Lay<D>::TileElems;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16 *Ks = reinterpret_cast<bf16 *>(smem);
+  bf16 *Vs = Ks + TE, *Qs = Vs + TE, *dOs = Qs + TE;
+  bf16 *dSs = dOs + TE; // dSᵀ: [key][query]
+  float *lseS = reinterpret_cast<float *>(dSs + TE), *dS = lseS + kRows;
+
+  const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * kRows;
+  const int group = Hq / Hkv;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int nq = (S + kRows - 1) / kRows;
+  loadTile<D>(Ks, k, b, S, Hkv, hk, j0);
+  loadTile<D>(Vs, v, b, S, Hkv, hk, j0);
+  __syncthreads();
+  unsigned ka[D / 16][4], va[D / 16][4];
+  loadA<D>(ka, Ks, warp * 16, lane);
+  loadA<D>(va, Vs, warp * 16, lane);
+  float accK[D / 8][4], accV[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      accK[n][e] = accV[n][e] = 0.0f;
+  const int jRow = j0 + warp * 16 + g; // the key of row g
+
+  // ldmatrix lanes for dQ's A (dS, stored transposed).
+  const int aRow = (lane >> 4) * 8 + (lane & 7), aCol = ((lane >> 3) & 1) * 8;
+
+  for (int h = hk * group; h < (hk + 1) * group; ++h) {
+    for (int it = causal ? jt : 0; it < nq; ++it) {
+      const int i0 = it * kRows;
+      __syncthreads(); // the previous tile's products are done
+      loadTile<D>(Qs, q, b, S, Hq, h, i0);
+      loadTile<D>(dOs, dout, b, S, Hq, h, i0);
+      if (threadIdx.x < kRows) {
+        const int i = i0 + threadIdx.x;
+        const int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
+        lseS[threadIdx.x] = i < S ? lseIn[st] : 0.0f;
+        dS[threadIdx.x] = i < S ? dIn[st] : 0.0f;
+      }
+      __syncthreads();
+      float s[8][4], dp[8][4];
+      productABt<D>(s, ka, Qs, lane);  // Sᵀ: keys x queries
+      productABt<D>(dp, va, dOs, lane); // dPᵀ
+      const bool mask = i0 + kRows > S || (causal && it == jt);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = nt * 8 + 2 * t + (e & 1);
+          float p = exp2f(s[nt][e] * scaleLog2 - lseS[c]);
+          if (mask) {
+            const int i = i0 + c, j = jRow + (e >> 1) * 8;
+            if (i >= S || (causal && i < j))
+              p = 0.0f;
+          }
+          s[nt][e] = p;
+          dp[nt][e] = p * (dp[nt][e] - dS[c]);
+        }
+      productPB<D>(accV, s, dOs, lane); // dV += Pᵀ dO
+      productPB<D>(accK, dp, Qs, lane); // dK += dSᵀ Q
+      // dSᵀ to shared memory, for dQ = dS K (a warp per 16 queries).
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        bf16 *row = dSs + (warp * 16 + g) * Ld + nt * 8 + 2 * t;
+        *reinterpret_cast<unsigned *>(row) = pack(dp[nt][0], dp[nt][1]);
+        *reinterpret_cast<unsigned *>(row + 8 * Ld) = pack(dp[nt][2], dp[nt][3]);
+      }
+      __syncthreads();
+      float accQ[D / 8][4];
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n)
+        accQ[n][0] = accQ[n][1] = accQ[n][2] = accQ[n][3] = 0.0f;
+#pragma unroll
+      for (int kc = 0; kc < 4; ++kc) {
+        // A = dS[queries w*16.., keys kc*16..]: matrix m holds queries
+        // (m & 1) * 8 and keys (m >> 1) * 8 of it, stored [key][query].
+        unsigned a[4];
+        ldsm4t(a, dSs + (kc * 16 + aRow) * Ld + warp * 16 + aCol);
+        productChunkB<D>(accQ, a, Ks, kc, lane);
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int i = i0 + warp * 16 + g + r * 8;
+        if (i >= S)
+          continue;
+        float *row = dq + ((static_cast<int64_t>(b) * S + i) * Hq + h) * D + 2 * t;
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          atomicAdd(row + n * 8, accQ[n][2 * r] * scale);
+          atomicAdd(row + n * 8 + 1, accQ[n][2 * r + 1] * scale);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int j = jRow + r * 8;
+    if (j >= S)
+      continue;
+    const int64_t row = ((static_cast<int64_t>(b) * S + j) * Hkv + hk) * D + 2 * t;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<float2 *>(dk + row + n * 8) =
+          make_float2(accK[n][2 * r] * scale, accK[n][2 * r + 1] * scale);
+      *reinterpret_cast<float2 *>(dv + row + n * 8) =
+          make_float2(accV[n][2 * r], accV[n][2 * r + 1]);
+    }
+  }
+}
+
+template <int D> constexpr size_t bwdSmem() {
+  return 5 * Lay<D>::TileElems * sizeof(bf16) + 2 * kRows * sizeof(float);
+}
+
+} // namespace
+
+bool attentionMMASupport(int64_t D) { return D == 64; }
+
+void attentionFwdMMA(const float *q, const float *k, const float *v, float *out,
+                     int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                     double scale, bool causal, cudaStream_t s) {
+  if (D != 64)
+    return;
+  dim3 grid(static_cast<unsigned>((S + kRows - 1) / kRows),
+            static_cast<unsigned>(Hq), static_cast<unsigned>(B));
+  attnFwdMMA<64, false><<<grid, kThreads, 0, s>>>(
+      q, k, v, nullptr, out, nullptr, nullptr, int(S), int(Hq), int(Hkv),
+      static_cast<float>(scale) * kLog2e, causal);
+}
+
+void attentionBwdMMA(const float *q, const float *k, const float *v,
+                     const float *dout, float *dq, float *dk, float *dv,
+                     int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                     double scale, bool causal, void *workspace,
+                     cudaStream_t s) {
+  if (D != 64)
+    return;
+  float *lse = static_cast<float *>(workspace), *dvec = lse + B * Hq * S;
+  const float scaleLog2 = static_cast<float>(scale) * kLog2e;
+  const unsigned tiles = static_cast<unsigned>((S + kRows - 1) / kRows);
+  attnFwdMMA<64, true><<<dim3(tiles, unsigned(Hq), unsigned(B)), kThreads, 0, s>>>(
+      q, k, v, dout, nullptr, lse, dvec, int(S), int(Hq), int(Hkv), scaleLog2,
+      causal);
+  cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
+  constexpr size_t smem = bwdSmem<64>();
+  cudaFuncSetAttribute(attnBwdMMA<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                       static_cast<int>(smem));
+  attnBwdMMA<64><<<dim3(tiles, unsigned(Hkv), unsigned(B)), kThreads, smem, s>>>(
+      q, k, v, dout, dq, dk, dv, lse, dvec, int(S), int(Hq), int(Hkv),
+      static_cast<float>(scale), scaleLog2, causal);
+}
+
+} // namespace llmrt::cuda
