@@ -143,8 +143,13 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
     std::exit(1);
   }
   const char *m = cuda::gemmModeName(mode);
+  struct Shape {
+    int64_t rows, in, out;
+  };
+  // An odd width too: unaligned rows of C (the head of an unpadded
+  // vocabulary).
+  for (auto [rows, in, out] : {Shape{333, 192, 160}, Shape{257, 96, 37}})
   for (bool transW : {false, true}) {
-    int64_t rows = 333, in = 192, out = 160;
     auto x = randomVec(rng, rows * in), w = randomVec(rng, in * out),
          bias = randomVec(rng, out), dy = randomVec(rng, rows * out);
     std::vector<float> y(rows * out), dw(in * out), dx(rows * in);
@@ -154,7 +159,9 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
     // dx = dy Wᵀ (W as [in, out]).
     cpu::linearBwdInput(dy.data(), w.data(), dx.data(), rows, in, out, transW);
     Dev<float> X(x), Wd(w), Bd(bias), DY(dy), Y(rows * out), DW(in * out), DX(rows * in);
-    std::string t = std::string(" ") + m + (transW ? " transW" : "");
+    std::string t = std::string(" ") + m + (transW ? " transW" : "") + " [" +
+                    std::to_string(rows) + "x" + std::to_string(in) + "x" +
+                    std::to_string(out) + "]";
     bool ok = cuda::linearFwd(blas, X.p, Wd.p, Bd.p, Y.p, rows, in, out, transW, &err) &&
               cuda::linearBwdWeight(blas, X.p, DY.p, DW.p, rows, in, out, transW, &err) &&
               cuda::linearFwd(blas, DY.p, Wd.p, nullptr, DX.p, rows, out, in, !transW, &err);
@@ -167,6 +174,8 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
     compare("linear_bwd_weight" + t, dw, DW.host(), tol);
     compare("linear_bwd_input (as linear_fwd)" + t, dx, DX.host(), tol);
   }
+  std::printf("linear_fwd: %lld of 4 biases added in the GEMM's epilogue (cuBLASLt)\n",
+              static_cast<long long>(cuda::gemmEpilogueCount(blas)));
   cuda::destroyBlas(blas);
 }
 
@@ -186,6 +195,10 @@ void checkLayoutAndElementwise(Rng &rng) {
     cpu::copyColumns(src.data(), 300, 100, dst.data(), 120, 10, 100, rows);
     cuda::copyColumns(Sd.p, 300, 100, Dd.p, 120, 10, 100, rows, nullptr);
     compare("copy_columns", dst, Dd.host(), 0);
+    // Offsets and widths of whole 16-byte vectors (the float4 kernel).
+    cpu::copyColumns(src.data(), 300, 96, dst.data(), 120, 8, 100, rows);
+    cuda::copyColumns(Sd.p, 300, 96, Dd.p, 120, 8, 100, rows, nullptr);
+    compare("copy_columns (float4)", dst, Dd.host(), 0);
   }
   for (bool inverse : {false, true}) {
     int64_t B = 2, S = 37, H = 3, D = 64;

@@ -43,6 +43,9 @@ struct Blas;
 Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
                  std::string *error);
 void destroyBlas(Blas *blas);
+/// How many biases so far were added in a GEMM's epilogue (cuBLASLt, the
+/// 16-bit modes) rather than by a kernel after it.
+int64_t gemmEpilogueCount(const Blas *blas);
 /// CpuKernels.h's linearFwd (bias may be nullptr) and linearBwdWeight.
 /// false on a cuBLAS error, with the reason in *error.
 bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,

@@ -8,14 +8,37 @@
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <tuple>
 
 namespace llmrt::cuda {
 
+/// A cuBLASLt product with a bias epilogue, planned once per shape: its
+/// descriptors and the heuristic's algorithm (none: GemmEx and a bias
+/// kernel instead).
+struct LtPlan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool ok = false;
+};
+
 struct Blas {
   cublasHandle_t handle = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  /// Key: transposes, M, N, K, leading dimensions, output alignment.
+  std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t,
+                      int64_t, int>,
+           LtPlan>
+      ltPlans;
+  void *ltWorkspace = nullptr;
+  int64_t epilogues = 0;
+  static constexpr size_t kLtWorkspace = 32u << 20;
   cudaStream_t stream = nullptr;
   GemmMode mode = GemmMode::Bf16;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
@@ -60,6 +83,17 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
     return nullptr;
   }
   cublasSetStream(b->handle, s);
+  // cuBLASLt for the bias epilogue of 16-bit products (optional: without
+  // it those products add their bias with a kernel).
+  if (mode == GemmMode::Bf16 || mode == GemmMode::Fp16) {
+    if (cublasLtCreate(&b->lt) != CUBLAS_STATUS_SUCCESS)
+      b->lt = nullptr;
+    else if (cudaMalloc(&b->ltWorkspace, Blas::kLtWorkspace) != cudaSuccess) {
+      cudaGetLastError();
+      cublasLtDestroy(b->lt);
+      b->lt = nullptr;
+    }
+  }
   b->stream = s;
   b->mode = mode;
   b->compute = mode == GemmMode::Bf16Fast ? CUBLAS_COMPUTE_32F_FAST_16BF
@@ -84,17 +118,94 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
 void destroyBlas(Blas *blas) {
   if (!blas)
     return;
+  for (auto &[key, plan] : blas->ltPlans) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.c);
+    cublasLtMatmulDescDestroy(plan.desc);
+  }
+  if (blas->lt)
+    cublasLtDestroy(blas->lt);
+  cudaFree(blas->ltWorkspace);
   cublasDestroy(blas->handle);
   cudaFree(blas->scratch);
   delete blas;
 }
 
+int64_t gemmEpilogueCount(const Blas *blas) { return blas->epilogues; }
+
 namespace {
-/// Row-major C[M, N] = op(A)[M, K] op(B)[K, N]; lda, ldb, ldc are the
-/// row lengths of A, B, C as stored.
+/// The largest power of two (at most 256) that divides p's address.
+int alignmentOf(const void *p) {
+  auto v = reinterpret_cast<uintptr_t>(p);
+  int a = 1;
+  while (a < 256 && v % (2 * a) == 0)
+    a *= 2;
+  return a;
+}
+
+/// The Lt plan of C = op(A) op(B) + bias in the column-major terms of
+/// gemm() below (operands swapped): m = N, n = M, 16-bit operands at
+/// 256-byte-aligned scratch, fp32 C aligned to `cAlign` bytes.
+LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+               int64_t lda, int64_t ldb, int64_t ldc, int cAlign) {
+  LtPlan &p = b->ltPlans[{ta, tb, M, N, K, lda, ldb, ldc, cAlign}];
+  if (p.desc)
+    return p;
+  const cudaDataType in = b->mode == GemmMode::Fp16 ? CUDA_R_16F : CUDA_R_16BF;
+  cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                    opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+  cudaDataType biasType = CUDA_R_32F;
+  bool ok =
+      cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA,
+                                     sizeof(opA)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB,
+                                     sizeof(opB)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                     sizeof(epi)) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                     &biasType, sizeof(biasType)) ==
+          CUBLAS_STATUS_SUCCESS &&
+      // Lt's A is our B (N x K as op'd), its B our A; C is N x M.
+      cublasLtMatrixLayoutCreate(&p.a, in, tb ? K : N, tb ? N : K, ldb) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&p.b, in, ta ? M : K, ta ? K : M, lda) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, N, M, ldc) ==
+          CUBLAS_STATUS_SUCCESS;
+  cublasLtMatmulPreference_t pref = nullptr;
+  if (ok && cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS) {
+    size_t ws = Blas::kLtWorkspace;
+    uint32_t align = static_cast<uint32_t>(cAlign);
+    cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof(align));
+    cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof(align));
+    cublasLtMatmulHeuristicResult_t heur{};
+    int found = 0;
+    ok = cublasLtMatmulAlgoGetHeuristic(b->lt, p.desc, p.a, p.b, p.c, p.c, pref, 1,
+                                        &heur, &found) == CUBLAS_STATUS_SUCCESS &&
+         found > 0;
+    if (ok)
+      p.algo = heur.algo;
+    cublasLtMatmulPreferenceDestroy(pref);
+  } else {
+    ok = false;
+  }
+  p.ok = ok;
+  return p;
+}
+
+/// Row-major C[M, N] = op(A)[M, K] op(B)[K, N] (+ bias[N] on every row,
+/// when given); lda, ldb, ldc are the row lengths of A, B, C as stored.
 bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
           const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-          int64_t ldc, std::string *error) {
+          int64_t ldc, std::string *error, const float *bias = nullptr) {
   const float alpha = 1.0f, beta = 0.0f;
   const void *a = A, *bm = B;
   cudaDataType type = CUDA_R_32F;
@@ -113,6 +224,21 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     a = b->scratch;
     bm = b->scratch + aSlot;
     type = half ? CUDA_R_16F : CUDA_R_16BF;
+    // The bias in the product's epilogue (one pass over C, not two).
+    if (bias && b->lt) {
+      LtPlan &p = ltPlan(b, ta, tb, M, N, K, lda, ldb, ldc,
+                         std::min(alignmentOf(C), alignmentOf(bias)));
+      if (p.ok &&
+          cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                         &bias, sizeof(bias)) ==
+              CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta, C, p.c,
+                         C, p.c, &p.algo, b->ltWorkspace, Blas::kLtWorkspace,
+                         b->stream) == CUBLAS_STATUS_SUCCESS) {
+        ++b->epilogues;
+        return true;
+      }
+    }
   }
   cublasStatus_t st = cublasGemmEx(
       b->handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -123,6 +249,8 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     *error = std::string("cublasGemmEx: ") + cublasGetStatusString(st);
     return false;
   }
+  if (bias)
+    addBias(C, bias, M, N, b->stream);
   return true;
 }
 } // namespace
@@ -130,13 +258,10 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,
                float *y, int64_t rows, int64_t in, int64_t out, bool transW,
                std::string *error) {
-  // y[rows, out] = x[rows, in] W, W stored [in, out] or (transW) [out, in].
-  if (!gemm(blas, false, transW, rows, out, in, x, in, w, transW ? in : out, y,
-            out, error))
-    return false;
-  if (bias)
-    addBias(y, bias, rows, out, blas->stream);
-  return true;
+  // y[rows, out] = x[rows, in] W (+ bias), W stored [in, out] or (transW)
+  // [out, in].
+  return gemm(blas, false, transW, rows, out, in, x, in, w, transW ? in : out,
+              y, out, error, bias);
 }
 
 bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
