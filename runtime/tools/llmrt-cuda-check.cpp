@@ -104,7 +104,8 @@ void compare(const std::string &name, const std::vector<float> &ref,
 constexpr double kTol = 1e-4;
 
 void checkNorms(Rng &rng) {
-  for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768}, {7, 4096}}) {
+  for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768},
+                         {5000, 256}, {7, 4096}}) {
     std::string sz = "[" + std::to_string(rows) + "x" + std::to_string(C) + "]";
     auto x = randomVec(rng, rows * C, 2.0), w = randomVec(rng, C),
          b = randomVec(rng, C), dy = randomVec(rng, rows * C);

@@ -179,6 +179,78 @@ __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
   }
 }
 
+/// The same with each lane's columns in registers, for C a multiple of 32
+/// up to 32 x MaxCPL: a row of x and dy is read once, and the weight and
+/// bias gradients build up in registers over the warp's rows and meet in
+/// shared memory once per warp (not once per element and row).
+template <int MaxCPL>
+__global__ void layerNormBwdRegK(const float *x, const float *w, const float *dy,
+                                 float *dx, float *dw, float *db, int64_t rows,
+                                 int C, float eps) {
+  extern __shared__ float sm[];
+  float *dwS = sm, *dbS = sm + C;
+  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x)
+    sm[j] = 0;
+  __syncthreads();
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32, cpl = C / 32;
+  float pw[MaxCPL], pb[MaxCPL], wr[MaxCPL];
+#pragma unroll
+  for (int k = 0; k < MaxCPL; ++k) {
+    pw[k] = pb[k] = 0.0f;
+    wr[k] = k < cpl ? w[lane + 32 * k] : 0.0f;
+  }
+  for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
+       row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
+    const float *xr = x + row * C, *dyr = dy + row * C;
+    float xv[MaxCPL], dv[MaxCPL];
+    float s = 0;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl) {
+        xv[k] = xr[lane + 32 * k];
+        dv[k] = dyr[lane + 32 * k];
+        s += xv[k];
+      }
+    const float mean = warpSum(s) / C;
+    float v = 0;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl) {
+        xv[k] -= mean;
+        v += xv[k] * xv[k];
+      }
+    const float rstd = rsqrtf(warpSum(v) / C + eps);
+    float sg = 0, sgx = 0;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl) {
+        const float xh = xv[k] * rstd, g = dv[k] * wr[k];
+        xv[k] = xh;
+        sg += g;
+        sgx += g * xh;
+        pw[k] += dv[k] * xh;
+        pb[k] += dv[k];
+      }
+    const float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
+    float *dxr = dx + row * C; // may be dy: its row is in registers
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl)
+        dxr[lane + 32 * k] = rstd * (dv[k] * wr[k] - mg - xv[k] * mgx);
+  }
+#pragma unroll
+  for (int k = 0; k < MaxCPL; ++k)
+    if (k < cpl) {
+      atomicAdd(dwS + lane + 32 * k, pw[k]);
+      atomicAdd(dbS + lane + 32 * k, pb[k]);
+    }
+  __syncthreads();
+  for (int j = threadIdx.x; j < C; j += blockDim.x) {
+    atomicAdd(dw + j, dwS[j]);
+    atomicAdd(db + j, dbS[j]);
+  }
+}
+
 __global__ void rmsNormFwdK(const float *x, const float *w, float *y,
                             int64_t rows, int C, float eps) {
   int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
@@ -890,9 +962,24 @@ void layerNormBwd(const float *x, const float *w, const float *dy, float *dx,
   cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
   cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
   size_t shared = static_cast<size_t>(2 * C) * 4;
-  setDynamicShared(reinterpret_cast<const void *>(layerNormBwdK), shared);
-  layerNormBwdK<<<normBwdBlocks(rows), kThreads, shared, s>>>(
-      x, w, dy, dx, dw, db, rows, static_cast<int>(C), static_cast<float>(eps));
+  const int c = static_cast<int>(C);
+  const float e = static_cast<float>(eps);
+  // Columns per lane in registers where C allows (GPT-2's 768: 24).
+  auto regs = [&](auto kernel) {
+    setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
+    kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
+                                                        rows, c, e);
+  };
+  if (C % 32 == 0 && C <= 32 * 8)
+    regs(layerNormBwdRegK<8>);
+  else if (C % 32 == 0 && C <= 32 * 16)
+    regs(layerNormBwdRegK<16>);
+  else if (C % 32 == 0 && C <= 32 * 24)
+    regs(layerNormBwdRegK<24>);
+  else if (C % 32 == 0 && C <= 32 * 32)
+    regs(layerNormBwdRegK<32>);
+  else
+    regs(layerNormBwdK);
 }
 void rmsNormFwd(const float *x, const float *w, float *y, int64_t rows,
                 int64_t C, double eps, cudaStream_t s) {
