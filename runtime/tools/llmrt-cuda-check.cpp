@@ -160,6 +160,8 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
     // dx = dy Wᵀ (W as [in, out]).
     cpu::linearBwdInput(dy.data(), w.data(), dx.data(), rows, in, out, transW);
     Dev<float> X(x), Wd(w), Bd(bias), DY(dy), Y(rows * out), DW(in * out), DX(rows * in);
+    // New buffers (perhaps at a freed one's address) with new contents.
+    cuda::gemmForget(blas);
     std::string t = std::string(" ") + m + (transW ? " transW" : "") + " [" +
                     std::to_string(rows) + "x" + std::to_string(in) + "x" +
                     std::to_string(out) + "]";
@@ -175,8 +177,10 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
     compare("linear_bwd_weight" + t, dw, DW.host(), tol);
     compare("linear_bwd_input (as linear_fwd)" + t, dx, DX.host(), tol);
   }
-  std::printf("linear_fwd: %lld of 4 biases added in the GEMM's epilogue (cuBLASLt)\n",
-              static_cast<long long>(cuda::gemmEpilogueCount(blas)));
+  std::printf("linear_fwd: %lld of 4 biases added in the GEMM's epilogue (cuBLASLt); "
+              "%lld operand copies reused\n",
+              static_cast<long long>(cuda::gemmEpilogueCount(blas)),
+              static_cast<long long>(cuda::gemmReusedCopies(blas)));
   cuda::destroyBlas(blas);
 }
 

@@ -46,6 +46,13 @@ void destroyBlas(Blas *blas);
 /// How many biases so far were added in a GEMM's epilogue (cuBLASLt, the
 /// 16-bit modes) rather than by a kernel after it.
 int64_t gemmEpilogueCount(const Blas *blas);
+/// A GEMM reuses the 16-bit copy of an operand the previous GEMM made of
+/// the same tensor (a backward's dy: input gradient, then weight
+/// gradient); gemmForget says that memory may have changed since (the
+/// executor calls it before every instruction that is not a GEMM).
+void gemmForget(Blas *blas);
+/// How many operand copies were reused so far.
+int64_t gemmReusedCopies(const Blas *blas);
 /// CpuKernels.h's linearFwd (bias may be nullptr) and linearBwdWeight.
 /// false on a cuBLAS error, with the reason in *error.
 bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,

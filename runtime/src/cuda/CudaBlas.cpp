@@ -45,6 +45,16 @@ struct Blas {
   /// bf16 copies of the operands (GemmMode::Bf16).
   uint16_t *scratch = nullptr;
   int64_t scratchElems = 0;
+  /// The 16-bit copies the last GEMM left in the scratch (its two
+  /// operands): the next GEMM reuses one it reads again (a backward's dy,
+  /// read by the input gradient and then the weight gradient) unless
+  /// something was written since (gemmForget; or that GEMM's output).
+  struct Copy {
+    const float *src = nullptr;
+    int64_t n = 0, offset = 0;
+  };
+  Copy copies[2];
+  int64_t reused = 0;
 };
 
 bool parseGemmMode(const std::string &name, GemmMode &mode) {
@@ -133,6 +143,11 @@ void destroyBlas(Blas *blas) {
 }
 
 int64_t gemmEpilogueCount(const Blas *blas) { return blas->epilogues; }
+int64_t gemmReusedCopies(const Blas *blas) { return blas->reused; }
+void gemmForget(Blas *blas) {
+  if (blas)
+    blas->copies[0] = blas->copies[1] = Blas::Copy{};
+}
 
 namespace {
 /// The largest power of two (at most 256) that divides p's address.
@@ -210,20 +225,58 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   const void *a = A, *bm = B;
   cudaDataType type = CUDA_R_32F;
   if (b->mode == GemmMode::Bf16 || b->mode == GemmMode::Fp16) {
-    // 16-bit copies of both operands (each contiguous: M x K and K x N).
-    int64_t na = M * K, nb = K * N, aSlot = (na + 127) / 128 * 128;
-    if (aSlot + nb > b->scratchElems) {
+    // 16-bit copies of both operands (each contiguous: M x K and K x N),
+    // or the copy the previous GEMM made of the same operand.
+    const int64_t na = M * K, nb = K * N;
+    int64_t offA = -1, offB = -1;
+    for (const Blas::Copy &c : b->copies) {
+      if (c.src == A && c.n == na)
+        offA = c.offset;
+      if (c.src == B && c.n == nb)
+        offB = c.offset;
+    }
+    // Where a fresh copy of n elements goes: the first 256-byte-aligned
+    // place that overlaps no reused copy.
+    auto place = [&](int64_t n, int64_t keep, int64_t keepN) -> int64_t {
+      for (int64_t at : {int64_t(0), (keep + keepN + 127) / 128 * 128})
+        if (keep < 0 || at + n <= keep || at >= keep + keepN)
+          if (at + n <= b->scratchElems)
+            return at;
+      return -1;
+    };
+    const bool reuseA = offA >= 0, reuseB = offB >= 0;
+    if (reuseA && !reuseB)
+      offB = place(nb, offA, na);
+    else if (reuseB && !reuseA)
+      offA = place(na, offB, nb);
+    const bool ok = offA >= 0 && offB >= 0;
+    const bool freshA = !ok || !reuseA, freshB = !ok || !reuseB;
+    if (!ok) {
+      offA = 0;
+      offB = (na + 127) / 128 * 128;
+    }
+    if (offA + na > b->scratchElems || offB + nb > b->scratchElems) {
       *error = "GEMM operands (" + std::to_string(na + nb) +
                " elements) exceed the bf16 scratch (" +
                std::to_string(b->scratchElems) + ")";
       return false;
     }
     bool half = b->mode == GemmMode::Fp16;
-    (half ? toFp16 : toBf16)(A, b->scratch, na, b->stream);
-    (half ? toFp16 : toBf16)(B, b->scratch + aSlot, nb, b->stream);
-    a = b->scratch;
-    bm = b->scratch + aSlot;
+    if (freshA)
+      (half ? toFp16 : toBf16)(A, b->scratch + offA, na, b->stream);
+    if (freshB)
+      (half ? toFp16 : toBf16)(B, b->scratch + offB, nb, b->stream);
+    b->reused += !freshA + !freshB;
+    a = b->scratch + offA;
+    bm = b->scratch + offB;
     type = half ? CUDA_R_16F : CUDA_R_16BF;
+    b->copies[0] = {A, na, offA};
+    b->copies[1] = {B, nb, offB};
+    // The output overwrites what it overlaps.
+    const float *cEnd = C + (M - 1) * ldc + N;
+    for (Blas::Copy &c : b->copies)
+      if (c.src < cEnd && C < c.src + c.n)
+        c = Blas::Copy{};
     // The bias in the product's epilogue (one pass over C, not two).
     if (bias && b->lt) {
       LtPlan &p = ltPlan(b, ta, tb, M, N, K, lda, ldb, ldc,

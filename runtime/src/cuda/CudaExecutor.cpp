@@ -470,6 +470,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
   cudaStream_t s = stream_;
   std::string err;
   overflowed_ = false;
+  cuda::gemmForget(blas_); // the host may have written inputs since
   const DeferredCollectives &deferred = deferred_[fn];
   for (size_t idx = 0; idx < functions_[fn].size(); ++idx) {
     const Resolved &r = functions_[fn][idx];
@@ -508,6 +509,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     progress.fetch_add(1, std::memory_order_relaxed);
     current.store(name, std::memory_order_relaxed);
     auto op = static_cast<Opcode>(in.opcode);
+    // Only GEMMs in a row may share their operands' 16-bit copies.
+    if (op != Opcode::LinearFwd && op != Opcode::LinearBwdWeight)
+      cuda::gemmForget(blas_);
     // Started collectives in a row form one NCCL group, closed before
     // anything else is queued.
     bool starts = op == Opcode::AllReduceStart || op == Opcode::AllGatherStart;
