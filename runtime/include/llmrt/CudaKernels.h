@@ -216,6 +216,19 @@ void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            const float *lr, const int64_t *step, const float *weightDecay,
            const float *gradScale, double beta1, double beta2, double eps,
            float extraScale, cudaStream_t s);
+/// Several such updates with the same scalars in one launch (at most
+/// kAdamWBatch tensors): a model's many small parameters cost one launch.
+struct AdamWTensor {
+  float *p;
+  const float *grad;
+  float *m, *v;
+  int64_t n;
+};
+constexpr int kAdamWBatch = 24;
+void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,
+                const int64_t *step, const float *weightDecay,
+                const float *gradScale, double beta1, double beta2, double eps,
+                float extraScale, cudaStream_t s);
 
 } // namespace llmrt::cuda
 

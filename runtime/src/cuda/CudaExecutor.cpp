@@ -125,12 +125,22 @@ public:
     std::vector<void *> ptrs;
     int fused = -1; ///< index into fusedFns_ (fused_elementwise)
     int link = -1;  ///< send, recv, recv_start: the pipeline link
+    /// AdamW: the batch this instruction launches (adamwBatches_), or
+    /// skip: a later member of a batch launched before it.
+    int adamwBatch = -1;
+    bool skip = false;
   };
   /// A fused_elementwise instruction's generated kernel.
   struct FusedKernel {
     CUfunction fn;
     int64_t n;
   };
+
+  /// Runs of AdamW instructions with the same scalars (lr, step, decay,
+  /// gradient scale, betas, eps) become one launch each (up to
+  /// cuda::kAdamWBatch tensors), where no deferred collective separates
+  /// them.
+  void batchAdamW(std::vector<Resolved> &fn, const DeferredCollectives &deferred);
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
 
@@ -166,6 +176,7 @@ public:
   Driver driver_;
   CUmodule module_ = nullptr;
   std::vector<FusedKernel> fusedFns_;
+  std::vector<std::vector<cuda::AdamWTensor>> adamwBatches_;
   std::vector<std::vector<Resolved>> functions_;
   /// Per function: collectives left running on their streams while later
   /// instructions run (several ranks only).
@@ -450,6 +461,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       ptrs.push_back(&r.ptrs);
     ex->deferred_.push_back(multi ? Executor::deferFunction(p, f, ptrs, /*fence=*/false)
                                   : DeferredCollectives{});
+    ex->batchAdamW(resolved, ex->deferred_.back());
     ex->functions_.push_back(std::move(resolved));
   }
   if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
@@ -464,6 +476,46 @@ float *F(void *p) { return static_cast<float *>(p); }
 const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
 } // namespace
 
+void CudaExecutor::batchAdamW(std::vector<Resolved> &fn,
+                              const DeferredCollectives &deferred) {
+  auto isAdamW = [&](size_t i) {
+    return fn[i].inst->opcode == static_cast<uint16_t>(Opcode::AdamW);
+  };
+  auto free = [&](size_t i) { // no deferred collective starts or waits here
+    return (deferred.slotOf.empty() || deferred.slotOf[i] < 0) &&
+           (deferred.waitBefore.empty() || deferred.waitBefore[i].empty());
+  };
+  auto sameScalars = [&](size_t a, size_t b) {
+    const Instruction &x = *fn[a].inst, &y = *fn[b].inst;
+    const std::vector<void *> &px = fn[a].ptrs, &py = fn[b].ptrs;
+    return x.ints[1] == y.ints[1] && x.floats == y.floats && px[4] == py[4] &&
+           px[5] == py[5] && px[7] == py[7] && (!x.ints[1] || px[6] == py[6]);
+  };
+  for (size_t i = 0; i < fn.size();) {
+    if (!isAdamW(i)) {
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < fn.size() && j - i < static_cast<size_t>(cuda::kAdamWBatch) &&
+           isAdamW(j) && free(j) && sameScalars(i, j))
+      ++j;
+    if (j - i > 1) {
+      std::vector<cuda::AdamWTensor> batch;
+      for (size_t k = i; k < j; ++k) {
+        const std::vector<void *> &q = fn[k].ptrs;
+        batch.push_back({static_cast<float *>(q[0]), static_cast<const float *>(q[1]),
+                         static_cast<float *>(q[2]), static_cast<float *>(q[3]),
+                         fn[k].inst->ints[0]});
+        fn[k].skip = k > i;
+      }
+      fn[i].adamwBatch = static_cast<int>(adamwBatches_.size());
+      adamwBatches_.push_back(std::move(batch));
+    }
+    i = j;
+  }
+}
+
 void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        std::chrono::steady_clock::time_point origin) {
   using clock = std::chrono::steady_clock;
@@ -474,6 +526,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
   const DeferredCollectives &deferred = deferred_[fn];
   for (size_t idx = 0; idx < functions_[fn].size(); ++idx) {
     const Resolved &r = functions_[fn][idx];
+    if (r.skip) // an AdamW its batch's first instruction launched
+      continue;
     const Instruction &in = *r.inst;
     // Deferred collectives whose bytes this instruction touches: the
     // compute stream waits for them here (an event, not the host).
@@ -782,6 +836,14 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::AdamW:
       if (overflowed_)
         break; // an overflow: this step updates nothing
+      if (r.adamwBatch >= 0) {
+        const std::vector<cuda::AdamWTensor> &b = adamwBatches_[r.adamwBatch];
+        cuda::adamwBatch(b.data(), static_cast<int>(b.size()), F(p[4]),
+                         static_cast<const int64_t *>(p[5]), n[1] ? F(p[6]) : nullptr,
+                         F(p[7]), fl[0], fl[1], fl[2],
+                         static_cast<float>(1.0 / lossScale_), s);
+        break;
+      }
       cuda::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], F(p[4]),
                   static_cast<const int64_t *>(p[5]), n[1] ? F(p[6]) : nullptr,
                   F(p[7]), fl[0], fl[1], fl[2],

@@ -858,11 +858,12 @@ __global__ void clipScaleK(const float *norm, const float *maxNorm, float *out) 
 
 /// CpuKernels.cpp's adamw: the scalars in double as PyTorch forms them,
 /// rounded to float, the per-element arithmetic in float.
-__global__ void adamwK(float *p, const float *grad, float *m, float *v,
-                       int64_t n, const float *lrP, const int64_t *stepP,
-                       const float *wdP, const float *gsP, double beta1,
-                       double beta2, double eps, float extraScale) {
-  __shared__ float sc[7];
+/// The step's AdamW scalars (from the device), computed by one thread into
+/// `sc`: decay, 1 - beta1, beta2, 1 - beta2, sqrt(bias correction 2),
+/// -lr / bias correction 1, gradient scale.
+__device__ void adamwScalars(float *sc, const float *lrP, const int64_t *stepP,
+                             const float *wdP, const float *gsP, double beta1,
+                             double beta2, float extraScale) {
   if (threadIdx.x == 0) {
     double lr = *lrP, wd = wdP ? static_cast<double>(*wdP) : 0.0;
     double step = static_cast<double>(*stepP);
@@ -876,11 +877,18 @@ __global__ void adamwK(float *p, const float *grad, float *m, float *v,
     sc[6] = *gsP * extraScale;
   }
   __syncthreads();
+}
+
+/// Elements [first, n) step `stride` of one tensor's update.
+__device__ __forceinline__ void adamwRange(const float *sc, float *p,
+                                           const float *grad, float *m, float *v,
+                                           int64_t first, int64_t n,
+                                           int64_t stride, double eps) {
   const float decay = sc[0], w1 = sc[1], b2 = sc[2], w2 = sc[3],
               bc2Sqrt = sc[4], negStep = sc[5], gs = sc[6];
   const float epsF = static_cast<float>(eps);
   const bool smallW1 = fabsf(w1) < 0.5f;
-  GRID_STRIDE(i, n) {
+  for (int64_t i = first; i < n; i += stride) {
     const float g = gs != 1.0f ? grad[i] * gs : grad[i];
     float pi = p[i] * decay;
     float mi = m[i];
@@ -892,6 +900,39 @@ __global__ void adamwK(float *p, const float *grad, float *m, float *v,
     m[i] = mi;
     v[i] = vi;
   }
+}
+
+__global__ void adamwK(float *p, const float *grad, float *m, float *v,
+                       int64_t n, const float *lrP, const int64_t *stepP,
+                       const float *wdP, const float *gsP, double beta1,
+                       double beta2, double eps, float extraScale) {
+  __shared__ float sc[7];
+  adamwScalars(sc, lrP, stepP, wdP, gsP, beta1, beta2, extraScale);
+  adamwRange(sc, p, grad, m, v, blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+             n, static_cast<int64_t>(gridDim.x) * blockDim.x, eps);
+}
+
+/// Tensors of one AdamW launch (kernel parameters: by value).
+struct AdamWBatchArgs {
+  AdamWTensor t[kAdamWBatch];
+  unsigned firstBlock[kAdamWBatch + 1]; ///< tensor k: blocks [first[k], first[k+1])
+  int count;
+};
+
+__global__ void adamwBatchK(AdamWBatchArgs a, const float *lrP,
+                            const int64_t *stepP, const float *wdP,
+                            const float *gsP, double beta1, double beta2,
+                            double eps, float extraScale) {
+  __shared__ float sc[7];
+  adamwScalars(sc, lrP, stepP, wdP, gsP, beta1, beta2, extraScale);
+  int k = 0;
+  while (k + 1 < a.count && blockIdx.x >= a.firstBlock[k + 1])
+    ++k;
+  const AdamWTensor &t = a.t[k];
+  const unsigned blocks = a.firstBlock[k + 1] - a.firstBlock[k];
+  adamwRange(sc, t.p, t.grad, t.m, t.v,
+             (blockIdx.x - a.firstBlock[k]) * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+             t.n, static_cast<int64_t>(blocks) * blockDim.x, eps);
 }
 
 __global__ void toBf16K(const float *src, __nv_bfloat16 *dst, int64_t n) {
@@ -1183,6 +1224,22 @@ void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
   adamwK<<<std::min(gridFor(n), 2048u), kThreads, 0, s>>>(
       p, grad, m, v, n, lr, step, weightDecay, gradScale, beta1, beta2, eps,
       extraScale);
+}
+void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,
+                const int64_t *step, const float *weightDecay,
+                const float *gradScale, double beta1, double beta2, double eps,
+                float extraScale, cudaStream_t s) {
+  AdamWBatchArgs a{};
+  a.count = count;
+  unsigned blocks = 0;
+  for (int k = 0; k < count; ++k) {
+    a.t[k] = tensors[k];
+    a.firstBlock[k] = blocks;
+    blocks += std::min(gridFor(tensors[k].n), 2048u);
+  }
+  a.firstBlock[count] = blocks;
+  adamwBatchK<<<blocks, kThreads, 0, s>>>(a, lr, step, weightDecay, gradScale,
+                                          beta1, beta2, eps, extraScale);
 }
 
 } // namespace llmrt::cuda
