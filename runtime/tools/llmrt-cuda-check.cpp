@@ -444,6 +444,7 @@ void checkLossAndOptimizer(Rng &rng) {
     x = std::fabs(x);
   Dev<float> P(p), G(g), M(m), Vv(v);
   Dev<float> P3(p), M3(m), V3(v); // the batched launch's copies
+  std::vector<float> pe = p, me = m, ve = v; // and its expected results
   // Scalars as the program's input buffers hold them.
   std::vector<float> lr{3e-4f}, wd{0.1f}, gs{0.5f};
   std::vector<int64_t> step{7};
@@ -456,15 +457,21 @@ void checkLossAndOptimizer(Rng &rng) {
   compare("adamw p", p, P.host(), 1e-6);
   compare("adamw m", m, M.host(), 1e-6);
   compare("adamw v", v, Vv.host(), 1e-6);
-  // One launch for three tensors (pieces of the same arrays).
+  // One launch for three tensors (pieces of the same arrays; the middle
+  // one without weight decay, as a bias).
   std::vector<cuda::AdamWTensor> parts;
-  for (auto [at, len] : {std::pair<int64_t, int64_t>{0, 20000}, {20000, 13}, {20013, n - 20013}})
-    parts.push_back({P3.p + at, G.p + at, M3.p + at, V3.p + at, len});
+  for (auto [at, len] : {std::pair<int64_t, int64_t>{0, 20000}, {20000, 13}, {20013, n - 20013}}) {
+    bool decay = at != 20000;
+    parts.push_back({P3.p + at, G.p + at, M3.p + at, V3.p + at, len, decay});
+    cpu::adamw(pe.data() + at, g.data() + at, me.data() + at, ve.data() + at, len,
+               double(lr[0]), 0.9, 0.95, 1e-8, decay ? double(wd[0]) : 0.0, step[0],
+               double(gs[0]));
+  }
   cuda::adamwBatch(parts.data(), 3, LR.p, ST.p, WD.p, GS.p, 0.9, 0.95, 1e-8, 1.0f,
                    nullptr);
-  compare("adamw (3 tensors, one launch) p", p, P3.host(), 1e-6);
-  compare("adamw (3 tensors, one launch) m", m, M3.host(), 1e-6);
-  compare("adamw (3 tensors, one launch) v", v, V3.host(), 1e-6);
+  compare("adamw (3 tensors, one launch) p", pe, P3.host(), 1e-6);
+  compare("adamw (3 tensors, one launch) m", me, M3.host(), 1e-6);
+  compare("adamw (3 tensors, one launch) v", ve, V3.host(), 1e-6);
 
   double ref = std::sqrt(cpu::sumSquares(g.data(), n) + cpu::sumSquares(p.data(), n));
   Dev<double> ACC(std::vector<double>{0.0});

@@ -217,12 +217,14 @@ void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            const float *gradScale, double beta1, double beta2, double eps,
            float extraScale, cudaStream_t s);
 /// Several such updates with the same scalars in one launch (at most
-/// kAdamWBatch tensors): a model's many small parameters cost one launch.
+/// kAdamWBatch tensors; weight decay on those marked): a model's many
+/// small parameters cost one launch.
 struct AdamWTensor {
   float *p;
   const float *grad;
   float *m, *v;
   int64_t n;
+  bool decay; ///< weight decay applies (the launch's weightDecay)
 };
 constexpr int kAdamWBatch = 24;
 void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,

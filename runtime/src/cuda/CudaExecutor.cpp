@@ -176,7 +176,11 @@ public:
   Driver driver_;
   CUmodule module_ = nullptr;
   std::vector<FusedKernel> fusedFns_;
-  std::vector<std::vector<cuda::AdamWTensor>> adamwBatches_;
+  struct AdamWBatch {
+    std::vector<cuda::AdamWTensor> tensors;
+    void *decay; ///< the decaying members' weight decay (device scalar)
+  };
+  std::vector<AdamWBatch> adamwBatches_;
   std::vector<std::vector<Resolved>> functions_;
   /// Per function: collectives left running on their streams while later
   /// instructions run (several ranks only).
@@ -485,32 +489,40 @@ void CudaExecutor::batchAdamW(std::vector<Resolved> &fn,
     return (deferred.slotOf.empty() || deferred.slotOf[i] < 0) &&
            (deferred.waitBefore.empty() || deferred.waitBefore[i].empty());
   };
+  // The same scalars; decaying members the same weight decay.
+  void *decay = nullptr;
   auto sameScalars = [&](size_t a, size_t b) {
     const Instruction &x = *fn[a].inst, &y = *fn[b].inst;
     const std::vector<void *> &px = fn[a].ptrs, &py = fn[b].ptrs;
-    return x.ints[1] == y.ints[1] && x.floats == y.floats && px[4] == py[4] &&
-           px[5] == py[5] && px[7] == py[7] && (!x.ints[1] || px[6] == py[6]);
+    if (y.ints[1] && decay && py[6] != decay)
+      return false;
+    return x.floats == y.floats && px[4] == py[4] && px[5] == py[5] &&
+           px[7] == py[7];
   };
   for (size_t i = 0; i < fn.size();) {
     if (!isAdamW(i)) {
       ++i;
       continue;
     }
+    decay = fn[i].inst->ints[1] ? fn[i].ptrs[6] : nullptr;
     size_t j = i + 1;
     while (j < fn.size() && j - i < static_cast<size_t>(cuda::kAdamWBatch) &&
-           isAdamW(j) && free(j) && sameScalars(i, j))
+           isAdamW(j) && free(j) && sameScalars(i, j)) {
+      if (fn[j].inst->ints[1])
+        decay = fn[j].ptrs[6];
       ++j;
+    }
     if (j - i > 1) {
       std::vector<cuda::AdamWTensor> batch;
       for (size_t k = i; k < j; ++k) {
         const std::vector<void *> &q = fn[k].ptrs;
         batch.push_back({static_cast<float *>(q[0]), static_cast<const float *>(q[1]),
                          static_cast<float *>(q[2]), static_cast<float *>(q[3]),
-                         fn[k].inst->ints[0]});
+                         fn[k].inst->ints[0], fn[k].inst->ints[1] != 0});
         fn[k].skip = k > i;
       }
       fn[i].adamwBatch = static_cast<int>(adamwBatches_.size());
-      adamwBatches_.push_back(std::move(batch));
+      adamwBatches_.push_back({std::move(batch), decay});
     }
     i = j;
   }
@@ -837,9 +849,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       if (overflowed_)
         break; // an overflow: this step updates nothing
       if (r.adamwBatch >= 0) {
-        const std::vector<cuda::AdamWTensor> &b = adamwBatches_[r.adamwBatch];
-        cuda::adamwBatch(b.data(), static_cast<int>(b.size()), F(p[4]),
-                         static_cast<const int64_t *>(p[5]), n[1] ? F(p[6]) : nullptr,
+        const AdamWBatch &b = adamwBatches_[r.adamwBatch];
+        cuda::adamwBatch(b.tensors.data(), static_cast<int>(b.tensors.size()), F(p[4]),
+                         static_cast<const int64_t *>(p[5]), F(b.decay),
                          F(p[7]), fl[0], fl[1], fl[2],
                          static_cast<float>(1.0 / lossScale_), s);
         break;

@@ -930,6 +930,12 @@ __global__ void adamwBatchK(AdamWBatchArgs a, const float *lrP,
     ++k;
   const AdamWTensor &t = a.t[k];
   const unsigned blocks = a.firstBlock[k + 1] - a.firstBlock[k];
+  if (!t.decay) { // sc[0] is the decaying tensors' factor
+    __syncthreads();
+    if (threadIdx.x == 0)
+      sc[0] = 1.0f;
+    __syncthreads();
+  }
   adamwRange(sc, t.p, t.grad, t.m, t.v,
              (blockIdx.x - a.firstBlock[k]) * static_cast<int64_t>(blockDim.x) + threadIdx.x,
              t.n, static_cast<int64_t>(blocks) * blockDim.x, eps);
