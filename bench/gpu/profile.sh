@@ -8,10 +8,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bundle=$(cd "${1:-$root/.devbundle}" && pwd)
 out=${2:-/tmp/llm-gpu}
 mkdir -p "$out"
-export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-py=$(command -v python3)
-cublas=$("$py" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
-[ -n "$cublas" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublas"
+. "$root/bench/gpu/env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader || exit 1
 # The kernels first (bf16 GEMMs and every tensor-core attention): failures
 # and the count.

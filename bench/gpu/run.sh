@@ -24,14 +24,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bundle=$(cd "${1:-$root/.devbundle}" && pwd)
 out=${2:-/tmp/llm-gpu}
 mkdir -p "$out"
-export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-# cuBLAS from PyTorch's wheels where the toolkit has none.
-py=$(command -v python3)
-cublas=$("$py" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
-[ -n "$cublas" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublas"
-# NCCL likewise (the multi-GPU executables of section 6).
-nccl=$("$py" -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
-[ -n "$nccl" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$nccl"
+. "$root/bench/gpu/env.sh"
 steps=${LLM_GPU_STEPS:-30}
 status=0
 for f in bin/llmrt-cuda-check bin/gpt2.exe data/train.bin data/hyper.txt; do
@@ -111,7 +104,7 @@ print(f"PyTorch: {tt*1e3:.1f} ms/step  {torch_res['tokens_per_s']:,.0f} tok/s  M
 print(f"ratio (ours / PyTorch tokens/s): {tt / t:.3f}")
 PY
 echo "-- variants of ours (12 steps each; median step after 4)"
-[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for variant in "LLMRT_CUDA_GEMM=bf16-fast" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=tf32"; do
+[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for variant in "LLMRT_CUDA_ATTN=wmma" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=bf16-fast"; do
   env "$variant" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
     --log "$out/variant.jsonl" > "$out/variant.txt" 2>&1 || { echo "$variant failed"; tail -3 "$out/variant.txt"; status=1; continue; }
   "$py" -c '
@@ -125,20 +118,7 @@ done
 echo "== 4. where a GPT-2 step goes (one traced step; each instruction waited for)"
 "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 --trace "$out/gpt2.trace.json" \
   > "$out/gpt2-trace.txt" 2>&1 || { echo "traced run failed"; tail -3 "$out/gpt2-trace.txt"; status=1; }
-"$py" - "$out/gpt2.trace.json" <<'PY' || status=1
-import json, sys, collections
-ev = json.load(open(sys.argv[1]))["traceEvents"]
-marks = sorted(e["ts"] for e in ev if e.get("ph") == "i")
-last = marks[-1]  # the third step
-tot = collections.Counter(); cnt = collections.Counter()
-for e in ev:
-    if e.get("ph") == "X" and e["ts"] >= last:
-        tot[e["name"]] += e["dur"]; cnt[e["name"]] += 1
-allt = sum(tot.values())
-print(f"traced step: {allt/1e3:.1f} ms in {sum(cnt.values())} instructions")
-for name, t in tot.most_common(14):
-    print(f"  {name:26s} {t/1e3:8.2f} ms  {100*t/allt:5.1f}%  x{cnt[name]}")
-PY
+"$py" "$root/bench/gpu/trace_summary.py" "$out/gpt2.trace.json" --top 16 || status=1
 
 if [ "${LLM_GPU_SCALE_PARITY:-1}" = 1 ]; then
   echo "== 5. GPT-2 124M parity at scale (12 steps, fp32, against PyTorch on this GPU)"
