@@ -482,6 +482,19 @@ void checkLossAndOptimizer(Rng &rng) {
   cuda::finishNorm(ACC.p, 1, NORM.p, 1.0, nullptr);
   cuda::clipScale(NORM.p, MAXN.p, COEF.p, nullptr);
   compare("global_norm", {static_cast<float>(ref)}, NORM.host(), 1e-6);
+  {
+    // Batched: 40 pieces (two launches) into two slots, summed.
+    std::vector<cuda::SquaresTensor> parts;
+    for (int k = 0; k < 40; ++k) {
+      int64_t at = k * (n / 40), len = k == 39 ? n - at : n / 40;
+      parts.push_back({(k % 2 ? P2.p : G.p) + at, len, k % 2});
+      parts.push_back({(k % 2 ? G.p : P2.p) + at, len, 1 - k % 2});
+    }
+    Dev<double> ACC2(std::vector<double>{0.0, 0.0});
+    cuda::sumSquaresBatch(parts.data(), static_cast<int>(parts.size()), ACC2.p, nullptr);
+    cuda::finishNorm(ACC2.p, 2, NORM.p, 1.0, nullptr);
+    compare("global_norm (80 tensors, batched)", {static_cast<float>(ref)}, NORM.host(), 1e-6);
+  }
   compare("clip_scale", {std::min(1.0f, 1.0f / (static_cast<float>(ref) + 1e-6f))},
           COEF.host(), 1e-6);
 }

@@ -204,6 +204,16 @@ void vocabCrossEntropyBwd(const float *logits, const int32_t *targets,
 // Optimizer. The scalars live on the device (the program's input buffers).
 /// *acc += sum of x[i]^2 (acc in double).
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s);
+/// The same for many tensors, each into acc[slot], in launches of up to
+/// kSquaresBatch tensors.
+struct SquaresTensor {
+  const float *x;
+  int64_t n;
+  int slot;
+};
+constexpr int kSquaresBatch = 32;
+void sumSquaresBatch(const SquaresTensor *tensors, int count, double *acc,
+                     cudaStream_t s);
 /// *out = sqrt(acc[0] + ... + acc[count - 1]) * scale.
 void finishNorm(const double *acc, int count, float *out, double scale,
                 cudaStream_t s);

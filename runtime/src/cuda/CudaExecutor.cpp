@@ -727,12 +727,14 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       // [2, 3]). One rank: every gradient is whole.
       static constexpr int kSlotOfMask[4] = {0, 1, 3, 2};
       cudaMemsetAsync(normAcc_, 0, 4 * sizeof(double), s);
+      std::vector<cuda::SquaresTensor> parts;
       for (size_t k = 1; k < r.ptrs.size(); ++k) {
         const BufferDesc &b = program_.buffers[in.operands[k]];
         int mask = k - 1 < n.size() ? static_cast<int>(n[k - 1] & 3) : 0;
-        cuda::sumSquares(F(p[k]), static_cast<int64_t>(b.bytes / 4),
-                         normAcc_ + (dcomm_ ? kSlotOfMask[mask] : 0), s);
+        parts.push_back({F(p[k]), static_cast<int64_t>(b.bytes / 4),
+                         dcomm_ ? kSlotOfMask[mask] : 0});
       }
+      cuda::sumSquaresBatch(parts.data(), static_cast<int>(parts.size()), normAcc_, s);
       if (dcomm_) {
         dcomm_->allReduce(normAcc_ + 1, 2, cuda::DType::F64, Group::DP,
                           Reduction::Sum, s, name);

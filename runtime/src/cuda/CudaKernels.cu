@@ -842,6 +842,31 @@ __global__ void sumSquaresK(const float *x, int64_t n, double *acc) {
     atomicAdd(acc, s);
 }
 
+/// Tensors of one sumSquaresBatch launch (kernel parameters: by value).
+struct SquaresBatchArgs {
+  SquaresTensor t[kSquaresBatch];
+  unsigned firstBlock[kSquaresBatch + 1];
+  int count;
+};
+
+__global__ void sumSquaresBatchK(SquaresBatchArgs a, double *acc) {
+  __shared__ double scratch[32];
+  int k = 0;
+  while (k + 1 < a.count && blockIdx.x >= a.firstBlock[k + 1])
+    ++k;
+  const SquaresTensor &t = a.t[k];
+  const int64_t stride =
+      static_cast<int64_t>(a.firstBlock[k + 1] - a.firstBlock[k]) * blockDim.x;
+  double s = 0;
+  for (int64_t i = (blockIdx.x - a.firstBlock[k]) * static_cast<int64_t>(blockDim.x) +
+                   threadIdx.x;
+       i < t.n; i += stride)
+    s += static_cast<double>(t.x[i]) * t.x[i];
+  s = blockReduce(s, scratch, SumOp());
+  if (threadIdx.x == 0)
+    atomicAdd(acc + t.slot, s);
+}
+
 __global__ void finishNormK(const double *acc, int count, float *out,
                             double scale) {
   double total = 0;
@@ -1180,6 +1205,21 @@ void crossEntropyBwd(const float *logits, const int32_t *targets,
 
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {
   sumSquaresK<<<std::min(gridFor(n), 1024u), kThreads, 0, s>>>(x, n, acc);
+}
+void sumSquaresBatch(const SquaresTensor *tensors, int count, double *acc,
+                     cudaStream_t s) {
+  for (int first = 0; first < count; first += kSquaresBatch) {
+    SquaresBatchArgs a{};
+    a.count = std::min(kSquaresBatch, count - first);
+    unsigned blocks = 0;
+    for (int k = 0; k < a.count; ++k) {
+      a.t[k] = tensors[first + k];
+      a.firstBlock[k] = blocks;
+      blocks += std::min(gridFor(a.t[k].n), 1024u);
+    }
+    a.firstBlock[a.count] = blocks;
+    sumSquaresBatchK<<<blocks, kThreads, 0, s>>>(a, acc);
+  }
 }
 void finishNorm(const double *acc, int count, float *out, double scale,
                 cudaStream_t s) {
