@@ -165,8 +165,14 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
     std::string t = std::string(" ") + m + (transW ? " transW" : "") + " [" +
                     std::to_string(rows) + "x" + std::to_string(in) + "x" +
                     std::to_string(out) + "]";
+    // The bias gradient from the weight gradient's epilogue, where it can.
+    std::vector<float> db(out);
+    cpu::sumRows(dy.data(), db.data(), rows, out);
+    Dev<float> DB(out);
+    bool dbDone = false;
     bool ok = cuda::linearFwd(blas, X.p, Wd.p, Bd.p, Y.p, rows, in, out, transW, &err) &&
-              cuda::linearBwdWeight(blas, X.p, DY.p, DW.p, rows, in, out, transW, &err) &&
+              cuda::linearBwdWeight(blas, X.p, DY.p, DW.p, rows, in, out, transW, &err,
+                                    DB.p, &dbDone) &&
               cuda::linearFwd(blas, DY.p, Wd.p, nullptr, DX.p, rows, out, in, !transW, &err);
     if (!ok) {
       std::printf("linear%s FAIL: %s\n", t.c_str(), err.c_str());
@@ -176,10 +182,13 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
     compare("linear_fwd (bias)" + t, y, Y.host(), tol);
     compare("linear_bwd_weight" + t, dw, DW.host(), tol);
     compare("linear_bwd_input (as linear_fwd)" + t, dx, DX.host(), tol);
+    if (dbDone)
+      compare("linear_bwd_weight's bias gradient (epilogue)" + t, db, DB.host(), tol);
   }
-  std::printf("linear_fwd: %lld of 4 biases added in the GEMM's epilogue (cuBLASLt); "
-              "%lld operand copies reused\n",
+  std::printf("linear: %lld of 4 biases added and %lld of 4 bias gradients summed in "
+              "the GEMMs' epilogues (cuBLASLt); %lld operand copies reused\n",
               static_cast<long long>(cuda::gemmEpilogueCount(blas)),
+              static_cast<long long>(cuda::gemmBiasGradCount(blas)),
               static_cast<long long>(cuda::gemmReusedCopies(blas)));
   cuda::destroyBlas(blas);
 }

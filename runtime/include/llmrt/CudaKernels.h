@@ -58,9 +58,15 @@ int64_t gemmReusedCopies(const Blas *blas);
 bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,
                float *y, int64_t rows, int64_t in, int64_t out, bool transW,
                std::string *error);
+/// db (optional): the bias gradient (sumRows of dy) from the GEMM's
+/// epilogue where cuBLASLt can (the 16-bit modes); *dbDone says whether it
+/// was computed (else the caller runs sumRows).
 bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
                      int64_t rows, int64_t in, int64_t out, bool transW,
-                     std::string *error);
+                     std::string *error, float *db = nullptr,
+                     bool *dbDone = nullptr);
+/// How many bias gradients so far came from a GEMM's epilogue.
+int64_t gemmBiasGradCount(const Blas *blas);
 
 // Kernels (CudaKernels.cu) -----------------------------------------------------
 

@@ -31,13 +31,14 @@ struct LtPlan {
 struct Blas {
   cublasHandle_t handle = nullptr;
   cublasLtHandle_t lt = nullptr;
-  /// Key: transposes, M, N, K, leading dimensions, output alignment.
+  /// Key: transposes, M, N, K, leading dimensions, output alignment,
+  /// epilogue.
   std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t,
-                      int64_t, int>,
+                      int64_t, int, int>,
            LtPlan>
       ltPlans;
   void *ltWorkspace = nullptr;
-  int64_t epilogues = 0;
+  int64_t epilogues = 0, biasGrads = 0;
   static constexpr size_t kLtWorkspace = 32u << 20;
   cudaStream_t stream = nullptr;
   GemmMode mode = GemmMode::Bf16;
@@ -144,6 +145,7 @@ void destroyBlas(Blas *blas) {
 
 int64_t gemmEpilogueCount(const Blas *blas) { return blas->epilogues; }
 int64_t gemmReusedCopies(const Blas *blas) { return blas->reused; }
+int64_t gemmBiasGradCount(const Blas *blas) { return blas->biasGrads; }
 void gemmForget(Blas *blas) {
   if (blas)
     blas->copies[0] = blas->copies[1] = Blas::Copy{};
@@ -159,18 +161,19 @@ int alignmentOf(const void *p) {
   return a;
 }
 
-/// The Lt plan of C = op(A) op(B) + bias in the column-major terms of
-/// gemm() below (operands swapped): m = N, n = M, 16-bit operands at
-/// 256-byte-aligned scratch, fp32 C aligned to `cAlign` bytes.
+/// The Lt plan of C = op(A) op(B) with epilogue `epi` (a bias added, or
+/// a bias gradient: the sum of one operand over k) in the column-major
+/// terms of gemm() below (operands swapped): m = N, n = M, 16-bit operands
+/// at 256-byte-aligned scratch, fp32 C aligned to `cAlign` bytes.
 LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-               int64_t lda, int64_t ldb, int64_t ldc, int cAlign) {
-  LtPlan &p = b->ltPlans[{ta, tb, M, N, K, lda, ldb, ldc, cAlign}];
+               int64_t lda, int64_t ldb, int64_t ldc, int cAlign,
+               cublasLtEpilogue_t epi) {
+  LtPlan &p = b->ltPlans[{ta, tb, M, N, K, lda, ldb, ldc, cAlign, static_cast<int>(epi)}];
   if (p.desc)
     return p;
   const cudaDataType in = b->mode == GemmMode::Fp16 ? CUDA_R_16F : CUDA_R_16BF;
   cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                     opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
   cudaDataType biasType = CUDA_R_32F;
   bool ok =
       cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
@@ -218,9 +221,15 @@ LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 
 /// Row-major C[M, N] = op(A)[M, K] op(B)[K, N] (+ bias[N] on every row,
 /// when given); lda, ldb, ldc are the row lengths of A, B, C as stored.
+/// biasGrad: also the sums over k of the operand `gradOf` ('A' or 'B', as
+/// op'd: M or N sums) into it, where cuBLASLt can (*gradDone says whether
+/// it did).
 bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
           const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-          int64_t ldc, std::string *error, const float *bias = nullptr) {
+          int64_t ldc, std::string *error, const float *bias = nullptr,
+          float *biasGrad = nullptr, char gradOf = 0, bool *gradDone = nullptr) {
+  if (gradDone)
+    *gradDone = false;
   const float alpha = 1.0f, beta = 0.0f;
   const void *a = A, *bm = B;
   cudaDataType type = CUDA_R_32F;
@@ -277,18 +286,26 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     for (Blas::Copy &c : b->copies)
       if (c.src < cEnd && C < c.src + c.n)
         c = Blas::Copy{};
-    // The bias in the product's epilogue (one pass over C, not two).
-    if (bias && b->lt) {
+    // The bias in the product's epilogue (one pass over C, not two), or
+    // the bias gradient summed from the 16-bit operand it reads anyway.
+    // Lt's A is our B (its m: N), its B our A (its n: M).
+    if ((bias || biasGrad) && b->lt) {
+      const void *vec = bias ? static_cast<const void *>(bias) : biasGrad;
+      cublasLtEpilogue_t epi = bias              ? CUBLASLT_EPILOGUE_BIAS
+                               : gradOf == 'B'   ? CUBLASLT_EPILOGUE_BGRADA
+                                                 : CUBLASLT_EPILOGUE_BGRADB;
       LtPlan &p = ltPlan(b, ta, tb, M, N, K, lda, ldb, ldc,
-                         std::min(alignmentOf(C), alignmentOf(bias)));
+                         std::min(alignmentOf(C), alignmentOf(vec)), epi);
       if (p.ok &&
           cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                         &bias, sizeof(bias)) ==
+                                         &vec, sizeof(vec)) ==
               CUBLAS_STATUS_SUCCESS &&
           cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta, C, p.c,
                          C, p.c, &p.algo, b->ltWorkspace, Blas::kLtWorkspace,
                          b->stream) == CUBLAS_STATUS_SUCCESS) {
-        ++b->epilogues;
+        ++(bias ? b->epilogues : b->biasGrads);
+        if (gradDone)
+          *gradDone = biasGrad != nullptr;
         return true;
       }
     }
@@ -319,11 +336,14 @@ bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,
 
 bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
                      int64_t rows, int64_t in, int64_t out, bool transW,
-                     std::string *error) {
-  // dW = xᵀ dy ([in, out]) or, in the transposed layout, dyᵀ x ([out, in]).
+                     std::string *error, float *db, bool *dbDone) {
+  // dW = xᵀ dy ([in, out]) or, in the transposed layout, dyᵀ x ([out, in]);
+  // db = the column sums of dy (dy is B, or in the transposed layout A).
   if (!transW)
-    return gemm(blas, true, false, in, out, rows, x, in, dy, out, dw, out, error);
-  return gemm(blas, true, false, out, in, rows, dy, out, x, in, dw, in, error);
+    return gemm(blas, true, false, in, out, rows, x, in, dy, out, dw, out, error,
+                nullptr, db, 'B', dbDone);
+  return gemm(blas, true, false, out, in, rows, dy, out, x, in, dw, in, error,
+              nullptr, db, 'A', dbDone);
 }
 
 } // namespace llmrt::cuda

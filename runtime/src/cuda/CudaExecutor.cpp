@@ -129,6 +129,11 @@ public:
     /// skip: a later member of a batch launched before it.
     int adamwBatch = -1;
     bool skip = false;
+    /// linear_bwd_weight: the next instruction's output, a sum_rows of its
+    /// dy (the bias gradient), which the GEMM's epilogue may compute; that
+    /// sum_rows then runs only where it did not (sumRowsFused).
+    float *biasGrad = nullptr;
+    bool sumRowsFused = false;
   };
   /// A fused_elementwise instruction's generated kernel.
   struct FusedKernel {
@@ -141,6 +146,10 @@ public:
   /// cuda::kAdamWBatch tensors), where no deferred collective separates
   /// them.
   void batchAdamW(std::vector<Resolved> &fn, const DeferredCollectives &deferred);
+  /// Marks each linear_bwd_weight followed by the sum_rows of its dy (the
+  /// bias gradient) where no deferred collective starts or waits between.
+  void pairBiasGrads(std::vector<Resolved> &fn, const DeferredCollectives &deferred);
+  bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
 
@@ -466,6 +475,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->deferred_.push_back(multi ? Executor::deferFunction(p, f, ptrs, /*fence=*/false)
                                   : DeferredCollectives{});
     ex->batchAdamW(resolved, ex->deferred_.back());
+    ex->pairBiasGrads(resolved, ex->deferred_.back());
     ex->functions_.push_back(std::move(resolved));
   }
   if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
@@ -525,6 +535,25 @@ void CudaExecutor::batchAdamW(std::vector<Resolved> &fn,
       adamwBatches_.push_back({std::move(batch), decay});
     }
     i = j;
+  }
+}
+
+void CudaExecutor::pairBiasGrads(std::vector<Resolved> &fn,
+                                 const DeferredCollectives &deferred) {
+  for (size_t i = 0; i + 1 < fn.size(); ++i) {
+    const Instruction &w = *fn[i].inst, &sr = *fn[i + 1].inst;
+    if (w.opcode != static_cast<uint16_t>(Opcode::LinearBwdWeight) ||
+        sr.opcode != static_cast<uint16_t>(Opcode::SumRows))
+      continue;
+    const bool free = (deferred.slotOf.empty() || deferred.slotOf[i + 1] < 0) &&
+                      (deferred.waitBefore.empty() || deferred.waitBefore[i + 1].empty());
+    // sum_rows(dy [rows, out]) with linear_bwd_weight(x, dy) ints
+    // [rows, in, out, transW].
+    if (free && fn[i + 1].ptrs[0] == fn[i].ptrs[1] && sr.ints[0] == w.ints[0] &&
+        sr.ints[1] == w.ints[2]) {
+      fn[i].biasGrad = static_cast<float *>(fn[i + 1].ptrs[1]);
+      fn[i + 1].sumRowsFused = true;
+    }
   }
 }
 
@@ -631,10 +660,12 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     }
     case Opcode::LinearBwdWeight:
       if (!cuda::linearBwdWeight(blas_, F(p[0]), F(p[1]), F(p[2]), n[0], n[1],
-                                 n[2], n[3] != 0, &err))
+                                 n[2], n[3] != 0, &err, r.biasGrad, &biasGradDone_))
         fatal(name, err);
       break;
     case Opcode::SumRows:
+      if (r.sumRowsFused && biasGradDone_) // the GEMM before computed it
+        break;
       cuda::sumRows(F(p[0]), F(p[1]), n[0], n[1], s);
       break;
     case Opcode::CopyColumns:
