@@ -407,16 +407,34 @@ __global__ void __launch_bounds__(kThreads)
         ldsm4t(a, dSs + (kc * 16 + aRow) * Ld + warp * 16 + aCol);
         productChunkB<D>(accQ, a, Ks, kc, lane);
       }
+      // dq += scale · accQ as 16-byte atomics: lanes t and t ^ 1 swap a
+      // pair so that the even lane holds 4 adjacent columns of n-tile n and
+      // the odd lane those of n-tile n + 1.
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int i = i0 + warp * 16 + g + r * 8;
-        if (i >= S)
-          continue;
-        float *row = dq + ((static_cast<int64_t>(b) * S + i) * Hq + h) * D + 2 * t;
+        float *row = dq + ((static_cast<int64_t>(b) * S + i) * Hq + h) * D;
+        const bool odd = t & 1;
 #pragma unroll
-        for (int n = 0; n < D / 8; ++n) {
-          atomicAdd(row + n * 8, accQ[n][2 * r] * scale);
-          atomicAdd(row + n * 8 + 1, accQ[n][2 * r + 1] * scale);
+        for (int n = 0; n < D / 8; n += 2) {
+          // The pair this lane gives away: the odd lane's n-tile n, the
+          // even lane's n-tile n + 1.
+          const float give0 = odd ? accQ[n][2 * r] : accQ[n + 1][2 * r];
+          const float give1 = odd ? accQ[n][2 * r + 1] : accQ[n + 1][2 * r + 1];
+          const float got0 = __shfl_xor_sync(0xffffffffu, give0, 1);
+          const float got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
+          float4 v;
+          if (!odd)
+            v = make_float4(accQ[n][2 * r], accQ[n][2 * r + 1], got0, got1);
+          else
+            v = make_float4(got0, got1, accQ[n + 1][2 * r], accQ[n + 1][2 * r + 1]);
+          v.x *= scale;
+          v.y *= scale;
+          v.z *= scale;
+          v.w *= scale;
+          const int col = (odd ? n + 1 : n) * 8 + 2 * (t & ~1);
+          if (i < S)
+            atomicAdd(reinterpret_cast<float4 *>(row + col), v);
         }
       }
     }
