@@ -356,7 +356,8 @@ def LLM_CrossEntropyOp : LLM_Op<"cross_entropy", [Pure]> {
     embedding cuts it) and the log-sum-exp and the target's logit are
     reduced over the group: every rank gets the whole loss. `vocab` (with
     `vocab_group`) is the model's vocabulary when the slices pad it to a
-    multiple of the group (Megatron's padding): logits at or past it are
+    multiple of the group or of an alignment (Megatron's padding; a group
+    of one rank holds a whole padded vocabulary): logits at or past it are
     outside the softmax.
 
     Constraints:

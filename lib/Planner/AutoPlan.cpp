@@ -39,6 +39,12 @@ void AutoPlanPass::runOnOperation() {
   FailureOr<ModelProfile> profile = profileModel(module);
   if (failed(profile))
     return signalPassFailure();
+  if (vocabAlign < 1) {
+    module.emitError() << "llm-auto-plan: vocab-align must be >= 1, got "
+                       << static_cast<int64_t>(vocabAlign);
+    return signalPassFailure();
+  }
+  profile->vocabAlign = vocabAlign;
   int64_t world = devices > 0 ? static_cast<int64_t>(devices) : cluster->devices();
   SearchResult r = searchPlans(*profile, *cluster, world, *spec);
   if (!r.found) {

@@ -82,10 +82,12 @@ std::string mlir::llm::checkPlan(const ModelProfile &m, const Cluster &cl,
   if (c.sp && c.tp < 2)
     return "sp needs tp > 1";
   // Sequence parallelism runs the LM head vocabulary-parallel.
-  if (c.sp && vocabRowsPerRank(m.vocab, c.tp) == 0)
+  if (c.sp && vocabRowsPerRank(m.vocab, c.tp, m.vocabAlign) == 0)
     return f("sp needs the vocabulary-parallel LM head, and a vocabulary of "
-             "{0} does not pad into tp={1} slices that each hold some of it",
-             m.vocab, c.tp);
+             "{0} does not pad into tp={1} slices{2} that each hold some of it",
+             m.vocab, c.tp,
+             m.vocabAlign > 1 ? f(" of a multiple of {0} rows", m.vocabAlign)
+                              : std::string());
   if (c.zero < 0 || c.zero > 3)
     return f("zero={0} is not 0-3", c.zero);
   if (c.zero > 0 && c.dp < 2)
@@ -126,12 +128,12 @@ double allGather(double bytes, int64_t n, LinkModel l) {
 }
 
 /// The vocabulary as llm-partition splits it, times tp: ceil(V/tp) rows a
-/// rank, padded (Megatron pads to 128 x tp for its GPUs' tiles; the
-/// published configurations' vocabularies, 51200, are multiples of both);
-/// where no such split exists every rank keeps all V rows (V x tp, so that
-/// a rank's 1/tp of it is the whole).
-int64_t paddedVocab(int64_t v, int64_t tp) {
-  int64_t rows = vocabRowsPerRank(v, tp);
+/// rank rounded up to a multiple of `align` (Megatron pads to 128 x tp for
+/// its GPUs' tiles; the published configurations' vocabularies, 51200, are
+/// multiples of both); where no such split exists every rank keeps all V
+/// rows (V x tp, so that a rank's 1/tp of it is the whole).
+int64_t paddedVocab(int64_t v, int64_t tp, int64_t align) {
+  int64_t rows = vocabRowsPerRank(v, tp, align);
   return (rows > 0 ? rows : v) * tp;
 }
 
@@ -252,7 +254,7 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   const double flopRate = peakTf * 1e12 * cl.efficiency.compute;
   const double memRate = cl.memoryBwGBps * 1e9 * cl.efficiency.memory;
   const double vocabScale =
-      static_cast<double>(paddedVocab(m.vocab, c.tp)) / m.vocab;
+      static_cast<double>(paddedVocab(m.vocab, c.tp, m.vocabAlign)) / m.vocab;
 
   // Small GEMMs (a CPU's micro-batches and tensor-parallel slices): a
   // product of f FLOPs per thread reaches f / (f + gemm_flops_half) of the
@@ -474,7 +476,7 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     return static_cast<double>(chunksHeld(r)) * static_cast<double>(held) / v;
   };
   double postActs = (m.post.savedSplit * vocabScale / t + m.post.savedReplicated / replDiv) * b;
-  double logits = 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp) / t * 4;
+  double logits = 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp, m.vocabAlign) / t * 4;
   double maxMem = 0;
   p.perStage.assign(c.pp, {});
   for (int64_t r = 0; r < c.pp; ++r) {

@@ -19,6 +19,7 @@ namespace {
 
 struct AnnotateShardingPass
     : public llm::impl::AnnotateShardingBase<AnnotateShardingPass> {
+  using AnnotateShardingBase::AnnotateShardingBase;
   void runOnOperation() override;
 };
 
@@ -68,14 +69,16 @@ void AnnotateShardingPass::runOnOperation() {
     };
     for (Operation &op : body.without_terminator()) {
       if (auto e = dyn_cast<EmbeddingOp>(op)) {
-        // The vocabulary split as llm-partition splits it: ceil(V/tp) rows
-        // a rank, the last ones short when tp does not divide V (upstream's
-        // uneven shards, `sharded_dims_offsets`, where llm-partition pads).
+        // The vocabulary split as llm-partition splits it:
+        // vocabRowsPerRank rows a rank, the last ones short when those do
+        // not add up to V (upstream's uneven shards, `sharded_dims_offsets`,
+        // where llm-partition pads).
         auto t = cast<ShapedType>(e.getTable().getType());
-        int64_t V = t.getDimSize(0), perRank = vocabRowsPerRank(V, tp);
+        int64_t V = t.getDimSize(0),
+                perRank = vocabRowsPerRank(V, tp, vocabAlign);
         if (perRank > 0) {
           param(e.getTable(), 0);
-          if (V % tp != 0)
+          if (perRank * tp != V)
             if (auto i = argOf(e.getTable())) {
               SmallVector<int64_t> at;
               for (int64_t r = 0; r <= tp; ++r)

@@ -17,6 +17,7 @@ using namespace mlir::llm;
 
 namespace {
 struct PartitionPass : public llm::impl::PartitionBase<PartitionPass> {
+  using PartitionBase::PartitionBase;
   void runOnOperation() override;
 };
 } // namespace
@@ -28,11 +29,19 @@ static RankedTensorType rebatch(RankedTensorType type, int64_t dp) {
   return RankedTensorType::get(shape, type.getElementType());
 }
 
-/// `type` with axis `axis` divided by `tp` (rounded up: a padded shard).
+/// `type` with axis `axis` divided by `tp` (rounded up).
 static RankedTensorType shrink(Type type, int64_t axis, int64_t tp) {
   auto t = cast<RankedTensorType>(type);
   SmallVector<int64_t> shape(t.getShape());
   shape[axis] = (shape[axis] + tp - 1) / tp;
+  return RankedTensorType::get(shape, t.getElementType());
+}
+
+/// `type` with `size` entries along axis `axis`.
+static RankedTensorType resize(Type type, int64_t axis, int64_t size) {
+  auto t = cast<RankedTensorType>(type);
+  SmallVector<int64_t> shape(t.getShape());
+  shape[axis] = size;
   return RankedTensorType::get(shape, t.getElementType());
 }
 
@@ -45,7 +54,13 @@ static RankedTensorType shrink(Type type, int64_t axis, int64_t tp) {
 /// blocks]`: along `axis` the global tensor is `blocks` equal blocks (GPT-2's
 /// fused q|k|v is 3), each cut into tp parts, and this rank holds part
 /// `tp_rank` of every block.
-static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
+///
+/// With tp = 1 only the vocabulary is rewritten, and only when `align` does
+/// not divide it: the table and the head are padded to a multiple of
+/// `align` rows as one rank's "shard" (nothing else is split, no
+/// collective is added).
+static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp,
+                                             int64_t align) {
   MLIRContext *ctx = fn.getContext();
   Block &body = fn.getBody().front();
   OpBuilder b(ctx);
@@ -86,18 +101,19 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
   // Vocabulary parallelism (Megatron): the embedding table, and the LM head
   // that reads it or its own [V, h] matrix, keep V/tp rows each; the lookup
   // is completed by an all-reduce, the head's logits stay split and the
-  // cross-entropy reduces over the group. When tp does not divide V the
-  // vocabulary is padded (as Megatron pads it) to ceil(V/tp) rows a rank:
-  // the padding rows are zeros that no token reads, and the cross-entropy
-  // (given the model's V) leaves their logits out of the softmax, so they
-  // get no gradient and stay zero. `llm.tp_shard = [0, 1, V]` records the
-  // padding; `llm.global_shape` is the padded tensor.
-  auto splitVocab = [&](Value v, unsigned idx) {
+  // cross-entropy reduces over the group. When tp x align does not divide V
+  // the vocabulary is padded (as Megatron pads it) to
+  // vocabRowsPerRank(V, tp, align) rows a rank: the padding rows are zeros
+  // that no token reads, and the cross-entropy (given the model's V) leaves
+  // their logits out of the softmax, so they get no gradient and stay zero.
+  // `llm.tp_shard = [0, 1, V]` records the padding; `llm.global_shape` is
+  // the padded tensor.
+  auto splitVocab = [&](Value v, unsigned idx, int64_t rows) {
     auto type = cast<RankedTensorType>(v.getType());
     int64_t vocab = type.getDimSize(0);
-    RankedTensorType local = shrink(type, 0, tp);
+    RankedTensorType local = resize(type, 0, rows);
     SmallVector<int64_t> global(type.getShape());
-    global[0] = local.getDimSize(0) * tp;
+    global[0] = rows * tp;
     v.setType(local);
     SmallVector<int64_t> shard = {0, 1};
     if (global[0] != vocab)
@@ -120,7 +136,7 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
   DenseSet<Operation *> handled;
   // The table: the embedding's, or on the last pipeline stage (which has no
   // embedding) the tied copy the head reads. That stage's head splits as
-  // the first stage's table does: whenever tp divides V.
+  // the first stage's table does (the same vocabRowsPerRank).
   Value table;
   if (emb && paramIndex(emb.getTable()))
     table = emb.getTable();
@@ -137,11 +153,14 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
       return (emb && u == emb.getOperation()) ||
              (headReadsTable && u == head.getOperation());
     });
-    // A padding shard must leave every rank some of the vocabulary.
-    if (onlyThese && vocabRowsPerRank(ttype.getDimSize(0), tp) > 0) {
-      splitVocab(table, *paramIndex(table));
+    // A padding shard must leave every rank some of the vocabulary; one
+    // rank pads only to align.
+    int64_t rows = vocabRowsPerRank(ttype.getDimSize(0), tp, align);
+    if (onlyThese && rows > 0 && (tp > 1 || rows != ttype.getDimSize(0))) {
+      splitVocab(table, *paramIndex(table), rows);
       tableSplit = true;
-      if (emb) {
+      // One rank holds every row: its lookup is the plain one.
+      if (emb && tp > 1) {
         emb.setVocabGroupAttr(b.getStringAttr("tp"));
         b.setInsertionPointAfter(emb);
         auto full = AllReduceOp::create(b, emb.getLoc(), emb.getResult(),
@@ -160,21 +179,28 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
         paramIndex(head.getWeight()) && head.getWeight().hasOneUse() &&
         !sharded.contains(head.getWeight())) {
       auto wtype = cast<RankedTensorType>(head.getWeight().getType());
-      int64_t perRank = vocabRowsPerRank(wtype.getDimSize(0), tp);
+      int64_t perRank = vocabRowsPerRank(wtype.getDimSize(0), tp, align);
       bool matchesTable =
           !table || cast<RankedTensorType>(table.getType()).getDimSize(0) == perRank;
-      if (matchesTable && perRank > 0) {
-        splitVocab(head.getWeight(), *paramIndex(head.getWeight()));
+      if (matchesTable && perRank > 0 &&
+          (tp > 1 || perRank != wtype.getDimSize(0))) {
+        splitVocab(head.getWeight(), *paramIndex(head.getWeight()), perRank);
         headSplit = true;
       }
     }
     if (headSplit) {
-      Value in = head.getInput();
-      b.setInsertionPointAfterValue(in);
-      Value copy = TPCopyOp::create(b, head.getLoc(), in);
-      head->setOperand(0, copy);
+      // The head's input is replicated (column-parallel over the
+      // vocabulary); one rank needs no copy.
+      if (tp > 1) {
+        Value in = head.getInput();
+        b.setInsertionPointAfterValue(in);
+        Value copy = TPCopyOp::create(b, head.getLoc(), in);
+        head->setOperand(0, copy);
+      }
       Value r = head.getResult();
-      r.setType(shrink(r.getType(), cast<ShapedType>(r.getType()).getRank() - 1, tp));
+      auto rtype = cast<RankedTensorType>(r.getType());
+      r.setType(resize(rtype, rtype.getRank() - 1,
+                       cast<RankedTensorType>(head.getWeight().getType()).getDimSize(0)));
       split[r] = true;
       handled.insert(head);
       // A padded vocabulary: the loss needs the model's.
@@ -188,6 +214,11 @@ static LogicalResult partitionTensorParallel(func::FuncOp fn, int64_t tp) {
           handled.insert(ce);
         }
     }
+  }
+  if (tp == 1) {
+    SmallVector<Type> argTypes(body.getArgumentTypes());
+    fn.setFunctionType(FunctionType::get(ctx, argTypes, fn.getResultTypes()));
+    return success();
   }
 
   SmallVector<Operation *> ops;
@@ -491,8 +522,13 @@ void PartitionPass::runOnOperation() {
   // The whole model's stats, before this rank's share replaces it.
   if (failed(recordWholeModelStats(module, fn)))
     return signalPassFailure();
-  if (plan.getTp() > 1 &&
-      failed(partitionTensorParallel(fn, plan.getTp())))
+  if (vocabAlign < 1) {
+    module.emitError() << "llm-partition: vocab-align must be >= 1, got "
+                       << static_cast<int64_t>(vocabAlign);
+    return signalPassFailure();
+  }
+  if ((plan.getTp() > 1 || vocabAlign > 1) &&
+      failed(partitionTensorParallel(fn, plan.getTp(), vocabAlign)))
     return signalPassFailure();
   int64_t dp = plan.getDp();
   if (dp > 1 && plan.getZero() >= 3)

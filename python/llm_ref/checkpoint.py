@@ -11,7 +11,8 @@ cut into ZeRO shares (`zero`: dp rank d holds the d-th 1/dp of the flattened
 tp-local tensor) and, in `pieces`, the file that holds each (tp_rank,
 dp_rank) piece under the tensor's name. `tp_padded`, when present, is the
 length along tp_axis of the padded tensor the pieces cut (Megatron's
-vocabulary padding to a multiple of tp): entries past `shape` are padding."""
+vocabulary padding to a multiple of tp x llm-compile's --vocab-align, with
+one rank too): entries past `shape` are padding."""
 import json
 import os
 

@@ -131,7 +131,8 @@ float *F(void *p) { return static_cast<float *>(p); }
 const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
 
 /// The columns of this rank's vocabulary slice [start, start + V) that are
-/// the model's (the rest pads the vocabulary to a multiple of the group):
+/// the model's (the rest pads the vocabulary: to a multiple of the group,
+/// or of the compiler's vocab-align, also in a group of one rank):
 /// `vocab` the model's vocabulary, 0 for no padding.
 int64_t validColumns(int64_t V, int64_t start, int64_t vocab) {
   return vocab > 0 ? std::clamp<int64_t>(vocab - start, 0, V) : V;

@@ -827,7 +827,7 @@ absl::Status Run::saveCheckpoint(int64_t step) {
                         {"zero", zero},
                         {"pp_stage", owner},
                         {"pieces", pieces}};
-        // The vocabulary padded to a multiple of tp: the pieces cut the
+        // The vocabulary padded (to tp x vocab-align): the pieces cut the
         // padded tensor (zeros past `shape` along tp_axis).
         if (b.shardValid > 0)
           tensors[key]["tp_padded"] = b.globalDims[b.shardAxis];

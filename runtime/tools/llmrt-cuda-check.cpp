@@ -428,23 +428,63 @@ void checkVocabParallel(Rng &rng) {
   compare("global_norm (4 accumulators)", {1.0f}, NORM.host(), 1e-7);
 }
 
-void checkLossAndOptimizer(Rng &rng) {
-  for (auto [rows, V] : {std::pair<int64_t, int64_t>{64, 1000}, {8, 50257}}) {
-    auto logits = randomVec(rng, rows * V, 8.0);
-    std::vector<int32_t> tg(rows);
-    for (int32_t &t : tg)
-      t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * V) % V;
-    std::vector<float> loss(1), dl(rows * V);
-    cpu::crossEntropyFwd(logits.data(), tg.data(), loss.data(), rows, V);
-    cpu::crossEntropyBwd(logits.data(), tg.data(), 1.0f, dl.data(), rows, V);
-    Dev<float> L(logits), LOSS(1), DL(rows * V), RS(rows);
-    Dev<int32_t> TG(tg);
-    cuda::crossEntropyFwd(L.p, TG.p, LOSS.p, rows, V, RS.p, nullptr);
-    cuda::crossEntropyBwd(L.p, TG.p, DL.p, rows, V, 1.0f, nullptr);
-    std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(V) + "]";
-    compare("cross_entropy_fwd" + sz, loss, LOSS.host(), 1e-5);
-    compare("cross_entropy_bwd" + sz, dl, DL.host(), 1e-5);
+/// The loss over a vocabulary padded on one rank (llm-compile
+/// --vocab-align): [rows, V] logits of which the first `valid` columns are
+/// the model's; the padding is filled with large logits that must not
+/// count and must get a zero gradient. Against the CPU kernels on the
+/// [rows, valid] logits. `offset` floats shift the logits and the gradient
+/// off 16-byte alignment (the kernels' scalar path); V % 4 == 0 with
+/// offset 0 takes the float4 path.
+void checkPaddedLoss(Rng &rng, int64_t rows, int64_t V, int64_t valid,
+                     int64_t offset, float dloss) {
+  auto logits = randomVec(rng, rows * valid, 8.0);
+  std::vector<int32_t> tg(rows);
+  for (int32_t &t : tg)
+    t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * valid) % valid;
+  tg[0] = static_cast<int32_t>(valid - 1); // the last column that counts
+  std::vector<float> loss(1), dl(rows * valid);
+  cpu::crossEntropyFwd(logits.data(), tg.data(), loss.data(), rows, valid);
+  cpu::crossEntropyBwd(logits.data(), tg.data(), dloss, dl.data(), rows, valid);
+  std::vector<float> padded(offset + rows * V, 50.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy(logits.begin() + r * valid, logits.begin() + (r + 1) * valid,
+              padded.begin() + offset + r * V);
+  Dev<float> L(padded), LOSS(1), DL(offset + rows * V), RS(rows);
+  Dev<int32_t> TG(tg);
+  cuda::crossEntropyFwd(L.p + offset, TG.p, LOSS.p, rows, V, valid, RS.p, nullptr);
+  cuda::crossEntropyBwd(L.p + offset, TG.p, DL.p + offset, rows, V, valid,
+                        dloss, nullptr);
+  std::vector<float> got = DL.host(), dlValid, dlPad;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *row = got.data() + offset + r * V;
+    dlValid.insert(dlValid.end(), row, row + valid);
+    dlPad.insert(dlPad.end(), row + valid, row + V);
   }
+  std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(V) +
+                   ", valid " + std::to_string(valid) +
+                   (offset ? ", unaligned" : "") + "]";
+  compare("cross_entropy_fwd" + sz, loss, LOSS.host(), 1e-5);
+  compare("cross_entropy_bwd" + sz, dl, dlValid, 1e-5);
+  if (!dlPad.empty())
+    compare("cross_entropy_bwd padding (zero)" + sz,
+            std::vector<float>(dlPad.size(), 0.0f), dlPad, 0);
+}
+
+void checkLossAndOptimizer(Rng &rng) {
+  // The whole vocabulary (valid = V): an odd V (scalar loads), V % 4 == 0
+  // (float4 loads), GPT-2's 50257; a loss scale on the gradient.
+  checkPaddedLoss(rng, 64, 1000, 1000, 0, 1.0f);
+  checkPaddedLoss(rng, 8, 50257, 50257, 0, 1.0f);
+  checkPaddedLoss(rng, 16, 999, 999, 0, 1024.0f);
+  // Padded (valid < V): 251 -> 256 (--vocab-align 64: float4 loads, a
+  // valid count that is not a multiple of 4), the same unaligned, a V that
+  // is not a multiple of 4, GPT-2's 50257 -> 50304 (--vocab-align 128).
+  checkPaddedLoss(rng, 48, 256, 251, 0, 1.0f);
+  checkPaddedLoss(rng, 48, 256, 251, 1, 1.0f);
+  checkPaddedLoss(rng, 20, 1002, 1000, 0, 1.0f);
+  checkPaddedLoss(rng, 8, 50304, 50257, 0, 1.0f);
+  // Fewer columns than threads (most threads hold no logit at all).
+  checkPaddedLoss(rng, 5, 64, 3, 0, 1.0f);
   checkVocabParallel(rng);
   int64_t n = 50001;
   auto p = randomVec(rng, n), g = randomVec(rng, n), m = randomVec(rng, n, 0.1),

@@ -37,14 +37,16 @@ def losses(path, key="loss"):
     return out
 
 
-def compile_model(tmp, model, batch, seq, layers, name=None, flags=()):
+def compile_model(tmp, model, batch, seq, layers, name=None, flags=(),
+                  config=None):
     """llm-import + llm-compile (with extra `flags`); returns the
-    executable's path."""
+    executable's path. `config`: the model's JSON, by default
+    examples/models/<model>.json."""
     name = name or model
     mlir = os.path.join(tmp, name + ".mlir")
     exe = os.path.join(tmp, name + ".exe")
     run([os.path.join(BIN, "llm-import"), "--hf-config",
-         os.path.join(MODELS, model + ".json"), "--batch", str(batch),
+         config or os.path.join(MODELS, model + ".json"), "--batch", str(batch),
          "--seq", str(seq), "--layers", str(layers), "-o", mlir])
     run([os.path.join(BIN, "llm-compile"), mlir, "-o", exe] + list(flags))
     return exe

@@ -262,6 +262,59 @@ class DistributedTest(WithData):
         # ZeRO-3 shares cut the padded shards.
         self.parity("llama-v251", 4, "dp=2,tp=2,sp=1,zero=3")
 
+    # The vocabulary padded to an alignment (--vocab-align, Megatron's
+    # --make-vocab-size-divisible-by) without tensor parallelism: the same
+    # losses as the unpadded one-rank run, with the tied copy of the table on
+    # the last pipeline stage, and with the ZeRO shares of the padded tensors.
+    def test_vocab_align_gpt2_pp2(self):
+        self.parity("gpt2-v251", 2, "pp=2,schedule=1f1b,mb=2",
+                    flags=["--vocab-align", "64"])
+
+    def test_vocab_align_llama_dp2_zero3(self):
+        self.parity("llama-v251", 2, "dp=2,zero=3", flags=["--vocab-align", "64"])
+
+    def test_vocab_align_llama_dp2_tp2_sp_zero1(self):
+        # 251 -> 2 x 128 rows; ZeRO-1's moments are dp shares of them.
+        self.parity("llama-v251", 4, "dp=2,tp=2,sp=1,zero=1",
+                    flags=["--vocab-align", "64"])
+
+    def test_vocab_align_checkpoint_resumes(self):
+        # Saved on one rank with --vocab-align 64 (251 -> 256 rows), the
+        # checkpoint has the model's [251, h] tensors and the padding's
+        # length; it resumes as the uninterrupted run goes on: under the same
+        # padding, without padding, and on TP=2 (2 x 128 rows). A checkpoint
+        # saved without padding resumes under it.
+        import json
+        hyper = ["--lr", "1e-3", "--min-lr", "1e-3", "--seed", "6"]
+        padded = compile_for(self.tmp, "llama-v251", 1, "va-pad",
+                             flags=["--vocab-align", "64"])
+        plain = compile_for(self.tmp, "llama-v251", 1, "va-plain")
+        tp2 = compile_for(self.tmp, "llama-v251", 2, "va-tp2", plan="tp=2",
+                          flags=["--vocab-align", "64"])
+        full = os.path.join(self.tmp, "va-full.jsonl")
+        run([padded, "--data", self.data, "--steps", "8", "--log", full] + hyper)
+        want = losses(full)[4:]
+        for saver, tag in ((padded, "pad"), (plain, "plain")):
+            ckpt = os.path.join(self.tmp, "va-ckpt-" + tag)
+            run([saver, "--data", self.data, "--steps", "4", "--save", ckpt] + hyper)
+            if saver == padded:
+                with open(os.path.join(ckpt, "step-00000004", "index.json")) as f:
+                    index = json.load(f)
+                for name in ("model.embed_tokens.weight", "lm_head.weight",
+                             "exp_avg_sq.lm_head.weight"):
+                    self.assertEqual(index["tensors"][name]["shape"], [251, 128])
+                    self.assertEqual(index["tensors"][name]["tp_padded"], 256)
+            resumers = ((plain, "plain", run), (tp2, "tp2", lambda c: mpirun(2, c))) \
+                if saver == padded else ((padded, "pad", run),)
+            for exe, name, launch in resumers:
+                tail = os.path.join(self.tmp, "va-%s-%s.jsonl" % (tag, name))
+                launch([exe, "--data", self.data, "--steps", "8", "--resume",
+                        ckpt, "--log", tail] + hyper)
+                got = losses(tail)
+                self.assertEqual(len(got), 4, (tag, name))
+                for a, b in zip(got, want):
+                    self.assertLessEqual(abs(a - b) / abs(b), 1e-6, (tag, name))
+
     def saved_like_one_rank(self, model, plan, tag):
         """Saves a 4-rank run under `plan` and the one-rank run after 3
         steps; returns the 4-rank checkpoint's step directory after checking

@@ -250,6 +250,60 @@ TEST(PlannerInput, VocabularySplitsAsThePartitionerPadsIt) {
   EXPECT_EQ(vocabRowsPerRank(4, 1), 4);
 }
 
+TEST(PlannerInput, VocabularyPadsToTheAlignment) {
+  // roundUp(ceil(V / tp), align) rows a rank = roundUp(V, align x tp) / tp
+  // (Megatron's --make-vocab-size-divisible-by): GPT-2's 50257 pads to
+  // 50304 on one rank (128 x 393) and to 8 x 6400 = 51200 on eight.
+  EXPECT_EQ(vocabRowsPerRank(50257, 1, 128), 50304);
+  EXPECT_EQ(vocabRowsPerRank(50257, 2, 128), 25216);
+  EXPECT_EQ(vocabRowsPerRank(50257, 8, 128), 6400);
+  EXPECT_EQ(vocabRowsPerRank(251, 1, 64), 256);
+  EXPECT_EQ(vocabRowsPerRank(251, 2, 64), 128);
+  EXPECT_EQ(vocabRowsPerRank(251, 3, 64), 0); // 3 x 128: the third holds none
+  // Already a multiple: unchanged, as without an alignment.
+  EXPECT_EQ(vocabRowsPerRank(51200, 8, 128), 6400);
+  EXPECT_EQ(vocabRowsPerRank(256, 2, 128), 128);
+  EXPECT_EQ(vocabRowsPerRank(256, 1, 128), 256);
+  EXPECT_EQ(vocabRowsPerRank(251, 2, 1), vocabRowsPerRank(251, 2));
+  // One rank always holds the model's vocabulary, padded; several ranks
+  // need each to hold some of it: 251 in 3 or 4 x 128 leaves the last
+  // none.
+  EXPECT_EQ(vocabRowsPerRank(4, 1, 128), 128);
+  EXPECT_EQ(vocabRowsPerRank(251, 4, 64), 64);
+  EXPECT_EQ(vocabRowsPerRank(251, 4, 128), 0);
+  EXPECT_EQ(vocabRowsPerRank(4, 2, 128), 0);
+  EXPECT_EQ(vocabRowsPerRank(251, 1, 0), 0);
+}
+
+TEST(PlannerInput, PlansTheVocabularyAsTheExecutablePadsIt) {
+  // --vocab-align 128 on one rank: GPT-2's table is [50304, 768], 47 x 768
+  // weights more than the model's (each costed at the bytes a weight
+  // costs without padding).
+  ModelProfile m = gpt(768, 12, 2, 8, 1024, "bf16", 50257);
+  Cluster cl = cluster("dgx-h100-80g.json");
+  PlanConfig c;
+  Prediction plain = evaluatePlan(m, cl, 1, c);
+  m.vocabAlign = 128;
+  Prediction padded = evaluatePlan(m, cl, 1, c);
+  ASSERT_TRUE(plain.feasible && padded.feasible);
+  EXPECT_NEAR(padded.weights - plain.weights, 47.0 * 768 * plain.weights / m.params,
+              1e-6 * plain.weights);
+  // Sequence parallelism needs every rank to hold some of the vocabulary:
+  // 251 on tp=4 in slices of 64 rows pads to 256; in slices of 128 (4 x
+  // 128) the last would hold none.
+  ModelProfile v = gpt(512, 8, 2, 8, 256, "bf16", 251);
+  PlanConfig sp;
+  sp.tp = 4;
+  sp.sp = true;
+  v.vocabAlign = 64;
+  EXPECT_EQ(checkPlan(v, cl, 4, sp), "");
+  v.vocabAlign = 128;
+  EXPECT_EQ(checkPlan(v, cl, 4, sp),
+            "sp needs the vocabulary-parallel LM head, and a vocabulary of 251 "
+            "does not pad into tp=4 slices of a multiple of 128 rows that "
+            "each hold some of it");
+}
+
 TEST(PlannerInput, RanksShareACpuNode) {
   // Two cores, shared by the ranks: one rank runs two threads at both
   // cores' rate and memory; four time-share them.

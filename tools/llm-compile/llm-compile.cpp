@@ -1,7 +1,8 @@
 //===- llm-compile.cpp - the compiler driver ------------------------------===//
 //
 //   llm-compile FILE [--cluster FILE] [--devices N] [--plan auto|SPEC]
-//               [--target cpu|cuda] [--emit=exe|plan|stats|mlir] [-o FILE]
+//               [--target cpu|cuda] [--vocab-align N]
+//               [--emit=exe|plan|stats|mlir|ptx] [-o FILE]
 //
 //===----------------------------------------------------------------------===//
 #include "llm/Analysis/ModelStats.h"
@@ -70,6 +71,16 @@ static cl::opt<bool> fuseElementwise(
              "where each group is a generated GPU kernel; on the CPU the "
              "runtime interprets the groups)"),
     cl::init(false), cl::cat(category));
+static cl::opt<int64_t> vocabAlign(
+    "vocab-align",
+    cl::desc("pad the vocabulary (embedding table, LM head, logits) so that "
+             "each tensor-parallel rank holds a multiple of N rows, as "
+             "Megatron-LM's --make-vocab-size-divisible-by (the padding is "
+             "outside the softmax, gets no gradient and stays zero; "
+             "checkpoints keep the model's shape). Default: 128 for --target "
+             "cuda (odd GEMM dimensions defeat the tensor cores), 1 for the "
+             "CPU"),
+    cl::value_desc("N"), cl::cat(category));
 static cl::opt<std::string> gpuChip("gpu-chip", cl::init("sm_90"),
                                     cl::desc("the GPU the kernels are built for (--target cuda)"),
                                     cl::cat(category));
@@ -119,6 +130,13 @@ int main(int argc, char **argv) {
     return fail("--devices must be positive, got " + llvm::Twine(devices));
   if (target != "cpu" && target != "cuda")
     return fail("--target '" + target + "' is not one of cpu, cuda");
+  if (vocabAlign.getNumOccurrences() && vocabAlign < 1)
+    return fail("--vocab-align must be at least 1, got " +
+                llvm::Twine(vocabAlign.getValue()));
+  // The planner costs the vocabulary as llm-partition pads it.
+  const int64_t align = vocabAlign.getNumOccurrences() ? vocabAlign.getValue()
+                        : target == "cuda"             ? 128
+                                                       : 1;
 
   DialectRegistry registry;
   llm::registerAllDialects(registry);
@@ -184,6 +202,7 @@ int main(int argc, char **argv) {
     cluster = std::move(*c);
     spec = *s;
     profile = std::move(*p);
+    profile->vocabAlign = align;
     return 0;
   };
   // The runtime stores every tensor in f32 (master weights, activations,
@@ -270,7 +289,9 @@ int main(int argc, char **argv) {
       cut.stage = s;
       pm.addPass(llm::createPipelineStage(cut));
     }
-    pm.addPass(llm::createPartition());
+    llm::PartitionOptions partition;
+    partition.vocabAlign = align;
+    pm.addPass(llm::createPartition(partition));
     pm.addPass(llm::createAutodiff());
     pm.addPass(llm::createRematerialize());
     pm.addPass(llm::createMicrobatch());

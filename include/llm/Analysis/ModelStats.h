@@ -64,14 +64,18 @@ FailureOr<ModelStats> computeModelStats(func::FuncOp fn);
 int64_t layerOfParam(StringRef name, int64_t post);
 
 /// Rows of the vocabulary each of `tp` ranks holds under vocabulary
-/// parallelism: ceil(vocab / tp) (the last ranks' shards padded, as
-/// Megatron pads the vocabulary), or 0 when that would leave a rank none
-/// of the model's vocabulary (llm-partition then keeps it whole). One rule
-/// for the partitioner, the sharding annotation and the planner.
-inline int64_t vocabRowsPerRank(int64_t vocab, int64_t tp) {
-  if (tp < 1 || vocab < 1)
+/// parallelism: ceil(vocab / tp) rounded up to a multiple of `align`, i.e.
+/// roundUp(vocab, align x tp) / tp (Megatron pads the vocabulary so, with
+/// align = 128 for its GPUs' tiles; the last ranks' shards are padded), or
+/// 0 when that would leave a rank none of the model's vocabulary
+/// (llm-partition then keeps it whole). With tp = 1 it is the padded
+/// vocabulary itself. One rule for the partitioner, the sharding annotation
+/// and the planner.
+inline int64_t vocabRowsPerRank(int64_t vocab, int64_t tp, int64_t align = 1) {
+  if (tp < 1 || vocab < 1 || align < 1)
     return 0;
   int64_t rows = (vocab + tp - 1) / tp;
+  rows = (rows + align - 1) / align * align;
   return (tp - 1) * rows < vocab ? rows : 0;
 }
 

@@ -20,6 +20,8 @@ def AutoPlan : Pass<"llm-auto-plan", "mlir::ModuleOp"> {
     Option<"clusterFile", "cluster", "std::string", "", "cluster description (JSON)">,
     Option<"devices", "devices", "int64_t", "0", "ranks (0: every device of the cluster)">,
     Option<"planSpec", "plan", "std::string", "\"auto\"", "auto, or keys to fix">,
+    Option<"vocabAlign", "vocab-align", "int64_t", "1",
+           "llm-partition's vocab-align of the executable planned for">,
   ];
   let dependentDialects = ["mlir::llm::LLMDialect"];
 }

@@ -55,6 +55,11 @@ struct ModelProfile {
   int64_t layers = 0, hidden = 0, heads = 0, kvHeads = 0, ffn = 0,
           vocab = 0, seq = 0, batch = 0;
   bool tiedEmbeddings = false;
+  /// llm-partition's vocab-align for the executable planned (128 for GPUs,
+  /// 1 for the CPU): the vocabulary is costed as it pads it. Not read off
+  /// the graph; the caller sets it (llm-compile --vocab-align,
+  /// llm-auto-plan's vocab-align).
+  int64_t vocabAlign = 1;
   int elemBytes = 4;            ///< activation/weight element size in the IR
   std::string precision;        ///< "fp32", "bf16" or "fp16"
   /// The matrix products' precision where it is not the storage's (a

@@ -141,7 +141,20 @@ def Partition : Pass<"llm-partition", "mlir::ModuleOp"> {
     gathered where used; ZeRO-1/2 are llm-optimizer's. Recomputation is
     llm-rematerialize's. Pipeline parallelism and micro-batching are not
     implemented yet: a plan that asks for them is an error that says so.
+
+    The vocabulary (embedding table, LM head, logits) is padded as Megatron
+    pads it, to `vocabRowsPerRank(V, tp, vocab-align)` rows a rank:
+    ceil(V/tp) rounded up to a multiple of `vocab-align` (128 for GPUs,
+    whose GEMMs slow down several-fold on odd leading dimensions). With one
+    rank and `vocab-align` > 1 only the vocabulary is rewritten: the table
+    (and an untied head's own matrix) becomes [Vpad, h] with
+    `llm.tp_shard = [0, 1, V]` and the cross-entropy gets `vocab = V` on a
+    tensor-parallel group of one rank.
   }];
+  let options = [
+    Option<"vocabAlign", "vocab-align", "int64_t", "1",
+           "pad each rank's rows of the vocabulary to a multiple of this">,
+  ];
   let dependentDialects = ["mlir::func::FuncDialect", "mlir::llm::LLMDialect"];
 }
 
@@ -225,11 +238,17 @@ def AnnotateSharding : Pass<"llm-annotate-sharding", "mlir::ModuleOp"> {
       whose input is split row-parallel (its weight split along the input
       features); attention, rotary embeddings and elementwise ops keep
       their inputs' split; the embedding table (and the LM head reading
-      it) split along the vocabulary when tp divides it.
+      it) split along the vocabulary as llm-partition splits it (with the
+      same `vocab-align`): uneven shards where it pads.
 
     The annotated module is for analysis and tests: llm-partition does the
     partitioning itself (docs/design.md says why).
   }];
+  let options = [
+    Option<"vocabAlign", "vocab-align", "int64_t", "1",
+           "llm-partition's vocab-align: each rank's rows of the vocabulary "
+           "a multiple of this">,
+  ];
   let dependentDialects = ["mlir::shard::ShardDialect", "mlir::llm::LLMDialect"];
 }
 

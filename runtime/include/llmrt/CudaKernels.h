@@ -176,14 +176,20 @@ void mul(const float *a, const float *b, float *y, int64_t n, int64_t nb,
 /// y[i] = x[i] * factor.
 void scale(const float *x, float factor, float *y, int64_t n, cudaStream_t s);
 
-// Loss. rowScratch: `rows` floats of workspace.
+// Loss, on [rows, V] logits of which the first `valid` columns are the
+// model's vocabulary (the rest pads it: outside the softmax, zero
+// gradient; valid = V without padding). One block per row, a single-pass
+// online softmax (float4 loads where V % 4 == 0 and the logits are
+// 16-byte aligned): the forward reads the logits once, the backward twice.
+/// *loss = mean over rows of logsumexp - the target's logit. rowScratch:
+/// `rows` floats of workspace.
 void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
-                     int64_t rows, int64_t V, float *rowScratch,
+                     int64_t rows, int64_t V, int64_t valid, float *rowScratch,
                      cudaStream_t s);
 /// dlogits = (softmax - onehot) * dloss / rows (dloss: the loss scale).
 void crossEntropyBwd(const float *logits, const int32_t *targets,
-                     float *dlogits, int64_t rows, int64_t V, float dloss,
-                     cudaStream_t s);
+                     float *dlogits, int64_t rows, int64_t V, int64_t valid,
+                     float dloss, cudaStream_t s);
 
 // The vocabulary-parallel loss: each rank holds the logits of its slice
 // [start, start + V) of the vocabulary, of which the first `valid` columns

@@ -367,10 +367,11 @@ struct BufferDesc {
   uint64_t rankStride = 0;
   /// A ZeRO share: this buffer is 1/dp (flattened) of a tensor of zeroDims.
   std::vector<int64_t> zeroDims;
-  /// Padding (Megatron's vocabulary padding, when tp does not divide the
-  /// vocabulary): > 0, the model's tensor has this many entries along
-  /// shardAxis and globalDims pads it with zeros to a multiple of tp (one
-  /// block); 0, globalDims is the model's tensor.
+  /// Padding (Megatron's vocabulary padding, when tp x the compiler's
+  /// vocab-align does not divide the vocabulary; with one rank too): > 0,
+  /// the model's tensor has this many entries along shardAxis and
+  /// globalDims pads it with zeros to a multiple of tp (one block); 0,
+  /// globalDims is the model's tensor.
   int64_t shardValid = 0;
 };
 

@@ -713,22 +713,26 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0], s);
       break;
     case Opcode::CrossEntropyFwd:
-      cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], rowScratch_, s);
+      cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], n[1],
+                            rowScratch_, s);
       break;
     case Opcode::CrossEntropyBwd:
-      cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1],
+      cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], n[1],
                             static_cast<float>(lossScale_), s);
       break;
     case Opcode::VocabCrossEntropyFwd:
     case Opcode::VocabCrossEntropyBwd: {
       Group g = static_cast<Group>(n[2]);
-      if (!dcomm_) { // one rank: the whole vocabulary
-        if (n[3] > 0 && n[3] != n[1])
-          fatal(name, "a padded vocabulary slice needs its tensor-parallel group");
+      if (!dcomm_ || comm_->groupSize(g) == 1) {
+        // A group of one rank holds the whole vocabulary, padded past the
+        // model's n[3] columns (--vocab-align): one kernel, no statistics
+        // to reduce.
+        const int64_t valid = n[3] > 0 ? std::min(n[3], n[1]) : n[1];
         if (op == Opcode::VocabCrossEntropyFwd)
-          cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], rowScratch_, s);
+          cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], valid,
+                                rowScratch_, s);
         else
-          cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1],
+          cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], valid,
                                 static_cast<float>(lossScale_), s);
         break;
       }

@@ -721,29 +721,85 @@ __global__ void scaleK(const float *x, float factor, float *y, int64_t n) {
 
 // Loss -----------------------------------------------------------------------
 
-/// Block level: the maximum of row x[0, V) and the sum of exp(x - max).
-__device__ void rowMaxSumExp(const float *x, int64_t V, float *scratch,
-                             float &mx, float &s) {
-  mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    mx = fmaxf(mx, x[j]);
-  mx = blockReduce(mx, scratch, MaxOp());
-  s = 0;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    s += expf(x[j] - mx);
-  s = blockReduce(s, scratch, SumOp());
+/// The online softmax's state over a set of logits: their maximum m and
+/// the sum s of exp(x - m). An empty set is (-inf, 0).
+struct MaxSum {
+  float m, s;
+};
+
+/// The state of the union of two disjoint sets (Milakov and Gimelshein's
+/// merge): m = max(m1, m2), s = s1 exp(m1 - m) + s2 exp(m2 - m).
+__device__ __forceinline__ MaxSum mergeMaxSum(MaxSum a, MaxSum b) {
+  float m = fmaxf(a.m, b.m);
+  if (m == -INFINITY) // both empty (exp(-inf - -inf) would be NaN)
+    return {m, 0.0f};
+  return {m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
 }
 
-/// One block per row: loss_r = logsumexp(x_r) - x_r[t_r].
+/// Adds logit x to the state: one exponential per element (the running
+/// sum is rescaled only when the maximum grows).
+__device__ __forceinline__ void pushMaxSum(MaxSum &st, float x) {
+  if (x > st.m) {
+    st.s = st.s * expf(st.m - x) + 1.0f;
+    st.m = x;
+  } else {
+    st.s += expf(x - st.m);
+  }
+}
+
+/// Block level, one pass: the maximum of row x[0, valid) (of a row of V)
+/// and the sum of exp(x - max), each thread keeping its own (m, s) and the
+/// block merging them (warp shuffles, then one value per warp in
+/// `scratch`). float4 loads where V % 4 == 0 and the row is 16-byte
+/// aligned; every thread gets the result.
+__device__ MaxSum rowMaxSumExp(const float *x, int64_t V, int64_t valid,
+                               MaxSum *scratch) {
+  MaxSum st{-INFINITY, 0.0f};
+  int64_t head = 0;
+  if (V % 4 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0) {
+    const float4 *x4 = reinterpret_cast<const float4 *>(x);
+    const int64_t n4 = valid / 4;
+    for (int64_t j = threadIdx.x; j < n4; j += blockDim.x) {
+      float4 v = x4[j];
+      pushMaxSum(st, v.x);
+      pushMaxSum(st, v.y);
+      pushMaxSum(st, v.z);
+      pushMaxSum(st, v.w);
+    }
+    head = 4 * n4;
+  }
+  for (int64_t j = head + threadIdx.x; j < valid; j += blockDim.x)
+    pushMaxSum(st, x[j]);
+  for (int o = 16; o > 0; o >>= 1) {
+    MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
+                 __shfl_xor_sync(0xffffffffu, st.s, o)};
+    st = mergeMaxSum(st, other);
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32,
+            warps = blockDim.x / 32;
+  __syncthreads(); // scratch may still be read from a previous reduction
+  if (lane == 0)
+    scratch[warp] = st;
+  __syncthreads();
+  st = lane < warps ? scratch[lane] : MaxSum{-INFINITY, 0.0f};
+  for (int o = 16; o > 0; o >>= 1) {
+    MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
+                 __shfl_xor_sync(0xffffffffu, st.s, o)};
+    st = mergeMaxSum(st, other);
+  }
+  return st;
+}
+
+/// One block per row: loss_r = logsumexp(x_r[0, valid)) - x_r[t_r]. The
+/// logits are read once.
 __global__ void crossEntropyRowsK(const float *logits, const int32_t *targets,
-                                  float *rowLoss, int64_t V) {
-  __shared__ float scratch[32];
+                                  float *rowLoss, int64_t V, int64_t valid) {
+  __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
   const float *x = logits + r * V;
-  float mx, s;
-  rowMaxSumExp(x, V, scratch, mx, s);
+  MaxSum st = rowMaxSumExp(x, V, valid, scratch);
   if (threadIdx.x == 0)
-    rowLoss[r] = logf(s) + mx - x[targets[r]];
+    rowLoss[r] = logf(st.s) + st.m - x[targets[r]];
 }
 
 /// *loss = mean of rowLoss (one block, summed in double).
@@ -757,18 +813,39 @@ __global__ void meanK(const float *rowLoss, float *loss, int64_t rows) {
     *loss = static_cast<float>(s / rows);
 }
 
+/// One block per row: dx = (softmax over [0, valid) - onehot) * invRows,
+/// zero at and past `valid`. The logits are read twice: the row's
+/// statistics, then the gradient.
 __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
-                                 float *dlogits, int64_t V, float invRows) {
-  __shared__ float scratch[32];
+                                 float *dlogits, int64_t V, int64_t valid,
+                                 float invRows) {
+  __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
   const float *x = logits + r * V;
-  float mx, s;
-  rowMaxSumExp(x, V, scratch, mx, s);
-  const float scale = invRows / s;
+  const MaxSum st = rowMaxSumExp(x, V, valid, scratch);
+  const float mx = st.m, scale = invRows / st.s;
   const int64_t t = targets[r];
   float *dx = dlogits + r * V;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    dx[j] = expf(x[j] - mx) * scale - (j == t ? invRows : 0.0f);
+  auto grad = [&](int64_t j, float xj) {
+    return j < valid ? expf(xj - mx) * scale - (j == t ? invRows : 0.0f)
+                     : 0.0f;
+  };
+  int64_t head = 0;
+  if (V % 4 == 0 &&
+      ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(dx)) & 15) == 0) {
+    const float4 *x4 = reinterpret_cast<const float4 *>(x);
+    float4 *dx4 = reinterpret_cast<float4 *>(dx);
+    const int64_t n4 = V / 4;
+    for (int64_t j = threadIdx.x; j < n4; j += blockDim.x) {
+      float4 v = x4[j];
+      const int64_t c = 4 * j;
+      dx4[j] = make_float4(grad(c, v.x), grad(c + 1, v.y), grad(c + 2, v.z),
+                           grad(c + 3, v.w));
+    }
+    head = 4 * n4;
+  }
+  for (int64_t j = head + threadIdx.x; j < V; j += blockDim.x)
+    dx[j] = grad(j, x[j]);
 }
 
 /// One block per row: stats[r] = max over this rank's slice.
@@ -1190,17 +1267,18 @@ void scale(const float *x, float factor, float *y, int64_t n, cudaStream_t s) {
 }
 
 void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
-                     int64_t rows, int64_t V, float *rowScratch,
+                     int64_t rows, int64_t V, int64_t valid, float *rowScratch,
                      cudaStream_t s) {
   crossEntropyRowsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
-      logits, targets, rowScratch, V);
+      logits, targets, rowScratch, V, std::clamp<int64_t>(valid, 1, V));
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
 void crossEntropyBwd(const float *logits, const int32_t *targets,
-                     float *dlogits, int64_t rows, int64_t V, float dloss,
-                     cudaStream_t s) {
+                     float *dlogits, int64_t rows, int64_t V, int64_t valid,
+                     float dloss, cudaStream_t s) {
   crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
-      logits, targets, dlogits, V, dloss / static_cast<float>(rows));
+      logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
+      dloss / static_cast<float>(rows));
 }
 
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {
