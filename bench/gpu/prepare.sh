@@ -28,7 +28,10 @@ cp "$bin/llmrt-cuda-check" "$out/bin/"
 "$bin/llm-import" --hf-config "$root/examples/models/gpt2.json" --batch "$batch" --seq 1024 \
   -o "$out/data/gpt2.mlir"
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda -o "$out/bin/gpt2.exe"
-"$bin/llm-compile" "$out/data/gpt2.mlir" --emit=plan --cluster "$root/examples/clusters/dgx-h100-80g.json" \
+# The planner's prediction for that executable, on the device's cluster
+# file (LLM_GPU_CLUSTER; run.sh prints it next to the measurement).
+"$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --emit=plan \
+  --cluster "${LLM_GPU_CLUSTER:-$root/examples/clusters/h200-1gpu.json}" \
   --devices 1 -o "$out/data/gpt2.plan.json"
 
 # Parity: the reference trains from the same initial weights and batches.

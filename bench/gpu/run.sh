@@ -86,7 +86,13 @@ batch=$(grep -oE 'batch [0-9]+' "$out/gpt2.txt" | head -1 | awk '{print $2}')
 "$py" "$root/bench/gpu/torch_gpt2.py" --config "$root/examples/models/gpt2.json" --batch "${batch:-16}" \
   --seq 1024 --data "$bundle/data/train.bin" --steps "$steps" --json "$out/torch.json" > "$out/torch.txt" 2>&1 ||
   { echo "PyTorch peer failed:"; tail -5 "$out/torch.txt"; status=1; }
-"$py" - "$out/gpt2.jsonl" "$out/torch.json" <<'PY' || status=1
+# The peer again with its vocabulary padded by hand (as nanoGPT does): our
+# compiler pads it by itself (--vocab-align), this ratio leaves that out.
+"$py" "$root/bench/gpu/torch_gpt2.py" --config "$root/examples/models/gpt2.json" --batch "${batch:-16}" \
+  --seq 1024 --data "$bundle/data/train.bin" --steps "$steps" --vocab-multiple 128 \
+  --json "$out/torch-padded.json" > "$out/torch-padded.txt" 2>&1 ||
+  { echo "PyTorch peer (padded vocabulary) failed:"; tail -5 "$out/torch-padded.txt"; status=1; }
+"$py" - "$out/gpt2.jsonl" "$out/torch.json" "$out/torch-padded.json" "$bundle/data/gpt2.plan.json" <<'PY' || status=1
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"step_time_s"' in l]
 rows = rows[5:] if len(rows) > 10 else rows  # after warm-up
@@ -102,6 +108,22 @@ print(f"PyTorch: {tt*1e3:.1f} ms/step  {torch_res['tokens_per_s']:,.0f} tok/s  M
       f"(torch {torch_res['torch']}, loss {torch_res['first_loss']:.3f} -> {torch_res['last_loss']:.3f}, "
       f"peak {torch_res['peak_mem_bytes']/2**30:.1f} GiB)")
 print(f"ratio (ours / PyTorch tokens/s): {tt / t:.3f}")
+try:
+    tp = json.load(open(sys.argv[3]))
+    print(f"PyTorch, vocabulary padded to {tp['vocab']}: {tp['step_time_s']*1e3:.1f} ms/step  "
+          f"{tp['tokens_per_s']:,.0f} tok/s; ratio {tp['step_time_s'] / t:.3f}")
+except (OSError, KeyError, ValueError):
+    pass
+# The planner's prediction for this executable (llm-compile --target cuda
+# --emit=plan with the cluster file of the device prepare.sh was given).
+try:
+    pred = json.load(open(sys.argv[4]))["predicted"]
+    peak_gib = rows[-1]["peak_mem_bytes"] / 2**30
+    print(f"planner: predicted {pred['step_time_s']*1e3:.1f} ms/step, "
+          f"{pred['memory_bytes_per_device']/2**30:.1f} GiB; measured/predicted "
+          f"{t / pred['step_time_s']:.2f} (time), {peak_gib / (pred['memory_bytes_per_device']/2**30):.2f} (memory)")
+except (OSError, KeyError, ValueError):
+    pass
 PY
 echo "-- variants of ours (12 steps each; median step after 4)"
 [ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for variant in "LLMRT_CUDA_ATTN=wmma" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=bf16-fast"; do

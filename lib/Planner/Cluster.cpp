@@ -139,11 +139,12 @@ llvm::Expected<Cluster> mlir::llm::parseCluster(llvm::StringRef text,
                          .Case("inter_node", &c.efficiency.interNode)
                          .Case("dp_overlap", &c.efficiency.dpOverlap)
                          .Case("gemm_flops_half", &c.efficiency.gemmFlopsHalf)
+                         .Case("attention", &c.efficiency.attention)
                          .Default(nullptr);
       if (!slot)
         return r.error("unknown key 'efficiency." + k +
-                       "' (known: compute, memory, intra_node, inter_node, "
-                       "dp_overlap, gemm_flops_half)");
+                       "' (known: compute, attention, memory, intra_node, "
+                       "inter_node, dp_overlap, gemm_flops_half)");
       if (k == "gemm_flops_half") {
         if (!d || *d < 0)
           return r.error("key 'efficiency.gemm_flops_half' must be a number >= 0");

@@ -275,7 +275,10 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
       double div = (op.tpSplit || c.sp) ? t : 1.0;
       double flops = op.flops * b * scale / div;
       double bytes = (op.actBytes * b * scale + op.weightBytes * scale) / div;
-      s += std::max(flops > 0 ? flops / gemmRate(flops) : 0.0, bytes / memRate);
+      double rate = op.attentionCore && cl.efficiency.attention > 0
+                        ? peakTf * 1e12 * cl.efficiency.attention
+                        : gemmRate(flops);
+      s += std::max(flops > 0 ? flops / rate : 0.0, bytes / memRate);
     }
     return s;
   };

@@ -106,12 +106,16 @@ std::string mlir::llm::planReport(const ModelProfile &m, const Cluster &cl,
   os << llvm::formatv("Batch: {0} sequences of {1} tokens, {2} precision, "
                       "{3:f1} PFLOP per step (no recompute)\n",
                       m.batch, m.seq, precision, m.flopsPerStep / 1e15);
+  std::string attention =
+      cl.efficiency.attention > 0
+          ? llvm::formatv(", attention {0}", cl.efficiency.attention).str()
+          : std::string();
   os << llvm::formatv("Cluster: {0}, {1} of {2} devices ({3} x {4}), {5} GiB "
-                      "each; efficiencies: compute {6}, memory {7}, NVLink {8}, "
+                      "each; efficiencies: compute {6}{10}, memory {7}, NVLink {8}, "
                       "network {9}\n\n",
                       cl.name, world, cl.devices(), cl.nodes, cl.devicesPerNode,
                       cl.memoryGiB, cl.efficiency.compute, cl.efficiency.memory,
-                      cl.efficiency.intraNode, cl.efficiency.interNode);
+                      cl.efficiency.intraNode, cl.efficiency.interNode, attention);
   if (!r.found) {
     os << "No plan fits: " << r.whyNone << "\n";
     return s;

@@ -340,6 +340,37 @@ TEST(PlannerInput, RanksShareACpuNode) {
             "x.json: key 'ranks_share_node' must be true or false");
 }
 
+TEST(PlannerCost, AttentionEfficiency) {
+  // efficiency.attention prices the attention core alone: at half the
+  // compute efficiency each layer's core costs once more its time at the
+  // compute rate, forward and backward (2x): 3 x 4 b s^2 h FLOPs a layer
+  // (Megatron's count: the full s x s products).
+  const int64_t h = 768, heads = 12, layers = 2, batch = 8, seq = 1024;
+  ModelProfile m = gpt(h, heads, layers, batch, seq);
+  Cluster cl = cluster("dgx-h100-80g.json");
+  PlanConfig c;
+  c.mbs = batch;
+  Prediction base = evaluatePlan(m, cl, 1, c);
+  ASSERT_TRUE(base.feasible) << base.infeasibleReason;
+  cl.efficiency.attention = cl.efficiency.compute;
+  EXPECT_NEAR(evaluatePlan(m, cl, 1, c).stepTime, base.stepTime, 1e-12);
+  cl.efficiency.attention = cl.efficiency.compute / 2;
+  double rate = *cl.peak("bf16") * 1e12 * cl.efficiency.compute;
+  double core = 3.0 * layers * 4.0 * batch * seq * seq * h / rate;
+  EXPECT_NEAR(evaluatePlan(m, cl, 1, c).stepTime, base.stepTime + core,
+              1e-9 * base.stepTime);
+  auto bad = parseCluster(
+      "{\"name\": \"x\", \"nodes\": 1, \"devices_per_node\": 1, "
+      "\"device\": {\"peak_tflops\": {\"bf16\": 1}, \"memory_gib\": 1, "
+      "\"memory_bw_gbps\": 1}, \"links\": {\"intra_node\": {\"bw_gbps\": 1, "
+      "\"latency_us\": 1}, \"inter_node\": {\"bw_gbps\": 1, \"latency_us\": 1}}, "
+      "\"efficiency\": {\"attention\": 0}}",
+      "x.json");
+  ASSERT_FALSE(static_cast<bool>(bad));
+  EXPECT_EQ(llvm::toString(bad.takeError()),
+            "x.json: key 'efficiency.attention' must be a number in (0, 1]");
+}
+
 TEST(PlannerSearch, StageBoundariesWeighTheHead) {
   Cluster cl = cluster("dgx-a100-80g.json");
   PlanConfig c;

@@ -41,6 +41,11 @@ struct Efficiency {
   /// CPU's micro-batches and tensor-parallel slices feel it; GPU clusters
   /// leave it at 0 (their calibration has no such term).
   double gemmFlopsHalf = 0.0;
+  /// The attention core's throughput / peak, in the model's FLOPs (full
+  /// s x s products, as Megatron counts them even when causal); 0: the
+  /// compute efficiency. A runtime whose attention kernels lag its GEMMs
+  /// (ours on an H200: 0.16 against 0.45) says so here.
+  double attention = 0.0;
 };
 
 struct Cluster {
