@@ -14,7 +14,9 @@
 //   row stats: the forward again, writing lse (base 2) and
 //              D = rowsum(dO ∘ O) instead of O (the backward's inputs);
 //   backward:  per key block over the query tiles of every head of its
-//              group: Sᵀ = K Qᵀ, dPᵀ = V dOᵀ, Pᵀ = exp2(Sᵀ - lse),
+//              group (the next tile's Q and dO copied by cp.async while
+//              this one's products run): Sᵀ = K Qᵀ, dPᵀ = V dOᵀ,
+//              Pᵀ = exp2(Sᵀ - lse),
 //              dSᵀ = Pᵀ ∘ (dPᵀ - D), dV += Pᵀ dO, dK += dSᵀ Q, and
 //              dQ += dS K added to dq atomically (dq zeroed first).
 //
@@ -316,6 +318,44 @@ __device__ __forceinline__ void loadTile(bf16 *dst, const float *src, int b,
   x.store(dst);
 }
 
+/// Rows [r0, r0 + 64) of head h (fp32) copied into an fp32 staging tile
+/// (D floats a row) with cp.async: no registers held while they fly, rows
+/// past S zero-filled. Each thread copies the same vectors convertStaged
+/// then converts, so a thread waits only for its own copies.
+template <int D>
+__device__ __forceinline__ void stageTile(float *staging, const float *src,
+                                          int b, int S, int H, int h, int r0) {
+  constexpr int Per = kRows * D / 4 / kThreads;
+#pragma unroll
+  for (int u = 0; u < Per; ++u) {
+    const int e = u * kThreads + threadIdx.x;
+    const int r = e / (D / 4), c = (e % (D / 4)) * 4, i = r0 + r;
+    const float *from =
+        i < S ? src + ((static_cast<int64_t>(b) * S + i) * H + h) * D + c : src;
+    const unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(staging + r * D + c));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to),
+                 "l"(from), "r"(i < S ? 16 : 0)
+                 : "memory");
+  }
+}
+__device__ __forceinline__ void commitStaged() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+/// Waits for this thread's staged copies, then rounds them to bf16 into
+/// `dst` (ld Lay<D>::Ld).
+template <int D>
+__device__ __forceinline__ void convertStaged(bf16 *dst, const float *staging) {
+  constexpr int Per = kRows * D / 4 / kThreads;
+#pragma unroll
+  for (int u = 0; u < Per; ++u) {
+    const int e = u * kThreads + threadIdx.x;
+    const int r = e / (D / 4), c = (e % (D / 4)) * 4;
+    const float4 x = *reinterpret_cast<const float4 *>(staging + r * D + c);
+    *reinterpret_cast<uint2 *>(dst + r * Lay<D>::Ld + c) =
+        make_uint2(pack(x.x, x.y), pack(x.z, x.w));
+  }
+}
+
 /// dk, dv of a block of 64 keys of kv head blockIdx.y (all the query heads
 /// of its group), and their part of dq. Grid: (key tiles, Hkv, B); under
 /// causal masking the first keys (the most queries) go first.
@@ -331,6 +371,9 @@ __global__ void __launch_bounds__(kThreads)
   bf16 *Vs = Ks + TE, *Qs = Vs + TE, *dOs = Qs + TE;
   bf16 *dSs = dOs + TE; // dSᵀ: [key][query]
   float *lseS = reinterpret_cast<float *>(dSs + TE), *dS = lseS + kRows;
+  // The next query tile's Q and dO, in flight while this one's products
+  // run (fp32, D floats a row).
+  float *stQ = dS + kRows, *stdO = stQ + kRows * D;
 
   const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * kRows;
   const int group = Hq / Hkv;
@@ -354,12 +397,31 @@ __global__ void __launch_bounds__(kThreads)
   // ldmatrix lanes for dQ's A (dS, stored transposed).
   const int aRow = (lane >> 4) * 8 + (lane & 7), aCol = ((lane >> 3) & 1) * 8;
 
+  const int itFirst = causal ? jt : 0;
+  stageTile<D>(stQ, q, b, S, Hq, hk * group, itFirst * kRows);
+  stageTile<D>(stdO, dout, b, S, Hq, hk * group, itFirst * kRows);
+  commitStaged();
   for (int h = hk * group; h < (hk + 1) * group; ++h) {
-    for (int it = causal ? jt : 0; it < nq; ++it) {
+    for (int it = itFirst; it < nq; ++it) {
       const int i0 = it * kRows;
+      asm volatile("cp.async.wait_all;\n" ::: "memory");
       __syncthreads(); // the previous tile's products are done
-      loadTile<D>(Qs, q, b, S, Hq, h, i0);
-      loadTile<D>(dOs, dout, b, S, Hq, h, i0);
+      convertStaged<D>(Qs, stQ);
+      convertStaged<D>(dOs, stdO);
+      // The next (head, query tile) pair's copies start now: this thread's
+      // staging vectors are converted already.
+      {
+        int hn = h, itn = it + 1;
+        if (itn == nq) {
+          ++hn;
+          itn = itFirst;
+        }
+        if (hn < (hk + 1) * group) {
+          stageTile<D>(stQ, q, b, S, Hq, hn, itn * kRows);
+          stageTile<D>(stdO, dout, b, S, Hq, hn, itn * kRows);
+        }
+        commitStaged();
+      }
       if (threadIdx.x < kRows) {
         const int i = i0 + threadIdx.x;
         const int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
@@ -456,7 +518,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int D> constexpr size_t bwdSmem() {
-  return 5 * Lay<D>::TileElems * sizeof(bf16) + 2 * kRows * sizeof(float);
+  return 5 * Lay<D>::TileElems * sizeof(bf16) + 2 * kRows * sizeof(float) +
+         2 * kRows * D * sizeof(float);
 }
 
 } // namespace
