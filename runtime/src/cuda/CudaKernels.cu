@@ -133,42 +133,6 @@ __global__ void layerNormFwdK(const float *x, const float *w, const float *b,
     yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
 }
 
-/// The same with the row in registers (C a multiple of 32, at most
-/// 32 x MaxCPL): every load issued before the sums need them, x read once.
-template <int MaxCPL>
-__global__ void layerNormFwdRegK(const float *x, const float *w, const float *b,
-                                 float *y, int64_t rows, int C, float eps) {
-  int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32, cpl = C / 32;
-  if (row >= rows)
-    return;
-  const float *xr = x + row * C;
-  float xv[MaxCPL];
-  float s = 0;
-#pragma unroll
-  for (int k = 0; k < MaxCPL; ++k)
-    if (k < cpl) {
-      xv[k] = xr[lane + 32 * k];
-      s += xv[k];
-    }
-  const float mean = warpSum(s) / C;
-  float v = 0;
-#pragma unroll
-  for (int k = 0; k < MaxCPL; ++k)
-    if (k < cpl) {
-      xv[k] -= mean;
-      v += xv[k] * xv[k];
-    }
-  const float rstd = rsqrtf(warpSum(v) / C + eps);
-  float *yr = y + row * C; // may be x: its row is in registers
-#pragma unroll
-  for (int k = 0; k < MaxCPL; ++k)
-    if (k < cpl) {
-      const int j = lane + 32 * k;
-      yr[j] = xv[k] * rstd * w[j] + b[j];
-    }
-}
-
 /// One warp per row (rows strided over the grid); dw, db summed in shared
 /// memory per block, then added to the zeroed outputs.
 __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
@@ -1137,14 +1101,9 @@ void positionEmbeddingBwd(const float *dout, float *dtable, int64_t S,
 void layerNormFwd(const float *x, const float *w, const float *b, float *y,
                   int64_t rows, int64_t C, double eps, cudaStream_t s) {
   unsigned blocks = static_cast<unsigned>((rows + 7) / 8);
-  const int c = static_cast<int>(C);
-  const float e = static_cast<float>(eps);
-  if (C % 32 == 0 && C <= 32 * 8)
-    layerNormFwdRegK<8><<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e);
-  else if (C % 32 == 0 && C <= 32 * 32)
-    layerNormFwdRegK<32><<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e);
-  else
-    layerNormFwdK<<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e);
+  layerNormFwdK<<<blocks, kThreads, 0, s>>>(x, w, b, y, rows,
+                                            static_cast<int>(C),
+                                            static_cast<float>(eps));
 }
 void layerNormBwd(const float *x, const float *w, const float *dy, float *dx,
                   float *dw, float *db, int64_t rows, int64_t C, double eps,
