@@ -284,7 +284,7 @@ void checkEmbeddings(Rng &rng) {
 }
 
 /// kind: 0 the fp32 kernels, 1 WMMA tensor cores, 2 FlashAttention-2
-/// (mma.sync).
+/// (mma.sync), 3 the same with the backward's cp.async staging.
 void checkAttention(Rng &rng, int kind) {
   const bool tensorCores = kind > 0;
   struct Case {
@@ -309,20 +309,25 @@ void checkAttention(Rng &rng, int kind) {
     Dev<float> Q(q), K(k), Vd(v), DO(dout), O(qn), DQ(qn), DK(kn), DV(kn);
     Dev<float> WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
     if ((kind == 1 && !cuda::attentionTensorCoresSupport(c.D)) ||
-        (kind == 2 && !cuda::attentionMMASupport(c.D)))
+        (kind >= 2 && !cuda::attentionMMASupport(c.D)))
       continue;
-    (kind == 2 ? cuda::attentionFwdMMA
+    (kind >= 2   ? cuda::attentionFwdMMA
      : kind == 1 ? cuda::attentionFwdTC
                  : cuda::attentionFwd)(
         Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, nullptr);
-    (kind == 2 ? cuda::attentionBwdMMA
-     : kind == 1 ? cuda::attentionBwdTC
-                 : cuda::attentionBwd)(
-        Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq, c.Hkv, c.D,
-        scale, c.causal, WS.p, nullptr);
+    if (kind >= 2)
+      cuda::attentionBwdMMA(Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
+                            c.Hkv, c.D, scale, c.causal, WS.p, nullptr, kind == 3);
+    else
+      (kind == 1 ? cuda::attentionBwdTC : cuda::attentionBwd)(
+          Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq, c.Hkv, c.D,
+          scale, c.causal, WS.p, nullptr);
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 2 ? " fa2" : kind == 1 ? " bf16" : "",
+                  kind == 3   ? " fa2 staged"
+                  : kind == 2 ? " fa2"
+                  : kind == 1 ? " bf16"
+                              : "",
                   (long long)c.B, (long long)c.S, (long long)c.Hq,
                   (long long)c.Hkv, (long long)c.D, c.causal ? " causal" : "");
     // bf16 tensor cores: inputs and probabilities rounded to 8 bits of
@@ -581,6 +586,7 @@ int main(int argc, char **argv) {
   if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast) {
     checkAttention(rng, 1);
     checkAttention(rng, 2);
+    checkAttention(rng, 3);
   }
   checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");

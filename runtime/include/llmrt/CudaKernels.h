@@ -157,10 +157,14 @@ bool attentionMMASupport(int64_t D);
 void attentionFwdMMA(const float *q, const float *k, const float *v, float *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s);
+/// staged: the backward's next Q and dO tiles copied by cp.async while the
+/// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; built, checked by
+/// llmrt-cuda-check, not yet run on a GPU: off by default).
 void attentionBwdMMA(const float *q, const float *k, const float *v,
                      const float *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                     double scale, bool causal, void *workspace, cudaStream_t s);
+                     double scale, bool causal, void *workspace, cudaStream_t s,
+                     bool staged = false);
 
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);

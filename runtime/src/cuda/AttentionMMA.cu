@@ -14,8 +14,9 @@
 //   row stats: the forward again, writing lse (base 2) and
 //              D = rowsum(dO ∘ O) instead of O (the backward's inputs);
 //   backward:  per key block over the query tiles of every head of its
-//              group (the next tile's Q and dO copied by cp.async while
-//              this one's products run): Sᵀ = K Qᵀ, dPᵀ = V dOᵀ,
+//              group (with `staged`, the next tile's Q and dO copied by
+//              cp.async while this one's products run; not yet run on a
+//              GPU, so off by default): Sᵀ = K Qᵀ, dPᵀ = V dOᵀ,
 //              Pᵀ = exp2(Sᵀ - lse),
 //              dSᵀ = Pᵀ ∘ (dPᵀ - D), dV += Pᵀ dO, dK += dSᵀ Q, and
 //              dQ += dS K added to dq atomically (dq zeroed first).
@@ -359,7 +360,7 @@ __device__ __forceinline__ void convertStaged(bf16 *dst, const float *staging) {
 /// dk, dv of a block of 64 keys of kv head blockIdx.y (all the query heads
 /// of its group), and their part of dq. Grid: (key tiles, Hkv, B); under
 /// causal masking the first keys (the most queries) go first.
-template <int D>
+template <int D, bool Staged>
 __global__ void __launch_bounds__(kThreads)
     attnBwdMMA(const float *q, const float *k, const float *v,
                const float *dout, float *dq, float *dk, float *dv,
@@ -398,19 +399,21 @@ __global__ void __launch_bounds__(kThreads)
   const int aRow = (lane >> 4) * 8 + (lane & 7), aCol = ((lane >> 3) & 1) * 8;
 
   const int itFirst = causal ? jt : 0;
-  stageTile<D>(stQ, q, b, S, Hq, hk * group, itFirst * kRows);
-  stageTile<D>(stdO, dout, b, S, Hq, hk * group, itFirst * kRows);
-  commitStaged();
+  if constexpr (Staged) {
+    stageTile<D>(stQ, q, b, S, Hq, hk * group, itFirst * kRows);
+    stageTile<D>(stdO, dout, b, S, Hq, hk * group, itFirst * kRows);
+    commitStaged();
+  }
   for (int h = hk * group; h < (hk + 1) * group; ++h) {
     for (int it = itFirst; it < nq; ++it) {
       const int i0 = it * kRows;
-      asm volatile("cp.async.wait_all;\n" ::: "memory");
-      __syncthreads(); // the previous tile's products are done
-      convertStaged<D>(Qs, stQ);
-      convertStaged<D>(dOs, stdO);
-      // The next (head, query tile) pair's copies start now: this thread's
-      // staging vectors are converted already.
-      {
+      if constexpr (Staged) {
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        __syncthreads(); // the previous tile's products are done
+        convertStaged<D>(Qs, stQ);
+        convertStaged<D>(dOs, stdO);
+        // The next (head, query tile) pair's copies start now: this
+        // thread's staging vectors are converted already.
         int hn = h, itn = it + 1;
         if (itn == nq) {
           ++hn;
@@ -421,6 +424,10 @@ __global__ void __launch_bounds__(kThreads)
           stageTile<D>(stdO, dout, b, S, Hq, hn, itn * kRows);
         }
         commitStaged();
+      } else {
+        __syncthreads(); // the previous tile's products are done
+        loadTile<D>(Qs, q, b, S, Hq, h, i0);
+        loadTile<D>(dOs, dout, b, S, Hq, h, i0);
       }
       if (threadIdx.x < kRows) {
         const int i = i0 + threadIdx.x;
@@ -517,9 +524,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int D> constexpr size_t bwdSmem() {
+template <int D> constexpr size_t bwdSmem(bool staged) {
   return 5 * Lay<D>::TileElems * sizeof(bf16) + 2 * kRows * sizeof(float) +
-         2 * kRows * D * sizeof(float);
+         (staged ? 2 * kRows * D * sizeof(float) : 0);
 }
 
 } // namespace
@@ -542,7 +549,7 @@ void attentionBwdMMA(const float *q, const float *k, const float *v,
                      const float *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace,
-                     cudaStream_t s) {
+                     cudaStream_t s, bool staged) {
   if (D != 64)
     return;
   float *lse = static_cast<float *>(workspace), *dvec = lse + B * Hq * S;
@@ -552,12 +559,18 @@ void attentionBwdMMA(const float *q, const float *k, const float *v,
       q, k, v, dout, nullptr, lse, dvec, int(S), int(Hq), int(Hkv), scaleLog2,
       causal);
   cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
-  constexpr size_t smem = bwdSmem<64>();
-  cudaFuncSetAttribute(attnBwdMMA<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                       static_cast<int>(smem));
-  attnBwdMMA<64><<<dim3(tiles, unsigned(Hkv), unsigned(B)), kThreads, smem, s>>>(
-      q, k, v, dout, dq, dk, dv, lse, dvec, int(S), int(Hq), int(Hkv),
-      static_cast<float>(scale), scaleLog2, causal);
+  auto launch = [&](auto kernel, bool staged) {
+    const size_t smem = bwdSmem<64>(staged);
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(smem));
+    kernel<<<dim3(tiles, unsigned(Hkv), unsigned(B)), kThreads, smem, s>>>(
+        q, k, v, dout, dq, dk, dv, lse, dvec, int(S), int(Hq), int(Hkv),
+        static_cast<float>(scale), scaleLog2, causal);
+  };
+  if (staged)
+    launch(attnBwdMMA<64, true>, true);
+  else
+    launch(attnBwdMMA<64, false>, false);
 }
 
 } // namespace llmrt::cuda

@@ -181,6 +181,9 @@ public:
   /// With tensor cores: FlashAttention-2 (AttentionMMA.cu) where it has the
   /// head dimension, else (or LLMRT_CUDA_ATTN=wmma) the WMMA kernels.
   bool attnMMA_ = true;
+  /// LLMRT_CUDA_ATTN_STAGED=1: FlashAttention-2's backward with cp.async
+  /// staging (not yet run on a GPU, so off by default).
+  bool attnStaged_ = false;
   bool fp16_ = false;
   Driver driver_;
   CUmodule module_ = nullptr;
@@ -318,6 +321,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->attnTensorCores_ = kind != "fp32";
     ex->attnMMA_ = kind == "bf16";
   }
+  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_STAGED"))
+    ex->attnStaged_ = std::atoi(a) != 0;
 
   int dev = 0;
   cudaGetDevice(&dev);
@@ -683,9 +688,13 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                                  n[1], n[2], n[3], n[4], fl[0], n[5] != 0, s);
       break;
     case Opcode::AttentionBwd:
-      (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])
-           ? cuda::attentionBwdMMA
-       : attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
+      if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
+        cuda::attentionBwdMMA(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]),
+                              F(p[5]), F(p[6]), n[0], n[1], n[2], n[3], n[4],
+                              fl[0], n[5] != 0, attnWs_, s, attnStaged_);
+        break;
+      }
+      (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
            ? cuda::attentionBwdTC
            : cuda::attentionBwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]),
                                  F(p[5]), F(p[6]), n[0], n[1], n[2], n[3],
