@@ -126,7 +126,7 @@ except (OSError, KeyError, ValueError):
     pass
 PY
 echo "-- variants of ours (12 steps each; median step after 4)"
-[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for variant in "LLMRT_CUDA_ATTN_STAGED=1" "LLMRT_CUDA_ATTN=wmma" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=bf16-fast"; do
+[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for variant in "LLMRT_CUDA_ATTN_LSE=1" "LLMRT_CUDA_ATTN_STAGED=1" "LLMRT_CUDA_ATTN=wmma" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=bf16-fast"; do
   env "$variant" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
     --log "$out/variant.jsonl" > "$out/variant.txt" 2>&1 || { echo "$variant failed"; tail -3 "$out/variant.txt"; status=1; continue; }
   "$py" -c '

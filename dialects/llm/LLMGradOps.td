@@ -217,6 +217,69 @@ def LLM_AttentionGradOp : LLM_Op<"attention_grad", [Pure,
   let hasVerifier = 1;
 }
 
+def LLM_AttentionLseOp : LLM_Op<"attention_lse", [Pure,
+    DeclareOpInterfaceMethods<LLM_FlopCountOpInterface, ["getMatmulFlops"]>]> {
+  let summary = "llm.attention that also returns each row's log-sum-exp";
+  let description = [{
+    `llm.attention`, and `lse[b, h, i] = log sum_j exp(scale q_i · k_j +
+    mask)` (f32, `[batch, num_heads, seq]`): the softmax statistics the
+    backward needs (FlashAttention's L), kept instead of recomputed.
+    llm-keep-attention-lse makes it, with `llm.attention_grad_lse`, from an
+    `llm.attention` and its `llm.attention_grad`; nothing before it in the
+    pipeline sees it.
+
+    Example:
+    ```mlir
+    %o, %lse = llm.attention_lse %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, causal}
+        : tensor<8x64x128xf32>, tensor<8x64x64xf32>, tensor<8x64x64xf32>
+        -> tensor<8x64x128xf32>, tensor<8x4x64xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$q, LLM_FloatTensor:$k,
+                       LLM_FloatTensor:$v, I64Attr:$num_heads,
+                       I64Attr:$num_kv_heads, UnitAttr:$causal,
+                       OptionalAttr<F64Attr>:$scale);
+  let results = (outs LLM_FloatTensor:$result, RankedTensorOf<[F32]>:$lse);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v attr-dict `:` type($q) `,` type($k) `,` type($v) `->`
+    type($result) `,` type($lse)
+  }];
+  let hasVerifier = 1;
+}
+
+def LLM_AttentionGradLseOp : LLM_Op<"attention_grad_lse", [Pure,
+    DeclareOpInterfaceMethods<LLM_FlopCountOpInterface,
+                              ["getMatmulFlops", "getBackwardFlopsFactor"]>]> {
+  let summary = "llm.attention_grad from the forward's output and log-sum-exp";
+  let description = [{
+    `llm.attention_grad` given the forward's `out` and `lse`
+    (`llm.attention_lse`): the probabilities are `exp(scale q k^T + mask -
+    lse)` and `D = rowsum(dout ∘ out)`, so no pass over the keys is needed
+    for the softmax statistics.
+
+    Example:
+    ```mlir
+    %dq, %dk, %dv = llm.attention_grad_lse %q, %k, %v, %do, %o, %lse {num_heads = 4 : i64, num_kv_heads = 2 : i64, causal}
+        : tensor<8x64x128xf32>, tensor<8x64x64xf32>, tensor<8x64x64xf32>, tensor<8x64x128xf32>,
+          tensor<8x64x128xf32>, tensor<8x4x64xf32>
+        -> tensor<8x64x128xf32>, tensor<8x64x64xf32>, tensor<8x64x64xf32>
+    ```
+  }];
+  let arguments = (ins LLM_FloatTensor:$q, LLM_FloatTensor:$k,
+                       LLM_FloatTensor:$v, LLM_FloatTensor:$dout,
+                       LLM_FloatTensor:$out, RankedTensorOf<[F32]>:$lse,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       UnitAttr:$causal, OptionalAttr<F64Attr>:$scale);
+  let results = (outs LLM_FloatTensor:$dq, LLM_FloatTensor:$dk,
+                      LLM_FloatTensor:$dv);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v `,` $dout `,` $out `,` $lse attr-dict `:` type($q) `,`
+    type($k) `,` type($v) `,` type($dout) `,` type($out) `,` type($lse) `->`
+    type($dq) `,` type($dk) `,` type($dv)
+  }];
+  let hasVerifier = 1;
+}
+
 class LLM_ActivationGradOp<string mnemonic, string fwd>
     : LLM_Op<mnemonic, [Pure, AllTypesMatch<["input", "dy", "result"]>]> {
   let summary = "gradient of llm." # fwd;

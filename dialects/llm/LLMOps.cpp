@@ -83,3 +83,15 @@ int64_t AttentionGradOp::getMatmulFlops() {
   return 5 * 2 * shape[0] * shape[1] * shape[1] * shape[2];
 }
 int64_t AttentionGradOp::getBackwardFlopsFactor() { return 0; }
+
+// After llm-keep-attention-lse: the same FLOPs as the ops they replace (the
+// backward still forms q·kᵀ for the probabilities).
+int64_t AttentionLseOp::getMatmulFlops() {
+  auto shape = getQ().getType().getShape();
+  return 2 * 2 * shape[0] * shape[1] * shape[1] * shape[2];
+}
+int64_t AttentionGradLseOp::getMatmulFlops() {
+  auto shape = getQ().getType().getShape();
+  return 5 * 2 * shape[0] * shape[1] * shape[1] * shape[2];
+}
+int64_t AttentionGradLseOp::getBackwardFlopsFactor() { return 0; }

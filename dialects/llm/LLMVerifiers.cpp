@@ -466,6 +466,41 @@ LogicalResult AttentionGradOp::verify() {
   return success();
 }
 
+/// lse: f32 [batch, num_heads, seq] of q [batch, seq, hidden].
+static LogicalResult verifyLse(Operation *op, RankedTensorType q,
+                               RankedTensorType lse, int64_t heads) {
+  SmallVector<int64_t> want = {q.getDimSize(0), heads, q.getDimSize(1)};
+  if (lse.getShape() != ArrayRef<int64_t>(want))
+    return op->emitOpError() << "expects lse of shape " << shapeStr(want)
+                             << " ([batch, num_heads, seq]), got "
+                             << shapeStr(lse.getShape());
+  return success();
+}
+
+LogicalResult AttentionLseOp::verify() {
+  auto q = getQ().getType();
+  if (failed(verifyAttentionOperands(*this, q, getK().getType(),
+                                     getV().getType(), getNumHeads(),
+                                     getNumKvHeads(), getScaleAttr())) ||
+      failed(verifyResultType(*this, q, getResult().getType(), "q")))
+    return failure();
+  return verifyLse(*this, q, getLse().getType(), getNumHeads());
+}
+
+LogicalResult AttentionGradLseOp::verify() {
+  auto q = getQ().getType(), k = getK().getType(), v = getV().getType();
+  if (failed(verifyAttentionOperands(*this, q, k, v, getNumHeads(),
+                                     getNumKvHeads(), getScaleAttr())))
+    return failure();
+  if (failed(verifyResultType(*this, q, getDout().getType(), "q", "dout")) ||
+      failed(verifyResultType(*this, q, getOut().getType(), "q", "out")) ||
+      failed(verifyResultType(*this, q, getDq().getType(), "q", "dq")) ||
+      failed(verifyResultType(*this, k, getDk().getType(), "k", "dk")) ||
+      failed(verifyResultType(*this, v, getDv().getType(), "v", "dv")))
+    return failure();
+  return verifyLse(*this, q, getLse().getType(), getNumHeads());
+}
+
 LogicalResult CrossEntropyGradOp::verify() {
   if (failed(verifyPaddedVocab(*this)))
     return failure();

@@ -259,6 +259,18 @@ LogicalResult Lowering::selectKernels(Operation *op,
                          std::move(floats)});
     return success();
   };
+  // Attention ops (forward or backward, with or without the kept
+  // log-sum-exp): ints {B, S, Hq, Hkv, D, causal}, floats {scale}.
+  auto attention = [&](StringRef k, auto o, SmallVector<Value> operands) {
+    auto s = shape(o.getQ());
+    int64_t heads = o.getNumHeads(), d = s[2] / heads;
+    double scale = o.getScaleAttr() ? o.getScaleAttr().getValueAsDouble()
+                                    : 1.0 / std::sqrt(static_cast<double>(d));
+    return one(k, std::move(operands),
+               {s[0], s[1], heads, static_cast<int64_t>(o.getNumKvHeads()), d,
+                o.getCausal() ? 1 : 0},
+               {scale});
+  };
   auto lastAxisOnly = [&](int64_t axis, Value v) -> LogicalResult {
     if (axis != static_cast<int64_t>(shape(v).size()) - 1)
       return op->emitOpError() << "llm-lower-to-rt: only splits and concats "
@@ -340,25 +352,24 @@ LogicalResult Lowering::selectKernels(Operation *op,
                    {o.getTheta().convertToDouble()});
       })
       .Case([&](AttentionOp o) {
-        auto s = shape(o.getQ());
-        return one("attention_fwd",
-                   {o.getQ(), o.getK(), o.getV(), o.getResult()},
-                   {s[0], s[1], (int64_t)o.getNumHeads(), (int64_t)o.getNumKvHeads(),
-                    o.getHeadDim(), o.getCausal() ? 1 : 0},
-                   {o.getEffectiveScale()});
+        return attention("attention_fwd", o,
+                         {o.getQ(), o.getK(), o.getV(), o.getResult()});
+      })
+      .Case([&](AttentionLseOp o) {
+        // The forward with its log-sum-exp: one more output.
+        return attention("attention_fwd", o,
+                         {o.getQ(), o.getK(), o.getV(), o.getResult(), o.getLse()});
       })
       .Case([&](AttentionGradOp o) {
-        auto s = shape(o.getQ());
-        int64_t d = s[2] / o.getNumHeads();
-        double scale = o.getScaleAttr()
-                           ? o.getScaleAttr().getValueAsDouble()
-                           : 1.0 / std::sqrt(static_cast<double>(d));
-        return one("attention_bwd",
-                   {o.getQ(), o.getK(), o.getV(), o.getDout(), o.getDq(),
-                    o.getDk(), o.getDv()},
-                   {s[0], s[1], (int64_t)o.getNumHeads(), (int64_t)o.getNumKvHeads(), d,
-                    o.getCausal() ? 1 : 0},
-                   {scale});
+        return attention("attention_bwd", o,
+                         {o.getQ(), o.getK(), o.getV(), o.getDout(), o.getDq(),
+                          o.getDk(), o.getDv()});
+      })
+      .Case([&](AttentionGradLseOp o) {
+        // From the forward's output and log-sum-exp: two more inputs.
+        return attention("attention_bwd", o,
+                         {o.getQ(), o.getK(), o.getV(), o.getDout(), o.getOut(),
+                          o.getLse(), o.getDq(), o.getDk(), o.getDv()});
       })
       .Case([&](GeluOp o) {
         return one("gelu_fwd", {o.getInput(), o.getResult()},

@@ -266,13 +266,18 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::AttentionFwd:
       cpu::attentionFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], n[2],
-                        n[3], n[4], fl[0], n[5] != 0, workspace_);
+                        n[3], n[4], fl[0], n[5] != 0, workspace_,
+                        r.ptrs.size() == 5 ? F(p[4]) : nullptr);
       break;
-    case Opcode::AttentionBwd:
-      cpu::attentionBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
-                        F(p[6]), n[0], n[1], n[2], n[3], n[4], fl[0],
-                        n[5] != 0, workspace_);
+    case Opcode::AttentionBwd: {
+      // With the forward's output and log-sum-exp (9 operands) the CPU
+      // still recomputes the probabilities: it forms them whole per head.
+      const int o = r.ptrs.size() == 9 ? 2 : 0;
+      cpu::attentionBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4 + o]),
+                        F(p[5 + o]), F(p[6 + o]), n[0], n[1], n[2], n[3], n[4],
+                        fl[0], n[5] != 0, workspace_);
       break;
+    }
     case Opcode::GeluFwd:
       cpu::geluFwd(F(p[0]), F(p[1]), n[0]);
       break;

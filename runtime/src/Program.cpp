@@ -197,9 +197,20 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
       err = "query heads do not group over key/value heads";
     int64_t bs = mul(n[0], n[1]);
     int64_t qn = mul(bs, mul(n[2], n[4])), kn = mul(bs, mul(n[3], n[4]));
+    int64_t ln = mul(bs, n[2]); // the log-sum-exp: [B, Hq, S]
     need(0, qn), need(1, kn), need(2, kn), need(3, qn);
-    if (inst.opcode == static_cast<uint16_t>(Opcode::AttentionBwd))
+    const size_t ops = inst.operands.size();
+    if (inst.opcode == static_cast<uint16_t>(Opcode::AttentionFwd)) {
+      if (ops == 5)
+        need(4, ln);
+    } else if (ops == 7) {
       need(4, qn), need(5, kn), need(6, kn);
+    } else if (ops == 9) { // dout, out, lse, dq, dk, dv
+      need(4, qn), need(5, ln), need(6, qn), need(7, kn), need(8, kn);
+    } else {
+      err = "attention_bwd takes 7 operands, or 9 with the forward's output "
+            "and log-sum-exp";
+    }
     break;
   }
   case Opcode::GeluFwd:

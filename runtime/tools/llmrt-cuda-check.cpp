@@ -284,7 +284,8 @@ void checkEmbeddings(Rng &rng) {
 }
 
 /// kind: 0 the fp32 kernels, 1 WMMA tensor cores, 2 FlashAttention-2
-/// (mma.sync), 3 the same with the backward's cp.async staging.
+/// (mma.sync), 3 the same with the backward's cp.async staging, 4 with the
+/// forward's log-sum-exp kept for the backward.
 void checkAttention(Rng &rng, int kind) {
   const bool tensorCores = kind > 0;
   struct Case {
@@ -298,33 +299,38 @@ void checkAttention(Rng &rng, int kind) {
     int64_t qn = c.B * c.S * c.Hq * c.D, kn = c.B * c.S * c.Hkv * c.D;
     auto q = randomVec(rng, qn, 2.0), k = randomVec(rng, kn, 2.0),
          v = randomVec(rng, kn), dout = randomVec(rng, qn);
-    std::vector<float> out(qn), dq(qn), dk(kn), dv(kn);
+    std::vector<float> out(qn), dq(qn), dk(kn), dv(kn), lse(c.B * c.Hq * c.S);
     std::vector<uint8_t> ws(cpu::attentionWorkspaceBytes(c.B, c.S, c.Hq, c.D, 4) + 64);
     double scale = 1.0 / std::sqrt(double(c.D));
     cpu::attentionFwd(q.data(), k.data(), v.data(), out.data(), c.B, c.S, c.Hq,
-                      c.Hkv, c.D, scale, c.causal, ws.data());
+                      c.Hkv, c.D, scale, c.causal, ws.data(), lse.data());
     cpu::attentionBwd(q.data(), k.data(), v.data(), dout.data(), dq.data(),
                       dk.data(), dv.data(), c.B, c.S, c.Hq, c.Hkv, c.D, scale,
                       c.causal, ws.data());
     Dev<float> Q(q), K(k), Vd(v), DO(dout), O(qn), DQ(qn), DK(kn), DV(kn);
     Dev<float> WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
+    Dev<float> LSE(lse.size());
     if ((kind == 1 && !cuda::attentionTensorCoresSupport(c.D)) ||
         (kind >= 2 && !cuda::attentionMMASupport(c.D)))
       continue;
-    (kind >= 2   ? cuda::attentionFwdMMA
-     : kind == 1 ? cuda::attentionFwdTC
-                 : cuda::attentionFwd)(
-        Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, nullptr);
-    if (kind >= 2)
+    if (kind >= 2) {
+      // kind 4: the forward keeps the log-sum-exp, the backward takes it.
+      cuda::attentionFwdMMA(Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
+                            c.causal, nullptr, kind == 4 ? LSE.p : nullptr);
       cuda::attentionBwdMMA(Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
-                            c.Hkv, c.D, scale, c.causal, WS.p, nullptr, kind == 3);
-    else
+                            c.Hkv, c.D, scale, c.causal, WS.p, nullptr, kind == 3,
+                            kind == 4 ? O.p : nullptr, kind == 4 ? LSE.p : nullptr);
+    } else {
+      (kind == 1 ? cuda::attentionFwdTC : cuda::attentionFwd)(
+          Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, nullptr);
       (kind == 1 ? cuda::attentionBwdTC : cuda::attentionBwd)(
           Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq, c.Hkv, c.D,
           scale, c.causal, WS.p, nullptr);
+    }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 3   ? " fa2 staged"
+                  kind == 4   ? " fa2 kept-lse"
+                  : kind == 3 ? " fa2 staged"
                   : kind == 2 ? " fa2"
                   : kind == 1 ? " bf16"
                               : "",
@@ -337,6 +343,8 @@ void checkAttention(Rng &rng, int kind) {
     compare(std::string("attention_bwd dq") + sz, dq, DQ.host(), tol);
     compare(std::string("attention_bwd dk") + sz, dk, DK.host(), tol);
     compare(std::string("attention_bwd dv") + sz, dv, DV.host(), tol);
+    if (kind == 4) // the natural log-sum-exp, against the CPU's
+      compare(std::string("attention_fwd lse") + sz, lse, LSE.host(), tol);
   }
 }
 
@@ -587,6 +595,7 @@ int main(int argc, char **argv) {
     checkAttention(rng, 1);
     checkAttention(rng, 2);
     checkAttention(rng, 3);
+    checkAttention(rng, 4);
   }
   checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");

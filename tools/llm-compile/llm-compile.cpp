@@ -296,6 +296,7 @@ int main(int argc, char **argv) {
     pm.addPass(llm::createRematerialize());
     pm.addPass(llm::createMicrobatch());
     pm.addPass(llm::createOptimizer());
+    pm.addPass(llm::createKeepAttentionLse());
     llm::LowerToRTOptions lowering;
     lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
     pm.addPass(llm::createLowerToRT(lowering));

@@ -222,6 +222,27 @@ def F32Storage : Pass<"llm-f32-storage", "mlir::ModuleOp"> {
   }];
 }
 
+def KeepAttentionLse : Pass<"llm-keep-attention-lse", "mlir::ModuleOp"> {
+  let summary = "Keep each attention's log-sum-exp for its backward";
+  let description = [{
+    Pairs every `llm.attention_grad` with the `llm.attention` before it in
+    the same block that reads the same `q`, `k`, `v` with the same
+    attributes (the forward it differentiates, or its recomputation), and
+    rewrites the pair into `llm.attention_lse` (which also returns the
+    rows' log-sum-exp, f32 `[batch, num_heads, seq]`) and
+    `llm.attention_grad_lse` (which takes the forward's output and that
+    log-sum-exp): the backward then needs no pass over the keys for the
+    softmax statistics (FlashAttention-2's L, and D = rowsum(dO ∘ O)). The
+    price is the statistics' memory from the forward to the backward
+    (4 bytes per head and token) and the forward's output kept until the
+    backward. A gradient without such a forward (another function: a
+    pipeline's backward) is left as it is. llm-compile runs it after
+    llm-optimizer, before llm-lower-to-rt; no pass before it sees the new
+    ops.
+  }];
+  let dependentDialects = ["mlir::llm::LLMDialect"];
+}
+
 def AnnotateSharding : Pass<"llm-annotate-sharding", "mlir::ModuleOp"> {
   let summary = "Annotate the model function with the #llm.plan's shardings (shard dialect)";
   let description = [{

@@ -105,11 +105,12 @@ void rope(const T *x, T *y, int64_t B, int64_t S, int64_t H, int64_t D,
 int64_t attentionWorkspaceBytes(int64_t B, int64_t S, int64_t Hq, int64_t D,
                                 int elementBytes);
 /// out = softmax(q kᵀ · scale + causal mask) v per head; q, out [B, S, Hq*D],
-/// k, v [B, S, Hkv*D]; query head h reads kv head h / (Hq / Hkv).
+/// k, v [B, S, Hkv*D]; query head h reads kv head h / (Hq / Hkv). lse
+/// (optional, [B, Hq, S]): each row's log-sum-exp, log sum_j exp(s_ij).
 template <typename T>
 void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
                   int64_t S, int64_t Hq, int64_t Hkv, int64_t D, double scale,
-                  bool causal, void *workspace);
+                  bool causal, void *workspace, T *lse = nullptr);
 /// dq, dk, dv overwritten (dk, dv summed over the query heads of a group).
 template <typename T>
 void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,

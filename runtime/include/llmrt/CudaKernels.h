@@ -154,9 +154,14 @@ void attentionBwdTC(const float *q, const float *k, const float *v,
 /// dimension 64: what the executor runs there by default with bf16 GEMMs.
 /// Same arguments and workspace as above.
 bool attentionMMASupport(int64_t D);
+/// lse (optional, [B, Hq, S]): also each row's natural log-sum-exp, which
+/// attentionBwdMMA takes with the output instead of recomputing the row
+/// statistics (LLMRT_CUDA_ATTN_LSE=1; checked by llmrt-cuda-check, not
+/// yet run on a GPU: off by default).
 void attentionFwdMMA(const float *q, const float *k, const float *v, float *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                     double scale, bool causal, cudaStream_t s);
+                     double scale, bool causal, cudaStream_t s,
+                     float *lse = nullptr);
 /// staged: the backward's next Q and dO tiles copied by cp.async while the
 /// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; built, checked by
 /// llmrt-cuda-check, not yet run on a GPU: off by default).
@@ -164,7 +169,8 @@ void attentionBwdMMA(const float *q, const float *k, const float *v,
                      const float *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace, cudaStream_t s,
-                     bool staged = false);
+                     bool staged = false, const float *out = nullptr,
+                     const float *lse = nullptr);
 
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);

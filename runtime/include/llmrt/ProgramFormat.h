@@ -110,8 +110,12 @@ enum class Opcode : uint16_t {
   SumRows = 11,             ///< [dy, db] {rows, C}
   CopyColumns = 12,         ///< [src, dst] {srcCols, srcOff, dstCols, dstOff, width, rows}
   Rope = 13,                ///< [x, y] {B, S, H, D, inverse} (theta)
-  AttentionFwd = 14,        ///< [q, k, v, out] {B, S, Hq, Hkv, D, causal} (scale)
-  AttentionBwd = 15,        ///< [q, k, v, dout, dq, dk, dv] {B, S, Hq, Hkv, D, causal} (scale)
+  /// [q, k, v, out] or [q, k, v, out, lse] {B, S, Hq, Hkv, D, causal}
+  /// (scale); lse [B, Hq, S]: each row's log-sum-exp, for the backward.
+  AttentionFwd = 14,
+  /// [q, k, v, dout, dq, dk, dv] or [q, k, v, dout, out, lse, dq, dk, dv]
+  /// (the forward's output and log-sum-exp) {B, S, Hq, Hkv, D, causal} (scale)
+  AttentionBwd = 15,
   GeluFwd = 16,             ///< [x, y] {n}
   GeluBwd = 17,             ///< [x, dy, dx] {n}
   SiluFwd = 18,             ///< [x, y] {n}
@@ -291,8 +295,8 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::SumRows, "sum_rows", 2, 2, 2, 0},
       {Opcode::CopyColumns, "copy_columns", 2, 2, 6, 0},
       {Opcode::Rope, "rope", 2, 2, 5, 1},
-      {Opcode::AttentionFwd, "attention_fwd", 4, 4, 6, 1},
-      {Opcode::AttentionBwd, "attention_bwd", 7, 7, 6, 1},
+      {Opcode::AttentionFwd, "attention_fwd", 4, 5, 6, 1},
+      {Opcode::AttentionBwd, "attention_bwd", 7, 9, 6, 1},
       {Opcode::GeluFwd, "gelu_fwd", 2, 2, 1, 0},
       {Opcode::GeluBwd, "gelu_bwd", 3, 3, 1, 0},
       {Opcode::SiluFwd, "silu_fwd", 2, 2, 1, 0},

@@ -216,8 +216,9 @@ void columnReduce(int64_t rows, int64_t C, F f, Done done) {
 }
 
 /// Numerically stable in-place softmax of row[0, n); row[n, S) is zeroed
-/// (the causally masked columns). Sums in double.
-template <typename T> void softmaxRow(T *row, int64_t n, int64_t S) {
+/// (the causally masked columns). Sums in double. Returns the row's
+/// log-sum-exp.
+template <typename T> double softmaxRow(T *row, int64_t n, int64_t S) {
   T m = row[0];
   for (int64_t j = 1; j < n; ++j)
     m = std::max(m, row[j]);
@@ -231,6 +232,7 @@ template <typename T> void softmaxRow(T *row, int64_t n, int64_t S) {
   for (int64_t j = 0; j < n; ++j)
     row[j] = static_cast<T>(row[j] * inv);
   std::fill(row + n, row + S, T(0));
+  return static_cast<double>(m) + std::log(sum);
 }
 
 } // namespace
@@ -588,18 +590,22 @@ void forEachRowBlock(int64_t S, bool causal, F f) {
   }
 }
 
-/// Fills P[S, S] with softmax(scale · q_h k_gᵀ + mask) for one head.
+/// Fills P[S, S] with softmax(scale · q_h k_gᵀ + mask) for one head, and
+/// lse[S] (when given) with its rows' log-sum-exp.
 template <typename T>
 void attentionProbs(const T *qh, int64_t ldq, const T *kg, int64_t ldkv, T *P,
                     int64_t S, int64_t D, T scale, bool causal,
-                    bool rowsParallel) {
+                    bool rowsParallel, T *lse = nullptr) {
   forEachRowBlock(S, causal, [&](int64_t i0, int64_t i1, int64_t cols) {
     gemm<T>(false, true, i1 - i0, cols, D, scale, qh + i0 * ldq, ldq, kg, ldkv,
             T(0), P + i0 * S, S);
   });
 #pragma omp parallel for schedule(static) if (rowsParallel && S >= 64)
-  for (int64_t i = 0; i < S; ++i)
-    softmaxRow(P + i * S, causal ? i + 1 : S, S);
+  for (int64_t i = 0; i < S; ++i) {
+    const double l = softmaxRow(P + i * S, causal ? i + 1 : S, S);
+    if (lse)
+      lse[i] = static_cast<T>(l);
+  }
 }
 
 /// Runs body(pair, slot, rowsParallel) for pair in [0, pairs), spreading
@@ -636,7 +642,7 @@ int64_t attentionWorkspaceBytes(int64_t B, int64_t S, int64_t Hq, int64_t D,
 template <typename T>
 void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
                   int64_t S, int64_t Hq, int64_t Hkv, int64_t D, double scale,
-                  bool causal, void *workspace) {
+                  bool causal, void *workspace, T *lse) {
   if (B <= 0 || S <= 0 || Hq <= 0 || D <= 0)
     return;
   assert(Hkv > 0 && Hq % Hkv == 0 && "query heads must group evenly");
@@ -651,7 +657,7 @@ void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
                 const T *kg = k + b * S * ldkv + g * D;
                 const T *vg = v + b * S * ldkv + g * D;
                 attentionProbs(qh, ldq, kg, ldkv, P, S, D, T(scale), causal,
-                               rowsParallel);
+                               rowsParallel, lse ? lse + pr * S : nullptr);
                 // out_h[S, D] = P[S, S] · v_g[S, D], by row blocks.
                 T *oh = out + b * S * ldq + h * D;
                 forEachRowBlock(S, causal, [&](int64_t i0, int64_t i1,
@@ -974,7 +980,7 @@ void adamw(T *p, const T *grad, T *m, T *v, int64_t n, double lr, double beta1,
                         double, bool);                                         \
   template void attentionFwd<T>(const T *, const T *, const T *, T *, int64_t, \
                                 int64_t, int64_t, int64_t, int64_t, double,    \
-                                bool, void *);                                 \
+                                bool, void *, T *);                            \
   template void attentionBwd<T>(const T *, const T *, const T *, const T *,    \
                                 T *, T *, T *, int64_t, int64_t, int64_t,      \
                                 int64_t, int64_t, double, bool, void *);       \

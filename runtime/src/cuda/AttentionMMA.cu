@@ -175,11 +175,16 @@ template <int D> struct Tile : RowVectors<kRows, D, kThreads> {
   }
 };
 
-/// Forward (Stats = false: writes out) or the backward's row statistics
-/// (Stats = true: writes lse and D = rowsum(dO ∘ O), [B, Hq, S] each).
+/// What the forward kernel writes: the output; the backward's row
+/// statistics instead (lse in base 2 of the scaled scores, and
+/// D = rowsum(dO ∘ O), [B, Hq, S] each); or the output and the rows'
+/// natural log-sum-exp (kept for the backward).
+enum FwdMode { kOut = 0, kStats = 1, kOutLse = 2 };
+
+/// Forward (mode kOut, kOutLse) or the backward's row statistics (kStats).
 /// Grid: (query tiles, Hq, B); under causal masking the longest rows go
 /// first.
-template <int D, bool Stats>
+template <int D, int Mode>
 __global__ void __launch_bounds__(kThreads)
     attnFwdMMA(const float *q, const float *k, const float *v,
                const float *dout, float *out, float *lseOut, float *dOut,
@@ -284,12 +289,15 @@ __global__ void __launch_bounds__(kThreads)
     const int i = i0 + r * 8;
     const float inv = 1.0f / l[r];
     const int64_t row = ((static_cast<int64_t>(b) * S + i) * Hq + h) * D;
-    if (!Stats) {
+    if (Mode != kStats) {
       if (i < S)
 #pragma unroll
         for (int n = 0; n < D / 8; ++n)
           *reinterpret_cast<float2 *>(out + row + n * 8 + 2 * t) =
               make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+      if (Mode == kOutLse && i < S && t == 0) // natural log: x ln 2
+        lseOut[(static_cast<int64_t>(b) * Hq + h) * S + i] =
+            (m[r] + log2f(l[r])) * 0.6931471805599453f;
     } else {
       float dsum = 0.0f;
       if (i < S)
@@ -524,6 +532,32 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// The backward's row statistics from the forward's output and natural
+/// log-sum-exp: D = rowsum(dO ∘ O) and lse in base 2 ([B, Hq, S] each). A
+/// warp per (b, i, h) row.
+template <int D>
+__global__ void rowStatsK(const float *dout, const float *out, const float *lse,
+                          float *lse2, float *dvec, int64_t rows, int S, int Hq) {
+  const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) // rows = B S Hq, in the tensors' order (b, i, h)
+    return;
+  const float *d = dout + row * D, *o = out + row * D;
+  float sum = 0.0f;
+#pragma unroll
+  for (int c = lane; c < D; c += 32)
+    sum += d[c] * o[c];
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1)
+    sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (lane == 0) {
+    const int64_t bi = row / Hq, h = row % Hq, b = bi / S, i = bi % S;
+    const int64_t st = (b * Hq + h) * S + i;
+    dvec[st] = sum;
+    lse2[st] = lse[st] * 1.4426950408889634f; // log2(e)
+  }
+}
+
 template <int D> constexpr size_t bwdSmem(bool staged) {
   return 5 * Lay<D>::TileElems * sizeof(bf16) + 2 * kRows * sizeof(float) +
          (staged ? 2 * kRows * D * sizeof(float) : 0);
@@ -535,29 +569,43 @@ bool attentionMMASupport(int64_t D) { return D == 64; }
 
 void attentionFwdMMA(const float *q, const float *k, const float *v, float *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                     double scale, bool causal, cudaStream_t s) {
+                     double scale, bool causal, cudaStream_t s, float *lse) {
   if (D != 64)
     return;
   dim3 grid(static_cast<unsigned>((S + kRows - 1) / kRows),
             static_cast<unsigned>(Hq), static_cast<unsigned>(B));
-  attnFwdMMA<64, false><<<grid, kThreads, 0, s>>>(
-      q, k, v, nullptr, out, nullptr, nullptr, int(S), int(Hq), int(Hkv),
-      static_cast<float>(scale) * kLog2e, causal);
+  const float scaleLog2 = static_cast<float>(scale) * kLog2e;
+  if (lse)
+    attnFwdMMA<64, kOutLse><<<grid, kThreads, 0, s>>>(
+        q, k, v, nullptr, out, lse, nullptr, int(S), int(Hq), int(Hkv), scaleLog2,
+        causal);
+  else
+    attnFwdMMA<64, kOut><<<grid, kThreads, 0, s>>>(
+        q, k, v, nullptr, out, nullptr, nullptr, int(S), int(Hq), int(Hkv),
+        scaleLog2, causal);
 }
 
 void attentionBwdMMA(const float *q, const float *k, const float *v,
                      const float *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace,
-                     cudaStream_t s, bool staged) {
+                     cudaStream_t s, bool staged, const float *out,
+                     const float *fwdLse) {
   if (D != 64)
     return;
   float *lse = static_cast<float *>(workspace), *dvec = lse + B * Hq * S;
   const float scaleLog2 = static_cast<float>(scale) * kLog2e;
   const unsigned tiles = static_cast<unsigned>((S + kRows - 1) / kRows);
-  attnFwdMMA<64, true><<<dim3(tiles, unsigned(Hq), unsigned(B)), kThreads, 0, s>>>(
-      q, k, v, dout, nullptr, lse, dvec, int(S), int(Hq), int(Hkv), scaleLog2,
-      causal);
+  if (out && fwdLse) {
+    // The forward's statistics: no pass over the keys.
+    const int64_t rows = B * S * Hq;
+    rowStatsK<64><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(
+        dout, out, fwdLse, lse, dvec, rows, int(S), int(Hq));
+  } else {
+    attnFwdMMA<64, kStats><<<dim3(tiles, unsigned(Hq), unsigned(B)), kThreads, 0, s>>>(
+        q, k, v, dout, nullptr, lse, dvec, int(S), int(Hq), int(Hkv), scaleLog2,
+        causal);
+  }
   cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
   auto launch = [&](auto kernel, bool staged) {
     const size_t smem = bwdSmem<64>(staged);

@@ -184,6 +184,11 @@ public:
   /// LLMRT_CUDA_ATTN_STAGED=1: FlashAttention-2's backward with cp.async
   /// staging (not yet run on a GPU, so off by default).
   bool attnStaged_ = false;
+  /// LLMRT_CUDA_ATTN_LSE=1: FlashAttention-2's forward keeps the
+  /// log-sum-exp the compiler gives it a buffer for, and the backward takes
+  /// it with the output instead of recomputing the row statistics (not yet
+  /// run on a GPU, so off by default).
+  bool attnLse_ = false;
   bool fp16_ = false;
   Driver driver_;
   CUmodule module_ = nullptr;
@@ -323,6 +328,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_STAGED"))
     ex->attnStaged_ = std::atoi(a) != 0;
+  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_LSE"))
+    ex->attnLse_ = std::atoi(a) != 0;
 
   int dev = 0;
   cudaGetDevice(&dev);
@@ -680,26 +687,39 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0, s);
       break;
     case Opcode::AttentionFwd:
-      (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])
-           ? cuda::attentionFwdMMA
-       : attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
+      // [q, k, v, out] or [.., out, lse]: the log-sum-exp is written where
+      // the backward takes it (FlashAttention-2 with LLMRT_CUDA_ATTN_LSE=1);
+      // the other kernels recompute it in the backward.
+      if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
+        cuda::attentionFwdMMA(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1],
+                              n[2], n[3], n[4], fl[0], n[5] != 0, s,
+                              attnLse_ && r.ptrs.size() == 5 ? F(p[4]) : nullptr);
+        break;
+      }
+      (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
            ? cuda::attentionFwdTC
            : cuda::attentionFwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0],
                                  n[1], n[2], n[3], n[4], fl[0], n[5] != 0, s);
       break;
-    case Opcode::AttentionBwd:
+    case Opcode::AttentionBwd: {
+      // [q, k, v, dout, dq, dk, dv] or [q, k, v, dout, out, lse, dq, dk, dv].
+      const int o = r.ptrs.size() == 9 ? 2 : 0;
       if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
-        cuda::attentionBwdMMA(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]),
-                              F(p[5]), F(p[6]), n[0], n[1], n[2], n[3], n[4],
-                              fl[0], n[5] != 0, attnWs_, s, attnStaged_);
+        const bool kept = attnLse_ && o == 2;
+        cuda::attentionBwdMMA(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4 + o]),
+                              F(p[5 + o]), F(p[6 + o]), n[0], n[1], n[2], n[3],
+                              n[4], fl[0], n[5] != 0, attnWs_, s, attnStaged_,
+                              kept ? F(p[4]) : nullptr, kept ? F(p[5]) : nullptr);
         break;
       }
       (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
            ? cuda::attentionBwdTC
-           : cuda::attentionBwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]),
-                                 F(p[5]), F(p[6]), n[0], n[1], n[2], n[3],
-                                 n[4], fl[0], n[5] != 0, attnWs_, s);
+           : cuda::attentionBwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]),
+                                 F(p[4 + o]), F(p[5 + o]), F(p[6 + o]), n[0],
+                                 n[1], n[2], n[3], n[4], fl[0], n[5] != 0,
+                                 attnWs_, s);
       break;
+    }
     case Opcode::GeluFwd:
       cuda::geluFwd(F(p[0]), F(p[1]), n[0], s);
       break;
