@@ -323,6 +323,35 @@ TEST(CpuKernelsFwd, Attention) {
   }
 }
 
+TEST(CpuKernelsFwd, AttentionLogSumExp) {
+  // lse[b, h, i] = log sum_{j visible} exp(scale q_i · k_j), by direct sums.
+  for (AttnCase c : {AttnCase{2, 70, 4, 2, 6, true}, AttnCase{1, 9, 2, 1, 4, false}}) {
+    Vec q = randomVec(c.B * c.S * c.Hq * c.D, 21),
+        kk = randomVec(c.B * c.S * c.Hkv * c.D, 22),
+        v = randomVec(c.B * c.S * c.Hkv * c.D, 23), out(q.size()),
+        lse(c.B * c.Hq * c.S, 9.0), ref(lse.size());
+    const double scale = 0.7;
+    auto ws = workspaceFor<double>(c.B, c.S, c.Hq, c.D);
+    k::attentionFwd(q.data(), kk.data(), v.data(), out.data(), c.B, c.S, c.Hq,
+                    c.Hkv, c.D, scale, c.causal, ws.data(), lse.data());
+    const int64_t g = c.Hq / c.Hkv;
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t h = 0; h < c.Hq; ++h)
+        for (int64_t i = 0; i < c.S; ++i) {
+          double sum = 0;
+          for (int64_t j = 0; j <= (c.causal ? i : c.S - 1); ++j) {
+            double dot = 0;
+            for (int64_t d = 0; d < c.D; ++d)
+              dot += q[((b * c.S + i) * c.Hq + h) * c.D + d] *
+                     kk[((b * c.S + j) * c.Hkv + h / g) * c.D + d];
+            sum += std::exp(scale * dot);
+          }
+          ref[(b * c.Hq + h) * c.S + i] = std::log(sum);
+        }
+    expectClose(lse, ref, 1e-12, "attention log-sum-exp " + name(c));
+  }
+}
+
 TEST(CpuKernelsFwd, AttentionLargeScoresStayFinite) {
   // Scores in the hundreds: exp overflows without the max subtraction.
   const int64_t B = 1, S = 6, H = 2, D = 4;

@@ -186,6 +186,40 @@ TEST(Program, InstructionSizesAgainstBuffers) {
             std::string::npos);
 }
 
+TEST(Program, AttentionWithKeptLogSumExp) {
+  // B 1, S 4, 2 heads of 2 (q, k, v, out: 16 floats; lse [1, 2, 4]: 8).
+  ProgramDesc p;
+  p.metadata = "{}";
+  p.arenaBytes = 64 * 12;
+  const char *names[] = {"q", "k", "v", "o", "lse", "do", "dq", "dk", "dv"};
+  for (int i = 0; i < 9; ++i)
+    p.buffers.push_back({names[i], BufferRole::Temp, ElemType::F32,
+                         {i == 4 ? int64_t(8) : int64_t(16)}, 64 * i,
+                         i == 4 ? 32 : 64});
+  Instruction fwd, bwd;
+  fwd.opcode = static_cast<uint16_t>(Opcode::AttentionFwd);
+  fwd.operands = {0, 1, 2, 3, 4};
+  fwd.ints = {1, 4, 2, 2, 2, 1};
+  fwd.floats = {0.5};
+  bwd.opcode = static_cast<uint16_t>(Opcode::AttentionBwd);
+  bwd.operands = {0, 1, 2, 5, 3, 4, 6, 7, 8};
+  bwd.ints = fwd.ints;
+  bwd.floats = fwd.floats;
+  p.functions = {{"train", {fwd, bwd}}};
+  EXPECT_EQ(errorOf(writeProgram(p)), "<ok>");
+  // The statistics must hold [B, Hq, S] floats.
+  p.buffers[4].dims = {7};
+  p.buffers[4].bytes = 28;
+  EXPECT_NE(errorOf(writeProgram(p)).find("operand 4 ('lse') holds 7 elements, needs 8"),
+            std::string::npos);
+  p.buffers[4].dims = {8};
+  p.buffers[4].bytes = 32;
+  // Eight operands are neither form of the backward.
+  p.functions[0].instructions[1].operands = {0, 1, 2, 5, 3, 6, 7, 8};
+  EXPECT_NE(errorOf(writeProgram(p)).find("attention_bwd takes 7 operands, or 9"),
+            std::string::npos);
+}
+
 namespace {
 /// y = silu(x) * u as one fusion group with a GPU kernel entry.
 ProgramDesc fusedProgram() {
