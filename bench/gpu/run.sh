@@ -125,16 +125,37 @@ try:
 except (OSError, KeyError, ValueError):
     pass
 PY
-echo "-- variants of ours (12 steps each; median step after 4)"
-[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for variant in "LLMRT_CUDA_ATTN_LSE=1" "LLMRT_CUDA_ATTN_STAGED=1" "LLMRT_CUDA_ATTN=wmma" "LLMRT_CUDA_ATTN=fp32" "LLMRT_CUDA_GEMM=bf16-fast"; do
-  env "$variant" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
-    --log "$out/variant.jsonl" > "$out/variant.txt" 2>&1 || { echo "$variant failed"; tail -3 "$out/variant.txt"; status=1; continue; }
-  "$py" -c '
+echo "-- variants of ours (12 steps each; median step after 4; losses against the default's)"
+# name | environment | executable (gpt2-lse.exe: compiled with --keep-attention-lse).
+variants=("default||gpt2.exe"
+  "lse program, runtime default||gpt2-lse.exe"
+  "kept lse|LLMRT_CUDA_ATTN_LSE=1|gpt2-lse.exe"
+  "staged backward|LLMRT_CUDA_ATTN_STAGED=1|gpt2.exe"
+  "kept lse + staged|LLMRT_CUDA_ATTN_LSE=1 LLMRT_CUDA_ATTN_STAGED=1|gpt2-lse.exe"
+  "WMMA attention|LLMRT_CUDA_ATTN=wmma|gpt2.exe"
+  "fp32 attention|LLMRT_CUDA_ATTN=fp32|gpt2.exe"
+  "bf16-fast GEMMs|LLMRT_CUDA_GEMM=bf16-fast|gpt2.exe")
+base=$out/variant-default.jsonl
+[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for v in "${variants[@]}"; do
+  IFS='|' read -r name vars exe <<< "$v"
+  [ -x "$bundle/bin/$exe" ] || { echo "  $name: $exe is not in the bundle"; status=1; continue; }
+  log=$out/variant-$(printf %s "$name" | tr -c 'a-z0-9' '-').jsonl
+  env $vars "$bundle/bin/$exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
+    --log "$log" > "$out/variant.txt" 2>&1 || { echo "  $name failed"; tail -3 "$out/variant.txt"; status=1; continue; }
+  "$py" - "$log" "$name" "$base" <<'PY' || status=1
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if "step_time_s" in l][4:]
-t = sorted(r["step_time_s"] for r in rows)[len(rows) // 2]
-last = rows[-1]["loss"]
-print(f"  {sys.argv[2]:26s} {t*1e3:7.1f} ms/step  last loss {last:.3f}")' "$out/variant.jsonl" "$variant"
+rows = [json.loads(l) for l in open(sys.argv[1]) if "step_time_s" in l]
+try:
+    base = [json.loads(l)["loss"] for l in open(sys.argv[3]) if "step_time_s" in l]
+except OSError:
+    base = []  # the default run failed: nothing to compare with
+t = sorted(r["step_time_s"] for r in rows[4:])[len(rows[4:]) // 2]
+worst = max((abs(r["loss"] - b) / abs(b) for r, b in zip(rows, base)), default=float("inf"))
+ok = len(rows) == len(base) == 12 and worst <= 2e-2
+print(f"  {sys.argv[2]:30s} {t*1e3:7.1f} ms/step  last loss {rows[-1]['loss']:.3f}  "
+      f"worst step vs default {worst:.1e} {'' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
+PY
 done
 
 echo "== 4. where a GPT-2 step goes (one traced step; each instruction waited for)"

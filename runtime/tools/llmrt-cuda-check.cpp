@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -307,7 +308,15 @@ void checkAttention(Rng &rng, int kind) {
     cpu::attentionBwd(q.data(), k.data(), v.data(), dout.data(), dq.data(),
                       dk.data(), dv.data(), c.B, c.S, c.Hq, c.Hkv, c.D, scale,
                       c.causal, ws.data());
-    Dev<float> Q(q), K(k), Vd(v), DO(dout), O(qn), DQ(qn), DK(kn), DV(kn);
+    // The inputs followed by a tile of NaN rows: a kernel that reads past
+    // the sequence (a missing zero-fill) gets NaN into its results.
+    auto padded = [&](const std::vector<float> &x, int64_t H) {
+      std::vector<float> y(x);
+      y.resize(x.size() + 64 * H * c.D, std::numeric_limits<float>::quiet_NaN());
+      return y;
+    };
+    Dev<float> Q(padded(q, c.Hq)), K(padded(k, c.Hkv)), Vd(padded(v, c.Hkv)),
+        DO(padded(dout, c.Hq)), O(qn), DQ(qn), DK(kn), DV(kn);
     Dev<float> WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
     Dev<float> LSE(lse.size());
     if ((kind == 1 && !cuda::attentionTensorCoresSupport(c.D)) ||
@@ -343,8 +352,8 @@ void checkAttention(Rng &rng, int kind) {
     compare(std::string("attention_bwd dq") + sz, dq, DQ.host(), tol);
     compare(std::string("attention_bwd dk") + sz, dk, DK.host(), tol);
     compare(std::string("attention_bwd dv") + sz, dv, DV.host(), tol);
-    if (kind == 4) // the natural log-sum-exp, against the CPU's
-      compare(std::string("attention_fwd lse") + sz, lse, LSE.host(), tol);
+    if (kind == 4) // the natural log-sum-exp (values ~5: bf16 scores give ~1e-3)
+      compare(std::string("attention_fwd lse") + sz, lse, LSE.host(), 2e-3);
   }
 }
 

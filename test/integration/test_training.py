@@ -57,6 +57,33 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual(plan.returncode, 0, plan.stderr)
         self.assertIn("bf16 matrix products on fp32 storage", plan.stdout)
 
+    def test_kept_attention_lse_trains_identically(self):
+        # --keep-attention-lse: attention_fwd gets the log-sum-exp output and
+        # attention_bwd the forward's output and it (9 operands); the CPU
+        # writes the statistics and its backward still recomputes, so the
+        # losses are the default program's, bit for bit. Micro-batches and
+        # full recomputation pair each gradient with its own forward.
+        for plan in ("mb=1,remat=none", "mb=2,remat=full"):
+            flags = ["--plan", "dp=1,tp=1,pp=1,zero=0,sp=0," + plan]
+            tag = plan.replace(",", "-").replace("=", "")
+            a = compile_model(self.tmp, "tiny-llama-gqa", 2, 16, 2, "plain-" + tag, flags)
+            b = compile_model(self.tmp, "tiny-llama-gqa", 2, 16, 2, "lse-" + tag,
+                              flags + ["--keep-attention-lse", "--emit=mlir"])
+            with open(b) as f:
+                ir = f.read()
+            # Two layers, and with recomputation the recomputed forwards.
+            self.assertGreaterEqual(ir.count('llmrt.kernel "attention_bwd"'), 2)
+            for line in ir.splitlines():
+                if 'llmrt.kernel "attention_bwd"' in line:
+                    self.assertEqual(line.split("(")[1].split(")")[0].count("%"), 9, line)
+            b = compile_model(self.tmp, "tiny-llama-gqa", 2, 16, 2, "lse-" + tag,
+                              flags + ["--keep-attention-lse"])
+            la, lb = self.path("plain-%s.jsonl" % tag), self.path("lse-%s.jsonl" % tag)
+            run([a, "--data", self.data, "--steps", "4", "--log", la])
+            run([b, "--data", self.data, "--steps", "4", "--log", lb])
+            self.assertEqual(len(losses(lb)), 4)
+            self.assertEqual(losses(la), losses(lb))
+
     def test_loss_scaling(self):
         # A static power-of-two scale changes no bit: the backward starts
         # from 1024 x the loss gradient, the norm and the update divide it

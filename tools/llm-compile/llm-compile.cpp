@@ -71,6 +71,12 @@ static cl::opt<bool> fuseElementwise(
              "where each group is a generated GPU kernel; on the CPU the "
              "runtime interprets the groups)"),
     cl::init(false), cl::cat(category));
+static cl::opt<bool> keepAttentionLse(
+    "keep-attention-lse",
+    cl::desc("keep each attention's log-sum-exp for its backward "
+             "(llm-keep-attention-lse; the CUDA runtime uses it with "
+             "LLMRT_CUDA_ATTN_LSE=1; off until a GPU run has checked that path)"),
+    cl::init(false), cl::cat(category));
 static cl::opt<int64_t> vocabAlign(
     "vocab-align",
     cl::desc("pad the vocabulary (embedding table, LM head, logits) so that "
@@ -296,7 +302,8 @@ int main(int argc, char **argv) {
     pm.addPass(llm::createRematerialize());
     pm.addPass(llm::createMicrobatch());
     pm.addPass(llm::createOptimizer());
-    pm.addPass(llm::createKeepAttentionLse());
+    if (keepAttentionLse)
+      pm.addPass(llm::createKeepAttentionLse());
     llm::LowerToRTOptions lowering;
     lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
     pm.addPass(llm::createLowerToRT(lowering));

@@ -609,15 +609,19 @@ void attentionBwdMMA(const float *q, const float *k, const float *v,
   cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
   auto launch = [&](auto kernel, bool staged) {
     const size_t smem = bwdSmem<64>(staged);
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(smem));
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem)) != cudaSuccess) {
+      cudaGetLastError(); // clear it: the caller falls back
+      return false;
+    }
     kernel<<<dim3(tiles, unsigned(Hkv), unsigned(B)), kThreads, smem, s>>>(
         q, k, v, dout, dq, dk, dv, lse, dvec, int(S), int(Hq), int(Hkv),
         static_cast<float>(scale), scaleLog2, causal);
+    return true;
   };
-  if (staged)
-    launch(attnBwdMMA<64, true>, true);
-  else
+  // The staged kernel needs 79 KB of shared memory: where the device
+  // refuses it, the unstaged one (46 KB).
+  if (!staged || !launch(attnBwdMMA<64, true>, true))
     launch(attnBwdMMA<64, false>, false);
 }
 
