@@ -236,9 +236,9 @@ def KeepAttentionLse : Pass<"llm-keep-attention-lse", "mlir::ModuleOp"> {
     price is the statistics' memory from the forward to the backward
     (4 bytes per head and token) and the forward's output kept until the
     backward. A gradient without such a forward (another function: a
-    pipeline's backward) is left as it is. llm-compile runs it after
-    llm-optimizer, before llm-lower-to-rt; no pass before it sees the new
-    ops.
+    pipeline's backward) is left as it is. `llm-compile
+    --keep-attention-lse` runs it after llm-optimizer, before
+    llm-lower-to-rt; no pass before it sees the new ops.
   }];
   let dependentDialects = ["mlir::llm::LLMDialect"];
 }
