@@ -252,6 +252,14 @@ class TrainingTest(unittest.TestCase):
         names = {e["name"] for e in events}
         self.assertIn("attention_bwd", names)
         self.assertIn("adamw", names)
+        # Each kernel carries its integer operands: the attention's are
+        # {B, S, Hq, Hkv, D, causal} of this model (tiny Llama: 4 query
+        # heads of 32 (hidden 128) over 2 key/value heads, batch 2 x 16,
+        # causal).
+        attn = [e for e in events if e["name"] == "attention_fwd"]
+        self.assertTrue(attn)
+        for e in attn:
+            self.assertEqual(e["args"]["ints"], [2, 16, 4, 2, 32, 1])
 
     def test_bad_inputs(self):
         bad = self.path("bad.bin")
