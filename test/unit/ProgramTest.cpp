@@ -194,8 +194,8 @@ TEST(Program, AttentionWithKeptLogSumExp) {
   const char *names[] = {"q", "k", "v", "o", "lse", "do", "dq", "dk", "dv"};
   for (int i = 0; i < 9; ++i)
     p.buffers.push_back({names[i], BufferRole::Temp, ElemType::F32,
-                         {i == 4 ? int64_t(8) : int64_t(16)}, 64 * i,
-                         i == 4 ? 32 : 64});
+                         {i == 4 ? int64_t(8) : int64_t(16)},
+                         static_cast<uint64_t>(64 * i), i == 4 ? 32u : 64u});
   Instruction fwd, bwd;
   fwd.opcode = static_cast<uint16_t>(Opcode::AttentionFwd);
   fwd.operands = {0, 1, 2, 3, 4};
