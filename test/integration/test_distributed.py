@@ -218,6 +218,12 @@ class DistributedTest(WithData):
     def test_gpt2_tp2_sp_remat_full(self):
         self.parity("shakespeare-char-gpt", 2, "tp=2,sp=1,remat=full")
 
+    # The kept log-sum-exp (--keep-attention-lse) on each rank's heads:
+    # grouped-query heads split by tp, recomputed forwards.
+    def test_llama_gqa_tp2_sp_remat_full_kept_lse(self):
+        self.parity("tiny-llama-gqa", 2, "tp=2,sp=1,remat=full",
+                    flags=["--keep-attention-lse"])
+
     # Full recomputation (llm-rematerialize): the same losses as keeping
     # every activation, alone and with tensor parallelism.
     def test_gpt2_remat_full(self):
