@@ -5,10 +5,7 @@
 #   bash bench/gpu/profile.sh [BUNDLE] [OUTDIR]   (default .devbundle, /tmp/llm-gpu)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bundle=$(cd "${1:-$root/.devbundle}" && pwd)
-out=${2:-/tmp/llm-gpu}
-mkdir -p "$out"
-. "$root/bench/gpu/env.sh"
+. "$root/bench/gpu/env.sh" "$@"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader || exit 1
 # The kernels first (bf16 GEMMs and every tensor-core attention): failures
 # and the count.

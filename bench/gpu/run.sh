@@ -21,10 +21,7 @@
 #   bash bench/gpu/run.sh [BUNDLE] [OUTDIR]     (default .devbundle, /tmp/llm-gpu)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bundle=$(cd "${1:-$root/.devbundle}" && pwd)
-out=${2:-/tmp/llm-gpu}
-mkdir -p "$out"
-. "$root/bench/gpu/env.sh"
+. "$root/bench/gpu/env.sh" "$@"
 steps=${LLM_GPU_STEPS:-30}
 status=0
 for f in bin/llmrt-cuda-check bin/gpt2.exe data/train.bin data/hyper.txt; do

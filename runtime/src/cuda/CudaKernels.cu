@@ -133,6 +133,23 @@ __global__ void layerNormFwdK(const float *x, const float *w, const float *b,
     yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
 }
 
+/// The layer-norm backward kernels' per-block gradient sums: 2 C floats of
+/// dynamic shared memory (dw, then db), zeroed before the rows ...
+__device__ __forceinline__ void zeroBlockSums(float *sm, int C) {
+  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x)
+    sm[j] = 0;
+  __syncthreads();
+}
+/// ... and added to the (zeroed) outputs after them.
+__device__ __forceinline__ void flushBlockSums(const float *sm, float *dw,
+                                               float *db, int C) {
+  __syncthreads();
+  for (int j = threadIdx.x; j < C; j += blockDim.x) {
+    atomicAdd(dw + j, sm[j]);
+    atomicAdd(db + j, sm[C + j]);
+  }
+}
+
 /// One warp per row (rows strided over the grid); dw, db summed in shared
 /// memory per block, then added to the zeroed outputs.
 __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
@@ -140,9 +157,7 @@ __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
                               int C, float eps) {
   extern __shared__ float sm[];
   float *dwS = sm, *dbS = sm + C;
-  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x)
-    sm[j] = 0;
-  __syncthreads();
+  zeroBlockSums(sm, C);
   int lane = threadIdx.x % 32, warps = blockDim.x / 32;
   for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
        row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
@@ -172,11 +187,7 @@ __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
       dxr[j] = rstd * (g - mg - xh * mgx);
     }
   }
-  __syncthreads();
-  for (int j = threadIdx.x; j < C; j += blockDim.x) {
-    atomicAdd(dw + j, dwS[j]);
-    atomicAdd(db + j, dbS[j]);
-  }
+  flushBlockSums(sm, dw, db, C);
 }
 
 /// The same with each lane's columns in registers, for C a multiple of 32
@@ -189,9 +200,7 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const float *dy
                                  int C, float eps) {
   extern __shared__ float sm[];
   float *dwS = sm, *dbS = sm + C;
-  for (int j = threadIdx.x; j < 2 * C; j += blockDim.x)
-    sm[j] = 0;
-  __syncthreads();
+  zeroBlockSums(sm, C);
   const int lane = threadIdx.x % 32, warps = blockDim.x / 32, cpl = C / 32;
   float pw[MaxCPL], pb[MaxCPL], wr[MaxCPL];
 #pragma unroll
@@ -244,11 +253,7 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const float *dy
       atomicAdd(dwS + lane + 32 * k, pw[k]);
       atomicAdd(dbS + lane + 32 * k, pb[k]);
     }
-  __syncthreads();
-  for (int j = threadIdx.x; j < C; j += blockDim.x) {
-    atomicAdd(dw + j, dwS[j]);
-    atomicAdd(db + j, dbS[j]);
-  }
+  flushBlockSums(sm, dw, db, C);
 }
 
 __global__ void rmsNormFwdK(const float *x, const float *w, float *y,
