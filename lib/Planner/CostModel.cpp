@@ -233,6 +233,8 @@ double mlir::llm::activationBytesPerLayer(const ModelProfile &m,
   if (m.materializedSoftmax && c.remat != Remat::Selective)
     perSeq += static_cast<double>(m.heads) * m.seq * m.seq *
               (2.0 * m.elemBytes + 1.0) / t;
+  if (m.keepAttentionLse && c.remat == Remat::None)
+    perSeq += 4.0 * static_cast<double>(m.heads) * m.seq / t;
   return perSeq * b;
 }
 

@@ -110,6 +110,14 @@ TEST(PlannerMemory, ActivationsMatchKorthikanti) {
   // Our own graph (fused attention, no dropout): 32 sbh without TP.
   m.dropout = m.materializedSoftmax = false;
   EXPECT_DOUBLE_EQ(acts(1, false, Remat::None), 32 * sbh);
+
+  // The kept log-sum-exp (--keep-attention-lse): one fp32 value per head
+  // and position, split by TP; none where the attention is recomputed.
+  m.keepAttentionLse = true;
+  EXPECT_DOUBLE_EQ(acts(1, false, Remat::None), 32 * sbh + 4 * a * s * b);
+  EXPECT_DOUBLE_EQ(acts(4, true, Remat::None), 32 * sbh / 4 + a * s * b);
+  EXPECT_DOUBLE_EQ(acts(4, true, Remat::Selective), 32 * sbh / 4);
+  EXPECT_DOUBLE_EQ(acts(1, false, Remat::Full), 2 * sbh);
 }
 
 TEST(PlannerSearch, PrunedSearchEqualsBruteForce) {

@@ -78,6 +78,11 @@ struct ModelProfile {
   /// output, the dropout mask and the dropped-out probabilities
   /// (heads x s^2 x (2 elem + 1) bytes per sequence). Our graph has neither.
   bool dropout = false, materializedSoftmax = false;
+  /// Each attention's log-sum-exp kept for its backward (llm-compile
+  /// --keep-attention-lse, the default for --target cuda): heads x s fp32
+  /// values per sequence, split by TP, kept unless the attention is
+  /// recomputed. Not read off the graph; the caller sets it.
+  bool keepAttentionLse = false;
 };
 
 /// Reads the profile off the module's model function: ops are assigned to

@@ -184,11 +184,11 @@ public:
   /// LLMRT_CUDA_ATTN_STAGED=1: FlashAttention-2's backward with cp.async
   /// staging (not yet run on a GPU, so off by default).
   bool attnStaged_ = false;
-  /// LLMRT_CUDA_ATTN_LSE=1: FlashAttention-2's forward keeps the
-  /// log-sum-exp the compiler gives it a buffer for, and the backward takes
-  /// it with the output instead of recomputing the row statistics (not yet
-  /// run on a GPU, so off by default).
-  bool attnLse_ = false;
+  /// FlashAttention-2's forward keeps the log-sum-exp the compiler gives
+  /// it a buffer for (llm-compile --keep-attention-lse, the default for
+  /// --target cuda), and the backward takes it with the output instead of
+  /// recomputing the row statistics; LLMRT_CUDA_ATTN_LSE=0 recomputes them.
+  bool attnLse_ = true;
   bool fp16_ = false;
   Driver driver_;
   CUmodule module_ = nullptr;
@@ -688,7 +688,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::AttentionFwd:
       // [q, k, v, out] or [.., out, lse]: the log-sum-exp is written where
-      // the backward takes it (FlashAttention-2 with LLMRT_CUDA_ATTN_LSE=1);
+      // the backward takes it (FlashAttention-2 unless LLMRT_CUDA_ATTN_LSE=0);
       // the other kernels recompute it in the backward.
       if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
         cuda::attentionFwdMMA(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1],
