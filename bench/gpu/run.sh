@@ -128,6 +128,7 @@ echo "-- variants of ours (12 steps each; median step after 4; losses against th
 variants=("default||gpt2.exe"
   "lse recomputed (runtime)|LLMRT_CUDA_ATTN_LSE=0|gpt2.exe"
   "lse not kept (compiler)||gpt2-nolse.exe"
+  "GEMM operands stored fp32|LLMRT_CUDA_STORE16=0|gpt2.exe"
   "staged backward|LLMRT_CUDA_ATTN_STAGED=1|gpt2.exe"
   "WMMA attention|LLMRT_CUDA_ATTN=wmma|gpt2.exe"
   "fp32 attention|LLMRT_CUDA_ATTN=fp32|gpt2.exe"

@@ -27,6 +27,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 using namespace llmrt;
@@ -191,6 +192,164 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
               static_cast<long long>(cuda::gemmEpilogueCount(blas)),
               static_cast<long long>(cuda::gemmBiasGradCount(blas)),
               static_cast<long long>(cuda::gemmReusedCopies(blas)));
+  cuda::destroyBlas(blas);
+}
+
+/// A 16-bit value (bf16 or fp16 bits) as a float, on the host.
+float from16(uint16_t v, cuda::Half h) {
+  if (h == cuda::Half::Bf16) {
+    uint32_t u = static_cast<uint32_t>(v) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  const int e = (v >> 10) & 31, m = v & 1023;
+  const float sign = (v & 0x8000) ? -1.0f : 1.0f;
+  if (e == 0)
+    return sign * std::ldexp(static_cast<float>(m), -24);
+  if (e == 31)
+    return m ? std::numeric_limits<float>::quiet_NaN() : sign * INFINITY;
+  return sign * std::ldexp(static_cast<float>(m + 1024), e - 25);
+}
+
+/// The kernels' 16-bit outputs (a tensor only GEMMs read, stored as their
+/// operand: Store16.h) against the fp32 kernels' outputs rounded by
+/// toBf16 / toFp16, the GEMMs' own conversion: the same bits. And GEMMs
+/// reading 16-bit operands against the same GEMMs converting fp32 ones.
+void checkStore16(Rng &rng, cuda::GemmMode mode) {
+  if (!cuda::gemmTakes16(mode))
+    return;
+  const cuda::Half h = mode == cuda::GemmMode::Fp16 ? cuda::Half::Fp16 : cuda::Half::Bf16;
+  const std::string tag = mode == cuda::GemmMode::Fp16 ? " (fp16)" : " (bf16)";
+  auto round16 = [&](const float *src, int64_t n) {
+    Dev<uint16_t> d(static_cast<size_t>(n));
+    (h == cuda::Half::Bf16 ? cuda::toBf16 : cuda::toFp16)(src, d.p, n, nullptr);
+    return d.host();
+  };
+  auto same = [&](const std::string &name, const std::vector<uint16_t> &want,
+                  const Dev<uint16_t> &got) {
+    std::vector<uint16_t> g = got.host();
+    size_t bad = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+      bad += g[i] != want[i];
+    ++checks;
+    failures += bad != 0;
+    std::printf("%-44s %s  %zu of %zu values differ from the rounded fp32 output\n",
+                (name + tag).c_str(), bad ? "FAIL" : "PASS", bad, want.size());
+  };
+  for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768}}) {
+    std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(C) + "]";
+    auto x = randomVec(rng, rows * C, 2.0), w = randomVec(rng, C), b = randomVec(rng, C);
+    Dev<float> X(x), W(w), Bb(b), Y(rows * C);
+    Dev<uint16_t> Y16(rows * C);
+    cuda::layerNormFwd(X.p, W.p, Bb.p, Y.p, rows, C, 1e-5, nullptr);
+    cuda::layerNormFwd16(X.p, W.p, Bb.p, Y16.p, rows, C, 1e-5, h, nullptr);
+    same("layer_norm_fwd 16-bit" + sz, round16(Y.p, rows * C), Y16);
+    cuda::rmsNormFwd(X.p, W.p, Y.p, rows, C, 1e-6, nullptr);
+    cuda::rmsNormFwd16(X.p, W.p, Y16.p, rows, C, 1e-6, h, nullptr);
+    same("rms_norm_fwd 16-bit" + sz, round16(Y.p, rows * C), Y16);
+  }
+  // An odd length (the scalar tail) and a multiple of 4 (vectors only).
+  for (int64_t n : {int64_t(100003), int64_t(65536)}) {
+    std::string sz = " [" + std::to_string(n) + "]";
+    auto x = randomVec(rng, n, 6.0), g = randomVec(rng, n);
+    Dev<float> X(x), G(g), Y(n);
+    Dev<uint16_t> Y16(n);
+    // Each kernel: (name, its fp32 form, its 16-bit form).
+    using F32 = std::function<void(float *)>;
+    using F16 = std::function<void(void *)>;
+    const std::vector<std::tuple<const char *, F32, F16>> maps = {
+        {"gelu_fwd", [&](float *y) { cuda::geluFwd(X.p, y, n, nullptr); },
+         [&](void *y) { cuda::geluFwd16(X.p, y, n, h, nullptr); }},
+        {"gelu_bwd", [&](float *y) { cuda::geluBwd(X.p, G.p, y, n, nullptr); },
+         [&](void *y) { cuda::geluBwd16(X.p, G.p, y, n, h, nullptr); }},
+        {"silu_fwd", [&](float *y) { cuda::siluFwd(X.p, y, n, nullptr); },
+         [&](void *y) { cuda::siluFwd16(X.p, y, n, h, nullptr); }},
+        {"silu_bwd", [&](float *y) { cuda::siluBwd(X.p, G.p, y, n, nullptr); },
+         [&](void *y) { cuda::siluBwd16(X.p, G.p, y, n, h, nullptr); }}};
+    for (const auto &[name, f32, f16] : maps) {
+      f32(Y.p);
+      f16(Y16.p);
+      same(std::string(name) + " 16-bit" + sz, round16(Y.p, n), Y16);
+    }
+  }
+  // The loss gradient: V % 4 == 0 (vectors), an odd V (scalars); padding.
+  for (auto [rows, V, valid] : {std::tuple<int64_t, int64_t, int64_t>{16, 1024, 1000},
+                               {8, 999, 999}}) {
+    std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(V) + ", valid " +
+                     std::to_string(valid) + "]";
+    auto logits = randomVec(rng, rows * V, 8.0);
+    std::vector<int32_t> tg(rows);
+    for (int32_t &t : tg)
+      t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * valid) % valid;
+    Dev<float> L(logits), DL(rows * V);
+    Dev<int32_t> TG(tg);
+    Dev<uint16_t> DL16(rows * V);
+    cuda::crossEntropyBwd(L.p, TG.p, DL.p, rows, V, valid, 1.0f, nullptr);
+    cuda::crossEntropyBwd16(L.p, TG.p, DL16.p, rows, V, valid, 1.0f, h, nullptr);
+    same("cross_entropy_bwd 16-bit" + sz, round16(DL.p, rows * V), DL16);
+  }
+  // sum_rows of a 16-bit dy against the CPU's on the same (rounded) values.
+  {
+    int64_t rows = 129, C = 97;
+    auto dy = randomVec(rng, rows * C);
+    Dev<float> DY(dy), DB(C);
+    std::vector<uint16_t> dy16 = round16(DY.p, rows * C);
+    std::vector<float> rounded(dy16.size()), db(C);
+    for (size_t i = 0; i < dy16.size(); ++i)
+      rounded[i] = from16(dy16[i], h);
+    Dev<uint16_t> DY16(dy16);
+    cpu::sumRows(rounded.data(), db.data(), rows, C);
+    cuda::sumRows16(DY16.p, DB.p, rows, C, h, nullptr);
+    compare("sum_rows of 16-bit dy" + tag, db, DB.host(), 1e-5);
+  }
+  // GEMMs: each operand given 16-bit against the same product converting
+  // it; both layouts, with a bias, and the bias gradient.
+  std::string err;
+  cuda::Blas *blas = cuda::createBlas(nullptr, mode, 1 << 20, &err);
+  if (!blas) {
+    std::fprintf(stderr, "error: %s\n", err.c_str());
+    std::exit(1);
+  }
+  const int64_t rows = 333, in = 192, out = 160;
+  for (bool transW : {false, true}) {
+    const std::string t = std::string(transW ? " transW" : "") + tag;
+    auto x = randomVec(rng, rows * in), w = randomVec(rng, in * out),
+         bias = randomVec(rng, out), dy = randomVec(rng, rows * out);
+    Dev<float> X(x), Wd(w), Bd(bias), DY(dy), Y(rows * out), Y2(rows * out),
+        DW(in * out), DW2(in * out), DB(out), DB2(out), DX(rows * in), DX2(rows * in);
+    Dev<uint16_t> X16(round16(X.p, rows * in)), DY16(round16(DY.p, rows * out));
+    bool ok = true, done = false, done2 = false;
+    cuda::gemmForget(blas);
+    ok &= cuda::linearFwd(blas, X.p, Wd.p, Bd.p, Y.p, rows, in, out, transW, &err);
+    cuda::gemmForget(blas);
+    ok &= cuda::linearFwd(blas, X16.p, Wd.p, Bd.p, Y2.p, rows, in, out, transW, &err, 1u);
+    cuda::gemmForget(blas);
+    ok &= cuda::linearBwdWeight(blas, X.p, DY.p, DW.p, rows, in, out, transW, &err, DB.p, &done);
+    cuda::gemmForget(blas);
+    ok &= cuda::linearBwdWeight(blas, X16.p, DY16.p, DW2.p, rows, in, out, transW, &err,
+                                DB2.p, &done2, 3u);
+    cuda::gemmForget(blas);
+    ok &= cuda::linearFwd(blas, DY.p, Wd.p, nullptr, DX.p, rows, out, in, !transW, &err);
+    cuda::gemmForget(blas);
+    ok &= cuda::linearFwd(blas, DY16.p, Wd.p, nullptr, DX2.p, rows, out, in, !transW, &err, 1u);
+    // One 16-bit operand and one converted (dy), reusing nothing.
+    cuda::gemmForget(blas);
+    Dev<float> DW3(in * out);
+    ok &= cuda::linearBwdWeight(blas, X.p, DY16.p, DW3.p, rows, in, out, transW, &err,
+                                nullptr, nullptr, 2u);
+    if (!ok) {
+      std::printf("linear 16-bit operands%s FAIL: %s\n", t.c_str(), err.c_str());
+      ++failures;
+      continue;
+    }
+    compare("linear_fwd, x 16-bit" + t, Y.host(), Y2.host(), 1e-6);
+    compare("linear_bwd_weight, x and dy 16-bit" + t, DW.host(), DW2.host(), 1e-6);
+    compare("linear_bwd_weight, dy 16-bit" + t, DW.host(), DW3.host(), 1e-6);
+    compare("linear_bwd_input, dy 16-bit" + t, DX.host(), DX2.host(), 1e-6);
+    if (done && done2)
+      compare("bias gradient from 16-bit dy" + t, DB.host(), DB2.host(), 1e-6);
+  }
   cuda::destroyBlas(blas);
 }
 
@@ -598,6 +757,7 @@ int main(int argc, char **argv) {
   checkNorms(rng);
   checkLinear(rng, mode);
   checkLayoutAndElementwise(rng);
+  checkStore16(rng, mode);
   checkEmbeddings(rng);
   checkAttention(rng, 0);
   if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast) {

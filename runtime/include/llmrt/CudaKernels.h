@@ -54,17 +54,23 @@ void gemmForget(Blas *blas);
 /// How many operand copies were reused so far.
 int64_t gemmReusedCopies(const Blas *blas);
 /// CpuKernels.h's linearFwd (bias may be nullptr) and linearBwdWeight.
-/// false on a cuBLAS error, with the reason in *error.
-bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,
+/// false on a cuBLAS error, with the reason in *error. `half16`: the
+/// operands already stored in the mode's 16-bit type (GemmMode::Bf16 and
+/// Fp16 only; bit 0 the first operand, x, bit 1 the second, w or dy): the
+/// GEMM reads them as they are instead of converting fp32 ones.
+bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
                float *y, int64_t rows, int64_t in, int64_t out, bool transW,
-               std::string *error);
+               std::string *error, unsigned half16 = 0);
 /// db (optional): the bias gradient (sumRows of dy) from the GEMM's
 /// epilogue where cuBLASLt can (the 16-bit modes); *dbDone says whether it
 /// was computed (else the caller runs sumRows).
-bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
+bool linearBwdWeight(Blas *blas, const void *x, const void *dy, float *dw,
                      int64_t rows, int64_t in, int64_t out, bool transW,
                      std::string *error, float *db = nullptr,
-                     bool *dbDone = nullptr);
+                     bool *dbDone = nullptr, unsigned half16 = 0);
+/// Whether the GEMMs of this mode take 16-bit operands (Bf16, Fp16): the
+/// type kernels write a tensor in that only GEMMs read (Half below).
+bool gemmTakes16(GemmMode mode);
 /// How many bias gradients so far came from a GEMM's epilogue.
 int64_t gemmBiasGradCount(const Blas *blas);
 
@@ -74,6 +80,30 @@ int64_t gemmBiasGradCount(const Blas *blas);
 void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s);
 /// dst[i] = fp16(src[i]), round to nearest (dst: __half; inf past 65504).
 void toFp16(const float *src, void *dst, int64_t n, cudaStream_t s);
+
+// 16-bit outputs. A tensor that only GEMMs read (a layer norm's output,
+// GELU's, a loss gradient) is stored as the 16-bit copy the GEMM would
+// have made of it: the same rounding (to nearest even), so the products
+// are bit for bit those of fp32 storage, with half the bytes written and
+// no conversion pass. The executor picks these tensors
+// (CudaExecutor.cpp); `y` may not alias the inputs.
+enum class Half { Bf16, Fp16 };
+void layerNormFwd16(const float *x, const float *w, const float *b, void *y,
+                    int64_t rows, int64_t C, double eps, Half h, cudaStream_t s);
+void rmsNormFwd16(const float *x, const float *w, void *y, int64_t rows,
+                  int64_t C, double eps, Half h, cudaStream_t s);
+void geluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s);
+void geluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
+               cudaStream_t s);
+void siluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s);
+void siluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
+               cudaStream_t s);
+void crossEntropyBwd16(const float *logits, const int32_t *targets,
+                       void *dlogits, int64_t rows, int64_t V, int64_t valid,
+                       float dloss, Half h, cudaStream_t s);
+/// sumRows of a 16-bit dy (where the GEMM's epilogue could not).
+void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
+               cudaStream_t s);
 
 // Embeddings (ids already validated by the trainer).
 void embeddingFwd(const int32_t *ids, const float *table, float *out,

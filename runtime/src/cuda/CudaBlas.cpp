@@ -146,6 +146,9 @@ void destroyBlas(Blas *blas) {
 int64_t gemmEpilogueCount(const Blas *blas) { return blas->epilogues; }
 int64_t gemmReusedCopies(const Blas *blas) { return blas->reused; }
 int64_t gemmBiasGradCount(const Blas *blas) { return blas->biasGrads; }
+bool gemmTakes16(GemmMode mode) {
+  return mode == GemmMode::Bf16 || mode == GemmMode::Fp16;
+}
 void gemmForget(Blas *blas) {
   if (blas)
     blas->copies[0] = blas->copies[1] = Blas::Copy{};
@@ -223,25 +226,34 @@ LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 /// when given); lda, ldb, ldc are the row lengths of A, B, C as stored.
 /// biasGrad: also the sums over k of the operand `gradOf` ('A' or 'B', as
 /// op'd: M or N sums) into it, where cuBLASLt can (*gradDone says whether
-/// it did).
+/// it did). half16: A (bit 0) or B (bit 1) is stored 16-bit already
+/// (gemmTakes16 modes only).
 bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-          const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+          const void *Av, int64_t lda, const void *Bv, int64_t ldb, float *C,
           int64_t ldc, std::string *error, const float *bias = nullptr,
-          float *biasGrad = nullptr, char gradOf = 0, bool *gradDone = nullptr) {
+          float *biasGrad = nullptr, char gradOf = 0, bool *gradDone = nullptr,
+          unsigned half16 = 0) {
   if (gradDone)
     *gradDone = false;
   const float alpha = 1.0f, beta = 0.0f;
-  const void *a = A, *bm = B;
+  const void *a = Av, *bm = Bv;
+  const auto *A = static_cast<const float *>(Av), *B = static_cast<const float *>(Bv);
   cudaDataType type = CUDA_R_32F;
-  if (b->mode == GemmMode::Bf16 || b->mode == GemmMode::Fp16) {
-    // 16-bit copies of both operands (each contiguous: M x K and K x N),
-    // or the copy the previous GEMM made of the same operand.
+  if (half16 && !gemmTakes16(b->mode)) {
+    *error = "a 16-bit operand for a GEMM in " + std::string(gemmModeName(b->mode));
+    return false;
+  }
+  if (gemmTakes16(b->mode)) {
+    // 16-bit copies of the fp32 operands (each contiguous: M x K and
+    // K x N), or the copy the previous GEMM made of the same operand; an
+    // operand stored 16-bit is read as it is (it takes no scratch).
     const int64_t na = M * K, nb = K * N;
+    const bool stored16A = half16 & 1u, stored16B = half16 & 2u;
     int64_t offA = -1, offB = -1;
     for (const Blas::Copy &c : b->copies) {
-      if (c.src == A && c.n == na)
+      if (!stored16A && c.src == A && c.n == na)
         offA = c.offset;
-      if (c.src == B && c.n == nb)
+      if (!stored16B && c.src == B && c.n == nb)
         offB = c.offset;
     }
     // Where a fresh copy of n elements goes: the first 256-byte-aligned
@@ -254,17 +266,26 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       return -1;
     };
     const bool reuseA = offA >= 0, reuseB = offB >= 0;
-    if (reuseA && !reuseB)
+    if (stored16A && stored16B) {
+      offA = offB = 0; // neither takes scratch
+    } else if (stored16A) {
+      offB = reuseB ? offB : place(nb, -1, 0);
+    } else if (stored16B) {
+      offA = reuseA ? offA : place(na, -1, 0);
+    } else if (reuseA && !reuseB) {
       offB = place(nb, offA, na);
-    else if (reuseB && !reuseA)
+    } else if (reuseB && !reuseA) {
       offA = place(na, offB, nb);
-    const bool ok = offA >= 0 && offB >= 0;
-    const bool freshA = !ok || !reuseA, freshB = !ok || !reuseB;
-    if (!ok) {
-      offA = 0;
-      offB = (na + 127) / 128 * 128;
     }
-    if (offA + na > b->scratchElems || offB + nb > b->scratchElems) {
+    const bool ok = offA >= 0 && offB >= 0;
+    const bool freshA = !stored16A && (!ok || !reuseA),
+               freshB = !stored16B && (!ok || !reuseB);
+    if (!ok) { // no room beside a reused copy: both afresh from 0
+      offA = 0;
+      offB = stored16A ? 0 : (na + 127) / 128 * 128;
+    }
+    if ((!stored16A && offA + na > b->scratchElems) ||
+        (!stored16B && offB + nb > b->scratchElems)) {
       *error = "GEMM operands (" + std::to_string(na + nb) +
                " elements) exceed the bf16 scratch (" +
                std::to_string(b->scratchElems) + ")";
@@ -275,12 +296,12 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       (half ? toFp16 : toBf16)(A, b->scratch + offA, na, b->stream);
     if (freshB)
       (half ? toFp16 : toBf16)(B, b->scratch + offB, nb, b->stream);
-    b->reused += !freshA + !freshB;
-    a = b->scratch + offA;
-    bm = b->scratch + offB;
+    b->reused += (!stored16A && !freshA) + (!stored16B && !freshB);
+    a = stored16A ? Av : b->scratch + offA;
+    bm = stored16B ? Bv : b->scratch + offB;
     type = half ? CUDA_R_16F : CUDA_R_16BF;
-    b->copies[0] = {A, na, offA};
-    b->copies[1] = {B, nb, offB};
+    b->copies[0] = stored16A ? Blas::Copy{} : Blas::Copy{A, na, offA};
+    b->copies[1] = stored16B ? Blas::Copy{} : Blas::Copy{B, nb, offB};
     // The output overwrites what it overlaps.
     const float *cEnd = C + (M - 1) * ldc + N;
     for (Blas::Copy &c : b->copies)
@@ -325,25 +346,27 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 }
 } // namespace
 
-bool linearFwd(Blas *blas, const float *x, const float *w, const float *bias,
+bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
                float *y, int64_t rows, int64_t in, int64_t out, bool transW,
-               std::string *error) {
+               std::string *error, unsigned half16) {
   // y[rows, out] = x[rows, in] W (+ bias), W stored [in, out] or (transW)
   // [out, in].
   return gemm(blas, false, transW, rows, out, in, x, in, w, transW ? in : out,
-              y, out, error, bias);
+              y, out, error, bias, nullptr, 0, nullptr, half16);
 }
 
-bool linearBwdWeight(Blas *blas, const float *x, const float *dy, float *dw,
+bool linearBwdWeight(Blas *blas, const void *x, const void *dy, float *dw,
                      int64_t rows, int64_t in, int64_t out, bool transW,
-                     std::string *error, float *db, bool *dbDone) {
+                     std::string *error, float *db, bool *dbDone,
+                     unsigned half16) {
   // dW = xᵀ dy ([in, out]) or, in the transposed layout, dyᵀ x ([out, in]);
   // db = the column sums of dy (dy is B, or in the transposed layout A).
   if (!transW)
     return gemm(blas, true, false, in, out, rows, x, in, dy, out, dw, out, error,
-                nullptr, db, 'B', dbDone);
+                nullptr, db, 'B', dbDone, half16);
+  const unsigned swapped = ((half16 & 1u) << 1) | ((half16 & 2u) >> 1);
   return gemm(blas, true, false, out, in, rows, dy, out, x, in, dw, in, error,
-              nullptr, db, 'A', dbDone);
+              nullptr, db, 'A', dbDone, swapped);
 }
 
 } // namespace llmrt::cuda

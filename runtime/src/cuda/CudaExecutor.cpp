@@ -28,6 +28,7 @@
 #include "llmrt/CudaKernels.h"
 #include "llmrt/Executor.h"
 #include "llmrt/PipeLinks.h"
+#include "llmrt/Store16.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -134,6 +135,9 @@ public:
     /// sum_rows then runs only where it did not (sumRowsFused).
     float *biasGrad = nullptr;
     bool sumRowsFused = false;
+    /// The operands stored as 16-bit GEMM operands (bit k: ptrs[k];
+    /// Store16.h): the writer writes them so, the GEMMs read them so.
+    uint32_t half16 = 0;
   };
   /// A fused_elementwise instruction's generated kernel.
   struct FusedKernel {
@@ -190,6 +194,9 @@ public:
   /// recomputing the row statistics; LLMRT_CUDA_ATTN_LSE=0 recomputes them.
   bool attnLse_ = true;
   bool fp16_ = false;
+  /// The 16-bit type of GEMM operands (gemmTakes16 modes), in which the
+  /// tensors only GEMMs read are stored (LLMRT_CUDA_STORE16=0: in fp32).
+  cuda::Half half_ = cuda::Half::Bf16;
   Driver driver_;
   CUmodule module_ = nullptr;
   std::vector<FusedKernel> fusedFns_;
@@ -398,6 +405,31 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Fp16)
     ex->scratchBytes_ = (gemmElems + 256) * 2;
   ex->fp16_ = mode == cuda::GemmMode::Fp16;
+  ex->half_ = ex->fp16_ ? cuda::Half::Fp16 : cuda::Half::Bf16;
+  // Tensors that only GEMMs read, stored as their 16-bit operands (the
+  // GEMMs' modes that convert to 16 bits; LLMRT_CUDA_STORE16=0: never).
+  bool store16 = cuda::gemmTakes16(mode);
+  if (const char *v = std::getenv("LLMRT_CUDA_STORE16"))
+    store16 = store16 && std::atoi(v) != 0;
+  Store16Plan plan16;
+  if (store16)
+    plan16 = planStore16(
+        p,
+        [&](uint32_t b) {
+          const BufferDesc &d = p.buffers[b];
+          uint64_t at = d.offset;
+          if (d.rankGroup)
+            at += d.rankStride * comm.groupRank(static_cast<Group>(d.rankGroup));
+          return std::pair<uint64_t, uint64_t>{at, at + d.bytes};
+        },
+        [&](const Instruction &inst) {
+          return !multi || comm.groupSize(static_cast<Group>(inst.ints[2])) == 1;
+        });
+  const int64_t sideAt = ex->workspaceBytes_;
+  ex->workspaceBytes_ += align(static_cast<int64_t>(plan16.sideBytes));
+  if (plan16.count > 0)
+    ex->device_ += absl::StrCat(", ", plan16.count, " tensors stored 16-bit (",
+                                plan16.fp32Bytes >> 20, " MiB in fp32)");
   size_t arenaBytes = std::max<uint64_t>(p.arenaBytes, kArenaAlignment);
   for (auto [ptr, bytes, what] :
        {std::tuple<uint8_t **, size_t, const char *>{&ex->arena_, arenaBytes, "arena"},
@@ -479,6 +511,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       if (absl::Status s = CudaExecutor::resolveOperands(p, inst, ex->arena_, comm, r.ptrs);
           !s.ok())
         return s;
+      if (!plan16.slots.empty()) {
+        const auto fi = static_cast<uint32_t>(ex->functions_.size()),
+                   ii = static_cast<uint32_t>(resolved.size());
+        r.half16 = plan16.slots[fi][ii];
+        for (uint32_t k = 0; k < r.ptrs.size(); ++k)
+          if (auto it = plan16.side.find({fi, ii, k}); it != plan16.side.end())
+            r.ptrs[k] = ex->workspace_ + sideAt + it->second;
+      }
       resolved.push_back(std::move(r));
     }
     std::vector<const std::vector<void *> *> ptrs;
@@ -606,6 +646,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     const std::vector<int64_t> &n = in.ints;
     const std::vector<double> &fl = in.floats;
     void *const *p = r.ptrs.data();
+    const uint32_t h16 = r.half16; // operands stored 16-bit
     const OpcodeInfo *info = opcodeInfo(in.opcode);
     const char *name = info ? info->name : "?";
     clock::time_point begin;
@@ -650,14 +691,20 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::positionEmbeddingBwd(F(p[0]), F(p[1]), n[0], n[1], n[2], s);
       break;
     case Opcode::LayerNormFwd:
-      cuda::layerNormFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], fl[0], s);
+      if (h16 & 8u)
+        cuda::layerNormFwd16(F(p[0]), F(p[1]), F(p[2]), p[3], n[0], n[1], fl[0], half_, s);
+      else
+        cuda::layerNormFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], fl[0], s);
       break;
     case Opcode::LayerNormBwd:
       cuda::layerNormBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
                          n[0], n[1], fl[0], s);
       break;
     case Opcode::RMSNormFwd:
-      cuda::rmsNormFwd(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], fl[0], s);
+      if (h16 & 4u)
+        cuda::rmsNormFwd16(F(p[0]), F(p[1]), p[2], n[0], n[1], fl[0], half_, s);
+      else
+        cuda::rmsNormFwd(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], fl[0], s);
       break;
     case Opcode::RMSNormBwd:
       cuda::rmsNormBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), n[0], n[1],
@@ -665,20 +712,25 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::LinearFwd: {
       bool bias = r.ptrs.size() == 4;
-      if (!cuda::linearFwd(blas_, F(p[0]), F(p[1]), bias ? F(p[2]) : nullptr,
-                           F(p[bias ? 3 : 2]), n[0], n[1], n[2], n[3] != 0, &err))
+      if (!cuda::linearFwd(blas_, p[0], p[1], bias ? F(p[2]) : nullptr,
+                           F(p[bias ? 3 : 2]), n[0], n[1], n[2], n[3] != 0, &err,
+                           h16 & 3u))
         fatal(name, err);
       break;
     }
     case Opcode::LinearBwdWeight:
-      if (!cuda::linearBwdWeight(blas_, F(p[0]), F(p[1]), F(p[2]), n[0], n[1],
-                                 n[2], n[3] != 0, &err, r.biasGrad, &biasGradDone_))
+      if (!cuda::linearBwdWeight(blas_, p[0], p[1], F(p[2]), n[0], n[1],
+                                 n[2], n[3] != 0, &err, r.biasGrad, &biasGradDone_,
+                                 h16 & 3u))
         fatal(name, err);
       break;
     case Opcode::SumRows:
       if (r.sumRowsFused && biasGradDone_) // the GEMM before computed it
         break;
-      cuda::sumRows(F(p[0]), F(p[1]), n[0], n[1], s);
+      if (h16 & 1u)
+        cuda::sumRows16(p[0], F(p[1]), n[0], n[1], half_, s);
+      else
+        cuda::sumRows(F(p[0]), F(p[1]), n[0], n[1], s);
       break;
     case Opcode::CopyColumns:
       cuda::copyColumns(F(p[0]), n[0], n[1], F(p[1]), n[2], n[3], n[4], n[5], s);
@@ -721,16 +773,28 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     case Opcode::GeluFwd:
-      cuda::geluFwd(F(p[0]), F(p[1]), n[0], s);
+      if (h16 & 2u)
+        cuda::geluFwd16(F(p[0]), p[1], n[0], half_, s);
+      else
+        cuda::geluFwd(F(p[0]), F(p[1]), n[0], s);
       break;
     case Opcode::GeluBwd:
-      cuda::geluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
+      if (h16 & 4u)
+        cuda::geluBwd16(F(p[0]), F(p[1]), p[2], n[0], half_, s);
+      else
+        cuda::geluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
       break;
     case Opcode::SiluFwd:
-      cuda::siluFwd(F(p[0]), F(p[1]), n[0], s);
+      if (h16 & 2u)
+        cuda::siluFwd16(F(p[0]), p[1], n[0], half_, s);
+      else
+        cuda::siluFwd(F(p[0]), F(p[1]), n[0], s);
       break;
     case Opcode::SiluBwd:
-      cuda::siluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
+      if (h16 & 4u)
+        cuda::siluBwd16(F(p[0]), F(p[1]), p[2], n[0], half_, s);
+      else
+        cuda::siluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
       break;
     case Opcode::Add:
       cuda::add(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
@@ -746,8 +810,12 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                             rowScratch_, s);
       break;
     case Opcode::CrossEntropyBwd:
-      cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], n[1],
-                            static_cast<float>(lossScale_), s);
+      if (h16 & 4u)
+        cuda::crossEntropyBwd16(F(p[0]), I(p[1]), p[2], n[0], n[1], n[1],
+                                static_cast<float>(lossScale_), half_, s);
+      else
+        cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], n[1],
+                              static_cast<float>(lossScale_), s);
       break;
     case Opcode::VocabCrossEntropyFwd:
     case Opcode::VocabCrossEntropyBwd: {
@@ -760,6 +828,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         if (op == Opcode::VocabCrossEntropyFwd)
           cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], valid,
                                 rowScratch_, s);
+        else if (h16 & 4u)
+          cuda::crossEntropyBwd16(F(p[0]), I(p[1]), p[2], n[0], n[1], valid,
+                                  static_cast<float>(lossScale_), half_, s);
         else
           cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], valid,
                                 static_cast<float>(lossScale_), s);

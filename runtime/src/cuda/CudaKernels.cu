@@ -43,6 +43,27 @@ dim3 grid2d(int64_t rows, int64_t cols, int threads = kThreads) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; \
        i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
+/// Stores of fp32 results as fp32 or as a GEMM's 16-bit operand, rounded
+/// to nearest even as toBf16 / toFp16 round (bit for bit their copies).
+__device__ __forceinline__ void put(float *p, float v) { *p = v; }
+__device__ __forceinline__ void put(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void put(__half *p, float v) { *p = __float2half_rn(v); }
+/// p[4 i .. 4 i + 3] = v (p + 4 i aligned to 4 elements).
+__device__ __forceinline__ void put4(float *p, int64_t i, float4 v) {
+  reinterpret_cast<float4 *>(p)[i] = v;
+}
+__device__ __forceinline__ void put4(__nv_bfloat16 *p, int64_t i, float4 v) {
+  __nv_bfloat162 h[2] = {__floats2bfloat162_rn(v.x, v.y), __floats2bfloat162_rn(v.z, v.w)};
+  reinterpret_cast<uint2 *>(p)[i] = *reinterpret_cast<const uint2 *>(h);
+}
+__device__ __forceinline__ void put4(__half *p, int64_t i, float4 v) {
+  __half2 h[2] = {__floats2half2_rn(v.x, v.y), __floats2half2_rn(v.z, v.w)};
+  reinterpret_cast<uint2 *>(p)[i] = *reinterpret_cast<const uint2 *>(h);
+}
+__device__ __forceinline__ float get(const float *p) { return *p; }
+__device__ __forceinline__ float get(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float get(const __half *p) { return __half2float(*p); }
+
 __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1)
     v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -111,8 +132,9 @@ __global__ void vocabEmbeddingBwdK(const int32_t *ids, const float *dout,
 
 // Normalization --------------------------------------------------------------
 
+template <typename OutT>
 __global__ void layerNormFwdK(const float *x, const float *w, const float *b,
-                              float *y, int64_t rows, int C, float eps) {
+                              OutT *y, int64_t rows, int C, float eps) {
   int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   int lane = threadIdx.x % 32;
   if (row >= rows)
@@ -128,9 +150,9 @@ __global__ void layerNormFwdK(const float *x, const float *w, const float *b,
     v += d * d;
   }
   float rstd = rsqrtf(warpSum(v) / C + eps);
-  float *yr = y + row * C;
+  OutT *yr = y + row * C;
   for (int j = lane; j < C; j += 32)
-    yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
+    put(yr + j, (xr[j] - mean) * rstd * w[j] + b[j]);
 }
 
 /// The layer-norm backward kernels' per-block gradient sums: 2 C floats of
@@ -256,7 +278,8 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const float *dy
   flushBlockSums(sm, dw, db, C);
 }
 
-__global__ void rmsNormFwdK(const float *x, const float *w, float *y,
+template <typename OutT>
+__global__ void rmsNormFwdK(const float *x, const float *w, OutT *y,
                             int64_t rows, int C, float eps) {
   int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   int lane = threadIdx.x % 32;
@@ -267,9 +290,9 @@ __global__ void rmsNormFwdK(const float *x, const float *w, float *y,
   for (int j = lane; j < C; j += 32)
     s += xr[j] * xr[j];
   float rstd = rsqrtf(warpSum(s) / C + eps);
-  float *yr = y + row * C;
+  OutT *yr = y + row * C;
   for (int j = lane; j < C; j += 32)
-    yr[j] = xr[j] * rstd * w[j];
+    put(yr + j, xr[j] * rstd * w[j]);
 }
 
 __global__ void rmsNormBwdK(const float *x, const float *w, const float *dy,
@@ -326,13 +349,14 @@ __global__ void addBiasK(float *y, const float *bias, int64_t rows, int64_t C) {
 /// Column sums: threadIdx.x walks 32 adjacent columns (coalesced),
 /// threadIdx.y rows; partial sums meet in shared memory, then one atomic
 /// per column and block.
-__global__ void sumRowsK(const float *dy, float *db, int64_t rows, int64_t C) {
+template <typename InT>
+__global__ void sumRowsK(const InT *dy, float *db, int64_t rows, int64_t C) {
   __shared__ float part[8][33];
   int64_t c = blockIdx.x * 32 + threadIdx.x;
   float s = 0;
   if (c < C)
     for (int64_t r = blockIdx.y * 8 + threadIdx.y; r < rows; r += gridDim.y * 8)
-      s += dy[r * C + c];
+      s += get(dy + r * C + c);
   part[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
@@ -678,38 +702,36 @@ struct MulF {
 /// y = op(x) elementwise; `vec`: x and y 16-byte aligned, so that the
 /// first n / 4 * 4 elements go as float4 (memory-bound kernels reach the
 /// bandwidth only with 16-byte accesses). y may alias x.
-template <typename Op>
-__global__ void map1K(const float *x, float *y, int64_t n, bool vec, Op op) {
+template <typename Op, typename OutT>
+__global__ void map1K(const float *x, OutT *y, int64_t n, bool vec, Op op) {
   int64_t done = 0;
   if (vec) {
     GRID_STRIDE(i, n / 4) {
       float4 a = reinterpret_cast<const float4 *>(x)[i];
-      reinterpret_cast<float4 *>(y)[i] =
-          make_float4(op(a.x), op(a.y), op(a.z), op(a.w));
+      put4(y, i, make_float4(op(a.x), op(a.y), op(a.z), op(a.w)));
     }
     done = n / 4 * 4;
   }
   for (int64_t i = done + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = op(x[i]);
+    put(y + i, op(x[i]));
 }
 /// y = op(a, b) elementwise, likewise.
-template <typename Op>
-__global__ void map2K(const float *a, const float *b, float *y, int64_t n,
+template <typename Op, typename OutT>
+__global__ void map2K(const float *a, const float *b, OutT *y, int64_t n,
                       bool vec, Op op) {
   int64_t done = 0;
   if (vec) {
     GRID_STRIDE(i, n / 4) {
       float4 u = reinterpret_cast<const float4 *>(a)[i];
       float4 v = reinterpret_cast<const float4 *>(b)[i];
-      reinterpret_cast<float4 *>(y)[i] = make_float4(op(u.x, v.x), op(u.y, v.y),
-                                                     op(u.z, v.z), op(u.w, v.w));
+      put4(y, i, make_float4(op(u.x, v.x), op(u.y, v.y), op(u.z, v.z), op(u.w, v.w)));
     }
     done = n / 4 * 4;
   }
   for (int64_t i = done + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = op(a[i], b[i]);
+    put(y + i, op(a[i], b[i]));
 }
 /// y = a op b, b broadcast over the rows of a [n / nb, nb] view.
 __global__ void addK(const float *a, const float *b, float *y, int64_t rows,
@@ -821,8 +843,9 @@ __global__ void meanK(const float *rowLoss, float *loss, int64_t rows) {
 /// One block per row: dx = (softmax over [0, valid) - onehot) * invRows,
 /// zero at and past `valid`. The logits are read twice: the row's
 /// statistics, then the gradient.
+template <typename OutT>
 __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
-                                 float *dlogits, int64_t V, int64_t valid,
+                                 OutT *dlogits, int64_t V, int64_t valid,
                                  float invRows) {
   __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
@@ -830,7 +853,7 @@ __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
   const MaxSum st = rowMaxSumExp(x, V, valid, scratch);
   const float mx = st.m, scale = invRows / st.s;
   const int64_t t = targets[r];
-  float *dx = dlogits + r * V;
+  OutT *dx = dlogits + r * V;
   auto grad = [&](int64_t j, float xj) {
     return j < valid ? expf(xj - mx) * scale - (j == t ? invRows : 0.0f)
                      : 0.0f;
@@ -839,18 +862,17 @@ __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
   if (V % 4 == 0 &&
       ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(dx)) & 15) == 0) {
     const float4 *x4 = reinterpret_cast<const float4 *>(x);
-    float4 *dx4 = reinterpret_cast<float4 *>(dx);
     const int64_t n4 = V / 4;
     for (int64_t j = threadIdx.x; j < n4; j += blockDim.x) {
       float4 v = x4[j];
       const int64_t c = 4 * j;
-      dx4[j] = make_float4(grad(c, v.x), grad(c + 1, v.y), grad(c + 2, v.z),
-                           grad(c + 3, v.w));
+      put4(dx, j, make_float4(grad(c, v.x), grad(c + 1, v.y), grad(c + 2, v.z),
+                              grad(c + 3, v.w)));
     }
     head = 4 * n4;
   }
   for (int64_t j = head + threadIdx.x; j < V; j += blockDim.x)
-    dx[j] = grad(j, x[j]);
+    put(dx + j, grad(j, x[j]));
 }
 
 /// One block per row: stats[r] = max over this rank's slice.
@@ -1066,6 +1088,35 @@ __global__ void toFp16K(const float *src, __half *dst, int64_t n) {
   GRID_STRIDE(i, n) { dst[i] = __float2half_rn(src[i]); }
 }
 
+// Launchers of the kernels with fp32 and 16-bit variants.
+template <typename OutT>
+void layerNormFwdT(const float *x, const float *w, const float *b, OutT *y,
+                   int64_t rows, int64_t C, double eps, cudaStream_t s) {
+  layerNormFwdK<<<static_cast<unsigned>((rows + 7) / 8), kThreads, 0, s>>>(
+      x, w, b, y, rows, static_cast<int>(C), static_cast<float>(eps));
+}
+template <typename OutT>
+void rmsNormFwdT(const float *x, const float *w, OutT *y, int64_t rows,
+                 int64_t C, double eps, cudaStream_t s) {
+  rmsNormFwdK<<<static_cast<unsigned>((rows + 7) / 8), kThreads, 0, s>>>(
+      x, w, y, rows, static_cast<int>(C), static_cast<float>(eps));
+}
+template <typename InT>
+void sumRowsT(const InT *dy, float *db, int64_t rows, int64_t C, cudaStream_t s) {
+  cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
+  dim3 grid(static_cast<unsigned>((C + 31) / 32),
+            static_cast<unsigned>(std::clamp<int64_t>((rows + 63) / 64, 1, 256)));
+  sumRowsK<<<grid, dim3(32, 8), 0, s>>>(dy, db, rows, C);
+}
+template <typename OutT>
+void crossEntropyBwdT(const float *logits, const int32_t *targets, OutT *dlogits,
+                      int64_t rows, int64_t V, int64_t valid, float dloss,
+                      cudaStream_t s) {
+  crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
+      logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
+      dloss / static_cast<float>(rows));
+}
+
 } // namespace
 
 // Launchers ------------------------------------------------------------------
@@ -1105,10 +1156,7 @@ void positionEmbeddingBwd(const float *dout, float *dtable, int64_t S,
 
 void layerNormFwd(const float *x, const float *w, const float *b, float *y,
                   int64_t rows, int64_t C, double eps, cudaStream_t s) {
-  unsigned blocks = static_cast<unsigned>((rows + 7) / 8);
-  layerNormFwdK<<<blocks, kThreads, 0, s>>>(x, w, b, y, rows,
-                                            static_cast<int>(C),
-                                            static_cast<float>(eps));
+  layerNormFwdT(x, w, b, y, rows, C, eps, s);
 }
 void layerNormBwd(const float *x, const float *w, const float *dy, float *dx,
                   float *dw, float *db, int64_t rows, int64_t C, double eps,
@@ -1137,9 +1185,7 @@ void layerNormBwd(const float *x, const float *w, const float *dy, float *dx,
 }
 void rmsNormFwd(const float *x, const float *w, float *y, int64_t rows,
                 int64_t C, double eps, cudaStream_t s) {
-  unsigned blocks = static_cast<unsigned>((rows + 7) / 8);
-  rmsNormFwdK<<<blocks, kThreads, 0, s>>>(x, w, y, rows, static_cast<int>(C),
-                                          static_cast<float>(eps));
+  rmsNormFwdT(x, w, y, rows, C, eps, s);
 }
 void rmsNormBwd(const float *x, const float *w, const float *dy, float *dx,
                 float *dw, int64_t rows, int64_t C, double eps,
@@ -1157,10 +1203,7 @@ void addBias(float *y, const float *bias, int64_t rows, int64_t C,
 }
 void sumRows(const float *dy, float *db, int64_t rows, int64_t C,
              cudaStream_t s) {
-  cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
-  dim3 grid(static_cast<unsigned>((C + 31) / 32),
-            static_cast<unsigned>(std::clamp<int64_t>((rows + 63) / 64, 1, 256)));
-  sumRowsK<<<grid, dim3(32, 8), 0, s>>>(dy, db, rows, C);
+  sumRowsT(dy, db, rows, C, s);
 }
 void copyColumns(const float *src, int64_t srcCols, int64_t srcOff, float *dst,
                  int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
@@ -1223,20 +1266,61 @@ void attentionBwd(const float *q, const float *k, const float *v,
 namespace {
 bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <typename Op>
-void map1(const float *x, float *y, int64_t n, Op op, cudaStream_t s) {
+template <typename Op, typename OutT>
+void map1(const float *x, OutT *y, int64_t n, Op op, cudaStream_t s) {
   bool vec = aligned16(x) && aligned16(y);
   map1K<<<gridFor(vec ? std::max<int64_t>(n / 4, 1) : n), kThreads, 0, s>>>(
       x, y, n, vec, op);
 }
-template <typename Op>
-void map2(const float *a, const float *b, float *y, int64_t n, Op op,
+template <typename Op, typename OutT>
+void map2(const float *a, const float *b, OutT *y, int64_t n, Op op,
           cudaStream_t s) {
   bool vec = aligned16(a) && aligned16(b) && aligned16(y);
   map2K<<<gridFor(vec ? std::max<int64_t>(n / 4, 1) : n), kThreads, 0, s>>>(
       a, b, y, n, vec, op);
 }
+/// f(y as the 16-bit type h names).
+template <typename F> void withHalf(void *y, Half h, F f) {
+  if (h == Half::Bf16)
+    f(static_cast<__nv_bfloat16 *>(y));
+  else
+    f(static_cast<__half *>(y));
+}
 } // namespace
+
+void geluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s) {
+  withHalf(y, h, [&](auto *o) { map1(x, o, n, GeluF(), s); });
+}
+void geluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
+               cudaStream_t s) {
+  withHalf(dx, h, [&](auto *o) { map2(x, dy, o, n, GeluG(), s); });
+}
+void siluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s) {
+  withHalf(y, h, [&](auto *o) { map1(x, o, n, SiluF(), s); });
+}
+void siluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
+               cudaStream_t s) {
+  withHalf(dx, h, [&](auto *o) { map2(x, dy, o, n, SiluG(), s); });
+}
+void layerNormFwd16(const float *x, const float *w, const float *b, void *y,
+                    int64_t rows, int64_t C, double eps, Half h, cudaStream_t s) {
+  withHalf(y, h, [&](auto *o) { layerNormFwdT(x, w, b, o, rows, C, eps, s); });
+}
+void rmsNormFwd16(const float *x, const float *w, void *y, int64_t rows,
+                  int64_t C, double eps, Half h, cudaStream_t s) {
+  withHalf(y, h, [&](auto *o) { rmsNormFwdT(x, w, o, rows, C, eps, s); });
+}
+void crossEntropyBwd16(const float *logits, const int32_t *targets,
+                       void *dlogits, int64_t rows, int64_t V, int64_t valid,
+                       float dloss, Half h, cudaStream_t s) {
+  withHalf(dlogits, h, [&](auto *o) {
+    crossEntropyBwdT(logits, targets, o, rows, V, valid, dloss, s);
+  });
+}
+void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
+               cudaStream_t s) {
+  withHalf(const_cast<void *>(dy), h, [&](auto *in) { sumRowsT(in, db, rows, C, s); });
+}
 
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s) {
   map1(x, y, n, GeluF(), s);
@@ -1281,9 +1365,7 @@ void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
 void crossEntropyBwd(const float *logits, const int32_t *targets,
                      float *dlogits, int64_t rows, int64_t V, int64_t valid,
                      float dloss, cudaStream_t s) {
-  crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
-      logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
-      dloss / static_cast<float>(rows));
+  crossEntropyBwdT(logits, targets, dlogits, rows, V, valid, dloss, s);
 }
 
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {

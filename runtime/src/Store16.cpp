@@ -1,0 +1,213 @@
+//===- Store16.cpp - tensors a GPU stores as 16-bit GEMM operands ---------===//
+#include "llmrt/Store16.h"
+
+#include <algorithm>
+
+namespace llmrt {
+
+int store16Writer(const Instruction &inst, bool wholeLoss) {
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::LayerNormFwd: return 3;    // [x, w, b, y]
+  case Opcode::RMSNormFwd: return 2;      // [x, w, y]
+  case Opcode::GeluFwd:
+  case Opcode::SiluFwd: return 1;         // [x, y]
+  case Opcode::GeluBwd:
+  case Opcode::SiluBwd: return 2;         // [x, dy, dx]
+  case Opcode::CrossEntropyBwd: return 2; // [logits, targets, dlogits]
+  case Opcode::VocabCrossEntropyBwd: return wholeLoss ? 2 : -1;
+  default: return -1;
+  }
+}
+
+bool store16Reader(const Instruction &inst, size_t slot) {
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::LinearFwd: // [x, w, y] or [x, w, bias, y]
+  case Opcode::LinearBwdWeight: // [x, dy, dw]
+    return slot < 2;
+  case Opcode::SumRows: // [dy, db]
+    return slot == 0;
+  default:
+    return false;
+  }
+}
+
+uint32_t overwrittenSlots(const Instruction &inst) {
+  const uint32_t n = static_cast<uint32_t>(inst.operands.size());
+  auto slot = [](uint32_t k) { return 1u << k; };
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::EmbeddingFwd:
+  case Opcode::EmbeddingBwd:
+  case Opcode::VocabEmbeddingFwd:
+  case Opcode::VocabEmbeddingBwd:
+  case Opcode::RMSNormFwd:
+  case Opcode::GeluBwd:
+  case Opcode::SiluBwd:
+  case Opcode::Add:
+  case Opcode::Mul:
+  case Opcode::CrossEntropyFwd:
+  case Opcode::CrossEntropyBwd:
+  case Opcode::VocabCrossEntropyFwd:
+  case Opcode::VocabCrossEntropyBwd:
+  case Opcode::LinearBwdWeight:
+    return slot(2);
+  case Opcode::PositionEmbeddingFwd:
+  case Opcode::PositionEmbeddingBwd:
+  case Opcode::SumRows:
+  case Opcode::Rope:
+  case Opcode::GeluFwd:
+  case Opcode::SiluFwd:
+  case Opcode::Scale:
+    return slot(1);
+  case Opcode::LayerNormFwd:
+    return slot(3);
+  case Opcode::LayerNormBwd:
+    return slot(3) | slot(4) | slot(5);
+  case Opcode::RMSNormBwd:
+    return slot(3) | slot(4);
+  case Opcode::LinearFwd:
+    return n ? slot(n - 1) : 0;
+  case Opcode::AttentionFwd: // out (and lse)
+    return n == 5 ? slot(3) | slot(4) : slot(3);
+  case Opcode::AttentionBwd: // dq, dk, dv
+    return n >= 3 ? slot(n - 1) | slot(n - 2) | slot(n - 3) : 0;
+  default:
+    return 0;
+  }
+}
+
+namespace {
+bool isGemm(const Instruction &inst) {
+  auto op = static_cast<Opcode>(inst.opcode);
+  return op == Opcode::LinearFwd || op == Opcode::LinearBwdWeight;
+}
+} // namespace
+
+Store16Plan planStore16(
+    const ProgramDesc &p,
+    const std::function<std::pair<uint64_t, uint64_t>(uint32_t)> &range,
+    const std::function<bool(const Instruction &)> &wholeLoss) {
+  const size_t nb = p.buffers.size();
+  Store16Plan plan;
+  plan.slots.resize(p.functions.size());
+  for (size_t f = 0; f < p.functions.size(); ++f)
+    plan.slots[f].assign(p.functions[f].instructions.size(), 0);
+  // Buffers some function reads before it writes them: what any function
+  // (or an earlier run) left there may be read, so the last value of such
+  // a buffer in each function stays fp32.
+  std::vector<char> readFirst(nb, 0);
+  for (const FunctionDesc &fn : p.functions) {
+    std::vector<char> written(nb, 0);
+    for (const Instruction &inst : fn.instructions) {
+      const uint32_t over = overwrittenSlots(inst);
+      for (uint32_t k = 0; k < inst.operands.size(); ++k)
+        if (inst.operands[k] < nb && !(over >> k & 1u) && !written[inst.operands[k]])
+          readFirst[inst.operands[k]] = 1;
+      for (uint32_t k = 0; k < inst.operands.size(); ++k)
+        if (inst.operands[k] < nb && (over >> k & 1u))
+          written[inst.operands[k]] = 1;
+    }
+  }
+  auto overlaps = [&](uint32_t a, uint32_t b) {
+    auto [ab, ae] = range(a);
+    auto [bb, be] = range(b);
+    return ab < be && bb < ae;
+  };
+
+  // A value: where it is written, whether it can be 16-bit, in place, the
+  // GEMMs that read it and its last read.
+  struct Value {
+    uint32_t fn = 0, buffer = 0;
+    size_t inst = 0, lastRead = 0;
+    uint32_t slot = 0;
+    bool ok = false, inPlace = false;
+    int gemmReads = 0;
+    std::vector<std::pair<size_t, uint32_t>> reads; // (instruction, slot)
+  };
+  std::vector<Value> values;
+  for (size_t f = 0; f < p.functions.size(); ++f) {
+    const auto &insts = p.functions[f].instructions;
+    std::vector<int> current(nb, -1); // the value a buffer holds now
+    for (size_t i = 0; i < insts.size(); ++i) {
+      const Instruction &inst = insts[i];
+      const uint32_t over = overwrittenSlots(inst);
+      const int w = store16Writer(inst, wholeLoss(inst));
+      // Reads first: they see the values before this instruction's writes.
+      for (uint32_t k = 0; k < inst.operands.size(); ++k) {
+        const uint32_t b = inst.operands[k];
+        if (b >= nb || (over >> k & 1u))
+          continue;
+        if (current[b] < 0)
+          continue;
+        Value &v = values[current[b]];
+        if (!store16Reader(inst, k)) {
+          v.ok = false;
+          continue;
+        }
+        v.gemmReads += isGemm(inst);
+        v.lastRead = i;
+        v.reads.push_back({i, k});
+      }
+      for (uint32_t k = 0; k < inst.operands.size(); ++k) {
+        const uint32_t b = inst.operands[k];
+        if (b >= nb || !(over >> k & 1u))
+          continue;
+        const BufferDesc &d = p.buffers[b];
+        Value v;
+        v.fn = static_cast<uint32_t>(f);
+        v.buffer = b;
+        v.inst = v.lastRead = i;
+        v.slot = k;
+        v.ok = static_cast<int>(k) == w && d.role == BufferRole::Temp && d.elem == ElemType::F32 &&
+               d.rankGroup == 0 && d.bytes > 0 && k < 32;
+        for (uint32_t j = 0; j < inst.operands.size(); ++j)
+          if (j != k && inst.operands[j] < nb && overlaps(b, inst.operands[j]))
+            v.inPlace = true;
+        current[b] = static_cast<int>(values.size());
+        values.push_back(std::move(v));
+      }
+    }
+    for (uint32_t b = 0; b < nb; ++b)
+      if (readFirst[b] && current[b] >= 0)
+        values[current[b]].ok = false;
+  }
+
+  // First fit, in order of writing: a side value may share bytes with one
+  // of the same function whose uses it does not overlap.
+  struct Placed {
+    uint32_t fn;
+    size_t first, last;
+    uint64_t begin, end;
+  };
+  std::vector<Placed> placed;
+  for (const Value &v : values) {
+    if (!v.ok || v.gemmReads == 0)
+      continue;
+    ++plan.count;
+    plan.fp32Bytes += p.buffers[v.buffer].bytes;
+    plan.slots[v.fn][v.inst] |= 1u << v.slot;
+    for (auto [i, k] : v.reads)
+      plan.slots[v.fn][i] |= 1u << k;
+    if (!v.inPlace)
+      continue;
+    const uint64_t size = (p.buffers[v.buffer].bytes / 2 + 255) / 256 * 256;
+    std::vector<std::pair<uint64_t, uint64_t>> taken;
+    for (const Placed &q : placed)
+      if (q.fn != v.fn || !(q.last < v.inst || v.lastRead < q.first))
+        taken.push_back({q.begin, q.end});
+    std::sort(taken.begin(), taken.end());
+    uint64_t at = 0;
+    for (auto [tb, te] : taken) {
+      if (at + size <= tb)
+        break;
+      at = std::max(at, te);
+    }
+    placed.push_back({v.fn, v.inst, v.lastRead, at, at + size});
+    plan.side[{v.fn, static_cast<uint32_t>(v.inst), v.slot}] = at;
+    for (auto [i, k] : v.reads)
+      plan.side[{v.fn, static_cast<uint32_t>(i), k}] = at;
+    plan.sideBytes = std::max(plan.sideBytes, at + size);
+  }
+  return plan;
+}
+
+} // namespace llmrt

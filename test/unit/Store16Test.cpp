@@ -1,0 +1,209 @@
+//===- Store16Test.cpp - which tensors a GPU stores as 16-bit operands ----===//
+#include "llmrt/Store16.h"
+
+#include <gtest/gtest.h>
+
+using namespace llmrt;
+
+namespace {
+
+Instruction inst(Opcode op, std::vector<uint32_t> operands,
+                 std::vector<int64_t> ints = {}) {
+  Instruction i;
+  i.opcode = static_cast<uint16_t>(op);
+  i.operands = std::move(operands);
+  i.ints = std::move(ints);
+  return i;
+}
+
+/// An MLP block's forward and backward as the compiler lowers it:
+/// h = layer_norm(x); y1 = h W1; g = gelu(y1); y2 = g W2; then
+/// dg = dy2 W2ᵀ; dW2 = gᵀ dy2; dy1 = gelu'(y1) dg, written over dg (the
+/// compiler's packing puts it there); dh = dy1 W1ᵀ; dW1 = hᵀ dy1;
+/// db1 = sum_rows(dy1).
+enum : uint32_t { X, LnW, LnB, H, W1, Y1, G, W2, Y2, Dy2, Dg, Dy1, Dh, DW1, DW2, Db1, N };
+
+struct Mlp {
+  ProgramDesc p;
+  Mlp() {
+    p.arenaBytes = 1 << 20;
+    p.buffers.resize(N);
+    uint64_t at = 0;
+    for (uint32_t b = 0; b < N; ++b) {
+      BufferDesc &d = p.buffers[b];
+      d.role = (b == LnW || b == LnB || b == W1 || b == W2) ? BufferRole::Param
+                                                              : BufferRole::Temp;
+      d.bytes = 4096;
+      d.offset = at;
+      at += 4096;
+    }
+    p.buffers[Dy1].offset = p.buffers[Dg].offset; // in place
+    p.functions = {{"train",
+                    {inst(Opcode::LayerNormFwd, {X, LnW, LnB, H}),
+                     inst(Opcode::LinearFwd, {H, W1, Y1}),
+                     inst(Opcode::GeluFwd, {Y1, G}),
+                     inst(Opcode::LinearFwd, {G, W2, Y2}),
+                     inst(Opcode::LinearFwd, {Dy2, W2, Dg}),
+                     inst(Opcode::LinearBwdWeight, {G, Dy2, DW2}),
+                     inst(Opcode::GeluBwd, {Y1, Dg, Dy1}),
+                     inst(Opcode::LinearFwd, {Dy1, W1, Dh}),
+                     inst(Opcode::LinearBwdWeight, {H, Dy1, DW1}),
+                     inst(Opcode::SumRows, {Dy1, Db1})}}};
+  }
+  Store16Plan plan(bool wholeLoss = true) const {
+    return planStore16(
+        p,
+        [&](uint32_t b) {
+          return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
+                                               p.buffers[b].offset + p.buffers[b].bytes};
+        },
+        [&](const Instruction &) { return wholeLoss; });
+  }
+};
+
+enum Where { No, Own, Side };
+/// Where operand `slot` of instruction `i` of function `f` is 16-bit.
+Where at(const Store16Plan &s, uint32_t f, uint32_t i, uint32_t slot) {
+  if (!(s.slots[f][i] >> slot & 1u))
+    return No;
+  return s.side.count({f, i, slot}) ? Side : Own;
+}
+
+} // namespace
+
+TEST(Store16, TheTensorsOnlyGemmsRead) {
+  Mlp m;
+  Store16Plan s = m.plan();
+  // The layer norm's and GELU's outputs are stored 16-bit in their own
+  // bytes, where they are written and where GEMMs read them; GELU's
+  // gradient too, but beside them (its writer reads dg, which shares its
+  // bytes).
+  EXPECT_EQ(at(s, 0, 0, 3), Own); // h = layer_norm
+  EXPECT_EQ(at(s, 0, 1, 0), Own); // y1 = h W1
+  EXPECT_EQ(at(s, 0, 8, 0), Own); // dW1 = hᵀ dy1
+  EXPECT_EQ(at(s, 0, 2, 1), Own); // g = gelu(y1)
+  EXPECT_EQ(at(s, 0, 3, 0), Own); // y2 = g W2
+  EXPECT_EQ(at(s, 0, 5, 0), Own); // dW2 = gᵀ dy2
+  EXPECT_EQ(at(s, 0, 6, 2), Side); // dy1 = gelu'(y1) dg
+  EXPECT_EQ(at(s, 0, 7, 0), Side);
+  EXPECT_EQ(at(s, 0, 8, 1), Side);
+  EXPECT_EQ(at(s, 0, 9, 0), Side); // db1 = sum_rows(dy1)
+  EXPECT_EQ(s.side.at({0, 6, 2}), 0u);
+  EXPECT_EQ(s.sideBytes, 2048u); // 1024 elements of 2 bytes
+  EXPECT_EQ(s.count, 3);
+  EXPECT_EQ(s.fp32Bytes, 3u * 4096);
+  // Nothing else: not what GELU reads (y1, dg: GEMM outputs), what
+  // nothing here writes (dy2), parameters, GEMM outputs.
+  std::vector<uint32_t> want = {1u << 3, 1u, 1u << 1, 1u, 0u, 1u, 1u << 2, 1u, 3u, 1u};
+  ASSERT_EQ(s.slots.size(), 1u);
+  EXPECT_EQ(s.slots[0], want);
+}
+
+TEST(Store16, ValuesOfOneBuffer) {
+  // The compiler names dy1 as the buffer dg it overwrites: gelu_bwd(y1,
+  // dg, dg). The GEMM's output dg stays fp32 (GELU reads it); the value
+  // GELU writes over it is 16-bit, beside it.
+  Mlp m;
+  for (Instruction &i : m.p.functions[0].instructions)
+    for (uint32_t &o : i.operands)
+      if (o == Dy1)
+        o = Dg;
+  Store16Plan s = m.plan();
+  EXPECT_EQ(at(s, 0, 4, 2), No);   // dg = dy2 W2ᵀ
+  EXPECT_EQ(at(s, 0, 6, 1), No);   // gelu_bwd reads dg
+  EXPECT_EQ(at(s, 0, 6, 2), Side); // and writes dy1 over it
+  EXPECT_EQ(at(s, 0, 9, 0), Side);
+  EXPECT_EQ(s.count, 3);
+  // A buffer the function reads before it writes it (the last run's
+  // value) keeps its last value in fp32.
+  m.p.functions[0].instructions.insert(m.p.functions[0].instructions.begin(),
+                                       inst(Opcode::LinearFwd, {G, W2, Y2}));
+  Store16Plan t = m.plan();
+  EXPECT_EQ(at(t, 0, 3, 1), No); // g = gelu(y1), now instruction 3
+  EXPECT_EQ(at(t, 0, 1, 3), Own);
+}
+
+TEST(Store16, AnyOtherReaderKeepsFp32) {
+  // A residual add reading GELU's output: it stays fp32.
+  Mlp m;
+  m.p.functions[0].instructions.push_back(inst(Opcode::Add, {G, Y2, Y2}, {1024, 1024}));
+  Store16Plan s = m.plan();
+  EXPECT_EQ(at(s, 0, 2, 1), No);
+  EXPECT_EQ(at(s, 0, 0, 3), Own);
+  // So does a linear's bias operand; a copy's partial write is a read.
+  Mlp b;
+  b.p.functions[0].instructions[3] = inst(Opcode::LinearFwd, {Y1, W2, H, Y2});
+  b.p.functions[0].instructions.push_back(inst(Opcode::CopyColumns, {X, Dy1}));
+  Store16Plan t = b.plan();
+  EXPECT_EQ(at(t, 0, 0, 3), No);
+  EXPECT_EQ(at(t, 0, 6, 2), No);
+  EXPECT_EQ(t.sideBytes, 0u);
+  // A view (a rank-dependent address) is never stored 16-bit. Nor is a
+  // value another function may read: one that reads h before writing it
+  // (functions run in an order the trainer picks) keeps h's last value
+  // in fp32. A function that writes the buffer first shares it freely.
+  Mlp v;
+  v.p.buffers[G].rankGroup = 2;
+  v.p.buffers[G].rankStride = 4096;
+  v.p.functions.push_back({"eval", {inst(Opcode::LinearFwd, {H, W1, Y1})}});
+  v.p.functions.push_back({"again", {inst(Opcode::GeluFwd, {Y1, Dy1}),
+                                     inst(Opcode::LinearFwd, {Dy1, W1, Dh})}});
+  Store16Plan u = v.plan();
+  EXPECT_EQ(at(u, 0, 2, 1), No);
+  EXPECT_EQ(at(u, 0, 0, 3), No);
+  EXPECT_EQ(at(u, 1, 0, 0), No);
+  EXPECT_EQ(at(u, 0, 6, 2), Side);
+  EXPECT_EQ(at(u, 2, 0, 1), Own);
+  EXPECT_EQ(at(u, 2, 1, 0), Own);
+}
+
+TEST(Store16, TheLossGradient) {
+  // dlogits = cross_entropy_bwd(logits): stored 16-bit for the head's
+  // GEMMs when this rank holds the whole vocabulary; a vocabulary split
+  // over a group writes it with the group's statistics, in fp32.
+  ProgramDesc p;
+  p.arenaBytes = 1 << 16;
+  for (uint64_t b = 0; b < 6; ++b)
+    p.buffers.push_back({"", b == 3 ? BufferRole::Param : BufferRole::Temp,
+                         b == 1 ? ElemType::I32 : ElemType::F32, {}, b * 4096, 4096});
+  // logits 0, targets 1, dlogits 2, W 3, dx 4, dW 5
+  p.functions = {{"train",
+                  {inst(Opcode::LinearFwd, {4, 3, 0}),
+                   inst(Opcode::VocabCrossEntropyBwd, {0, 1, 2}, {16, 64, 2, 64}),
+                   inst(Opcode::LinearFwd, {2, 3, 4}),
+                   inst(Opcode::LinearBwdWeight, {0, 2, 5})}}};
+  auto range = [&](uint32_t b) {
+    return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
+                                         p.buffers[b].offset + p.buffers[b].bytes};
+  };
+  Store16Plan whole = planStore16(p, range, [](const Instruction &) { return true; });
+  EXPECT_EQ(at(whole, 0, 1, 2), Own);
+  EXPECT_EQ(at(whole, 0, 2, 0), Own);
+  EXPECT_EQ(at(whole, 0, 3, 1), Own);
+  EXPECT_EQ(planStore16(p, range, [](const Instruction &) { return false; }).count, 0);
+}
+
+TEST(Store16, SideValuesShareOnlyWhatTimeSeparates) {
+  // Two in-place GELU gradients in one function, each read by the GEMMs
+  // right after it: their uses do not overlap, so they share side bytes.
+  Mlp m;
+  auto &insts = m.p.functions[0].instructions;
+  const size_t n = insts.size();
+  for (size_t i = 4; i < n; ++i)
+    insts.push_back(insts[i]);
+  Store16Plan s = m.plan();
+  EXPECT_EQ(at(s, 0, 6, 2), Side);
+  EXPECT_EQ(at(s, 0, 12, 2), Side);
+  EXPECT_EQ(s.side.at({0, 12, 2}), s.side.at({0, 6, 2}));
+  EXPECT_EQ(s.sideBytes, 2048u);
+  // Read later, the first overlaps the second: bytes of its own.
+  insts.push_back(inst(Opcode::SumRows, {Dy1, Db1}));
+  m.p.buffers.push_back(m.p.buffers[Dy1]); // the second dy1 (id N), over dg
+  for (size_t i = n; i + 1 < insts.size(); ++i)
+    for (uint32_t &o : insts[i].operands)
+      if (o == Dy1)
+        o = N;
+  Store16Plan t = m.plan();
+  EXPECT_NE(t.side.at({0, 12, 2}), t.side.at({0, 6, 2}));
+  EXPECT_EQ(t.sideBytes, 4096u);
+}
