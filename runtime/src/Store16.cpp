@@ -5,8 +5,10 @@
 
 namespace llmrt {
 
-int store16Writer(const Instruction &inst, bool wholeLoss) {
+int store16Writer(const Instruction &inst, bool wholeLoss, bool activations) {
   switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::LinearFwd: // [x, w, y] or [x, w, bias, y]
+    return activations ? static_cast<int>(inst.operands.size()) - 1 : -1;
   case Opcode::LayerNormFwd: return 3;    // [x, w, b, y]
   case Opcode::RMSNormFwd: return 2;      // [x, w, y]
   case Opcode::GeluFwd:
@@ -19,13 +21,36 @@ int store16Writer(const Instruction &inst, bool wholeLoss) {
   }
 }
 
-bool store16Reader(const Instruction &inst, size_t slot) {
+bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss,
+                   bool activations) {
   switch (static_cast<Opcode>(inst.opcode)) {
   case Opcode::LinearFwd: // [x, w, y] or [x, w, bias, y]
   case Opcode::LinearBwdWeight: // [x, dy, dw]
     return slot < 2;
   case Opcode::SumRows: // [dy, db]
     return slot == 0;
+  default:
+    break;
+  }
+  if (!activations)
+    return false;
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::CopyColumns:  // [src, dst]
+  case Opcode::GeluFwd:      // [x, y]
+  case Opcode::SiluFwd:
+  case Opcode::CrossEntropyFwd: // [logits, targets, loss]
+  case Opcode::CrossEntropyBwd: // [logits, targets, dlogits]
+    return slot == 0;
+  case Opcode::GeluBwd: // [x, dy, dx]
+  case Opcode::SiluBwd:
+    return slot < 2;
+  case Opcode::Add: // [a, b, y] {n, nb}: without broadcast
+    return slot < 2 && inst.ints.size() == 2 && inst.ints[0] == inst.ints[1];
+  case Opcode::LayerNormBwd: // [x, w, dy, dx, dw, db]
+    return slot == 2;
+  case Opcode::VocabCrossEntropyFwd:
+  case Opcode::VocabCrossEntropyBwd:
+    return slot == 0 && wholeLoss;
   default:
     return false;
   }
@@ -85,7 +110,7 @@ bool isGemm(const Instruction &inst) {
 Store16Plan planStore16(
     const ProgramDesc &p,
     const std::function<std::pair<uint64_t, uint64_t>(uint32_t)> &range,
-    const std::function<bool(const Instruction &)> &wholeLoss) {
+    const std::function<bool(const Instruction &)> &wholeLoss, bool activations) {
   const size_t nb = p.buffers.size();
   Store16Plan plan;
   plan.slots.resize(p.functions.size());
@@ -130,7 +155,8 @@ Store16Plan planStore16(
     for (size_t i = 0; i < insts.size(); ++i) {
       const Instruction &inst = insts[i];
       const uint32_t over = overwrittenSlots(inst);
-      const int w = store16Writer(inst, wholeLoss(inst));
+      const bool whole = wholeLoss(inst);
+      const int w = store16Writer(inst, whole, activations);
       // Reads first: they see the values before this instruction's writes.
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
@@ -139,10 +165,15 @@ Store16Plan planStore16(
         if (current[b] < 0)
           continue;
         Value &v = values[current[b]];
-        if (!store16Reader(inst, k)) {
+        if (!store16Reader(inst, k, whole, activations)) {
           v.ok = false;
           continue;
         }
+        // A reader that writes over the value's bytes (in place, with
+        // elements of another size) reads it from beside them.
+        for (uint32_t j = 0; j < inst.operands.size(); ++j)
+          if ((over >> j & 1u) && inst.operands[j] < nb && overlaps(b, inst.operands[j]))
+            v.inPlace = true;
         v.gemmReads += isGemm(inst);
         v.lastRead = i;
         v.reads.push_back({i, k});
@@ -180,7 +211,8 @@ Store16Plan planStore16(
   };
   std::vector<Placed> placed;
   for (const Value &v : values) {
-    if (!v.ok || v.gemmReads == 0)
+    // Without 16-bit activations only values that GEMMs would round anyway.
+    if (!v.ok || v.reads.empty() || (!activations && v.gemmReads == 0))
       continue;
     ++plan.count;
     plan.fp32Bytes += p.buffers[v.buffer].bytes;

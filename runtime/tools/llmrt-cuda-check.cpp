@@ -212,6 +212,94 @@ float from16(uint16_t v, cuda::Half h) {
   return sign * std::ldexp(static_cast<float>(m + 1024), e - 25);
 }
 
+/// The kernels that read 16-bit activations (GEMM outputs stored 16-bit)
+/// against the fp32 kernels on the same values widened to fp32: the same
+/// results (the arithmetic is fp32 in both).
+template <typename Round>
+void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16) {
+  auto widen = [&](const std::vector<uint16_t> &v) {
+    std::vector<float> f(v.size());
+    for (size_t i = 0; i < v.size(); ++i)
+      f[i] = from16(v[i], h);
+    return f;
+  };
+  // A 16-bit copy of random values, and the same values as fp32.
+  auto pair = [&](int64_t n, double scale) {
+    auto x = randomVec(rng, n, scale);
+    Dev<float> X(x);
+    std::vector<uint16_t> x16 = round16(X.p, n);
+    return std::make_pair(x16, widen(x16));
+  };
+  for (int64_t n : {int64_t(100003), int64_t(65536)}) {
+    const std::string sz = " [" + std::to_string(n) + "]" + tag;
+    auto [x16, xw] = pair(n, 6.0);
+    auto [g16, gw] = pair(n, 1.0);
+    Dev<uint16_t> X16(x16), G16(g16);
+    Dev<float> XW(xw), GW(gw), Y(n), Y2(n);
+    cuda::geluFwd(XW.p, Y.p, n, nullptr);
+    cuda::geluFwdT({X16.p, true}, {Y2.p}, n, h, nullptr);
+    compare("gelu_fwd, 16-bit x" + sz, Y.host(), Y2.host(), 0);
+    cuda::geluBwd(XW.p, GW.p, Y.p, n, nullptr);
+    cuda::geluBwdT({X16.p, true}, {G16.p, true}, {Y2.p}, n, h, nullptr);
+    compare("gelu_bwd, 16-bit x and dy" + sz, Y.host(), Y2.host(), 0);
+    cuda::geluBwdT({XW.p}, {G16.p, true}, {Y2.p}, n, h, nullptr);
+    compare("gelu_bwd, 16-bit dy" + sz, Y.host(), Y2.host(), 0);
+    cuda::siluBwd(XW.p, GW.p, Y.p, n, nullptr);
+    cuda::siluBwdT({X16.p, true}, {G16.p, true}, {Y2.p}, n, h, nullptr);
+    compare("silu_bwd, 16-bit x and dy" + sz, Y.host(), Y2.host(), 0);
+    cuda::add(XW.p, GW.p, Y.p, n, n, nullptr);
+    cuda::addT({XW.p}, {G16.p, true}, {Y2.p}, n, h, nullptr);
+    compare("add, 16-bit b" + sz, Y.host(), Y2.host(), 0);
+  }
+  for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768}, {7, 4096}}) {
+    const std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(C) + "]" + tag;
+    auto x = randomVec(rng, rows * C, 2.0), w = randomVec(rng, C);
+    auto [dy16, dyw] = pair(rows * C, 1.0);
+    Dev<float> X(x), W(w), DYW(dyw), DX(rows * C), DW(C), DB(C), DX2(rows * C),
+        DW2(C), DB2(C);
+    Dev<uint16_t> DY16(dy16);
+    cuda::layerNormBwd(X.p, W.p, DYW.p, DX.p, DW.p, DB.p, rows, C, 1e-5, nullptr);
+    cuda::layerNormBwdT(X.p, W.p, {DY16.p, true}, DX2.p, DW2.p, DB2.p, rows, C, 1e-5, h,
+                        nullptr);
+    // dw, db: atomics in a different order; dx the same arithmetic.
+    compare("layer_norm_bwd dx, 16-bit dy" + sz, DX.host(), DX2.host(), 0);
+    compare("layer_norm_bwd dw, 16-bit dy" + sz, DW.host(), DW2.host(), 1e-5);
+    compare("layer_norm_bwd db, 16-bit dy" + sz, DB.host(), DB2.host(), 1e-5);
+  }
+  for (auto [rows, V, valid] : {std::tuple<int64_t, int64_t, int64_t>{16, 1024, 1000},
+                               {8, 999, 999}}) {
+    const std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(V) + "]" + tag;
+    auto [l16, lw] = pair(rows * V, 8.0);
+    std::vector<int32_t> tg(rows);
+    for (int32_t &t : tg)
+      t = static_cast<int32_t>((rng.uniform() + 1) * 0.5 * valid) % valid;
+    Dev<uint16_t> L16(l16);
+    Dev<float> LW(lw), LOSS(1), LOSS2(1), RS(rows), DL(rows * V), DL2(rows * V);
+    Dev<int32_t> TG(tg);
+    cuda::crossEntropyFwd(LW.p, TG.p, LOSS.p, rows, V, valid, RS.p, nullptr);
+    cuda::crossEntropyFwdT({L16.p, true}, TG.p, LOSS2.p, rows, V, valid, RS.p, h, nullptr);
+    compare("cross_entropy_fwd, 16-bit logits" + sz, LOSS.host(), LOSS2.host(), 0);
+    cuda::crossEntropyBwd(LW.p, TG.p, DL.p, rows, V, valid, 1.0f, nullptr);
+    cuda::crossEntropyBwdT({L16.p, true}, TG.p, {DL2.p}, rows, V, valid, 1.0f, h, nullptr);
+    compare("cross_entropy_bwd, 16-bit logits" + sz, DL.host(), DL2.host(), 0);
+  }
+  {
+    const int64_t rows = 129;
+    auto [s16, sw] = pair(rows * 300, 1.0);
+    Dev<uint16_t> S16(s16);
+    Dev<float> SW(sw);
+    for (auto [off, dOff, width] : {std::tuple<int64_t, int64_t, int64_t>{100, 10, 100},
+                                   {96, 8, 100}}) {
+      std::vector<float> init = randomVec(rng, rows * 120);
+      Dev<float> D(init), D2(init);
+      cuda::copyColumns(SW.p, 300, off, D.p, 120, dOff, width, rows, nullptr);
+      cuda::copyColumnsT({S16.p, true}, 300, off, D2.p, 120, dOff, width, rows, h, nullptr);
+      compare("copy_columns, 16-bit src" + std::string(off % 4 ? "" : " (vectors)") + tag,
+              D.host(), D2.host(), 0);
+    }
+  }
+}
+
 /// The kernels' 16-bit outputs (a tensor only GEMMs read, stored as their
 /// operand: Store16.h) against the fp32 kernels' outputs rounded by
 /// toBf16 / toFp16, the GEMMs' own conversion: the same bits. And GEMMs
@@ -260,13 +348,15 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
     using F16 = std::function<void(void *)>;
     const std::vector<std::tuple<const char *, F32, F16>> maps = {
         {"gelu_fwd", [&](float *y) { cuda::geluFwd(X.p, y, n, nullptr); },
-         [&](void *y) { cuda::geluFwd16(X.p, y, n, h, nullptr); }},
+         [&](void *y) { cuda::geluFwdT({X.p}, {y, true}, n, h, nullptr); }},
         {"gelu_bwd", [&](float *y) { cuda::geluBwd(X.p, G.p, y, n, nullptr); },
-         [&](void *y) { cuda::geluBwd16(X.p, G.p, y, n, h, nullptr); }},
+         [&](void *y) { cuda::geluBwdT({X.p}, {G.p}, {y, true}, n, h, nullptr); }},
         {"silu_fwd", [&](float *y) { cuda::siluFwd(X.p, y, n, nullptr); },
-         [&](void *y) { cuda::siluFwd16(X.p, y, n, h, nullptr); }},
+         [&](void *y) { cuda::siluFwdT({X.p}, {y, true}, n, h, nullptr); }},
         {"silu_bwd", [&](float *y) { cuda::siluBwd(X.p, G.p, y, n, nullptr); },
-         [&](void *y) { cuda::siluBwd16(X.p, G.p, y, n, h, nullptr); }}};
+         [&](void *y) { cuda::siluBwdT({X.p}, {G.p}, {y, true}, n, h, nullptr); }},
+        {"add", [&](float *y) { cuda::add(X.p, G.p, y, n, n, nullptr); },
+         [&](void *y) { cuda::addT({X.p}, {G.p}, {y, true}, n, h, nullptr); }}};
     for (const auto &[name, f32, f16] : maps) {
       f32(Y.p);
       f16(Y16.p);
@@ -286,7 +376,7 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
     Dev<int32_t> TG(tg);
     Dev<uint16_t> DL16(rows * V);
     cuda::crossEntropyBwd(L.p, TG.p, DL.p, rows, V, valid, 1.0f, nullptr);
-    cuda::crossEntropyBwd16(L.p, TG.p, DL16.p, rows, V, valid, 1.0f, h, nullptr);
+    cuda::crossEntropyBwdT({L.p}, TG.p, {DL16.p, true}, rows, V, valid, 1.0f, h, nullptr);
     same("cross_entropy_bwd 16-bit" + sz, round16(DL.p, rows * V), DL16);
   }
   // sum_rows of a 16-bit dy against the CPU's on the same (rounded) values.
@@ -303,6 +393,7 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
     cuda::sumRows16(DY16.p, DB.p, rows, C, h, nullptr);
     compare("sum_rows of 16-bit dy" + tag, db, DB.host(), 1e-5);
   }
+  checkInputs16(rng, h, tag, round16);
   // GEMMs: each operand given 16-bit against the same product converting
   // it; both layouts, with a bias, and the bias gradient.
   std::string err;
@@ -344,6 +435,28 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
       continue;
     }
     compare("linear_fwd, x 16-bit" + t, Y.host(), Y2.host(), 1e-6);
+    // A 16-bit output (the bias rounded to 16 bits first): within the
+    // rounding of the output of the fp32 one.
+    for (bool withBias : {true, false}) {
+      Dev<uint16_t> Y16(rows * out);
+      cuda::gemmForget(blas);
+      if (!cuda::linearFwd(blas, X16.p, Wd.p, withBias ? Bd.p : nullptr, Y16.p, rows, in,
+                           out, transW, &err, 1u | 4u)) {
+        std::printf("linear_fwd 16-bit output%s FAIL: %s\n", t.c_str(), err.c_str());
+        ++failures;
+        continue;
+      }
+      std::vector<uint16_t> got = Y16.host();
+      std::vector<float> gotF(got.size()), want = Y.host();
+      for (size_t i = 0; i < got.size(); ++i)
+        gotF[i] = from16(got[i], h);
+      if (!withBias)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < out; ++c)
+            want[r * out + c] -= bias[c];
+      compare(std::string("linear_fwd, 16-bit y") + (withBias ? " (bias)" : "") + t, want,
+              gotF, mode == cuda::GemmMode::Fp16 ? 2e-3 : 8e-3);
+    }
     compare("linear_bwd_weight, x and dy 16-bit" + t, DW.host(), DW2.host(), 1e-6);
     compare("linear_bwd_weight, dy 16-bit" + t, DW.host(), DW3.host(), 1e-6);
     compare("linear_bwd_input, dy 16-bit" + t, DX.host(), DX2.host(), 1e-6);

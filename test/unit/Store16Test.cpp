@@ -50,14 +50,14 @@ struct Mlp {
                      inst(Opcode::LinearBwdWeight, {H, Dy1, DW1}),
                      inst(Opcode::SumRows, {Dy1, Db1})}}};
   }
-  Store16Plan plan(bool wholeLoss = true) const {
+  Store16Plan plan(bool wholeLoss = true, bool activations = false) const {
     return planStore16(
         p,
         [&](uint32_t b) {
           return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
                                                p.buffers[b].offset + p.buffers[b].bytes};
         },
-        [&](const Instruction &) { return wholeLoss; });
+        [&](const Instruction &) { return wholeLoss; }, activations);
   }
 };
 
@@ -206,4 +206,35 @@ TEST(Store16, SideValuesShareOnlyWhatTimeSeparates) {
   Store16Plan t = m.plan();
   EXPECT_NE(t.side.at({0, 12, 2}), t.side.at({0, 6, 2}));
   EXPECT_EQ(t.sideBytes, 4096u);
+}
+
+TEST(Store16, Activations) {
+  // With 16-bit activations GEMM outputs are stored 16-bit too where every
+  // reader takes them: y1 (GELU's input, kept for its backward) in its own
+  // bytes; dg beside them, as GELU's backward writes dy1 over it.
+  Mlp m;
+  Store16Plan s = m.plan(true, /*activations=*/true);
+  EXPECT_EQ(at(s, 0, 1, 2), Own);  // y1 = h W1
+  EXPECT_EQ(at(s, 0, 2, 0), Own);  // gelu(y1)
+  EXPECT_EQ(at(s, 0, 6, 0), Own);  // gelu'(y1) ...
+  EXPECT_EQ(at(s, 0, 4, 2), Side); // dg = dy2 W2ᵀ
+  EXPECT_EQ(at(s, 0, 6, 1), Side); // ... dg, read beside dy1 written over it
+  EXPECT_EQ(at(s, 0, 6, 2), Side);
+  EXPECT_NE(s.side.at({0, 6, 1}), s.side.at({0, 6, 2}));
+  EXPECT_EQ(s.sideBytes, 4096u);
+  // Outputs nothing reads (y2, dh here) stay as they are.
+  EXPECT_EQ(at(s, 0, 3, 2), No);
+  EXPECT_EQ(at(s, 0, 7, 2), No);
+  EXPECT_EQ(s.count, 5);
+  // Without 16-bit activations, none of the GEMM outputs.
+  EXPECT_EQ(at(m.plan(), 0, 1, 2), No);
+  // A broadcast add is not a 16-bit reader; a layer norm's backward dy is.
+  Mlp b;
+  b.p.functions[0].instructions.push_back(inst(Opcode::Add, {Y2, Db1, X}, {1024, 256}));
+  b.p.functions[0].instructions.push_back(
+      inst(Opcode::LayerNormBwd, {X, LnW, Dh, Dy2, DW1, DW2}));
+  Store16Plan t = b.plan(true, true);
+  EXPECT_EQ(at(t, 0, 3, 2), No);  // y2: read by the broadcast add
+  EXPECT_EQ(at(t, 0, 7, 2), Own); // dh: read by the layer norm's backward
+  EXPECT_EQ(at(t, 0, 11, 2), Own);
 }

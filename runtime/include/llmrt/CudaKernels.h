@@ -55,11 +55,12 @@ void gemmForget(Blas *blas);
 int64_t gemmReusedCopies(const Blas *blas);
 /// CpuKernels.h's linearFwd (bias may be nullptr) and linearBwdWeight.
 /// false on a cuBLAS error, with the reason in *error. `half16`: the
-/// operands already stored in the mode's 16-bit type (GemmMode::Bf16 and
-/// Fp16 only; bit 0 the first operand, x, bit 1 the second, w or dy): the
-/// GEMM reads them as they are instead of converting fp32 ones.
+/// operands stored in the mode's 16-bit type (GemmMode::Bf16 and Fp16
+/// only; bit 0 the first operand, x, bit 1 the second, w or dy): the GEMM
+/// reads them as they are instead of converting fp32 ones; bit 2
+/// (linearFwd): y is written in it (the bias rounded to it first).
 bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
-               float *y, int64_t rows, int64_t in, int64_t out, bool transW,
+               void *y, int64_t rows, int64_t in, int64_t out, bool transW,
                std::string *error, unsigned half16 = 0);
 /// db (optional): the bias gradient (sumRows of dy) from the GEMM's
 /// epilogue where cuBLASLt can (the 16-bit modes); *dbDone says whether it
@@ -81,29 +82,55 @@ void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s);
 /// dst[i] = fp16(src[i]), round to nearest (dst: __half; inf past 65504).
 void toFp16(const float *src, void *dst, int64_t n, cudaStream_t s);
 
-// 16-bit outputs. A tensor that only GEMMs read (a layer norm's output,
+// 16-bit storage. A tensor that only GEMMs read (a layer norm's output,
 // GELU's, a loss gradient) is stored as the 16-bit copy the GEMM would
 // have made of it: the same rounding (to nearest even), so the products
 // are bit for bit those of fp32 storage, with half the bytes written and
-// no conversion pass. The executor picks these tensors
-// (CudaExecutor.cpp); `y` may not alias the inputs.
+// no conversion pass. With 16-bit activations (CudaExecutor.cpp) GEMM
+// outputs are stored 16-bit too where every reader takes them so
+// (elementwise kernels, the layer norm's backward, the loss, column
+// copies): that rounds them, as PyTorch's autocast does. The executor
+// picks these tensors (Store16.h); an output may not alias an input of
+// another element size.
 enum class Half { Bf16, Fp16 };
+/// An operand of the kernels with 16-bit forms: fp32, or (h16) the 16-bit
+/// type a Half names.
+struct In {
+  const void *p;
+  bool h16 = false;
+};
+struct Out {
+  void *p;
+  bool h16 = false;
+};
 void layerNormFwd16(const float *x, const float *w, const float *b, void *y,
                     int64_t rows, int64_t C, double eps, Half h, cudaStream_t s);
 void rmsNormFwd16(const float *x, const float *w, void *y, int64_t rows,
                   int64_t C, double eps, Half h, cudaStream_t s);
-void geluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s);
-void geluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
+/// addBias on a 16-bit y (where the GEMM's epilogue could not).
+void addBias16(void *y, const float *bias, int64_t rows, int64_t C, Half h,
                cudaStream_t s);
-void siluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s);
-void siluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
-               cudaStream_t s);
-void crossEntropyBwd16(const float *logits, const int32_t *targets,
-                       void *dlogits, int64_t rows, int64_t V, int64_t valid,
-                       float dloss, Half h, cudaStream_t s);
 /// sumRows of a 16-bit dy (where the GEMM's epilogue could not).
 void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
                cudaStream_t s);
+void geluFwdT(In x, Out y, int64_t n, Half h, cudaStream_t s);
+void geluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s);
+void siluFwdT(In x, Out y, int64_t n, Half h, cudaStream_t s);
+void siluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s);
+/// add without broadcast (nb = n).
+void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
+void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+                   float *db, int64_t rows, int64_t C, double eps, Half h,
+                   cudaStream_t s);
+void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
+                      int64_t rows, int64_t V, int64_t valid, float *rowScratch,
+                      Half h, cudaStream_t s);
+void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
+                      int64_t rows, int64_t V, int64_t valid, float dloss,
+                      Half h, cudaStream_t s);
+void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, float *dst,
+                  int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
+                  Half h, cudaStream_t s);
 
 // Embeddings (ids already validated by the trainer).
 void embeddingFwd(const int32_t *ids, const float *table, float *out,

@@ -40,13 +40,18 @@ struct Store16Plan {
 
 /// The slot of `inst` that writes a tensor the GPU can write as 16-bit
 /// (layer and RMS norm outputs, GELU and SiLU and their gradients, the
-/// loss gradient), or -1. `wholeLoss`: whether a vocab_cross_entropy_bwd
-/// holds its whole vocabulary (a tensor-parallel group of one rank: one
-/// kernel, no statistics exchanged).
-int store16Writer(const Instruction &inst, bool wholeLoss);
+/// loss gradient; with `activations`, a linear_fwd's output too), or -1.
+/// `wholeLoss`: whether a vocab loss holds its whole vocabulary (a
+/// tensor-parallel group of one rank: one kernel, no statistics
+/// exchanged).
+int store16Writer(const Instruction &inst, bool wholeLoss, bool activations = false);
 /// Whether operand `slot` of `inst` may be read as 16-bit: a GEMM's x, w
-/// or dy (linear_fwd, linear_bwd_weight; not the bias) or sum_rows' dy.
-bool store16Reader(const Instruction &inst, size_t slot);
+/// or dy (linear_fwd, linear_bwd_weight; not the bias) or sum_rows' dy;
+/// with `activations` also the inputs of GELU, SiLU and their gradients,
+/// an add without broadcast, a layer norm backward's dy, the loss's logits
+/// and a column copy's source.
+bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss = true,
+                   bool activations = false);
 /// The operand slots `inst` overwrites whole (bit k: operand k): a new
 /// value of that buffer starts there. Partial writes (copy_columns),
 /// collectives and opcodes not listed count as reads only.
@@ -54,17 +59,21 @@ uint32_t overwrittenSlots(const Instruction &inst);
 
 /// The tensors of `p` stored 16-bit. A buffer holds a sequence of values,
 /// each from an instruction that overwrites it to the next; a value is
-/// stored 16-bit where a store16Writer slot writes it, a GEMM reads it, and
-/// nothing but store16Reader slots reads it. Only temporaries (not
+/// stored 16-bit where a store16Writer slot writes it, nothing but
+/// store16Reader slots reads it, and (without `activations`: the GEMMs'
+/// own rounding, nothing else) a GEMM reads it. Only temporaries (not
 /// views); where some function reads a buffer before it writes it (what
 /// another function or an earlier run left), that buffer's last value in
 /// each function stays fp32. `range(b)`: buffer b's bytes in
-/// the arena [begin, end) as the device resolves them (the in-place test).
-/// Side values share bytes where their uses do not overlap in time.
+/// the arena [begin, end) as the device resolves them (the in-place test:
+/// a value whose writer reads, or whose reader writes, bytes it overlaps
+/// lives beside them). Side values share bytes where their uses do not
+/// overlap in time.
 Store16Plan planStore16(
     const ProgramDesc &p,
     const std::function<std::pair<uint64_t, uint64_t>(uint32_t)> &range,
-    const std::function<bool(const Instruction &)> &wholeLoss);
+    const std::function<bool(const Instruction &)> &wholeLoss,
+    bool activations = false);
 
 } // namespace llmrt
 

@@ -32,9 +32,9 @@ struct Blas {
   cublasHandle_t handle = nullptr;
   cublasLtHandle_t lt = nullptr;
   /// Key: transposes, M, N, K, leading dimensions, output alignment,
-  /// epilogue.
+  /// epilogue, 16-bit output.
   std::map<std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t,
-                      int64_t, int, int>,
+                      int64_t, int, int, bool>,
            LtPlan>
       ltPlans;
   void *ltWorkspace = nullptr;
@@ -56,6 +56,10 @@ struct Blas {
   };
   Copy copies[2];
   int64_t reused = 0;
+  /// A 16-bit copy of the bias of a product with a 16-bit output
+  /// (cuBLASLt's bias is of the output's type).
+  uint16_t *bias16 = nullptr;
+  static constexpr int64_t kBias16 = 1 << 16;
 };
 
 bool parseGemmMode(const std::string &name, GemmMode &mode) {
@@ -111,17 +115,20 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
                : mode == GemmMode::Tf32   ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
   if ((mode == GemmMode::Bf16 || mode == GemmMode::Fp16) && scratchElems > 0) {
-    // Each operand starts on a 256-byte boundary.
+    // Each operand starts on a 256-byte boundary; the bias copy after them.
     b->scratchElems = scratchElems + 256;
     if (cudaMalloc(reinterpret_cast<void **>(&b->scratch),
-                   static_cast<size_t>(b->scratchElems) * 2) != cudaSuccess) {
+                   static_cast<size_t>(b->scratchElems + Blas::kBias16) * 2) !=
+        cudaSuccess) {
       cudaGetLastError();
-      *error = "cannot allocate the " + std::to_string(b->scratchElems * 2) +
+      *error = "cannot allocate the " +
+               std::to_string((b->scratchElems + Blas::kBias16) * 2) +
                "-byte bf16 GEMM scratch";
       cublasDestroy(b->handle);
       delete b;
       return nullptr;
     }
+    b->bias16 = b->scratch + b->scratchElems;
   }
   return b;
 }
@@ -170,14 +177,16 @@ int alignmentOf(const void *p) {
 /// at 256-byte-aligned scratch, fp32 C aligned to `cAlign` bytes.
 LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                int64_t lda, int64_t ldb, int64_t ldc, int cAlign,
-               cublasLtEpilogue_t epi) {
-  LtPlan &p = b->ltPlans[{ta, tb, M, N, K, lda, ldb, ldc, cAlign, static_cast<int>(epi)}];
+               cublasLtEpilogue_t epi, bool out16) {
+  LtPlan &p = b->ltPlans[{ta, tb, M, N, K, lda, ldb, ldc, cAlign, static_cast<int>(epi),
+                          out16}];
   if (p.desc)
     return p;
   const cudaDataType in = b->mode == GemmMode::Fp16 ? CUDA_R_16F : CUDA_R_16BF;
+  const cudaDataType outType = out16 ? in : CUDA_R_32F;
   cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                     opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cudaDataType biasType = CUDA_R_32F;
+  cudaDataType biasType = outType;
   bool ok =
       cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) ==
           CUBLAS_STATUS_SUCCESS &&
@@ -195,7 +204,7 @@ LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
           CUBLAS_STATUS_SUCCESS &&
       cublasLtMatrixLayoutCreate(&p.b, in, ta ? M : K, ta ? K : M, lda) ==
           CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, N, M, ldc) ==
+      cublasLtMatrixLayoutCreate(&p.c, outType, N, M, ldc) ==
           CUBLAS_STATUS_SUCCESS;
   cublasLtMatmulPreference_t pref = nullptr;
   if (ok && cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS) {
@@ -229,7 +238,7 @@ LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 /// it did). half16: A (bit 0) or B (bit 1) is stored 16-bit already
 /// (gemmTakes16 modes only).
 bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-          const void *Av, int64_t lda, const void *Bv, int64_t ldb, float *C,
+          const void *Av, int64_t lda, const void *Bv, int64_t ldb, void *C,
           int64_t ldc, std::string *error, const float *bias = nullptr,
           float *biasGrad = nullptr, char gradOf = 0, bool *gradDone = nullptr,
           unsigned half16 = 0) {
@@ -248,7 +257,7 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     // K x N), or the copy the previous GEMM made of the same operand; an
     // operand stored 16-bit is read as it is (it takes no scratch).
     const int64_t na = M * K, nb = K * N;
-    const bool stored16A = half16 & 1u, stored16B = half16 & 2u;
+    const bool stored16A = half16 & 1u, stored16B = half16 & 2u, out16 = half16 & 4u;
     int64_t offA = -1, offB = -1;
     for (const Blas::Copy &c : b->copies) {
       if (!stored16A && c.src == A && c.n == na)
@@ -303,51 +312,68 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     b->copies[0] = stored16A ? Blas::Copy{} : Blas::Copy{A, na, offA};
     b->copies[1] = stored16B ? Blas::Copy{} : Blas::Copy{B, nb, offB};
     // The output overwrites what it overlaps.
-    const float *cEnd = C + (M - 1) * ldc + N;
+    const auto *c0 = static_cast<const char *>(C);
+    const char *cEnd = c0 + ((M - 1) * ldc + N) * (out16 ? 2 : 4);
     for (Blas::Copy &c : b->copies)
-      if (c.src < cEnd && C < c.src + c.n)
+      if (reinterpret_cast<const char *>(c.src) < cEnd &&
+          c0 < reinterpret_cast<const char *>(c.src + c.n))
         c = Blas::Copy{};
+    // A 16-bit output's bias is 16-bit (cuBLASLt's rule): rounded first.
+    if (bias && out16 && N <= Blas::kBias16) {
+      (half ? toFp16 : toBf16)(bias, b->bias16, N, b->stream);
+    }
     // The bias in the product's epilogue (one pass over C, not two), or
     // the bias gradient summed from the 16-bit operand it reads anyway.
     // Lt's A is our B (its m: N), its B our A (its n: M).
-    if ((bias || biasGrad) && b->lt) {
-      const void *vec = bias ? static_cast<const void *>(bias) : biasGrad;
+    if ((bias || biasGrad || out16) && b->lt && (!out16 || !bias || N <= Blas::kBias16)) {
+      const void *vec = bias ? (out16 ? static_cast<const void *>(b->bias16)
+                                      : static_cast<const void *>(bias))
+                             : biasGrad;
       cublasLtEpilogue_t epi = bias              ? CUBLASLT_EPILOGUE_BIAS
+                               : biasGrad == nullptr ? CUBLASLT_EPILOGUE_DEFAULT
                                : gradOf == 'B'   ? CUBLASLT_EPILOGUE_BGRADA
                                                  : CUBLASLT_EPILOGUE_BGRADB;
       LtPlan &p = ltPlan(b, ta, tb, M, N, K, lda, ldb, ldc,
-                         std::min(alignmentOf(C), alignmentOf(vec)), epi);
+                         vec ? std::min(alignmentOf(C), alignmentOf(vec)) : alignmentOf(C),
+                         epi, out16);
       if (p.ok &&
-          cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                         &vec, sizeof(vec)) ==
-              CUBLAS_STATUS_SUCCESS &&
+          (!vec || cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                  &vec, sizeof(vec)) ==
+                       CUBLAS_STATUS_SUCCESS) &&
           cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta, C, p.c,
                          C, p.c, &p.algo, b->ltWorkspace, Blas::kLtWorkspace,
                          b->stream) == CUBLAS_STATUS_SUCCESS) {
-        ++(bias ? b->epilogues : b->biasGrads);
+        if (bias)
+          ++b->epilogues;
+        else if (biasGrad)
+          ++b->biasGrads;
         if (gradDone)
           *gradDone = biasGrad != nullptr;
         return true;
       }
     }
   }
+  const bool out16 = half16 & 4u;
   cublasStatus_t st = cublasGemmEx(
       b->handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
       static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, bm,
       type, static_cast<int>(ldb), a, type, static_cast<int>(lda), &beta, C,
-      CUDA_R_32F, static_cast<int>(ldc), b->compute, CUBLAS_GEMM_DEFAULT);
+      out16 ? type : CUDA_R_32F, static_cast<int>(ldc), b->compute, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) {
     *error = std::string("cublasGemmEx: ") + cublasGetStatusString(st);
     return false;
   }
-  if (bias)
-    addBias(C, bias, M, N, b->stream);
+  if (bias && out16)
+    addBias16(C, bias, M, N, b->mode == GemmMode::Fp16 ? Half::Fp16 : Half::Bf16,
+              b->stream);
+  else if (bias)
+    addBias(static_cast<float *>(C), bias, M, N, b->stream);
   return true;
 }
 } // namespace
 
 bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
-               float *y, int64_t rows, int64_t in, int64_t out, bool transW,
+               void *y, int64_t rows, int64_t in, int64_t out, bool transW,
                std::string *error, unsigned half16) {
   // y[rows, out] = x[rows, in] W (+ bias), W stored [in, out] or (transW)
   // [out, in].

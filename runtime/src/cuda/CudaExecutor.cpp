@@ -407,10 +407,15 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->fp16_ = mode == cuda::GemmMode::Fp16;
   ex->half_ = ex->fp16_ ? cuda::Half::Fp16 : cuda::Half::Bf16;
   // Tensors that only GEMMs read, stored as their 16-bit operands (the
-  // GEMMs' modes that convert to 16 bits; LLMRT_CUDA_STORE16=0: never).
-  bool store16 = cuda::gemmTakes16(mode);
+  // GEMMs' modes that convert to 16 bits; LLMRT_CUDA_STORE16=0: never);
+  // and 16-bit activations: GEMM outputs too, where every reader takes
+  // them (LLMRT_CUDA_ACT16=0: not).
+  bool store16 = cuda::gemmTakes16(mode), act16 = store16;
   if (const char *v = std::getenv("LLMRT_CUDA_STORE16"))
     store16 = store16 && std::atoi(v) != 0;
+  if (const char *v = std::getenv("LLMRT_CUDA_ACT16"))
+    act16 = act16 && std::atoi(v) != 0;
+  act16 = act16 && store16;
   Store16Plan plan16;
   if (store16)
     plan16 = planStore16(
@@ -423,13 +428,17 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
           return std::pair<uint64_t, uint64_t>{at, at + d.bytes};
         },
         [&](const Instruction &inst) {
-          return !multi || comm.groupSize(static_cast<Group>(inst.ints[2])) == 1;
-        });
+          auto op = static_cast<Opcode>(inst.opcode);
+          return (op != Opcode::VocabCrossEntropyFwd && op != Opcode::VocabCrossEntropyBwd) ||
+                 !multi || comm.groupSize(static_cast<Group>(inst.ints[2])) == 1;
+        },
+        act16);
   const int64_t sideAt = ex->workspaceBytes_;
   ex->workspaceBytes_ += align(static_cast<int64_t>(plan16.sideBytes));
   if (plan16.count > 0)
     ex->device_ += absl::StrCat(", ", plan16.count, " tensors stored 16-bit (",
-                                plan16.fp32Bytes >> 20, " MiB in fp32)");
+                                plan16.fp32Bytes >> 20, " MiB in fp32",
+                                act16 ? ", activations" : ", GEMM operands only", ")");
   size_t arenaBytes = std::max<uint64_t>(p.arenaBytes, kArenaAlignment);
   for (auto [ptr, bytes, what] :
        {std::tuple<uint8_t **, size_t, const char *>{&ex->arena_, arenaBytes, "arena"},
@@ -647,6 +656,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     const std::vector<double> &fl = in.floats;
     void *const *p = r.ptrs.data();
     const uint32_t h16 = r.half16; // operands stored 16-bit
+    auto arg = [&](int k) { return cuda::In{p[k], (h16 >> k & 1u) != 0}; };
+    auto res = [&](int k) { return cuda::Out{p[k], (h16 >> k & 1u) != 0}; };
     const OpcodeInfo *info = opcodeInfo(in.opcode);
     const char *name = info ? info->name : "?";
     clock::time_point begin;
@@ -697,8 +708,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cuda::layerNormFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], fl[0], s);
       break;
     case Opcode::LayerNormBwd:
-      cuda::layerNormBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4]), F(p[5]),
-                         n[0], n[1], fl[0], s);
+      cuda::layerNormBwdT(F(p[0]), F(p[1]), arg(2), F(p[3]), F(p[4]), F(p[5]),
+                          n[0], n[1], fl[0], half_, s);
       break;
     case Opcode::RMSNormFwd:
       if (h16 & 4u)
@@ -712,9 +723,10 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::LinearFwd: {
       bool bias = r.ptrs.size() == 4;
-      if (!cuda::linearFwd(blas_, p[0], p[1], bias ? F(p[2]) : nullptr,
-                           F(p[bias ? 3 : 2]), n[0], n[1], n[2], n[3] != 0, &err,
-                           h16 & 3u))
+      const int y = bias ? 3 : 2;
+      if (!cuda::linearFwd(blas_, p[0], p[1], bias ? F(p[2]) : nullptr, p[y], n[0],
+                           n[1], n[2], n[3] != 0, &err,
+                           (h16 & 3u) | ((h16 >> y & 1u) << 2)))
         fatal(name, err);
       break;
     }
@@ -733,7 +745,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cuda::sumRows(F(p[0]), F(p[1]), n[0], n[1], s);
       break;
     case Opcode::CopyColumns:
-      cuda::copyColumns(F(p[0]), n[0], n[1], F(p[1]), n[2], n[3], n[4], n[5], s);
+      cuda::copyColumnsT(arg(0), n[0], n[1], F(p[1]), n[2], n[3], n[4], n[5], half_, s);
       break;
     case Opcode::Rope:
       cuda::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0, s);
@@ -773,31 +785,22 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     case Opcode::GeluFwd:
-      if (h16 & 2u)
-        cuda::geluFwd16(F(p[0]), p[1], n[0], half_, s);
-      else
-        cuda::geluFwd(F(p[0]), F(p[1]), n[0], s);
+      cuda::geluFwdT(arg(0), res(1), n[0], half_, s);
       break;
     case Opcode::GeluBwd:
-      if (h16 & 4u)
-        cuda::geluBwd16(F(p[0]), F(p[1]), p[2], n[0], half_, s);
-      else
-        cuda::geluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
+      cuda::geluBwdT(arg(0), arg(1), res(2), n[0], half_, s);
       break;
     case Opcode::SiluFwd:
-      if (h16 & 2u)
-        cuda::siluFwd16(F(p[0]), p[1], n[0], half_, s);
-      else
-        cuda::siluFwd(F(p[0]), F(p[1]), n[0], s);
+      cuda::siluFwdT(arg(0), res(1), n[0], half_, s);
       break;
     case Opcode::SiluBwd:
-      if (h16 & 4u)
-        cuda::siluBwd16(F(p[0]), F(p[1]), p[2], n[0], half_, s);
-      else
-        cuda::siluBwd(F(p[0]), F(p[1]), F(p[2]), n[0], s);
+      cuda::siluBwdT(arg(0), arg(1), res(2), n[0], half_, s);
       break;
     case Opcode::Add:
-      cuda::add(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
+      if (n[0] == n[1])
+        cuda::addT(arg(0), arg(1), res(2), n[0], half_, s);
+      else
+        cuda::add(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
       break;
     case Opcode::Mul:
       cuda::mul(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
@@ -806,16 +809,12 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0], s);
       break;
     case Opcode::CrossEntropyFwd:
-      cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], n[1],
-                            rowScratch_, s);
+      cuda::crossEntropyFwdT(arg(0), I(p[1]), F(p[2]), n[0], n[1], n[1],
+                             rowScratch_, half_, s);
       break;
     case Opcode::CrossEntropyBwd:
-      if (h16 & 4u)
-        cuda::crossEntropyBwd16(F(p[0]), I(p[1]), p[2], n[0], n[1], n[1],
-                                static_cast<float>(lossScale_), half_, s);
-      else
-        cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], n[1],
-                              static_cast<float>(lossScale_), s);
+      cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], n[1],
+                             static_cast<float>(lossScale_), half_, s);
       break;
     case Opcode::VocabCrossEntropyFwd:
     case Opcode::VocabCrossEntropyBwd: {
@@ -826,14 +825,11 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         // to reduce.
         const int64_t valid = n[3] > 0 ? std::min(n[3], n[1]) : n[1];
         if (op == Opcode::VocabCrossEntropyFwd)
-          cuda::crossEntropyFwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], valid,
-                                rowScratch_, s);
-        else if (h16 & 4u)
-          cuda::crossEntropyBwd16(F(p[0]), I(p[1]), p[2], n[0], n[1], valid,
-                                  static_cast<float>(lossScale_), half_, s);
+          cuda::crossEntropyFwdT(arg(0), I(p[1]), F(p[2]), n[0], n[1], valid,
+                                 rowScratch_, half_, s);
         else
-          cuda::crossEntropyBwd(F(p[0]), I(p[1]), F(p[2]), n[0], n[1], valid,
-                                static_cast<float>(lossScale_), s);
+          cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], valid,
+                                 static_cast<float>(lossScale_), half_, s);
         break;
       }
       // Per row: the max over the group's slices, then the sums of

@@ -61,6 +61,26 @@ __device__ __forceinline__ void put4(__half *p, int64_t i, float4 v) {
   reinterpret_cast<uint2 *>(p)[i] = *reinterpret_cast<const uint2 *>(h);
 }
 __device__ __forceinline__ float get(const float *p) { return *p; }
+/// p[4 i .. 4 i + 3] as floats (p + 4 i aligned to 4 elements).
+__device__ __forceinline__ float4 get4(const float *p, int64_t i) {
+  return reinterpret_cast<const float4 *>(p)[i];
+}
+__device__ __forceinline__ float4 get4(const __nv_bfloat16 *p, int64_t i) {
+  const uint2 u = reinterpret_cast<const uint2 *>(p)[i];
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+__device__ __forceinline__ float4 get4(const __half *p, int64_t i) {
+  const uint2 u = reinterpret_cast<const uint2 *>(p)[i];
+  const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&u.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+/// Whether p is aligned for vectors of 4 elements of T.
+template <typename T> __host__ __device__ bool aligned4(const T *p) {
+  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+}
 __device__ __forceinline__ float get(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 __device__ __forceinline__ float get(const __half *p) { return __half2float(*p); }
 
@@ -174,7 +194,8 @@ __device__ __forceinline__ void flushBlockSums(const float *sm, float *dw,
 
 /// One warp per row (rows strided over the grid); dw, db summed in shared
 /// memory per block, then added to the zeroed outputs.
-__global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
+template <typename DyT>
+__global__ void layerNormBwdK(const float *x, const float *w, const DyT *dy,
                               float *dx, float *dw, float *db, int64_t rows,
                               int C, float eps) {
   extern __shared__ float sm[];
@@ -183,7 +204,8 @@ __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
   int lane = threadIdx.x % 32, warps = blockDim.x / 32;
   for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
        row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
-    const float *xr = x + row * C, *dyr = dy + row * C;
+    const float *xr = x + row * C;
+    const DyT *dyr = dy + row * C;
     float s = 0;
     for (int j = lane; j < C; j += 32)
       s += xr[j];
@@ -196,16 +218,17 @@ __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
     float rstd = rsqrtf(warpSum(v) / C + eps);
     float sg = 0, sgx = 0;
     for (int j = lane; j < C; j += 32) {
-      float xh = (xr[j] - mean) * rstd, g = dyr[j] * w[j];
+      const float d = get(dyr + j);
+      float xh = (xr[j] - mean) * rstd, g = d * w[j];
       sg += g;
       sgx += g * xh;
-      atomicAdd(dwS + j, dyr[j] * xh);
-      atomicAdd(dbS + j, dyr[j]);
+      atomicAdd(dwS + j, d * xh);
+      atomicAdd(dbS + j, d);
     }
     float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
     float *dxr = dx + row * C;
     for (int j = lane; j < C; j += 32) {
-      float xh = (xr[j] - mean) * rstd, g = dyr[j] * w[j];
+      float xh = (xr[j] - mean) * rstd, g = get(dyr + j) * w[j];
       dxr[j] = rstd * (g - mg - xh * mgx);
     }
   }
@@ -216,8 +239,8 @@ __global__ void layerNormBwdK(const float *x, const float *w, const float *dy,
 /// up to 32 x MaxCPL: a row of x and dy is read once, and the weight and
 /// bias gradients build up in registers over the warp's rows and meet in
 /// shared memory once per warp (not once per element and row).
-template <int MaxCPL>
-__global__ void layerNormBwdRegK(const float *x, const float *w, const float *dy,
+template <int MaxCPL, typename DyT>
+__global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
                                  float *dx, float *dw, float *db, int64_t rows,
                                  int C, float eps) {
   extern __shared__ float sm[];
@@ -232,14 +255,15 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const float *dy
   }
   for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
        row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
-    const float *xr = x + row * C, *dyr = dy + row * C;
+    const float *xr = x + row * C;
+    const DyT *dyr = dy + row * C;
     float xv[MaxCPL], dv[MaxCPL];
     float s = 0;
 #pragma unroll
     for (int k = 0; k < MaxCPL; ++k)
       if (k < cpl) {
         xv[k] = xr[lane + 32 * k];
-        dv[k] = dyr[lane + 32 * k];
+        dv[k] = get(dyr + lane + 32 * k);
         s += xv[k];
       }
     const float mean = warpSum(s) / C;
@@ -342,8 +366,9 @@ void setDynamicShared(const void *kernel, size_t bytes) {
 
 // Linear helpers and layout --------------------------------------------------
 
-__global__ void addBiasK(float *y, const float *bias, int64_t rows, int64_t C) {
-  ROWS_COLS(r, c, rows, C) { y[r * C + c] += bias[c]; }
+template <typename T>
+__global__ void addBiasK(T *y, const float *bias, int64_t rows, int64_t C) {
+  ROWS_COLS(r, c, rows, C) { put(y + r * C + c, get(y + r * C + c) + bias[c]); }
 }
 
 /// Column sums: threadIdx.x walks 32 adjacent columns (coalesced),
@@ -367,22 +392,24 @@ __global__ void sumRowsK(const InT *dy, float *db, int64_t rows, int64_t C) {
   }
 }
 
-__global__ void copyColumnsK(const float *src, int64_t srcCols, int64_t srcOff,
+template <typename InT>
+__global__ void copyColumnsK(const InT *src, int64_t srcCols, int64_t srcOff,
                              float *dst, int64_t dstCols, int64_t dstOff,
                              int64_t width, int64_t rows) {
   ROWS_COLS(r, j, rows, width) {
-    dst[r * dstCols + dstOff + j] = src[r * srcCols + srcOff + j];
+    dst[r * dstCols + dstOff + j] = get(src + r * srcCols + srcOff + j);
   }
 }
 
-/// The same as float4s (every offset and width a multiple of 4, both
-/// tensors 16-byte aligned): `total` = rows x width4 vectors.
-__global__ void copyColumns4K(const float4 *src, int64_t srcCols4, int64_t srcOff4,
+/// The same 4 elements at a time (every offset and width a multiple of 4,
+/// both tensors aligned to 4 elements): `total` = rows x width4 vectors.
+template <typename InT>
+__global__ void copyColumns4K(const InT *src, int64_t srcCols4, int64_t srcOff4,
                               float4 *dst, int64_t dstCols4, int64_t dstOff4,
                               int64_t width4, int64_t total) {
   GRID_STRIDE(e, total) {
     const int64_t r = e / width4, j = e - r * width4;
-    dst[r * dstCols4 + dstOff4 + j] = src[r * srcCols4 + srcOff4 + j];
+    dst[r * dstCols4 + dstOff4 + j] = get4(src, r * srcCols4 + srcOff4 + j);
   }
 }
 
@@ -702,36 +729,36 @@ struct MulF {
 /// y = op(x) elementwise; `vec`: x and y 16-byte aligned, so that the
 /// first n / 4 * 4 elements go as float4 (memory-bound kernels reach the
 /// bandwidth only with 16-byte accesses). y may alias x.
-template <typename Op, typename OutT>
-__global__ void map1K(const float *x, OutT *y, int64_t n, bool vec, Op op) {
+template <typename Op, typename InT, typename OutT>
+__global__ void map1K(const InT *x, OutT *y, int64_t n, bool vec, Op op) {
   int64_t done = 0;
   if (vec) {
     GRID_STRIDE(i, n / 4) {
-      float4 a = reinterpret_cast<const float4 *>(x)[i];
+      float4 a = get4(x, i);
       put4(y, i, make_float4(op(a.x), op(a.y), op(a.z), op(a.w)));
     }
     done = n / 4 * 4;
   }
   for (int64_t i = done + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    put(y + i, op(x[i]));
+    put(y + i, op(get(x + i)));
 }
 /// y = op(a, b) elementwise, likewise.
-template <typename Op, typename OutT>
-__global__ void map2K(const float *a, const float *b, OutT *y, int64_t n,
-                      bool vec, Op op) {
+template <typename Op, typename InA, typename InB, typename OutT>
+__global__ void map2K(const InA *a, const InB *b, OutT *y, int64_t n, bool vec,
+                      Op op) {
   int64_t done = 0;
   if (vec) {
     GRID_STRIDE(i, n / 4) {
-      float4 u = reinterpret_cast<const float4 *>(a)[i];
-      float4 v = reinterpret_cast<const float4 *>(b)[i];
+      float4 u = get4(a, i);
+      float4 v = get4(b, i);
       put4(y, i, make_float4(op(u.x, v.x), op(u.y, v.y), op(u.z, v.z), op(u.w, v.w)));
     }
     done = n / 4 * 4;
   }
   for (int64_t i = done + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    put(y + i, op(a[i], b[i]));
+    put(y + i, op(get(a + i), get(b + i)));
 }
 /// y = a op b, b broadcast over the rows of a [n / nb, nb] view.
 __global__ void addK(const float *a, const float *b, float *y, int64_t rows,
@@ -779,15 +806,15 @@ __device__ __forceinline__ void pushMaxSum(MaxSum &st, float x) {
 /// block merging them (warp shuffles, then one value per warp in
 /// `scratch`). float4 loads where V % 4 == 0 and the row is 16-byte
 /// aligned; every thread gets the result.
-__device__ MaxSum rowMaxSumExp(const float *x, int64_t V, int64_t valid,
+template <typename T>
+__device__ MaxSum rowMaxSumExp(const T *x, int64_t V, int64_t valid,
                                MaxSum *scratch) {
   MaxSum st{-INFINITY, 0.0f};
   int64_t head = 0;
-  if (V % 4 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0) {
-    const float4 *x4 = reinterpret_cast<const float4 *>(x);
+  if (V % 4 == 0 && aligned4(x)) {
     const int64_t n4 = valid / 4;
     for (int64_t j = threadIdx.x; j < n4; j += blockDim.x) {
-      float4 v = x4[j];
+      float4 v = get4(x, j);
       pushMaxSum(st, v.x);
       pushMaxSum(st, v.y);
       pushMaxSum(st, v.z);
@@ -796,7 +823,7 @@ __device__ MaxSum rowMaxSumExp(const float *x, int64_t V, int64_t valid,
     head = 4 * n4;
   }
   for (int64_t j = head + threadIdx.x; j < valid; j += blockDim.x)
-    pushMaxSum(st, x[j]);
+    pushMaxSum(st, get(x + j));
   for (int o = 16; o > 0; o >>= 1) {
     MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
                  __shfl_xor_sync(0xffffffffu, st.s, o)};
@@ -819,14 +846,15 @@ __device__ MaxSum rowMaxSumExp(const float *x, int64_t V, int64_t valid,
 
 /// One block per row: loss_r = logsumexp(x_r[0, valid)) - x_r[t_r]. The
 /// logits are read once.
-__global__ void crossEntropyRowsK(const float *logits, const int32_t *targets,
+template <typename T>
+__global__ void crossEntropyRowsK(const T *logits, const int32_t *targets,
                                   float *rowLoss, int64_t V, int64_t valid) {
   __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
-  const float *x = logits + r * V;
+  const T *x = logits + r * V;
   MaxSum st = rowMaxSumExp(x, V, valid, scratch);
   if (threadIdx.x == 0)
-    rowLoss[r] = logf(st.s) + st.m - x[targets[r]];
+    rowLoss[r] = logf(st.s) + st.m - get(x + targets[r]);
 }
 
 /// *loss = mean of rowLoss (one block, summed in double).
@@ -843,13 +871,13 @@ __global__ void meanK(const float *rowLoss, float *loss, int64_t rows) {
 /// One block per row: dx = (softmax over [0, valid) - onehot) * invRows,
 /// zero at and past `valid`. The logits are read twice: the row's
 /// statistics, then the gradient.
-template <typename OutT>
-__global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
+template <typename InT, typename OutT>
+__global__ void crossEntropyBwdK(const InT *logits, const int32_t *targets,
                                  OutT *dlogits, int64_t V, int64_t valid,
                                  float invRows) {
   __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
-  const float *x = logits + r * V;
+  const InT *x = logits + r * V;
   const MaxSum st = rowMaxSumExp(x, V, valid, scratch);
   const float mx = st.m, scale = invRows / st.s;
   const int64_t t = targets[r];
@@ -859,12 +887,10 @@ __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
                      : 0.0f;
   };
   int64_t head = 0;
-  if (V % 4 == 0 &&
-      ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(dx)) & 15) == 0) {
-    const float4 *x4 = reinterpret_cast<const float4 *>(x);
+  if (V % 4 == 0 && aligned4(x) && aligned4(dx)) {
     const int64_t n4 = V / 4;
     for (int64_t j = threadIdx.x; j < n4; j += blockDim.x) {
-      float4 v = x4[j];
+      float4 v = get4(x, j);
       const int64_t c = 4 * j;
       put4(dx, j, make_float4(grad(c, v.x), grad(c + 1, v.y), grad(c + 2, v.z),
                               grad(c + 3, v.w)));
@@ -872,7 +898,7 @@ __global__ void crossEntropyBwdK(const float *logits, const int32_t *targets,
     head = 4 * n4;
   }
   for (int64_t j = head + threadIdx.x; j < V; j += blockDim.x)
-    put(dx + j, grad(j, x[j]));
+    put(dx + j, grad(j, get(x + j)));
 }
 
 /// One block per row: stats[r] = max over this rank's slice.
@@ -1108,13 +1134,62 @@ void sumRowsT(const InT *dy, float *db, int64_t rows, int64_t C, cudaStream_t s)
             static_cast<unsigned>(std::clamp<int64_t>((rows + 63) / 64, 1, 256)));
   sumRowsK<<<grid, dim3(32, 8), 0, s>>>(dy, db, rows, C);
 }
-template <typename OutT>
-void crossEntropyBwdT(const float *logits, const int32_t *targets, OutT *dlogits,
-                      int64_t rows, int64_t V, int64_t valid, float dloss,
-                      cudaStream_t s) {
+template <typename InT, typename OutT>
+void crossEntropyBwdLaunch(const InT *logits, const int32_t *targets, OutT *dlogits,
+                           int64_t rows, int64_t V, int64_t valid, float dloss,
+                           cudaStream_t s) {
   crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
       logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
       dloss / static_cast<float>(rows));
+}
+template <typename T>
+void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
+                           int64_t rows, int64_t V, int64_t valid,
+                           float *rowScratch, cudaStream_t s) {
+  crossEntropyRowsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
+      logits, targets, rowScratch, V, std::clamp<int64_t>(valid, 1, V));
+  meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
+}
+template <typename DyT>
+void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
+                        float *dw, float *db, int64_t rows, int64_t C, double eps,
+                        cudaStream_t s) {
+  cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
+  cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
+  size_t shared = static_cast<size_t>(2 * C) * 4;
+  const int c = static_cast<int>(C);
+  const float e = static_cast<float>(eps);
+  // Columns per lane in registers where C allows (GPT-2's 768: 24).
+  auto regs = [&](auto kernel) {
+    setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
+    kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
+                                                        rows, c, e);
+  };
+  if (C % 32 == 0 && C <= 32 * 8)
+    regs(layerNormBwdRegK<8, DyT>);
+  else if (C % 32 == 0 && C <= 32 * 16)
+    regs(layerNormBwdRegK<16, DyT>);
+  else if (C % 32 == 0 && C <= 32 * 24)
+    regs(layerNormBwdRegK<24, DyT>);
+  else if (C % 32 == 0 && C <= 32 * 32)
+    regs(layerNormBwdRegK<32, DyT>);
+  else
+    regs(layerNormBwdK<DyT>);
+}
+template <typename InT>
+void copyColumnsLaunch(const InT *src, int64_t srcCols, int64_t srcOff, float *dst,
+                       int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
+                       cudaStream_t s) {
+  if ((srcCols | srcOff | dstCols | dstOff | width) % 4 == 0 && aligned4(src) &&
+      aligned4(dst)) {
+    const int64_t total = rows * (width / 4);
+    copyColumns4K<<<gridFor(std::max<int64_t>(total, 1)), kThreads, 0, s>>>(
+        src, srcCols / 4, srcOff / 4, reinterpret_cast<float4 *>(dst), dstCols / 4,
+        dstOff / 4, width / 4, total);
+    return;
+  }
+  copyColumnsK<<<grid2d(rows, width), kThreads, 0, s>>>(
+      src, srcCols, srcOff, dst, dstCols, dstOff, width, rows);
 }
 
 } // namespace
@@ -1161,27 +1236,7 @@ void layerNormFwd(const float *x, const float *w, const float *b, float *y,
 void layerNormBwd(const float *x, const float *w, const float *dy, float *dx,
                   float *dw, float *db, int64_t rows, int64_t C, double eps,
                   cudaStream_t s) {
-  cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
-  cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
-  size_t shared = static_cast<size_t>(2 * C) * 4;
-  const int c = static_cast<int>(C);
-  const float e = static_cast<float>(eps);
-  // Columns per lane in registers where C allows (GPT-2's 768: 24).
-  auto regs = [&](auto kernel) {
-    setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
-    kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
-                                                        rows, c, e);
-  };
-  if (C % 32 == 0 && C <= 32 * 8)
-    regs(layerNormBwdRegK<8>);
-  else if (C % 32 == 0 && C <= 32 * 16)
-    regs(layerNormBwdRegK<16>);
-  else if (C % 32 == 0 && C <= 32 * 24)
-    regs(layerNormBwdRegK<24>);
-  else if (C % 32 == 0 && C <= 32 * 32)
-    regs(layerNormBwdRegK<32>);
-  else
-    regs(layerNormBwdK);
+  layerNormBwdLaunch(x, w, dy, dx, dw, db, rows, C, eps, s);
 }
 void rmsNormFwd(const float *x, const float *w, float *y, int64_t rows,
                 int64_t C, double eps, cudaStream_t s) {
@@ -1208,17 +1263,7 @@ void sumRows(const float *dy, float *db, int64_t rows, int64_t C,
 void copyColumns(const float *src, int64_t srcCols, int64_t srcOff, float *dst,
                  int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
                  cudaStream_t s) {
-  if ((srcCols | srcOff | dstCols | dstOff | width) % 4 == 0 &&
-      reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
-      reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
-    const int64_t total = rows * (width / 4);
-    copyColumns4K<<<gridFor(std::max<int64_t>(total, 1)), kThreads, 0, s>>>(
-        reinterpret_cast<const float4 *>(src), srcCols / 4, srcOff / 4,
-        reinterpret_cast<float4 *>(dst), dstCols / 4, dstOff / 4, width / 4, total);
-    return;
-  }
-  copyColumnsK<<<grid2d(rows, width), kThreads, 0, s>>>(
-      src, srcCols, srcOff, dst, dstCols, dstOff, width, rows);
+  copyColumnsLaunch(src, srcCols, srcOff, dst, dstCols, dstOff, width, rows, s);
 }
 void rope(const float *x, float *y, int64_t B, int64_t S, int64_t H, int64_t D,
           double theta, bool inverse, cudaStream_t s) {
@@ -1264,62 +1309,102 @@ void attentionBwd(const float *q, const float *k, const float *v,
 }
 
 namespace {
-bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-template <typename Op, typename OutT>
-void map1(const float *x, OutT *y, int64_t n, Op op, cudaStream_t s) {
-  bool vec = aligned16(x) && aligned16(y);
+template <typename Op, typename InT, typename OutT>
+void map1(const InT *x, OutT *y, int64_t n, Op op, cudaStream_t s) {
+  bool vec = aligned4(x) && aligned4(y);
   map1K<<<gridFor(vec ? std::max<int64_t>(n / 4, 1) : n), kThreads, 0, s>>>(
       x, y, n, vec, op);
 }
-template <typename Op, typename OutT>
-void map2(const float *a, const float *b, OutT *y, int64_t n, Op op,
-          cudaStream_t s) {
-  bool vec = aligned16(a) && aligned16(b) && aligned16(y);
+template <typename Op, typename InA, typename InB, typename OutT>
+void map2(const InA *a, const InB *b, OutT *y, int64_t n, Op op, cudaStream_t s) {
+  bool vec = aligned4(a) && aligned4(b) && aligned4(y);
   map2K<<<gridFor(vec ? std::max<int64_t>(n / 4, 1) : n), kThreads, 0, s>>>(
       a, b, y, n, vec, op);
 }
-/// f(y as the 16-bit type h names).
-template <typename F> void withHalf(void *y, Half h, F f) {
-  if (h == Half::Bf16)
-    f(static_cast<__nv_bfloat16 *>(y));
+/// f(p as fp32, or as the 16-bit type h names where h16).
+template <typename F> void typed(In x, Half h, F f) {
+  if (!x.h16)
+    f(static_cast<const float *>(x.p));
+  else if (h == Half::Bf16)
+    f(static_cast<const __nv_bfloat16 *>(x.p));
   else
-    f(static_cast<__half *>(y));
+    f(static_cast<const __half *>(x.p));
+}
+template <typename F> void typed(Out y, Half h, F f) {
+  if (!y.h16)
+    f(static_cast<float *>(y.p));
+  else if (h == Half::Bf16)
+    f(static_cast<__nv_bfloat16 *>(y.p));
+  else
+    f(static_cast<__half *>(y.p));
+}
+template <typename Op> void map1T(In x, Out y, int64_t n, Op op, Half h, cudaStream_t s) {
+  typed(x, h, [&](auto *xp) { typed(y, h, [&](auto *yp) { map1(xp, yp, n, op, s); }); });
+}
+template <typename Op>
+void map2T(In a, In b, Out y, int64_t n, Op op, Half h, cudaStream_t s) {
+  typed(a, h, [&](auto *ap) {
+    typed(b, h, [&](auto *bp) { typed(y, h, [&](auto *yp) { map2(ap, bp, yp, n, op, s); }); });
+  });
 }
 } // namespace
 
-void geluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s) {
-  withHalf(y, h, [&](auto *o) { map1(x, o, n, GeluF(), s); });
+void geluFwdT(In x, Out y, int64_t n, Half h, cudaStream_t s) { map1T(x, y, n, GeluF(), h, s); }
+void geluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s) {
+  map2T(x, dy, dx, n, GeluG(), h, s);
 }
-void geluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
-               cudaStream_t s) {
-  withHalf(dx, h, [&](auto *o) { map2(x, dy, o, n, GeluG(), s); });
+void siluFwdT(In x, Out y, int64_t n, Half h, cudaStream_t s) { map1T(x, y, n, SiluF(), h, s); }
+void siluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s) {
+  map2T(x, dy, dx, n, SiluG(), h, s);
 }
-void siluFwd16(const float *x, void *y, int64_t n, Half h, cudaStream_t s) {
-  withHalf(y, h, [&](auto *o) { map1(x, o, n, SiluF(), s); });
-}
-void siluBwd16(const float *x, const float *dy, void *dx, int64_t n, Half h,
-               cudaStream_t s) {
-  withHalf(dx, h, [&](auto *o) { map2(x, dy, o, n, SiluG(), s); });
+void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s) {
+  map2T(a, b, y, n, AddF(), h, s);
 }
 void layerNormFwd16(const float *x, const float *w, const float *b, void *y,
                     int64_t rows, int64_t C, double eps, Half h, cudaStream_t s) {
-  withHalf(y, h, [&](auto *o) { layerNormFwdT(x, w, b, o, rows, C, eps, s); });
+  typed(Out{y, true}, h, [&](auto *o) { layerNormFwdT(x, w, b, o, rows, C, eps, s); });
 }
 void rmsNormFwd16(const float *x, const float *w, void *y, int64_t rows,
                   int64_t C, double eps, Half h, cudaStream_t s) {
-  withHalf(y, h, [&](auto *o) { rmsNormFwdT(x, w, o, rows, C, eps, s); });
+  typed(Out{y, true}, h, [&](auto *o) { rmsNormFwdT(x, w, o, rows, C, eps, s); });
 }
-void crossEntropyBwd16(const float *logits, const int32_t *targets,
-                       void *dlogits, int64_t rows, int64_t V, int64_t valid,
-                       float dloss, Half h, cudaStream_t s) {
-  withHalf(dlogits, h, [&](auto *o) {
-    crossEntropyBwdT(logits, targets, o, rows, V, valid, dloss, s);
+void addBias16(void *y, const float *bias, int64_t rows, int64_t C, Half h,
+               cudaStream_t s) {
+  typed(Out{y, true}, h, [&](auto *o) {
+    addBiasK<<<grid2d(rows, C), kThreads, 0, s>>>(o, bias, rows, C);
   });
 }
 void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
                cudaStream_t s) {
-  withHalf(const_cast<void *>(dy), h, [&](auto *in) { sumRowsT(in, db, rows, C, s); });
+  typed(In{dy, true}, h, [&](auto *in) { sumRowsT(in, db, rows, C, s); });
+}
+void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+                   float *db, int64_t rows, int64_t C, double eps, Half h,
+                   cudaStream_t s) {
+  typed(dy, h, [&](auto *d) { layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s); });
+}
+void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
+                      int64_t rows, int64_t V, int64_t valid, float *rowScratch,
+                      Half h, cudaStream_t s) {
+  typed(logits, h, [&](auto *l) {
+    crossEntropyFwdLaunch(l, targets, loss, rows, V, valid, rowScratch, s);
+  });
+}
+void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
+                      int64_t rows, int64_t V, int64_t valid, float dloss,
+                      Half h, cudaStream_t s) {
+  typed(logits, h, [&](auto *l) {
+    typed(dlogits, h, [&](auto *d) {
+      crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s);
+    });
+  });
+}
+void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, float *dst,
+                  int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
+                  Half h, cudaStream_t s) {
+  typed(src, h, [&](auto *sp) {
+    copyColumnsLaunch(sp, srcCols, srcOff, dst, dstCols, dstOff, width, rows, s);
+  });
 }
 
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s) {
@@ -1358,14 +1443,12 @@ void scale(const float *x, float factor, float *y, int64_t n, cudaStream_t s) {
 void crossEntropyFwd(const float *logits, const int32_t *targets, float *loss,
                      int64_t rows, int64_t V, int64_t valid, float *rowScratch,
                      cudaStream_t s) {
-  crossEntropyRowsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
-      logits, targets, rowScratch, V, std::clamp<int64_t>(valid, 1, V));
-  meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
+  crossEntropyFwdLaunch(logits, targets, loss, rows, V, valid, rowScratch, s);
 }
 void crossEntropyBwd(const float *logits, const int32_t *targets,
                      float *dlogits, int64_t rows, int64_t V, int64_t valid,
                      float dloss, cudaStream_t s) {
-  crossEntropyBwdT(logits, targets, dlogits, rows, V, valid, dloss, s);
+  crossEntropyBwdLaunch(logits, targets, dlogits, rows, V, valid, dloss, s);
 }
 
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {
