@@ -190,6 +190,9 @@ echo "== 6. NCCL: 2 GPUs against one"
 gpus=$(nvidia-smi -L | wc -l)
 if [ "$gpus" -lt 2 ] || ! command -v mpirun > /dev/null; then
   echo "skipped: needs 2 GPUs and mpirun (this machine: $gpus GPU(s), mpirun $(command -v mpirun > /dev/null && echo present || echo absent))"
+elif ! ls "$bundle"/bin/tiny-llama-gqa-*.exe > /dev/null 2>&1; then
+  echo "FAILED: 2 GPUs, but the bundle has no multi-GPU executables (prepare.sh ran with LLM_GPU_MULTI=0)"
+  status=1
 else
   one=$out/tiny-llama-gqa-fp32.jsonl  # section 2's one-GPU run, fp32 GEMMs
   for exe in "$bundle"/bin/tiny-llama-gqa-*.exe; do

@@ -188,10 +188,12 @@ void checkLinear(Rng &rng, cuda::GemmMode mode) {
       compare("linear_bwd_weight's bias gradient (epilogue)" + t, db, DB.host(), tol);
   }
   std::printf("linear: %lld of 4 biases added and %lld of 4 bias gradients summed in "
-              "the GEMMs' epilogues (cuBLASLt); %lld operand copies reused\n",
+              "the GEMMs' epilogues (cuBLASLt); %lld operand copies reused; %lld "
+              "shapes' algorithms timed\n",
               static_cast<long long>(cuda::gemmEpilogueCount(blas)),
               static_cast<long long>(cuda::gemmBiasGradCount(blas)),
-              static_cast<long long>(cuda::gemmReusedCopies(blas)));
+              static_cast<long long>(cuda::gemmReusedCopies(blas)),
+              static_cast<long long>(cuda::gemmTunedPlans(blas)));
   cuda::destroyBlas(blas);
 }
 

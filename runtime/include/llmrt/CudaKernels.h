@@ -74,6 +74,9 @@ bool linearBwdWeight(Blas *blas, const void *x, const void *dy, float *dw,
 bool gemmTakes16(GemmMode mode);
 /// How many bias gradients so far came from a GEMM's epilogue.
 int64_t gemmBiasGradCount(const Blas *blas);
+/// How many GEMM shapes so far had the heuristic's candidates timed
+/// (cuBLASLt, the 16-bit modes; LLMRT_CUDA_GEMM_TUNE=0: none).
+int64_t gemmTunedPlans(const Blas *blas);
 
 // Kernels (CudaKernels.cu) -----------------------------------------------------
 

@@ -11,21 +11,30 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace llmrt::cuda {
 
-/// A cuBLASLt product with a bias epilogue, planned once per shape: its
-/// descriptors and the heuristic's algorithm (none: GemmEx and a bias
-/// kernel instead).
+/// A cuBLASLt product (16-bit operands; a bias or bias-gradient epilogue,
+/// or none), planned once per shape: its descriptors and algorithm (none:
+/// GemmEx and a bias kernel instead). The heuristic's first candidates are
+/// timed on the first call and the fastest kept: its first choice leaves
+/// SMs idle where the output has fewer tiles than the GPU has SMs (the
+/// weight gradients' 768 x 768 is 36 tiles of 128 x 128 on 132 SMs),
+/// where a candidate that splits k does not.
 struct LtPlan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  bool ok = false;
+  std::vector<cublasLtMatmulAlgo_t> candidates;
+  bool ok = false, tuned = false;
 };
 
 struct Blas {
@@ -38,7 +47,10 @@ struct Blas {
            LtPlan>
       ltPlans;
   void *ltWorkspace = nullptr;
-  int64_t epilogues = 0, biasGrads = 0;
+  int64_t epilogues = 0, biasGrads = 0, tunedPlans = 0;
+  /// How many of the heuristic's candidates each plan times (1: none;
+  /// LLMRT_CUDA_GEMM_TUNE=0).
+  int tune = 8;
   static constexpr size_t kLtWorkspace = 32u << 20;
   cudaStream_t stream = nullptr;
   GemmMode mode = GemmMode::Bf16;
@@ -111,6 +123,8 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
   }
   b->stream = s;
   b->mode = mode;
+  if (const char *t = std::getenv("LLMRT_CUDA_GEMM_TUNE"))
+    b->tune = std::atoi(t) == 0 ? 1 : b->tune;
   b->compute = mode == GemmMode::Bf16Fast ? CUBLAS_COMPUTE_32F_FAST_16BF
                : mode == GemmMode::Tf32   ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
@@ -153,6 +167,7 @@ void destroyBlas(Blas *blas) {
 int64_t gemmEpilogueCount(const Blas *blas) { return blas->epilogues; }
 int64_t gemmReusedCopies(const Blas *blas) { return blas->reused; }
 int64_t gemmBiasGradCount(const Blas *blas) { return blas->biasGrads; }
+int64_t gemmTunedPlans(const Blas *blas) { return blas->tunedPlans; }
 bool gemmTakes16(GemmMode mode) {
   return mode == GemmMode::Bf16 || mode == GemmMode::Fp16;
 }
@@ -216,13 +231,18 @@ LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof(align));
     cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof(align));
-    cublasLtMatmulHeuristicResult_t heur{};
+    std::vector<cublasLtMatmulHeuristicResult_t> heur(static_cast<size_t>(b->tune));
     int found = 0;
-    ok = cublasLtMatmulAlgoGetHeuristic(b->lt, p.desc, p.a, p.b, p.c, p.c, pref, 1,
-                                        &heur, &found) == CUBLAS_STATUS_SUCCESS &&
+    ok = cublasLtMatmulAlgoGetHeuristic(b->lt, p.desc, p.a, p.b, p.c, p.c, pref, b->tune,
+                                        heur.data(), &found) == CUBLAS_STATUS_SUCCESS &&
          found > 0;
-    if (ok)
-      p.algo = heur.algo;
+    if (ok) {
+      p.algo = heur[0].algo;
+      for (int i = 0; i < found; ++i)
+        if (heur[i].state == CUBLAS_STATUS_SUCCESS)
+          p.candidates.push_back(heur[i].algo);
+      p.tuned = p.candidates.size() <= 1;
+    }
     cublasLtMatmulPreferenceDestroy(pref);
   } else {
     ok = false;
@@ -325,7 +345,7 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     // The bias in the product's epilogue (one pass over C, not two), or
     // the bias gradient summed from the 16-bit operand it reads anyway.
     // Lt's A is our B (its m: N), its B our A (its n: M).
-    if ((bias || biasGrad || out16) && b->lt && (!out16 || !bias || N <= Blas::kBias16)) {
+    if (b->lt && (!out16 || !bias || N <= Blas::kBias16)) {
       const void *vec = bias ? (out16 ? static_cast<const void *>(b->bias16)
                                       : static_cast<const void *>(bias))
                              : biasGrad;
@@ -336,13 +356,41 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       LtPlan &p = ltPlan(b, ta, tb, M, N, K, lda, ldb, ldc,
                          vec ? std::min(alignmentOf(C), alignmentOf(vec)) : alignmentOf(C),
                          epi, out16);
-      if (p.ok &&
-          (!vec || cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                  &vec, sizeof(vec)) ==
-                       CUBLAS_STATUS_SUCCESS) &&
-          cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta, C, p.c,
-                         C, p.c, &p.algo, b->ltWorkspace, Blas::kLtWorkspace,
-                         b->stream) == CUBLAS_STATUS_SUCCESS) {
+      auto matmul = [&](const cublasLtMatmulAlgo_t &algo) {
+        return cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta, C, p.c,
+                              C, p.c, &algo, b->ltWorkspace, Blas::kLtWorkspace,
+                              b->stream) == CUBLAS_STATUS_SUCCESS;
+      };
+      const bool set =
+          p.ok && (!vec || cublasLtMatmulDescSetAttribute(
+                               p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec,
+                               sizeof(vec)) == CUBLAS_STATUS_SUCCESS);
+      if (set && !p.tuned) {
+        // Each candidate once to warm up, then three times timed; the
+        // product is the same (beta = 0), whichever runs last.
+        cudaEvent_t e0 = nullptr, e1 = nullptr;
+        float best = 0;
+        if (cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess)
+          for (const cublasLtMatmulAlgo_t &algo : p.candidates) {
+            if (!matmul(algo))
+              continue;
+            cudaEventRecord(e0, b->stream);
+            bool ran = matmul(algo) && matmul(algo) && matmul(algo);
+            cudaEventRecord(e1, b->stream);
+            float ms = 0;
+            if (ran && cudaEventSynchronize(e1) == cudaSuccess &&
+                cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && (best == 0 || ms < best)) {
+              best = ms;
+              p.algo = algo;
+            }
+          }
+        cudaEventDestroy(e0);
+        cudaEventDestroy(e1);
+        cudaGetLastError();
+        p.tuned = true;
+        ++b->tunedPlans;
+      }
+      if (set && matmul(p.algo)) {
         if (bias)
           ++b->epilogues;
         else if (biasGrad)
