@@ -105,6 +105,47 @@ bool isGemm(const Instruction &inst) {
   auto op = static_cast<Opcode>(inst.opcode);
   return op == Opcode::LinearFwd || op == Opcode::LinearBwdWeight;
 }
+
+/// Runs of consecutive copy_columns into one buffer whose column ranges
+/// tile all of it (attention's dq, dk, dv into the qkv gradient): together
+/// they overwrite it. Per instruction: 1 the first of such a run, 2 the
+/// others, 0 none.
+std::vector<int8_t> copyRuns(const ProgramDesc &p, const FunctionDesc &fn) {
+  const auto &insts = fn.instructions;
+  std::vector<int8_t> role(insts.size(), 0);
+  auto isCopy = [&](size_t i) {
+    return insts[i].opcode == static_cast<uint16_t>(Opcode::CopyColumns) &&
+           insts[i].operands.size() == 2 && insts[i].ints.size() == 6 &&
+           insts[i].operands[1] < p.buffers.size();
+  };
+  for (size_t i = 0; i < insts.size();) {
+    if (!isCopy(i)) {
+      ++i;
+      continue;
+    }
+    // {srcCols, srcOff, dstCols, dstOff, width, rows}
+    const uint32_t dst = insts[i].operands[1];
+    const int64_t cols = insts[i].ints[2], rows = insts[i].ints[5];
+    size_t j = i;
+    std::vector<std::pair<int64_t, int64_t>> spans;
+    while (j < insts.size() && isCopy(j) && insts[j].operands[1] == dst &&
+           insts[j].ints[2] == cols && insts[j].ints[5] == rows) {
+      spans.push_back({insts[j].ints[3], insts[j].ints[3] + insts[j].ints[4]});
+      ++j;
+    }
+    std::sort(spans.begin(), spans.end());
+    int64_t at = 0;
+    for (auto [b, e] : spans)
+      at = b == at && e > b ? e : -1;
+    if (at == cols && rows * cols * 4 == static_cast<int64_t>(p.buffers[dst].bytes)) {
+      role[i] = 1;
+      for (size_t k = i + 1; k < j; ++k)
+        role[k] = 2;
+    }
+    i = j;
+  }
+  return role;
+}
 } // namespace
 
 Store16Plan planStore16(
@@ -120,12 +161,25 @@ Store16Plan planStore16(
   // (or an earlier run) left there may be read, so the last value of such
   // a buffer in each function stays fp32.
   std::vector<char> readFirst(nb, 0);
-  for (const FunctionDesc &fn : p.functions) {
+  std::vector<std::vector<int8_t>> runs;
+  for (const FunctionDesc &fn : p.functions)
+    runs.push_back(copyRuns(p, fn));
+  // The slots an instruction overwrites, a run of column copies counted
+  // as overwriting its buffer where it starts; the rest of the run writes
+  // into that value (`cont`: the continuing slot).
+  auto overOf = [&](size_t f, size_t i, uint32_t *cont) {
+    const Instruction &inst = p.functions[f].instructions[i];
+    *cont = runs[f][i] == 2 ? 2u : 0u;
+    return overwrittenSlots(inst) | (runs[f][i] == 1 ? 2u : 0u);
+  };
+  for (size_t f = 0; f < p.functions.size(); ++f) {
     std::vector<char> written(nb, 0);
-    for (const Instruction &inst : fn.instructions) {
-      const uint32_t over = overwrittenSlots(inst);
+    for (size_t i = 0; i < p.functions[f].instructions.size(); ++i) {
+      const Instruction &inst = p.functions[f].instructions[i];
+      uint32_t cont = 0;
+      const uint32_t over = overOf(f, i, &cont);
       for (uint32_t k = 0; k < inst.operands.size(); ++k)
-        if (inst.operands[k] < nb && !(over >> k & 1u) && !written[inst.operands[k]])
+        if (inst.operands[k] < nb && !((over | cont) >> k & 1u) && !written[inst.operands[k]])
           readFirst[inst.operands[k]] = 1;
       for (uint32_t k = 0; k < inst.operands.size(); ++k)
         if (inst.operands[k] < nb && (over >> k & 1u))
@@ -143,10 +197,9 @@ Store16Plan planStore16(
   struct Value {
     uint32_t fn = 0, buffer = 0;
     size_t inst = 0, lastRead = 0;
-    uint32_t slot = 0;
     bool ok = false, inPlace = false;
     int gemmReads = 0;
-    std::vector<std::pair<size_t, uint32_t>> reads; // (instruction, slot)
+    std::vector<std::pair<size_t, uint32_t>> writes, reads; // (instruction, slot)
   };
   std::vector<Value> values;
   for (size_t f = 0; f < p.functions.size(); ++f) {
@@ -154,13 +207,14 @@ Store16Plan planStore16(
     std::vector<int> current(nb, -1); // the value a buffer holds now
     for (size_t i = 0; i < insts.size(); ++i) {
       const Instruction &inst = insts[i];
-      const uint32_t over = overwrittenSlots(inst);
+      uint32_t cont = 0;
+      const uint32_t over = overOf(f, i, &cont);
       const bool whole = wholeLoss(inst);
-      const int w = store16Writer(inst, whole, activations);
+      const int w = runs[f][i] == 1 ? 1 : store16Writer(inst, whole, activations);
       // Reads first: they see the values before this instruction's writes.
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
-        if (b >= nb || (over >> k & 1u))
+        if (b >= nb || ((over | cont) >> k & 1u))
           continue;
         if (current[b] < 0)
           continue;
@@ -178,6 +232,18 @@ Store16Plan planStore16(
         v.lastRead = i;
         v.reads.push_back({i, k});
       }
+      // A column copy continuing a run writes into the run's value.
+      for (uint32_t k = 0; k < inst.operands.size(); ++k) {
+        const uint32_t b = inst.operands[k];
+        if (b >= nb || !(cont >> k & 1u) || current[b] < 0)
+          continue;
+        Value &v = values[current[b]];
+        v.writes.push_back({i, k});
+        v.lastRead = i;
+        for (uint32_t j = 0; j < inst.operands.size(); ++j)
+          if (j != k && inst.operands[j] < nb && overlaps(b, inst.operands[j]))
+            v.inPlace = true;
+      }
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
         if (b >= nb || !(over >> k & 1u))
@@ -187,7 +253,7 @@ Store16Plan planStore16(
         v.fn = static_cast<uint32_t>(f);
         v.buffer = b;
         v.inst = v.lastRead = i;
-        v.slot = k;
+        v.writes.push_back({i, k});
         v.ok = static_cast<int>(k) == w && d.role == BufferRole::Temp && d.elem == ElemType::F32 &&
                d.rankGroup == 0 && d.bytes > 0 && k < 32;
         for (uint32_t j = 0; j < inst.operands.size(); ++j)
@@ -216,9 +282,9 @@ Store16Plan planStore16(
       continue;
     ++plan.count;
     plan.fp32Bytes += p.buffers[v.buffer].bytes;
-    plan.slots[v.fn][v.inst] |= 1u << v.slot;
-    for (auto [i, k] : v.reads)
-      plan.slots[v.fn][i] |= 1u << k;
+    for (const auto *uses : {&v.writes, &v.reads})
+      for (auto [i, k] : *uses)
+        plan.slots[v.fn][i] |= 1u << k;
     if (!v.inPlace)
       continue;
     const uint64_t size = (p.buffers[v.buffer].bytes / 2 + 255) / 256 * 256;
@@ -234,9 +300,9 @@ Store16Plan planStore16(
       at = std::max(at, te);
     }
     placed.push_back({v.fn, v.inst, v.lastRead, at, at + size});
-    plan.side[{v.fn, static_cast<uint32_t>(v.inst), v.slot}] = at;
-    for (auto [i, k] : v.reads)
-      plan.side[{v.fn, static_cast<uint32_t>(i), k}] = at;
+    for (const auto *uses : {&v.writes, &v.reads})
+      for (auto [i, k] : *uses)
+        plan.side[{v.fn, static_cast<uint32_t>(i), k}] = at;
     plan.sideBytes = std::max(plan.sideBytes, at + size);
   }
   return plan;

@@ -295,7 +295,7 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
       std::vector<float> init = randomVec(rng, rows * 120);
       Dev<float> D(init), D2(init);
       cuda::copyColumns(SW.p, 300, off, D.p, 120, dOff, width, rows, nullptr);
-      cuda::copyColumnsT({S16.p, true}, 300, off, D2.p, 120, dOff, width, rows, h, nullptr);
+      cuda::copyColumnsT({S16.p, true}, 300, off, {D2.p}, 120, dOff, width, rows, h, nullptr);
       compare("copy_columns, 16-bit src" + std::string(off % 4 ? "" : " (vectors)") + tag,
               D.host(), D2.host(), 0);
     }
@@ -380,6 +380,22 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
     cuda::crossEntropyBwd(L.p, TG.p, DL.p, rows, V, valid, 1.0f, nullptr);
     cuda::crossEntropyBwdT({L.p}, TG.p, {DL16.p, true}, rows, V, valid, 1.0f, h, nullptr);
     same("cross_entropy_bwd 16-bit" + sz, round16(DL.p, rows * V), DL16);
+  }
+  // A tensor assembled from column copies (attention's dq, dk, dv into the
+  // qkv gradient), written 16-bit: vectors, and scalars (odd widths).
+  for (auto widths : {std::vector<int64_t>{40, 40, 40}, std::vector<int64_t>{37, 43, 40}}) {
+    const int64_t rows = 129, cols = 120;
+    auto src = randomVec(rng, rows * 300);
+    Dev<float> S(src), D(rows * cols);
+    Dev<uint16_t> D16(rows * cols);
+    int64_t at = 0;
+    for (int64_t w : widths) {
+      cuda::copyColumns(S.p, 300, 100 + at, D.p, cols, at, w, rows, nullptr);
+      cuda::copyColumnsT({S.p}, 300, 100 + at, {D16.p, true}, cols, at, w, rows, h, nullptr);
+      at += w;
+    }
+    same(std::string("copy_columns 16-bit dst") + (widths[0] % 4 ? " (scalars)" : ""),
+         round16(D.p, rows * cols), D16);
   }
   // sum_rows of a 16-bit dy against the CPU's on the same (rounded) values.
   {
@@ -761,6 +777,19 @@ void checkPaddedLoss(Rng &rng, int64_t rows, int64_t V, int64_t valid,
                    (offset ? ", unaligned" : "") + "]";
   compare("cross_entropy_fwd" + sz, loss, LOSS.host(), 1e-5);
   compare("cross_entropy_bwd" + sz, dl, dlValid, 1e-5);
+  // The backward from the forward's kept row statistics: the same bits.
+  {
+    Dev<float> STATS(2 * rows), LOSS2(1), DL2(offset + rows * V);
+    cuda::crossEntropyFwdT({L.p + offset}, TG.p, LOSS2.p, rows, V, valid, RS.p,
+                           cuda::Half::Bf16, nullptr, STATS.p);
+    cuda::crossEntropyBwdT({L.p + offset}, TG.p, {DL2.p + offset}, rows, V, valid, dloss,
+                           cuda::Half::Bf16, nullptr, STATS.p);
+    compare("cross_entropy_fwd keeping row statistics" + sz, LOSS.host(), LOSS2.host(), 0);
+    std::vector<float> again = DL2.host();
+    compare("cross_entropy_bwd from kept statistics" + sz,
+            std::vector<float>(got.begin() + offset, got.end()),
+            std::vector<float>(again.begin() + offset, again.end()), 0);
+  }
   if (!dlPad.empty())
     compare("cross_entropy_bwd padding (zero)" + sz,
             std::vector<float>(dlPad.size(), 0.0f), dlPad, 0);

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+
 using namespace llmrt;
 
 namespace {
@@ -237,4 +239,51 @@ TEST(Store16, Activations) {
   EXPECT_EQ(at(t, 0, 3, 2), No);  // y2: read by the broadcast add
   EXPECT_EQ(at(t, 0, 7, 2), Own); // dh: read by the layer norm's backward
   EXPECT_EQ(at(t, 0, 11, 2), Own);
+}
+
+TEST(Store16, ColumnCopiesThatAssembleATensor) {
+  // Attention's dq, dk, dv copied into the columns of the qkv gradient,
+  // which only GEMMs read: the copies together write it whole, so they
+  // write it 16-bit.
+  auto program = [](std::vector<std::array<int64_t, 2>> spans, bool interleave) {
+    ProgramDesc p;
+    p.arenaBytes = 1 << 16;
+    // q k v dout dq dk dv dqkv W dx dW db: 16 rows; dqkv 12 columns.
+    for (uint64_t b = 0; b < 12; ++b)
+      p.buffers.push_back({"", b == 8 ? BufferRole::Param : BufferRole::Temp,
+                           ElemType::F32, {}, b * 1024, b == 7 ? 768u : 256u});
+    std::vector<Instruction> insts = {
+        inst(Opcode::AttentionBwd, {0, 1, 2, 3, 4, 5, 6}, {1, 16, 1, 1, 4, 1})};
+    uint32_t src = 4;
+    for (auto [off, width] : spans) {
+      insts.push_back(inst(Opcode::CopyColumns, {src++, 7}, {4, 0, 12, off, width, 16}));
+      if (interleave)
+        insts.push_back(inst(Opcode::GeluFwd, {0, 3}, {64}));
+    }
+    insts.push_back(inst(Opcode::LinearFwd, {7, 8, 9}));
+    insts.push_back(inst(Opcode::LinearBwdWeight, {0, 7, 10}));
+    insts.push_back(inst(Opcode::SumRows, {7, 11}));
+    p.functions = {{"train", insts}};
+    return p;
+  };
+  auto plan = [](const ProgramDesc &p) {
+    return planStore16(
+        p,
+        [&](uint32_t b) {
+          return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
+                                               p.buffers[b].offset + p.buffers[b].bytes};
+        },
+        [](const Instruction &) { return true; });
+  };
+  Store16Plan s = plan(program({{8, 4}, {0, 4}, {4, 4}}, false));
+  for (uint32_t i : {1u, 2u, 3u})
+    EXPECT_EQ(at(s, 0, i, 1), Own) << "copy " << i;
+  EXPECT_EQ(at(s, 0, 4, 0), Own);
+  EXPECT_EQ(at(s, 0, 5, 1), Own);
+  EXPECT_EQ(at(s, 0, 6, 0), Own);
+  EXPECT_EQ(s.count, 1);
+  // Copies that leave columns out, overlap, or are not one run: no.
+  EXPECT_EQ(plan(program({{0, 4}, {4, 4}}, false)).count, 0);
+  EXPECT_EQ(plan(program({{0, 4}, {2, 6}, {8, 4}}, false)).count, 0);
+  EXPECT_EQ(plan(program({{0, 4}, {4, 4}, {8, 4}}, true)).count, 0);
 }

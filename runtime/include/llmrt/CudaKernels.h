@@ -125,13 +125,18 @@ void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
 void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
                    cudaStream_t s);
+/// rowStats (optional, 2 x rows floats): the forward keeps each row's
+/// max and sum of exp(x - max) there, and a backward of the same logits
+/// given them reads the logits once instead of twice (the same results).
 void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
                       int64_t rows, int64_t V, int64_t valid, float *rowScratch,
-                      Half h, cudaStream_t s);
+                      Half h, cudaStream_t s, float *rowStats = nullptr);
 void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
                       int64_t rows, int64_t V, int64_t valid, float dloss,
-                      Half h, cudaStream_t s);
-void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, float *dst,
+                      Half h, cudaStream_t s, const float *rowStats = nullptr);
+/// A column copy with either side 16-bit (a 16-bit destination: the
+/// columns of a tensor that copies assemble whole).
+void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
                   int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
                   Half h, cudaStream_t s);
 

@@ -138,6 +138,9 @@ public:
     /// The operands stored as 16-bit GEMM operands (bit k: ptrs[k];
     /// Store16.h): the writer writes them so, the GEMMs read them so.
     uint32_t half16 = 0;
+    /// A loss forward that keeps its rows' statistics for the backward of
+    /// the same logits, or that backward (pairLossStats).
+    bool lossStats = false;
   };
   /// A fused_elementwise instruction's generated kernel.
   struct FusedKernel {
@@ -153,6 +156,12 @@ public:
   /// Marks each linear_bwd_weight followed by the sum_rows of its dy (the
   /// bias gradient) where no deferred collective starts or waits between.
   void pairBiasGrads(std::vector<Resolved> &fn, const DeferredCollectives &deferred);
+  /// Marks each loss backward whose logits a loss forward of the same
+  /// function read last, with nothing touching them between, and that
+  /// forward: the forward keeps its rows' max and sum (lossStats_), the
+  /// backward reads the logits once instead of twice.
+  void pairLossStats(std::vector<Resolved> &fn);
+  float *lossStats_ = nullptr; ///< 2 x rows: a loss forward's row statistics
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
@@ -393,7 +402,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   auto align = [](int64_t n) { return (n + 255) / 256 * 256; };
   int64_t rowBytes = align(rows * 4);
   int64_t statsBytes = multi ? align(rows * 3 * 8) : 0;
-  ex->workspaceBytes_ = align(attnBytes) + rowBytes + 256 + statsBytes;
+  ex->workspaceBytes_ = align(attnBytes) + rowBytes + 256 + statsBytes + align(rows * 2 * 4);
 
   if (cudaError_t e = cudaStreamCreateWithFlags(&ex->stream_, cudaStreamNonBlocking);
       e != cudaSuccess)
@@ -458,6 +467,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->normAcc_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) + rowBytes);
   ex->rowStats_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) +
                                              rowBytes + 256);
+  ex->lossStats_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes) +
+                                             rowBytes + 256 + statsBytes);
   ex->host_.assign(persistentEnd, 0);
   if (multi) {
     absl::StatusOr<std::unique_ptr<cuda::DeviceComm>> dc = cuda::createDeviceComm(comm);
@@ -537,6 +548,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
                                   : DeferredCollectives{});
     ex->batchAdamW(resolved, ex->deferred_.back());
     ex->pairBiasGrads(resolved, ex->deferred_.back());
+    ex->pairLossStats(resolved);
     ex->functions_.push_back(std::move(resolved));
   }
   if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
@@ -614,6 +626,42 @@ void CudaExecutor::pairBiasGrads(std::vector<Resolved> &fn,
         sr.ints[1] == w.ints[2]) {
       fn[i].biasGrad = static_cast<float *>(fn[i + 1].ptrs[1]);
       fn[i + 1].sumRowsFused = true;
+    }
+  }
+}
+
+void CudaExecutor::pairLossStats(std::vector<Resolved> &fn) {
+  auto kind = [&](size_t i) { // 1 forward, 2 backward, of a one-kernel loss
+    auto op = static_cast<Opcode>(fn[i].inst->opcode);
+    const Instruction &in = *fn[i].inst;
+    const bool whole =
+        (op != Opcode::VocabCrossEntropyFwd && op != Opcode::VocabCrossEntropyBwd) ||
+        !dcomm_ || comm_->groupSize(static_cast<Group>(in.ints[2])) == 1;
+    if (!whole)
+      return 0;
+    if (op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd)
+      return 1;
+    if (op == Opcode::CrossEntropyBwd || op == Opcode::VocabCrossEntropyBwd)
+      return 2;
+    return 0;
+  };
+  for (size_t j = 0; j < fn.size(); ++j) {
+    if (kind(j) != 2)
+      continue;
+    const uint32_t logits = fn[j].inst->operands[0];
+    for (size_t i = j; i-- > 0;) {
+      const Instruction &in = *fn[i].inst;
+      if (kind(i) == 1) {
+        // The same logits (buffer, shape, storage) and targets.
+        if (in.opcode + 1 == fn[j].inst->opcode && in.operands[0] == logits &&
+            in.operands[1] == fn[j].inst->operands[1] && in.ints == fn[j].inst->ints &&
+            fn[i].ptrs[0] == fn[j].ptrs[0] &&
+            (fn[i].half16 & 1u) == (fn[j].half16 & 1u))
+          fn[i].lossStats = fn[j].lossStats = true;
+        break; // another forward's statistics: no pair
+      }
+      if (std::find(in.operands.begin(), in.operands.end(), logits) != in.operands.end())
+        break; // the logits may have changed
     }
   }
 }
@@ -745,7 +793,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cuda::sumRows(F(p[0]), F(p[1]), n[0], n[1], s);
       break;
     case Opcode::CopyColumns:
-      cuda::copyColumnsT(arg(0), n[0], n[1], F(p[1]), n[2], n[3], n[4], n[5], half_, s);
+      cuda::copyColumnsT(arg(0), n[0], n[1], res(1), n[2], n[3], n[4], n[5], half_, s);
       break;
     case Opcode::Rope:
       cuda::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0, s);
@@ -810,11 +858,12 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::CrossEntropyFwd:
       cuda::crossEntropyFwdT(arg(0), I(p[1]), F(p[2]), n[0], n[1], n[1],
-                             rowScratch_, half_, s);
+                             rowScratch_, half_, s, r.lossStats ? lossStats_ : nullptr);
       break;
     case Opcode::CrossEntropyBwd:
       cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], n[1],
-                             static_cast<float>(lossScale_), half_, s);
+                             static_cast<float>(lossScale_), half_, s,
+                             r.lossStats ? lossStats_ : nullptr);
       break;
     case Opcode::VocabCrossEntropyFwd:
     case Opcode::VocabCrossEntropyBwd: {
@@ -826,10 +875,11 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         const int64_t valid = n[3] > 0 ? std::min(n[3], n[1]) : n[1];
         if (op == Opcode::VocabCrossEntropyFwd)
           cuda::crossEntropyFwdT(arg(0), I(p[1]), F(p[2]), n[0], n[1], valid,
-                                 rowScratch_, half_, s);
+                                 rowScratch_, half_, s, r.lossStats ? lossStats_ : nullptr);
         else
           cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], valid,
-                                 static_cast<float>(lossScale_), half_, s);
+                                 static_cast<float>(lossScale_), half_, s,
+                                 r.lossStats ? lossStats_ : nullptr);
         break;
       }
       // Per row: the max over the group's slices, then the sums of

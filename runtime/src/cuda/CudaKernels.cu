@@ -392,24 +392,24 @@ __global__ void sumRowsK(const InT *dy, float *db, int64_t rows, int64_t C) {
   }
 }
 
-template <typename InT>
+template <typename InT, typename OutT>
 __global__ void copyColumnsK(const InT *src, int64_t srcCols, int64_t srcOff,
-                             float *dst, int64_t dstCols, int64_t dstOff,
+                             OutT *dst, int64_t dstCols, int64_t dstOff,
                              int64_t width, int64_t rows) {
   ROWS_COLS(r, j, rows, width) {
-    dst[r * dstCols + dstOff + j] = get(src + r * srcCols + srcOff + j);
+    put(dst + r * dstCols + dstOff + j, get(src + r * srcCols + srcOff + j));
   }
 }
 
 /// The same 4 elements at a time (every offset and width a multiple of 4,
 /// both tensors aligned to 4 elements): `total` = rows x width4 vectors.
-template <typename InT>
+template <typename InT, typename OutT>
 __global__ void copyColumns4K(const InT *src, int64_t srcCols4, int64_t srcOff4,
-                              float4 *dst, int64_t dstCols4, int64_t dstOff4,
+                              OutT *dst, int64_t dstCols4, int64_t dstOff4,
                               int64_t width4, int64_t total) {
   GRID_STRIDE(e, total) {
     const int64_t r = e / width4, j = e - r * width4;
-    dst[r * dstCols4 + dstOff4 + j] = get4(src, r * srcCols4 + srcOff4 + j);
+    put4(dst, r * dstCols4 + dstOff4 + j, get4(src, r * srcCols4 + srcOff4 + j));
   }
 }
 
@@ -848,13 +848,17 @@ __device__ MaxSum rowMaxSumExp(const T *x, int64_t V, int64_t valid,
 /// logits are read once.
 template <typename T>
 __global__ void crossEntropyRowsK(const T *logits, const int32_t *targets,
-                                  float *rowLoss, int64_t V, int64_t valid) {
+                                  float *rowLoss, int64_t V, int64_t valid,
+                                  float2 *rowStats) {
   __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
   const T *x = logits + r * V;
   MaxSum st = rowMaxSumExp(x, V, valid, scratch);
-  if (threadIdx.x == 0)
+  if (threadIdx.x == 0) {
     rowLoss[r] = logf(st.s) + st.m - get(x + targets[r]);
+    if (rowStats) // kept for the backward
+      rowStats[r] = make_float2(st.m, st.s);
+  }
 }
 
 /// *loss = mean of rowLoss (one block, summed in double).
@@ -874,11 +878,13 @@ __global__ void meanK(const float *rowLoss, float *loss, int64_t rows) {
 template <typename InT, typename OutT>
 __global__ void crossEntropyBwdK(const InT *logits, const int32_t *targets,
                                  OutT *dlogits, int64_t V, int64_t valid,
-                                 float invRows) {
+                                 float invRows, const float2 *rowStats) {
   __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
   const InT *x = logits + r * V;
-  const MaxSum st = rowMaxSumExp(x, V, valid, scratch);
+  // The forward's statistics of the row, or a pass over it for them.
+  const MaxSum st = rowStats ? MaxSum{rowStats[r].x, rowStats[r].y}
+                             : rowMaxSumExp(x, V, valid, scratch);
   const float mx = st.m, scale = invRows / st.s;
   const int64_t t = targets[r];
   OutT *dx = dlogits + r * V;
@@ -1137,17 +1143,18 @@ void sumRowsT(const InT *dy, float *db, int64_t rows, int64_t C, cudaStream_t s)
 template <typename InT, typename OutT>
 void crossEntropyBwdLaunch(const InT *logits, const int32_t *targets, OutT *dlogits,
                            int64_t rows, int64_t V, int64_t valid, float dloss,
-                           cudaStream_t s) {
+                           cudaStream_t s, const float *rowStats = nullptr) {
   crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
       logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
-      dloss / static_cast<float>(rows));
+      dloss / static_cast<float>(rows), reinterpret_cast<const float2 *>(rowStats));
 }
 template <typename T>
 void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
                            int64_t rows, int64_t V, int64_t valid,
-                           float *rowScratch, cudaStream_t s) {
+                           float *rowScratch, cudaStream_t s, float *rowStats = nullptr) {
   crossEntropyRowsK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
-      logits, targets, rowScratch, V, std::clamp<int64_t>(valid, 1, V));
+      logits, targets, rowScratch, V, std::clamp<int64_t>(valid, 1, V),
+      reinterpret_cast<float2 *>(rowStats));
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
 template <typename DyT>
@@ -1176,16 +1183,15 @@ void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
   else
     regs(layerNormBwdK<DyT>);
 }
-template <typename InT>
-void copyColumnsLaunch(const InT *src, int64_t srcCols, int64_t srcOff, float *dst,
+template <typename InT, typename OutT>
+void copyColumnsLaunch(const InT *src, int64_t srcCols, int64_t srcOff, OutT *dst,
                        int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
                        cudaStream_t s) {
   if ((srcCols | srcOff | dstCols | dstOff | width) % 4 == 0 && aligned4(src) &&
       aligned4(dst)) {
     const int64_t total = rows * (width / 4);
     copyColumns4K<<<gridFor(std::max<int64_t>(total, 1)), kThreads, 0, s>>>(
-        src, srcCols / 4, srcOff / 4, reinterpret_cast<float4 *>(dst), dstCols / 4,
-        dstOff / 4, width / 4, total);
+        src, srcCols / 4, srcOff / 4, dst, dstCols / 4, dstOff / 4, width / 4, total);
     return;
   }
   copyColumnsK<<<grid2d(rows, width), kThreads, 0, s>>>(
@@ -1385,25 +1391,27 @@ void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
 }
 void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
                       int64_t rows, int64_t V, int64_t valid, float *rowScratch,
-                      Half h, cudaStream_t s) {
+                      Half h, cudaStream_t s, float *rowStats) {
   typed(logits, h, [&](auto *l) {
-    crossEntropyFwdLaunch(l, targets, loss, rows, V, valid, rowScratch, s);
+    crossEntropyFwdLaunch(l, targets, loss, rows, V, valid, rowScratch, s, rowStats);
   });
 }
 void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
                       int64_t rows, int64_t V, int64_t valid, float dloss,
-                      Half h, cudaStream_t s) {
+                      Half h, cudaStream_t s, const float *rowStats) {
   typed(logits, h, [&](auto *l) {
     typed(dlogits, h, [&](auto *d) {
-      crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s);
+      crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s, rowStats);
     });
   });
 }
-void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, float *dst,
+void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
                   int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
                   Half h, cudaStream_t s) {
   typed(src, h, [&](auto *sp) {
-    copyColumnsLaunch(sp, srcCols, srcOff, dst, dstCols, dstOff, width, rows, s);
+    typed(dst, h, [&](auto *dp) {
+      copyColumnsLaunch(sp, srcCols, srcOff, dp, dstCols, dstOff, width, rows, s);
+    });
   });
 }
 
