@@ -107,7 +107,7 @@ constexpr double kTol = 1e-4;
 
 void checkNorms(Rng &rng) {
   for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768},
-                         {5000, 256}, {7, 4096}}) {
+                         {5000, 256}, {33, 1536}, {7, 4096}}) {
     std::string sz = "[" + std::to_string(rows) + "x" + std::to_string(C) + "]";
     auto x = randomVec(rng, rows * C, 2.0), w = randomVec(rng, C),
          b = randomVec(rng, C), dy = randomVec(rng, rows * C);

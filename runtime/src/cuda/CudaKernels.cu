@@ -175,6 +175,48 @@ __global__ void layerNormFwdK(const float *x, const float *w, const float *b,
     put(yr + j, (xr[j] - mean) * rstd * w[j] + b[j]);
 }
 
+/// The same with the row in registers, for C a multiple of 128 up to
+/// 128 x MaxV: each lane holds MaxV float4s of the row (lane + 32 k),
+/// read once with 16-byte loads, instead of three passes over it.
+template <int MaxV, typename OutT>
+__global__ void layerNormFwdRegK(const float *x, const float *w, const float *b,
+                                 OutT *y, int64_t rows, int C, float eps) {
+  const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32, nv = C / 128;
+  if (row >= rows)
+    return;
+  const float *xr = x + row * C;
+  float4 v[MaxV];
+  float s = 0;
+#pragma unroll
+  for (int k = 0; k < MaxV; ++k)
+    if (k < nv) {
+      v[k] = get4(xr, lane + 32 * k);
+      s += (v[k].x + v[k].y) + (v[k].z + v[k].w);
+    }
+  const float mean = warpSum(s) / C;
+  float q = 0;
+#pragma unroll
+  for (int k = 0; k < MaxV; ++k)
+    if (k < nv) {
+      v[k].x -= mean;
+      v[k].y -= mean;
+      v[k].z -= mean;
+      v[k].w -= mean;
+      q += (v[k].x * v[k].x + v[k].y * v[k].y) + (v[k].z * v[k].z + v[k].w * v[k].w);
+    }
+  const float rstd = rsqrtf(warpSum(q) / C + eps);
+  OutT *yr = y + row * C;
+#pragma unroll
+  for (int k = 0; k < MaxV; ++k)
+    if (k < nv) {
+      const float4 g = get4(w, lane + 32 * k), c = get4(b, lane + 32 * k);
+      put4(yr, lane + 32 * k,
+           make_float4(v[k].x * rstd * g.x + c.x, v[k].y * rstd * g.y + c.y,
+                       v[k].z * rstd * g.z + c.z, v[k].w * rstd * g.w + c.w));
+    }
+}
+
 /// The layer-norm backward kernels' per-block gradient sums: 2 C floats of
 /// dynamic shared memory (dw, then db), zeroed before the rows ...
 __device__ __forceinline__ void zeroBlockSums(float *sm, int C) {
@@ -1124,8 +1166,17 @@ __global__ void toFp16K(const float *src, __half *dst, int64_t n) {
 template <typename OutT>
 void layerNormFwdT(const float *x, const float *w, const float *b, OutT *y,
                    int64_t rows, int64_t C, double eps, cudaStream_t s) {
-  layerNormFwdK<<<static_cast<unsigned>((rows + 7) / 8), kThreads, 0, s>>>(
-      x, w, b, y, rows, static_cast<int>(C), static_cast<float>(eps));
+  const unsigned blocks = static_cast<unsigned>((rows + 7) / 8);
+  const int c = static_cast<int>(C);
+  const float e = static_cast<float>(eps);
+  // The row in registers where C and the alignment allow (GPT-2's 768).
+  const bool vec = C % 128 == 0 && aligned4(x) && aligned4(w) && aligned4(b) && aligned4(y);
+  if (vec && C <= 128 * 8)
+    layerNormFwdRegK<8><<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e);
+  else if (vec && C <= 128 * 16)
+    layerNormFwdRegK<16><<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e);
+  else
+    layerNormFwdK<<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e);
 }
 template <typename OutT>
 void rmsNormFwdT(const float *x, const float *w, OutT *y, int64_t rows,
