@@ -777,7 +777,10 @@ void checkPaddedLoss(Rng &rng, int64_t rows, int64_t V, int64_t valid,
                    (offset ? ", unaligned" : "") + "]";
   compare("cross_entropy_fwd" + sz, loss, LOSS.host(), 1e-5);
   compare("cross_entropy_bwd" + sz, dl, dlValid, 1e-5);
-  // The backward from the forward's kept row statistics: the same bits.
+  // The backward from the forward's kept row statistics: the same
+  // arithmetic, but the two kernels' statistics may differ in the last
+  // bit (the compiler contracts the online sum differently in each; seen
+  // on an H100: 1e-9), hence 1e-6, far below any wrong statistic.
   {
     Dev<float> STATS(2 * rows), LOSS2(1), DL2(offset + rows * V);
     cuda::crossEntropyFwdT({L.p + offset}, TG.p, LOSS2.p, rows, V, valid, RS.p,
@@ -788,7 +791,7 @@ void checkPaddedLoss(Rng &rng, int64_t rows, int64_t V, int64_t valid,
     std::vector<float> again = DL2.host();
     compare("cross_entropy_bwd from kept statistics" + sz,
             std::vector<float>(got.begin() + offset, got.end()),
-            std::vector<float>(again.begin() + offset, again.end()), 0);
+            std::vector<float>(again.begin() + offset, again.end()), 1e-6);
   }
   if (!dlPad.empty())
     compare("cross_entropy_bwd padding (zero)" + sz,
