@@ -50,9 +50,11 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --layers 2 --batch 4 --seq 64 \
     --data "$bundle/data/train.bin" --init "$init" --log "$ref" --threads 4 "${hyper[@]}" \
     > "$out/$model.ref.txt" 2>&1 || { echo "$model: the PyTorch reference failed"; tail -3 "$out/$model.ref.txt"; status=1; continue; }
-  for mode in fp32 bf16 fp16; do
+  # bf16+fused: bf16 GEMMs with the residual adds fused (LLMRT_CUDA_FUSE_ADD=1).
+  for mode in fp32 bf16 fp16 bf16+fused; do
     log=$out/$model-$mode.jsonl
-    LLMRT_CUDA_GEMM=$mode "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
+    LLMRT_CUDA_GEMM=${mode%+fused} LLMRT_CUDA_FUSE_ADD=$([ "$mode" = bf16+fused ] && echo 1 || echo 0) \
+      "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
     grep -E "^model:" "$out/$model-$mode.txt" | sed 's/.*| cuda/  cuda/'
@@ -126,12 +128,13 @@ echo "-- variants of ours (12 steps each; median step after 4; losses against th
 # name | environment | executable (gpt2-nolse.exe: compiled with
 # --keep-attention-lse=false).
 variants=("default||gpt2.exe"
+  "residual adds fused|LLMRT_CUDA_FUSE_ADD=1|gpt2.exe"
+  "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
+  "activations fp32|LLMRT_CUDA_ACT16=0|gpt2.exe"
+  "GEMM operands stored fp32|LLMRT_CUDA_STORE16=0|gpt2.exe"
   "lse recomputed (runtime)|LLMRT_CUDA_ATTN_LSE=0|gpt2.exe"
   "lse not kept (compiler)||gpt2-nolse.exe"
-  "GEMM operands stored fp32|LLMRT_CUDA_STORE16=0|gpt2.exe"
-  "staged backward|LLMRT_CUDA_ATTN_STAGED=1|gpt2.exe"
   "WMMA attention|LLMRT_CUDA_ATTN=wmma|gpt2.exe"
-  "fp32 attention|LLMRT_CUDA_ATTN=fp32|gpt2.exe"
   "bf16-fast GEMMs|LLMRT_CUDA_GEMM=bf16-fast|gpt2.exe")
 base=$out/variant-default.jsonl
 [ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for v in "${variants[@]}"; do

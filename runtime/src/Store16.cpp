@@ -308,4 +308,92 @@ Store16Plan planStore16(
   return plan;
 }
 
+bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b) {
+  if (b >= p.buffers.size() || p.buffers[b].role != BufferRole::Temp)
+    return false;
+  // What an instruction does to b: 1 reads it, 2 overwrites it, 0 neither.
+  auto use = [&](const Instruction &inst) {
+    const uint32_t over = overwrittenSlots(inst);
+    int u = 0;
+    for (uint32_t k = 0; k < inst.operands.size(); ++k)
+      if (inst.operands[k] == b) {
+        if (!(over >> k & 1u))
+          return 1;
+        u = 2;
+      }
+    return u;
+  };
+  const auto &insts = p.functions[f].instructions;
+  for (size_t i = j + 1; i < insts.size(); ++i)
+    if (int u = use(insts[i]))
+      return u == 2;
+  // Alive at the function's end: dead if no function reads b first.
+  for (const FunctionDesc &fn : p.functions)
+    for (const Instruction &inst : fn.instructions)
+      if (int u = use(inst)) {
+        if (u == 1)
+          return false;
+        break;
+      }
+  return true;
+}
+
+std::vector<AddFusion> planResidualAdds(
+    const ProgramDesc &p, size_t f,
+    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
+  const auto &insts = p.functions[f].instructions;
+  using Range = std::pair<uint64_t, uint64_t>;
+  auto overlap = [](Range a, Range b) { return a.first < b.second && b.first < a.second; };
+  std::vector<AddFusion> fused;
+  std::vector<char> writes(insts.size(), 0); // already fused into
+  for (size_t j = 0; j < insts.size(); ++j) {
+    const Instruction &add = insts[j];
+    if (add.opcode != static_cast<uint16_t>(Opcode::Add) || skip[j] ||
+        add.operands.size() != 3 || add.ints.size() != 2 || add.ints[0] != add.ints[1] ||
+        (half16[j] & 4u))
+      continue;
+    for (uint32_t s = 0; s < 2; ++s) {
+      const uint32_t rk = 1 - s, y = add.operands[s];
+      if (add.operands[rk] == y || (half16[j] >> rk & 1u))
+        continue;
+      // The instruction that wrote y: the last one to touch it.
+      size_t i = j;
+      while (i-- > 0 && std::find(insts[i].operands.begin(), insts[i].operands.end(), y) ==
+                            insts[i].operands.end()) {
+      }
+      if (i >= j || writes[i] || skip[i])
+        continue;
+      const Instruction &in = insts[i];
+      auto op = static_cast<Opcode>(in.opcode);
+      if (op != Opcode::LinearFwd && op != Opcode::LayerNormBwd)
+        continue;
+      const uint32_t out =
+          op == Opcode::LinearFwd ? static_cast<uint32_t>(in.operands.size()) - 1 : 3;
+      if (in.operands[out] != y || std::count(in.operands.begin(), in.operands.end(), y) != 1 ||
+          !lastReadOf(p, f, j, y))
+        continue;
+      const Range r = range(j, rk), z = range(j, 2);
+      bool ok = !overlap(r, z) || r == z;
+      for (size_t k = i + 1; k < j && ok; ++k)
+        for (size_t q = 0; q < insts[k].operands.size() && ok; ++q)
+          ok = !overlap(range(k, q), r) && !overlap(range(k, q), z);
+      for (uint32_t q = 0; q < in.operands.size() && ok; ++q) {
+        if (q == out)
+          continue;
+        const Range o = range(i, q);
+        const bool whole = o == z && op == Opcode::LayerNormBwd && (q == 0 || q == 2) &&
+                           !(half16[i] >> q & 1u);
+        ok = !overlap(o, z) || whole;
+      }
+      if (!ok)
+        continue;
+      fused.push_back({i, j, rk, out});
+      writes[i] = 1;
+      break;
+    }
+  }
+  return fused;
+}
+
 } // namespace llmrt

@@ -265,6 +265,21 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
                         nullptr);
     // dw, db: atomics in a different order; dx the same arithmetic.
     compare("layer_norm_bwd dx, 16-bit dy" + sz, DX.host(), DX2.host(), 0);
+    // The residual gradient added in the kernel (fused add): into dx,
+    // and in place over the addend.
+    {
+      auto g = randomVec(rng, rows * C);
+      Dev<float> G(g), G2(g), DX3(rows * C);
+      std::vector<float> want = DX.host();
+      for (size_t e = 0; e < want.size(); ++e)
+        want[e] += g[e];
+      cuda::layerNormBwdT(X.p, W.p, {DYW.p}, DX3.p, DW2.p, DB2.p, rows, C, 1e-5, h, nullptr,
+                          G.p);
+      cuda::layerNormBwdT(X.p, W.p, {DYW.p}, G2.p, DW2.p, DB2.p, rows, C, 1e-5, h, nullptr,
+                          G2.p);
+      compare("layer_norm_bwd dx + residual gradient" + sz, want, DX3.host(), 1e-6);
+      compare("layer_norm_bwd dx + residual gradient, in place" + sz, want, G2.host(), 1e-6);
+    }
     compare("layer_norm_bwd dw, 16-bit dy" + sz, DW.host(), DW2.host(), 1e-5);
     compare("layer_norm_bwd db, 16-bit dy" + sz, DB.host(), DB2.host(), 1e-5);
   }
@@ -453,6 +468,26 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
       continue;
     }
     compare("linear_fwd, x 16-bit" + t, Y.host(), Y2.host(), 1e-6);
+    // The residual add in the epilogue (C, beta = 1): into another
+    // buffer, and in place.
+    {
+      auto res = randomVec(rng, rows * out);
+      Dev<float> R(res), Z(rows * out), R2(res);
+      std::vector<float> want = Y.host();
+      for (size_t e = 0; e < want.size(); ++e)
+        want[e] += res[e];
+      cuda::gemmForget(blas);
+      const bool okAdd =
+          cuda::linearFwd(blas, X16.p, Wd.p, Bd.p, Z.p, rows, in, out, transW, &err, 1u, R.p) &&
+          cuda::linearFwd(blas, X16.p, Wd.p, Bd.p, R2.p, rows, in, out, transW, &err, 1u, R2.p);
+      if (!okAdd) {
+        std::printf("linear_fwd adding to its output%s FAIL: %s\n", t.c_str(), err.c_str());
+        ++failures;
+      } else {
+        compare("linear_fwd + residual (epilogue)" + t, want, Z.host(), 1e-5);
+        compare("linear_fwd + residual (epilogue, in place)" + t, want, R2.host(), 1e-5);
+      }
+    }
     // A 16-bit output (the bias rounded to 16 bits first): within the
     // rounding of the output of the fp32 one.
     for (bool withBias : {true, false}) {

@@ -287,3 +287,80 @@ TEST(Store16, ColumnCopiesThatAssembleATensor) {
   EXPECT_EQ(plan(program({{0, 4}, {2, 6}, {8, 4}}, false)).count, 0);
   EXPECT_EQ(plan(program({{0, 4}, {4, 4}, {8, 4}}, true)).count, 0);
 }
+
+namespace {
+/// y = h W + b; z = r + y; then the layer norm's backward dx and the
+/// residual gradient g += dx (in place).
+enum : uint32_t { RH, RW, RB, RY, RR, RZ, LX, LW, LDY, LDX, LDW, LDB, RG, RN };
+ProgramDesc residualProgram() {
+  ProgramDesc p;
+  p.arenaBytes = 1 << 20;
+  for (uint32_t b = 0; b < RN; ++b)
+    p.buffers.push_back({"", (b == RW || b == RB || b == LW) ? BufferRole::Param : BufferRole::Temp,
+                         ElemType::F32, {}, uint64_t(b) * 4096, 4096});
+  p.functions = {{"train",
+                  {inst(Opcode::LinearFwd, {RH, RW, RB, RY}, {16, 64, 64, 0}),
+                   inst(Opcode::Add, {RR, RY, RZ}, {1024, 1024}),
+                   inst(Opcode::LayerNormBwd, {LX, LW, LDY, LDX, LDW, LDB}, {16, 64}),
+                   inst(Opcode::Add, {RG, LDX, RG}, {1024, 1024})}}};
+  return p;
+}
+std::vector<AddFusion> fuse(const ProgramDesc &p, std::vector<uint32_t> half16 = {}) {
+  const size_t n = p.functions[0].instructions.size();
+  half16.resize(n, 0);
+  return planResidualAdds(
+      p, 0,
+      [&](size_t i, size_t k) {
+        const BufferDesc &b = p.buffers[p.functions[0].instructions[i].operands[k]];
+        return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
+      },
+      half16, std::vector<char>(n, 0));
+}
+} // namespace
+
+TEST(ResidualAdds, IntoTheGemmAndTheLayerNormBackward) {
+  ProgramDesc p = residualProgram();
+  std::vector<AddFusion> f = fuse(p);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].writer, 0u);
+  EXPECT_EQ(f[0].add, 1u);
+  EXPECT_EQ(f[0].addend, 0u); // r
+  EXPECT_EQ(f[0].out, 3u);
+  EXPECT_EQ(f[1].writer, 2u);
+  EXPECT_EQ(f[1].add, 3u);
+  EXPECT_EQ(f[1].addend, 0u); // g, also the sum (in place)
+  EXPECT_EQ(f[1].out, 3u);
+  EXPECT_TRUE(lastReadOf(p, 0, 1, RY));
+}
+
+TEST(ResidualAdds, OnlyWhereNothingElseSeesTheDifference) {
+  // y read again later: the GEMM must still write it.
+  ProgramDesc a = residualProgram();
+  a.functions[0].instructions.push_back(inst(Opcode::GeluFwd, {RY, RH}, {1024}));
+  EXPECT_FALSE(lastReadOf(a, 0, 1, RY));
+  EXPECT_EQ(fuse(a).size(), 1u);
+  // Something between the GEMM and the add reads the sum's bytes.
+  ProgramDesc b = residualProgram();
+  b.functions[0].instructions.insert(b.functions[0].instructions.begin() + 1,
+                                     inst(Opcode::GeluFwd, {RZ, RH}, {1024}));
+  EXPECT_EQ(fuse(b).size(), 1u);
+  // The sum over the GEMM's input (written while it is read).
+  ProgramDesc c = residualProgram();
+  c.functions[0].instructions[1].operands[2] = RH;
+  EXPECT_EQ(fuse(c).size(), 1u);
+  // A broadcast add (a bias) is not a residual add.
+  ProgramDesc d = residualProgram();
+  d.functions[0].instructions[1].ints = {1024, 64};
+  EXPECT_EQ(fuse(d).size(), 1u);
+  // The layer norm's dx written over its dy: fine for fp32 dy (a thread
+  // holds its rows), not for a 16-bit dy (rows of another size).
+  ProgramDesc e = residualProgram();
+  e.functions[0].instructions[3] = inst(Opcode::Add, {RG, LDX, LDY}, {1024, 1024});
+  EXPECT_EQ(fuse(e).size(), 2u);
+  EXPECT_EQ(fuse(e, {0, 0, 1u << 2, 0}).size(), 1u);
+  // A buffer some function reads before writing it is not dead.
+  ProgramDesc g = residualProgram();
+  g.functions.push_back({"eval", {inst(Opcode::GeluFwd, {RY, RH}, {1024})}});
+  EXPECT_FALSE(lastReadOf(g, 0, 1, RY));
+  EXPECT_EQ(fuse(g).size(), 1u);
+}

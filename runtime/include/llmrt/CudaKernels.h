@@ -59,9 +59,12 @@ int64_t gemmReusedCopies(const Blas *blas);
 /// only; bit 0 the first operand, x, bit 1 the second, w or dy): the GEMM
 /// reads them as they are instead of converting fp32 ones; bit 2
 /// (linearFwd): y is written in it (the bias rounded to it first).
+/// addTo (optional, fp32 [rows, out], may be y itself): y = x W (+ bias)
+/// + addTo, the residual add in the GEMM's epilogue (y fp32).
 bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
                void *y, int64_t rows, int64_t in, int64_t out, bool transW,
-               std::string *error, unsigned half16 = 0);
+               std::string *error, unsigned half16 = 0,
+               const float *addTo = nullptr);
 /// db (optional): the bias gradient (sumRows of dy) from the GEMM's
 /// epilogue where cuBLASLt can (the 16-bit modes); *dbDone says whether it
 /// was computed (else the caller runs sumRows).
@@ -122,9 +125,11 @@ void siluFwdT(In x, Out y, int64_t n, Half h, cudaStream_t s);
 void siluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s);
 /// add without broadcast (nb = n).
 void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
+/// addTo (optional, [rows, C], may be dx itself): dx = addTo + the layer
+/// norm's input gradient (the residual stream's gradient add, fused).
 void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s);
+                   cudaStream_t s, const float *addTo = nullptr);
 /// rowStats (optional, 2 x rows floats): the forward keeps each row's
 /// max and sum of exp(x - max) there, and a backward of the same logits
 /// given them reads the logits once instead of twice (the same results).

@@ -75,6 +75,34 @@ Store16Plan planStore16(
     const std::function<bool(const Instruction &)> &wholeLoss,
     bool activations = false);
 
+/// Whether instruction j of function f is the last to read the value that
+/// buffer b holds there: no later instruction of f reads b before one
+/// overwrites it whole, and no function reads b before writing it (what
+/// one run leaves, the next does not read). Partial writes count as reads.
+bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b);
+
+/// A residual add fused into the instruction that wrote one of its
+/// operands: that linear_fwd (cuBLASLt's C, beta = 1) or layer_norm_bwd
+/// writes operand `addend` of the add plus its own result into the add's
+/// output, slot `out` of the writer, and the add does nothing.
+struct AddFusion {
+  size_t writer, add;
+  uint32_t addend, out;
+};
+/// The adds of function f (no broadcast, fp32 addend and sum) of a value
+/// a linear_fwd or a layer_norm_bwd wrote that nothing else reads (the
+/// attention projection's and the MLP's outputs; the layer norm's input
+/// gradient), where nothing between the two touches the addend's or the
+/// sum's bytes and the sum overlaps none of the writer's inputs but the
+/// layer norm's x or fp32 dy exactly (its threads hold their rows).
+/// `range(i, k)`: the bytes operand k of instruction i is at; `half16`
+/// and `skip` per instruction: its 16-bit operands (Store16Plan), and
+/// whether the executor already leaves it out.
+std::vector<AddFusion> planResidualAdds(
+    const ProgramDesc &p, size_t f,
+    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip);
+
 } // namespace llmrt
 
 #endif // LLMRT_STORE16_H

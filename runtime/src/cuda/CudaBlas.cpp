@@ -261,10 +261,15 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
           const void *Av, int64_t lda, const void *Bv, int64_t ldb, void *C,
           int64_t ldc, std::string *error, const float *bias = nullptr,
           float *biasGrad = nullptr, char gradOf = 0, bool *gradDone = nullptr,
-          unsigned half16 = 0) {
+          unsigned half16 = 0, const float *addC = nullptr) {
   if (gradDone)
     *gradDone = false;
-  const float alpha = 1.0f, beta = 0.0f;
+  // addC: C = op(A) op(B) (+ bias) + addC (fp32 C; addC may be C itself).
+  const float alpha = 1.0f, beta = addC ? 1.0f : 0.0f;
+  if (addC && (half16 & 4u)) {
+    *error = "a GEMM that adds to its output writes fp32";
+    return false;
+  }
   const void *a = Av, *bm = Bv;
   const auto *A = static_cast<const float *>(Av), *B = static_cast<const float *>(Bv);
   cudaDataType type = CUDA_R_32F;
@@ -357,15 +362,18 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                          vec ? std::min(alignmentOf(C), alignmentOf(vec)) : alignmentOf(C),
                          epi, out16);
       auto matmul = [&](const cublasLtMatmulAlgo_t &algo) {
-        return cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta, C, p.c,
-                              C, p.c, &algo, b->ltWorkspace, Blas::kLtWorkspace,
+        return cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta,
+                              addC ? static_cast<const void *>(addC) : C, p.c, C, p.c,
+                              &algo, b->ltWorkspace, Blas::kLtWorkspace,
                               b->stream) == CUBLAS_STATUS_SUCCESS;
       };
       const bool set =
           p.ok && (!vec || cublasLtMatmulDescSetAttribute(
                                p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec,
                                sizeof(vec)) == CUBLAS_STATUS_SUCCESS);
-      if (set && !p.tuned) {
+      // Timed only where a run leaves what the next reads as it was (not
+      // while adding to C: in place, each run would add again).
+      if (set && !p.tuned && !addC) {
         // Each candidate once to warm up, then three times timed; the
         // product is the same (beta = 0), whichever runs last.
         cudaEvent_t e0 = nullptr, e1 = nullptr;
@@ -402,6 +410,9 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     }
   }
   const bool out16 = half16 & 4u;
+  if (addC && addC != C)
+    cudaMemcpyAsync(C, addC, static_cast<size_t>(M) * ldc * 4, cudaMemcpyDeviceToDevice,
+                    b->stream);
   cublasStatus_t st = cublasGemmEx(
       b->handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
       static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, bm,
@@ -422,11 +433,11 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 
 bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
                void *y, int64_t rows, int64_t in, int64_t out, bool transW,
-               std::string *error, unsigned half16) {
-  // y[rows, out] = x[rows, in] W (+ bias), W stored [in, out] or (transW)
-  // [out, in].
+               std::string *error, unsigned half16, const float *addTo) {
+  // y[rows, out] = x[rows, in] W (+ bias) (+ addTo), W stored [in, out] or
+  // (transW) [out, in].
   return gemm(blas, false, transW, rows, out, in, x, in, w, transW ? in : out,
-              y, out, error, bias, nullptr, 0, nullptr, half16);
+              y, out, error, bias, nullptr, 0, nullptr, half16, addTo);
 }
 
 bool linearBwdWeight(Blas *blas, const void *x, const void *dy, float *dw,

@@ -21,6 +21,16 @@
 // LLMRT_CUDA_SYNC=1 waits after every instruction, so that an asynchronous
 // error names the instruction that caused it.
 //
+// With 16-bit GEMMs (bf16, fp16) tensors are stored in 16 bits where their
+// readers allow (Store16.h): those only GEMMs read, as the GEMMs' own
+// operand copies (LLMRT_CUDA_STORE16=0: none), and GEMM outputs that
+// elementwise kernels, the loss and the layer norm's backward read
+// (LLMRT_CUDA_ACT16=0: none). cuBLASLt times its candidates once per shape
+// (LLMRT_CUDA_GEMM_TUNE=0: its first choice). LLMRT_CUDA_FUSE_ADD=1 fuses
+// residual adds into the GEMM or layer-norm backward before them (one
+// rank). LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
+// backward instead of taking the forward's.
+//
 //===----------------------------------------------------------------------===//
 #include "DeviceComm.h"
 
@@ -141,6 +151,9 @@ public:
     /// A loss forward that keeps its rows' statistics for the backward of
     /// the same logits, or that backward (pairLossStats).
     bool lossStats = false;
+    /// A linear_fwd or layer_norm_bwd that adds this to its output: the
+    /// residual add after it, fused (fuseResidualAdds; that add skips).
+    const float *addTo = nullptr;
   };
   /// A fused_elementwise instruction's generated kernel.
   struct FusedKernel {
@@ -161,6 +174,16 @@ public:
   /// forward: the forward keeps its rows' max and sum (lossStats_), the
   /// backward reads the logits once instead of twice.
   void pairLossStats(std::vector<Resolved> &fn);
+  /// Each add (no broadcast) of a value that a linear_fwd (the attention
+  /// projection, the MLP's second linear) or a layer_norm_bwd wrote and
+  /// nothing else reads, to another value: that instruction writes the
+  /// sum instead (cuBLASLt's C with beta = 1; the backward kernel adds the
+  /// residual gradient), where nothing between touches the addend or the
+  /// sum's bytes and the sum overlaps no input but as a whole (in place).
+  /// One rank only (no deferred collectives to order). Returns the count.
+  int fuseResidualAdds(std::vector<Resolved> &fn, size_t function);
+  bool fuseAdds_ = false; ///< LLMRT_CUDA_FUSE_ADD=1
+  int fusedAdds_ = 0;
   float *lossStats_ = nullptr; ///< 2 x rows: a loss forward's row statistics
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
@@ -485,6 +508,9 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->device_ += absl::StrCat(", NCCL over ", comm.worldSize(), " ranks");
   }
 
+  if (const char *v = std::getenv("LLMRT_CUDA_FUSE_ADD"))
+    ex->fuseAdds_ = std::atoi(v) != 0;
+
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
   std::vector<CUfunction> entries;
   if (!p.gpuPtx.empty()) {
@@ -549,8 +575,12 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->batchAdamW(resolved, ex->deferred_.back());
     ex->pairBiasGrads(resolved, ex->deferred_.back());
     ex->pairLossStats(resolved);
+    if (ex->fuseAdds_ && !multi)
+      ex->fusedAdds_ += ex->fuseResidualAdds(resolved, ex->functions_.size());
     ex->functions_.push_back(std::move(resolved));
   }
+  if (ex->fusedAdds_ > 0)
+    ex->device_ += absl::StrCat(", ", ex->fusedAdds_, " residual adds fused");
   if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
     return absl::InternalError(absl::StrCat("CUDA: ", cudaGetErrorString(e)));
   return std::unique_ptr<Executor>(std::move(ex));
@@ -666,6 +696,31 @@ void CudaExecutor::pairLossStats(std::vector<Resolved> &fn) {
   }
 }
 
+int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
+  std::vector<uint32_t> half16;
+  std::vector<char> skip;
+  for (const Resolved &r : fn) {
+    half16.push_back(r.half16);
+    skip.push_back(r.skip);
+  }
+  const std::vector<AddFusion> plan = planResidualAdds(
+      program_, function,
+      [&](size_t i, size_t k) {
+        auto a = reinterpret_cast<uint64_t>(fn[i].ptrs[k]);
+        return std::pair<uint64_t, uint64_t>{
+            a, a + program_.buffers[fn[i].inst->operands[k]].bytes};
+      },
+      half16, skip);
+  for (const AddFusion &f : plan) {
+    Resolved &w = fn[f.writer], &add = fn[f.add];
+    w.addTo = static_cast<const float *>(add.ptrs[f.addend]);
+    w.ptrs[f.out] = add.ptrs[2];
+    w.half16 &= ~(1u << f.out);
+    add.skip = true;
+  }
+  return static_cast<int>(plan.size());
+}
+
 void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        std::chrono::steady_clock::time_point origin) {
   using clock = std::chrono::steady_clock;
@@ -757,7 +812,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::LayerNormBwd:
       cuda::layerNormBwdT(F(p[0]), F(p[1]), arg(2), F(p[3]), F(p[4]), F(p[5]),
-                          n[0], n[1], fl[0], half_, s);
+                          n[0], n[1], fl[0], half_, s, r.addTo);
       break;
     case Opcode::RMSNormFwd:
       if (h16 & 4u)
@@ -774,7 +829,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       const int y = bias ? 3 : 2;
       if (!cuda::linearFwd(blas_, p[0], p[1], bias ? F(p[2]) : nullptr, p[y], n[0],
                            n[1], n[2], n[3] != 0, &err,
-                           (h16 & 3u) | ((h16 >> y & 1u) << 2)))
+                           (h16 & 3u) | ((h16 >> y & 1u) << 2), r.addTo))
         fatal(name, err);
       break;
     }

@@ -239,7 +239,7 @@ __device__ __forceinline__ void flushBlockSums(const float *sm, float *dw,
 template <typename DyT>
 __global__ void layerNormBwdK(const float *x, const float *w, const DyT *dy,
                               float *dx, float *dw, float *db, int64_t rows,
-                              int C, float eps) {
+                              int C, float eps, const float *addTo) {
   extern __shared__ float sm[];
   float *dwS = sm, *dbS = sm + C;
   zeroBlockSums(sm, C);
@@ -269,9 +269,10 @@ __global__ void layerNormBwdK(const float *x, const float *w, const DyT *dy,
     }
     float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
     float *dxr = dx + row * C;
+    const float *ar = addTo ? addTo + row * C : nullptr;
     for (int j = lane; j < C; j += 32) {
       float xh = (xr[j] - mean) * rstd, g = get(dyr + j) * w[j];
-      dxr[j] = rstd * (g - mg - xh * mgx);
+      dxr[j] = (ar ? ar[j] : 0.0f) + rstd * (g - mg - xh * mgx);
     }
   }
   flushBlockSums(sm, dw, db, C);
@@ -284,7 +285,7 @@ __global__ void layerNormBwdK(const float *x, const float *w, const DyT *dy,
 template <int MaxCPL, typename DyT>
 __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
                                  float *dx, float *dw, float *db, int64_t rows,
-                                 int C, float eps) {
+                                 int C, float eps, const float *addTo) {
   extern __shared__ float sm[];
   float *dwS = sm, *dbS = sm + C;
   zeroBlockSums(sm, C);
@@ -330,10 +331,12 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
       }
     const float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
     float *dxr = dx + row * C; // may be dy: its row is in registers
+    const float *ar = addTo ? addTo + row * C : nullptr; // may be dx
 #pragma unroll
     for (int k = 0; k < MaxCPL; ++k)
       if (k < cpl)
-        dxr[lane + 32 * k] = rstd * (dv[k] * wr[k] - mg - xv[k] * mgx);
+        dxr[lane + 32 * k] = (ar ? ar[lane + 32 * k] : 0.0f) +
+                             rstd * (dv[k] * wr[k] - mg - xv[k] * mgx);
   }
 #pragma unroll
   for (int k = 0; k < MaxCPL; ++k)
@@ -1211,7 +1214,7 @@ void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
 template <typename DyT>
 void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
                         float *dw, float *db, int64_t rows, int64_t C, double eps,
-                        cudaStream_t s) {
+                        cudaStream_t s, const float *addTo = nullptr) {
   cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
   cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
   size_t shared = static_cast<size_t>(2 * C) * 4;
@@ -1221,7 +1224,7 @@ void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
   auto regs = [&](auto kernel) {
     setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
     kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
-                                                        rows, c, e);
+                                                        rows, c, e, addTo);
   };
   if (C % 32 == 0 && C <= 32 * 8)
     regs(layerNormBwdRegK<8, DyT>);
@@ -1437,8 +1440,10 @@ void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
 }
 void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s) {
-  typed(dy, h, [&](auto *d) { layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s); });
+                   cudaStream_t s, const float *addTo) {
+  typed(dy, h, [&](auto *d) {
+    layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo);
+  });
 }
 void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
                       int64_t rows, int64_t V, int64_t valid, float *rowScratch,
