@@ -5,8 +5,11 @@
 
 namespace llmrt {
 
-int store16Writer(const Instruction &inst, bool wholeLoss, bool activations) {
+int store16Writer(const Instruction &inst, bool wholeLoss, bool activations,
+                  bool attention) {
   switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::AttentionFwd: // [q, k, v, out] or [q, k, v, out, lse]
+    return activations && attention ? 3 : -1;
   case Opcode::LinearFwd: // [x, w, y] or [x, w, bias, y]
     return activations ? static_cast<int>(inst.operands.size()) - 1 : -1;
   case Opcode::LayerNormFwd: return 3;    // [x, w, b, y]
@@ -22,7 +25,7 @@ int store16Writer(const Instruction &inst, bool wholeLoss, bool activations) {
 }
 
 bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss,
-                   bool activations) {
+                   bool activations, bool attention) {
   switch (static_cast<Opcode>(inst.opcode)) {
   case Opcode::LinearFwd: // [x, w, y] or [x, w, bias, y]
   case Opcode::LinearBwdWeight: // [x, dy, dw]
@@ -51,6 +54,10 @@ bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss,
   case Opcode::VocabCrossEntropyFwd:
   case Opcode::VocabCrossEntropyBwd:
     return slot == 0 && wholeLoss;
+  case Opcode::AttentionFwd: // q, k, v
+    return attention && slot < 3;
+  case Opcode::AttentionBwd: // q, k, v, dout (and out, with the lse)
+    return attention && (slot < 4 || (slot == 4 && inst.operands.size() == 9));
   default:
     return false;
   }
@@ -151,7 +158,8 @@ std::vector<int8_t> copyRuns(const ProgramDesc &p, const FunctionDesc &fn) {
 Store16Plan planStore16(
     const ProgramDesc &p,
     const std::function<std::pair<uint64_t, uint64_t>(uint32_t)> &range,
-    const std::function<bool(const Instruction &)> &wholeLoss, bool activations) {
+    const std::function<bool(const Instruction &)> &wholeLoss, bool activations,
+    const std::function<bool(const Instruction &)> &attention16) {
   const size_t nb = p.buffers.size();
   Store16Plan plan;
   plan.slots.resize(p.functions.size());
@@ -210,7 +218,8 @@ Store16Plan planStore16(
       uint32_t cont = 0;
       const uint32_t over = overOf(f, i, &cont);
       const bool whole = wholeLoss(inst);
-      const int w = runs[f][i] == 1 ? 1 : store16Writer(inst, whole, activations);
+      const bool attn = attention16 && attention16(inst);
+      const int w = runs[f][i] == 1 ? 1 : store16Writer(inst, whole, activations, attn);
       // Reads first: they see the values before this instruction's writes.
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
@@ -219,7 +228,7 @@ Store16Plan planStore16(
         if (current[b] < 0)
           continue;
         Value &v = values[current[b]];
-        if (!store16Reader(inst, k, whole, activations)) {
+        if (!store16Reader(inst, k, whole, activations, attn)) {
           v.ok = false;
           continue;
         }

@@ -647,7 +647,27 @@ void checkAttention(Rng &rng, int kind) {
     if ((kind == 1 && !cuda::attentionTensorCoresSupport(c.D)) ||
         (kind >= 2 && !cuda::attentionMMASupport(c.D)))
       continue;
-    if (kind >= 2) {
+    if (kind == 5) {
+      // 16-bit q, k, v, dout and out (LLMRT_CUDA_ATTN16), with the kept
+      // log-sum-exp: the output widened from bf16 for the comparison.
+      auto to16 = [&](const Dev<float> &x) {
+        Dev<uint16_t> y(x.n);
+        cuda::toBf16(x.p, y.p, static_cast<int64_t>(x.n), nullptr);
+        return y.host();
+      };
+      Dev<uint16_t> Q16(to16(Q)), K16(to16(K)), V16(to16(Vd)), DO16(to16(DO)), O16(qn);
+      const unsigned all = 31;
+      cuda::attentionFwdMMA(Q16.p, K16.p, V16.p, O16.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
+                            c.causal, nullptr, LSE.p, all);
+      cuda::attentionBwdMMA(Q16.p, K16.p, V16.p, DO16.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
+                            c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false, O16.p,
+                            LSE.p, all);
+      std::vector<uint16_t> o16 = O16.host();
+      std::vector<float> o(o16.size());
+      for (size_t e = 0; e < o.size(); ++e)
+        o[e] = from16(o16[e], cuda::Half::Bf16);
+      must(cudaMemcpy(O.p, o.data(), o.size() * 4, cudaMemcpyHostToDevice), "upload");
+    } else if (kind >= 2) {
       // kind 4: the forward keeps the log-sum-exp, the backward takes it.
       cuda::attentionFwdMMA(Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
                             c.causal, nullptr, kind == 4 ? LSE.p : nullptr);
@@ -663,7 +683,8 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 4   ? " fa2 kept-lse"
+                  kind == 5   ? " fa2 16-bit"
+                  : kind == 4 ? " fa2 kept-lse"
                   : kind == 3 ? " fa2 staged"
                   : kind == 2 ? " fa2"
                   : kind == 1 ? " bf16"
@@ -677,7 +698,7 @@ void checkAttention(Rng &rng, int kind) {
     compare(std::string("attention_bwd dq") + sz, dq, DQ.host(), tol);
     compare(std::string("attention_bwd dk") + sz, dk, DK.host(), tol);
     compare(std::string("attention_bwd dv") + sz, dv, DV.host(), tol);
-    if (kind == 4) // the natural log-sum-exp (values ~5: bf16 scores give ~1e-3)
+    if (kind >= 4) // the natural log-sum-exp (values ~5: bf16 scores give ~1e-3)
       compare(std::string("attention_fwd lse") + sz, lse, LSE.host(), 2e-3);
   }
 }
@@ -947,6 +968,7 @@ int main(int argc, char **argv) {
     checkAttention(rng, 2);
     checkAttention(rng, 3);
     checkAttention(rng, 4);
+    checkAttention(rng, 5);
   }
   checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");

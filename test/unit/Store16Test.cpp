@@ -364,3 +364,46 @@ TEST(ResidualAdds, OnlyWhereNothingElseSeesTheDifference) {
   EXPECT_FALSE(lastReadOf(g, 0, 1, RY));
   EXPECT_EQ(fuse(g).size(), 1u);
 }
+
+TEST(Store16, AttentionOperands) {
+  // q, k, v copied out of qkv (each copy writes its tensor whole), the
+  // attention's output read by the projection and the backward, dout from
+  // the projection's input gradient: 16-bit where the attention kernel
+  // takes them (and with 16-bit activations), fp32 otherwise.
+  enum : uint32_t { QKV, Q, K, V, O, LSE, W, Y, DY, DO, DQ, DK, DV, N };
+  ProgramDesc p;
+  p.arenaBytes = 1 << 20;
+  for (uint32_t b = 0; b < N; ++b)
+    p.buffers.push_back({"", b == W ? BufferRole::Param : BufferRole::Temp, ElemType::F32,
+                         {}, uint64_t(b) * 4096, b == QKV ? 3072u : 1024u});
+  p.functions = {{"train",
+                  {inst(Opcode::CopyColumns, {QKV, Q}, {12, 0, 4, 0, 4, 64}),
+                   inst(Opcode::CopyColumns, {QKV, K}, {12, 4, 4, 0, 4, 64}),
+                   inst(Opcode::CopyColumns, {QKV, V}, {12, 8, 4, 0, 4, 64}),
+                   inst(Opcode::AttentionFwd, {Q, K, V, O, LSE}, {1, 64, 1, 1, 4, 1}),
+                   inst(Opcode::LinearFwd, {O, W, Y}),
+                   inst(Opcode::LinearFwd, {DY, W, DO}),
+                   inst(Opcode::AttentionBwd, {Q, K, V, DO, O, LSE, DQ, DK, DV},
+                        {1, 64, 1, 1, 4, 1})}}};
+  auto plan = [&](bool attention) {
+    return planStore16(
+        p,
+        [&](uint32_t b) {
+          return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
+                                               p.buffers[b].offset + p.buffers[b].bytes};
+        },
+        [](const Instruction &) { return true; }, true,
+        [&](const Instruction &) { return attention; });
+  };
+  Store16Plan s = plan(true);
+  for (uint32_t i : {0u, 1u, 2u})
+    EXPECT_EQ(at(s, 0, i, 1), Own) << "copy " << i;
+  EXPECT_EQ(s.slots[0][3], 0xfu);           // q, k, v, out (not the lse)
+  EXPECT_EQ(at(s, 0, 4, 0), Own);           // the projection reads out
+  EXPECT_EQ(at(s, 0, 5, 2), Own);           // dout
+  EXPECT_EQ(s.slots[0][6], 0x1fu);          // q, k, v, dout, out
+  Store16Plan t = plan(false);
+  EXPECT_EQ(t.slots[0][3], 0u);
+  EXPECT_EQ(t.slots[0][6], 0u);
+  EXPECT_EQ(at(t, 0, 0, 1), No);
+}

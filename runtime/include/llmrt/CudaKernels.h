@@ -226,21 +226,22 @@ void attentionBwdTC(const float *q, const float *k, const float *v,
 bool attentionMMASupport(int64_t D);
 /// lse (optional, [B, Hq, S]): also each row's natural log-sum-exp, which
 /// attentionBwdMMA takes with the output instead of recomputing the row
-/// statistics (LLMRT_CUDA_ATTN_LSE=1; checked by llmrt-cuda-check, not
-/// yet run on a GPU: off by default).
-void attentionFwdMMA(const float *q, const float *k, const float *v, float *out,
+/// statistics (the default; LLMRT_CUDA_ATTN_LSE=0 recomputes them).
+/// h16 (LLMRT_CUDA_ATTN16): the operands stored bf16, bit 0 q, 1 k, 2 v,
+/// 3 dout, 4 out (the forward writes it bf16; the backward reads it).
+void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s,
-                     float *lse = nullptr);
+                     float *lse = nullptr, unsigned h16 = 0);
 /// staged: the backward's next Q and dO tiles copied by cp.async while the
-/// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; built, checked by
-/// llmrt-cuda-check, not yet run on a GPU: off by default).
-void attentionBwdMMA(const float *q, const float *k, const float *v,
-                     const float *dout, float *dq, float *dk, float *dv,
+/// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; fp32 inputs
+/// only; as fast as without on an H100, so off by default).
+void attentionBwdMMA(const void *q, const void *k, const void *v,
+                     const void *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace, cudaStream_t s,
-                     bool staged = false, const float *out = nullptr,
-                     const float *lse = nullptr);
+                     bool staged = false, const void *out = nullptr,
+                     const float *lse = nullptr, unsigned h16 = 0);
 
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);

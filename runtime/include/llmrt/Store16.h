@@ -44,14 +44,18 @@ struct Store16Plan {
 /// `wholeLoss`: whether a vocab loss holds its whole vocabulary (a
 /// tensor-parallel group of one rank: one kernel, no statistics
 /// exchanged).
-int store16Writer(const Instruction &inst, bool wholeLoss, bool activations = false);
+/// `attention`: this attention instruction's kernel takes 16-bit operands
+/// (its output then is a writer).
+int store16Writer(const Instruction &inst, bool wholeLoss, bool activations = false,
+                  bool attention = false);
 /// Whether operand `slot` of `inst` may be read as 16-bit: a GEMM's x, w
 /// or dy (linear_fwd, linear_bwd_weight; not the bias) or sum_rows' dy;
 /// with `activations` also the inputs of GELU, SiLU and their gradients,
 /// an add without broadcast, a layer norm backward's dy, the loss's logits
-/// and a column copy's source.
+/// and a column copy's source; with `attention` (this instruction's kernel
+/// takes them) attention's q, k, v, dout and out.
 bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss = true,
-                   bool activations = false);
+                   bool activations = false, bool attention = false);
 /// The operand slots `inst` overwrites whole (bit k: operand k): a new
 /// value of that buffer starts there. Partial writes (copy_columns),
 /// collectives and opcodes not listed count as reads only.
@@ -73,7 +77,8 @@ Store16Plan planStore16(
     const ProgramDesc &p,
     const std::function<std::pair<uint64_t, uint64_t>(uint32_t)> &range,
     const std::function<bool(const Instruction &)> &wholeLoss,
-    bool activations = false);
+    bool activations = false,
+    const std::function<bool(const Instruction &)> &attention16 = nullptr);
 
 /// Whether instruction j of function f is the last to read the value that
 /// buffer b holds there: no later instruction of f reads b before one

@@ -5,7 +5,8 @@
 // `mma.sync.m16n8k16` (fp32 accumulation), the scores and probabilities in
 // registers (an accumulator fragment of S is, repacked to bf16, the
 // A-operand fragment of P for P·V: no round trip through shared memory).
-// Storage stays fp32; tiles are rounded to bf16 as they enter shared memory.
+// Tiles are rounded to bf16 as they enter shared memory, or (16-bit inputs,
+// LLMRT_CUDA_ATTN16) copied as they are.
 //
 // A block is 4 warps; a warp owns 16 rows (queries in the forward, keys in
 // the backward) of the block's 64, and tiles of 64 rows of the other side
@@ -15,8 +16,8 @@
 //              D = rowsum(dO ∘ O) instead of O (the backward's inputs);
 //   backward:  per key block over the query tiles of every head of its
 //              group (with `staged`, the next tile's Q and dO copied by
-//              cp.async while this one's products run; not yet run on a
-//              GPU, so off by default): Sᵀ = K Qᵀ, dPᵀ = V dOᵀ,
+//              cp.async while this one's products run; no faster on an
+//              H100, so off by default): Sᵀ = K Qᵀ, dPᵀ = V dOᵀ,
 //              Pᵀ = exp2(Sᵀ - lse),
 //              dSᵀ = Pᵀ ∘ (dPᵀ - D), dV += Pᵀ dO, dK += dSᵀ Q, and
 //              dQ += dS K added to dq atomically (dq zeroed first).
@@ -36,6 +37,7 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <type_traits>
 
 namespace llmrt::cuda {
 namespace {
@@ -175,6 +177,63 @@ template <int D> struct Tile : RowVectors<kRows, D, kThreads> {
   }
 };
 
+/// The same tile where each tensor may be stored bf16 (16-bit attention
+/// inputs, LLMRT_CUDA_ATTN16): held as bf16 pairs from the load on (fp32
+/// rows are rounded as they arrive), bf16 rows copied as they are.
+template <int D> struct Tile16 {
+  static constexpr int Per = kRows * D / 4 / kThreads;
+  static_assert(kRows * D / 4 % kThreads == 0, "the tile does not split evenly");
+  uint2 x[Per];
+  __device__ __forceinline__ void fetch(const void *src, bool h16, int b, int S, int H,
+                                        int h, int r0) {
+#pragma unroll
+    for (int u = 0; u < Per; ++u) {
+      const int e = u * kThreads + threadIdx.x;
+      const int r = e / (D / 4), c = (e % (D / 4)) * 4, i = r0 + r;
+      const int64_t at = ((static_cast<int64_t>(b) * S + i) * H + h) * D + c;
+      if (i >= S) {
+        x[u] = make_uint2(0u, 0u);
+      } else if (h16) {
+        x[u] = __ldg(reinterpret_cast<const uint2 *>(static_cast<const bf16 *>(src) + at));
+      } else {
+        const float4 f = __ldg(reinterpret_cast<const float4 *>(static_cast<const float *>(src) + at));
+        x[u] = make_uint2(pack(f.x, f.y), pack(f.z, f.w));
+      }
+    }
+  }
+  __device__ __forceinline__ void store(bf16 *dst) const {
+#pragma unroll
+    for (int u = 0; u < Per; ++u) {
+      const int e = u * kThreads + threadIdx.x;
+      *reinterpret_cast<uint2 *>(dst + (e / (D / 4)) * Lay<D>::Ld + (e % (D / 4)) * 4) = x[u];
+    }
+  }
+};
+
+/// Bits of the 16-bit operands of the attention kernels (Any16).
+enum : unsigned { kQ16 = 1, kK16 = 2, kV16 = 4, kDO16 = 8, kO16 = 16 };
+
+/// A tile of `src` into registers: Tile (fp32) or Tile16 (either).
+template <int D, bool Any16> struct TileOf {
+  using Type = std::conditional_t<Any16, Tile16<D>, Tile<D>>;
+};
+template <int D, bool Any16>
+__device__ __forceinline__ void fetchTile(typename TileOf<D, Any16>::Type &tile,
+                                          const void *src, bool h16, int b, int S,
+                                          int H, int h, int r0) {
+  if constexpr (Any16)
+    tile.fetch(src, h16, b, S, H, h, r0);
+  else
+    tile.fetch(static_cast<const float *>(src), b, S, H, h, r0);
+}
+/// Two adjacent elements of an fp32 or (h16) bf16 tensor.
+__device__ __forceinline__ float2 load2(const void *p, bool h16, int64_t at) {
+  if (h16)
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(
+        static_cast<const bf16 *>(p) + at));
+  return *reinterpret_cast<const float2 *>(static_cast<const float *>(p) + at);
+}
+
 /// What the forward kernel writes: the output; the backward's row
 /// statistics instead (lse in base 2 of the scaled scores, and
 /// D = rowsum(dO ∘ O), [B, Hq, S] each); or the output and the rows'
@@ -184,11 +243,11 @@ enum FwdMode { kOut = 0, kStats = 1, kOutLse = 2 };
 /// Forward (mode kOut, kOutLse) or the backward's row statistics (kStats).
 /// Grid: (query tiles, Hq, B); under causal masking the longest rows go
 /// first.
-template <int D, int Mode>
+template <int D, int Mode, bool Any16>
 __global__ void __launch_bounds__(kThreads)
-    attnFwdMMA(const float *q, const float *k, const float *v,
-               const float *dout, float *out, float *lseOut, float *dOut,
-               int S, int Hq, int Hkv, float scaleLog2, bool causal) {
+    attnFwdMMA(const void *q, const void *k, const void *v,
+               const void *dout, void *out, float *lseOut, float *dOut,
+               int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16) {
   __shared__ __align__(16) bf16 Qs[Lay<D>::TileElems];
   __shared__ __align__(16) bf16 Ks[Lay<D>::TileElems];
   __shared__ __align__(16) bf16 Vs[Lay<D>::TileElems];
@@ -201,12 +260,12 @@ __global__ void __launch_bounds__(kThreads)
   const int g = lane >> 2, t = lane & 3;
   const int nk = causal ? qt + 1 : (S + kRows - 1) / kRows;
 
-  Tile<D> kreg, vreg;
+  typename TileOf<D, Any16>::Type kreg, vreg;
   {
-    Tile<D> qreg;
-    qreg.fetch(q, b, S, Hq, h, q0);
-    kreg.fetch(k, b, S, Hkv, hk, 0);
-    vreg.fetch(v, b, S, Hkv, hk, 0);
+    typename TileOf<D, Any16>::Type qreg;
+    fetchTile<D, Any16>(qreg, q, h16 & kQ16, b, S, Hq, h, q0);
+    fetchTile<D, Any16>(kreg, k, h16 & kK16, b, S, Hkv, hk, 0);
+    fetchTile<D, Any16>(vreg, v, h16 & kV16, b, S, Hkv, hk, 0);
     qreg.store(Qs);
   }
   __syncthreads();
@@ -230,8 +289,8 @@ __global__ void __launch_bounds__(kThreads)
     vreg.store(Vs);
     __syncthreads();
     if (kt + 1 < nk) {
-      kreg.fetch(k, b, S, Hkv, hk, k0 + kRows);
-      vreg.fetch(v, b, S, Hkv, hk, k0 + kRows);
+      fetchTile<D, Any16>(kreg, k, h16 & kK16, b, S, Hkv, hk, k0 + kRows);
+      fetchTile<D, Any16>(vreg, v, h16 & kV16, b, S, Hkv, hk, k0 + kRows);
     }
     float s[8][4];
     productABt<D>(s, qa, Ks, lane);
@@ -292,9 +351,14 @@ __global__ void __launch_bounds__(kThreads)
     if (Mode != kStats) {
       if (i < S)
 #pragma unroll
-        for (int n = 0; n < D / 8; ++n)
-          *reinterpret_cast<float2 *>(out + row + n * 8 + 2 * t) =
-              make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+        for (int n = 0; n < D / 8; ++n) {
+          const float2 y = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+          if (Any16 && (h16 & kO16))
+            *reinterpret_cast<__nv_bfloat162 *>(static_cast<bf16 *>(out) + row + n * 8 +
+                                                2 * t) = __floats2bfloat162_rn(y.x, y.y);
+          else
+            *reinterpret_cast<float2 *>(static_cast<float *>(out) + row + n * 8 + 2 * t) = y;
+        }
       if (Mode == kOutLse && i < S && t == 0) // natural log: x ln 2
         lseOut[(static_cast<int64_t>(b) * Hq + h) * S + i] =
             (m[r] + log2f(l[r])) * 0.6931471805599453f;
@@ -303,7 +367,7 @@ __global__ void __launch_bounds__(kThreads)
       if (i < S)
 #pragma unroll
         for (int n = 0; n < D / 8; ++n) {
-          const float2 d = *reinterpret_cast<const float2 *>(dout + row + n * 8 + 2 * t);
+          const float2 d = load2(dout, Any16 && (h16 & kDO16), row + n * 8 + 2 * t);
           dsum += d.x * o[n][2 * r] + d.y * o[n][2 * r + 1];
         }
       dsum += __shfl_xor_sync(0xffffffffu, dsum, 1);
@@ -319,11 +383,11 @@ __global__ void __launch_bounds__(kThreads)
 
 /// Loads rows [r0, r0 + 64) of head h (fp32) into a bf16 tile, all loads
 /// issued before any store.
-template <int D>
-__device__ __forceinline__ void loadTile(bf16 *dst, const float *src, int b,
+template <int D, bool Any16>
+__device__ __forceinline__ void loadTile(bf16 *dst, const void *src, bool h16, int b,
                                          int S, int H, int h, int r0) {
-  Tile<D> x;
-  x.fetch(src, b, S, H, h, r0);
+  typename TileOf<D, Any16>::Type x;
+  fetchTile<D, Any16>(x, src, h16, b, S, H, h, r0);
   x.store(dst);
 }
 
@@ -368,12 +432,13 @@ __device__ __forceinline__ void convertStaged(bf16 *dst, const float *staging) {
 /// dk, dv of a block of 64 keys of kv head blockIdx.y (all the query heads
 /// of its group), and their part of dq. Grid: (key tiles, Hkv, B); under
 /// causal masking the first keys (the most queries) go first.
-template <int D, bool Staged>
+template <int D, bool Staged, bool Any16>
 __global__ void __launch_bounds__(kThreads)
-    attnBwdMMA(const float *q, const float *k, const float *v,
-               const float *dout, float *dq, float *dk, float *dv,
+    attnBwdMMA(const void *q, const void *k, const void *v,
+               const void *dout, float *dq, float *dk, float *dv,
                const float *lseIn, const float *dIn, int S, int Hq, int Hkv,
-               float scale, float scaleLog2, bool causal) {
+               float scale, float scaleLog2, bool causal, unsigned h16) {
+  static_assert(!(Staged && Any16), "the staged copies are fp32");
   constexpr int Ld = Lay<D>::Ld, TE = Lay<D>::TileElems;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *Ks = reinterpret_cast<bf16 *>(smem);
@@ -389,8 +454,8 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int nq = (S + kRows - 1) / kRows;
-  loadTile<D>(Ks, k, b, S, Hkv, hk, j0);
-  loadTile<D>(Vs, v, b, S, Hkv, hk, j0);
+  loadTile<D, Any16>(Ks, k, h16 & kK16, b, S, Hkv, hk, j0);
+  loadTile<D, Any16>(Vs, v, h16 & kV16, b, S, Hkv, hk, j0);
   __syncthreads();
   unsigned ka[D / 16][4], va[D / 16][4];
   loadA<D>(ka, Ks, warp * 16, lane);
@@ -408,8 +473,9 @@ __global__ void __launch_bounds__(kThreads)
 
   const int itFirst = causal ? jt : 0;
   if constexpr (Staged) {
-    stageTile<D>(stQ, q, b, S, Hq, hk * group, itFirst * kRows);
-    stageTile<D>(stdO, dout, b, S, Hq, hk * group, itFirst * kRows);
+    stageTile<D>(stQ, static_cast<const float *>(q), b, S, Hq, hk * group, itFirst * kRows);
+    stageTile<D>(stdO, static_cast<const float *>(dout), b, S, Hq, hk * group,
+                 itFirst * kRows);
     commitStaged();
   }
   for (int h = hk * group; h < (hk + 1) * group; ++h) {
@@ -428,14 +494,14 @@ __global__ void __launch_bounds__(kThreads)
           itn = itFirst;
         }
         if (hn < (hk + 1) * group) {
-          stageTile<D>(stQ, q, b, S, Hq, hn, itn * kRows);
-          stageTile<D>(stdO, dout, b, S, Hq, hn, itn * kRows);
+          stageTile<D>(stQ, static_cast<const float *>(q), b, S, Hq, hn, itn * kRows);
+          stageTile<D>(stdO, static_cast<const float *>(dout), b, S, Hq, hn, itn * kRows);
         }
         commitStaged();
       } else {
         __syncthreads(); // the previous tile's products are done
-        loadTile<D>(Qs, q, b, S, Hq, h, i0);
-        loadTile<D>(dOs, dout, b, S, Hq, h, i0);
+        loadTile<D, Any16>(Qs, q, h16 & kQ16, b, S, Hq, h, i0);
+        loadTile<D, Any16>(dOs, dout, h16 & kDO16, b, S, Hq, h, i0);
       }
       if (threadIdx.x < kRows) {
         const int i = i0 + threadIdx.x;
@@ -536,17 +602,29 @@ __global__ void __launch_bounds__(kThreads)
 /// log-sum-exp: D = rowsum(dO ∘ O) and lse in base 2 ([B, Hq, S] each). A
 /// warp per (b, i, h) row.
 template <int D>
-__global__ void rowStatsK(const float *dout, const float *out, const float *lse,
-                          float *lse2, float *dvec, int64_t rows, int S, int Hq) {
+__global__ void rowStatsK(const void *dout, const void *out, const float *lse,
+                          float *lse2, float *dvec, int64_t rows, int S, int Hq,
+                          unsigned h16) {
   const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) // rows = B S Hq, in the tensors' order (b, i, h)
     return;
-  const float *d = dout + row * D, *o = out + row * D;
   float sum = 0.0f;
+  if (h16 & (kDO16 | kO16)) {
+    // Two adjacent columns a lane (D = 64: one pair each).
 #pragma unroll
-  for (int c = lane; c < D; c += 32)
-    sum += d[c] * o[c];
+    for (int c = 2 * lane; c < D; c += 64) {
+      const float2 d = load2(dout, h16 & kDO16, row * D + c),
+                   o = load2(out, h16 & kO16, row * D + c);
+      sum += d.x * o.x + d.y * o.y;
+    }
+  } else {
+    const float *d = static_cast<const float *>(dout) + row * D,
+                *o = static_cast<const float *>(out) + row * D;
+#pragma unroll
+    for (int c = lane; c < D; c += 32)
+      sum += d[c] * o[c];
+  }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1)
     sum += __shfl_xor_sync(0xffffffffu, sum, off);
@@ -567,30 +645,35 @@ template <int D> constexpr size_t bwdSmem(bool staged) {
 
 bool attentionMMASupport(int64_t D) { return D == 64; }
 
-void attentionFwdMMA(const float *q, const float *k, const float *v, float *out,
+void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                     double scale, bool causal, cudaStream_t s, float *lse) {
+                     double scale, bool causal, cudaStream_t s, float *lse,
+                     unsigned h16) {
   if (D != 64)
     return;
   dim3 grid(static_cast<unsigned>((S + kRows - 1) / kRows),
             static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   const float scaleLog2 = static_cast<float>(scale) * kLog2e;
-  if (lse)
-    attnFwdMMA<64, kOutLse><<<grid, kThreads, 0, s>>>(
-        q, k, v, nullptr, out, lse, nullptr, int(S), int(Hq), int(Hkv), scaleLog2,
-        causal);
+  auto launch = [&](auto kernel, float *l) {
+    kernel<<<grid, kThreads, 0, s>>>(q, k, v, nullptr, out, l, nullptr, int(S), int(Hq),
+                                     int(Hkv), scaleLog2, causal, h16);
+  };
+  if (h16 && lse)
+    launch(attnFwdMMA<64, kOutLse, true>, lse);
+  else if (h16)
+    launch(attnFwdMMA<64, kOut, true>, nullptr);
+  else if (lse)
+    launch(attnFwdMMA<64, kOutLse, false>, lse);
   else
-    attnFwdMMA<64, kOut><<<grid, kThreads, 0, s>>>(
-        q, k, v, nullptr, out, nullptr, nullptr, int(S), int(Hq), int(Hkv),
-        scaleLog2, causal);
+    launch(attnFwdMMA<64, kOut, false>, nullptr);
 }
 
-void attentionBwdMMA(const float *q, const float *k, const float *v,
-                     const float *dout, float *dq, float *dk, float *dv,
+void attentionBwdMMA(const void *q, const void *k, const void *v,
+                     const void *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace,
-                     cudaStream_t s, bool staged, const float *out,
-                     const float *fwdLse) {
+                     cudaStream_t s, bool staged, const void *out,
+                     const float *fwdLse, unsigned h16) {
   if (D != 64)
     return;
   float *lse = static_cast<float *>(workspace), *dvec = lse + B * Hq * S;
@@ -600,11 +683,12 @@ void attentionBwdMMA(const float *q, const float *k, const float *v,
     // The forward's statistics: no pass over the keys.
     const int64_t rows = B * S * Hq;
     rowStatsK<64><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(
-        dout, out, fwdLse, lse, dvec, rows, int(S), int(Hq));
+        dout, out, fwdLse, lse, dvec, rows, int(S), int(Hq), h16);
   } else {
-    attnFwdMMA<64, kStats><<<dim3(tiles, unsigned(Hq), unsigned(B)), kThreads, 0, s>>>(
-        q, k, v, dout, nullptr, lse, dvec, int(S), int(Hq), int(Hkv), scaleLog2,
-        causal);
+    (h16 ? attnFwdMMA<64, kStats, true> : attnFwdMMA<64, kStats, false>)
+        <<<dim3(tiles, unsigned(Hq), unsigned(B)), kThreads, 0, s>>>(
+            q, k, v, dout, nullptr, lse, dvec, int(S), int(Hq), int(Hkv), scaleLog2,
+            causal, h16);
   }
   cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
   auto launch = [&](auto kernel, bool staged) {
@@ -616,13 +700,15 @@ void attentionBwdMMA(const float *q, const float *k, const float *v,
     }
     kernel<<<dim3(tiles, unsigned(Hkv), unsigned(B)), kThreads, smem, s>>>(
         q, k, v, dout, dq, dk, dv, lse, dvec, int(S), int(Hq), int(Hkv),
-        static_cast<float>(scale), scaleLog2, causal);
+        static_cast<float>(scale), scaleLog2, causal, h16);
     return true;
   };
   // The staged kernel needs 79 KB of shared memory: where the device
-  // refuses it, the unstaged one (46 KB).
-  if (!staged || !launch(attnBwdMMA<64, true>, true))
-    launch(attnBwdMMA<64, false>, false);
+  // refuses it, the unstaged one (46 KB). 16-bit inputs: unstaged.
+  if (h16)
+    launch(attnBwdMMA<64, false, true>, false);
+  else if (!staged || !launch(attnBwdMMA<64, true, false>, true))
+    launch(attnBwdMMA<64, false, false>, false);
 }
 
 } // namespace llmrt::cuda

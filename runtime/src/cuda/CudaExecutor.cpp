@@ -225,6 +225,9 @@ public:
   /// --target cuda), and the backward takes it with the output instead of
   /// recomputing the row statistics; LLMRT_CUDA_ATTN_LSE=0 recomputes them.
   bool attnLse_ = true;
+  /// LLMRT_CUDA_ATTN16=1: FlashAttention-2 reads and writes 16-bit
+  /// tensors where the other readers allow (Store16.h).
+  bool attn16_ = false;
   bool fp16_ = false;
   /// The 16-bit type of GEMM operands (gemmTakes16 modes), in which the
   /// tensors only GEMMs read are stored (LLMRT_CUDA_STORE16=0: in fp32).
@@ -448,6 +451,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (const char *v = std::getenv("LLMRT_CUDA_ACT16"))
     act16 = act16 && std::atoi(v) != 0;
   act16 = act16 && store16;
+  // Attention's q, k, v, dout and out too, where FlashAttention-2 runs
+  // (LLMRT_CUDA_ATTN16=1; with 16-bit activations).
+  if (const char *v = std::getenv("LLMRT_CUDA_ATTN16"))
+    ex->attn16_ = act16 && std::atoi(v) != 0 && ex->attnTensorCores_ && ex->attnMMA_;
   Store16Plan plan16;
   if (store16)
     plan16 = planStore16(
@@ -464,7 +471,12 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
           return (op != Opcode::VocabCrossEntropyFwd && op != Opcode::VocabCrossEntropyBwd) ||
                  !multi || comm.groupSize(static_cast<Group>(inst.ints[2])) == 1;
         },
-        act16);
+        act16,
+        [&](const Instruction &inst) {
+          auto op = static_cast<Opcode>(inst.opcode);
+          return ex->attn16_ && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
+                 cuda::attentionMMASupport(inst.ints[4]);
+        });
   const int64_t sideAt = ex->workspaceBytes_;
   ex->workspaceBytes_ += align(static_cast<int64_t>(plan16.sideBytes));
   if (plan16.count > 0)
@@ -858,9 +870,11 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       // the backward takes it (FlashAttention-2 unless LLMRT_CUDA_ATTN_LSE=0);
       // the other kernels recompute it in the backward.
       if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
-        cuda::attentionFwdMMA(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1],
-                              n[2], n[3], n[4], fl[0], n[5] != 0, s,
-                              attnLse_ && r.ptrs.size() == 5 ? F(p[4]) : nullptr);
+        // Bits of the 16-bit operands: q, k, v, (dout), out.
+        cuda::attentionFwdMMA(p[0], p[1], p[2], p[3], n[0], n[1], n[2], n[3], n[4],
+                              fl[0], n[5] != 0, s,
+                              attnLse_ && r.ptrs.size() == 5 ? F(p[4]) : nullptr,
+                              (h16 & 7u) | ((h16 >> 3 & 1u) << 4));
         break;
       }
       (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
@@ -873,10 +887,11 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       const int o = r.ptrs.size() == 9 ? 2 : 0;
       if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
         const bool kept = attnLse_ && o == 2;
-        cuda::attentionBwdMMA(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4 + o]),
-                              F(p[5 + o]), F(p[6 + o]), n[0], n[1], n[2], n[3],
-                              n[4], fl[0], n[5] != 0, attnWs_, s, attnStaged_,
-                              kept ? F(p[4]) : nullptr, kept ? F(p[5]) : nullptr);
+        cuda::attentionBwdMMA(p[0], p[1], p[2], p[3], F(p[4 + o]), F(p[5 + o]),
+                              F(p[6 + o]), n[0], n[1], n[2], n[3], n[4], fl[0],
+                              n[5] != 0, attnWs_, s, attnStaged_, kept ? p[4] : nullptr,
+                              kept ? F(p[5]) : nullptr,
+                              (h16 & 15u) | (o == 2 ? (h16 >> 4 & 1u) << 4 : 0u));
         break;
       }
       (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
