@@ -333,6 +333,11 @@ bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b) {
     return u;
   };
   const auto &insts = p.functions[f].instructions;
+  // Instruction j itself may overwrite b (in place): then it is dead.
+  const uint32_t overJ = overwrittenSlots(insts[j]);
+  for (uint32_t k = 0; k < insts[j].operands.size(); ++k)
+    if (insts[j].operands[k] == b && (overJ >> k & 1u))
+      return true;
   for (size_t i = j + 1; i < insts.size(); ++i)
     if (int u = use(insts[i]))
       return u == 2;
@@ -401,6 +406,61 @@ std::vector<AddFusion> planResidualAdds(
       writes[i] = 1;
       break;
     }
+  }
+  return fused;
+}
+
+std::vector<GeluFusion> planGeluFusions(
+    const ProgramDesc &p, size_t f,
+    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
+  const auto &insts = p.functions[f].instructions;
+  using Range = std::pair<uint64_t, uint64_t>;
+  auto overlap = [](Range a, Range b) { return a.first < b.second && b.first < a.second; };
+  std::vector<GeluFusion> fused;
+  std::vector<char> taken(insts.size(), 0);
+  for (size_t j = 0; j < insts.size(); ++j) {
+    const Instruction &g = insts[j];
+    const auto op = static_cast<Opcode>(g.opcode);
+    if ((op != Opcode::GeluFwd && op != Opcode::GeluBwd) || skip[j])
+      continue;
+    const bool backward = op == Opcode::GeluBwd;
+    // The GEMM's product: the forward's x, the backward's dy.
+    const uint32_t in = g.operands[backward ? 1 : 0], outSlot = backward ? 2 : 1;
+    size_t i = j;
+    while (i-- > 0 && std::find(insts[i].operands.begin(), insts[i].operands.end(), in) ==
+                          insts[i].operands.end()) {
+    }
+    if (i >= j || taken[i] || skip[i])
+      continue;
+    const Instruction &m = insts[i];
+    if (m.opcode != static_cast<uint16_t>(Opcode::LinearFwd) || m.operands.back() != in ||
+        std::count(m.operands.begin(), m.operands.end(), in) != 1 ||
+        (backward && m.operands.size() != 3))
+      continue;
+    const size_t mOut = m.operands.size() - 1;
+    // The epilogue's tensors: the GELU's output (or input gradient) and the
+    // pre-activation (the forward's x, the GEMM's own output; the
+    // backward's x, an input of the GELU).
+    const Range out = range(j, outSlot), pre = range(j, 0);
+    const bool outH16 = half16[j] >> outSlot & 1u;
+    const bool preH16 = backward ? (half16[j] & 1u) : (half16[i] >> mOut & 1u);
+    if (outH16 != preH16)
+      continue;
+    if (backward && (!lastReadOf(p, f, j, in) || g.operands[0] == in))
+      continue;
+    bool ok = !overlap(out, pre);
+    for (size_t k = i + 1; k < j && ok; ++k)
+      for (size_t q = 0; q < insts[k].operands.size() && ok; ++q) {
+        const Range r = range(k, q);
+        ok = !overlap(r, out) && !overlap(r, pre);
+      }
+    for (size_t q = 0; q < mOut && ok; ++q)
+      ok = !overlap(range(i, q), out) && !overlap(range(i, q), pre);
+    if (!ok)
+      continue;
+    fused.push_back({i, j, backward});
+    taken[i] = 1;
   }
   return fused;
 }

@@ -519,6 +519,82 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
   cuda::destroyBlas(blas);
 }
 
+/// GELU in the GEMM's epilogue (cuBLASLt GELU_AUX_BIAS, DGELU), fp32 and
+/// 16-bit, against the GEMM and the GELU kernels apart: the forward's
+/// output and kept pre-activation, the backward's input gradient.
+void checkGeluEpilogue(Rng &rng, cuda::GemmMode mode) {
+  if (!cuda::gemmTakes16(mode))
+    return;
+  const cuda::Half h = mode == cuda::GemmMode::Fp16 ? cuda::Half::Fp16 : cuda::Half::Bf16;
+  std::string err;
+  cuda::Blas *blas = cuda::createBlas(nullptr, mode, 1 << 20, &err);
+  if (!blas) {
+    std::fprintf(stderr, "error: %s\n", err.c_str());
+    std::exit(1);
+  }
+  const int64_t rows = 256, in = 128, out = 512;
+  auto x = randomVec(rng, rows * in), w = randomVec(rng, in * out, 0.2),
+       bias = randomVec(rng, out), dy = randomVec(rng, rows * in);
+  Dev<float> X(x), W(w), Bd(bias), DY(dy), Y(rows * out), G(rows * out), DG(rows * out),
+      DYP(rows * out);
+  // Apart: y = x W + b, g = gelu(y); dg = dy Wᵀ, dpre = gelu'(y) dg.
+  bool ok = cuda::linearFwd(blas, X.p, W.p, Bd.p, Y.p, rows, in, out, false, &err) &&
+            cuda::linearFwd(blas, DY.p, W.p, nullptr, DG.p, rows, in, out, false, &err);
+  cuda::geluFwd(Y.p, G.p, rows * out, nullptr);
+  cuda::geluBwd(Y.p, DG.p, DYP.p, rows * out, nullptr);
+  auto widen = [&](const Dev<uint16_t> &d) {
+    std::vector<uint16_t> v = d.host();
+    std::vector<float> f(v.size());
+    for (size_t e = 0; e < v.size(); ++e)
+      f[e] = from16(v[e], h);
+    return f;
+  };
+  for (bool h16 : {false, true}) {
+    const std::string tag = h16 ? (h == cuda::Half::Fp16 ? " (fp16)" : " (bf16)") : " (fp32)";
+    // cuBLASLt's GELU (the tanh form, as GPT-2's) computed its own way.
+    const double tol = h16 ? (h == cuda::Half::Fp16 ? 5e-3 : 1e-2) : 5e-3;
+    // 16-bit: the tensors are stored in halves of these buffers.
+    Dev<float> Yf(rows * out), Gf(rows * out), DGf(rows * out), DYf(rows * out), Y16(rows * out);
+    if (h16)
+      (h == cuda::Half::Bf16 ? cuda::toBf16 : cuda::toFp16)(Y.p, Y16.p, rows * out, nullptr);
+    bool fwdDone = false, bwdDone = false;
+    cuda::GeluEpilogue fwd{cuda::GeluEpilogue::Forward, Gf.p, Yf.p, h16, &fwdDone};
+    cuda::GeluEpilogue bwd{cuda::GeluEpilogue::Backward, DYf.p, h16 ? Y16.p : Y.p, h16,
+                           &bwdDone};
+    cuda::gemmForget(blas);
+    ok = ok &&
+         cuda::linearFwd(blas, X.p, W.p, Bd.p, Yf.p, rows, in, out, false, &err,
+                         h16 ? 4u : 0u, nullptr, &fwd) &&
+         cuda::linearFwd(blas, DY.p, W.p, nullptr, DGf.p, rows, in, out, false, &err, 0u,
+                         nullptr, &bwd);
+    if (!ok) {
+      std::printf("GELU epilogue%s FAIL: %s\n", tag.c_str(), err.c_str());
+      ++failures;
+      continue;
+    }
+    auto host = [&](Dev<float> &d) {
+      if (!h16)
+        return d.host();
+      Dev<uint16_t> v(static_cast<size_t>(rows * out));
+      must(cudaMemcpy(v.p, d.p, rows * out * 2, cudaMemcpyDeviceToDevice), "copy");
+      return widen(v);
+    };
+    if (fwdDone) {
+      compare("linear_fwd + GELU epilogue, output" + tag, G.host(), host(Gf), tol);
+      compare("linear_fwd + GELU epilogue, kept input" + tag, Y.host(), host(Yf), tol);
+    } else { // cuBLASLt declined: the plain product, the GELU apart
+      compare("linear_fwd (GELU epilogue declined)" + tag, Y.host(), host(Yf), tol);
+    }
+    if (bwdDone)
+      compare("linear_fwd + GELU backward epilogue" + tag, DYP.host(), host(DYf), tol);
+    else
+      compare("linear_fwd (GELU backward epilogue declined)" + tag, DG.host(), DGf.host(), 1e-6);
+    std::printf("GELU epilogues%s: forward %s, backward %s\n", tag.c_str(),
+                fwdDone ? "fused" : "declined", bwdDone ? "fused" : "declined");
+  }
+  cuda::destroyBlas(blas);
+}
+
 void checkLayoutAndElementwise(Rng &rng) {
   int64_t rows = 129, C = 97;
   auto dy = randomVec(rng, rows * C);
@@ -961,6 +1037,7 @@ int main(int argc, char **argv) {
   checkLinear(rng, mode);
   checkLayoutAndElementwise(rng);
   checkStore16(rng, mode);
+  checkGeluEpilogue(rng, mode);
   checkEmbeddings(rng);
   checkAttention(rng, 0);
   if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast) {

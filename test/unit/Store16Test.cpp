@@ -407,3 +407,45 @@ TEST(Store16, AttentionOperands) {
   EXPECT_EQ(t.slots[0][6], 0u);
   EXPECT_EQ(at(t, 0, 0, 1), No);
 }
+
+TEST(GeluFusions, ForwardAndBackward) {
+  // In the MLP: gelu(y1) after y1 = h W1 + b1, and gelu'(y1) dg after
+  // dg = dy2 W2ᵀ (dg read by nothing else; dy1 written over it).
+  Mlp m;
+  const ProgramDesc &p = m.p;
+  auto plan = [&](const ProgramDesc &q, std::vector<uint32_t> half16) {
+    half16.resize(q.functions[0].instructions.size(), 0);
+    return planGeluFusions(
+        q, 0,
+        [&](size_t i, size_t k) {
+          const BufferDesc &b = q.buffers[q.functions[0].instructions[i].operands[k]];
+          return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
+        },
+        half16, std::vector<char>(q.functions[0].instructions.size(), 0));
+  };
+  std::vector<GeluFusion> f = plan(p, {});
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].gemm, 1u);
+  EXPECT_EQ(f[0].gelu, 2u);
+  EXPECT_FALSE(f[0].backward);
+  EXPECT_EQ(f[1].gemm, 4u);
+  EXPECT_EQ(f[1].gelu, 6u);
+  EXPECT_TRUE(f[1].backward);
+  // The epilogue's two tensors stored differently: no.
+  EXPECT_EQ(plan(p, {0, 0, 1u << 1}).size(), 1u);
+  // dg read again after the GELU's backward: the GEMM must write it.
+  Mlp b;
+  for (Instruction &i : b.p.functions[0].instructions)
+    for (uint32_t &o : i.operands)
+      if (o == Dy1)
+        o = X; // dy1 apart from dg, in x's bytes (x is dead by then)
+  b.p.functions[0].instructions.push_back(inst(Opcode::SumRows, {Dg, Db1}));
+  std::vector<GeluFusion> g = plan(b.p, {});
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_FALSE(g[0].backward);
+  // Something between the GEMM and the GELU writes the output's bytes.
+  Mlp c;
+  c.p.functions[0].instructions.insert(c.p.functions[0].instructions.begin() + 2,
+                                       inst(Opcode::GeluFwd, {X, G}, {1024}));
+  EXPECT_EQ(plan(c.p, {}).size(), 1u);
+}

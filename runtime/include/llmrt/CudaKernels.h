@@ -59,12 +59,24 @@ int64_t gemmReusedCopies(const Blas *blas);
 /// only; bit 0 the first operand, x, bit 1 the second, w or dy): the GEMM
 /// reads them as they are instead of converting fp32 ones; bit 2
 /// (linearFwd): y is written in it (the bias rounded to it first).
+/// A GELU in the GEMM's epilogue (cuBLASLt): Forward, `out` = gelu(x W +
+/// b) and `aux` = x W + b (the pre-activation, kept for the backward);
+/// Backward, `out` = (x W) ∘ gelu'(aux). `out` and `aux` are both 16-bit
+/// (h16) or both fp32. *done says whether the GEMM did it; if not, it
+/// wrote the plain product to y and the caller runs the GELU kernel.
+struct GeluEpilogue {
+  enum Mode { Forward, Backward } mode;
+  void *out;
+  void *aux;
+  bool h16;
+  bool *done;
+};
 /// addTo (optional, fp32 [rows, out], may be y itself): y = x W (+ bias)
 /// + addTo, the residual add in the GEMM's epilogue (y fp32).
 bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
                void *y, int64_t rows, int64_t in, int64_t out, bool transW,
                std::string *error, unsigned half16 = 0,
-               const float *addTo = nullptr);
+               const float *addTo = nullptr, const GeluEpilogue *gelu = nullptr);
 /// db (optional): the bias gradient (sumRows of dy) from the GEMM's
 /// epilogue where cuBLASLt can (the 16-bit modes); *dbDone says whether it
 /// was computed (else the caller runs sumRows).

@@ -81,9 +81,10 @@ Store16Plan planStore16(
     const std::function<bool(const Instruction &)> &attention16 = nullptr);
 
 /// Whether instruction j of function f is the last to read the value that
-/// buffer b holds there: no later instruction of f reads b before one
-/// overwrites it whole, and no function reads b before writing it (what
-/// one run leaves, the next does not read). Partial writes count as reads.
+/// buffer b holds there: j overwrites b itself (in place), or no later
+/// instruction of f reads b before one overwrites it whole and no function
+/// reads b before writing it (what one run leaves, the next does not
+/// read). Partial writes count as reads.
 bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b);
 
 /// A residual add fused into the instruction that wrote one of its
@@ -104,6 +105,27 @@ struct AddFusion {
 /// and `skip` per instruction: its 16-bit operands (Store16Plan), and
 /// whether the executor already leaves it out.
 std::vector<AddFusion> planResidualAdds(
+    const ProgramDesc &p, size_t f,
+    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip);
+
+/// A GELU (forward or backward) done in the epilogue of the linear_fwd
+/// before it (cuBLASLt GELU_AUX(_BIAS), DGELU): forward, the GEMM writes
+/// the GELU's output and keeps its input (the pre-activation it wrote
+/// before); backward, it writes the GELU's input gradient from the
+/// pre-activation, and the product (dy of the GELU) is never stored.
+struct GeluFusion {
+  size_t gemm, gelu;
+  bool backward;
+};
+/// The GELUs of function f that the GEMM writing their input (forward: x;
+/// backward: dy, which nothing else reads) can compute: nothing between
+/// the two touches the tensors involved, the GEMM's output does not
+/// overlap its inputs, and the epilogue's two tensors (GELU output or
+/// input gradient, and the pre-activation) are stored alike (both 16-bit
+/// or both fp32; `half16` per instruction as planStore16 left it). The
+/// backward's GEMM has no bias. Arguments as planResidualAdds'.
+std::vector<GeluFusion> planGeluFusions(
     const ProgramDesc &p, size_t f,
     const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip);

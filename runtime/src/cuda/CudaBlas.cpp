@@ -192,7 +192,7 @@ int alignmentOf(const void *p) {
 /// at 256-byte-aligned scratch, fp32 C aligned to `cAlign` bytes.
 LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                int64_t lda, int64_t ldb, int64_t ldc, int cAlign,
-               cublasLtEpilogue_t epi, bool out16) {
+               cublasLtEpilogue_t epi, bool out16, const void *aux = nullptr) {
   LtPlan &p = b->ltPlans[{ta, tb, M, N, K, lda, ldb, ldc, cAlign, static_cast<int>(epi),
                           out16}];
   if (p.desc)
@@ -214,6 +214,13 @@ LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                      &biasType, sizeof(biasType)) ==
           CUBLAS_STATUS_SUCCESS &&
+      // A GELU's pre-activation: D's shape and leading dimension (the
+      // heuristic takes the pointer's alignment from it).
+      (!aux || (cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                               &ldc, sizeof(ldc)) == CUBLAS_STATUS_SUCCESS &&
+                cublasLtMatmulDescSetAttribute(p.desc,
+                                               CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+                                               sizeof(aux)) == CUBLAS_STATUS_SUCCESS)) &&
       // Lt's A is our B (N x K as op'd), its B our A; C is N x M.
       cublasLtMatrixLayoutCreate(&p.a, in, tb ? K : N, tb ? N : K, ldb) ==
           CUBLAS_STATUS_SUCCESS &&
@@ -261,9 +268,12 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
           const void *Av, int64_t lda, const void *Bv, int64_t ldb, void *C,
           int64_t ldc, std::string *error, const float *bias = nullptr,
           float *biasGrad = nullptr, char gradOf = 0, bool *gradDone = nullptr,
-          unsigned half16 = 0, const float *addC = nullptr) {
+          unsigned half16 = 0, const float *addC = nullptr,
+          const GeluEpilogue *gelu = nullptr) {
   if (gradDone)
     *gradDone = false;
+  if (gelu)
+    *gelu->done = false;
   // addC: C = op(A) op(B) (+ bias) + addC (fp32 C; addC may be C itself).
   const float alpha = 1.0f, beta = addC ? 1.0f : 0.0f;
   if (addC && (half16 & 4u)) {
@@ -350,27 +360,49 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     // The bias in the product's epilogue (one pass over C, not two), or
     // the bias gradient summed from the 16-bit operand it reads anyway.
     // Lt's A is our B (its m: N), its B our A (its n: M).
-    if (b->lt && (!out16 || !bias || N <= Blas::kBias16)) {
-      const void *vec = bias ? (out16 ? static_cast<const void *>(b->bias16)
-                                      : static_cast<const void *>(bias))
+    // A GELU epilogue writes its own output (and the forward the
+    // pre-activation where the plain product would go), of its own type.
+    const bool fuseGelu = gelu && !addC && !biasGrad &&
+                          (gelu->mode == GeluEpilogue::Forward || !bias);
+    const bool d16 = fuseGelu ? gelu->h16 : out16;
+    if (fuseGelu && gelu->h16 && bias && N <= Blas::kBias16 && !out16)
+      (half ? toFp16 : toBf16)(bias, b->bias16, N, b->stream);
+    if (b->lt && (!d16 || !bias || N <= Blas::kBias16)) {
+      const void *vec = bias ? (d16 ? static_cast<const void *>(b->bias16)
+                                    : static_cast<const void *>(bias))
                              : biasGrad;
       cublasLtEpilogue_t epi = bias              ? CUBLASLT_EPILOGUE_BIAS
                                : biasGrad == nullptr ? CUBLASLT_EPILOGUE_DEFAULT
                                : gradOf == 'B'   ? CUBLASLT_EPILOGUE_BGRADA
                                                  : CUBLASLT_EPILOGUE_BGRADB;
-      LtPlan &p = ltPlan(b, ta, tb, M, N, K, lda, ldb, ldc,
-                         vec ? std::min(alignmentOf(C), alignmentOf(vec)) : alignmentOf(C),
-                         epi, out16);
+      void *D = C;
+      const void *aux = nullptr;
+      if (fuseGelu) {
+        epi = gelu->mode == GeluEpilogue::Backward ? CUBLASLT_EPILOGUE_DGELU
+              : bias                              ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                                                  : CUBLASLT_EPILOGUE_GELU_AUX;
+        D = gelu->out;
+        aux = gelu->aux;
+      }
+      int align = alignmentOf(D);
+      for (const void *q : {vec, aux})
+        if (q)
+          align = std::min(align, alignmentOf(q));
+      LtPlan &p = ltPlan(b, ta, tb, M, N, K, lda, ldb, ldc, align, epi, d16, aux);
       auto matmul = [&](const cublasLtMatmulAlgo_t &algo) {
         return cublasLtMatmul(b->lt, p.desc, &alpha, bm, p.a, a, p.b, &beta,
-                              addC ? static_cast<const void *>(addC) : C, p.c, C, p.c,
+                              addC ? static_cast<const void *>(addC) : D, p.c, D, p.c,
                               &algo, b->ltWorkspace, Blas::kLtWorkspace,
                               b->stream) == CUBLAS_STATUS_SUCCESS;
       };
       const bool set =
-          p.ok && (!vec || cublasLtMatmulDescSetAttribute(
-                               p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec,
-                               sizeof(vec)) == CUBLAS_STATUS_SUCCESS);
+          p.ok &&
+          (!vec || cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                  &vec, sizeof(vec)) ==
+                       CUBLAS_STATUS_SUCCESS) &&
+          (!aux || cublasLtMatmulDescSetAttribute(p.desc,
+                                                  CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                  &aux, sizeof(aux)) == CUBLAS_STATUS_SUCCESS);
       // Timed only where a run leaves what the next reads as it was (not
       // while adding to C: in place, each run would add again).
       if (set && !p.tuned && !addC) {
@@ -405,8 +437,13 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
           ++b->biasGrads;
         if (gradDone)
           *gradDone = biasGrad != nullptr;
+        if (fuseGelu)
+          *gelu->done = true;
         return true;
       }
+      if (fuseGelu) // the plain product instead, the caller's GELU after it
+        return gemm(b, ta, tb, M, N, K, Av, lda, Bv, ldb, C, ldc, error, bias, biasGrad,
+                    gradOf, gradDone, half16, addC, nullptr);
     }
   }
   const bool out16 = half16 & 4u;
@@ -433,11 +470,12 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 
 bool linearFwd(Blas *blas, const void *x, const void *w, const float *bias,
                void *y, int64_t rows, int64_t in, int64_t out, bool transW,
-               std::string *error, unsigned half16, const float *addTo) {
+               std::string *error, unsigned half16, const float *addTo,
+               const GeluEpilogue *gelu) {
   // y[rows, out] = x[rows, in] W (+ bias) (+ addTo), W stored [in, out] or
   // (transW) [out, in].
   return gemm(blas, false, transW, rows, out, in, x, in, w, transW ? in : out,
-              y, out, error, bias, nullptr, 0, nullptr, half16, addTo);
+              y, out, error, bias, nullptr, 0, nullptr, half16, addTo, gelu);
 }
 
 bool linearBwdWeight(Blas *blas, const void *x, const void *dy, float *dw,

@@ -27,8 +27,10 @@
 // elementwise kernels, the loss and the layer norm's backward read
 // (LLMRT_CUDA_ACT16=0: none). cuBLASLt times its candidates once per shape
 // (LLMRT_CUDA_GEMM_TUNE=0: its first choice). LLMRT_CUDA_FUSE_ADD=1 fuses
-// residual adds into the GEMM or layer-norm backward before them (one
-// rank). LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
+// residual adds into the GEMM or layer-norm backward before them, and
+// LLMRT_CUDA_FUSE_GELU=1 GELUs into the GEMM before them (one rank);
+// LLMRT_CUDA_ATTN16=1 gives FlashAttention-2 16-bit operands.
+// LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
 //
 //===----------------------------------------------------------------------===//
@@ -154,6 +156,11 @@ public:
     /// A linear_fwd or layer_norm_bwd that adds this to its output: the
     /// residual add after it, fused (fuseResidualAdds; that add skips).
     const float *addTo = nullptr;
+    /// A linear_fwd that computes the GELU (forward or backward) at this
+    /// index in its epilogue, or that GELU, which runs only where the GEMM
+    /// could not (planGeluFusions; the GEMM's geluDone).
+    int gelu = -1;
+    mutable bool geluDone = false;
   };
   /// A fused_elementwise instruction's generated kernel.
   struct FusedKernel {
@@ -184,6 +191,10 @@ public:
   int fuseResidualAdds(std::vector<Resolved> &fn, size_t function);
   bool fuseAdds_ = false; ///< LLMRT_CUDA_FUSE_ADD=1
   int fusedAdds_ = 0;
+  /// LLMRT_CUDA_FUSE_GELU=1: GELUs in the epilogue of the GEMM before them.
+  void fuseGelus(std::vector<Resolved> &fn, size_t function);
+  bool fuseGelu_ = false;
+  int fusedGelus_ = 0;
   float *lossStats_ = nullptr; ///< 2 x rows: a loss forward's row statistics
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
@@ -522,6 +533,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
 
   if (const char *v = std::getenv("LLMRT_CUDA_FUSE_ADD"))
     ex->fuseAdds_ = std::atoi(v) != 0;
+  if (const char *v = std::getenv("LLMRT_CUDA_FUSE_GELU"))
+    ex->fuseGelu_ = std::atoi(v) != 0;
 
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
   std::vector<CUfunction> entries;
@@ -589,10 +602,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->pairLossStats(resolved);
     if (ex->fuseAdds_ && !multi)
       ex->fusedAdds_ += ex->fuseResidualAdds(resolved, ex->functions_.size());
+    if (ex->fuseGelu_ && !multi && cuda::gemmTakes16(mode))
+      ex->fuseGelus(resolved, ex->functions_.size());
     ex->functions_.push_back(std::move(resolved));
   }
   if (ex->fusedAdds_ > 0)
     ex->device_ += absl::StrCat(", ", ex->fusedAdds_, " residual adds fused");
+  if (ex->fusedGelus_ > 0)
+    ex->device_ += absl::StrCat(", ", ex->fusedGelus_, " GELUs in GEMM epilogues");
   if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
     return absl::InternalError(absl::StrCat("CUDA: ", cudaGetErrorString(e)));
   return std::unique_ptr<Executor>(std::move(ex));
@@ -733,6 +750,27 @@ int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
   return static_cast<int>(plan.size());
 }
 
+void CudaExecutor::fuseGelus(std::vector<Resolved> &fn, size_t function) {
+  std::vector<uint32_t> half16;
+  std::vector<char> skip;
+  for (const Resolved &r : fn) {
+    half16.push_back(r.half16);
+    skip.push_back(r.skip || r.addTo != nullptr);
+  }
+  for (const GeluFusion &g : planGeluFusions(
+           program_, function,
+           [&](size_t i, size_t k) {
+             auto a = reinterpret_cast<uint64_t>(fn[i].ptrs[k]);
+             return std::pair<uint64_t, uint64_t>{
+                 a, a + program_.buffers[fn[i].inst->operands[k]].bytes};
+           },
+           half16, skip)) {
+    fn[g.gemm].gelu = static_cast<int>(g.gelu);
+    fn[g.gelu].gelu = static_cast<int>(g.gemm);
+    ++fusedGelus_;
+  }
+}
+
 void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        std::chrono::steady_clock::time_point origin) {
   using clock = std::chrono::steady_clock;
@@ -839,9 +877,21 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::LinearFwd: {
       bool bias = r.ptrs.size() == 4;
       const int y = bias ? 3 : 2;
+      cuda::GeluEpilogue gelu{};
+      if (r.gelu >= 0) {
+        // Forward: the GELU's output, and its input (this GEMM's output)
+        // kept; backward: the GELU's input gradient from its input.
+        const Resolved &g = functions_[fn][r.gelu];
+        const bool back = g.inst->opcode == static_cast<uint16_t>(Opcode::GeluBwd);
+        const int out = back ? 2 : 1;
+        gelu = {back ? cuda::GeluEpilogue::Backward : cuda::GeluEpilogue::Forward,
+                g.ptrs[out], back ? g.ptrs[0] : p[y], (g.half16 >> out & 1u) != 0,
+                &r.geluDone};
+      }
       if (!cuda::linearFwd(blas_, p[0], p[1], bias ? F(p[2]) : nullptr, p[y], n[0],
                            n[1], n[2], n[3] != 0, &err,
-                           (h16 & 3u) | ((h16 >> y & 1u) << 2), r.addTo))
+                           (h16 & 3u) | ((h16 >> y & 1u) << 2), r.addTo,
+                           r.gelu >= 0 ? &gelu : nullptr))
         fatal(name, err);
       break;
     }
@@ -903,9 +953,13 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     case Opcode::GeluFwd:
+      if (r.gelu >= 0 && functions_[fn][r.gelu].geluDone) // in the GEMM's epilogue
+        break;
       cuda::geluFwdT(arg(0), res(1), n[0], half_, s);
       break;
     case Opcode::GeluBwd:
+      if (r.gelu >= 0 && functions_[fn][r.gelu].geluDone)
+        break;
       cuda::geluBwdT(arg(0), arg(1), res(2), n[0], half_, s);
       break;
     case Opcode::SiluFwd:
