@@ -352,13 +352,36 @@ bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b) {
   return true;
 }
 
+namespace {
+using Range = std::pair<uint64_t, uint64_t>;
+bool overlap(Range a, Range b) { return a.first < b.second && b.first < a.second; }
+/// The last instruction before j with buffer b among its operands (j
+/// where none).
+size_t lastToucher(const std::vector<Instruction> &insts, size_t j, uint32_t b) {
+  for (size_t i = j; i-- > 0;)
+    if (std::find(insts[i].operands.begin(), insts[i].operands.end(), b) !=
+        insts[i].operands.end())
+      return i;
+  return j;
+}
+/// Whether no instruction strictly between i and j touches the ranges.
+bool untouchedBetween(const std::vector<Instruction> &insts, size_t i, size_t j,
+                      const std::function<Range(size_t, size_t)> &range,
+                      std::initializer_list<Range> ranges) {
+  for (size_t k = i + 1; k < j; ++k)
+    for (size_t q = 0; q < insts[k].operands.size(); ++q)
+      for (Range r : ranges)
+        if (overlap(range(k, q), r))
+          return false;
+  return true;
+}
+} // namespace
+
 std::vector<AddFusion> planResidualAdds(
     const ProgramDesc &p, size_t f,
     const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
   const auto &insts = p.functions[f].instructions;
-  using Range = std::pair<uint64_t, uint64_t>;
-  auto overlap = [](Range a, Range b) { return a.first < b.second && b.first < a.second; };
   std::vector<AddFusion> fused;
   std::vector<char> writes(insts.size(), 0); // already fused into
   for (size_t j = 0; j < insts.size(); ++j) {
@@ -372,10 +395,7 @@ std::vector<AddFusion> planResidualAdds(
       if (add.operands[rk] == y || (half16[j] >> rk & 1u))
         continue;
       // The instruction that wrote y: the last one to touch it.
-      size_t i = j;
-      while (i-- > 0 && std::find(insts[i].operands.begin(), insts[i].operands.end(), y) ==
-                            insts[i].operands.end()) {
-      }
+      const size_t i = lastToucher(insts, j, y);
       if (i >= j || writes[i] || skip[i])
         continue;
       const Instruction &in = insts[i];
@@ -388,10 +408,7 @@ std::vector<AddFusion> planResidualAdds(
           !lastReadOf(p, f, j, y))
         continue;
       const Range r = range(j, rk), z = range(j, 2);
-      bool ok = !overlap(r, z) || r == z;
-      for (size_t k = i + 1; k < j && ok; ++k)
-        for (size_t q = 0; q < insts[k].operands.size() && ok; ++q)
-          ok = !overlap(range(k, q), r) && !overlap(range(k, q), z);
+      bool ok = (!overlap(r, z) || r == z) && untouchedBetween(insts, i, j, range, {r, z});
       for (uint32_t q = 0; q < in.operands.size() && ok; ++q) {
         if (q == out)
           continue;
@@ -415,8 +432,6 @@ std::vector<GeluFusion> planGeluFusions(
     const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
   const auto &insts = p.functions[f].instructions;
-  using Range = std::pair<uint64_t, uint64_t>;
-  auto overlap = [](Range a, Range b) { return a.first < b.second && b.first < a.second; };
   std::vector<GeluFusion> fused;
   std::vector<char> taken(insts.size(), 0);
   for (size_t j = 0; j < insts.size(); ++j) {
@@ -427,10 +442,7 @@ std::vector<GeluFusion> planGeluFusions(
     const bool backward = op == Opcode::GeluBwd;
     // The GEMM's product: the forward's x, the backward's dy.
     const uint32_t in = g.operands[backward ? 1 : 0], outSlot = backward ? 2 : 1;
-    size_t i = j;
-    while (i-- > 0 && std::find(insts[i].operands.begin(), insts[i].operands.end(), in) ==
-                          insts[i].operands.end()) {
-    }
+    const size_t i = lastToucher(insts, j, in);
     if (i >= j || taken[i] || skip[i])
       continue;
     const Instruction &m = insts[i];
@@ -449,12 +461,7 @@ std::vector<GeluFusion> planGeluFusions(
       continue;
     if (backward && (!lastReadOf(p, f, j, in) || g.operands[0] == in))
       continue;
-    bool ok = !overlap(out, pre);
-    for (size_t k = i + 1; k < j && ok; ++k)
-      for (size_t q = 0; q < insts[k].operands.size() && ok; ++q) {
-        const Range r = range(k, q);
-        ok = !overlap(r, out) && !overlap(r, pre);
-      }
+    bool ok = !overlap(out, pre) && untouchedBetween(insts, i, j, range, {out, pre});
     for (size_t q = 0; q < mOut && ok; ++q)
       ok = !overlap(range(i, q), out) && !overlap(range(i, q), pre);
     if (!ok)
