@@ -49,8 +49,10 @@ struct Blas {
   void *ltWorkspace = nullptr;
   int64_t epilogues = 0, biasGrads = 0, tunedPlans = 0;
   /// How many of the heuristic's candidates each plan times (1: none;
-  /// LLMRT_CUDA_GEMM_TUNE=0).
+  /// LLMRT_CUDA_GEMM_TUNE=0); LLMRT_CUDA_GEMM_TUNE=2 also times each with
+  /// k split 2, 4 and 8 ways where it can.
   int tune = 8;
+  bool splitK = false;
   static constexpr size_t kLtWorkspace = 32u << 20;
   cudaStream_t stream = nullptr;
   GemmMode mode = GemmMode::Bf16;
@@ -123,8 +125,10 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
   }
   b->stream = s;
   b->mode = mode;
-  if (const char *t = std::getenv("LLMRT_CUDA_GEMM_TUNE"))
+  if (const char *t = std::getenv("LLMRT_CUDA_GEMM_TUNE")) {
     b->tune = std::atoi(t) == 0 ? 1 : b->tune;
+    b->splitK = std::atoi(t) == 2;
+  }
   b->compute = mode == GemmMode::Bf16Fast ? CUBLAS_COMPUTE_32F_FAST_16BF
                : mode == GemmMode::Tf32   ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
@@ -248,6 +252,47 @@ LtPlan &ltPlan(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       for (int i = 0; i < found; ++i)
         if (heur[i].state == CUBLAS_STATUS_SUCCESS)
           p.candidates.push_back(heur[i].algo);
+      // The same algorithms with k split (the partial products reduced in
+      // fp32 through the workspace), where an algorithm allows it: the
+      // weight gradients' long k and small outputs leave SMs idle.
+      if (b->splitK) {
+        const size_t plain = p.candidates.size();
+        for (size_t c = 0; c < plain; ++c) {
+          int32_t supported = 0, splits = 1;
+          uint32_t schemes = 0;
+          size_t written = 0;
+          if (cublasLtMatmulAlgoCapGetAttribute(&p.candidates[c], CUBLASLT_ALGO_CAP_SPLITK_SUPPORT,
+                                                &supported, sizeof(supported),
+                                                &written) != CUBLAS_STATUS_SUCCESS ||
+              !supported ||
+              cublasLtMatmulAlgoCapGetAttribute(&p.candidates[c],
+                                                CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &schemes,
+                                                sizeof(schemes), &written) !=
+                  CUBLAS_STATUS_SUCCESS ||
+              !(schemes & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) ||
+              cublasLtMatmulAlgoConfigGetAttribute(&p.candidates[c],
+                                                   CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
+                                                   sizeof(splits), &written) !=
+                  CUBLAS_STATUS_SUCCESS ||
+              splits != 1)
+            continue;
+          for (int32_t k : {2, 4, 8}) {
+            cublasLtMatmulAlgo_t algo = p.candidates[c];
+            const uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+            cublasLtMatmulHeuristicResult_t check{};
+            if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k,
+                                                     sizeof(k)) == CUBLAS_STATUS_SUCCESS &&
+                cublasLtMatmulAlgoConfigSetAttribute(&algo,
+                                                     CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                     &scheme, sizeof(scheme)) ==
+                    CUBLAS_STATUS_SUCCESS &&
+                cublasLtMatmulAlgoCheck(b->lt, p.desc, p.a, p.b, p.c, p.c, &algo, &check) ==
+                    CUBLAS_STATUS_SUCCESS &&
+                check.workspaceSize <= Blas::kLtWorkspace)
+              p.candidates.push_back(algo);
+          }
+        }
+      }
       p.tuned = p.candidates.size() <= 1;
     }
     cublasLtMatmulPreferenceDestroy(pref);

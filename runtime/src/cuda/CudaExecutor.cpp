@@ -26,7 +26,7 @@
 // operand copies (LLMRT_CUDA_STORE16=0: none), and GEMM outputs that
 // elementwise kernels, the loss and the layer norm's backward read
 // (LLMRT_CUDA_ACT16=0: none). cuBLASLt times its candidates once per shape
-// (LLMRT_CUDA_GEMM_TUNE=0: its first choice). LLMRT_CUDA_FUSE_ADD=1 fuses
+// (LLMRT_CUDA_GEMM_TUNE=0: its first choice; =2: also each with k split). LLMRT_CUDA_FUSE_ADD=1 fuses
 // residual adds into the GEMM or layer-norm backward before them, and
 // LLMRT_CUDA_FUSE_GELU=1 GELUs into the GEMM before them (one rank);
 // LLMRT_CUDA_ATTN16=1 gives FlashAttention-2 16-bit operands.
