@@ -331,12 +331,17 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
       }
     const float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
     float *dxr = dx + row * C; // may be dy: its row is in registers
-    const float *ar = addTo ? addTo + row * C : nullptr; // may be dx
+    // The addend (may be dx) read whole before any store: loads after a
+    // store to a maybe-aliased row would wait for it one by one.
+    float av[MaxCPL];
+    const float *ar = addTo ? addTo + row * C : nullptr;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      av[k] = ar && k < cpl ? ar[lane + 32 * k] : 0.0f;
 #pragma unroll
     for (int k = 0; k < MaxCPL; ++k)
       if (k < cpl)
-        dxr[lane + 32 * k] = (ar ? ar[lane + 32 * k] : 0.0f) +
-                             rstd * (dv[k] * wr[k] - mg - xv[k] * mgx);
+        dxr[lane + 32 * k] = av[k] + rstd * (dv[k] * wr[k] - mg - xv[k] * mgx);
   }
 #pragma unroll
   for (int k = 0; k < MaxCPL; ++k)
