@@ -108,6 +108,10 @@ uint32_t overwrittenSlots(const Instruction &inst) {
 }
 
 namespace {
+/// Bit k of an operand mask (0 past 32 operands: global_norm and fused
+/// kernels may have more, and none of those is ever 16-bit).
+bool bit(uint32_t mask, size_t k) { return k < 32 && (mask >> k & 1u); }
+
 bool isGemm(const Instruction &inst) {
   auto op = static_cast<Opcode>(inst.opcode);
   return op == Opcode::LinearFwd || op == Opcode::LinearBwdWeight;
@@ -187,10 +191,10 @@ Store16Plan planStore16(
       uint32_t cont = 0;
       const uint32_t over = overOf(f, i, &cont);
       for (uint32_t k = 0; k < inst.operands.size(); ++k)
-        if (inst.operands[k] < nb && !((over | cont) >> k & 1u) && !written[inst.operands[k]])
+        if (inst.operands[k] < nb && !bit(over | cont, k) && !written[inst.operands[k]])
           readFirst[inst.operands[k]] = 1;
       for (uint32_t k = 0; k < inst.operands.size(); ++k)
-        if (inst.operands[k] < nb && (over >> k & 1u))
+        if (inst.operands[k] < nb && bit(over, k))
           written[inst.operands[k]] = 1;
     }
   }
@@ -199,6 +203,14 @@ Store16Plan planStore16(
     auto [bb, be] = range(b);
     return ab < be && bb < ae;
   };
+  // Buffers whose bytes a view (a rank's share, another buffer id) also
+  // names: a read through the view is not a read of the value here.
+  std::vector<char> viewed(nb, 0);
+  for (uint32_t v = 0; v < nb; ++v)
+    if (p.buffers[v].rankGroup != 0)
+      for (uint32_t b = 0; b < nb; ++b)
+        if (b != v && p.buffers[b].rankGroup == 0 && overlaps(b, v))
+          viewed[b] = 1;
 
   // A value: where it is written, whether it can be 16-bit, in place, the
   // GEMMs that read it and its last read.
@@ -223,7 +235,7 @@ Store16Plan planStore16(
       // Reads first: they see the values before this instruction's writes.
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
-        if (b >= nb || ((over | cont) >> k & 1u))
+        if (b >= nb || bit(over | cont, k))
           continue;
         if (current[b] < 0)
           continue;
@@ -235,7 +247,7 @@ Store16Plan planStore16(
         // A reader that writes over the value's bytes (in place, with
         // elements of another size) reads it from beside them.
         for (uint32_t j = 0; j < inst.operands.size(); ++j)
-          if ((over >> j & 1u) && inst.operands[j] < nb && overlaps(b, inst.operands[j]))
+          if (bit(over | cont, j) && inst.operands[j] < nb && overlaps(b, inst.operands[j]))
             v.inPlace = true;
         v.gemmReads += isGemm(inst);
         v.lastRead = i;
@@ -244,7 +256,7 @@ Store16Plan planStore16(
       // A column copy continuing a run writes into the run's value.
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
-        if (b >= nb || !(cont >> k & 1u) || current[b] < 0)
+        if (b >= nb || !bit(cont, k) || current[b] < 0)
           continue;
         Value &v = values[current[b]];
         v.writes.push_back({i, k});
@@ -255,7 +267,7 @@ Store16Plan planStore16(
       }
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
-        if (b >= nb || !(over >> k & 1u))
+        if (b >= nb || !bit(over, k))
           continue;
         const BufferDesc &d = p.buffers[b];
         Value v;
@@ -264,7 +276,7 @@ Store16Plan planStore16(
         v.inst = v.lastRead = i;
         v.writes.push_back({i, k});
         v.ok = static_cast<int>(k) == w && d.role == BufferRole::Temp && d.elem == ElemType::F32 &&
-               d.rankGroup == 0 && d.bytes > 0 && k < 32;
+               d.rankGroup == 0 && !viewed[b] && d.bytes > 0 && k < 32;
         for (uint32_t j = 0; j < inst.operands.size(); ++j)
           if (j != k && inst.operands[j] < nb && overlaps(b, inst.operands[j]))
             v.inPlace = true;
@@ -326,7 +338,7 @@ bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b) {
     int u = 0;
     for (uint32_t k = 0; k < inst.operands.size(); ++k)
       if (inst.operands[k] == b) {
-        if (!(over >> k & 1u))
+        if (!bit(over, k))
           return 1;
         u = 2;
       }
@@ -336,7 +348,7 @@ bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b) {
   // Instruction j itself may overwrite b (in place): then it is dead.
   const uint32_t overJ = overwrittenSlots(insts[j]);
   for (uint32_t k = 0; k < insts[j].operands.size(); ++k)
-    if (insts[j].operands[k] == b && (overJ >> k & 1u))
+    if (insts[j].operands[k] == b && bit(overJ, k))
       return true;
   for (size_t i = j + 1; i < insts.size(); ++i)
     if (int u = use(insts[i]))

@@ -449,3 +449,61 @@ TEST(GeluFusions, ForwardAndBackward) {
                                        inst(Opcode::GeluFwd, {X, G}, {1024}));
   EXPECT_EQ(plan(c.p, {}).size(), 1u);
 }
+
+TEST(Store16, ViewsAndWideInstructions) {
+  // A rank's share (a view: another buffer id over g's bytes) read by an
+  // all-reduce: g's value is not 16-bit, since that read is not seen as
+  // one of g.
+  Mlp m;
+  BufferDesc share = m.p.buffers[G];
+  share.rankGroup = 2;
+  share.rankStride = 0;
+  m.p.buffers.push_back(share);
+  m.p.functions[0].instructions.push_back(
+      inst(Opcode::AllReduce, {uint32_t(N), uint32_t(N)}, {1024, 2, 0}));
+  EXPECT_EQ(at(m.plan(), 0, 2, 1), No);
+  EXPECT_EQ(at(m.plan(), 0, 0, 3), Own);
+  // An instruction with more than 32 operands (a global norm over many
+  // gradients) reading h: h stays fp32, and nothing past bit 31 is set.
+  Mlp w;
+  Instruction norm = inst(Opcode::GlobalNorm, {Db1});
+  for (int k = 0; k < 40; ++k)
+    norm.operands.push_back(k == 35 ? H : DW1);
+  w.p.functions[0].instructions.push_back(norm);
+  Store16Plan s = w.plan();
+  EXPECT_EQ(at(s, 0, 0, 3), No);
+  EXPECT_EQ(s.slots[0].back(), 0u);
+}
+
+TEST(GeluFusions, TheCompilersInPlaceFormAndBiases) {
+  auto plan = [](const ProgramDesc &q) {
+    const size_t n = q.functions[0].instructions.size();
+    return planGeluFusions(
+        q, 0,
+        [&](size_t i, size_t k) {
+          const BufferDesc &b = q.buffers[q.functions[0].instructions[i].operands[k]];
+          return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
+        },
+        std::vector<uint32_t>(n, 0), std::vector<char>(n, 0));
+  };
+  // gelu_bwd(y1, dg, dg): dy1 written over dg under dg's name.
+  Mlp m;
+  for (Instruction &i : m.p.functions[0].instructions)
+    for (uint32_t &o : i.operands)
+      if (o == Dy1)
+        o = Dg;
+  std::vector<GeluFusion> f = plan(m.p);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_TRUE(f[1].backward);
+  EXPECT_EQ(f[1].gemm, 4u);
+  // A GEMM with a bias before the backward: its epilogue cannot add one.
+  Mlp b;
+  b.p.functions[0].instructions[4] = inst(Opcode::LinearFwd, {Dy2, W2, Db1, Dg});
+  std::vector<GeluFusion> g = plan(b.p);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_FALSE(g[0].backward);
+  // The forward with a bias (GELU_AUX_BIAS) is fused.
+  Mlp c;
+  c.p.functions[0].instructions[1] = inst(Opcode::LinearFwd, {H, W1, Db1, Y1});
+  EXPECT_EQ(plan(c.p).size(), 2u);
+}

@@ -681,9 +681,24 @@ void CudaExecutor::pairBiasGrads(std::vector<Resolved> &fn,
       continue;
     const bool free = (deferred.slotOf.empty() || deferred.slotOf[i + 1] < 0) &&
                       (deferred.waitBefore.empty() || deferred.waitBefore[i + 1].empty());
+    // The epilogue writes db while the GEMM reads its operands, which may
+    // be stored 16-bit in their own buffers (no copy between): db's bytes
+    // (the packer may give it those of x, whose last read this is) must
+    // be apart from them.
+    auto bytesOf = [&](size_t k, size_t slot) {
+      const char *a = static_cast<const char *>(fn[k].ptrs[slot]);
+      return std::pair<const char *, const char *>{
+          a, a + program_.buffers[fn[k].inst->operands[slot]].bytes};
+    };
+    bool apart = true;
+    for (size_t k = 0; k < fn[i].ptrs.size(); ++k) {
+      auto [a0, a1] = bytesOf(i, k);
+      auto [b0, b1] = bytesOf(i + 1, 1);
+      apart = apart && (a1 <= b0 || b1 <= a0);
+    }
     // sum_rows(dy [rows, out]) with linear_bwd_weight(x, dy) ints
     // [rows, in, out, transW].
-    if (free && fn[i + 1].ptrs[0] == fn[i].ptrs[1] && sr.ints[0] == w.ints[0] &&
+    if (free && apart && fn[i + 1].ptrs[0] == fn[i].ptrs[1] && sr.ints[0] == w.ints[0] &&
         sr.ints[1] == w.ints[2]) {
       fn[i].biasGrad = static_cast<float *>(fn[i + 1].ptrs[1]);
       fn[i + 1].sumRowsFused = true;
@@ -783,8 +798,6 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
   const DeferredCollectives &deferred = deferred_[fn];
   for (size_t idx = 0; idx < functions_[fn].size(); ++idx) {
     const Resolved &r = functions_[fn][idx];
-    if (r.skip) // an AdamW its batch's first instruction launched
-      continue;
     const Instruction &in = *r.inst;
     // Deferred collectives whose bytes this instruction touches: the
     // compute stream waits for them here (an event, not the host).
@@ -806,6 +819,11 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
              std::chrono::duration<double, std::micro>(waitEnd - waitBegin).count(), 0});
       }
     }
+    // An instruction another one does (an AdamW its batch's first
+    // instruction launched, an add fused into its operand's writer): after
+    // its waits (the planners leave none there, nor starts).
+    if (r.skip)
+      continue;
     const int slot = deferred.slotOf.empty() ? -1 : deferred.slotOf[idx];
     const std::vector<int64_t> &n = in.ints;
     const std::vector<double> &fl = in.floats;
