@@ -35,7 +35,7 @@ cp "$bin/llmrt-cuda-check" "$out/bin/"
 # The planner's prediction for that executable, on the device's cluster
 # file (LLM_GPU_CLUSTER; run.sh prints it next to the measurement).
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --emit=plan \
-  --cluster "${LLM_GPU_CLUSTER:-$root/examples/clusters/h200-1gpu.json}" \
+  --cluster "${LLM_GPU_CLUSTER:-$root/examples/clusters/h100-1gpu.json}" \
   --devices 1 -o "$out/data/gpt2.plan.json"
 
 # Parity: the reference trains from the same initial weights and batches.

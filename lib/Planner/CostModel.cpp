@@ -207,6 +207,19 @@ std::string mlir::llm::rematLabel(Remat r, int64_t rematLayers) {
   return rematName(r);
 }
 
+double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op) {
+  if (!m.storage16 || m.elemBytes != 4)
+    return 1.0;
+  if (op.name == "layer_norm" || op.name == "rms_norm")
+    return 6.0 / 8.0;
+  if (op.name == "gelu" || op.name == "silu" || op.name == "cross_entropy" ||
+      op.name == "linear")
+    return 0.5;
+  if (op.name == "add")
+    return 10.0 / 12.0;
+  return 1.0;
+}
+
 double mlir::llm::activationBytesPerLayer(const ModelProfile &m,
                                          const PlanConfig &c) {
   if (c.remat == Remat::Budget && m.layers > 0) {
@@ -276,7 +289,8 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
         continue;
       double div = (op.tpSplit || c.sp) ? t : 1.0;
       double flops = op.flops * b * scale / div;
-      double bytes = (op.actBytes * b * scale + op.weightBytes * scale) / div;
+      double bytes =
+          (op.actBytes * storageBytesFactor(m, op) * b * scale + op.weightBytes * scale) / div;
       double rate = op.attentionCore && cl.efficiency.attention > 0
                         ? peakTf * 1e12 * cl.efficiency.attention
                         : gemmRate(flops);

@@ -215,6 +215,10 @@ int main(int argc, char **argv) {
     profile = std::move(*p);
     profile->vocabAlign = align;
     profile->keepAttentionLse = keepLse;
+    // The CUDA runtime's 16-bit storage of activations (the default with
+    // 16-bit products): its memory-bound kernels move fewer bytes.
+    profile->storage16 = target == "cuda" && (profile->computePrecision == "bf16" ||
+                                              profile->computePrecision == "fp16");
     return 0;
   };
   // The runtime stores every tensor in f32 (master weights, activations,

@@ -83,7 +83,22 @@ struct ModelProfile {
   /// values per sequence, split by TP, kept unless the attention is
   /// recomputed. Not read off the graph; the caller sets it.
   bool keepAttentionLse = false;
+  /// The CUDA runtime's 16-bit storage (runtime Store16.h): with 16-bit
+  /// matrix products it keeps the activations whose readers allow it in 16
+  /// bits, so its memory-bound kernels move fewer bytes than the f32 types
+  /// of the IR say (storageBytesFactor). Not read off the graph; llm-compile
+  /// sets it for --target cuda with bf16 or fp16 products.
+  bool storage16 = false;
 };
+
+/// The bytes an op of the profile moves on the target, relative to its
+/// f32 IR types: 1 unless `storage16` (and f32 storage in the IR). Then, by
+/// op, what the CUDA runtime stores 16-bit: a layer or RMS norm reads the
+/// f32 residual stream and writes 16 bits (6 of 8 bytes an element); GELU,
+/// SiLU, the loss's logits and the linears' activations are 16-bit (1/2);
+/// a residual add reads f32 and 16 bits and writes f32 (10 of 12);
+/// attention, embeddings and the rest stay f32.
+double storageBytesFactor(const ModelProfile &m, const OpProfile &op);
 
 /// Reads the profile off the module's model function: ops are assigned to
 /// layers by the Hugging Face names of the parameters they read; layer 0
