@@ -507,3 +507,26 @@ TEST(GeluFusions, TheCompilersInPlaceFormAndBiases) {
   c.p.functions[0].instructions[1] = inst(Opcode::LinearFwd, {H, W1, Db1, Y1});
   EXPECT_EQ(plan(c.p).size(), 2u);
 }
+
+TEST(ResidualAdds, OverlapsTheWriterMustNotHave) {
+  // The layer norm's dx + g written over its own x: its threads hold x's
+  // rows, so that is fine; over its dw (read by nothing yet, written
+  // by the kernel's atomics): not.
+  ProgramDesc a = residualProgram();
+  a.functions[0].instructions[3] = inst(Opcode::Add, {RG, LDX, LX}, {1024, 1024});
+  EXPECT_EQ(fuse(a).size(), 2u);
+  ProgramDesc b = residualProgram();
+  b.functions[0].instructions[3] = inst(Opcode::Add, {RG, LDX, LDW}, {1024, 1024});
+  EXPECT_EQ(fuse(b).size(), 1u);
+  // Two fusions whose windows interleave: the second writer's add comes
+  // after the first's, and the second window touches the first's sum.
+  ProgramDesc c = residualProgram();
+  auto &insts = c.functions[0].instructions;
+  insts = {inst(Opcode::LinearFwd, {RH, RW, RB, RY}, {16, 64, 64, 0}),
+           inst(Opcode::LayerNormBwd, {LX, LW, LDY, LDX, LDW, LDB}, {16, 64}),
+           inst(Opcode::Add, {RR, RY, RZ}, {1024, 1024}),
+           inst(Opcode::Add, {RZ, LDX, RG}, {1024, 1024})};
+  std::vector<AddFusion> f = fuse(c);
+  ASSERT_EQ(f.size(), 1u); // the layer norm's window holds the first add,
+  EXPECT_EQ(f[0].writer, 0u); // which touches its addend z: only the GEMM's
+}
