@@ -744,12 +744,13 @@ void checkAttention(Rng &rng, int kind) {
         o[e] = from16(o16[e], cuda::Half::Bf16);
       must(cudaMemcpy(O.p, o.data(), o.size() * 4, cudaMemcpyHostToDevice), "upload");
     } else if (kind >= 2) {
-      // kind 4: the forward keeps the log-sum-exp, the backward takes it.
+      // kind 4: the forward keeps the log-sum-exp, the backward takes it;
+      // kind 6 too, its forward in blocks of 8 warps.
       cuda::attentionFwdMMA(Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
-                            c.causal, nullptr, kind == 4 ? LSE.p : nullptr);
+                            c.causal, nullptr, kind >= 4 ? LSE.p : nullptr, 0u, kind == 6);
       cuda::attentionBwdMMA(Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, kind == 3,
-                            kind == 4 ? O.p : nullptr, kind == 4 ? LSE.p : nullptr);
+                            kind >= 4 ? O.p : nullptr, kind >= 4 ? LSE.p : nullptr);
     } else {
       (kind == 1 ? cuda::attentionFwdTC : cuda::attentionFwd)(
           Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, nullptr);
@@ -759,7 +760,8 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 5   ? " fa2 16-bit"
+                  kind == 6   ? " fa2 forward 8 warps"
+                  : kind == 5 ? " fa2 16-bit"
                   : kind == 4 ? " fa2 kept-lse"
                   : kind == 3 ? " fa2 staged"
                   : kind == 2 ? " fa2"
@@ -1046,6 +1048,7 @@ int main(int argc, char **argv) {
     checkAttention(rng, 3);
     checkAttention(rng, 4);
     checkAttention(rng, 5);
+    checkAttention(rng, 6);
   }
   checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");

@@ -241,10 +241,12 @@ bool attentionMMASupport(int64_t D);
 /// statistics (the default; LLMRT_CUDA_ATTN_LSE=0 recomputes them).
 /// h16 (LLMRT_CUDA_ATTN16): the operands stored bf16, bit 0 q, 1 k, 2 v,
 /// 3 dout, 4 out (the forward writes it bf16; the backward reads it).
+/// wide (LLMRT_CUDA_ATTN_FWD8=1): blocks of 8 warps, 128 queries sharing
+/// each key tile (not yet run on a GPU: off by default).
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s,
-                     float *lse = nullptr, unsigned h16 = 0);
+                     float *lse = nullptr, unsigned h16 = 0, bool wide = false);
 /// staged: the backward's next Q and dO tiles copied by cp.async while the
 /// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; fp32 inputs
 /// only; as fast as without on an H100, so off by default).

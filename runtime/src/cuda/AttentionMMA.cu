@@ -168,7 +168,8 @@ __device__ __forceinline__ void productPB(float (&acc)[D / 8][4],
 /// A 64 x D fp32 tile of head h of a [B, S, H, D] tensor held in registers
 /// between its load from global memory and its store (as bf16) to shared
 /// memory, so that the next tile's loads overlap this tile's products.
-template <int D> struct Tile : RowVectors<kRows, D, kThreads> {
+template <int D, int Rows = kRows, int Threads = kThreads>
+struct Tile : RowVectors<Rows, D, Threads> {
   __device__ __forceinline__ void store(bf16 *dst) const {
     this->put([&](int r, int c, float4 x) {
       *reinterpret_cast<uint2 *>(dst + r * Lay<D>::Ld + c) =
@@ -180,15 +181,15 @@ template <int D> struct Tile : RowVectors<kRows, D, kThreads> {
 /// The same tile where each tensor may be stored bf16 (16-bit attention
 /// inputs, LLMRT_CUDA_ATTN16): held as bf16 pairs from the load on (fp32
 /// rows are rounded as they arrive), bf16 rows copied as they are.
-template <int D> struct Tile16 {
-  static constexpr int Per = kRows * D / 4 / kThreads;
-  static_assert(kRows * D / 4 % kThreads == 0, "the tile does not split evenly");
+template <int D, int Rows = kRows, int Threads = kThreads> struct Tile16 {
+  static constexpr int Per = Rows * D / 4 / Threads;
+  static_assert(Rows * D / 4 % Threads == 0, "the tile does not split evenly");
   uint2 x[Per];
   __device__ __forceinline__ void fetch(const void *src, bool h16, int b, int S, int H,
                                         int h, int r0) {
 #pragma unroll
     for (int u = 0; u < Per; ++u) {
-      const int e = u * kThreads + threadIdx.x;
+      const int e = u * Threads + threadIdx.x;
       const int r = e / (D / 4), c = (e % (D / 4)) * 4, i = r0 + r;
       const int64_t at = ((static_cast<int64_t>(b) * S + i) * H + h) * D + c;
       if (i >= S) {
@@ -204,7 +205,7 @@ template <int D> struct Tile16 {
   __device__ __forceinline__ void store(bf16 *dst) const {
 #pragma unroll
     for (int u = 0; u < Per; ++u) {
-      const int e = u * kThreads + threadIdx.x;
+      const int e = u * Threads + threadIdx.x;
       *reinterpret_cast<uint2 *>(dst + (e / (D / 4)) * Lay<D>::Ld + (e % (D / 4)) * 4) = x[u];
     }
   }
@@ -214,11 +215,11 @@ template <int D> struct Tile16 {
 enum : unsigned { kQ16 = 1, kK16 = 2, kV16 = 4, kDO16 = 8, kO16 = 16 };
 
 /// A tile of `src` into registers: Tile (fp32) or Tile16 (either).
-template <int D, bool Any16> struct TileOf {
-  using Type = std::conditional_t<Any16, Tile16<D>, Tile<D>>;
+template <int D, bool Any16, int Rows = kRows, int Threads = kThreads> struct TileOf {
+  using Type = std::conditional_t<Any16, Tile16<D, Rows, Threads>, Tile<D, Rows, Threads>>;
 };
-template <int D, bool Any16>
-__device__ __forceinline__ void fetchTile(typename TileOf<D, Any16>::Type &tile,
+template <int D, bool Any16, int Rows = kRows, int Threads = kThreads>
+__device__ __forceinline__ void fetchTile(typename TileOf<D, Any16, Rows, Threads>::Type &tile,
                                           const void *src, bool h16, int b, int S,
                                           int H, int h, int r0) {
   if constexpr (Any16)
@@ -241,31 +242,37 @@ __device__ __forceinline__ float2 load2(const void *p, bool h16, int64_t at) {
 enum FwdMode { kOut = 0, kStats = 1, kOutLse = 2 };
 
 /// Forward (mode kOut, kOutLse) or the backward's row statistics (kStats).
-/// Grid: (query tiles, Hq, B); under causal masking the longest rows go
-/// first.
-template <int D, int Mode, bool Any16>
-__global__ void __launch_bounds__(kThreads)
+/// Grid: (query blocks of 16 x Warps rows, Hq, B); under causal masking
+/// the longest rows go first. Key tiles are 64 rows whatever the warps: 8
+/// warps (LLMRT_CUDA_ATTN_FWD8=1) share each K, V tile among 128 queries,
+/// half the loads of 4.
+template <int D, int Mode, bool Any16, int Warps = kWarps>
+__global__ void __launch_bounds__(32 * Warps)
     attnFwdMMA(const void *q, const void *k, const void *v,
                const void *dout, void *out, float *lseOut, float *dOut,
                int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16) {
-  __shared__ __align__(16) bf16 Qs[Lay<D>::TileElems];
+  constexpr int Threads = 32 * Warps, QRows = 16 * Warps;
+  __shared__ __align__(16) bf16 Qs[QRows * Lay<D>::Ld];
   __shared__ __align__(16) bf16 Ks[Lay<D>::TileElems];
   __shared__ __align__(16) bf16 Vs[Lay<D>::TileElems];
 
   const int nq = gridDim.x;
   const int qt = causal ? nq - 1 - blockIdx.x : blockIdx.x;
-  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * kRows;
+  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * QRows;
   const int hk = h / (Hq / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
-  const int nk = causal ? qt + 1 : (S + kRows - 1) / kRows;
+  const int tiles = (S + kRows - 1) / kRows;
+  const int nk = !causal       ? tiles
+                 : Warps == kWarps ? qt + 1
+                                   : min(tiles, (q0 + QRows - 1) / kRows + 1);
 
-  typename TileOf<D, Any16>::Type kreg, vreg;
+  typename TileOf<D, Any16, kRows, Threads>::Type kreg, vreg;
   {
-    typename TileOf<D, Any16>::Type qreg;
-    fetchTile<D, Any16>(qreg, q, h16 & kQ16, b, S, Hq, h, q0);
-    fetchTile<D, Any16>(kreg, k, h16 & kK16, b, S, Hkv, hk, 0);
-    fetchTile<D, Any16>(vreg, v, h16 & kV16, b, S, Hkv, hk, 0);
+    typename TileOf<D, Any16, QRows, Threads>::Type qreg;
+    fetchTile<D, Any16, QRows, Threads>(qreg, q, h16 & kQ16, b, S, Hq, h, q0);
+    fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, Hkv, hk, 0);
+    fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, Hkv, hk, 0);
     qreg.store(Qs);
   }
   __syncthreads();
@@ -289,12 +296,15 @@ __global__ void __launch_bounds__(kThreads)
     vreg.store(Vs);
     __syncthreads();
     if (kt + 1 < nk) {
-      fetchTile<D, Any16>(kreg, k, h16 & kK16, b, S, Hkv, hk, k0 + kRows);
-      fetchTile<D, Any16>(vreg, v, h16 & kV16, b, S, Hkv, hk, k0 + kRows);
+      fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, Hkv, hk, k0 + kRows);
+      fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, Hkv, hk, k0 + kRows);
     }
     float s[8][4];
     productABt<D>(s, qa, Ks, lane);
-    const bool mask = k0 + kRows > S || (causal && kt == qt);
+    // Masked: a tile past S, or (causal) one reaching past the block's
+    // first query (the diagonal tile with 4 warps; the last two with 8).
+    const bool mask =
+        k0 + kRows > S || (causal && (Warps == kWarps ? kt == qt : k0 + kRows > q0));
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
@@ -648,17 +658,27 @@ bool attentionMMASupport(int64_t D) { return D == 64; }
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s, float *lse,
-                     unsigned h16) {
+                     unsigned h16, bool wide) {
   if (D != 64)
     return;
-  dim3 grid(static_cast<unsigned>((S + kRows - 1) / kRows),
+  const int warps = wide ? 8 : kWarps, qrows = 16 * warps;
+  dim3 grid(static_cast<unsigned>((S + qrows - 1) / qrows),
             static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   const float scaleLog2 = static_cast<float>(scale) * kLog2e;
   auto launch = [&](auto kernel, float *l) {
-    kernel<<<grid, kThreads, 0, s>>>(q, k, v, nullptr, out, l, nullptr, int(S), int(Hq),
-                                     int(Hkv), scaleLog2, causal, h16);
+    kernel<<<grid, 32 * warps, 0, s>>>(q, k, v, nullptr, out, l, nullptr, int(S), int(Hq),
+                                       int(Hkv), scaleLog2, causal, h16);
   };
-  if (h16 && lse)
+  if (wide) {
+    if (h16 && lse)
+      launch(attnFwdMMA<64, kOutLse, true, 8>, lse);
+    else if (h16)
+      launch(attnFwdMMA<64, kOut, true, 8>, nullptr);
+    else if (lse)
+      launch(attnFwdMMA<64, kOutLse, false, 8>, lse);
+    else
+      launch(attnFwdMMA<64, kOut, false, 8>, nullptr);
+  } else if (h16 && lse)
     launch(attnFwdMMA<64, kOutLse, true>, lse);
   else if (h16)
     launch(attnFwdMMA<64, kOut, true>, nullptr);

@@ -30,7 +30,8 @@
 // residual adds into the GEMM or layer-norm backward before them (one
 // rank); GELUs run in the epilogue of the GEMM before them
 // (LLMRT_CUDA_FUSE_GELU=0: apart);
-// LLMRT_CUDA_ATTN16=1 gives FlashAttention-2 16-bit operands.
+// LLMRT_CUDA_ATTN16=1 gives FlashAttention-2 16-bit operands, and
+// LLMRT_CUDA_ATTN_FWD8=1 runs its forward in blocks of 8 warps.
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
 //
@@ -241,6 +242,9 @@ public:
   /// LLMRT_CUDA_ATTN16=1: FlashAttention-2 reads and writes 16-bit
   /// tensors where the other readers allow (Store16.h).
   bool attn16_ = false;
+  /// LLMRT_CUDA_ATTN_FWD8=1: FlashAttention-2's forward in blocks of 8
+  /// warps (128 queries a key tile).
+  bool attnWide_ = false;
   bool fp16_ = false;
   /// The 16-bit type of GEMM operands (gemmTakes16 modes), in which the
   /// tensors only GEMMs read are stored (LLMRT_CUDA_STORE16=0: in fp32).
@@ -381,6 +385,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->attnTensorCores_ = kind != "fp32";
     ex->attnMMA_ = kind == "bf16";
   }
+  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_FWD8"))
+    ex->attnWide_ = std::atoi(a) != 0;
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_STAGED"))
     ex->attnStaged_ = std::atoi(a) != 0;
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_LSE"))
@@ -944,7 +950,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cuda::attentionFwdMMA(p[0], p[1], p[2], p[3], n[0], n[1], n[2], n[3], n[4],
                               fl[0], n[5] != 0, s,
                               attnLse_ && r.ptrs.size() == 5 ? F(p[4]) : nullptr,
-                              (h16 & 7u) | ((h16 >> 3 & 1u) << 4));
+                              (h16 & 7u) | ((h16 >> 3 & 1u) << 4), attnWide_);
         break;
       }
       (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
