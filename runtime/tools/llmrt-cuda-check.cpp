@@ -926,6 +926,16 @@ void checkPaddedLoss(Rng &rng, int64_t rows, int64_t V, int64_t valid,
     compare("cross_entropy_bwd from kept statistics" + sz,
             std::vector<float>(got.begin() + offset, got.end()),
             std::vector<float>(again.begin() + offset, again.end()), 1e-6);
+    // Both in one pass (LLMRT_CUDA_LOSS_FUSED): the backward's own bits,
+    // the forward's loss within the last bit of the statistics.
+    Dev<float> LOSS3(1), DL3(offset + rows * V);
+    cuda::crossEntropyFusedT({L.p + offset}, TG.p, LOSS3.p, {DL3.p + offset}, rows, V, valid,
+                             dloss, RS.p, cuda::Half::Bf16, nullptr);
+    std::vector<float> fused = DL3.host();
+    compare("cross_entropy fused, loss" + sz, LOSS.host(), LOSS3.host(), 1e-6);
+    compare("cross_entropy fused, gradient" + sz,
+            std::vector<float>(got.begin() + offset, got.end()),
+            std::vector<float>(fused.begin() + offset, fused.end()), 0);
   }
   if (!dlPad.empty())
     compare("cross_entropy_bwd padding (zero)" + sz,

@@ -151,6 +151,12 @@ void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
 void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
                       int64_t rows, int64_t V, int64_t valid, float dloss,
                       Half h, cudaStream_t s, const float *rowStats = nullptr);
+/// The loss's forward and backward in one pass over the logits (a
+/// forward whose loss nothing reads before its backward; rowScratch: rows
+/// floats): crossEntropyFwdT's loss and crossEntropyBwdT's dlogits.
+void crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
+                        int64_t rows, int64_t V, int64_t valid, float dloss,
+                        float *rowScratch, Half h, cudaStream_t s);
 /// A column copy with either side 16-bit (a 16-bit destination: the
 /// columns of a tensor that copies assemble whole).
 void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,

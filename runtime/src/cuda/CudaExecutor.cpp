@@ -31,7 +31,8 @@
 // rank); GELUs run in the epilogue of the GEMM before them
 // (LLMRT_CUDA_FUSE_GELU=0: apart);
 // LLMRT_CUDA_ATTN16=1 gives FlashAttention-2 16-bit operands, and
-// LLMRT_CUDA_ATTN_FWD8=1 runs its forward in blocks of 8 warps.
+// LLMRT_CUDA_ATTN_FWD8=1 runs its forward in blocks of 8 warps;
+// LLMRT_CUDA_LOSS_FUSED=1 does the loss's forward in its backward's pass.
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
 //
@@ -155,6 +156,10 @@ public:
     /// A loss forward that keeps its rows' statistics for the backward of
     /// the same logits, or that backward (pairLossStats).
     bool lossStats = false;
+    /// LLMRT_CUDA_LOSS_FUSED=1: a loss forward its backward does (skipped
+    /// here), or that backward, which writes the forward's loss here too.
+    bool lossSkip = false;
+    float *lossOut = nullptr;
     /// A linear_fwd or layer_norm_bwd that adds this to its output: the
     /// residual add after it, fused (fuseResidualAdds; that add skips).
     const float *addTo = nullptr;
@@ -199,6 +204,7 @@ public:
   bool fuseGelu_ = true;
   int fusedGelus_ = 0;
   float *lossStats_ = nullptr; ///< 2 x rows: a loss forward's row statistics
+  bool lossFused_ = false;     ///< LLMRT_CUDA_LOSS_FUSED=1
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
@@ -543,6 +549,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->fuseAdds_ = std::atoi(v) != 0;
   if (const char *v = std::getenv("LLMRT_CUDA_FUSE_GELU"))
     ex->fuseGelu_ = std::atoi(v) != 0;
+  if (const char *v = std::getenv("LLMRT_CUDA_LOSS_FUSED"))
+    ex->lossFused_ = std::atoi(v) != 0;
 
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
   std::vector<CUfunction> entries;
@@ -738,8 +746,22 @@ void CudaExecutor::pairLossStats(std::vector<Resolved> &fn) {
         if (in.opcode + 1 == fn[j].inst->opcode && in.operands[0] == logits &&
             in.operands[1] == fn[j].inst->operands[1] && in.ints == fn[j].inst->ints &&
             fn[i].ptrs[0] == fn[j].ptrs[0] &&
-            (fn[i].half16 & 1u) == (fn[j].half16 & 1u))
+            (fn[i].half16 & 1u) == (fn[j].half16 & 1u)) {
           fn[i].lossStats = fn[j].lossStats = true;
+          // Both in one kernel where nothing between reads or writes the
+          // loss, and the loss is none of the backward's operands.
+          const uint32_t loss = in.operands[2];
+          bool apart = !dcomm_ &&
+                       std::find(fn[j].inst->operands.begin(), fn[j].inst->operands.end(),
+                                 loss) == fn[j].inst->operands.end();
+          for (size_t k = i + 1; k < j && apart; ++k)
+            apart = std::find(fn[k].inst->operands.begin(), fn[k].inst->operands.end(),
+                              loss) == fn[k].inst->operands.end();
+          if (lossFused_ && apart) {
+            fn[i].lossSkip = true;
+            fn[j].lossOut = static_cast<float *>(fn[i].ptrs[2]);
+          }
+        }
         break; // another forward's statistics: no pair
       }
       if (std::find(in.operands.begin(), in.operands.end(), logits) != in.operands.end())
@@ -1007,13 +1029,19 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::scale(F(p[0]), static_cast<float>(fl[0]), F(p[1]), n[0], s);
       break;
     case Opcode::CrossEntropyFwd:
+      if (r.lossSkip) // its backward computes the loss too
+        break;
       cuda::crossEntropyFwdT(arg(0), I(p[1]), F(p[2]), n[0], n[1], n[1],
                              rowScratch_, half_, s, r.lossStats ? lossStats_ : nullptr);
       break;
     case Opcode::CrossEntropyBwd:
-      cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], n[1],
-                             static_cast<float>(lossScale_), half_, s,
-                             r.lossStats ? lossStats_ : nullptr);
+      if (r.lossOut)
+        cuda::crossEntropyFusedT(arg(0), I(p[1]), r.lossOut, res(2), n[0], n[1], n[1],
+                                 static_cast<float>(lossScale_), rowScratch_, half_, s);
+      else
+        cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], n[1],
+                               static_cast<float>(lossScale_), half_, s,
+                               r.lossStats ? lossStats_ : nullptr);
       break;
     case Opcode::VocabCrossEntropyFwd:
     case Opcode::VocabCrossEntropyBwd: {
@@ -1023,9 +1051,14 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         // model's n[3] columns (--vocab-align): one kernel, no statistics
         // to reduce.
         const int64_t valid = n[3] > 0 ? std::min(n[3], n[1]) : n[1];
+        if (op == Opcode::VocabCrossEntropyFwd && r.lossSkip)
+          break; // its backward computes the loss too
         if (op == Opcode::VocabCrossEntropyFwd)
           cuda::crossEntropyFwdT(arg(0), I(p[1]), F(p[2]), n[0], n[1], valid,
                                  rowScratch_, half_, s, r.lossStats ? lossStats_ : nullptr);
+        else if (r.lossOut)
+          cuda::crossEntropyFusedT(arg(0), I(p[1]), r.lossOut, res(2), n[0], n[1], valid,
+                                   static_cast<float>(lossScale_), rowScratch_, half_, s);
         else
           cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], valid,
                                  static_cast<float>(lossScale_), half_, s,

@@ -928,7 +928,8 @@ __global__ void meanK(const float *rowLoss, float *loss, int64_t rows) {
 template <typename InT, typename OutT>
 __global__ void crossEntropyBwdK(const InT *logits, const int32_t *targets,
                                  OutT *dlogits, int64_t V, int64_t valid,
-                                 float invRows, const float2 *rowStats) {
+                                 float invRows, const float2 *rowStats,
+                                 float *rowLoss) {
   __shared__ MaxSum scratch[32];
   const int64_t r = blockIdx.x;
   const InT *x = logits + r * V;
@@ -937,6 +938,8 @@ __global__ void crossEntropyBwdK(const InT *logits, const int32_t *targets,
                              : rowMaxSumExp(x, V, valid, scratch);
   const float mx = st.m, scale = invRows / st.s;
   const int64_t t = targets[r];
+  if (rowLoss && threadIdx.x == 0) // the forward's loss too (fused)
+    rowLoss[r] = logf(st.s) + st.m - get(x + t);
   OutT *dx = dlogits + r * V;
   auto grad = [&](int64_t j, float xj) {
     return j < valid ? expf(xj - mx) * scale - (j == t ? invRows : 0.0f)
@@ -1202,10 +1205,12 @@ void sumRowsT(const InT *dy, float *db, int64_t rows, int64_t C, cudaStream_t s)
 template <typename InT, typename OutT>
 void crossEntropyBwdLaunch(const InT *logits, const int32_t *targets, OutT *dlogits,
                            int64_t rows, int64_t V, int64_t valid, float dloss,
-                           cudaStream_t s, const float *rowStats = nullptr) {
+                           cudaStream_t s, const float *rowStats = nullptr,
+                           float *rowLoss = nullptr) {
   crossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
       logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
-      dloss / static_cast<float>(rows), reinterpret_cast<const float2 *>(rowStats));
+      dloss / static_cast<float>(rows), reinterpret_cast<const float2 *>(rowStats),
+      rowLoss);
 }
 template <typename T>
 void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
@@ -1465,6 +1470,16 @@ void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
       crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s, rowStats);
     });
   });
+}
+void crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
+                        int64_t rows, int64_t V, int64_t valid, float dloss,
+                        float *rowScratch, Half h, cudaStream_t s) {
+  typed(logits, h, [&](auto *l) {
+    typed(dlogits, h, [&](auto *d) {
+      crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s, nullptr, rowScratch);
+    });
+  });
+  meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
 void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
                   int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
