@@ -16,6 +16,8 @@
 #      parallel with sequence parallelism, a 2-stage 1F1B pipeline), each
 #      step's loss against the one-GPU run (fp32 GEMMs, 1e-4 relative);
 #      only where 2 GPUs and mpirun are present, else it says why not.
+#   7. (LLM_GPU_SANITIZE=1) compute-sanitizer's memcheck and racecheck on
+#      the attention, 16-bit and epilogue kernel checks.
 # Where no GPU is visible it says so and stops after checking the bundle.
 #
 #   bash bench/gpu/run.sh [BUNDLE] [OUTDIR]     (default .devbundle, /tmp/llm-gpu)
@@ -224,6 +226,27 @@ print(f"{sys.argv[3]}: {'PASS' if ok else 'FAIL'}  worst step loss rel diff {wor
 sys.exit(0 if ok else 1)
 PY
   done
+fi
+if [ "${LLM_GPU_SANITIZE:-0}" = 1 ]; then
+  # Opt-in (slow): the kernels that share bytes between threads (attention,
+  # the 16-bit forms and epilogues) under compute-sanitizer.
+  echo "== 7. compute-sanitizer: memcheck and racecheck"
+  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [ -x "$cs" ]; then
+    for tool in memcheck racecheck; do
+      for group in attention store16 epilogues; do
+        log=$out/sanitize-$tool-$group.txt
+        "$cs" --tool $tool --error-exitcode 9 "$bundle/bin/llmrt-cuda-check" --only $group \
+          > "$log" 2>&1
+        rc=$?
+        echo "  $tool, $group: $( [ $rc = 0 ] && echo clean || echo "FAILED (rc $rc)" )" \
+          "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|checks pass' "$log" | tr '\n' ' ')"
+        [ $rc = 0 ] || status=1
+      done
+    done
+  else
+    echo "skipped: no compute-sanitizer on this machine"
+  fi
 fi
 echo "run.sh: $( [ $status = 0 ] && echo all checks pass || echo SOME CHECKS FAILED )"
 exit $status

@@ -1024,13 +1024,28 @@ void checkLossAndOptimizer(Rng &rng) {
 
 int main(int argc, char **argv) {
   cuda::GemmMode mode = cuda::GemmMode::Bf16;
+  // --only GROUP: one group of checks (shorter runs under
+  // compute-sanitizer, whose memcheck and racecheck are slow).
+  const std::vector<std::string> groups = {"norms",     "linear",    "elementwise",
+                                           "store16",   "epilogues", "embeddings",
+                                           "attention", "loss"};
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--gemm" && i + 1 < argc && cuda::parseGemmMode(argv[i + 1], mode)) {
       ++i;
       continue;
     }
-    std::fprintf(stderr, "usage: %s [--gemm bf16|bf16-fast|tf32|fp32]\n", argv[0]);
+    if (a == "--only" && i + 1 < argc &&
+        std::find(groups.begin(), groups.end(), argv[i + 1]) != groups.end()) {
+      only = argv[++i];
+      continue;
+    }
+    std::string names;
+    for (const std::string &g : groups)
+      names += (names.empty() ? "" : "|") + g;
+    std::fprintf(stderr, "usage: %s [--gemm bf16|bf16-fast|tf32|fp32|fp16] [--only %s]\n",
+                 argv[0], names.c_str());
     return 2;
   }
   int count = 0;
@@ -1042,25 +1057,31 @@ int main(int argc, char **argv) {
   }
   cudaDeviceProp prop;
   cudaGetDeviceProperties(&prop, 0);
-  std::printf("device: %s (sm_%d%d), GEMMs in %s\n", prop.name, prop.major,
-              prop.minor, cuda::gemmModeName(mode));
+  std::printf("device: %s (sm_%d%d), GEMMs in %s%s%s\n", prop.name, prop.major,
+              prop.minor, cuda::gemmModeName(mode), only.empty() ? "" : ", only ",
+              only.c_str());
   Rng rng{42};
-  checkNorms(rng);
-  checkLinear(rng, mode);
-  checkLayoutAndElementwise(rng);
-  checkStore16(rng, mode);
-  checkGeluEpilogue(rng, mode);
-  checkEmbeddings(rng);
-  checkAttention(rng, 0);
-  if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast) {
-    checkAttention(rng, 1);
-    checkAttention(rng, 2);
-    checkAttention(rng, 3);
-    checkAttention(rng, 4);
-    checkAttention(rng, 5);
-    checkAttention(rng, 6);
+  auto run = [&](const char *group) { return only.empty() || only == group; };
+  if (run("norms"))
+    checkNorms(rng);
+  if (run("linear"))
+    checkLinear(rng, mode);
+  if (run("elementwise"))
+    checkLayoutAndElementwise(rng);
+  if (run("store16"))
+    checkStore16(rng, mode);
+  if (run("epilogues"))
+    checkGeluEpilogue(rng, mode);
+  if (run("embeddings"))
+    checkEmbeddings(rng);
+  if (run("attention")) {
+    checkAttention(rng, 0);
+    if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
+      for (int kind = 1; kind <= 6; ++kind)
+        checkAttention(rng, kind);
   }
-  checkLossAndOptimizer(rng);
+  if (run("loss"))
+    checkLossAndOptimizer(rng);
   must(cudaDeviceSynchronize(), "kernels");
   std::printf("%d of %d checks pass\n", checks - failures, checks);
   return failures ? 1 : 0;
