@@ -313,6 +313,20 @@ template <typename Pick> void CudaExecutor::copy(bool toDevice, Pick pick) {
 
 absl::StatusOr<std::unique_ptr<Executor>>
 createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
+  // The switches take 0 or 1 (the tuning 0, 1 or 2): anything else is a
+  // mistake to name, not a silent 0.
+  static constexpr std::pair<const char *, char> kSwitches[] = {
+      {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
+      {"LLMRT_CUDA_ATTN_STAGED", '1'}, {"LLMRT_CUDA_ATTN_LSE", '1'},
+      {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
+      {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
+      {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
+      {"LLMRT_CUDA_GEMM_TUNE", '2'}};
+  for (auto [name, max] : kSwitches)
+    if (const char *v = std::getenv(name);
+        v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, "='", v, "' is not ", max == '1' ? "0 or 1" : "0, 1 or 2"));
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0)
     return absl::FailedPreconditionError(absl::StrCat(
