@@ -697,6 +697,7 @@ void checkAttention(Rng &rng, int kind) {
   for (Case c : {Case{2, 100, 4, 2, 16, true}, Case{1, 77, 2, 2, 32, false},
                  Case{2, 130, 4, 1, 64, true}, Case{1, 65, 2, 2, 128, true},
                  Case{1, 1024, 2, 2, 64, true}, Case{1, 200, 4, 2, 64, false},
+                 Case{1, 200, 2, 1, 64, true},
                  Case{1, 300, 2, 1, 128, false}}) {
     int64_t qn = c.B * c.S * c.Hq * c.D, kn = c.B * c.S * c.Hkv * c.D;
     auto q = randomVec(rng, qn, 2.0), k = randomVec(rng, kn, 2.0),
@@ -723,7 +724,7 @@ void checkAttention(Rng &rng, int kind) {
     if ((kind == 1 && !cuda::attentionTensorCoresSupport(c.D)) ||
         (kind >= 2 && !cuda::attentionMMASupport(c.D)))
       continue;
-    if (kind == 5) {
+    if (kind == 5 || kind == 7) {
       // 16-bit q, k, v, dout and out (LLMRT_CUDA_ATTN16), with the kept
       // log-sum-exp: the output widened from bf16 for the comparison.
       auto to16 = [&](const Dev<float> &x) {
@@ -734,7 +735,7 @@ void checkAttention(Rng &rng, int kind) {
       Dev<uint16_t> Q16(to16(Q)), K16(to16(K)), V16(to16(Vd)), DO16(to16(DO)), O16(qn);
       const unsigned all = 31;
       cuda::attentionFwdMMA(Q16.p, K16.p, V16.p, O16.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
-                            c.causal, nullptr, LSE.p, all);
+                            c.causal, nullptr, LSE.p, all, kind == 7);
       cuda::attentionBwdMMA(Q16.p, K16.p, V16.p, DO16.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false, O16.p,
                             LSE.p, all);
@@ -760,7 +761,8 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 6   ? " fa2 forward 8 warps"
+                  kind == 7   ? " fa2 16-bit forward 8 warps"
+                  : kind == 6 ? " fa2 forward 8 warps"
                   : kind == 5 ? " fa2 16-bit"
                   : kind == 4 ? " fa2 kept-lse"
                   : kind == 3 ? " fa2 staged"
@@ -1077,7 +1079,7 @@ int main(int argc, char **argv) {
   if (run("attention")) {
     checkAttention(rng, 0);
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-      for (int kind = 1; kind <= 6; ++kind)
+      for (int kind = 1; kind <= 7; ++kind)
         checkAttention(rng, kind);
   }
   if (run("loss"))

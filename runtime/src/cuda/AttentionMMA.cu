@@ -10,7 +10,8 @@
 //
 // A block is 4 warps; a warp owns 16 rows (queries in the forward, keys in
 // the backward) of the block's 64, and tiles of 64 rows of the other side
-// stream through shared memory.
+// stream through shared memory. The forward also comes in blocks of 8 warps
+// (128 queries sharing each key tile; LLMRT_CUDA_ATTN_FWD8=1).
 //   forward:   S = Q Kᵀ, online softmax (base 2), O += P V;
 //   row stats: the forward again, writing lse (base 2) and
 //              D = rowsum(dO ∘ O) instead of O (the backward's inputs);

@@ -763,14 +763,20 @@ void CudaExecutor::pairLossStats(std::vector<Resolved> &fn) {
             (fn[i].half16 & 1u) == (fn[j].half16 & 1u)) {
           fn[i].lossStats = fn[j].lossStats = true;
           // Both in one kernel where nothing between reads or writes the
-          // loss, and the loss is none of the backward's operands.
-          const uint32_t loss = in.operands[2];
-          bool apart = !dcomm_ &&
-                       std::find(fn[j].inst->operands.begin(), fn[j].inst->operands.end(),
-                                 loss) == fn[j].inst->operands.end();
+          // loss's bytes, and they are apart from the backward's operands.
+          const char *l0 = static_cast<const char *>(fn[i].ptrs[2]);
+          const char *l1 = l0 + program_.buffers[in.operands[2]].bytes;
+          auto touches = [&](size_t k) {
+            for (size_t q = 0; q < fn[k].ptrs.size(); ++q) {
+              const char *a = static_cast<const char *>(fn[k].ptrs[q]);
+              if (a < l1 && l0 < a + program_.buffers[fn[k].inst->operands[q]].bytes)
+                return true;
+            }
+            return false;
+          };
+          bool apart = !dcomm_ && !touches(j);
           for (size_t k = i + 1; k < j && apart; ++k)
-            apart = std::find(fn[k].inst->operands.begin(), fn[k].inst->operands.end(),
-                              loss) == fn[k].inst->operands.end();
+            apart = !touches(k);
           if (lossFused_ && apart) {
             fn[i].lossSkip = true;
             fn[j].lossOut = static_cast<float *>(fn[i].ptrs[2]);

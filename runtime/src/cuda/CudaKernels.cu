@@ -938,8 +938,11 @@ __global__ void crossEntropyBwdK(const InT *logits, const int32_t *targets,
                              : rowMaxSumExp(x, V, valid, scratch);
   const float mx = st.m, scale = invRows / st.s;
   const int64_t t = targets[r];
-  if (rowLoss && threadIdx.x == 0) // the forward's loss too (fused)
-    rowLoss[r] = logf(st.s) + st.m - get(x + t);
+  if (rowLoss) { // the forward's loss too (fused), read before any store
+    if (threadIdx.x == 0)
+      rowLoss[r] = logf(st.s) + st.m - get(x + t);
+    __syncthreads();
+  }
   OutT *dx = dlogits + r * V;
   auto grad = [&](int64_t j, float xj) {
     return j < valid ? expf(xj - mx) * scale - (j == t ? invRows : 0.0f)
