@@ -738,7 +738,7 @@ void checkAttention(Rng &rng, int kind) {
                             c.causal, nullptr, LSE.p, all, kind == 7);
       cuda::attentionBwdMMA(Q16.p, K16.p, V16.p, DO16.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false, O16.p,
-                            LSE.p, all);
+                            LSE.p, all, kind == 7);
       std::vector<uint16_t> o16 = O16.host();
       std::vector<float> o(o16.size());
       for (size_t e = 0; e < o.size(); ++e)
@@ -746,12 +746,13 @@ void checkAttention(Rng &rng, int kind) {
       must(cudaMemcpy(O.p, o.data(), o.size() * 4, cudaMemcpyHostToDevice), "upload");
     } else if (kind >= 2) {
       // kind 4: the forward keeps the log-sum-exp, the backward takes it;
-      // kind 6 too, its forward in blocks of 8 warps.
+      // kind 6 too, its forward in blocks of 8 warps; kind 8, its backward.
       cuda::attentionFwdMMA(Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
                             c.causal, nullptr, kind >= 4 ? LSE.p : nullptr, 0u, kind == 6);
       cuda::attentionBwdMMA(Q.p, K.p, Vd.p, DO.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, kind == 3,
-                            kind >= 4 ? O.p : nullptr, kind >= 4 ? LSE.p : nullptr);
+                            kind >= 4 ? O.p : nullptr, kind >= 4 ? LSE.p : nullptr, 0u,
+                            kind == 8);
     } else {
       (kind == 1 ? cuda::attentionFwdTC : cuda::attentionFwd)(
           Q.p, K.p, Vd.p, O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, nullptr);
@@ -761,7 +762,8 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 7   ? " fa2 16-bit forward 8 warps"
+                  kind == 8   ? " fa2 backward 8 warps"
+                  : kind == 7 ? " fa2 16-bit 8 warps"
                   : kind == 6 ? " fa2 forward 8 warps"
                   : kind == 5 ? " fa2 16-bit"
                   : kind == 4 ? " fa2 kept-lse"
@@ -1079,7 +1081,7 @@ int main(int argc, char **argv) {
   if (run("attention")) {
     checkAttention(rng, 0);
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-      for (int kind = 1; kind <= 7; ++kind)
+      for (int kind = 1; kind <= 8; ++kind)
         checkAttention(rng, kind);
   }
   if (run("loss"))

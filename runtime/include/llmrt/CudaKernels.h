@@ -256,12 +256,14 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
 /// staged: the backward's next Q and dO tiles copied by cp.async while the
 /// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; fp32 inputs
 /// only; as fast as without on an H100, so off by default).
+/// wide (LLMRT_CUDA_ATTN_BWD8=1): blocks of 8 warps, 128 keys sharing
+/// each query tile (not yet run on a GPU: off by default).
 void attentionBwdMMA(const void *q, const void *k, const void *v,
                      const void *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace, cudaStream_t s,
                      bool staged = false, const void *out = nullptr,
-                     const float *lse = nullptr, unsigned h16 = 0);
+                     const float *lse = nullptr, unsigned h16 = 0, bool wide = false);
 
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);

@@ -135,8 +135,10 @@ __device__ __forceinline__ void accToA(unsigned (&a)[4], const float (&s)[8][4],
 /// acc[D/8] += A · B[kc*16 .. kc*16 + 16) for one k-chunk: A a warp's
 /// 16 x 16 fragment, B a 64 x D tile in shared memory stored [k][n] (read
 /// transposed by ldmatrix).
-template <int D>
-__device__ __forceinline__ void productChunkB(float (&acc)[D / 8][4],
+/// Cols < D: the first Cols columns of `tile` (offset the pointer for
+/// others).
+template <int D, int Cols = D>
+__device__ __forceinline__ void productChunkB(float (&acc)[Cols / 8][4],
                                              const unsigned (&a)[4],
                                              const bf16 *tile, int kc, int lane) {
   constexpr int Ld = Lay<D>::Ld;
@@ -144,7 +146,7 @@ __device__ __forceinline__ void productChunkB(float (&acc)[D / 8][4],
   // k rows 0-7 and 8-15 of n-tile 2 dp, matrices 2, 3 those of 2 dp + 1.
   const int row = ((lane >> 3) & 1) * 8 + (lane & 7), col = (lane >> 4) * 8;
 #pragma unroll
-  for (int dp = 0; dp < D / 16; ++dp) {
+  for (int dp = 0; dp < Cols / 16; ++dp) {
     unsigned b[4];
     ldsm4t(b, tile + (kc * 16 + row) * Ld + dp * 16 + col);
     mma(acc[2 * dp], a, b[0], b[1]);
@@ -394,11 +396,11 @@ __global__ void __launch_bounds__(32 * Warps)
 
 /// Loads rows [r0, r0 + 64) of head h (fp32) into a bf16 tile, all loads
 /// issued before any store.
-template <int D, bool Any16>
+template <int D, bool Any16, int Rows = kRows, int Threads = kThreads>
 __device__ __forceinline__ void loadTile(bf16 *dst, const void *src, bool h16, int b,
                                          int S, int H, int h, int r0) {
-  typename TileOf<D, Any16>::Type x;
-  fetchTile<D, Any16>(x, src, h16, b, S, H, h, r0);
+  typename TileOf<D, Any16, Rows, Threads>::Type x;
+  fetchTile<D, Any16, Rows, Threads>(x, src, h16, b, S, H, h, r0);
   x.store(dst);
 }
 
@@ -443,30 +445,40 @@ __device__ __forceinline__ void convertStaged(bf16 *dst, const float *staging) {
 /// dk, dv of a block of 64 keys of kv head blockIdx.y (all the query heads
 /// of its group), and their part of dq. Grid: (key tiles, Hkv, B); under
 /// causal masking the first keys (the most queries) go first.
-template <int D, bool Staged, bool Any16>
-__global__ void __launch_bounds__(kThreads)
+/// Warps = 8 (LLMRT_CUDA_ATTN_BWD8=1): blocks of 128 keys, each query
+/// tile's Q and dO loaded once for twice the keys, and dQ's product split
+/// between the warps by query rows and halves of the head dimension.
+template <int D, bool Staged, bool Any16, int Warps = kWarps>
+__global__ void __launch_bounds__(32 * Warps)
     attnBwdMMA(const void *q, const void *k, const void *v,
                const void *dout, float *dq, float *dk, float *dv,
                const float *lseIn, const float *dIn, int S, int Hq, int Hkv,
                float scale, float scaleLog2, bool causal, unsigned h16) {
   static_assert(!(Staged && Any16), "the staged copies are fp32");
+  static_assert(!(Staged && Warps != kWarps), "the staged copies are 4 warps'");
   constexpr int Ld = Lay<D>::Ld, TE = Lay<D>::TileElems;
+  constexpr int Threads = 32 * Warps, KRows = 16 * Warps, KE = KRows * Ld;
+  // dQ per warp: 16 query rows x DQ columns (4 warps: all of D; 8: half).
+  constexpr int QWarps = kRows / 16, DQ = D * QWarps / Warps;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *Ks = reinterpret_cast<bf16 *>(smem);
-  bf16 *Vs = Ks + TE, *Qs = Vs + TE, *dOs = Qs + TE;
+  bf16 *Vs = Ks + KE, *Qs = Vs + KE, *dOs = Qs + TE;
   bf16 *dSs = dOs + TE; // dSᵀ: [key][query]
-  float *lseS = reinterpret_cast<float *>(dSs + TE), *dS = lseS + kRows;
+  float *lseS = reinterpret_cast<float *>(dSs + KE), *dS = lseS + kRows;
   // The next query tile's Q and dO, in flight while this one's products
   // run (fp32, D floats a row).
   float *stQ = dS + kRows, *stdO = stQ + kRows * D;
 
-  const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * kRows;
+  const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * KRows;
   const int group = Hq / Hkv;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int nq = (S + kRows - 1) / kRows;
-  loadTile<D, Any16>(Ks, k, h16 & kK16, b, S, Hkv, hk, j0);
-  loadTile<D, Any16>(Vs, v, h16 & kV16, b, S, Hkv, hk, j0);
+  // dQ: this warp's query rows and columns.
+  const int qw = Warps == kWarps ? warp : warp % QWarps,
+            dh = Warps == kWarps ? 0 : warp / QWarps;
+  loadTile<D, Any16, KRows, Threads>(Ks, k, h16 & kK16, b, S, Hkv, hk, j0);
+  loadTile<D, Any16, KRows, Threads>(Vs, v, h16 & kV16, b, S, Hkv, hk, j0);
   __syncthreads();
   unsigned ka[D / 16][4], va[D / 16][4];
   loadA<D>(ka, Ks, warp * 16, lane);
@@ -482,7 +494,7 @@ __global__ void __launch_bounds__(kThreads)
   // ldmatrix lanes for dQ's A (dS, stored transposed).
   const int aRow = (lane >> 4) * 8 + (lane & 7), aCol = ((lane >> 3) & 1) * 8;
 
-  const int itFirst = causal ? jt : 0;
+  const int itFirst = !causal ? 0 : Warps == kWarps ? jt : j0 / kRows;
   if constexpr (Staged) {
     stageTile<D>(stQ, static_cast<const float *>(q), b, S, Hq, hk * group, itFirst * kRows);
     stageTile<D>(stdO, static_cast<const float *>(dout), b, S, Hq, hk * group,
@@ -511,8 +523,8 @@ __global__ void __launch_bounds__(kThreads)
         commitStaged();
       } else {
         __syncthreads(); // the previous tile's products are done
-        loadTile<D, Any16>(Qs, q, h16 & kQ16, b, S, Hq, h, i0);
-        loadTile<D, Any16>(dOs, dout, h16 & kDO16, b, S, Hq, h, i0);
+        loadTile<D, Any16, kRows, Threads>(Qs, q, h16 & kQ16, b, S, Hq, h, i0);
+        loadTile<D, Any16, kRows, Threads>(dOs, dout, h16 & kDO16, b, S, Hq, h, i0);
       }
       if (threadIdx.x < kRows) {
         const int i = i0 + threadIdx.x;
@@ -524,7 +536,10 @@ __global__ void __launch_bounds__(kThreads)
       float s[8][4], dp[8][4];
       productABt<D>(s, ka, Qs, lane);  // Sᵀ: keys x queries
       productABt<D>(dp, va, dOs, lane); // dPᵀ
-      const bool mask = i0 + kRows > S || (causal && it == jt);
+      // Masked: a tile past S, or (causal) one before the block's last key
+      // (the diagonal tile with 4 warps; the first two with 8).
+      const bool mask = i0 + kRows > S ||
+                        (causal && (Warps == kWarps ? it == jt : i0 < j0 + KRows));
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
@@ -549,28 +564,28 @@ __global__ void __launch_bounds__(kThreads)
         *reinterpret_cast<unsigned *>(row + 8 * Ld) = pack(dp[nt][2], dp[nt][3]);
       }
       __syncthreads();
-      float accQ[D / 8][4];
+      float accQ[DQ / 8][4];
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n)
+      for (int n = 0; n < DQ / 8; ++n)
         accQ[n][0] = accQ[n][1] = accQ[n][2] = accQ[n][3] = 0.0f;
 #pragma unroll
-      for (int kc = 0; kc < 4; ++kc) {
-        // A = dS[queries w*16.., keys kc*16..]: matrix m holds queries
+      for (int kc = 0; kc < KRows / 16; ++kc) {
+        // A = dS[queries qw*16.., keys kc*16..]: matrix m holds queries
         // (m & 1) * 8 and keys (m >> 1) * 8 of it, stored [key][query].
         unsigned a[4];
-        ldsm4t(a, dSs + (kc * 16 + aRow) * Ld + warp * 16 + aCol);
-        productChunkB<D>(accQ, a, Ks, kc, lane);
+        ldsm4t(a, dSs + (kc * 16 + aRow) * Ld + qw * 16 + aCol);
+        productChunkB<D, DQ>(accQ, a, Ks + dh * DQ, kc, lane);
       }
       // dq += scale · accQ as 16-byte atomics: lanes t and t ^ 1 swap a
       // pair so that the even lane holds 4 adjacent columns of n-tile n and
       // the odd lane those of n-tile n + 1.
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const int i = i0 + warp * 16 + g + r * 8;
-        float *row = dq + ((static_cast<int64_t>(b) * S + i) * Hq + h) * D;
+        const int i = i0 + qw * 16 + g + r * 8;
+        float *row = dq + ((static_cast<int64_t>(b) * S + i) * Hq + h) * D + dh * DQ;
         const bool odd = t & 1;
 #pragma unroll
-        for (int n = 0; n < D / 8; n += 2) {
+        for (int n = 0; n < DQ / 8; n += 2) {
           // The pair this lane gives away: the odd lane's n-tile n, the
           // even lane's n-tile n + 1.
           const float give0 = odd ? accQ[n][2 * r] : accQ[n + 1][2 * r];
@@ -647,9 +662,10 @@ __global__ void rowStatsK(const void *dout, const void *out, const float *lse,
   }
 }
 
-template <int D> constexpr size_t bwdSmem(bool staged) {
-  return 5 * Lay<D>::TileElems * sizeof(bf16) + 2 * kRows * sizeof(float) +
-         (staged ? 2 * kRows * D * sizeof(float) : 0);
+/// K, V, dSᵀ (KRows rows each), Q, dO (64), the rows' lse and D.
+template <int D> constexpr size_t bwdSmem(bool staged, int warps = kWarps) {
+  return (3 * 16 * warps + 2 * kRows) * Lay<D>::Ld * sizeof(bf16) +
+         2 * kRows * sizeof(float) + (staged ? 2 * kRows * D * sizeof(float) : 0);
 }
 
 } // namespace
@@ -694,7 +710,7 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace,
                      cudaStream_t s, bool staged, const void *out,
-                     const float *fwdLse, unsigned h16) {
+                     const float *fwdLse, unsigned h16, bool wide) {
   if (D != 64)
     return;
   float *lse = static_cast<float *>(workspace), *dvec = lse + B * Hq * S;
@@ -712,24 +728,29 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
             causal, h16);
   }
   cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
-  auto launch = [&](auto kernel, bool staged) {
-    const size_t smem = bwdSmem<64>(staged);
+  auto launch = [&](auto kernel, bool staged, int warps) {
+    const size_t smem = bwdSmem<64>(staged, warps);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)) != cudaSuccess) {
       cudaGetLastError(); // clear it: the caller falls back
       return false;
     }
-    kernel<<<dim3(tiles, unsigned(Hkv), unsigned(B)), kThreads, smem, s>>>(
+    const unsigned keyBlocks = static_cast<unsigned>((S + 16 * warps - 1) / (16 * warps));
+    kernel<<<dim3(keyBlocks, unsigned(Hkv), unsigned(B)), 32 * warps, smem, s>>>(
         q, k, v, dout, dq, dk, dv, lse, dvec, int(S), int(Hq), int(Hkv),
         static_cast<float>(scale), scaleLog2, causal, h16);
     return true;
   };
-  // The staged kernel needs 79 KB of shared memory: where the device
-  // refuses it, the unstaged one (46 KB). 16-bit inputs: unstaged.
+  // 8 warps (72 KB of shared memory) where asked and the device allows,
+  // else 4. The staged kernel needs 79 KB: where the device refuses it,
+  // the unstaged one (46 KB). 16-bit inputs: unstaged.
+  if (wide && (h16 ? launch(attnBwdMMA<64, false, true, 8>, false, 8)
+                   : launch(attnBwdMMA<64, false, false, 8>, false, 8)))
+    return;
   if (h16)
-    launch(attnBwdMMA<64, false, true>, false);
-  else if (!staged || !launch(attnBwdMMA<64, true, false>, true))
-    launch(attnBwdMMA<64, false, false>, false);
+    launch(attnBwdMMA<64, false, true>, false, kWarps);
+  else if (!staged || !launch(attnBwdMMA<64, true, false>, true, kWarps))
+    launch(attnBwdMMA<64, false, false>, false, kWarps);
 }
 
 } // namespace llmrt::cuda

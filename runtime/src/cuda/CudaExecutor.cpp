@@ -31,7 +31,8 @@
 // rank); GELUs run in the epilogue of the GEMM before them
 // (LLMRT_CUDA_FUSE_GELU=0: apart);
 // LLMRT_CUDA_ATTN16=1 gives FlashAttention-2 16-bit operands, and
-// LLMRT_CUDA_ATTN_FWD8=1 runs its forward in blocks of 8 warps;
+// LLMRT_CUDA_ATTN_FWD8=1 and LLMRT_CUDA_ATTN_BWD8=1 run its forward and
+// backward in blocks of 8 warps;
 // LLMRT_CUDA_LOSS_FUSED=1 does the loss's forward in its backward's pass.
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
@@ -251,6 +252,9 @@ public:
   /// LLMRT_CUDA_ATTN_FWD8=1: FlashAttention-2's forward in blocks of 8
   /// warps (128 queries a key tile).
   bool attnWide_ = false;
+  /// LLMRT_CUDA_ATTN_BWD8=1: its backward in blocks of 8 warps (128 keys a
+  /// query tile).
+  bool attnWideBwd_ = false;
   bool fp16_ = false;
   /// The 16-bit type of GEMM operands (gemmTakes16 modes), in which the
   /// tensors only GEMMs read are stored (LLMRT_CUDA_STORE16=0: in fp32).
@@ -317,6 +321,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // mistake to name, not a silent 0.
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
+      {"LLMRT_CUDA_ATTN_BWD8", '1'},
       {"LLMRT_CUDA_ATTN_STAGED", '1'}, {"LLMRT_CUDA_ATTN_LSE", '1'},
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
@@ -407,6 +412,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_FWD8"))
     ex->attnWide_ = std::atoi(a) != 0;
+  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_BWD8"))
+    ex->attnWideBwd_ = std::atoi(a) != 0;
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_STAGED"))
     ex->attnStaged_ = std::atoi(a) != 0;
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_LSE"))
@@ -1009,7 +1016,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                               F(p[6 + o]), n[0], n[1], n[2], n[3], n[4], fl[0],
                               n[5] != 0, attnWs_, s, attnStaged_, kept ? p[4] : nullptr,
                               kept ? F(p[5]) : nullptr,
-                              (h16 & 15u) | (o == 2 ? (h16 >> 4 & 1u) << 4 : 0u));
+                              (h16 & 15u) | (o == 2 ? (h16 >> 4 & 1u) << 4 : 0u),
+                              attnWideBwd_);
         break;
       }
       (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
