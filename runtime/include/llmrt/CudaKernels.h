@@ -257,7 +257,8 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
 /// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; fp32 inputs
 /// only; as fast as without on an H100, so off by default).
 /// wide (LLMRT_CUDA_ATTN_BWD8=1): blocks of 8 warps, 128 keys sharing
-/// each query tile (not yet run on a GPU: off by default).
+/// each query tile (not yet run on a GPU: off by default; unstaged, so it
+/// takes precedence over `staged`).
 void attentionBwdMMA(const void *q, const void *k, const void *v,
                      const void *dout, float *dq, float *dk, float *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,

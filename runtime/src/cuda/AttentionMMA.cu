@@ -394,7 +394,7 @@ __global__ void __launch_bounds__(32 * Warps)
   }
 }
 
-/// Loads rows [r0, r0 + 64) of head h (fp32) into a bf16 tile, all loads
+/// Loads rows [r0, r0 + Rows) of head h (fp32 or bf16) into a bf16 tile, all loads
 /// issued before any store.
 template <int D, bool Any16, int Rows = kRows, int Threads = kThreads>
 __device__ __forceinline__ void loadTile(bf16 *dst, const void *src, bool h16, int b,
@@ -442,8 +442,8 @@ __device__ __forceinline__ void convertStaged(bf16 *dst, const float *staging) {
   }
 }
 
-/// dk, dv of a block of 64 keys of kv head blockIdx.y (all the query heads
-/// of its group), and their part of dq. Grid: (key tiles, Hkv, B); under
+/// dk, dv of a block of 16 x Warps keys of kv head blockIdx.y (all the
+/// query heads of its group), and their part of dq. Grid: (key tiles, Hkv, B); under
 /// causal masking the first keys (the most queries) go first.
 /// Warps = 8 (LLMRT_CUDA_ATTN_BWD8=1): blocks of 128 keys, each query
 /// tile's Q and dO loaded once for twice the keys, and dQ's product split
@@ -538,7 +538,9 @@ __global__ void __launch_bounds__(32 * Warps)
       productABt<D>(dp, va, dOs, lane); // dPᵀ
       // Masked: a tile past S, or (causal) one before the block's last key
       // (the diagonal tile with 4 warps; the first two with 8).
-      const bool mask = i0 + kRows > S ||
+      // Padding keys (past S, zero rows) too: exp2(-lse) alone could
+      // overflow, and inf x 0 in the products would be NaN.
+      const bool mask = i0 + kRows > S || j0 + KRows > S ||
                         (causal && (Warps == kWarps ? it == jt : i0 < j0 + KRows));
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
@@ -548,7 +550,7 @@ __global__ void __launch_bounds__(32 * Warps)
           float p = exp2f(s[nt][e] * scaleLog2 - lseS[c]);
           if (mask) {
             const int i = i0 + c, j = jRow + (e >> 1) * 8;
-            if (i >= S || (causal && i < j))
+            if (i >= S || j >= S || (causal && i < j))
               p = 0.0f;
           }
           s[nt][e] = p;
