@@ -58,6 +58,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 namespace llmrt {
 
@@ -189,6 +190,21 @@ public:
   /// forward: the forward keeps its rows' max and sum (lossStats_), the
   /// backward reads the logits once instead of twice.
   void pairLossStats(std::vector<Resolved> &fn);
+  /// The bytes operand k of an instruction covers as resolved (a 16-bit
+  /// value's side pointer included), [begin, end): what the pairings and
+  /// fusions test for overlap.
+  std::pair<uint64_t, uint64_t> operandBytes(const Resolved &r, size_t k) const {
+    const auto a = reinterpret_cast<uint64_t>(r.ptrs[k]);
+    return {a, a + program_.buffers[r.inst->operands[k]].bytes};
+  }
+  /// The planners' views of a function: a range function, each
+  /// instruction's 16-bit operands, and whether it is left out already.
+  struct PlannerView {
+    std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> range;
+    std::vector<uint32_t> half16;
+    std::vector<char> skip;
+  };
+  PlannerView plannerView(const std::vector<Resolved> &fn) const;
   /// Each add (no broadcast) of a value that a linear_fwd (the attention
   /// projection, the MLP's second linear) or a layer_norm_bwd wrote and
   /// nothing else reads, to another value: that instruction writes the
@@ -315,6 +331,15 @@ template <typename Pick> void CudaExecutor::copy(bool toDevice, Pick pick) {
 
 } // namespace
 
+namespace {
+/// A 0/1 switch from the environment (its value checked at the start of
+/// createCudaExecutor), or `unset` where it is not set.
+bool switchOn(const char *name, bool unset) {
+  const char *v = std::getenv(name);
+  return v ? v[0] != '0' : unset;
+}
+} // namespace
+
 absl::StatusOr<std::unique_ptr<Executor>>
 createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // The switches take 0 or 1 (the tuning 0, 1 or 2): anything else is a
@@ -398,8 +423,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     if (!cuda::parseGemmMode(g, mode))
       return absl::InvalidArgumentError(absl::StrCat(
           "LLMRT_CUDA_GEMM='", g, "' is not one of bf16, bf16-fast, tf32, fp32, fp16"));
-  if (const char *s = std::getenv("LLMRT_CUDA_SYNC"))
-    ex->syncEach_ = std::atoi(s) != 0;
+  ex->syncEach_ = switchOn("LLMRT_CUDA_SYNC", false);
   ex->attnTensorCores_ =
       mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast;
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN")) {
@@ -410,14 +434,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->attnTensorCores_ = kind != "fp32";
     ex->attnMMA_ = kind == "bf16";
   }
-  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_FWD8"))
-    ex->attnWide_ = std::atoi(a) != 0;
-  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_BWD8"))
-    ex->attnWideBwd_ = std::atoi(a) != 0;
-  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_STAGED"))
-    ex->attnStaged_ = std::atoi(a) != 0;
-  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_LSE"))
-    ex->attnLse_ = std::atoi(a) != 0;
+  ex->attnWide_ = switchOn("LLMRT_CUDA_ATTN_FWD8", false);
+  ex->attnWideBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD8", false);
+  ex->attnStaged_ = switchOn("LLMRT_CUDA_ATTN_STAGED", false);
+  ex->attnLse_ = switchOn("LLMRT_CUDA_ATTN_LSE", true);
 
   int dev = 0;
   cudaGetDevice(&dev);
@@ -491,16 +511,12 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // GEMMs' modes that convert to 16 bits; LLMRT_CUDA_STORE16=0: never);
   // and 16-bit activations: GEMM outputs too, where every reader takes
   // them (LLMRT_CUDA_ACT16=0: not).
-  bool store16 = cuda::gemmTakes16(mode), act16 = store16;
-  if (const char *v = std::getenv("LLMRT_CUDA_STORE16"))
-    store16 = store16 && std::atoi(v) != 0;
-  if (const char *v = std::getenv("LLMRT_CUDA_ACT16"))
-    act16 = act16 && std::atoi(v) != 0;
-  act16 = act16 && store16;
+  const bool store16 = cuda::gemmTakes16(mode) && switchOn("LLMRT_CUDA_STORE16", true);
+  const bool act16 = store16 && switchOn("LLMRT_CUDA_ACT16", true);
   // Attention's q, k, v, dout and out too, where FlashAttention-2 runs
   // (LLMRT_CUDA_ATTN16=1; with 16-bit activations).
-  if (const char *v = std::getenv("LLMRT_CUDA_ATTN16"))
-    ex->attn16_ = act16 && std::atoi(v) != 0 && ex->attnTensorCores_ && ex->attnMMA_;
+  ex->attn16_ = act16 && switchOn("LLMRT_CUDA_ATTN16", false) && ex->attnTensorCores_ &&
+                ex->attnMMA_;
   Store16Plan plan16;
   if (store16)
     plan16 = planStore16(
@@ -566,12 +582,9 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->device_ += absl::StrCat(", NCCL over ", comm.worldSize(), " ranks");
   }
 
-  if (const char *v = std::getenv("LLMRT_CUDA_FUSE_ADD"))
-    ex->fuseAdds_ = std::atoi(v) != 0;
-  if (const char *v = std::getenv("LLMRT_CUDA_FUSE_GELU"))
-    ex->fuseGelu_ = std::atoi(v) != 0;
-  if (const char *v = std::getenv("LLMRT_CUDA_LOSS_FUSED"))
-    ex->lossFused_ = std::atoi(v) != 0;
+  ex->fuseAdds_ = switchOn("LLMRT_CUDA_FUSE_ADD", false);
+  ex->fuseGelu_ = switchOn("LLMRT_CUDA_FUSE_GELU", true);
+  ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", false);
 
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
   std::vector<CUfunction> entries;
@@ -720,15 +733,10 @@ void CudaExecutor::pairBiasGrads(std::vector<Resolved> &fn,
     // be stored 16-bit in their own buffers (no copy between): db's bytes
     // (the packer may give it those of x, whose last read this is) must
     // be apart from them.
-    auto bytesOf = [&](size_t k, size_t slot) {
-      const char *a = static_cast<const char *>(fn[k].ptrs[slot]);
-      return std::pair<const char *, const char *>{
-          a, a + program_.buffers[fn[k].inst->operands[slot]].bytes};
-    };
     bool apart = true;
+    const auto [b0, b1] = operandBytes(fn[i + 1], 1);
     for (size_t k = 0; k < fn[i].ptrs.size(); ++k) {
-      auto [a0, a1] = bytesOf(i, k);
-      auto [b0, b1] = bytesOf(i + 1, 1);
+      const auto [a0, a1] = operandBytes(fn[i], k);
       apart = apart && (a1 <= b0 || b1 <= a0);
     }
     // sum_rows(dy [rows, out]) with linear_bwd_weight(x, dy) ints
@@ -771,12 +779,11 @@ void CudaExecutor::pairLossStats(std::vector<Resolved> &fn) {
           fn[i].lossStats = fn[j].lossStats = true;
           // Both in one kernel where nothing between reads or writes the
           // loss's bytes, and they are apart from the backward's operands.
-          const char *l0 = static_cast<const char *>(fn[i].ptrs[2]);
-          const char *l1 = l0 + program_.buffers[in.operands[2]].bytes;
+          const auto [l0, l1] = operandBytes(fn[i], 2);
           auto touches = [&](size_t k) {
             for (size_t q = 0; q < fn[k].ptrs.size(); ++q) {
-              const char *a = static_cast<const char *>(fn[k].ptrs[q]);
-              if (a < l1 && l0 < a + program_.buffers[fn[k].inst->operands[q]].bytes)
+              const auto [a0, a1] = operandBytes(fn[k], q);
+              if (a0 < l1 && l0 < a1)
                 return true;
             }
             return false;
@@ -797,21 +804,21 @@ void CudaExecutor::pairLossStats(std::vector<Resolved> &fn) {
   }
 }
 
-int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
-  std::vector<uint32_t> half16;
-  std::vector<char> skip;
+CudaExecutor::PlannerView CudaExecutor::plannerView(const std::vector<Resolved> &fn) const {
+  PlannerView v;
+  v.range = [this, &fn](size_t i, size_t k) { return operandBytes(fn[i], k); };
   for (const Resolved &r : fn) {
-    half16.push_back(r.half16);
-    skip.push_back(r.skip);
+    v.half16.push_back(r.half16);
+    // Left out, or already fused into (an add's writer).
+    v.skip.push_back(r.skip || r.addTo != nullptr);
   }
-  const std::vector<AddFusion> plan = planResidualAdds(
-      program_, function,
-      [&](size_t i, size_t k) {
-        auto a = reinterpret_cast<uint64_t>(fn[i].ptrs[k]);
-        return std::pair<uint64_t, uint64_t>{
-            a, a + program_.buffers[fn[i].inst->operands[k]].bytes};
-      },
-      half16, skip);
+  return v;
+}
+
+int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
+  const PlannerView view = plannerView(fn);
+  const std::vector<AddFusion> plan =
+      planResidualAdds(program_, function, view.range, view.half16, view.skip);
   for (const AddFusion &f : plan) {
     Resolved &w = fn[f.writer], &add = fn[f.add];
     w.addTo = static_cast<const float *>(add.ptrs[f.addend]);
@@ -823,20 +830,9 @@ int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
 }
 
 void CudaExecutor::fuseGelus(std::vector<Resolved> &fn, size_t function) {
-  std::vector<uint32_t> half16;
-  std::vector<char> skip;
-  for (const Resolved &r : fn) {
-    half16.push_back(r.half16);
-    skip.push_back(r.skip || r.addTo != nullptr);
-  }
-  for (const GeluFusion &g : planGeluFusions(
-           program_, function,
-           [&](size_t i, size_t k) {
-             auto a = reinterpret_cast<uint64_t>(fn[i].ptrs[k]);
-             return std::pair<uint64_t, uint64_t>{
-                 a, a + program_.buffers[fn[i].inst->operands[k]].bytes};
-           },
-           half16, skip)) {
+  const PlannerView view = plannerView(fn);
+  for (const GeluFusion &g :
+       planGeluFusions(program_, function, view.range, view.half16, view.skip)) {
     fn[g.gemm].gelu = static_cast<int>(g.gelu);
     fn[g.gelu].gelu = static_cast<int>(g.gemm);
     ++fusedGelus_;
