@@ -52,14 +52,16 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --layers 2 --batch 4 --seq 64 \
     --data "$bundle/data/train.bin" --init "$init" --log "$ref" --threads 4 "${hyper[@]}" \
     > "$out/$model.ref.txt" 2>&1 || { echo "$model: the PyTorch reference failed"; tail -3 "$out/$model.ref.txt"; status=1; continue; }
-  # bf16+fused: bf16 GEMMs with the residual adds fused and 16-bit attention
-  # operands too (LLMRT_CUDA_FUSE_ADD=1, LLMRT_CUDA_ATTN16=1; the GELUs are
-  # in the GEMMs' epilogues by default).
+  # bf16+fused: bf16 GEMMs with the residual adds fused, the 8-warp
+  # attention kernels and the loss's forward in its backward
+  # (LLMRT_CUDA_FUSE_ADD=1, LLMRT_CUDA_ATTN_FWD8=1, LLMRT_CUDA_ATTN_BWD8=1,
+  # LLMRT_CUDA_LOSS_FUSED=1; 16-bit attention operands and the GELUs in the
+  # GEMMs' epilogues are the default).
   for mode in fp32 bf16 fp16 bf16+fused; do
     log=$out/$model-$mode.jsonl
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
     LLMRT_CUDA_GEMM=${mode%+fused} LLMRT_CUDA_FUSE_ADD=$on \
-      LLMRT_CUDA_ATTN16=$on \
+      LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on LLMRT_CUDA_LOSS_FUSED=$on \
       "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
@@ -131,22 +133,22 @@ except (OSError, KeyError, ValueError):
     pass
 PY
 echo "-- variants of ours (12 steps each; median step after 4; losses against the default's)"
-# name | environment | executable (gpt2-nolse.exe: compiled with
-# --keep-attention-lse=false).
+# name | environment | executable (gpt2-copies.exe: compiled with
+# --attention-column-views=false).
 variants=("default||gpt2.exe"
   "residual adds fused|LLMRT_CUDA_FUSE_ADD=1|gpt2.exe"
   "GELU apart from the GEMMs|LLMRT_CUDA_FUSE_GELU=0|gpt2.exe"
-  "16-bit attention I/O|LLMRT_CUDA_ATTN16=1|gpt2.exe"
+  "attention I/O fp32|LLMRT_CUDA_ATTN16=0|gpt2.exe"
+  "q/k/v column copies (compiler)||gpt2-copies.exe"
   "attention forward 8 warps|LLMRT_CUDA_ATTN_FWD8=1|gpt2.exe"
   "attention backward 8 warps|LLMRT_CUDA_ATTN_BWD8=1|gpt2.exe"
   "loss forward in its backward|LLMRT_CUDA_LOSS_FUSED=1|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
-  "adds fused + 16-bit attention + split k|LLMRT_CUDA_FUSE_ADD=1 LLMRT_CUDA_ATTN16=1 LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
+  "wide attention + fused loss|LLMRT_CUDA_ATTN_FWD8=1 LLMRT_CUDA_ATTN_BWD8=1 LLMRT_CUDA_LOSS_FUSED=1|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
   "activations fp32|LLMRT_CUDA_ACT16=0|gpt2.exe"
   "GEMM operands stored fp32|LLMRT_CUDA_STORE16=0|gpt2.exe"
   "lse recomputed (runtime)|LLMRT_CUDA_ATTN_LSE=0|gpt2.exe"
-  "lse not kept (compiler)||gpt2-nolse.exe"
   "WMMA attention|LLMRT_CUDA_ATTN=wmma|gpt2.exe"
   "bf16-fast GEMMs|LLMRT_CUDA_GEMM=bf16-fast|gpt2.exe")
 base=$out/variant-default.jsonl

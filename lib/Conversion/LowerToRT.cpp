@@ -103,8 +103,9 @@ struct Call {
 
 class Lowering {
 public:
-  Lowering(ModuleOp module, int64_t bucketBytes)
-      : module(module), b(module.getContext()), bucketBytes(bucketBytes) {}
+  Lowering(ModuleOp module, int64_t bucketBytes, bool columnViews)
+      : module(module), b(module.getContext()), bucketBytes(bucketBytes),
+        columnViews(columnViews) {}
 
   LogicalResult run();
 
@@ -135,6 +136,12 @@ private:
   /// Data-parallel gradient buckets of @train (0: one synchronous
   /// all-reduce per gradient).
   int64_t bucketBytes = 0;
+  /// Attention reads q, k, v and writes dq, dk, dv as column slices in
+  /// place (no column copies).
+  bool columnViews = true;
+  /// Per function: a column view (split result or attention gradient) ->
+  /// the tensor it is a slice of and its first column there.
+  DenseMap<Value, std::pair<Value, int64_t>> columnOf;
   std::vector<FixedBuffer> fixed;
   int64_t persistentBytes = 0;
   bool failedFixed = false;
@@ -261,15 +268,26 @@ LogicalResult Lowering::selectKernels(Operation *op,
   };
   // Attention ops (forward or backward, with or without the kept
   // log-sum-exp): ints {B, S, Hq, Hkv, D, causal}, floats {scale}.
-  auto attention = [&](StringRef k, auto o, SmallVector<Value> operands) {
+  // Where q, k, v (and dq, dk, dv: `placed`) are column views, each
+  // tensor's row stride and first column follow.
+  auto attention = [&](StringRef k, auto o, SmallVector<Value> operands,
+                       SmallVector<Value> placed) {
     auto s = shape(o.getQ());
     int64_t heads = o.getNumHeads(), d = s[2] / heads;
     double scale = o.getScaleAttr() ? o.getScaleAttr().getValueAsDouble()
                                     : 1.0 / std::sqrt(static_cast<double>(d));
-    return one(k, std::move(operands),
-               {s[0], s[1], heads, static_cast<int64_t>(o.getNumKvHeads()), d,
-                o.getCausal() ? 1 : 0},
-               {scale});
+    SmallVector<int64_t> ints = {s[0], s[1], heads,
+                                 static_cast<int64_t>(o.getNumKvHeads()), d,
+                                 o.getCausal() ? 1 : 0};
+    if (llvm::any_of(placed, [&](Value v) { return columnOf.count(v); }))
+      for (Value v : placed) {
+        auto it = columnOf.find(v);
+        if (it == columnOf.end())
+          ints.append({lastDim(v), 0});
+        else
+          ints.append({lastDim(it->second.first), it->second.second});
+      }
+    return one(k, std::move(operands), std::move(ints), {scale});
   };
   auto lastAxisOnly = [&](int64_t axis, Value v) -> LogicalResult {
     if (axis != static_cast<int64_t>(shape(v).size()) - 1)
@@ -326,8 +344,9 @@ LogicalResult Lowering::selectKernels(Operation *op,
         int64_t off = 0, cols = lastDim(o.getInput());
         for (Value r : o.getResults()) {
           int64_t w = lastDim(r);
-          (void)one("copy_columns", {o.getInput(), r},
-                    {cols, off, w, 0, w, rows(o.getInput())});
+          if (!columnOf.count(r)) // else attention reads it in place
+            (void)one("copy_columns", {o.getInput(), r},
+                      {cols, off, w, 0, w, rows(o.getInput())});
           off += w;
         }
         return success();
@@ -338,8 +357,9 @@ LogicalResult Lowering::selectKernels(Operation *op,
         int64_t off = 0, cols = lastDim(o.getResult());
         for (Value in : o.getInputs()) {
           int64_t w = lastDim(in);
-          (void)one("copy_columns", {in, o.getResult()},
-                    {w, 0, cols, off, w, rows(o.getResult())});
+          if (!columnOf.count(in)) // else attention wrote it in place
+            (void)one("copy_columns", {in, o.getResult()},
+                      {w, 0, cols, off, w, rows(o.getResult())});
           off += w;
         }
         return success();
@@ -353,23 +373,29 @@ LogicalResult Lowering::selectKernels(Operation *op,
       })
       .Case([&](AttentionOp o) {
         return attention("attention_fwd", o,
-                         {o.getQ(), o.getK(), o.getV(), o.getResult()});
+                         {o.getQ(), o.getK(), o.getV(), o.getResult()},
+                         {o.getQ(), o.getK(), o.getV()});
       })
       .Case([&](AttentionLseOp o) {
         // The forward with its log-sum-exp: one more output.
         return attention("attention_fwd", o,
-                         {o.getQ(), o.getK(), o.getV(), o.getResult(), o.getLse()});
+                         {o.getQ(), o.getK(), o.getV(), o.getResult(), o.getLse()},
+                         {o.getQ(), o.getK(), o.getV()});
       })
       .Case([&](AttentionGradOp o) {
         return attention("attention_bwd", o,
                          {o.getQ(), o.getK(), o.getV(), o.getDout(), o.getDq(),
-                          o.getDk(), o.getDv()});
+                          o.getDk(), o.getDv()},
+                         {o.getQ(), o.getK(), o.getV(), o.getDq(), o.getDk(),
+                          o.getDv()});
       })
       .Case([&](AttentionGradLseOp o) {
         // From the forward's output and log-sum-exp: two more inputs.
         return attention("attention_bwd", o,
                          {o.getQ(), o.getK(), o.getV(), o.getDout(), o.getOut(),
-                          o.getLse(), o.getDq(), o.getDk(), o.getDv()});
+                          o.getLse(), o.getDq(), o.getDk(), o.getDv()},
+                         {o.getQ(), o.getK(), o.getV(), o.getDq(), o.getDk(),
+                          o.getDv()});
       })
       .Case([&](GeluOp o) {
         return one("gelu_fwd", {o.getInput(), o.getResult()},
@@ -557,6 +583,60 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       gathers.push_back(g);
     }
 
+  // Attention's column views: split results that only attention reads (as
+  // q, k or v) stay in the split's input; dq, dk, dv that only one concat
+  // takes are written into its result, whose storage then starts at the
+  // gradient (`startsAt`).
+  columnOf.clear();
+  DenseMap<Value, int64_t> startsAt;
+  auto lastAxis = [](Value v, int64_t axis) {
+    return axis == cast<ShapedType>(v.getType()).getRank() - 1;
+  };
+  for (Operation &op : body.without_terminator()) {
+    if (!columnViews)
+      break;
+    if (auto sp = dyn_cast<SplitOp>(op)) {
+      Operation *def = sp.getInput().getDefiningOp();
+      if (!lastAxis(sp.getInput(), sp.getAxis()) ||
+          (def && isa<ShardSliceOp, BatchSliceOp, AdamWOp>(def)))
+        continue;
+      int64_t off = 0;
+      for (Value r : sp.getResults()) {
+        bool onlyAttention =
+            !r.use_empty() && !fixedOf.count(r) &&
+            llvm::all_of(r.getUses(), [](OpOperand &u) {
+              return isa<AttentionOp, AttentionLseOp, AttentionGradOp,
+                         AttentionGradLseOp>(u.getOwner()) &&
+                     u.getOperandNumber() < 3; // q, k, v
+            });
+        if (onlyAttention)
+          columnOf[r] = {sp.getInput(), off};
+        off += lastDim(r);
+      }
+    } else if (auto cat = dyn_cast<ConcatOp>(op)) {
+      Operation *grad = nullptr;
+      bool ok = lastAxis(cat.getResult(), cat.getAxis()) &&
+                !fixedOf.count(cat.getResult());
+      for (Value in : cat.getInputs()) {
+        Operation *def = in.getDefiningOp();
+        if (!ok || !def || !isa<AttentionGradOp, AttentionGradLseOp>(def) ||
+            !in.hasOneUse() || (grad && def != grad) || fixedOf.count(in)) {
+          ok = false;
+          break;
+        }
+        grad = def;
+      }
+      if (!ok || !grad)
+        continue;
+      int64_t off = 0;
+      for (Value in : cat.getInputs()) {
+        columnOf[in] = {cat.getResult(), off};
+        off += lastDim(in);
+      }
+      startsAt[cat.getResult()] = index[grad];
+    }
+  }
+
   // Storage of every temporary; in-place results share their operand's.
   std::vector<Storage> storages;
   DenseMap<Value, int> storageOf;
@@ -611,6 +691,15 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     for (Value r : op.getResults()) {
       if (fixedOf.count(r))
         continue;
+      if (auto c = columnOf.find(r); c != columnOf.end()) {
+        // A column view has its base's storage: a split's input lives on
+        // to the view's last read (a concat's result starts at the
+        // gradient, below).
+        if (auto it = storageOf.find(c->second.first); it != storageOf.end())
+          storages[it->second].end =
+              std::max(storages[it->second].end, lastUse(r));
+        continue;
+      }
       auto type = dyn_cast<RankedTensorType>(r.getType());
       if (!type || !type.hasStaticShape())
         return op.emitOpError() << "llm-lower-to-rt: result is not a "
@@ -635,6 +724,8 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
         }
       }
       int64_t start = i;
+      if (auto it = startsAt.find(r); it != startsAt.end())
+        start = std::min(start, it->second);
       if (auto g = dyn_cast<AllGatherOp>(op); g && gatherIndex.count(g) &&
                                               gatherIndex.lookup(g) > 0)
         start = index[gathers[gatherIndex.lookup(g) - 1]];
@@ -774,6 +865,8 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     return MemRefType::get(t.getShape(), t.getElementType());
   };
   std::function<Value(Value)> viewOf = [&](Value v) -> Value {
+    if (auto c = columnOf.find(v); c != columnOf.end())
+      return viewOf(c->second.first); // the kernel's ints place the columns
     if (Value existing = views.lookup(v))
       return existing;
     Value view;
@@ -1068,7 +1161,7 @@ namespace {
 struct LowerToRTPass : public llm::impl::LowerToRTBase<LowerToRTPass> {
   using LowerToRTBase::LowerToRTBase;
   void runOnOperation() override {
-    Lowering lowering(getOperation(), bucketBytes);
+    Lowering lowering(getOperation(), bucketBytes, attentionColumnViews);
     if (failed(lowering.run()))
       signalPassFailure();
   }

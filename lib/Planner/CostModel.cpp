@@ -285,7 +285,7 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   auto forward = [&](const BlockProfile &blk, double scale, bool coreOnly) {
     double s = 0;
     for (const OpProfile &op : blk.ops) {
-      if (coreOnly && !op.attentionCore)
+      if ((coreOnly && !op.attentionCore) || (op.columnView && m.attentionColumnViews))
         continue;
       double div = (op.tpSplit || c.sp) ? t : 1.0;
       double flops = op.flops * b * scale / div;

@@ -172,6 +172,12 @@ FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
       p.actBytes += bytesOf(r) / B;
     p.tpSplit = opSplit;
     p.attentionCore = isa<AttentionOp>(op);
+    if (auto sp = dyn_cast<SplitOp>(op))
+      p.columnView = llvm::all_of(sp.getResults(), [](Value r) {
+        return !r.use_empty() && llvm::all_of(r.getUses(), [](OpOperand &u) {
+          return isa<AttentionOp>(u.getOwner()) && u.getOperandNumber() < 3;
+        });
+      });
     if (layer >= 0 && layer < post)
       layerFlops[layer] += p.flops;
     if (!inProfile)

@@ -264,18 +264,23 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::Rope:
       cpu::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0);
       break;
-    case Opcode::AttentionFwd:
-      cpu::attentionFwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], n[1], n[2],
-                        n[3], n[4], fl[0], n[5] != 0, workspace_,
-                        r.ptrs.size() == 5 ? F(p[4]) : nullptr);
+    case Opcode::AttentionFwd: {
+      // q, k, v may be column slices of wider rows (AttentionLayout).
+      const AttentionLayout l = attentionLayout(*r.inst);
+      cpu::attentionFwd(F(p[0]) + l.off[0], F(p[1]) + l.off[1], F(p[2]) + l.off[2],
+                        F(p[3]), n[0], n[1], n[2], n[3], n[4], fl[0], n[5] != 0,
+                        workspace_, r.ptrs.size() == 5 ? F(p[4]) : nullptr, l.ld);
       break;
+    }
     case Opcode::AttentionBwd: {
       // With the forward's output and log-sum-exp (9 operands) the CPU
       // still recomputes the probabilities: it forms them whole per head.
       const int o = r.ptrs.size() == 9 ? 2 : 0;
-      cpu::attentionBwd(F(p[0]), F(p[1]), F(p[2]), F(p[3]), F(p[4 + o]),
-                        F(p[5 + o]), F(p[6 + o]), n[0], n[1], n[2], n[3], n[4],
-                        fl[0], n[5] != 0, workspace_);
+      const AttentionLayout l = attentionLayout(*r.inst);
+      cpu::attentionBwd(F(p[0]) + l.off[0], F(p[1]) + l.off[1], F(p[2]) + l.off[2],
+                        F(p[3]), F(p[4 + o]) + l.off[3], F(p[5 + o]) + l.off[4],
+                        F(p[6 + o]) + l.off[5], n[0], n[1], n[2], n[3], n[4],
+                        fl[0], n[5] != 0, workspace_, l.ld);
       break;
     }
     case Opcode::GeluFwd:

@@ -193,20 +193,37 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
   }
   case Opcode::AttentionFwd:
   case Opcode::AttentionBwd: {
+    const AttentionLayout lay = attentionLayout(inst);
+    if (!lay.valid) {
+      err = inst.opcode == static_cast<uint16_t>(Opcode::AttentionFwd)
+                ? "attention_fwd takes 6 ints, or 12 with its q, k, v layouts"
+                : "attention_bwd takes 6 ints, or 18 with its q, k, v, dq, dk, "
+                  "dv layouts";
+      break;
+    }
     if (n[3] == 0 || n[2] % n[3])
       err = "query heads do not group over key/value heads";
     int64_t bs = mul(n[0], n[1]);
     int64_t qn = mul(bs, mul(n[2], n[4])), kn = mul(bs, mul(n[3], n[4]));
     int64_t ln = mul(bs, n[2]); // the log-sum-exp: [B, Hq, S]
-    need(0, qn), need(1, kn), need(2, kn), need(3, qn);
+    // Tensor t's elements: the last row ends off + width past its start.
+    auto span = [&](int t) -> int64_t {
+      const int64_t w = lay.width[t], ld = lay.ld[t], off = lay.off[t];
+      if (w <= 0 || off < 0 || ld < w || off + w > ld) {
+        err = "an attention tensor's columns lie outside its rows";
+        return 0;
+      }
+      return bs > 0 ? mul(bs - 1, ld) + off + w : 0;
+    };
+    need(0, span(0)), need(1, span(1)), need(2, span(2)), need(3, qn);
     const size_t ops = inst.operands.size();
     if (inst.opcode == static_cast<uint16_t>(Opcode::AttentionFwd)) {
       if (ops == 5)
         need(4, ln);
     } else if (ops == 7) {
-      need(4, qn), need(5, kn), need(6, kn);
+      need(4, span(3)), need(5, span(4)), need(6, span(5));
     } else if (ops == 9) { // dout, out, lse, dq, dk, dv
-      need(4, qn), need(5, ln), need(6, qn), need(7, kn), need(8, kn);
+      need(4, qn), need(5, ln), need(6, span(3)), need(7, span(4)), need(8, span(5));
     } else {
       err = "attention_bwd takes 7 operands, or 9 with the forward's output "
             "and log-sum-exp";

@@ -5,22 +5,27 @@
 
 namespace llmrt {
 
-int store16Writer(const Instruction &inst, bool wholeLoss, bool activations,
-                  bool attention) {
+uint32_t store16Writers(const Instruction &inst, bool wholeLoss, bool activations,
+                        bool attention) {
+  const auto n = static_cast<uint32_t>(inst.operands.size());
+  auto slot = [](uint32_t k) { return 1u << k; };
   switch (static_cast<Opcode>(inst.opcode)) {
   case Opcode::AttentionFwd: // [q, k, v, out] or [q, k, v, out, lse]
-    return activations && attention ? 3 : -1;
+    return activations && attention ? slot(3) : 0;
+  case Opcode::AttentionBwd: // [.., dq, dk, dv]
+    return activations && attention && n >= 7 ? slot(n - 1) | slot(n - 2) | slot(n - 3)
+                                              : 0;
   case Opcode::LinearFwd: // [x, w, y] or [x, w, bias, y]
-    return activations ? static_cast<int>(inst.operands.size()) - 1 : -1;
-  case Opcode::LayerNormFwd: return 3;    // [x, w, b, y]
-  case Opcode::RMSNormFwd: return 2;      // [x, w, y]
+    return activations && n ? slot(n - 1) : 0;
+  case Opcode::LayerNormFwd: return slot(3);    // [x, w, b, y]
+  case Opcode::RMSNormFwd: return slot(2);      // [x, w, y]
   case Opcode::GeluFwd:
-  case Opcode::SiluFwd: return 1;         // [x, y]
+  case Opcode::SiluFwd: return slot(1);         // [x, y]
   case Opcode::GeluBwd:
-  case Opcode::SiluBwd: return 2;         // [x, dy, dx]
-  case Opcode::CrossEntropyBwd: return 2; // [logits, targets, dlogits]
-  case Opcode::VocabCrossEntropyBwd: return wholeLoss ? 2 : -1;
-  default: return -1;
+  case Opcode::SiluBwd: return slot(2);         // [x, dy, dx]
+  case Opcode::CrossEntropyBwd: return slot(2); // [logits, targets, dlogits]
+  case Opcode::VocabCrossEntropyBwd: return wholeLoss ? slot(2) : 0;
+  default: return 0;
   }
 }
 
@@ -63,9 +68,43 @@ bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss,
   }
 }
 
-uint32_t overwrittenSlots(const Instruction &inst) {
+uint32_t overwrittenSlots(const Instruction &inst, const ProgramDesc &p) {
   const uint32_t n = static_cast<uint32_t>(inst.operands.size());
   auto slot = [](uint32_t k) { return 1u << k; };
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::AttentionBwd: { // dq, dk, dv
+    if (n < 7 || n > 9)
+      return 0;
+    const AttentionLayout l = attentionLayout(inst);
+    if (!l.valid)
+      return 0;
+    // Column slices overwrite their buffer where the slices naming it
+    // tile its rows (the q/k/v gradient written in place): [0, ld) and
+    // exactly B S rows.
+    uint32_t mask = 0;
+    for (uint32_t t = 3; t < 6; ++t) {
+      const uint32_t b = inst.operands[n - 6 + t];
+      std::vector<std::pair<int64_t, int64_t>> spans;
+      bool sameLd = true;
+      for (uint32_t u = 3; u < 6; ++u)
+        if (inst.operands[n - 6 + u] == b) {
+          spans.push_back({l.off[u], l.off[u] + l.width[u]});
+          sameLd &= l.ld[u] == l.ld[t];
+        }
+      std::sort(spans.begin(), spans.end());
+      int64_t at = 0;
+      for (auto [s0, s1] : spans)
+        at = s0 == at ? s1 : -1;
+      const int64_t rows = inst.ints[0] * inst.ints[1];
+      if (sameLd && at == l.ld[t] && b < p.buffers.size() &&
+          static_cast<int64_t>(p.buffers[b].bytes) == rows * l.ld[t] * 4)
+        mask |= slot(n - 6 + t);
+    }
+    return mask;
+  }
+  default:
+    break;
+  }
   switch (static_cast<Opcode>(inst.opcode)) {
   case Opcode::EmbeddingFwd:
   case Opcode::EmbeddingBwd:
@@ -100,8 +139,6 @@ uint32_t overwrittenSlots(const Instruction &inst) {
     return n ? slot(n - 1) : 0;
   case Opcode::AttentionFwd: // out (and lse)
     return n == 5 ? slot(3) | slot(4) : slot(3);
-  case Opcode::AttentionBwd: // dq, dk, dv
-    return n >= 3 ? slot(n - 1) | slot(n - 2) | slot(n - 3) : 0;
   default:
     return 0;
   }
@@ -182,7 +219,7 @@ Store16Plan planStore16(
   auto overOf = [&](size_t f, size_t i, uint32_t *cont) {
     const Instruction &inst = p.functions[f].instructions[i];
     *cont = runs[f][i] == 2 ? 2u : 0u;
-    return overwrittenSlots(inst) | (runs[f][i] == 1 ? 2u : 0u);
+    return overwrittenSlots(inst, p) | (runs[f][i] == 1 ? 2u : 0u);
   };
   for (size_t f = 0; f < p.functions.size(); ++f) {
     std::vector<char> written(nb, 0);
@@ -231,7 +268,8 @@ Store16Plan planStore16(
       const uint32_t over = overOf(f, i, &cont);
       const bool whole = wholeLoss(inst);
       const bool attn = attention16 && attention16(inst);
-      const int w = runs[f][i] == 1 ? 1 : store16Writer(inst, whole, activations, attn);
+      const uint32_t w =
+          runs[f][i] == 1 ? 2u : store16Writers(inst, whole, activations, attn);
       // Reads first: they see the values before this instruction's writes.
       for (uint32_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
@@ -269,16 +307,29 @@ Store16Plan planStore16(
         const uint32_t b = inst.operands[k];
         if (b >= nb || !bit(over, k))
           continue;
+        // The same buffer in several slots this instruction overwrites:
+        // one value written in parts (attention's dq, dk, dv into the
+        // columns of the q/k/v gradient).
+        bool part = false;
+        for (uint32_t j = 0; j < k; ++j)
+          part |= bit(over, j) && inst.operands[j] == b;
+        if (part) {
+          Value &v = values[current[b]];
+          v.writes.push_back({i, k});
+          v.ok = v.ok && bit(w, k);
+          continue;
+        }
         const BufferDesc &d = p.buffers[b];
         Value v;
         v.fn = static_cast<uint32_t>(f);
         v.buffer = b;
         v.inst = v.lastRead = i;
         v.writes.push_back({i, k});
-        v.ok = static_cast<int>(k) == w && d.role == BufferRole::Temp && d.elem == ElemType::F32 &&
+        v.ok = bit(w, k) && d.role == BufferRole::Temp && d.elem == ElemType::F32 &&
                d.rankGroup == 0 && !viewed[b] && d.bytes > 0 && k < 32;
         for (uint32_t j = 0; j < inst.operands.size(); ++j)
-          if (j != k && inst.operands[j] < nb && overlaps(b, inst.operands[j]))
+          if (j != k && !(bit(over, j) && inst.operands[j] == b) &&
+              inst.operands[j] < nb && overlaps(b, inst.operands[j]))
             v.inPlace = true;
         current[b] = static_cast<int>(values.size());
         values.push_back(std::move(v));
@@ -334,7 +385,7 @@ bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b) {
     return false;
   // What an instruction does to b: 1 reads it, 2 overwrites it, 0 neither.
   auto use = [&](const Instruction &inst) {
-    const uint32_t over = overwrittenSlots(inst);
+    const uint32_t over = overwrittenSlots(inst, p);
     int u = 0;
     for (uint32_t k = 0; k < inst.operands.size(); ++k)
       if (inst.operands[k] == b) {
@@ -346,7 +397,7 @@ bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b) {
   };
   const auto &insts = p.functions[f].instructions;
   // Instruction j itself may overwrite b (in place): then it is dead.
-  const uint32_t overJ = overwrittenSlots(insts[j]);
+  const uint32_t overJ = overwrittenSlots(insts[j], p);
   for (uint32_t k = 0; k < insts[j].operands.size(); ++k)
     if (insts[j].operands[k] == b && bit(overJ, k))
       return true;

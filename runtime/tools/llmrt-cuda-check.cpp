@@ -785,6 +785,93 @@ void checkAttention(Rng &rng, int kind) {
   }
 }
 
+/// FlashAttention-2 reading q, k, v in place from one fused row of C =
+/// (Hq + 2 Hkv) D + 8 columns (the q/k/v projection's output; the last 8
+/// columns are not attention's) and writing dq, dk, dv into the columns of
+/// a gradient of the same shape (AttentionLayout: the compiler's column
+/// views), as the executor runs it: fp32 or bf16 inputs; with bf16 inputs
+/// dk, dv written bf16 and dq added in an fp32 scratch, then rounded into
+/// its columns; 4 and 8 warps. Against the CPU's dense kernels; the other
+/// columns must keep what they held.
+void checkAttentionColumns(Rng &rng) {
+  struct Case {
+    int64_t B, S, Hq, Hkv, D;
+    bool causal;
+  };
+  for (Case c : {Case{2, 100, 4, 2, 64, true}, Case{1, 200, 2, 1, 64, false},
+                 Case{1, 130, 4, 4, 64, true}}) {
+    const int64_t rows = c.B * c.S, wq = c.Hq * c.D, wk = c.Hkv * c.D,
+                  C = wq + 2 * wk + 8;
+    auto q = randomVec(rng, rows * wq, 2.0), k = randomVec(rng, rows * wk, 2.0),
+         v = randomVec(rng, rows * wk), dout = randomVec(rng, rows * wq);
+    std::vector<float> out(rows * wq), dq(q.size()), dk(k.size()), dv(k.size()),
+        lse(c.B * c.Hq * c.S);
+    std::vector<uint8_t> ws(cpu::attentionWorkspaceBytes(c.B, c.S, c.Hq, c.D, 4) + 64);
+    const double scale = 1.0 / std::sqrt(double(c.D));
+    cpu::attentionFwd(q.data(), k.data(), v.data(), out.data(), c.B, c.S, c.Hq, c.Hkv,
+                      c.D, scale, c.causal, ws.data(), lse.data());
+    cpu::attentionBwd(q.data(), k.data(), v.data(), dout.data(), dq.data(), dk.data(),
+                      dv.data(), c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, ws.data());
+    std::vector<float> fused(rows * C, 0.5f);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(&q[r * wq], wq, &fused[r * C]);
+      std::copy_n(&k[r * wk], wk, &fused[r * C + wq]);
+      std::copy_n(&v[r * wk], wk, &fused[r * C + wq + wk]);
+    }
+    const int64_t ld[6] = {C, C, C, C, C, C};
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool h16 = variant & 1, wide = variant & 2;
+      const size_t e = h16 ? 2 : 4;
+      Dev<float> F(fused), DO(dout), O(rows * wq), LSE(lse.size()), DQ(rows * wq),
+          WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
+      Dev<uint16_t> F16(fused.size()), G16(fused.size());
+      std::vector<float> sentinel(fused.size(), 0.25f);
+      Dev<float> G(sentinel);
+      cuda::toBf16(F.p, F16.p, static_cast<int64_t>(fused.size()), nullptr);
+      cuda::toBf16(G.p, G16.p, static_cast<int64_t>(fused.size()), nullptr);
+      char *in = h16 ? reinterpret_cast<char *>(F16.p) : reinterpret_cast<char *>(F.p);
+      char *grad = h16 ? reinterpret_cast<char *>(G16.p) : reinterpret_cast<char *>(G.p);
+      cuda::attentionFwdMMA(in, in + wq * e, in + (wq + wk) * e, O.p, c.B, c.S, c.Hq,
+                            c.Hkv, c.D, scale, c.causal, nullptr, LSE.p, h16 ? 7u : 0u,
+                            wide, ld);
+      int64_t ldb[6] = {C, C, C, h16 ? wq : C, C, C};
+      cuda::attentionBwdMMA(in, in + wq * e, in + (wq + wk) * e, DO.p,
+                            h16 ? DQ.p : G.p, grad + wq * e, grad + (wq + wk) * e, c.B,
+                            c.S, c.Hq, c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false,
+                            O.p, LSE.p, h16 ? 7u | 64u | 128u : 0u, wide, ldb);
+      if (h16)
+        cuda::copyColumnsT(cuda::In{DQ.p, false}, wq, 0, cuda::Out{G16.p, true}, C, 0, wq,
+                           rows, cuda::Half::Bf16, nullptr);
+      std::vector<float> g(fused.size());
+      if (h16) {
+        std::vector<uint16_t> g16 = G16.host();
+        for (size_t i = 0; i < g.size(); ++i)
+          g[i] = from16(g16[i], cuda::Half::Bf16);
+      } else {
+        g = G.host();
+      }
+      std::vector<float> gq(dq.size()), gk(dk.size()), gv(dv.size()), rest, restRef;
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy_n(&g[r * C], wq, &gq[r * wq]);
+        std::copy_n(&g[r * C + wq], wk, &gk[r * wk]);
+        std::copy_n(&g[r * C + wq + wk], wk, &gv[r * wk]);
+        rest.insert(rest.end(), &g[r * C + wq + 2 * wk], &g[r * C + C]);
+        restRef.insert(restRef.end(), 8, 0.25f); // exact in bf16
+      }
+      char sz[128];
+      std::snprintf(sz, sizeof(sz), " columns%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
+                    h16 ? " 16-bit" : "", wide ? " 8 warps" : "", (long long)c.B,
+                    (long long)c.S, (long long)c.Hq, (long long)c.Hkv, (long long)c.D,
+                    c.causal ? " causal" : "");
+      compare(std::string("attention_fwd") + sz, out, O.host(), 2e-2);
+      compare(std::string("attention_bwd dq") + sz, dq, gq, 2e-2);
+      compare(std::string("attention_bwd dk") + sz, dk, gk, 2e-2);
+      compare(std::string("attention_bwd dv") + sz, dv, gv, 2e-2);
+      compare(std::string("attention_bwd other columns") + sz, restRef, rest, 0);
+    }
+  }
+}
+
 /// The vocabulary-parallel embedding and loss of tensor parallelism, with
 /// the group simulated on one GPU: the vocabulary (1000) cut into 3 slices
 /// of 334, the last one padded by 2 columns (Megatron's padding, filled
@@ -1083,6 +1170,8 @@ int main(int argc, char **argv) {
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
       for (int kind = 1; kind <= 8; ++kind)
         checkAttention(rng, kind);
+    if (mode == cuda::GemmMode::Bf16)
+      checkAttentionColumns(rng);
   }
   if (run("loss"))
     checkLossAndOptimizer(rng);

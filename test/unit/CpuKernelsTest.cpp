@@ -386,6 +386,54 @@ TEST(CpuKernelsFwd, AttentionWorkspaceIsEnough) {
   EXPECT_EQ(k::attentionWorkspaceBytes(0, S, Hq, D, 8), 0);
 }
 
+TEST(CpuKernelsFwd, AttentionReadsAndWritesColumnSlices) {
+  // q, k, v as column slices of one fused [B S, (Hq + 2 Hkv) D] row (the
+  // q/k/v projection's output), dq, dk, dv written into the gradient's
+  // slices: the same numbers as the dense tensors, and the gradient's
+  // other columns untouched. The dense run is the reference.
+  const int64_t B = 2, S = 9, Hq = 4, Hkv = 2, D = 3;
+  const int64_t wq = Hq * D, wk = Hkv * D, C = wq + 2 * wk, rows = B * S;
+  Vec q = randomVec(rows * wq, 31), kk = randomVec(rows * wk, 32),
+      v = randomVec(rows * wk, 33), dout = randomVec(rows * wq, 34);
+  Vec fused(rows * C), grad(rows * C, 7.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(&q[r * wq], wq, &fused[r * C]);
+    std::copy_n(&kk[r * wk], wk, &fused[r * C + wq]);
+    std::copy_n(&v[r * wk], wk, &fused[r * C + wq + wk]);
+  }
+  Vec ws(k::attentionWorkspaceBytes(B, S, Hq, D, 8) / 8);
+  for (bool causal : {false, true}) {
+    Vec out(q.size()), dq(q.size()), dk(kk.size()), dv(kk.size());
+    Vec out2(q.size()), lse(B * Hq * S), lse2(lse.size());
+    k::attentionFwd(q.data(), kk.data(), v.data(), out.data(), B, S, Hq, Hkv, D,
+                    0.3, causal, ws.data(), lse.data());
+    k::attentionBwd(q.data(), kk.data(), v.data(), dout.data(), dq.data(),
+                    dk.data(), dv.data(), B, S, Hq, Hkv, D, 0.3, causal, ws.data());
+    const int64_t ld[6] = {C, C, C, C, C, C};
+    const double *f = fused.data();
+    k::attentionFwd(f, f + wq, f + wq + wk, out2.data(), B, S, Hq, Hkv, D, 0.3,
+                    causal, ws.data(), lse2.data(), ld);
+    EXPECT_EQ(out2, out);
+    EXPECT_EQ(lse2, lse);
+    // Only the k and v slices of the gradient are written: q's columns
+    // (a dense dq) keep their 7s.
+    const int64_t ldkv[6] = {C, C, C, wq, C, C};
+    Vec dq2(q.size());
+    k::attentionBwd(f, f + wq, f + wq + wk, dout.data(), dq2.data(),
+                    grad.data() + wq, grad.data() + wq + wk, B, S, Hq, Hkv, D, 0.3,
+                    causal, ws.data(), ldkv);
+    EXPECT_EQ(dq2, dq);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < wq; ++c)
+        ASSERT_EQ(grad[r * C + c], 7.0) << "row " << r << " column " << c;
+      for (int64_t c = 0; c < wk; ++c) {
+        ASSERT_EQ(grad[r * C + wq + c], dk[r * wk + c]);
+        ASSERT_EQ(grad[r * C + wq + wk + c], dv[r * wk + c]);
+      }
+    }
+  }
+}
+
 TEST(CpuKernelsFwd, Elementwise) {
   const int64_t n = 12, nb = 4;
   Vec x = randomVec(n, 21, -4.0, 4.0), b = randomVec(nb, 22), y(n);

@@ -53,6 +53,16 @@ Cluster cluster(const std::string &name) {
   return *c;
 }
 
+/// An H100 cluster starved of memory bandwidth (every op memory-bound) and
+/// one rank's plan with micro-batches of `batch`.
+std::pair<Cluster, PlanConfig> starved(int64_t batch) {
+  Cluster cl = cluster("dgx-h100-80g.json");
+  cl.memoryBwGBps = 1e-3;
+  PlanConfig c;
+  c.mbs = batch;
+  return {cl, c};
+}
+
 } // namespace
 
 TEST(PlannerMemory, ZeroStagesMatchRajbhandari) {
@@ -416,10 +426,7 @@ TEST(PlannerCost, SixteenBitStorageOfTheCudaRuntime) {
   const int64_t layers = 2, batch = 4;
   ModelProfile m = gpt(256, 4, layers, batch, 128, "f32");
   ASSERT_EQ(m.elemBytes, 4);
-  Cluster cl = cluster("dgx-h100-80g.json");
-  cl.memoryBwGBps = 1e-3;
-  PlanConfig c;
-  c.mbs = batch;
+  auto [cl, c] = starved(batch);
   Prediction base = evaluatePlan(m, cl, 1, c);
   ASSERT_TRUE(base.feasible) << base.infeasibleReason;
   auto factor = [](const std::string &op) {
@@ -447,4 +454,26 @@ TEST(PlannerCost, SixteenBitStorageOfTheCudaRuntime) {
   Prediction a = evaluatePlan(b16, cl, 1, c);
   b16.storage16 = true;
   EXPECT_DOUBLE_EQ(evaluatePlan(b16, cl, 1, c).stepTime, a.stepTime);
+}
+
+TEST(PlannerCost, AttentionColumnViewsDropTheSplit) {
+  // With the compiler's attention column views the q/k/v split (and its
+  // gradient's concat) is no kernel: on a bandwidth-starved cluster the
+  // step shrinks by 3 x (forward and backward) the split's bytes per layer
+  // (read [s, 3h] and write three [s, h]: 6 s h elements of 4 bytes) over
+  // the bandwidth.
+  const int64_t layers = 2, batch = 4, s = 128, h = 256;
+  ModelProfile m = gpt(h, 4, layers, batch, s, "f32");
+  int splits = 0;
+  for (const OpProfile &op : m.layer.ops)
+    splits += op.columnView;
+  ASSERT_EQ(splits, 1);
+  auto [cl, c] = starved(batch);
+  Prediction base = evaluatePlan(m, cl, 1, c);
+  ASSERT_TRUE(base.feasible) << base.infeasibleReason;
+  m.attentionColumnViews = true;
+  const double memRate = cl.memoryBwGBps * 1e9 * cl.efficiency.memory;
+  const double splitBytes = 6.0 * s * h * 4;
+  EXPECT_NEAR(base.stepTime - evaluatePlan(m, cl, 1, c).stepTime,
+              3.0 * layers * splitBytes * batch / memRate, 1e-9 * base.stepTime);
 }

@@ -63,6 +63,19 @@ struct Mlp {
   }
 };
 
+/// The plan with 16-bit activations, attention's kernel taking 16 bits
+/// or not, each buffer at its own offset.
+Store16Plan planActivations(const ProgramDesc &p, bool attention) {
+  return planStore16(
+      p,
+      [&](uint32_t b) {
+        return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
+                                             p.buffers[b].offset + p.buffers[b].bytes};
+      },
+      [](const Instruction &) { return true; }, true,
+      [&](const Instruction &) { return attention; });
+}
+
 enum Where { No, Own, Side };
 /// Where operand `slot` of instruction `i` of function `f` is 16-bit.
 Where at(const Store16Plan &s, uint32_t f, uint32_t i, uint32_t slot) {
@@ -385,16 +398,7 @@ TEST(Store16, AttentionOperands) {
                    inst(Opcode::LinearFwd, {DY, W, DO}),
                    inst(Opcode::AttentionBwd, {Q, K, V, DO, O, LSE, DQ, DK, DV},
                         {1, 64, 1, 1, 4, 1})}}};
-  auto plan = [&](bool attention) {
-    return planStore16(
-        p,
-        [&](uint32_t b) {
-          return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
-                                               p.buffers[b].offset + p.buffers[b].bytes};
-        },
-        [](const Instruction &) { return true; }, true,
-        [&](const Instruction &) { return attention; });
-  };
+  auto plan = [&](bool attention) { return planActivations(p, attention); };
   Store16Plan s = plan(true);
   for (uint32_t i : {0u, 1u, 2u})
     EXPECT_EQ(at(s, 0, i, 1), Own) << "copy " << i;
@@ -406,6 +410,61 @@ TEST(Store16, AttentionOperands) {
   EXPECT_EQ(t.slots[0][3], 0u);
   EXPECT_EQ(t.slots[0][6], 0u);
   EXPECT_EQ(at(t, 0, 0, 1), No);
+}
+
+TEST(Store16, AttentionColumnViews) {
+  // q, k, v read in place from the fused projection's output and dq, dk,
+  // dv written in place into its gradient (12 and 18 ints: row stride 12,
+  // first columns 0, 4, 8): the gradient is one value written in three
+  // parts, 16-bit where the attention kernel takes and writes 16 bits; a
+  // gradient the parts do not tile is not overwritten by them.
+  enum : uint32_t { X, WQ, QKV, O, LSE, W, Y, DY, DO, DQKV, DX, DWQ, N };
+  auto program = [](std::vector<int64_t> gradLayout, uint64_t gradBytes) {
+    ProgramDesc p;
+    p.arenaBytes = 1 << 20;
+    for (uint32_t b = 0; b < N; ++b)
+      p.buffers.push_back({"", b == W || b == WQ ? BufferRole::Param : BufferRole::Temp,
+                           ElemType::F32, {}, uint64_t(b) * 4096,
+                           b == QKV ? 3072u : b == DQKV ? gradBytes : 1024u});
+    std::vector<int64_t> fwd = {1, 64, 1, 1, 4, 1, 12, 0, 12, 4, 12, 8};
+    std::vector<int64_t> bwd = fwd;
+    bwd.insert(bwd.end(), gradLayout.begin(), gradLayout.end());
+    p.functions = {{"train",
+                    {inst(Opcode::LinearFwd, {X, WQ, QKV}),
+                     inst(Opcode::AttentionFwd, {QKV, QKV, QKV, O, LSE}, fwd),
+                     inst(Opcode::LinearFwd, {O, W, Y}),
+                     inst(Opcode::LinearFwd, {DY, W, DO}),
+                     inst(Opcode::AttentionBwd, {QKV, QKV, QKV, DO, O, LSE, DQKV, DQKV, DQKV},
+                          bwd),
+                     inst(Opcode::LinearFwd, {DQKV, WQ, DX}),
+                     inst(Opcode::LinearBwdWeight, {X, DQKV, DWQ})}}};
+    return p;
+  };
+  auto plan = planActivations;
+  const std::vector<int64_t> tiled = {12, 0, 12, 4, 12, 8};
+  ProgramDesc p = program(tiled, 3072);
+  EXPECT_EQ(overwrittenSlots(p.functions[0].instructions[4], p), 0x1c0u);
+  Store16Plan s = plan(p, true);
+  EXPECT_EQ(at(s, 0, 0, 2), Own);            // the projection writes qkv
+  EXPECT_EQ(s.slots[0][1], 0xfu);            // q, k, v (one value), out
+  EXPECT_EQ(s.slots[0][4], 0x1dfu);          // q, k, v, dout, out; dq, dk, dv
+  EXPECT_EQ(at(s, 0, 5, 0), Own);            // the GEMMs read the gradient
+  EXPECT_EQ(at(s, 0, 6, 1), Own);
+  // A kernel that takes fp32: the gradient stays fp32, and qkv too (the
+  // attention reads it).
+  Store16Plan t = plan(p, false);
+  EXPECT_EQ(t.slots[0][4], 0u);
+  EXPECT_EQ(at(t, 0, 5, 0), No);
+  EXPECT_EQ(at(t, 0, 0, 2), No);
+  // Parts that leave columns out, or a buffer with more rows than the
+  // parts write: not overwritten there, so the value before is read.
+  for (auto [layout, bytes] :
+       {std::pair<std::vector<int64_t>, uint64_t>{{12, 0, 12, 4, 16, 8}, 3072},
+        {tiled, 4096}}) {
+    ProgramDesc q = program(layout, bytes);
+    EXPECT_EQ(overwrittenSlots(q.functions[0].instructions[4], q) & 0x1c0u, 0u);
+    EXPECT_EQ(plan(q, true).slots[0][4] & 0x1c0u, 0u);
+  }
 }
 
 TEST(GeluFusions, ForwardAndBackward) {

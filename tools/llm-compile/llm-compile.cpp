@@ -78,6 +78,12 @@ static cl::opt<bool> keepAttentionLse(
              "pass). Default: on for --target cuda (checked on H100 and "
              "H200), off for the CPU"),
     cl::init(false), cl::cat(category));
+static cl::opt<bool> attentionColumnViews(
+    "attention-column-views",
+    cl::desc("attention reads q, k, v in place from the fused q/k/v "
+             "projection's output and writes dq, dk, dv in place into its "
+             "gradient, without column copies (llm-lower-to-rt). Default: on"),
+    cl::init(true), cl::cat(category));
 static cl::opt<int64_t> vocabAlign(
     "vocab-align",
     cl::desc("pad the vocabulary (embedding table, LM head, logits) so that "
@@ -215,6 +221,7 @@ int main(int argc, char **argv) {
     profile = std::move(*p);
     profile->vocabAlign = align;
     profile->keepAttentionLse = keepLse;
+    profile->attentionColumnViews = attentionColumnViews;
     // The CUDA runtime's 16-bit storage of activations (the default with
     // 16-bit products): its memory-bound kernels move fewer bytes.
     profile->storage16 = target == "cuda" && (profile->computePrecision == "bf16" ||
@@ -316,6 +323,7 @@ int main(int argc, char **argv) {
       pm.addPass(llm::createKeepAttentionLse());
     llm::LowerToRTOptions lowering;
     lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
+    lowering.attentionColumnViews = attentionColumnViews;
     pm.addPass(llm::createLowerToRT(lowering));
     if (target == "cuda" || fuseElementwise) {
       llm::FuseElementwiseOptions fuse;

@@ -38,11 +38,25 @@ def LowerToRT : Pass<"llm-lower-to-rt", "mlir::ModuleOp"> {
     by one `all_reduce_start` after its last gradient (the backward goes on
     while it is in flight) and one `all_reduce_wait` before the first read
     of any of them (the global norm).
+
+    Attention's column views (`attention-column-views`, on by default): a
+    split result that only attention ops read as q, k or v is not copied
+    out; the attention reads its columns in place from the split's input
+    (whose storage lives on to the last such read), and an attention
+    gradient whose dq, dk and dv only one concat takes writes them in place
+    into the concat's result (live from the gradient on). The kernel gets
+    each such tensor's row stride and first column as six more ints
+    (forward) or twelve (backward); the runtime's AttentionLayout reads
+    them.
   }];
   let options = [
     Option<"bucketBytes", "bucket-bytes", "int64_t", "0",
            "data-parallel gradient bucket size in bytes (0: one synchronous "
            "all-reduce per gradient)">,
+    Option<"attentionColumnViews", "attention-column-views", "bool", "true",
+           "attention reads q, k, v in place from the fused projection's "
+           "output and writes dq, dk, dv in place into its gradient (no "
+           "column copies)">,
   ];
   let dependentDialects = ["mlir::func::FuncDialect",
                            "mlir::llmrt::LLMRTDialect"];

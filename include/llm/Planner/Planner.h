@@ -31,6 +31,10 @@ struct OpProfile {
   double weightBytes = 0; ///< parameter bytes read (once per micro-batch)
   bool tpSplit = false;   ///< split by tensor parallelism (Megatron rules)
   bool attentionCore = false; ///< recomputed under selective remat
+  /// A split whose results only attention reads (as q, k or v): no kernel
+  /// where the compiler's attention column views are on (nor its
+  /// gradient's concat).
+  bool columnView = false;
 };
 
 /// A group of ops: one transformer layer, or the embedding (pre) / final
@@ -89,6 +93,10 @@ struct ModelProfile {
   /// of the IR say (storageBytesFactor). Not read off the graph; llm-compile
   /// sets it for --target cuda with bf16 or fp16 products.
   bool storage16 = false;
+  /// llm-lower-to-rt's attention column views (the default): the splits
+  /// marked columnView cost nothing. Not read off the graph; llm-compile
+  /// sets it.
+  bool attentionColumnViews = false;
 };
 
 /// The bytes an op of the profile moves on the target, relative to its

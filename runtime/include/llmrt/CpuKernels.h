@@ -107,15 +107,21 @@ int64_t attentionWorkspaceBytes(int64_t B, int64_t S, int64_t Hq, int64_t D,
 /// out = softmax(q kᵀ · scale + causal mask) v per head; q, out [B, S, Hq*D],
 /// k, v [B, S, Hkv*D]; query head h reads kv head h / (Hq / Hkv). lse
 /// (optional, [B, Hq, S]): each row's log-sum-exp, log sum_j exp(s_ij).
+/// `ld` (optional): the row strides of q, k, v (and in the backward dq,
+/// dk, dv), in elements, where they are column slices of wider rows
+/// (AttentionLayout; the pointers are at the slice's first column); out
+/// and dout are dense.
 template <typename T>
 void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
                   int64_t S, int64_t Hq, int64_t Hkv, int64_t D, double scale,
-                  bool causal, void *workspace, T *lse = nullptr);
+                  bool causal, void *workspace, T *lse = nullptr,
+                  const int64_t *ld = nullptr);
 /// dq, dk, dv overwritten (dk, dv summed over the query heads of a group).
 template <typename T>
 void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,
                   T *dk, T *dv, int64_t B, int64_t S, int64_t Hq, int64_t Hkv,
-                  int64_t D, double scale, bool causal, void *workspace);
+                  int64_t D, double scale, bool causal, void *workspace,
+                  const int64_t *ld = nullptr);
 
 // Elementwise --------------------------------------------------------------
 

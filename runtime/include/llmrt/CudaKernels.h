@@ -249,22 +249,31 @@ bool attentionMMASupport(int64_t D);
 /// 3 dout, 4 out (the forward writes it bf16; the backward reads it).
 /// wide (LLMRT_CUDA_ATTN_FWD8=1): blocks of 8 warps, 128 queries sharing
 /// each key tile (not yet run on a GPU: off by default).
+/// ld (optional): the row strides in elements of q, k, v (then, in the
+/// backward, dq, dk, dv) where they are column slices of wider rows
+/// (AttentionLayout; the pointers at the slice's first column); each a
+/// multiple of 4, as the slices' first columns (16-byte vectors).
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s,
-                     float *lse = nullptr, unsigned h16 = 0, bool wide = false);
+                     float *lse = nullptr, unsigned h16 = 0, bool wide = false,
+                     const int64_t *ld = nullptr);
 /// staged: the backward's next Q and dO tiles copied by cp.async while the
 /// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; fp32 inputs
 /// only; as fast as without on an H100, so off by default).
 /// wide (LLMRT_CUDA_ATTN_BWD8=1): blocks of 8 warps, 128 keys sharing
 /// each query tile (not yet run on a GPU: off by default; unstaged, so it
 /// takes precedence over `staged`).
+/// dq is fp32 (added atomically; a caller that stores it 16-bit passes an
+/// fp32 scratch and rounds it after); dk, dv are bf16 where h16 has bit 6
+/// (dk) or 7 (dv).
 void attentionBwdMMA(const void *q, const void *k, const void *v,
-                     const void *dout, float *dq, float *dk, float *dv,
+                     const void *dout, float *dq, void *dk, void *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace, cudaStream_t s,
                      bool staged = false, const void *out = nullptr,
-                     const float *lse = nullptr, unsigned h16 = 0, bool wide = false);
+                     const float *lse = nullptr, unsigned h16 = 0, bool wide = false,
+                     const int64_t *ld = nullptr);
 
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);

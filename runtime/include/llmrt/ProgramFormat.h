@@ -112,9 +112,11 @@ enum class Opcode : uint16_t {
   Rope = 13,                ///< [x, y] {B, S, H, D, inverse} (theta)
   /// [q, k, v, out] or [q, k, v, out, lse] {B, S, Hq, Hkv, D, causal}
   /// (scale); lse [B, Hq, S]: each row's log-sum-exp, for the backward.
+  /// Six more ints place q, k, v in wider rows (attentionLayout).
   AttentionFwd = 14,
   /// [q, k, v, dout, dq, dk, dv] or [q, k, v, dout, out, lse, dq, dk, dv]
   /// (the forward's output and log-sum-exp) {B, S, Hq, Hkv, D, causal} (scale)
+  /// Twelve more ints place q, k, v, dq, dk, dv (attentionLayout).
   AttentionBwd = 15,
   GeluFwd = 16,             ///< [x, y] {n}
   GeluBwd = 17,             ///< [x, dy, dx] {n}
@@ -295,8 +297,8 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::SumRows, "sum_rows", 2, 2, 2, 0},
       {Opcode::CopyColumns, "copy_columns", 2, 2, 6, 0},
       {Opcode::Rope, "rope", 2, 2, 5, 1},
-      {Opcode::AttentionFwd, "attention_fwd", 4, 5, 6, 1},
-      {Opcode::AttentionBwd, "attention_bwd", 7, 9, 6, 1},
+      {Opcode::AttentionFwd, "attention_fwd", 4, 5, -1, 1}, // 6 or 12
+      {Opcode::AttentionBwd, "attention_bwd", 7, 9, -1, 1}, // 6 or 18
       {Opcode::GeluFwd, "gelu_fwd", 2, 2, 1, 0},
       {Opcode::GeluBwd, "gelu_bwd", 3, 3, 1, 0},
       {Opcode::SiluFwd, "silu_fwd", 2, 2, 1, 0},
@@ -395,6 +397,42 @@ struct Instruction {
   std::vector<int64_t> ints;
   std::vector<double> floats;
 };
+
+/// Where an attention instruction's q, k, v (and backward dq, dk, dv: index
+/// 3, 4, 5) lie in their buffers: row r (of B x S) of head h of tensor t
+/// starts at element r * ld[t] + off[t] + h * D. With only {B, S, Hq, Hkv,
+/// D, causal} each is dense (ld = heads x D, off = 0); the compiler adds
+/// (ld, off) per tensor (6 ints forward, 12 backward) where a tensor is a
+/// column slice of a wider one: the fused q/k/v projection's output read in
+/// place, its gradient written in place, no column copies between.
+struct AttentionLayout {
+  int64_t ld[6] = {0, 0, 0, 0, 0, 0}, off[6] = {0, 0, 0, 0, 0, 0};
+  /// The columns each tensor's rows hold: Hq x D (q, dq) or Hkv x D.
+  int64_t width[6] = {0, 0, 0, 0, 0, 0};
+  bool strided = false; ///< some tensor is not dense
+  bool valid = true;    ///< the ints' count fits the opcode
+};
+inline AttentionLayout attentionLayout(const Instruction &inst) {
+  AttentionLayout l;
+  const auto &n = inst.ints;
+  const bool fwd = inst.opcode == static_cast<uint16_t>(Opcode::AttentionFwd);
+  const size_t extra = fwd ? 6 : 12;
+  if (n.size() != 6 && n.size() != 6 + extra) {
+    l.valid = false;
+    return l;
+  }
+  for (int t = 0; t < 6; ++t) {
+    l.width[t] = (t % 3 == 0 ? n[2] : n[3]) * n[4];
+    l.ld[t] = l.width[t];
+  }
+  if (n.size() > 6)
+    for (size_t t = 0; t < extra / 2; ++t) {
+      l.ld[t] = n[6 + 2 * t];
+      l.off[t] = n[7 + 2 * t];
+      l.strided |= l.ld[t] != l.width[t] || l.off[t] != 0;
+    }
+  return l;
+}
 
 struct FunctionDesc {
   std::string name;

@@ -38,16 +38,17 @@ struct Store16Plan {
   uint64_t fp32Bytes = 0;
 };
 
-/// The slot of `inst` that writes a tensor the GPU can write as 16-bit
-/// (layer and RMS norm outputs, GELU and SiLU and their gradients, the
-/// loss gradient; with `activations`, a linear_fwd's output too), or -1.
+/// The slots of `inst` (bit k: operand k) that write a tensor the GPU can
+/// write as 16-bit (layer and RMS norm outputs, GELU and SiLU and their
+/// gradients, the loss gradient; with `activations`, a linear_fwd's output
+/// too).
 /// `wholeLoss`: whether a vocab loss holds its whole vocabulary (a
 /// tensor-parallel group of one rank: one kernel, no statistics
 /// exchanged).
-/// `attention`: this attention instruction's kernel takes 16-bit operands
-/// (its output then is a writer).
-int store16Writer(const Instruction &inst, bool wholeLoss, bool activations = false,
-                  bool attention = false);
+/// `attention`: this attention instruction's kernel takes and writes
+/// 16-bit tensors (its output, or its dq, dk, dv, are then writers).
+uint32_t store16Writers(const Instruction &inst, bool wholeLoss,
+                        bool activations = false, bool attention = false);
 /// Whether operand `slot` of `inst` may be read as 16-bit: a GEMM's x, w
 /// or dy (linear_fwd, linear_bwd_weight; not the bias) or sum_rows' dy;
 /// with `activations` also the inputs of GELU, SiLU and their gradients,
@@ -57,13 +58,14 @@ int store16Writer(const Instruction &inst, bool wholeLoss, bool activations = fa
 bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss = true,
                    bool activations = false, bool attention = false);
 /// The operand slots `inst` overwrites whole (bit k: operand k): a new
-/// value of that buffer starts there. Partial writes (copy_columns),
-/// collectives and opcodes not listed count as reads only.
-uint32_t overwrittenSlots(const Instruction &inst);
+/// value of that buffer starts there. Partial writes (copy_columns; an
+/// attention gradient's column slices unless together they tile their
+/// buffer), collectives and opcodes not listed count as reads only.
+uint32_t overwrittenSlots(const Instruction &inst, const ProgramDesc &p);
 
 /// The tensors of `p` stored 16-bit. A buffer holds a sequence of values,
 /// each from an instruction that overwrites it to the next; a value is
-/// stored 16-bit where a store16Writer slot writes it, nothing but
+/// stored 16-bit where store16Writers slots write it, nothing but
 /// store16Reader slots reads it, and (without `activations`: the GEMMs'
 /// own rounding, nothing else) a GEMM reads it. Only temporaries (not
 /// views); where some function reads a buffer before it writes it (what

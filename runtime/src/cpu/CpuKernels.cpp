@@ -642,11 +642,13 @@ int64_t attentionWorkspaceBytes(int64_t B, int64_t S, int64_t Hq, int64_t D,
 template <typename T>
 void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
                   int64_t S, int64_t Hq, int64_t Hkv, int64_t D, double scale,
-                  bool causal, void *workspace, T *lse) {
+                  bool causal, void *workspace, T *lse, const int64_t *ld) {
   if (B <= 0 || S <= 0 || Hq <= 0 || D <= 0)
     return;
   assert(Hkv > 0 && Hq % Hkv == 0 && "query heads must group evenly");
-  const int64_t group = Hq / Hkv, ldq = Hq * D, ldkv = Hkv * D;
+  const int64_t group = Hq / Hkv, ldo = Hq * D;
+  const int64_t ldq = ld ? ld[0] : ldo, ldk = ld ? ld[1] : Hkv * D,
+                ldv = ld ? ld[2] : Hkv * D;
   const int64_t slotBytes = attentionSlotBytes(S, sizeof(T));
   forEachPair(B * Hq, 2 * S * S * D, attentionSlots(B, Hq),
               static_cast<char *>(workspace), slotBytes,
@@ -654,16 +656,16 @@ void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
                 const int64_t b = pr / Hq, h = pr % Hq, g = h / group;
                 T *P = reinterpret_cast<T *>(slot);
                 const T *qh = q + b * S * ldq + h * D;
-                const T *kg = k + b * S * ldkv + g * D;
-                const T *vg = v + b * S * ldkv + g * D;
-                attentionProbs(qh, ldq, kg, ldkv, P, S, D, T(scale), causal,
+                const T *kg = k + b * S * ldk + g * D;
+                const T *vg = v + b * S * ldv + g * D;
+                attentionProbs(qh, ldq, kg, ldk, P, S, D, T(scale), causal,
                                rowsParallel, lse ? lse + pr * S : nullptr);
                 // out_h[S, D] = P[S, S] · v_g[S, D], by row blocks.
-                T *oh = out + b * S * ldq + h * D;
+                T *oh = out + b * S * ldo + h * D;
                 forEachRowBlock(S, causal, [&](int64_t i0, int64_t i1,
                                                int64_t cols) {
                   gemm<T>(false, false, i1 - i0, D, cols, T(1), P + i0 * S, S,
-                          vg, ldkv, T(0), oh + i0 * ldq, ldq);
+                          vg, ldv, T(0), oh + i0 * ldo, ldo);
                 });
               });
 }
@@ -671,11 +673,15 @@ void attentionFwd(const T *q, const T *k, const T *v, T *out, int64_t B,
 template <typename T>
 void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,
                   T *dk, T *dv, int64_t B, int64_t S, int64_t Hq, int64_t Hkv,
-                  int64_t D, double scale, bool causal, void *workspace) {
+                  int64_t D, double scale, bool causal, void *workspace,
+                  const int64_t *ld) {
   if (B <= 0 || S <= 0 || Hq <= 0 || D <= 0)
     return;
   assert(Hkv > 0 && Hq % Hkv == 0 && "query heads must group evenly");
-  const int64_t group = Hq / Hkv, ldq = Hq * D, ldkv = Hkv * D;
+  const int64_t group = Hq / Hkv, ldo = Hq * D, ldkv = Hkv * D;
+  const int64_t ldq = ld ? ld[0] : ldo, ldk = ld ? ld[1] : ldkv,
+                ldv = ld ? ld[2] : ldkv, lddq = ld ? ld[3] : ldo,
+                lddk = ld ? ld[4] : ldkv, lddv = ld ? ld[5] : ldkv;
   const int64_t slotBytes = attentionSlotBytes(S, sizeof(T));
   const T sc = static_cast<T>(scale);
   // One (batch, kv head) per item: its query heads accumulate into dk_g and
@@ -687,31 +693,31 @@ void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,
         const int64_t b = pr / Hkv, g = pr % Hkv;
         T *P = reinterpret_cast<T *>(slot);
         T *dS = P + S * S;
-        const T *kg = k + b * S * ldkv + g * D;
-        const T *vg = v + b * S * ldkv + g * D;
-        T *dkg = dk + b * S * ldkv + g * D;
-        T *dvg = dv + b * S * ldkv + g * D;
+        const T *kg = k + b * S * ldk + g * D;
+        const T *vg = v + b * S * ldv + g * D;
+        T *dkg = dk + b * S * lddk + g * D;
+        T *dvg = dv + b * S * lddv + g * D;
         for (int64_t i = 0; i < S; ++i) {
-          std::fill(dkg + i * ldkv, dkg + i * ldkv + D, T(0));
-          std::fill(dvg + i * ldkv, dvg + i * ldkv + D, T(0));
+          std::fill(dkg + i * lddk, dkg + i * lddk + D, T(0));
+          std::fill(dvg + i * lddv, dvg + i * lddv + D, T(0));
         }
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
           const T *qh = q + b * S * ldq + h * D;
-          const T *doh = dout + b * S * ldq + h * D;
-          T *dqh = dq + b * S * ldq + h * D;
-          attentionProbs(qh, ldq, kg, ldkv, P, S, D, sc, causal, rowsParallel);
+          const T *doh = dout + b * S * ldo + h * D;
+          T *dqh = dq + b * S * lddq + h * D;
+          attentionProbs(qh, ldq, kg, ldk, P, S, D, sc, causal, rowsParallel);
           // By row blocks [i0, i1), which read columns [0, cols) only:
           forEachRowBlock(S, causal, [&](int64_t i0, int64_t i1, int64_t cols) {
             const int64_t rows = i1 - i0;
             T *Pb = P + i0 * S, *dSb = dS + i0 * S;
             // dV_g[0, cols) += P_bᵀ dO_h[i0, i1).
-            gemm<T>(true, false, cols, D, rows, T(1), Pb, S, doh + i0 * ldq,
-                    ldq, T(1), dvg, ldkv);
+            gemm<T>(true, false, cols, D, rows, T(1), Pb, S, doh + i0 * ldo,
+                    ldo, T(1), dvg, lddv);
             // dP_b = dO_h[i0, i1) V_g[0, cols)ᵀ, then in place
             // dS = P ∘ (dP − rowsum(dP ∘ P)); masked entries have P = 0,
             // hence dS = 0.
-            gemm<T>(false, true, rows, cols, D, T(1), doh + i0 * ldq, ldq, vg,
-                    ldkv, T(0), dSb, S);
+            gemm<T>(false, true, rows, cols, D, T(1), doh + i0 * ldo, ldo, vg,
+                    ldv, T(0), dSb, S);
 #pragma omp parallel for schedule(static) if (rowsParallel && rows >= 32)
             for (int64_t i = 0; i < rows; ++i) {
               const T *prow = Pb + i * S;
@@ -724,10 +730,10 @@ void attentionBwd(const T *q, const T *k, const T *v, const T *dout, T *dq,
             }
             // dQ_h[i0, i1) = scale · dS_b K_g[0, cols);
             // dK_g[0, cols) += scale · dS_bᵀ Q_h[i0, i1).
-            gemm<T>(false, false, rows, D, cols, sc, dSb, S, kg, ldkv, T(0),
-                    dqh + i0 * ldq, ldq);
+            gemm<T>(false, false, rows, D, cols, sc, dSb, S, kg, ldk, T(0),
+                    dqh + i0 * lddq, lddq);
             gemm<T>(true, false, cols, D, rows, sc, dSb, S, qh + i0 * ldq, ldq,
-                    T(1), dkg, ldkv);
+                    T(1), dkg, lddk);
           });
         }
       });
@@ -980,10 +986,11 @@ void adamw(T *p, const T *grad, T *m, T *v, int64_t n, double lr, double beta1,
                         double, bool);                                         \
   template void attentionFwd<T>(const T *, const T *, const T *, T *, int64_t, \
                                 int64_t, int64_t, int64_t, int64_t, double,    \
-                                bool, void *, T *);                            \
+                                bool, void *, T *, const int64_t *);           \
   template void attentionBwd<T>(const T *, const T *, const T *, const T *,    \
                                 T *, T *, T *, int64_t, int64_t, int64_t,      \
-                                int64_t, int64_t, double, bool, void *);       \
+                                int64_t, int64_t, double, bool, void *,        \
+                                const int64_t *);                              \
   template void geluFwd<T>(const T *, T *, int64_t);                           \
   template void geluBwd<T>(const T *, const T *, T *, int64_t);                \
   template void siluFwd<T>(const T *, T *, int64_t);                           \

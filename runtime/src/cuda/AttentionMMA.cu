@@ -188,13 +188,13 @@ template <int D, int Rows = kRows, int Threads = kThreads> struct Tile16 {
   static constexpr int Per = Rows * D / 4 / Threads;
   static_assert(Rows * D / 4 % Threads == 0, "the tile does not split evenly");
   uint2 x[Per];
-  __device__ __forceinline__ void fetch(const void *src, bool h16, int b, int S, int H,
-                                        int h, int r0) {
+  __device__ __forceinline__ void fetch(const void *src, bool h16, int b, int S,
+                                        int64_t ld, int h, int r0) {
 #pragma unroll
     for (int u = 0; u < Per; ++u) {
       const int e = u * Threads + threadIdx.x;
       const int r = e / (D / 4), c = (e % (D / 4)) * 4, i = r0 + r;
-      const int64_t at = ((static_cast<int64_t>(b) * S + i) * H + h) * D + c;
+      const int64_t at = (static_cast<int64_t>(b) * S + i) * ld + h * D + c;
       if (i >= S) {
         x[u] = make_uint2(0u, 0u);
       } else if (h16) {
@@ -214,21 +214,25 @@ template <int D, int Rows = kRows, int Threads = kThreads> struct Tile16 {
   }
 };
 
-/// Bits of the 16-bit operands of the attention kernels (Any16).
-enum : unsigned { kQ16 = 1, kK16 = 2, kV16 = 4, kDO16 = 8, kO16 = 16 };
+/// Bits of the 16-bit operands of the attention kernels (Any16); dk and
+/// dv written 16-bit (the backward; dq is accumulated in fp32 and rounded
+/// by the caller).
+enum : unsigned { kQ16 = 1, kK16 = 2, kV16 = 4, kDO16 = 8, kO16 = 16, kDK16 = 64, kDV16 = 128 };
 
-/// A tile of `src` into registers: Tile (fp32) or Tile16 (either).
+/// A tile of `src` into registers: Tile (fp32) or Tile16 (either). Row
+/// (b, i) of `src` starts at (b S + i) ld: ld = H D where the tensor is
+/// dense, wider where it is a column slice (AttentionLayout).
 template <int D, bool Any16, int Rows = kRows, int Threads = kThreads> struct TileOf {
   using Type = std::conditional_t<Any16, Tile16<D, Rows, Threads>, Tile<D, Rows, Threads>>;
 };
 template <int D, bool Any16, int Rows = kRows, int Threads = kThreads>
 __device__ __forceinline__ void fetchTile(typename TileOf<D, Any16, Rows, Threads>::Type &tile,
                                           const void *src, bool h16, int b, int S,
-                                          int H, int h, int r0) {
+                                          int64_t ld, int h, int r0) {
   if constexpr (Any16)
-    tile.fetch(src, h16, b, S, H, h, r0);
+    tile.fetch(src, h16, b, S, ld, h, r0);
   else
-    tile.fetch(static_cast<const float *>(src), b, S, H, h, r0);
+    tile.fetchLd(static_cast<const float *>(src), b, S, ld, h, r0);
 }
 /// Two adjacent elements of an fp32 or (h16) bf16 tensor.
 __device__ __forceinline__ float2 load2(const void *p, bool h16, int64_t at) {
@@ -253,7 +257,8 @@ template <int D, int Mode, bool Any16, int Warps = kWarps>
 __global__ void __launch_bounds__(32 * Warps)
     attnFwdMMA(const void *q, const void *k, const void *v,
                const void *dout, void *out, float *lseOut, float *dOut,
-               int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16) {
+               int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16,
+               int ldq, int ldk, int ldv) {
   constexpr int Threads = 32 * Warps, QRows = 16 * Warps;
   __shared__ __align__(16) bf16 Qs[QRows * Lay<D>::Ld];
   __shared__ __align__(16) bf16 Ks[Lay<D>::TileElems];
@@ -273,9 +278,9 @@ __global__ void __launch_bounds__(32 * Warps)
   typename TileOf<D, Any16, kRows, Threads>::Type kreg, vreg;
   {
     typename TileOf<D, Any16, QRows, Threads>::Type qreg;
-    fetchTile<D, Any16, QRows, Threads>(qreg, q, h16 & kQ16, b, S, Hq, h, q0);
-    fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, Hkv, hk, 0);
-    fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, Hkv, hk, 0);
+    fetchTile<D, Any16, QRows, Threads>(qreg, q, h16 & kQ16, b, S, ldq, h, q0);
+    fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, ldk, hk, 0);
+    fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, ldv, hk, 0);
     qreg.store(Qs);
   }
   __syncthreads();
@@ -299,8 +304,8 @@ __global__ void __launch_bounds__(32 * Warps)
     vreg.store(Vs);
     __syncthreads();
     if (kt + 1 < nk) {
-      fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, Hkv, hk, k0 + kRows);
-      fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, Hkv, hk, k0 + kRows);
+      fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, ldk, hk, k0 + kRows);
+      fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, ldv, hk, k0 + kRows);
     }
     float s[8][4];
     productABt<D>(s, qa, Ks, lane);
@@ -398,9 +403,9 @@ __global__ void __launch_bounds__(32 * Warps)
 /// issued before any store.
 template <int D, bool Any16, int Rows = kRows, int Threads = kThreads>
 __device__ __forceinline__ void loadTile(bf16 *dst, const void *src, bool h16, int b,
-                                         int S, int H, int h, int r0) {
+                                         int S, int64_t ld, int h, int r0) {
   typename TileOf<D, Any16, Rows, Threads>::Type x;
-  fetchTile<D, Any16, Rows, Threads>(x, src, h16, b, S, H, h, r0);
+  fetchTile<D, Any16, Rows, Threads>(x, src, h16, b, S, ld, h, r0);
   x.store(dst);
 }
 
@@ -410,14 +415,14 @@ __device__ __forceinline__ void loadTile(bf16 *dst, const void *src, bool h16, i
 /// then converts, so a thread waits only for its own copies.
 template <int D>
 __device__ __forceinline__ void stageTile(float *staging, const float *src,
-                                          int b, int S, int H, int h, int r0) {
+                                          int b, int S, int64_t ld, int h, int r0) {
   constexpr int Per = kRows * D / 4 / kThreads;
 #pragma unroll
   for (int u = 0; u < Per; ++u) {
     const int e = u * kThreads + threadIdx.x;
     const int r = e / (D / 4), c = (e % (D / 4)) * 4, i = r0 + r;
     const float *from =
-        i < S ? src + ((static_cast<int64_t>(b) * S + i) * H + h) * D + c : src;
+        i < S ? src + (static_cast<int64_t>(b) * S + i) * ld + h * D + c : src;
     const unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(staging + r * D + c));
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to),
                  "l"(from), "r"(i < S ? 16 : 0)
@@ -451,9 +456,10 @@ __device__ __forceinline__ void convertStaged(bf16 *dst, const float *staging) {
 template <int D, bool Staged, bool Any16, int Warps = kWarps>
 __global__ void __launch_bounds__(32 * Warps)
     attnBwdMMA(const void *q, const void *k, const void *v,
-               const void *dout, float *dq, float *dk, float *dv,
+               const void *dout, float *dq, void *dk, void *dv,
                const float *lseIn, const float *dIn, int S, int Hq, int Hkv,
-               float scale, float scaleLog2, bool causal, unsigned h16) {
+               float scale, float scaleLog2, bool causal, unsigned h16,
+               int ldq, int ldk, int ldv, int lddq, int lddk, int lddv) {
   static_assert(!(Staged && Any16), "the staged copies are fp32");
   static_assert(!(Staged && Warps != kWarps), "the staged copies are 4 warps'");
   constexpr int Ld = Lay<D>::Ld, TE = Lay<D>::TileElems;
@@ -471,14 +477,15 @@ __global__ void __launch_bounds__(32 * Warps)
 
   const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * KRows;
   const int group = Hq / Hkv;
+  const int ldo = Hq * D; // dout is dense
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int nq = (S + kRows - 1) / kRows;
   // dQ: this warp's query rows and columns.
   const int qw = Warps == kWarps ? warp : warp % QWarps,
             dh = Warps == kWarps ? 0 : warp / QWarps;
-  loadTile<D, Any16, KRows, Threads>(Ks, k, h16 & kK16, b, S, Hkv, hk, j0);
-  loadTile<D, Any16, KRows, Threads>(Vs, v, h16 & kV16, b, S, Hkv, hk, j0);
+  loadTile<D, Any16, KRows, Threads>(Ks, k, h16 & kK16, b, S, ldk, hk, j0);
+  loadTile<D, Any16, KRows, Threads>(Vs, v, h16 & kV16, b, S, ldv, hk, j0);
   __syncthreads();
   unsigned ka[D / 16][4], va[D / 16][4];
   loadA<D>(ka, Ks, warp * 16, lane);
@@ -496,8 +503,8 @@ __global__ void __launch_bounds__(32 * Warps)
 
   const int itFirst = !causal ? 0 : Warps == kWarps ? jt : j0 / kRows;
   if constexpr (Staged) {
-    stageTile<D>(stQ, static_cast<const float *>(q), b, S, Hq, hk * group, itFirst * kRows);
-    stageTile<D>(stdO, static_cast<const float *>(dout), b, S, Hq, hk * group,
+    stageTile<D>(stQ, static_cast<const float *>(q), b, S, ldq, hk * group, itFirst * kRows);
+    stageTile<D>(stdO, static_cast<const float *>(dout), b, S, ldo, hk * group,
                  itFirst * kRows);
     commitStaged();
   }
@@ -517,14 +524,14 @@ __global__ void __launch_bounds__(32 * Warps)
           itn = itFirst;
         }
         if (hn < (hk + 1) * group) {
-          stageTile<D>(stQ, static_cast<const float *>(q), b, S, Hq, hn, itn * kRows);
-          stageTile<D>(stdO, static_cast<const float *>(dout), b, S, Hq, hn, itn * kRows);
+          stageTile<D>(stQ, static_cast<const float *>(q), b, S, ldq, hn, itn * kRows);
+          stageTile<D>(stdO, static_cast<const float *>(dout), b, S, ldo, hn, itn * kRows);
         }
         commitStaged();
       } else {
         __syncthreads(); // the previous tile's products are done
-        loadTile<D, Any16, kRows, Threads>(Qs, q, h16 & kQ16, b, S, Hq, h, i0);
-        loadTile<D, Any16, kRows, Threads>(dOs, dout, h16 & kDO16, b, S, Hq, h, i0);
+        loadTile<D, Any16, kRows, Threads>(Qs, q, h16 & kQ16, b, S, ldq, h, i0);
+        loadTile<D, Any16, kRows, Threads>(dOs, dout, h16 & kDO16, b, S, ldo, h, i0);
       }
       if (threadIdx.x < kRows) {
         const int i = i0 + threadIdx.x;
@@ -584,7 +591,7 @@ __global__ void __launch_bounds__(32 * Warps)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int i = i0 + qw * 16 + g + r * 8;
-        float *row = dq + ((static_cast<int64_t>(b) * S + i) * Hq + h) * D + dh * DQ;
+        float *row = dq + (static_cast<int64_t>(b) * S + i) * lddq + h * D + dh * DQ;
         const bool odd = t & 1;
 #pragma unroll
         for (int n = 0; n < DQ / 8; n += 2) {
@@ -615,13 +622,22 @@ __global__ void __launch_bounds__(32 * Warps)
     const int j = jRow + r * 8;
     if (j >= S)
       continue;
-    const int64_t row = ((static_cast<int64_t>(b) * S + j) * Hkv + hk) * D + 2 * t;
+    const int64_t rowK = (static_cast<int64_t>(b) * S + j) * lddk + hk * D + 2 * t,
+                  rowV = (static_cast<int64_t>(b) * S + j) * lddv + hk * D + 2 * t;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
-      *reinterpret_cast<float2 *>(dk + row + n * 8) =
-          make_float2(accK[n][2 * r] * scale, accK[n][2 * r + 1] * scale);
-      *reinterpret_cast<float2 *>(dv + row + n * 8) =
-          make_float2(accV[n][2 * r], accV[n][2 * r + 1]);
+      const float2 gk = make_float2(accK[n][2 * r] * scale, accK[n][2 * r + 1] * scale),
+                   gv = make_float2(accV[n][2 * r], accV[n][2 * r + 1]);
+      if (Any16 && (h16 & kDK16))
+        *reinterpret_cast<__nv_bfloat162 *>(static_cast<bf16 *>(dk) + rowK + n * 8) =
+            __floats2bfloat162_rn(gk.x, gk.y);
+      else
+        *reinterpret_cast<float2 *>(static_cast<float *>(dk) + rowK + n * 8) = gk;
+      if (Any16 && (h16 & kDV16))
+        *reinterpret_cast<__nv_bfloat162 *>(static_cast<bf16 *>(dv) + rowV + n * 8) =
+            __floats2bfloat162_rn(gv.x, gv.y);
+      else
+        *reinterpret_cast<float2 *>(static_cast<float *>(dv) + rowV + n * 8) = gv;
     }
   }
 }
@@ -677,16 +693,18 @@ bool attentionMMASupport(int64_t D) { return D == 64; }
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s, float *lse,
-                     unsigned h16, bool wide) {
+                     unsigned h16, bool wide, const int64_t *ld) {
   if (D != 64)
     return;
   const int warps = wide ? 8 : kWarps, qrows = 16 * warps;
   dim3 grid(static_cast<unsigned>((S + qrows - 1) / qrows),
             static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   const float scaleLog2 = static_cast<float>(scale) * kLog2e;
+  const int ldq = int(ld ? ld[0] : Hq * D), ldk = int(ld ? ld[1] : Hkv * D),
+            ldv = int(ld ? ld[2] : Hkv * D);
   auto launch = [&](auto kernel, float *l) {
     kernel<<<grid, 32 * warps, 0, s>>>(q, k, v, nullptr, out, l, nullptr, int(S), int(Hq),
-                                       int(Hkv), scaleLog2, causal, h16);
+                                       int(Hkv), scaleLog2, causal, h16, ldq, ldk, ldv);
   };
   if (wide) {
     if (h16 && lse)
@@ -708,13 +726,16 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
 }
 
 void attentionBwdMMA(const void *q, const void *k, const void *v,
-                     const void *dout, float *dq, float *dk, float *dv,
+                     const void *dout, float *dq, void *dk, void *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace,
                      cudaStream_t s, bool staged, const void *out,
-                     const float *fwdLse, unsigned h16, bool wide) {
+                     const float *fwdLse, unsigned h16, bool wide, const int64_t *ld) {
   if (D != 64)
     return;
+  int lds[6];
+  for (int t = 0; t < 6; ++t)
+    lds[t] = int(ld ? ld[t] : (t % 3 == 0 ? Hq : Hkv) * D);
   float *lse = static_cast<float *>(workspace), *dvec = lse + B * Hq * S;
   const float scaleLog2 = static_cast<float>(scale) * kLog2e;
   const unsigned tiles = static_cast<unsigned>((S + kRows - 1) / kRows);
@@ -727,9 +748,15 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
     (h16 ? attnFwdMMA<64, kStats, true> : attnFwdMMA<64, kStats, false>)
         <<<dim3(tiles, unsigned(Hq), unsigned(B)), kThreads, 0, s>>>(
             q, k, v, dout, nullptr, lse, dvec, int(S), int(Hq), int(Hkv), scaleLog2,
-            causal, h16);
+            causal, h16, lds[0], lds[1], lds[2]);
   }
-  cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
+  // dq's rows (a column slice: their columns only).
+  if (lds[3] == Hq * D)
+    cudaMemsetAsync(dq, 0, static_cast<size_t>(B * S * Hq * D) * sizeof(float), s);
+  else
+    cudaMemset2DAsync(dq, static_cast<size_t>(lds[3]) * sizeof(float), 0,
+                      static_cast<size_t>(Hq * D) * sizeof(float),
+                      static_cast<size_t>(B * S), s);
   auto launch = [&](auto kernel, bool staged, int warps) {
     const size_t smem = bwdSmem<64>(staged, warps);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -740,7 +767,8 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
     const unsigned keyBlocks = static_cast<unsigned>((S + 16 * warps - 1) / (16 * warps));
     kernel<<<dim3(keyBlocks, unsigned(Hkv), unsigned(B)), 32 * warps, smem, s>>>(
         q, k, v, dout, dq, dk, dv, lse, dvec, int(S), int(Hq), int(Hkv),
-        static_cast<float>(scale), scaleLog2, causal, h16);
+        static_cast<float>(scale), scaleLog2, causal, h16, lds[0], lds[1], lds[2],
+        lds[3], lds[4], lds[5]);
     return true;
   };
   // 8 warps (72 KB of shared memory) where asked and the device allows,

@@ -30,8 +30,11 @@
 // residual adds into the GEMM or layer-norm backward before them (one
 // rank); GELUs run in the epilogue of the GEMM before them
 // (LLMRT_CUDA_FUSE_GELU=0: apart);
-// LLMRT_CUDA_ATTN16=1 gives FlashAttention-2 16-bit operands, and
-// LLMRT_CUDA_ATTN_FWD8=1 and LLMRT_CUDA_ATTN_BWD8=1 run its forward and
+// FlashAttention-2 reads and writes 16-bit tensors (q, k, v, dout, out,
+// dk, dv; dq rounded from its fp32 sum) where the other readers allow
+// (LLMRT_CUDA_ATTN16=0: fp32), reads q, k, v and writes their gradients as
+// column slices in place (the compiler's AttentionLayout; the other
+// attention kernels through dense copies), and LLMRT_CUDA_ATTN_FWD8=1 and LLMRT_CUDA_ATTN_BWD8=1 run its forward and
 // backward in blocks of 8 warps;
 // LLMRT_CUDA_LOSS_FUSED=1 does the loss's forward in its backward's pass.
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
@@ -190,6 +193,20 @@ public:
   /// forward: the forward keeps its rows' max and sum (lossStats_), the
   /// backward reads the logits once instead of twice.
   void pairLossStats(std::vector<Resolved> &fn);
+  /// Attention's tensors as dense fp32 in attnScratch_, for the kernels
+  /// that cannot read column slices: t[k] (k < count; q, k, v, then the
+  /// backward's dq, dk, dv) points there, q, k, v copied in.
+  void denseCopies(const AttentionLayout &l, int64_t rows, void *const *p, uint32_t h16,
+                   int count, float **t, cudaStream_t s) {
+    float *at = attnScratch_;
+    for (int k = 0; k < count; ++k) {
+      if (k < 3)
+        cuda::copyColumnsT(cuda::In{p[k], (h16 >> k & 1u) != 0}, l.ld[k], l.off[k],
+                           cuda::Out{at, false}, l.width[k], 0, l.width[k], rows, half_, s);
+      t[k] = at;
+      at += rows * l.width[k];
+    }
+  }
   /// The bytes operand k of an instruction covers as resolved (a 16-bit
   /// value's side pointer included), [begin, end): what the pairings and
   /// fusions test for overlap.
@@ -243,6 +260,11 @@ public:
   uint8_t *workspace_ = nullptr;
   int64_t workspaceBytes_ = 0, scratchBytes_ = 0;
   float *attnWs_ = nullptr, *rowScratch_ = nullptr;
+  /// Dense fp32 copies of attention tensors that are column slices
+  /// (AttentionLayout) where the kernel cannot read them in place (WMMA,
+  /// fp32), and the fp32 dq FlashAttention-2 adds into before it is
+  /// rounded to a 16-bit dq.
+  float *attnScratch_ = nullptr;
   double *normAcc_ = nullptr;  ///< 4: by split mask (GlobalNorm)
   double *rowStats_ = nullptr; ///< 3 x rows: vocabulary-parallel loss
   std::unique_ptr<cuda::DeviceComm> dcomm_;
@@ -262,9 +284,21 @@ public:
   /// --target cuda), and the backward takes it with the output instead of
   /// recomputing the row statistics; LLMRT_CUDA_ATTN_LSE=0 recomputes them.
   bool attnLse_ = true;
-  /// LLMRT_CUDA_ATTN16=1: FlashAttention-2 reads and writes 16-bit
-  /// tensors where the other readers allow (Store16.h).
-  bool attn16_ = false;
+  /// FlashAttention-2 reads and writes 16-bit tensors where the other
+  /// readers allow (Store16.h; LLMRT_CUDA_ATTN16=0: fp32).
+  bool attn16_ = true;
+  /// Whether FlashAttention-2 (mma.sync) runs this attention instruction:
+  /// the bf16 attention, head dimension 64, and any column slices'
+  /// strides and first columns multiples of 4 (16-byte vectors).
+  bool attentionMMA(const Instruction &inst) const {
+    if (!attnTensorCores_ || !attnMMA_ || !cuda::attentionMMASupport(inst.ints[4]))
+      return false;
+    const AttentionLayout l = attentionLayout(inst);
+    for (int t = 0; t < 6; ++t)
+      if (l.ld[t] % 4 != 0 || l.off[t] % 4 != 0)
+        return false;
+    return true;
+  }
   /// LLMRT_CUDA_ATTN_FWD8=1: FlashAttention-2's forward in blocks of 8
   /// warps (128 queries a key tile).
   bool attnWide_ = false;
@@ -513,9 +547,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // them (LLMRT_CUDA_ACT16=0: not).
   const bool store16 = cuda::gemmTakes16(mode) && switchOn("LLMRT_CUDA_STORE16", true);
   const bool act16 = store16 && switchOn("LLMRT_CUDA_ACT16", true);
-  // Attention's q, k, v, dout and out too, where FlashAttention-2 runs
-  // (LLMRT_CUDA_ATTN16=1; with 16-bit activations).
-  ex->attn16_ = act16 && switchOn("LLMRT_CUDA_ATTN16", false) && ex->attnTensorCores_ &&
+  // Attention's q, k, v, dout, out, dq, dk, dv too, where
+  // FlashAttention-2 runs (with 16-bit activations; LLMRT_CUDA_ATTN16=0:
+  // not; on since an H100 measured it, 0.2 ms a GPT-2 step).
+  ex->attn16_ = act16 && switchOn("LLMRT_CUDA_ATTN16", true) && ex->attnTensorCores_ &&
                 ex->attnMMA_;
   Store16Plan plan16;
   if (store16)
@@ -537,10 +572,33 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
         [&](const Instruction &inst) {
           auto op = static_cast<Opcode>(inst.opcode);
           return ex->attn16_ && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
-                 cuda::attentionMMASupport(inst.ints[4]);
+                 ex->attentionMMA(inst);
         });
   const int64_t sideAt = ex->workspaceBytes_;
   ex->workspaceBytes_ += align(static_cast<int64_t>(plan16.sideBytes));
+  // Attention's scratch: dense copies of column slices for the kernels
+  // that cannot read them in place (q, k, v, and backward dq, dk, dv), the
+  // fp32 dq under a 16-bit one.
+  int64_t attnScratch = 0;
+  for (size_t fi = 0; fi < p.functions.size(); ++fi)
+    for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
+      const Instruction &inst = p.functions[fi].instructions[ii];
+      auto op = static_cast<Opcode>(inst.opcode);
+      if (op != Opcode::AttentionFwd && op != Opcode::AttentionBwd)
+        continue;
+      const AttentionLayout l = attentionLayout(inst);
+      const int64_t rows = inst.ints[0] * inst.ints[1];
+      const int64_t qkv = rows * (l.width[0] + l.width[1] + l.width[2]);
+      if (!ex->attentionMMA(inst)) {
+        if (l.strided)
+          attnScratch = std::max(attnScratch, (op == Opcode::AttentionBwd ? 2 : 1) * qkv * 4);
+      } else if (op == Opcode::AttentionBwd && !plan16.slots.empty() &&
+                 (plan16.slots[fi][ii] >> (inst.operands.size() - 3) & 1u)) {
+        attnScratch = std::max(attnScratch, rows * l.width[3] * 4);
+      }
+    }
+  const int64_t scratchAt = ex->workspaceBytes_;
+  ex->workspaceBytes_ += align(attnScratch);
   if (plan16.count > 0)
     ex->device_ += absl::StrCat(", ", plan16.count, " tensors stored 16-bit (",
                                 plan16.fp32Bytes >> 20, " MiB in fp32",
@@ -560,6 +618,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     cudaMemsetAsync(*ptr, 0, bytes, ex->stream_);
   }
   ex->attnWs_ = reinterpret_cast<float *>(ex->workspace_);
+  ex->attnScratch_ = reinterpret_cast<float *>(ex->workspace_ + scratchAt);
   ex->rowScratch_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes));
   ex->normAcc_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) + rowBytes);
   ex->rowStats_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) +
@@ -882,6 +941,10 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     const uint32_t h16 = r.half16; // operands stored 16-bit
     auto arg = [&](int k) { return cuda::In{p[k], (h16 >> k & 1u) != 0}; };
     auto res = [&](int k) { return cuda::Out{p[k], (h16 >> k & 1u) != 0}; };
+    // Operand k from element `off` on (2 or 4 bytes an element).
+    auto slice = [&](int k, int64_t off) {
+      return static_cast<void *>(static_cast<char *>(p[k]) + off * ((h16 >> k & 1u) ? 2 : 4));
+    };
     const OpcodeInfo *info = opcodeInfo(in.opcode);
     const char *name = info ? info->name : "?";
     clock::time_point begin;
@@ -986,42 +1049,72 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::Rope:
       cuda::rope(F(p[0]), F(p[1]), n[0], n[1], n[2], n[3], fl[0], n[4] != 0, s);
       break;
-    case Opcode::AttentionFwd:
+    case Opcode::AttentionFwd: {
       // [q, k, v, out] or [.., out, lse]: the log-sum-exp is written where
       // the backward takes it (FlashAttention-2 unless LLMRT_CUDA_ATTN_LSE=0);
-      // the other kernels recompute it in the backward.
-      if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
+      // the other kernels recompute it in the backward. q, k, v may be
+      // column slices of wider rows (AttentionLayout): FlashAttention-2
+      // reads them in place, the others from dense copies.
+      const AttentionLayout l = attentionLayout(in);
+      if (attentionMMA(in)) {
         // Bits of the 16-bit operands: q, k, v, (dout), out.
-        cuda::attentionFwdMMA(p[0], p[1], p[2], p[3], n[0], n[1], n[2], n[3], n[4],
-                              fl[0], n[5] != 0, s,
+        cuda::attentionFwdMMA(slice(0, l.off[0]), slice(1, l.off[1]), slice(2, l.off[2]),
+                              p[3], n[0], n[1], n[2], n[3], n[4], fl[0], n[5] != 0, s,
                               attnLse_ && r.ptrs.size() == 5 ? F(p[4]) : nullptr,
-                              (h16 & 7u) | ((h16 >> 3 & 1u) << 4), attnWide_);
+                              (h16 & 7u) | ((h16 >> 3 & 1u) << 4), attnWide_,
+                              l.strided ? l.ld : nullptr);
         break;
       }
+      float *qkv[3] = {F(p[0]), F(p[1]), F(p[2])};
+      if (l.strided)
+        denseCopies(l, n[0] * n[1], p, h16, 3, qkv, s);
       (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
            ? cuda::attentionFwdTC
-           : cuda::attentionFwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0],
+           : cuda::attentionFwd)(qkv[0], qkv[1], qkv[2], F(p[3]), n[0],
                                  n[1], n[2], n[3], n[4], fl[0], n[5] != 0, s);
       break;
+    }
     case Opcode::AttentionBwd: {
       // [q, k, v, dout, dq, dk, dv] or [q, k, v, dout, out, lse, dq, dk, dv].
       const int o = r.ptrs.size() == 9 ? 2 : 0;
-      if (attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(n[4])) {
+      const AttentionLayout l = attentionLayout(in);
+      const int64_t rows = n[0] * n[1];
+      if (attentionMMA(in)) {
         const bool kept = attnLse_ && o == 2;
-        cuda::attentionBwdMMA(p[0], p[1], p[2], p[3], F(p[4 + o]), F(p[5 + o]),
-                              F(p[6 + o]), n[0], n[1], n[2], n[3], n[4], fl[0],
-                              n[5] != 0, attnWs_, s, attnStaged_, kept ? p[4] : nullptr,
-                              kept ? F(p[5]) : nullptr,
-                              (h16 & 15u) | (o == 2 ? (h16 >> 4 & 1u) << 4 : 0u),
-                              attnWideBwd_);
+        // dq is added in fp32: a 16-bit dq is added in the scratch, then
+        // rounded into place.
+        const bool dq16 = (h16 >> (4 + o) & 1u) != 0;
+        int64_t ld[6];
+        std::copy(l.ld, l.ld + 6, ld);
+        if (dq16)
+          ld[3] = l.width[3];
+        float *dq = dq16 ? attnScratch_ : static_cast<float *>(slice(4 + o, l.off[3]));
+        const unsigned bits = (h16 & 15u) | (o == 2 ? (h16 >> 4 & 1u) << 4 : 0u) |
+                              ((h16 >> (5 + o) & 1u) << 6) | ((h16 >> (6 + o) & 1u) << 7);
+        cuda::attentionBwdMMA(slice(0, l.off[0]), slice(1, l.off[1]), slice(2, l.off[2]),
+                              p[3], dq, slice(5 + o, l.off[4]), slice(6 + o, l.off[5]),
+                              n[0], n[1], n[2], n[3], n[4], fl[0], n[5] != 0, attnWs_, s,
+                              attnStaged_, kept ? p[4] : nullptr, kept ? F(p[5]) : nullptr,
+                              bits, attnWideBwd_, l.strided || dq16 ? ld : nullptr);
+        if (dq16)
+          cuda::copyColumnsT(cuda::In{attnScratch_, false}, l.width[3], 0,
+                             cuda::Out{p[4 + o], true}, l.ld[3], l.off[3], l.width[3],
+                             rows, half_, s);
         break;
       }
+      float *t[6] = {F(p[0]), F(p[1]), F(p[2]), F(p[4 + o]), F(p[5 + o]), F(p[6 + o])};
+      if (l.strided)
+        denseCopies(l, rows, p, h16, 6, t, s);
       (attnTensorCores_ && cuda::attentionTensorCoresSupport(n[4])
            ? cuda::attentionBwdTC
-           : cuda::attentionBwd)(F(p[0]), F(p[1]), F(p[2]), F(p[3]),
-                                 F(p[4 + o]), F(p[5 + o]), F(p[6 + o]), n[0],
+           : cuda::attentionBwd)(t[0], t[1], t[2], F(p[3]), t[3], t[4], t[5], n[0],
                                  n[1], n[2], n[3], n[4], fl[0], n[5] != 0,
                                  attnWs_, s);
+      // The gradients into their columns.
+      for (int k = 3; l.strided && k < 6; ++k)
+        cuda::copyColumnsT(cuda::In{t[k], false}, l.width[k], 0,
+                           cuda::Out{p[k + 1 + o], (h16 >> (k + 1 + o) & 1u) != 0},
+                           l.ld[k], l.off[k], l.width[k], rows, half_, s);
       break;
     }
     case Opcode::GeluFwd:
