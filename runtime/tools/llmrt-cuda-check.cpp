@@ -687,7 +687,9 @@ void checkEmbeddings(Rng &rng) {
 
 /// kind: 0 the fp32 kernels, 1 WMMA tensor cores, 2 FlashAttention-2
 /// (mma.sync), 3 the same with the backward's cp.async staging, 4 with the
-/// forward's log-sum-exp kept for the backward.
+/// forward's log-sum-exp kept for the backward, 5 16-bit operands, 6 the
+/// forward in 8 warps, 7 16-bit in 8 warps, 8 the backward in 8 warps, 9
+/// and 10 16-bit with the forward's cp.async tiles (3 and 4 blocks an SM).
 void checkAttention(Rng &rng, int kind) {
   const bool tensorCores = kind > 0;
   struct Case {
@@ -724,7 +726,7 @@ void checkAttention(Rng &rng, int kind) {
     if ((kind == 1 && !cuda::attentionTensorCoresSupport(c.D)) ||
         (kind >= 2 && !cuda::attentionMMASupport(c.D)))
       continue;
-    if (kind == 5 || kind == 7) {
+    if (kind == 5 || kind == 7 || kind >= 9) {
       // 16-bit q, k, v, dout and out (LLMRT_CUDA_ATTN16), with the kept
       // log-sum-exp: the output widened from bf16 for the comparison.
       auto to16 = [&](const Dev<float> &x) {
@@ -735,7 +737,8 @@ void checkAttention(Rng &rng, int kind) {
       Dev<uint16_t> Q16(to16(Q)), K16(to16(K)), V16(to16(Vd)), DO16(to16(DO)), O16(qn);
       const unsigned all = 31;
       cuda::attentionFwdMMA(Q16.p, K16.p, V16.p, O16.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
-                            c.causal, nullptr, LSE.p, all, kind == 7);
+                            c.causal, nullptr, LSE.p, all, kind == 7, nullptr,
+                            kind >= 9 ? kind - 8 : 0);
       cuda::attentionBwdMMA(Q16.p, K16.p, V16.p, DO16.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false, O16.p,
                             LSE.p, all, kind == 7);
@@ -762,7 +765,9 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 8   ? " fa2 backward 8 warps"
+                  kind == 10  ? " fa2 16-bit cp.async 4 blocks"
+                  : kind == 9 ? " fa2 16-bit cp.async"
+                  : kind == 8 ? " fa2 backward 8 warps"
                   : kind == 7 ? " fa2 16-bit 8 warps"
                   : kind == 6 ? " fa2 forward 8 warps"
                   : kind == 5 ? " fa2 16-bit"
@@ -819,8 +824,9 @@ void checkAttentionColumns(Rng &rng) {
       std::copy_n(&v[r * wk], wk, &fused[r * C + wq + wk]);
     }
     const int64_t ld[6] = {C, C, C, C, C, C};
-    for (int variant = 0; variant < 4; ++variant) {
-      const bool h16 = variant & 1, wide = variant & 2;
+    // Variants: bit 0 16-bit, bit 1 8 warps; 5 16-bit with cp.async tiles.
+    for (int variant : {0, 1, 2, 3, 5}) {
+      const bool h16 = variant & 1, wide = variant & 2, async = variant & 4;
       const size_t e = h16 ? 2 : 4;
       Dev<float> F(fused), DO(dout), O(rows * wq), LSE(lse.size()), DQ(rows * wq),
           WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
@@ -833,7 +839,7 @@ void checkAttentionColumns(Rng &rng) {
       char *grad = h16 ? reinterpret_cast<char *>(G16.p) : reinterpret_cast<char *>(G.p);
       cuda::attentionFwdMMA(in, in + wq * e, in + (wq + wk) * e, O.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, nullptr, LSE.p, h16 ? 7u : 0u,
-                            wide, ld);
+                            wide, ld, async ? 1 : 0);
       int64_t ldb[6] = {C, C, C, h16 ? wq : C, C, C};
       cuda::attentionBwdMMA(in, in + wq * e, in + (wq + wk) * e, DO.p,
                             h16 ? DQ.p : G.p, grad + wq * e, grad + (wq + wk) * e, c.B,
@@ -860,7 +866,8 @@ void checkAttentionColumns(Rng &rng) {
       }
       char sz[128];
       std::snprintf(sz, sizeof(sz), " columns%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                    h16 ? " 16-bit" : "", wide ? " 8 warps" : "", (long long)c.B,
+                    h16 ? " 16-bit" : "", async ? " cp.async" : wide ? " 8 warps" : "",
+                    (long long)c.B,
                     (long long)c.S, (long long)c.Hq, (long long)c.Hkv, (long long)c.D,
                     c.causal ? " causal" : "");
       compare(std::string("attention_fwd") + sz, out, O.host(), 2e-2);
@@ -1168,7 +1175,7 @@ int main(int argc, char **argv) {
   if (run("attention")) {
     checkAttention(rng, 0);
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-      for (int kind = 1; kind <= 8; ++kind)
+      for (int kind = 1; kind <= 10; ++kind)
         checkAttention(rng, kind);
     if (mode == cuda::GemmMode::Bf16)
       checkAttentionColumns(rng);

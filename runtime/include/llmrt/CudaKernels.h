@@ -253,11 +253,15 @@ bool attentionMMASupport(int64_t D);
 /// backward, dq, dk, dv) where they are column slices of wider rows
 /// (AttentionLayout; the pointers at the slice's first column); each a
 /// multiple of 4, as the slices' first columns (16-byte vectors).
+/// async (LLMRT_CUDA_ATTN_ASYNC=1 or 2; not yet run on a GPU): where q,
+/// k, v are all bf16 with strides and first columns multiples of 8, the
+/// tiles come by cp.async, double-buffered, 3 (or 4) blocks an SM; it
+/// takes precedence over `wide`.
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s,
                      float *lse = nullptr, unsigned h16 = 0, bool wide = false,
-                     const int64_t *ld = nullptr);
+                     const int64_t *ld = nullptr, int async = 0);
 /// staged: the backward's next Q and dO tiles copied by cp.async while the
 /// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; fp32 inputs
 /// only; as fast as without on an H100, so off by default).

@@ -248,114 +248,85 @@ __device__ __forceinline__ float2 load2(const void *p, bool h16, int64_t at) {
 /// natural log-sum-exp (kept for the backward).
 enum FwdMode { kOut = 0, kStats = 1, kOutLse = 2 };
 
-/// Forward (mode kOut, kOutLse) or the backward's row statistics (kStats).
-/// Grid: (query blocks of 16 x Warps rows, Hq, B); under causal masking
-/// the longest rows go first. Key tiles are 64 rows whatever the warps: 8
-/// warps (LLMRT_CUDA_ATTN_FWD8=1) share each K, V tile among 128 queries,
-/// half the loads of 4.
-template <int D, int Mode, bool Any16, int Warps = kWarps>
-__global__ void __launch_bounds__(32 * Warps)
-    attnFwdMMA(const void *q, const void *k, const void *v,
-               const void *dout, void *out, float *lseOut, float *dOut,
-               int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16,
-               int ldq, int ldk, int ldv) {
-  constexpr int Threads = 32 * Warps, QRows = 16 * Warps;
-  __shared__ __align__(16) bf16 Qs[QRows * Lay<D>::Ld];
-  __shared__ __align__(16) bf16 Ks[Lay<D>::TileElems];
-  __shared__ __align__(16) bf16 Vs[Lay<D>::TileElems];
-
-  const int nq = gridDim.x;
-  const int qt = causal ? nq - 1 - blockIdx.x : blockIdx.x;
-  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * QRows;
-  const int hk = h / (Hq / Hkv);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int g = lane >> 2, t = lane & 3;
-  const int tiles = (S + kRows - 1) / kRows;
-  const int nk = !causal       ? tiles
-                 : Warps == kWarps ? qt + 1
-                                   : min(tiles, (q0 + QRows - 1) / kRows + 1);
-
-  typename TileOf<D, Any16, kRows, Threads>::Type kreg, vreg;
-  {
-    typename TileOf<D, Any16, QRows, Threads>::Type qreg;
-    fetchTile<D, Any16, QRows, Threads>(qreg, q, h16 & kQ16, b, S, ldq, h, q0);
-    fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, ldk, hk, 0);
-    fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, ldv, hk, 0);
-    qreg.store(Qs);
-  }
-  __syncthreads();
-  unsigned qa[D / 16][4];
-  loadA<D>(qa, Qs, warp * 16, lane);
-
-  float o[D / 8][4];
+/// A warp's forward state before its first key tile: O zero; rows g and
+/// g + 8 of its 16: the running max (base 2, scaled) and this lane's part
+/// of the running sum (the quad's parts are added at the end: the
+/// rescaling is the same for all four).
+template <int D>
+__device__ __forceinline__ void fwdStart(float (&o)[D / 8][4], float (&m)[2], float (&l)[2]) {
 #pragma unroll
   for (int n = 0; n < D / 8; ++n)
     o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  // Rows g and g + 8 of the warp's 16: the running max (base 2, scaled)
-  // and this lane's part of the running sum (the quad's parts are added
-  // at the end: the rescaling is the same for all four).
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  const int i0 = q0 + warp * 16 + g; // the query of row g
+  m[0] = m[1] = -INFINITY;
+  l[0] = l[1] = 0.0f;
+}
 
-  for (int kt = 0; kt < nk; ++kt) {
-    const int k0 = kt * kRows;
-    __syncthreads(); // every warp is done with the previous tile
-    kreg.store(Ks);
-    vreg.store(Vs);
-    __syncthreads();
-    if (kt + 1 < nk) {
-      fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, ldk, hk, k0 + kRows);
-      fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, ldv, hk, k0 + kRows);
-    }
-    float s[8][4];
-    productABt<D>(s, qa, Ks, lane);
-    // Masked: a tile past S, or (causal) one reaching past the block's
-    // first query (the diagonal tile with 4 warps; the last two with 8).
-    const bool mask =
-        k0 + kRows > S || (causal && (Warps == kWarps ? kt == qt : k0 + kRows > q0));
-    float mx[2] = {-INFINITY, -INFINITY};
+/// One key tile of the forward for a warp's 16 query rows (row g: query
+/// i0): S = Q Kᵀ from the warp's A fragments and the tile's keys k0.. in
+/// shared memory, masked where `mask` (keys past S, or causal j > i), the
+/// online softmax's running max m and sum l (rows g and g + 8, base 2) and
+/// o rescaled, then O += P V.
+template <int D>
+__device__ __forceinline__ void fwdTile(float (&o)[D / 8][4], float (&m)[2], float (&l)[2],
+                                        const unsigned (&qa)[D / 16][4], const bf16 *Ks,
+                                        const bf16 *Vs, bool mask, int k0, int i0, int S,
+                                        bool causal, float scaleLog2, int lane) {
+  const int t = lane & 3;
+  float s[8][4];
+  productABt<D>(s, qa, Ks, lane);
+  float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+  for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = s[nt][e] * scaleLog2;
-        if (mask) {
-          const int j = k0 + nt * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8;
-          if (j >= S || (causal && j > i))
-            x = -INFINITY;
-        }
-        s[nt][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+    for (int e = 0; e < 4; ++e) {
+      float x = s[nt][e] * scaleLog2;
+      if (mask) {
+        const int j = k0 + nt * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8;
+        if (j >= S || (causal && j > i))
+          x = -INFINITY;
       }
-    float corr[2], base[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mNew = fmaxf(m[r], mx[r]);
-      base[r] = mNew == -INFINITY ? 0.0f : mNew;
-      corr[r] = exp2f(m[r] - base[r]); // 0 while m is -inf
-      m[r] = mNew;
-      l[r] *= corr[r];
+      s[nt][e] = x;
+      mx[e >> 1] = fmaxf(mx[e >> 1], x);
     }
+  float corr[2], base[2];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = exp2f(s[nt][e] - base[e >> 1]);
-        s[nt][e] = p;
-        l[e >> 1] += p;
-      }
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      o[n][0] *= corr[0];
-      o[n][1] *= corr[0];
-      o[n][2] *= corr[1];
-      o[n][3] *= corr[1];
-    }
-    productPB<D>(o, s, Vs, lane);
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float mNew = fmaxf(m[r], mx[r]);
+    base[r] = mNew == -INFINITY ? 0.0f : mNew;
+    corr[r] = exp2f(m[r] - base[r]); // 0 while m is -inf
+    m[r] = mNew;
+    l[r] *= corr[r];
   }
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float p = exp2f(s[nt][e] - base[e >> 1]);
+      s[nt][e] = p;
+      l[e >> 1] += p;
+    }
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    o[n][0] *= corr[0];
+    o[n][1] *= corr[0];
+    o[n][2] *= corr[1];
+    o[n][3] *= corr[1];
+  }
+  productPB<D>(o, s, Vs, lane);
+}
 
+/// The forward's end for a warp's rows (row g: query i0): O / l written
+/// (16-bit where kO16), with the natural log-sum-exp (kOutLse); or the
+/// backward's row statistics instead (kStats: lse in base 2 and D =
+/// rowsum(dO ∘ O)).
+template <int D, int Mode, bool Any16>
+__device__ __forceinline__ void fwdFinish(const float (&o)[D / 8][4], const float (&m)[2],
+                                          float (&l)[2], int i0, int b, int h, int S,
+                                          int Hq, void *out, float *lseOut, float *dOut,
+                                          const void *dout, unsigned h16, int lane) {
+  const int t = lane & 3;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
@@ -399,6 +370,69 @@ __global__ void __launch_bounds__(32 * Warps)
   }
 }
 
+
+/// Forward (mode kOut, kOutLse) or the backward's row statistics (kStats).
+/// Grid: (query blocks of 16 x Warps rows, Hq, B); under causal masking
+/// the longest rows go first. Key tiles are 64 rows whatever the warps: 8
+/// warps (LLMRT_CUDA_ATTN_FWD8=1) share each K, V tile among 128 queries,
+/// half the loads of 4.
+template <int D, int Mode, bool Any16, int Warps = kWarps>
+__global__ void __launch_bounds__(32 * Warps)
+    attnFwdMMA(const void *q, const void *k, const void *v,
+               const void *dout, void *out, float *lseOut, float *dOut,
+               int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16,
+               int ldq, int ldk, int ldv) {
+  constexpr int Threads = 32 * Warps, QRows = 16 * Warps;
+  __shared__ __align__(16) bf16 Qs[QRows * Lay<D>::Ld];
+  __shared__ __align__(16) bf16 Ks[Lay<D>::TileElems];
+  __shared__ __align__(16) bf16 Vs[Lay<D>::TileElems];
+
+  const int nq = gridDim.x;
+  const int qt = causal ? nq - 1 - blockIdx.x : blockIdx.x;
+  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * QRows;
+  const int hk = h / (Hq / Hkv);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int tiles = (S + kRows - 1) / kRows;
+  const int nk = !causal       ? tiles
+                 : Warps == kWarps ? qt + 1
+                                   : min(tiles, (q0 + QRows - 1) / kRows + 1);
+
+  typename TileOf<D, Any16, kRows, Threads>::Type kreg, vreg;
+  {
+    typename TileOf<D, Any16, QRows, Threads>::Type qreg;
+    fetchTile<D, Any16, QRows, Threads>(qreg, q, h16 & kQ16, b, S, ldq, h, q0);
+    fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, ldk, hk, 0);
+    fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, ldv, hk, 0);
+    qreg.store(Qs);
+  }
+  __syncthreads();
+  unsigned qa[D / 16][4];
+  loadA<D>(qa, Qs, warp * 16, lane);
+
+  float o[D / 8][4], m[2], l[2];
+  fwdStart<D>(o, m, l);
+  const int i0 = q0 + warp * 16 + g; // the query of row g
+
+  for (int kt = 0; kt < nk; ++kt) {
+    const int k0 = kt * kRows;
+    __syncthreads(); // every warp is done with the previous tile
+    kreg.store(Ks);
+    vreg.store(Vs);
+    __syncthreads();
+    if (kt + 1 < nk) {
+      fetchTile<D, Any16, kRows, Threads>(kreg, k, h16 & kK16, b, S, ldk, hk, k0 + kRows);
+      fetchTile<D, Any16, kRows, Threads>(vreg, v, h16 & kV16, b, S, ldv, hk, k0 + kRows);
+    }
+    // Masked: a tile past S, or (causal) one reaching past the block's
+    // first query (the diagonal tile with 4 warps; the last two with 8).
+    const bool mask =
+        k0 + kRows > S || (causal && (Warps == kWarps ? kt == qt : k0 + kRows > q0));
+    fwdTile<D>(o, m, l, qa, Ks, Vs, mask, k0, i0, S, causal, scaleLog2, lane);
+  }
+  fwdFinish<D, Mode, Any16>(o, m, l, i0, b, h, S, Hq, out, lseOut, dOut, dout, h16, lane);
+}
+
 /// Loads rows [r0, r0 + Rows) of head h (fp32 or bf16) into a bf16 tile, all loads
 /// issued before any store.
 template <int D, bool Any16, int Rows = kRows, int Threads = kThreads>
@@ -432,6 +466,79 @@ __device__ __forceinline__ void stageTile(float *staging, const float *src,
 __device__ __forceinline__ void commitStaged() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
+
+/// Rows [r0, r0 + Rows) of head h of a bf16 tensor (row (b, i) at
+/// (b S + i) ld) copied by cp.async into a padded shared tile, rows past S
+/// zero-filled: no registers held while they fly. 16-byte chunks: ld, the
+/// tensor's first column and D multiples of 8 elements.
+template <int D, int Rows, int Threads>
+__device__ __forceinline__ void asyncTile(bf16 *dst, const bf16 *src, int b, int S,
+                                          int64_t ld, int h, int r0) {
+  constexpr int Chunks = Rows * D / 8;
+  static_assert(Chunks % Threads == 0, "the tile does not split evenly");
+#pragma unroll
+  for (int u = 0; u < Chunks / Threads; ++u) {
+    const int e = u * Threads + threadIdx.x;
+    const int r = e / (D / 8), c = (e % (D / 8)) * 8, i = r0 + r;
+    const bf16 *from = i < S ? src + (static_cast<int64_t>(b) * S + i) * ld + h * D + c : src;
+    const unsigned to =
+        static_cast<unsigned>(__cvta_generic_to_shared(dst + r * Lay<D>::Ld + c));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(from),
+                 "r"(i < S ? 16 : 0)
+                 : "memory");
+  }
+}
+
+/// The forward (kOut, kOutLse) for bf16 q, k, v (LLMRT_CUDA_ATTN_ASYNC=1):
+/// the tiles come by cp.async into two buffers, the next key tile in
+/// flight while this one's products run, instead of through registers.
+/// Without the registers a tile held in flight, a block fits in 168
+/// registers a thread: 3 blocks (12 warps) an SM instead of 2 (Blocks =
+/// 3, no spills); or 4 in 128 (Blocks = 4: about 50 bytes spilled).
+template <int D, int Mode, int Blocks>
+__global__ void __launch_bounds__(kThreads, Blocks)
+    attnFwdAsync(const bf16 *q, const bf16 *k, const bf16 *v, void *out, float *lseOut,
+                 int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16,
+                 int ldq, int ldk, int ldv) {
+  constexpr int TE = Lay<D>::TileElems;
+  __shared__ __align__(16) bf16 Qs[TE];
+  __shared__ __align__(16) bf16 Ks[2 * TE];
+  __shared__ __align__(16) bf16 Vs[2 * TE];
+  const int nq = gridDim.x;
+  const int qt = causal ? nq - 1 - blockIdx.x : blockIdx.x;
+  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * kRows;
+  const int hk = h / (Hq / Hkv);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
+  const int nk = causal ? qt + 1 : (S + kRows - 1) / kRows;
+  asyncTile<D, kRows, kThreads>(Qs, q, b, S, ldq, h, q0);
+  asyncTile<D, kRows, kThreads>(Ks, k, b, S, ldk, hk, 0);
+  asyncTile<D, kRows, kThreads>(Vs, v, b, S, ldv, hk, 0);
+  commitStaged();
+  unsigned qa[D / 16][4];
+  float o[D / 8][4], m[2], l[2];
+  fwdStart<D>(o, m, l);
+  const int i0 = q0 + warp * 16 + g; // the query of row g
+  for (int kt = 0; kt < nk; ++kt) {
+    const int cur = (kt & 1) * TE, k0 = kt * kRows;
+    // The next tile into the other buffer, which the block finished
+    // reading before the barrier that ended the previous iteration.
+    if (kt + 1 < nk) {
+      asyncTile<D, kRows, kThreads>(Ks + (TE - cur), k, b, S, ldk, hk, k0 + kRows);
+      asyncTile<D, kRows, kThreads>(Vs + (TE - cur), v, b, S, ldv, hk, k0 + kRows);
+    }
+    commitStaged(); // empty on the last tile: the wait below is then for all
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    __syncthreads(); // every thread's copies of this tile have landed
+    if (kt == 0)
+      loadA<D>(qa, Qs, warp * 16, lane);
+    const bool mask = k0 + kRows > S || (causal && kt == qt);
+    fwdTile<D>(o, m, l, qa, Ks + cur, Vs + cur, mask, k0, i0, S, causal, scaleLog2, lane);
+    __syncthreads(); // done with this buffer: the next iteration refills it
+  }
+  fwdFinish<D, Mode, true>(o, m, l, i0, b, h, S, Hq, out, lseOut, nullptr, nullptr, h16,
+                           lane);
+}
+
 /// Waits for this thread's staged copies, then rounds them to bf16 into
 /// `dst` (ld Lay<D>::Ld).
 template <int D>
@@ -693,15 +800,33 @@ bool attentionMMASupport(int64_t D) { return D == 64; }
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s, float *lse,
-                     unsigned h16, bool wide, const int64_t *ld) {
+                     unsigned h16, bool wide, const int64_t *ld, int async) {
   if (D != 64)
     return;
-  const int warps = wide ? 8 : kWarps, qrows = 16 * warps;
-  dim3 grid(static_cast<unsigned>((S + qrows - 1) / qrows),
-            static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   const float scaleLog2 = static_cast<float>(scale) * kLog2e;
   const int ldq = int(ld ? ld[0] : Hq * D), ldk = int(ld ? ld[1] : Hkv * D),
             ldv = int(ld ? ld[2] : Hkv * D);
+  auto chunks = [](const void *p, int ld) {
+    return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 8 == 0;
+  };
+  if (async > 0 && (h16 & (kQ16 | kK16 | kV16)) == (kQ16 | kK16 | kV16) &&
+      chunks(q, ldq) && chunks(k, ldk) && chunks(v, ldv)) {
+    dim3 grid(static_cast<unsigned>((S + kRows - 1) / kRows), static_cast<unsigned>(Hq),
+              static_cast<unsigned>(B));
+    auto kernel = async == 2 ? (lse ? attnFwdAsync<64, kOutLse, 4> : attnFwdAsync<64, kOut, 4>)
+                             : (lse ? attnFwdAsync<64, kOutLse, 3> : attnFwdAsync<64, kOut, 3>);
+    // As much shared memory as the SM has (3 or 4 blocks of 45 KB).
+    cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                         cudaSharedmemCarveoutMaxShared);
+    kernel<<<grid, kThreads, 0, s>>>(static_cast<const bf16 *>(q),
+                                     static_cast<const bf16 *>(k),
+                                     static_cast<const bf16 *>(v), out, lse, int(S), int(Hq),
+                                     int(Hkv), scaleLog2, causal, h16, ldq, ldk, ldv);
+    return;
+  }
+  const int warps = wide ? 8 : kWarps, qrows = 16 * warps;
+  dim3 grid(static_cast<unsigned>((S + qrows - 1) / qrows),
+            static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   auto launch = [&](auto kernel, float *l) {
     kernel<<<grid, 32 * warps, 0, s>>>(q, k, v, nullptr, out, l, nullptr, int(S), int(Hq),
                                        int(Hkv), scaleLog2, causal, h16, ldq, ldk, ldv);

@@ -34,8 +34,10 @@
 // dk, dv; dq rounded from its fp32 sum) where the other readers allow
 // (LLMRT_CUDA_ATTN16=0: fp32), reads q, k, v and writes their gradients as
 // column slices in place (the compiler's AttentionLayout; the other
-// attention kernels through dense copies), and LLMRT_CUDA_ATTN_FWD8=1 and LLMRT_CUDA_ATTN_BWD8=1 run its forward and
-// backward in blocks of 8 warps;
+// attention kernels through dense copies). LLMRT_CUDA_ATTN_FWD8=1 and
+// LLMRT_CUDA_ATTN_BWD8=1 run its forward and backward in blocks of 8
+// warps; LLMRT_CUDA_ATTN_ASYNC=1 (2) its forward with cp.async tiles, 3
+// (4) blocks an SM;
 // LLMRT_CUDA_LOSS_FUSED=1 does the loss's forward in its backward's pass.
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
@@ -302,6 +304,9 @@ public:
   /// LLMRT_CUDA_ATTN_FWD8=1: FlashAttention-2's forward in blocks of 8
   /// warps (128 queries a key tile).
   bool attnWide_ = false;
+  /// LLMRT_CUDA_ATTN_ASYNC=1 (or 2): its forward with bf16 q, k, v takes
+  /// its tiles by cp.async, 3 (or 4) blocks an SM.
+  int attnAsync_ = 0;
   /// LLMRT_CUDA_ATTN_BWD8=1: its backward in blocks of 8 warps (128 keys a
   /// query tile).
   bool attnWideBwd_ = false;
@@ -385,7 +390,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
-      {"LLMRT_CUDA_GEMM_TUNE", '2'}};
+      {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '2'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
@@ -469,6 +474,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->attnMMA_ = kind == "bf16";
   }
   ex->attnWide_ = switchOn("LLMRT_CUDA_ATTN_FWD8", false);
+  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_ASYNC"))
+    ex->attnAsync_ = a[0] - '0'; // 0, 1 or 2: checked above
   ex->attnWideBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD8", false);
   ex->attnStaged_ = switchOn("LLMRT_CUDA_ATTN_STAGED", false);
   ex->attnLse_ = switchOn("LLMRT_CUDA_ATTN_LSE", true);
@@ -1062,7 +1069,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                               p[3], n[0], n[1], n[2], n[3], n[4], fl[0], n[5] != 0, s,
                               attnLse_ && r.ptrs.size() == 5 ? F(p[4]) : nullptr,
                               (h16 & 7u) | ((h16 >> 3 & 1u) << 4), attnWide_,
-                              l.strided ? l.ld : nullptr);
+                              l.strided ? l.ld : nullptr, attnAsync_);
         break;
       }
       float *qkv[3] = {F(p[0]), F(p[1]), F(p[2])};
