@@ -583,8 +583,8 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       gathers.push_back(g);
     }
 
-  // Attention's column views: split results that only attention reads (as
-  // q, k or v) stay in the split's input; dq, dk, dv that only one concat
+  // Attention's column views: a split's results, where attention alone
+  // reads each of them (as q, k or v), stay in the split's input; dq, dk, dv that only one concat
   // takes are written into its result, whose storage then starts at the
   // gradient (`startsAt`).
   columnOf.clear();
@@ -600,17 +600,21 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
       if (!lastAxis(sp.getInput(), sp.getAxis()) ||
           (def && isa<ShardSliceOp, BatchSliceOp, AdamWOp>(def)))
         continue;
+      // All results or none: views of some would keep the whole input
+      // alive beside the others' copies.
+      auto onlyAttention = [&](Value r) {
+        return !r.use_empty() && !fixedOf.count(r) &&
+               llvm::all_of(r.getUses(), [](OpOperand &u) {
+                 return isa<AttentionOp, AttentionLseOp, AttentionGradOp,
+                            AttentionGradLseOp>(u.getOwner()) &&
+                        u.getOperandNumber() < 3; // q, k, v
+               });
+      };
+      if (!llvm::all_of(sp.getResults(), onlyAttention))
+        continue;
       int64_t off = 0;
       for (Value r : sp.getResults()) {
-        bool onlyAttention =
-            !r.use_empty() && !fixedOf.count(r) &&
-            llvm::all_of(r.getUses(), [](OpOperand &u) {
-              return isa<AttentionOp, AttentionLseOp, AttentionGradOp,
-                         AttentionGradLseOp>(u.getOwner()) &&
-                     u.getOperandNumber() < 3; // q, k, v
-            });
-        if (onlyAttention)
-          columnOf[r] = {sp.getInput(), off};
+        columnOf[r] = {sp.getInput(), off};
         off += lastDim(r);
       }
     } else if (auto cat = dyn_cast<ConcatOp>(op)) {

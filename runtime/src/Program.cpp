@@ -228,6 +228,23 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
       err = "attention_bwd takes 7 operands, or 9 with the forward's output "
             "and log-sum-exp";
     }
+    if (err.empty() && inst.opcode == static_cast<uint16_t>(Opcode::AttentionBwd)) {
+      // dq, dk, dv: no buffer it reads, and slices of one buffer apart
+      // (the same rows, disjoint columns).
+      for (size_t a = ops - 3; a < ops && err.empty(); ++a) {
+        for (size_t r = 0; r < ops - 3; ++r)
+          if (inst.operands[r] == inst.operands[a])
+            err = absl::StrCat("operand ", a, " is written and also read (operand ", r, ")");
+        for (size_t o = a + 1; o < ops; ++o) {
+          const int ta = static_cast<int>(a - (ops - 6)), to = static_cast<int>(o - (ops - 6));
+          if (inst.operands[o] == inst.operands[a] &&
+              (lay.ld[ta] != lay.ld[to] ||
+               (lay.off[ta] < lay.off[to] + lay.width[to] &&
+                lay.off[to] < lay.off[ta] + lay.width[ta])))
+            err = absl::StrCat("operands ", a, " and ", o, " write the same columns");
+        }
+      }
+    }
     break;
   }
   case Opcode::GeluFwd:

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -689,7 +690,8 @@ void checkEmbeddings(Rng &rng) {
 /// (mma.sync), 3 the same with the backward's cp.async staging, 4 with the
 /// forward's log-sum-exp kept for the backward, 5 16-bit operands, 6 the
 /// forward in 8 warps, 7 16-bit in 8 warps, 8 the backward in 8 warps, 9
-/// and 10 16-bit with the forward's cp.async tiles (3 and 4 blocks an SM).
+/// to 11 16-bit with the forward's cp.async tiles (LLMRT_CUDA_ATTN_ASYNC 1
+/// to 3: 3 or 4 blocks an SM, or 32 query rows a warp).
 void checkAttention(Rng &rng, int kind) {
   const bool tensorCores = kind > 0;
   struct Case {
@@ -765,7 +767,8 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 10  ? " fa2 16-bit cp.async 4 blocks"
+                  kind == 11  ? " fa2 16-bit cp.async 32 rows a warp"
+                  : kind == 10 ? " fa2 16-bit cp.async 4 blocks"
                   : kind == 9 ? " fa2 16-bit cp.async"
                   : kind == 8 ? " fa2 backward 8 warps"
                   : kind == 7 ? " fa2 16-bit 8 warps"
@@ -790,14 +793,15 @@ void checkAttention(Rng &rng, int kind) {
   }
 }
 
-/// FlashAttention-2 reading q, k, v in place from one fused row of C =
-/// (Hq + 2 Hkv) D + 8 columns (the q/k/v projection's output; the last 8
-/// columns are not attention's) and writing dq, dk, dv into the columns of
-/// a gradient of the same shape (AttentionLayout: the compiler's column
-/// views), as the executor runs it: fp32 or bf16 inputs; with bf16 inputs
-/// dk, dv written bf16 and dq added in an fp32 scratch, then rounded into
-/// its columns; 4 and 8 warps. Against the CPU's dense kernels; the other
-/// columns must keep what they held.
+/// FlashAttention-2 reading q, k, v and writing dq, dk, dv as column
+/// slices of wider rows (AttentionLayout: the compiler's column views), as
+/// the executor runs it: each tensor in its own buffer with its own row
+/// stride and first column (a swapped stride shows), the other columns
+/// holding a sentinel that must survive; fp32 or bf16 inputs (bf16: dk, dv
+/// written bf16, dq added in an fp32 scratch and rounded into its columns
+/// after); 4 or 8 warps, cp.async tiles, and the backward's row
+/// statistics recomputed instead of taken from the forward. Against the
+/// CPU's dense kernels.
 void checkAttentionColumns(Rng &rng) {
   struct Case {
     int64_t B, S, Hq, Hkv, D;
@@ -805,8 +809,7 @@ void checkAttentionColumns(Rng &rng) {
   };
   for (Case c : {Case{2, 100, 4, 2, 64, true}, Case{1, 200, 2, 1, 64, false},
                  Case{1, 130, 4, 4, 64, true}}) {
-    const int64_t rows = c.B * c.S, wq = c.Hq * c.D, wk = c.Hkv * c.D,
-                  C = wq + 2 * wk + 8;
+    const int64_t rows = c.B * c.S, wq = c.Hq * c.D, wk = c.Hkv * c.D;
     auto q = randomVec(rng, rows * wq, 2.0), k = randomVec(rng, rows * wk, 2.0),
          v = randomVec(rng, rows * wk), dout = randomVec(rng, rows * wq);
     std::vector<float> out(rows * wq), dq(q.size()), dk(k.size()), dv(k.size()),
@@ -817,64 +820,94 @@ void checkAttentionColumns(Rng &rng) {
                       c.D, scale, c.causal, ws.data(), lse.data());
     cpu::attentionBwd(q.data(), k.data(), v.data(), dout.data(), dq.data(), dk.data(),
                       dv.data(), c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, ws.data());
-    std::vector<float> fused(rows * C, 0.5f);
-    for (int64_t r = 0; r < rows; ++r) {
-      std::copy_n(&q[r * wq], wq, &fused[r * C]);
-      std::copy_n(&k[r * wk], wk, &fused[r * C + wq]);
-      std::copy_n(&v[r * wk], wk, &fused[r * C + wq + wk]);
-    }
-    const int64_t ld[6] = {C, C, C, C, C, C};
-    // Variants: bit 0 16-bit, bit 1 8 warps; 5 16-bit with cp.async tiles.
-    for (int variant : {0, 1, 2, 3, 5}) {
-      const bool h16 = variant & 1, wide = variant & 2, async = variant & 4;
+    // q, k, v, dq, dk, dv: width, row stride, first column (multiples of 8).
+    const int64_t width[6] = {wq, wk, wk, wq, wk, wk};
+    const int64_t ld[6] = {wq + 8, wk + 24, wk + 40, wq + 16, wk + 32, wk + 8};
+    const int64_t first[6] = {8, 16, 40, 16, 0, 8};
+    const std::vector<float> *dense[6] = {&q, &k, &v, &dq, &dk, &dv};
+    // Tensor t placed in its rows, the sentinel 0.25 (exact in bf16) around.
+    auto placed = [&](int t, bool data) {
+      std::vector<float> x(rows * ld[t], 0.25f);
+      for (int64_t r = 0; data && r < rows; ++r)
+        std::copy_n(dense[t]->data() + r * width[t], width[t], x.data() + r * ld[t] + first[t]);
+      return x;
+    };
+    struct Variant {
+      bool h16, wide;
+      int async; // LLMRT_CUDA_ATTN_ASYNC
+      bool recompute; // the backward's row statistics
+    };
+    for (Variant var : {Variant{false, false, 0, false}, Variant{true, false, 0, false},
+                        Variant{false, true, 0, false}, Variant{true, true, 0, false},
+                        Variant{true, false, 1, false}, Variant{true, false, 3, false},
+                        Variant{false, false, 0, true}, Variant{true, false, 0, true}}) {
+      const bool h16 = var.h16, wide = var.wide, recompute = var.recompute;
+      const int async = var.async;
       const size_t e = h16 ? 2 : 4;
-      Dev<float> F(fused), DO(dout), O(rows * wq), LSE(lse.size()), DQ(rows * wq),
+      std::vector<std::unique_ptr<Dev<float>>> f32;
+      std::vector<std::unique_ptr<Dev<uint16_t>>> b16;
+      char *ptr[6];
+      for (int t = 0; t < 6; ++t) {
+        f32.push_back(std::make_unique<Dev<float>>(placed(t, t < 3)));
+        b16.push_back(std::make_unique<Dev<uint16_t>>(f32.back()->n));
+        cuda::toBf16(f32[t]->p, b16[t]->p, static_cast<int64_t>(f32[t]->n), nullptr);
+        ptr[t] = (h16 ? reinterpret_cast<char *>(b16[t]->p) : reinterpret_cast<char *>(f32[t]->p)) +
+                 first[t] * e;
+      }
+      Dev<float> DO(dout), O(rows * wq), LSE(lse.size()), DQ(rows * wq),
           WS(cuda::attentionWorkspaceBytes(c.B, c.S, c.Hq) / 4);
-      Dev<uint16_t> F16(fused.size()), G16(fused.size());
-      std::vector<float> sentinel(fused.size(), 0.25f);
-      Dev<float> G(sentinel);
-      cuda::toBf16(F.p, F16.p, static_cast<int64_t>(fused.size()), nullptr);
-      cuda::toBf16(G.p, G16.p, static_cast<int64_t>(fused.size()), nullptr);
-      char *in = h16 ? reinterpret_cast<char *>(F16.p) : reinterpret_cast<char *>(F.p);
-      char *grad = h16 ? reinterpret_cast<char *>(G16.p) : reinterpret_cast<char *>(G.p);
-      cuda::attentionFwdMMA(in, in + wq * e, in + (wq + wk) * e, O.p, c.B, c.S, c.Hq,
-                            c.Hkv, c.D, scale, c.causal, nullptr, LSE.p, h16 ? 7u : 0u,
-                            wide, ld, async ? 1 : 0);
-      int64_t ldb[6] = {C, C, C, h16 ? wq : C, C, C};
-      cuda::attentionBwdMMA(in, in + wq * e, in + (wq + wk) * e, DO.p,
-                            h16 ? DQ.p : G.p, grad + wq * e, grad + (wq + wk) * e, c.B,
-                            c.S, c.Hq, c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false,
-                            O.p, LSE.p, h16 ? 7u | 64u | 128u : 0u, wide, ldb);
+      cuda::attentionFwdMMA(ptr[0], ptr[1], ptr[2], O.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
+                            c.causal, nullptr, LSE.p, h16 ? 7u : 0u, wide, ld, async);
+      int64_t ldb[6];
+      std::copy(ld, ld + 6, ldb);
       if (h16)
-        cuda::copyColumnsT(cuda::In{DQ.p, false}, wq, 0, cuda::Out{G16.p, true}, C, 0, wq,
-                           rows, cuda::Half::Bf16, nullptr);
-      std::vector<float> g(fused.size());
-      if (h16) {
-        std::vector<uint16_t> g16 = G16.host();
-        for (size_t i = 0; i < g.size(); ++i)
-          g[i] = from16(g16[i], cuda::Half::Bf16);
-      } else {
-        g = G.host();
-      }
-      std::vector<float> gq(dq.size()), gk(dk.size()), gv(dv.size()), rest, restRef;
-      for (int64_t r = 0; r < rows; ++r) {
-        std::copy_n(&g[r * C], wq, &gq[r * wq]);
-        std::copy_n(&g[r * C + wq], wk, &gk[r * wk]);
-        std::copy_n(&g[r * C + wq + wk], wk, &gv[r * wk]);
-        rest.insert(rest.end(), &g[r * C + wq + 2 * wk], &g[r * C + C]);
-        restRef.insert(restRef.end(), 8, 0.25f); // exact in bf16
-      }
+        ldb[3] = wq; // dq in the fp32 scratch
+      cuda::attentionBwdMMA(ptr[0], ptr[1], ptr[2], DO.p,
+                            h16 ? DQ.p : reinterpret_cast<float *>(ptr[3]), ptr[4], ptr[5],
+                            c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false,
+                            recompute ? nullptr : O.p, recompute ? nullptr : LSE.p,
+                            h16 ? 7u | 64u | 128u : 0u, wide, ldb);
+      if (h16)
+        cuda::copyColumnsT(cuda::In{DQ.p, false}, wq, 0, cuda::Out{b16[3]->p, true}, ld[3],
+                           first[3], wq, rows, cuda::Half::Bf16, nullptr);
       char sz[128];
-      std::snprintf(sz, sizeof(sz), " columns%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                    h16 ? " 16-bit" : "", async ? " cp.async" : wide ? " 8 warps" : "",
-                    (long long)c.B,
+      std::snprintf(sz, sizeof(sz), " columns%s%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
+                    h16 ? " 16-bit" : "",
+                    async == 3 ? " cp.async 32 rows a warp" : async ? " cp.async"
+                    : wide     ? " 8 warps"
+                               : "",
+                    recompute ? " recomputed statistics" : "", (long long)c.B,
                     (long long)c.S, (long long)c.Hq, (long long)c.Hkv, (long long)c.D,
                     c.causal ? " causal" : "");
       compare(std::string("attention_fwd") + sz, out, O.host(), 2e-2);
-      compare(std::string("attention_bwd dq") + sz, dq, gq, 2e-2);
-      compare(std::string("attention_bwd dk") + sz, dk, gk, 2e-2);
-      compare(std::string("attention_bwd dv") + sz, dv, gv, 2e-2);
-      compare(std::string("attention_bwd other columns") + sz, restRef, rest, 0);
+      const char *names[6] = {"q", "k", "v", "dq", "dk", "dv"};
+      for (int t = 0; t < 6; ++t) {
+        std::vector<float> got(rows * ld[t]);
+        if (h16) {
+          std::vector<uint16_t> g16 = b16[t]->host();
+          for (size_t i = 0; i < got.size(); ++i)
+            got[i] = from16(g16[i], cuda::Half::Bf16);
+        } else {
+          got = f32[t]->host();
+        }
+        // Its columns, and the rest (with the inputs: all of them unchanged).
+        std::vector<float> cols(rows * width[t]), rest, restRef;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < ld[t]; ++j) {
+            const float x = got[r * ld[t] + j];
+            if (j >= first[t] && j < first[t] + width[t])
+              cols[r * width[t] + j - first[t]] = x;
+            else
+              rest.push_back(x), restRef.push_back(0.25f);
+          }
+        if (t >= 3)
+          compare(std::string("attention_bwd ") + names[t] + sz, *dense[t], cols, 2e-2);
+        else if (!h16) // bf16 inputs were rounded on the way in
+          compare(std::string("attention input ") + names[t] + " kept" + sz, *dense[t],
+                  cols, 0);
+        compare(std::string("attention ") + names[t] + " other columns" + sz, restRef, rest,
+                0);
+      }
     }
   }
 }
@@ -1175,7 +1208,7 @@ int main(int argc, char **argv) {
   if (run("attention")) {
     checkAttention(rng, 0);
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-      for (int kind = 1; kind <= 10; ++kind)
+      for (int kind = 1; kind <= 11; ++kind)
         checkAttention(rng, kind);
     if (mode == cuda::GemmMode::Bf16)
       checkAttentionColumns(rng);

@@ -1,4 +1,4 @@
-// RUN: llm-opt %s --llm-autodiff --llm-optimizer --llm-lower-to-rt | FileCheck %s
+// RUN: llm-opt %s --llm-autodiff --llm-optimizer --llm-lower-to-rt -split-input-file | FileCheck %s
 
 // The block of lower-to-rt.mlir (B=2 s=4 h=8, 2 heads of D=4; q, k, v
 // split from one [2, 4, 24] projection) with attention's column views, the
@@ -46,6 +46,46 @@ func.func @forward(%wte: tensor<16x8xf32> {llm.param = "wte.weight", llm.init = 
   %qkv = llm.linear %n, %wqkv bias %bqkv : tensor<2x4x8xf32>, tensor<8x24xf32>, tensor<24xf32> -> tensor<2x4x24xf32>
   %q, %k, %v = llm.split %qkv {axis = 2 : i64} : tensor<2x4x24xf32> -> tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>
   %a = llm.attention %q, %k, %v {num_heads = 2 : i64, num_kv_heads = 2 : i64, causal} : tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32> -> tensor<2x4x8xf32>
+  %o = llm.linear %a, %wo : tensor<2x4x8xf32>, tensor<8x8xf32> -> tensor<2x4x8xf32>
+  %r = llm.add %x, %o : tensor<2x4x8xf32>, tensor<2x4x8xf32>
+  %g = llm.gelu %r : tensor<2x4x8xf32>
+  %l = llm.linear %g, %wte {transpose_weight} : tensor<2x4x8xf32>, tensor<16x8xf32> -> tensor<2x4x16xf32>
+  %loss = llm.cross_entropy %l, %tgt : tensor<2x4x16xf32>, tensor<2x4xi32> -> tensor<f32>
+  return %loss : tensor<f32>
+}
+}
+
+// -----
+
+// q has another reader (a GELU): the split is copied out whole (views of k
+// and v alone would keep all 24 columns alive beside q's copy), and the
+// attention takes the dense form (6 ints). The gradient's concat takes the
+// GELU's gradient, not only the attention's: copies too.
+// CHECK-LABEL: func.func @train() {
+// CHECK-COUNT-3: llmrt.kernel "copy_columns"
+// CHECK: llmrt.kernel "attention_fwd"({{.*}}) {floats = array<f64: 5.000000e-01>, ints = array<i64: 2, 4, 2, 2, 4, 1>}
+// CHECK: llmrt.kernel "attention_bwd"({{.*}}) {floats = array<f64: 5.000000e-01>, ints = array<i64: 2, 4, 2, 2, 4, 1>}
+// CHECK-COUNT-3: llmrt.kernel "copy_columns"
+// CHECK-LABEL: func.func @eval() {
+
+module attributes {llm.config = {model_type = "test", hidden_size = 8 : i64}} {
+func.func @forward(%wte: tensor<16x8xf32> {llm.param = "wte.weight", llm.init = "normal", llm.init_std = 0.02 : f64},
+                   %wpe: tensor<8x8xf32> {llm.param = "wpe.weight", llm.init = "normal", llm.init_std = 0.01 : f64},
+                   %lnw: tensor<8xf32> {llm.param = "ln.weight", llm.init = "ones"},
+                   %lnb: tensor<8xf32> {llm.param = "ln.bias", llm.init = "zeros"},
+                   %wqkv: tensor<8x24xf32> {llm.param = "qkv.weight", llm.init = "normal", llm.init_std = 0.02 : f64},
+                   %bqkv: tensor<24xf32> {llm.param = "qkv.bias", llm.init = "zeros"},
+                   %wo: tensor<8x8xf32> {llm.param = "proj.weight"},
+                   %ids: tensor<2x4xi32> {llm.input = "tokens"},
+                   %tgt: tensor<2x4xi32> {llm.input = "targets"}) -> tensor<f32> {
+  %e = llm.embedding %ids, %wte : tensor<2x4xi32>, tensor<16x8xf32> -> tensor<2x4x8xf32>
+  %p = llm.position_embedding %wpe : tensor<8x8xf32> -> tensor<4x8xf32>
+  %x = llm.add %e, %p : tensor<2x4x8xf32>, tensor<4x8xf32>
+  %n = llm.layer_norm %x, %lnw, %lnb {epsilon = 1.0e-05 : f64} : tensor<2x4x8xf32>, tensor<8xf32>, tensor<8xf32> -> tensor<2x4x8xf32>
+  %qkv = llm.linear %n, %wqkv bias %bqkv : tensor<2x4x8xf32>, tensor<8x24xf32>, tensor<24xf32> -> tensor<2x4x24xf32>
+  %q, %k, %v = llm.split %qkv {axis = 2 : i64} : tensor<2x4x24xf32> -> tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>
+  %qg = llm.gelu %q : tensor<2x4x8xf32>
+  %a = llm.attention %qg, %k, %v {num_heads = 2 : i64, num_kv_heads = 2 : i64, causal} : tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32> -> tensor<2x4x8xf32>
   %o = llm.linear %a, %wo : tensor<2x4x8xf32>, tensor<8x8xf32> -> tensor<2x4x8xf32>
   %r = llm.add %x, %o : tensor<2x4x8xf32>, tensor<2x4x8xf32>
   %g = llm.gelu %r : tensor<2x4x8xf32>

@@ -220,6 +220,58 @@ TEST(Program, AttentionWithKeptLogSumExp) {
             std::string::npos);
 }
 
+TEST(Program, AttentionColumnSlices) {
+  // B 1, S 4, 2 heads of 2: q, k, v as the columns 0-3, 4-7, 8-11 of a
+  // [4, 12] buffer, dq, dk, dv into those of another (AttentionLayout).
+  ProgramDesc p;
+  p.metadata = "{}";
+  p.arenaBytes = 64 * 12;
+  const char *names[] = {"qkv", "o", "do", "dqkv"};
+  for (int i = 0; i < 4; ++i) {
+    const bool wide = i == 0 || i == 3;
+    p.buffers.push_back({names[i], BufferRole::Temp, ElemType::F32,
+                         {wide ? int64_t(48) : int64_t(16)},
+                         static_cast<uint64_t>(192 * i), wide ? 192u : 64u});
+  }
+  Instruction fwd, bwd;
+  fwd.opcode = static_cast<uint16_t>(Opcode::AttentionFwd);
+  fwd.operands = {0, 0, 0, 1};
+  fwd.ints = {1, 4, 2, 2, 2, 1, 12, 0, 12, 4, 12, 8};
+  fwd.floats = {0.5};
+  bwd.opcode = static_cast<uint16_t>(Opcode::AttentionBwd);
+  bwd.operands = {0, 0, 0, 2, 3, 3, 3};
+  bwd.ints = fwd.ints;
+  bwd.ints.insert(bwd.ints.end(), {12, 0, 12, 4, 12, 8});
+  bwd.floats = fwd.floats;
+  p.functions = {{"train", {fwd, bwd}}};
+  EXPECT_EQ(errorOf(writeProgram(p)), "<ok>");
+  auto err = [&](int inst, std::vector<int64_t> ints, std::vector<uint32_t> ops = {}) {
+    ProgramDesc q = p;
+    q.functions[0].instructions[inst].ints = std::move(ints);
+    if (!ops.empty())
+      q.functions[0].instructions[inst].operands = std::move(ops);
+    return errorOf(writeProgram(q));
+  };
+  auto has = [](const std::string &e, const char *what) {
+    return e.find(what) != std::string::npos;
+  };
+  // A layout per tensor or none: 9 ints fit neither form.
+  EXPECT_TRUE(has(err(0, {1, 4, 2, 2, 2, 1, 12, 0, 12}), "attention_fwd takes 6 ints, or 12"));
+  // v's columns 10-13 past a row of 12.
+  EXPECT_TRUE(has(err(0, {1, 4, 2, 2, 2, 1, 12, 0, 12, 4, 12, 10}),
+                  "columns lie outside its rows"));
+  // A row stride of 16: q's fourth row ends at 3 x 16 + 4 = 52, past the
+  // buffer's 48 floats.
+  EXPECT_TRUE(has(err(0, {1, 4, 2, 2, 2, 1, 16, 0, 16, 4, 16, 8}),
+                  "operand 0 ('qkv') holds 48 elements, needs 52"));
+  // dk over dq's columns.
+  std::vector<int64_t> over = bwd.ints;
+  over[15] = 2;
+  EXPECT_TRUE(has(err(1, over), "operands 4 and 5 write the same columns"));
+  // dq written over q's buffer.
+  EXPECT_TRUE(has(err(1, bwd.ints, {0, 0, 0, 2, 0, 3, 3}), "operand 4 is written and also read"));
+}
+
 namespace {
 /// y = silu(x) * u as one fusion group with a GPU kernel entry.
 ProgramDesc fusedProgram() {

@@ -40,8 +40,8 @@ def LowerToRT : Pass<"llm-lower-to-rt", "mlir::ModuleOp"> {
     of any of them (the global norm).
 
     Attention's column views (`attention-column-views`, on by default): a
-    split result that only attention ops read as q, k or v is not copied
-    out; the attention reads its columns in place from the split's input
+    split whose results only attention ops read (as q, k or v) is not
+    copied out; the attention reads its columns in place from the split's input
     (whose storage lives on to the last such read), and an attention
     gradient whose dq, dk and dv only one concat takes writes them in place
     into the concat's result (live from the gradient on). The kernel gets

@@ -253,10 +253,10 @@ bool attentionMMASupport(int64_t D);
 /// backward, dq, dk, dv) where they are column slices of wider rows
 /// (AttentionLayout; the pointers at the slice's first column); each a
 /// multiple of 4, as the slices' first columns (16-byte vectors).
-/// async (LLMRT_CUDA_ATTN_ASYNC=1 or 2; not yet run on a GPU): where q,
+/// async (LLMRT_CUDA_ATTN_ASYNC=1 to 3; not yet run on a GPU): where q,
 /// k, v are all bf16 with strides and first columns multiples of 8, the
-/// tiles come by cp.async, double-buffered, 3 (or 4) blocks an SM; it
-/// takes precedence over `wide`.
+/// tiles come by cp.async, double-buffered, 3 (1) or 4 (2) blocks an SM,
+/// or (3) 32 query rows a warp at 2; it takes precedence over `wide`.
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, cudaStream_t s,

@@ -489,35 +489,45 @@ __device__ __forceinline__ void asyncTile(bf16 *dst, const bf16 *src, int b, int
   }
 }
 
-/// The forward (kOut, kOutLse) for bf16 q, k, v (LLMRT_CUDA_ATTN_ASYNC=1):
+/// The forward (kOut, kOutLse) for bf16 q, k, v (LLMRT_CUDA_ATTN_ASYNC):
 /// the tiles come by cp.async into two buffers, the next key tile in
 /// flight while this one's products run, instead of through registers.
-/// Without the registers a tile held in flight, a block fits in 168
-/// registers a thread: 3 blocks (12 warps) an SM instead of 2 (Blocks =
-/// 3, no spills); or 4 in 128 (Blocks = 4: about 50 bytes spilled).
-template <int D, int Mode, int Blocks>
+/// Without the registers a tile held in flight, a block of 4 warps fits
+/// in 168 registers a thread: Blocks = 3 blocks (12 warps) an SM instead
+/// of 2, no spills (=1); or 4 in 128 registers, about 50 bytes spilled
+/// (=2). RowBlocks = 2 (=3): each warp 32 queries (FlashAttention-2's
+/// 128-query blocks), two independent row blocks that read the same K and
+/// V tiles between barriers, at 2 blocks an SM. Dynamic shared memory: Q,
+/// and K and V twice.
+template <int D, int Mode, int Blocks, int RowBlocks>
 __global__ void __launch_bounds__(kThreads, Blocks)
     attnFwdAsync(const bf16 *q, const bf16 *k, const bf16 *v, void *out, float *lseOut,
                  int S, int Hq, int Hkv, float scaleLog2, bool causal, unsigned h16,
                  int ldq, int ldk, int ldv) {
-  constexpr int TE = Lay<D>::TileElems;
-  __shared__ __align__(16) bf16 Qs[TE];
-  __shared__ __align__(16) bf16 Ks[2 * TE];
-  __shared__ __align__(16) bf16 Vs[2 * TE];
+  constexpr int TE = Lay<D>::TileElems, QRows = 16 * kWarps * RowBlocks;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16 *Qs = reinterpret_cast<bf16 *>(smem);
+  bf16 *Ks = Qs + QRows * Lay<D>::Ld, *Vs = Ks + 2 * TE;
   const int nq = gridDim.x;
   const int qt = causal ? nq - 1 - blockIdx.x : blockIdx.x;
-  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * kRows;
+  const int b = blockIdx.z, h = blockIdx.y, q0 = qt * QRows;
   const int hk = h / (Hq / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
-  const int nk = causal ? qt + 1 : (S + kRows - 1) / kRows;
-  asyncTile<D, kRows, kThreads>(Qs, q, b, S, ldq, h, q0);
+  const int tiles = (S + kRows - 1) / kRows;
+  const int nk = causal ? min(tiles, (q0 + QRows - 1) / kRows + 1) : tiles;
+  asyncTile<D, QRows, kThreads>(Qs, q, b, S, ldq, h, q0);
   asyncTile<D, kRows, kThreads>(Ks, k, b, S, ldk, hk, 0);
   asyncTile<D, kRows, kThreads>(Vs, v, b, S, ldv, hk, 0);
   commitStaged();
-  unsigned qa[D / 16][4];
-  float o[D / 8][4], m[2], l[2];
-  fwdStart<D>(o, m, l);
-  const int i0 = q0 + warp * 16 + g; // the query of row g
+  // Row block r of this warp: queries first[r] .. + 16 (row g: first[r] + g).
+  unsigned qa[RowBlocks][D / 16][4];
+  float o[RowBlocks][D / 8][4], m[RowBlocks][2], l[RowBlocks][2];
+  int first[RowBlocks];
+#pragma unroll
+  for (int r = 0; r < RowBlocks; ++r) {
+    fwdStart<D>(o[r], m[r], l[r]);
+    first[r] = q0 + (r * kWarps + warp) * 16;
+  }
   for (int kt = 0; kt < nk; ++kt) {
     const int cur = (kt & 1) * TE, k0 = kt * kRows;
     // The next tile into the other buffer, which the block finished
@@ -530,13 +540,23 @@ __global__ void __launch_bounds__(kThreads, Blocks)
     asm volatile("cp.async.wait_group 1;\n" ::: "memory");
     __syncthreads(); // every thread's copies of this tile have landed
     if (kt == 0)
-      loadA<D>(qa, Qs, warp * 16, lane);
-    const bool mask = k0 + kRows > S || (causal && kt == qt);
-    fwdTile<D>(o, m, l, qa, Ks + cur, Vs + cur, mask, k0, i0, S, causal, scaleLog2, lane);
+#pragma unroll
+      for (int r = 0; r < RowBlocks; ++r)
+        loadA<D>(qa[r], Qs, first[r] - q0, lane);
+#pragma unroll
+    for (int r = 0; r < RowBlocks; ++r) {
+      // Masked: a tile past S, or (causal) one with a key past the row
+      // block's first query.
+      const bool mask = k0 + kRows > S || (causal && k0 + kRows - 1 > first[r]);
+      fwdTile<D>(o[r], m[r], l[r], qa[r], Ks + cur, Vs + cur, mask, k0, first[r] + g, S,
+                 causal, scaleLog2, lane);
+    }
     __syncthreads(); // done with this buffer: the next iteration refills it
   }
-  fwdFinish<D, Mode, true>(o, m, l, i0, b, h, S, Hq, out, lseOut, nullptr, nullptr, h16,
-                           lane);
+#pragma unroll
+  for (int r = 0; r < RowBlocks; ++r)
+    fwdFinish<D, Mode, true>(o[r], m[r], l[r], first[r] + g, b, h, S, Hq, out, lseOut,
+                             nullptr, nullptr, h16, lane);
 }
 
 /// Waits for this thread's staged copies, then rounds them to bf16 into
@@ -811,17 +831,21 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
   };
   if (async > 0 && (h16 & (kQ16 | kK16 | kV16)) == (kQ16 | kK16 | kV16) &&
       chunks(q, ldq) && chunks(k, ldk) && chunks(v, ldv)) {
-    dim3 grid(static_cast<unsigned>((S + kRows - 1) / kRows), static_cast<unsigned>(Hq),
+    const int rowBlocks = async == 3 ? 2 : 1, qrows = 16 * kWarps * rowBlocks;
+    dim3 grid(static_cast<unsigned>((S + qrows - 1) / qrows), static_cast<unsigned>(Hq),
               static_cast<unsigned>(B));
-    auto kernel = async == 2 ? (lse ? attnFwdAsync<64, kOutLse, 4> : attnFwdAsync<64, kOut, 4>)
-                             : (lse ? attnFwdAsync<64, kOutLse, 3> : attnFwdAsync<64, kOut, 3>);
-    // As much shared memory as the SM has (3 or 4 blocks of 45 KB).
+    auto kernel = async == 3   ? (lse ? attnFwdAsync<64, kOutLse, 2, 2> : attnFwdAsync<64, kOut, 2, 2>)
+                  : async == 2 ? (lse ? attnFwdAsync<64, kOutLse, 4, 1> : attnFwdAsync<64, kOut, 4, 1>)
+                               : (lse ? attnFwdAsync<64, kOutLse, 3, 1> : attnFwdAsync<64, kOut, 3, 1>);
+    const int smem = (qrows + 4 * kRows) * Lay<64>::Ld * static_cast<int>(sizeof(bf16));
+    // As much shared memory as the SM has (2 to 4 blocks of 45 or 54 KB).
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                          cudaSharedmemCarveoutMaxShared);
-    kernel<<<grid, kThreads, 0, s>>>(static_cast<const bf16 *>(q),
-                                     static_cast<const bf16 *>(k),
-                                     static_cast<const bf16 *>(v), out, lse, int(S), int(Hq),
-                                     int(Hkv), scaleLog2, causal, h16, ldq, ldk, ldv);
+    kernel<<<grid, kThreads, smem, s>>>(static_cast<const bf16 *>(q),
+                                        static_cast<const bf16 *>(k),
+                                        static_cast<const bf16 *>(v), out, lse, int(S), int(Hq),
+                                        int(Hkv), scaleLog2, causal, h16, ldq, ldk, ldv);
     return;
   }
   const int warps = wide ? 8 : kWarps, qrows = 16 * warps;

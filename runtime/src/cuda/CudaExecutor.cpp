@@ -36,8 +36,8 @@
 // column slices in place (the compiler's AttentionLayout; the other
 // attention kernels through dense copies). LLMRT_CUDA_ATTN_FWD8=1 and
 // LLMRT_CUDA_ATTN_BWD8=1 run its forward and backward in blocks of 8
-// warps; LLMRT_CUDA_ATTN_ASYNC=1 (2) its forward with cp.async tiles, 3
-// (4) blocks an SM;
+// warps; LLMRT_CUDA_ATTN_ASYNC=1 (2, 3) its forward with cp.async tiles,
+// 3 (4) blocks an SM (3: 32 queries a warp);
 // LLMRT_CUDA_LOSS_FUSED=1 does the loss's forward in its backward's pass.
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
@@ -304,8 +304,8 @@ public:
   /// LLMRT_CUDA_ATTN_FWD8=1: FlashAttention-2's forward in blocks of 8
   /// warps (128 queries a key tile).
   bool attnWide_ = false;
-  /// LLMRT_CUDA_ATTN_ASYNC=1 (or 2): its forward with bf16 q, k, v takes
-  /// its tiles by cp.async, 3 (or 4) blocks an SM.
+  /// LLMRT_CUDA_ATTN_ASYNC=1 (2, 3): its forward with bf16 q, k, v takes
+  /// its tiles by cp.async, 3 (4) blocks an SM (3: 32 queries a warp).
   int attnAsync_ = 0;
   /// LLMRT_CUDA_ATTN_BWD8=1: its backward in blocks of 8 warps (128 keys a
   /// query tile).
@@ -390,12 +390,12 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
-      {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '2'}};
+      {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
       return absl::InvalidArgumentError(absl::StrCat(
-          name, "='", v, "' is not ", max == '1' ? "0 or 1" : "0, 1 or 2"));
+          name, "='", v, "' is not ", max == '1' ? "0 or 1" : max == '2' ? "0, 1 or 2" : "0 to 3"));
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0)
     return absl::FailedPreconditionError(absl::StrCat(
@@ -475,7 +475,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
   ex->attnWide_ = switchOn("LLMRT_CUDA_ATTN_FWD8", false);
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_ASYNC"))
-    ex->attnAsync_ = a[0] - '0'; // 0, 1 or 2: checked above
+    ex->attnAsync_ = a[0] - '0'; // 0 to 3: checked above
   ex->attnWideBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD8", false);
   ex->attnStaged_ = switchOn("LLMRT_CUDA_ATTN_STAGED", false);
   ex->attnLse_ = switchOn("LLMRT_CUDA_ATTN_LSE", true);
@@ -557,8 +557,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // Attention's q, k, v, dout, out, dq, dk, dv too, where
   // FlashAttention-2 runs (with 16-bit activations; LLMRT_CUDA_ATTN16=0:
   // not; on since an H100 measured it, 0.2 ms a GPT-2 step).
+  // (bf16 only: an fp16 model's 16-bit tensors are fp16, which the
+  // kernel's bf16 tiles are not.)
   ex->attn16_ = act16 && switchOn("LLMRT_CUDA_ATTN16", true) && ex->attnTensorCores_ &&
-                ex->attnMMA_;
+                ex->attnMMA_ && ex->half_ == cuda::Half::Bf16;
   Store16Plan plan16;
   if (store16)
     plan16 = planStore16(

@@ -23,18 +23,26 @@ struct RowVectors {
 
   __device__ __forceinline__ void fetch(const float *src, int b, int S, int H,
                                         int h, int r0) {
-    fetchLd(src, b, S, static_cast<int64_t>(H) * D, h, r0);
+    fetchRows(src, S, r0, [&](int i) {
+      return ((static_cast<int64_t>(b) * S + i) * H + h) * D;
+    });
   }
   /// The same where a row (b, i) starts ld floats after the one before
   /// (H x D dense; wider where the tensor is a column slice of wider rows).
   __device__ __forceinline__ void fetchLd(const float *src, int b, int S, int64_t ld,
                                           int h, int r0) {
+    fetchRows(src, S, r0, [&](int i) {
+      return (static_cast<int64_t>(b) * S + i) * ld + h * D;
+    });
+  }
+  /// rowAt(i): the element where row i of the head starts.
+  template <typename RowAt>
+  __device__ __forceinline__ void fetchRows(const float *src, int S, int r0, RowAt rowAt) {
 #pragma unroll
     for (int t = 0; t < Per; ++t) {
       const int e = t * Threads + threadIdx.x;
       const int r = e / (D / 4), c = (e % (D / 4)) * 4, i = r0 + r;
-      x[t] = i < S ? __ldg(reinterpret_cast<const float4 *>(
-                         src + (static_cast<int64_t>(b) * S + i) * ld + h * D + c))
+      x[t] = i < S ? __ldg(reinterpret_cast<const float4 *>(src + rowAt(i) + c))
                    : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
   }
