@@ -217,6 +217,9 @@ double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op)
     return 0.5;
   if (op.name == "add")
     return 10.0 / 12.0;
+  // FlashAttention-2's q, k, v and output, 16-bit where they are bf16.
+  if (op.name == "attention" && m.computePrecision == "bf16")
+    return 0.5;
   return 1.0;
 }
 

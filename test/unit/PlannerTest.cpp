@@ -419,13 +419,14 @@ TEST(PlannerSearch, StageBoundariesWeighTheHead) {
 TEST(PlannerCost, SixteenBitStorageOfTheCudaRuntime) {
   // With the CUDA runtime's 16-bit storage the memory-bound kernels move
   // fewer bytes than the f32 IR says: per op kind, norms 6 of 8 bytes an
-  // element, GELU, the loss and the linears' activations half, residual
-  // adds 10 of 12, the rest all. On a cluster so starved of bandwidth that
-  // every op is memory-bound, the step shrinks by 3 x (forward and
-  // backward) the bytes saved over the bandwidth.
+  // element, GELU, the loss, the linears' activations and (bf16 products)
+  // attention half, residual adds 10 of 12, the rest all. On a cluster so
+  // starved of bandwidth that every op is memory-bound, the step shrinks
+  // by 3 x (forward and backward) the bytes saved over the bandwidth.
   const int64_t layers = 2, batch = 4;
   ModelProfile m = gpt(256, 4, layers, batch, 128, "f32");
   ASSERT_EQ(m.elemBytes, 4);
+  m.computePrecision = "bf16";
   auto [cl, c] = starved(batch);
   Prediction base = evaluatePlan(m, cl, 1, c);
   ASSERT_TRUE(base.feasible) << base.infeasibleReason;
@@ -433,6 +434,8 @@ TEST(PlannerCost, SixteenBitStorageOfTheCudaRuntime) {
     if (op == "layer_norm" || op == "rms_norm")
       return 0.75;
     if (op == "gelu" || op == "silu" || op == "cross_entropy" || op == "linear")
+      return 0.5;
+    if (op == "attention") // q, k, v and the output: bf16 products only
       return 0.5;
     return op == "add" ? 10.0 / 12.0 : 1.0;
   };
@@ -449,6 +452,14 @@ TEST(PlannerCost, SixteenBitStorageOfTheCudaRuntime) {
   const double memRate = cl.memoryBwGBps * 1e9 * cl.efficiency.memory;
   EXPECT_NEAR(base.stepTime - s16.stepTime, 3.0 * saved * batch / memRate,
               1e-9 * base.stepTime);
+  // fp16 products: attention keeps f32 (its kernel's tiles are bf16).
+  double attention = 0;
+  for (const OpProfile &op : m.layer.ops)
+    attention += op.name == "attention" ? layers * 0.5 * op.actBytes : 0.0;
+  ASSERT_GT(attention, 0);
+  m.computePrecision = "fp16";
+  EXPECT_NEAR(evaluatePlan(m, cl, 1, c).stepTime - s16.stepTime,
+              3.0 * attention * batch / memRate, 1e-9 * base.stepTime);
   // A 16-bit IR (elemBytes 2) is priced as it is.
   ModelProfile b16 = gpt(256, 4, layers, batch, 128, "bf16");
   Prediction a = evaluatePlan(b16, cl, 1, c);

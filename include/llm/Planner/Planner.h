@@ -105,7 +105,8 @@ struct ModelProfile {
 /// f32 residual stream and writes 16 bits (6 of 8 bytes an element); GELU,
 /// SiLU, the loss's logits and the linears' activations are 16-bit (1/2);
 /// a residual add reads f32 and 16 bits and writes f32 (10 of 12);
-/// attention, embeddings and the rest stay f32.
+/// attention's tensors are 16-bit with bf16 products (1/2; fp16 models'
+/// attention stays f32); embeddings and the rest stay f32.
 double storageBytesFactor(const ModelProfile &m, const OpProfile &op);
 
 /// Reads the profile off the module's model function: ops are assigned to
