@@ -691,7 +691,8 @@ void checkEmbeddings(Rng &rng) {
 /// forward's log-sum-exp kept for the backward, 5 16-bit operands, 6 the
 /// forward in 8 warps, 7 16-bit in 8 warps, 8 the backward in 8 warps, 9
 /// to 11 16-bit with the forward's cp.async tiles (LLMRT_CUDA_ATTN_ASYNC 1
-/// to 3: 3 or 4 blocks an SM, or 32 query rows a warp).
+/// to 3: 3 or 4 blocks an SM, or 32 query rows a warp), 12 and 13 16-bit
+/// with the backward's (LLMRT_CUDA_ATTN_BWD_ASYNC=1; 4 and 8 warps).
 void checkAttention(Rng &rng, int kind) {
   const bool tensorCores = kind > 0;
   struct Case {
@@ -740,10 +741,10 @@ void checkAttention(Rng &rng, int kind) {
       const unsigned all = 31;
       cuda::attentionFwdMMA(Q16.p, K16.p, V16.p, O16.p, c.B, c.S, c.Hq, c.Hkv, c.D, scale,
                             c.causal, nullptr, LSE.p, all, kind == 7, nullptr,
-                            kind >= 9 ? kind - 8 : 0);
+                            kind >= 9 && kind <= 11 ? kind - 8 : 0);
       cuda::attentionBwdMMA(Q16.p, K16.p, V16.p, DO16.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false, O16.p,
-                            LSE.p, all, kind == 7);
+                            LSE.p, all, kind == 7 || kind == 13, nullptr, kind >= 12);
       std::vector<uint16_t> o16 = O16.host();
       std::vector<float> o(o16.size());
       for (size_t e = 0; e < o.size(); ++e)
@@ -767,7 +768,9 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 11  ? " fa2 16-bit cp.async 32 rows a warp"
+                  kind == 13  ? " fa2 16-bit backward cp.async 8 warps"
+                  : kind == 12 ? " fa2 16-bit backward cp.async"
+                  : kind == 11 ? " fa2 16-bit cp.async 32 rows a warp"
                   : kind == 10 ? " fa2 16-bit cp.async 4 blocks"
                   : kind == 9 ? " fa2 16-bit cp.async"
                   : kind == 8 ? " fa2 backward 8 warps"
@@ -836,11 +839,14 @@ void checkAttentionColumns(Rng &rng) {
       bool h16, wide;
       int async; // LLMRT_CUDA_ATTN_ASYNC
       bool recompute; // the backward's row statistics
+      bool bwdAsync; // LLMRT_CUDA_ATTN_BWD_ASYNC (with 16-bit dout)
     };
-    for (Variant var : {Variant{false, false, 0, false}, Variant{true, false, 0, false},
-                        Variant{false, true, 0, false}, Variant{true, true, 0, false},
-                        Variant{true, false, 1, false}, Variant{true, false, 3, false},
-                        Variant{false, false, 0, true}, Variant{true, false, 0, true}}) {
+    for (Variant var :
+         {Variant{false, false, 0, false, false}, Variant{true, false, 0, false, false},
+          Variant{false, true, 0, false, false}, Variant{true, true, 0, false, false},
+          Variant{true, false, 1, false, false}, Variant{true, false, 3, false, false},
+          Variant{false, false, 0, true, false}, Variant{true, false, 0, true, false},
+          Variant{true, false, 0, false, true}, Variant{true, true, 0, false, true}}) {
       const bool h16 = var.h16, wide = var.wide, recompute = var.recompute;
       const int async = var.async;
       const size_t e = h16 ? 2 : 4;
@@ -862,17 +868,22 @@ void checkAttentionColumns(Rng &rng) {
       std::copy(ld, ld + 6, ldb);
       if (h16)
         ldb[3] = wq; // dq in the fp32 scratch
-      cuda::attentionBwdMMA(ptr[0], ptr[1], ptr[2], DO.p,
+      // The backward's cp.async copies take a bf16 dout (bit 3).
+      Dev<uint16_t> DO16(dout.size());
+      cuda::toBf16(DO.p, DO16.p, static_cast<int64_t>(dout.size()), nullptr);
+      cuda::attentionBwdMMA(ptr[0], ptr[1], ptr[2],
+                            var.bwdAsync ? static_cast<const void *>(DO16.p) : DO.p,
                             h16 ? DQ.p : reinterpret_cast<float *>(ptr[3]), ptr[4], ptr[5],
                             c.B, c.S, c.Hq, c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false,
                             recompute ? nullptr : O.p, recompute ? nullptr : LSE.p,
-                            h16 ? 7u | 64u | 128u : 0u, wide, ldb);
+                            (h16 ? 7u | 64u | 128u : 0u) | (var.bwdAsync ? 8u : 0u), wide,
+                            ldb, var.bwdAsync);
       if (h16)
         cuda::copyColumnsT(cuda::In{DQ.p, false}, wq, 0, cuda::Out{b16[3]->p, true}, ld[3],
                            first[3], wq, rows, cuda::Half::Bf16, nullptr);
       char sz[128];
-      std::snprintf(sz, sizeof(sz), " columns%s%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                    h16 ? " 16-bit" : "",
+      std::snprintf(sz, sizeof(sz), " columns%s%s%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
+                    h16 ? " 16-bit" : "", var.bwdAsync ? " backward cp.async" : "",
                     async == 3 ? " cp.async 32 rows a warp" : async ? " cp.async"
                     : wide     ? " 8 warps"
                                : "",
@@ -1208,7 +1219,7 @@ int main(int argc, char **argv) {
   if (run("attention")) {
     checkAttention(rng, 0);
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-      for (int kind = 1; kind <= 11; ++kind)
+      for (int kind = 1; kind <= 13; ++kind)
         checkAttention(rng, kind);
     if (mode == cuda::GemmMode::Bf16)
       checkAttentionColumns(rng);

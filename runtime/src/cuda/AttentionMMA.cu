@@ -580,7 +580,7 @@ __device__ __forceinline__ void convertStaged(bf16 *dst, const float *staging) {
 /// Warps = 8 (LLMRT_CUDA_ATTN_BWD8=1): blocks of 128 keys, each query
 /// tile's Q and dO loaded once for twice the keys, and dQ's product split
 /// between the warps by query rows and halves of the head dimension.
-template <int D, bool Staged, bool Any16, int Warps = kWarps>
+template <int D, bool Staged, bool Any16, int Warps = kWarps, bool Async = false>
 __global__ void __launch_bounds__(32 * Warps)
     attnBwdMMA(const void *q, const void *k, const void *v,
                const void *dout, float *dq, void *dk, void *dv,
@@ -589,6 +589,7 @@ __global__ void __launch_bounds__(32 * Warps)
                int ldq, int ldk, int ldv, int lddq, int lddk, int lddv) {
   static_assert(!(Staged && Any16), "the staged copies are fp32");
   static_assert(!(Staged && Warps != kWarps), "the staged copies are 4 warps'");
+  static_assert(!Async || (Any16 && !Staged), "the asynchronous copies are of bf16 tiles");
   constexpr int Ld = Lay<D>::Ld, TE = Lay<D>::TileElems;
   constexpr int Threads = 32 * Warps, KRows = 16 * Warps, KE = KRows * Ld;
   // dQ per warp: 16 query rows x DQ columns (4 warps: all of D; 8: half).
@@ -599,8 +600,11 @@ __global__ void __launch_bounds__(32 * Warps)
   bf16 *dSs = dOs + TE; // dSᵀ: [key][query]
   float *lseS = reinterpret_cast<float *>(dSs + KE), *dS = lseS + kRows;
   // The next query tile's Q and dO, in flight while this one's products
-  // run (fp32, D floats a row).
+  // run (Staged: fp32, D floats a row; Async: bf16 tiles, the second of
+  // two buffers each).
   float *stQ = dS + kRows, *stdO = stQ + kRows * D;
+  bf16 *const Qb[2] = {Qs, reinterpret_cast<bf16 *>(dS + kRows)};
+  bf16 *const dOb[2] = {dOs, Qb[1] + TE};
 
   const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * KRows;
   const int group = Hq / Hkv;
@@ -634,27 +638,52 @@ __global__ void __launch_bounds__(32 * Warps)
     stageTile<D>(stdO, static_cast<const float *>(dout), b, S, ldo, hk * group,
                  itFirst * kRows);
     commitStaged();
+  } else if constexpr (Async) {
+    asyncTile<D, kRows, Threads>(Qb[0], static_cast<const bf16 *>(q), b, S, ldq, hk * group,
+                                 itFirst * kRows);
+    asyncTile<D, kRows, Threads>(dOb[0], static_cast<const bf16 *>(dout), b, S, ldo,
+                                 hk * group, itFirst * kRows);
+    commitStaged();
   }
+  int buf = 0; // Async: the buffer of this (head, query tile) pair
   for (int h = hk * group; h < (hk + 1) * group; ++h) {
     for (int it = itFirst; it < nq; ++it) {
       const int i0 = it * kRows;
+      // The next (head, query tile) pair (hn past the group: none).
+      int hn = h, itn = it + 1;
+      if (itn == nq) {
+        ++hn;
+        itn = itFirst;
+      }
+      const bool more = hn < (hk + 1) * group;
       if constexpr (Staged) {
         asm volatile("cp.async.wait_all;\n" ::: "memory");
         __syncthreads(); // the previous tile's products are done
         convertStaged<D>(Qs, stQ);
         convertStaged<D>(dOs, stdO);
-        // The next (head, query tile) pair's copies start now: this
-        // thread's staging vectors are converted already.
-        int hn = h, itn = it + 1;
-        if (itn == nq) {
-          ++hn;
-          itn = itFirst;
-        }
-        if (hn < (hk + 1) * group) {
+        // The next pair's copies start now: this thread's staging
+        // vectors are converted already.
+        if (more) {
           stageTile<D>(stQ, static_cast<const float *>(q), b, S, ldq, hn, itn * kRows);
           stageTile<D>(stdO, static_cast<const float *>(dout), b, S, ldo, hn, itn * kRows);
         }
         commitStaged();
+      } else if constexpr (Async) {
+        // The next pair into the other buffers: the block read them last
+        // (Q and dO) before the barrier in the middle of the previous
+        // iteration.
+        if (more) {
+          asyncTile<D, kRows, Threads>(Qb[buf ^ 1], static_cast<const bf16 *>(q), b, S, ldq,
+                                       hn, itn * kRows);
+          asyncTile<D, kRows, Threads>(dOb[buf ^ 1], static_cast<const bf16 *>(dout), b, S,
+                                       ldo, hn, itn * kRows);
+        }
+        commitStaged(); // empty on the last pair: the wait is then for all
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+        __syncthreads(); // this pair's tiles landed; the previous products are done
+        Qs = Qb[buf];
+        dOs = dOb[buf];
+        buf ^= 1;
       } else {
         __syncthreads(); // the previous tile's products are done
         loadTile<D, Any16, kRows, Threads>(Qs, q, h16 & kQ16, b, S, ldq, h, i0);
@@ -807,10 +836,13 @@ __global__ void rowStatsK(const void *dout, const void *out, const float *lse,
   }
 }
 
-/// K, V, dSᵀ (KRows rows each), Q, dO (64), the rows' lse and D.
-template <int D> constexpr size_t bwdSmem(bool staged, int warps = kWarps) {
+/// K, V, dSᵀ (KRows rows each), Q, dO (64), the rows' lse and D; the
+/// staged fp32 Q and dO, or (async) the second bf16 Q and dO tiles.
+template <int D>
+constexpr size_t bwdSmem(bool staged, int warps = kWarps, bool async = false) {
   return (3 * 16 * warps + 2 * kRows) * Lay<D>::Ld * sizeof(bf16) +
-         2 * kRows * sizeof(float) + (staged ? 2 * kRows * D * sizeof(float) : 0);
+         2 * kRows * sizeof(float) + (staged ? 2 * kRows * D * sizeof(float) : 0) +
+         (async ? 2 * Lay<D>::TileElems * sizeof(bf16) : 0);
 }
 
 } // namespace
@@ -879,7 +911,8 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace,
                      cudaStream_t s, bool staged, const void *out,
-                     const float *fwdLse, unsigned h16, bool wide, const int64_t *ld) {
+                     const float *fwdLse, unsigned h16, bool wide, const int64_t *ld,
+                     bool async) {
   if (D != 64)
     return;
   int lds[6];
@@ -906,8 +939,8 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
     cudaMemset2DAsync(dq, static_cast<size_t>(lds[3]) * sizeof(float), 0,
                       static_cast<size_t>(Hq * D) * sizeof(float),
                       static_cast<size_t>(B * S), s);
-  auto launch = [&](auto kernel, bool staged, int warps) {
-    const size_t smem = bwdSmem<64>(staged, warps);
+  auto launch = [&](auto kernel, bool staged, int warps, bool async = false) {
+    const size_t smem = bwdSmem<64>(staged, warps, async);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)) != cudaSuccess) {
       cudaGetLastError(); // clear it: the caller falls back
@@ -920,6 +953,16 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
         lds[3], lds[4], lds[5]);
     return true;
   };
+  // bf16 Q and dO by cp.async, double-buffered (async; 16-byte copies:
+  // strides and tensors at multiples of 8 elements, 16-byte addresses).
+  auto chunks = [](const void *p, int ld) {
+    return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 8 == 0;
+  };
+  if (async && (h16 & (kQ16 | kDO16)) == (kQ16 | kDO16) && chunks(q, lds[0]) &&
+      chunks(dout, int(Hq * D)) &&
+      (wide ? launch(attnBwdMMA<64, false, true, 8, true>, false, 8, true)
+            : launch(attnBwdMMA<64, false, true, kWarps, true>, false, kWarps, true)))
+    return;
   // 8 warps (72 KB of shared memory) where asked and the device allows,
   // else 4. The staged kernel needs 79 KB: where the device refuses it,
   // the unstaged one (46 KB). 16-bit inputs: unstaged.

@@ -37,7 +37,8 @@
 // attention kernels through dense copies). LLMRT_CUDA_ATTN_FWD8=1 and
 // LLMRT_CUDA_ATTN_BWD8=1 run its forward and backward in blocks of 8
 // warps; LLMRT_CUDA_ATTN_ASYNC=1 (2, 3) its forward with cp.async tiles,
-// 3 (4) blocks an SM (3: 32 queries a warp);
+// 3 (4) blocks an SM (3: 32 queries a warp), LLMRT_CUDA_ATTN_BWD_ASYNC=1
+// its backward's query tiles;
 // LLMRT_CUDA_LOSS_FUSED=1 does the loss's forward in its backward's pass.
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
@@ -310,6 +311,9 @@ public:
   /// LLMRT_CUDA_ATTN_BWD8=1: its backward in blocks of 8 warps (128 keys a
   /// query tile).
   bool attnWideBwd_ = false;
+  /// LLMRT_CUDA_ATTN_BWD_ASYNC=1: its backward with bf16 q and dout takes
+  /// each query tile by cp.async while the one before runs.
+  bool attnAsyncBwd_ = false;
   bool fp16_ = false;
   /// The 16-bit type of GEMM operands (gemmTakes16 modes), in which the
   /// tensors only GEMMs read are stored (LLMRT_CUDA_STORE16=0: in fp32).
@@ -385,7 +389,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // mistake to name, not a silent 0.
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
-      {"LLMRT_CUDA_ATTN_BWD8", '1'},
+      {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '1'},
       {"LLMRT_CUDA_ATTN_STAGED", '1'}, {"LLMRT_CUDA_ATTN_LSE", '1'},
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
@@ -477,6 +481,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_ASYNC"))
     ex->attnAsync_ = a[0] - '0'; // 0 to 3: checked above
   ex->attnWideBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD8", false);
+  ex->attnAsyncBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD_ASYNC", false);
   ex->attnStaged_ = switchOn("LLMRT_CUDA_ATTN_STAGED", false);
   ex->attnLse_ = switchOn("LLMRT_CUDA_ATTN_LSE", true);
 
@@ -1104,7 +1109,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                               p[3], dq, slice(5 + o, l.off[4]), slice(6 + o, l.off[5]),
                               n[0], n[1], n[2], n[3], n[4], fl[0], n[5] != 0, attnWs_, s,
                               attnStaged_, kept ? p[4] : nullptr, kept ? F(p[5]) : nullptr,
-                              bits, attnWideBwd_, l.strided || dq16 ? ld : nullptr);
+                              bits, attnWideBwd_, l.strided || dq16 ? ld : nullptr,
+                              attnAsyncBwd_);
         if (dq16)
           cuda::copyColumnsT(cuda::In{attnScratch_, false}, l.width[3], 0,
                              cuda::Out{p[4 + o], true}, l.ld[3], l.off[3], l.width[3],
