@@ -53,15 +53,17 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
     --data "$bundle/data/train.bin" --init "$init" --log "$ref" --threads 4 "${hyper[@]}" \
     > "$out/$model.ref.txt" 2>&1 || { echo "$model: the PyTorch reference failed"; tail -3 "$out/$model.ref.txt"; status=1; continue; }
   # bf16+fused: bf16 GEMMs with the residual adds fused, the 8-warp
-  # attention kernels and the loss's forward in its backward
-  # (LLMRT_CUDA_FUSE_ADD=1, LLMRT_CUDA_ATTN_FWD8=1, LLMRT_CUDA_ATTN_BWD8=1,
-  # LLMRT_CUDA_LOSS_FUSED=1; 16-bit attention operands and the GELUs in the
-  # GEMMs' epilogues are the default).
+  # attention kernels, the loss's forward in its backward and the weight
+  # gradients on a second stream (LLMRT_CUDA_FUSE_ADD=1,
+  # LLMRT_CUDA_ATTN_FWD8=1, LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_LOSS_FUSED=1,
+  # LLMRT_CUDA_WGRAD_STREAM=1; 16-bit attention operands and the GELUs in
+  # the GEMMs' epilogues are the default).
   for mode in fp32 bf16 fp16 bf16+fused; do
     log=$out/$model-$mode.jsonl
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
     LLMRT_CUDA_GEMM=${mode%+fused} LLMRT_CUDA_FUSE_ADD=$on \
       LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on LLMRT_CUDA_LOSS_FUSED=$on \
+      LLMRT_CUDA_WGRAD_STREAM=$on \
       "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
@@ -147,6 +149,7 @@ variants=("default||gpt2.exe"
   "attention fwd cp.async 32 rows|LLMRT_CUDA_ATTN_ASYNC=3|gpt2.exe"
   "attention bwd cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=1|gpt2.exe"
   "attention bwd cp.async 8 warps|LLMRT_CUDA_ATTN_BWD_ASYNC=1 LLMRT_CUDA_ATTN_BWD8=1|gpt2.exe"
+  "weight gradients side stream|LLMRT_CUDA_WGRAD_STREAM=1|gpt2.exe"
   "loss forward in its backward|LLMRT_CUDA_LOSS_FUSED=1|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
   "wide attention + fused loss|LLMRT_CUDA_ATTN_FWD8=1 LLMRT_CUDA_ATTN_BWD8=1 LLMRT_CUDA_LOSS_FUSED=1|gpt2.exe"

@@ -103,9 +103,10 @@ struct Call {
 
 class Lowering {
 public:
-  Lowering(ModuleOp module, int64_t bucketBytes, bool columnViews)
+  Lowering(ModuleOp module, int64_t bucketBytes, bool columnViews,
+           bool overlapWeightGrads)
       : module(module), b(module.getContext()), bucketBytes(bucketBytes),
-        columnViews(columnViews) {}
+        columnViews(columnViews), overlapWeightGrads(overlapWeightGrads) {}
 
   LogicalResult run();
 
@@ -139,6 +140,9 @@ private:
   /// Attention reads q, k, v and writes dq, dk, dv as column slices in
   /// place (no column copies).
   bool columnViews = true;
+  /// A weight gradient's operands live until the next weight gradient
+  /// starts, so that a GPU may run it beside the instructions between.
+  bool overlapWeightGrads = false;
   /// Per function: a column view (split result or attention gradient) ->
   /// the tensor it is a slice of and its first column there.
   DenseMap<Value, std::pair<Value, int64_t>> columnOf;
@@ -641,6 +645,19 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     }
   }
 
+  // Each weight gradient's successor (overlapWeightGrads): the next one,
+  // up to which its operands stay alive.
+  DenseMap<Operation *, int64_t> nextWeightGrad;
+  if (overlapWeightGrads) {
+    Operation *prev = nullptr;
+    for (Operation &op : body.without_terminator())
+      if (isa<LinearWeightGradOp>(op)) {
+        if (prev)
+          nextWeightGrad[prev] = index[&op];
+        prev = &op;
+      }
+  }
+
   // Storage of every temporary; in-place results share their operand's.
   std::vector<Storage> storages;
   DenseMap<Value, int> storageOf;
@@ -651,6 +668,10 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
   DenseMap<Value, int64_t> sliceOffset;
   for (Operation &op : body.without_terminator()) {
     int64_t i = index[&op];
+    if (auto it = nextWeightGrad.find(&op); it != nextWeightGrad.end())
+      for (Value v : op.getOperands())
+        if (auto st = storageOf.find(v); st != storageOf.end())
+          storages[st->second].end = std::max(storages[st->second].end, it->second);
     if (auto bs = dyn_cast<BatchSliceOp>(op)) {
       if (!fixedOf.count(bs.getInput()))
         return bs.emitOpError() << "llm-lower-to-rt: a micro-batch slice of a "
@@ -1165,7 +1186,8 @@ namespace {
 struct LowerToRTPass : public llm::impl::LowerToRTBase<LowerToRTPass> {
   using LowerToRTBase::LowerToRTBase;
   void runOnOperation() override {
-    Lowering lowering(getOperation(), bucketBytes, attentionColumnViews);
+    Lowering lowering(getOperation(), bucketBytes, attentionColumnViews,
+                      overlapWeightGrads);
     if (failed(lowering.run()))
       signalPassFailure();
   }

@@ -1,6 +1,8 @@
 //===- Store16.cpp - tensors a GPU stores as 16-bit GEMM operands ---------===//
 #include "llmrt/Store16.h"
 
+#include "llmrt/Executor.h"
+
 #include <algorithm>
 
 namespace llmrt {
@@ -533,6 +535,87 @@ std::vector<GeluFusion> planGeluFusions(
     taken[i] = 1;
   }
   return fused;
+}
+
+uint32_t writtenSlots(const Instruction &inst, const ProgramDesc &p) {
+  const auto n = static_cast<uint32_t>(inst.operands.size());
+  const uint32_t all = n >= 32 ? ~0u : (1u << n) - 1u;
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::CopyColumns: // [src, dst]: some columns of dst
+    return 2u;
+  case Opcode::AttentionBwd: // dq, dk, dv, whole or column slices
+    return n >= 3 ? 7u << (n - 3) : all;
+  case Opcode::AdamW: // [p, g, m, v, ...]
+    return 1u | 4u | 8u;
+  case Opcode::GlobalNorm: // [out, g...]
+    return 1u;
+  case Opcode::ClipScale: // [norm, max, out]
+    return 4u;
+  case Opcode::Phase:
+  case Opcode::Send:
+    return 0;
+  default:
+    break;
+  }
+  const uint32_t over = overwrittenSlots(inst, p);
+  return over ? over : all;
+}
+
+SideStreamPlan planSideStream(const ProgramDesc &p, size_t f,
+                              const std::function<std::vector<Touch>(size_t)> &touches,
+                              const std::vector<char> &skip,
+                              const std::vector<char> &withNext) {
+  const auto &insts = p.functions[f].instructions;
+  const size_t n = insts.size();
+  SideStreamPlan plan;
+  plan.unitOf.assign(n, -1);
+  plan.waitBefore.assign(n, -1);
+  struct Pending {
+    int unit;
+    std::vector<Touch> touched;
+  };
+  std::vector<Pending> pending;
+  auto conflict = [](const Touch &a, const Touch &b) {
+    return (a.writes || b.writes) && a.begin < b.end && b.begin < a.end;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const auto op = static_cast<Opcode>(insts[i].opcode);
+    if (op == Opcode::LinearBwdWeight && !skip[i]) {
+      Pending u{plan.units++, touches(i)};
+      plan.unitOf[i] = u.unit;
+      if (withNext[i] && i + 1 < n) {
+        plan.unitOf[++i] = u.unit;
+        for (const Touch &t : touches(i))
+          u.touched.push_back(t);
+      }
+      pending.push_back(std::move(u));
+      continue;
+    }
+    if (pending.empty())
+      continue;
+    // The last pending unit this instruction must wait for (all of them
+    // for the optimizer's instructions and collectives).
+    size_t last = 0;
+    bool wait = op == Opcode::GlobalNorm || op == Opcode::AdamW ||
+                op == Opcode::ClipScale || communicationBytes(insts[i]) >= 0;
+    if (wait)
+      last = pending.size() - 1;
+    const std::vector<Touch> mine = touches(i);
+    for (size_t k = wait ? pending.size() : 0; k < pending.size(); ++k)
+      for (const Touch &a : pending[k].touched)
+        for (const Touch &b : mine)
+          if (conflict(a, b)) {
+            wait = true;
+            last = k;
+          }
+    if (!wait)
+      continue;
+    plan.waitBefore[i] = pending[last].unit;
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(last) + 1);
+  }
+  if (!pending.empty())
+    plan.atEnd = pending.back().unit;
+  return plan;
 }
 
 } // namespace llmrt

@@ -702,7 +702,8 @@ void checkAttention(Rng &rng, int kind) {
   for (Case c : {Case{2, 100, 4, 2, 16, true}, Case{1, 77, 2, 2, 32, false},
                  Case{2, 130, 4, 1, 64, true}, Case{1, 65, 2, 2, 128, true},
                  Case{1, 1024, 2, 2, 64, true}, Case{1, 200, 4, 2, 64, false},
-                 Case{1, 200, 2, 1, 64, true},
+                 Case{1, 200, 2, 1, 64, true}, Case{2, 33, 2, 2, 64, true},
+                 Case{1, 64, 2, 1, 64, true}, Case{1, 128, 2, 2, 64, false},
                  Case{1, 300, 2, 1, 128, false}}) {
     int64_t qn = c.B * c.S * c.Hq * c.D, kn = c.B * c.S * c.Hkv * c.D;
     auto q = randomVec(rng, qn, 2.0), k = randomVec(rng, kn, 2.0),
@@ -715,11 +716,12 @@ void checkAttention(Rng &rng, int kind) {
     cpu::attentionBwd(q.data(), k.data(), v.data(), dout.data(), dq.data(),
                       dk.data(), dv.data(), c.B, c.S, c.Hq, c.Hkv, c.D, scale,
                       c.causal, ws.data());
-    // The inputs followed by a tile of NaN rows: a kernel that reads past
-    // the sequence (a missing zero-fill) gets NaN into its results.
+    // The inputs followed by 128 rows of NaN (the largest block's query
+    // rows): a kernel that reads past the sequence (a missing zero-fill)
+    // gets NaN into its results.
     auto padded = [&](const std::vector<float> &x, int64_t H) {
       std::vector<float> y(x);
-      y.resize(x.size() + 64 * H * c.D, std::numeric_limits<float>::quiet_NaN());
+      y.resize(x.size() + 128 * H * c.D, std::numeric_limits<float>::quiet_NaN());
       return y;
     };
     Dev<float> Q(padded(q, c.Hq)), K(padded(k, c.Hkv)), Vd(padded(v, c.Hkv)),

@@ -589,3 +589,60 @@ TEST(ResidualAdds, OverlapsTheWriterMustNotHave) {
   ASSERT_EQ(f.size(), 1u); // the layer norm's window holds the first add,
   EXPECT_EQ(f[0].writer, 0u); // which touches its addend z: only the GEMM's
 }
+
+TEST(SideStream, WeightGradientsRunBesideUntilTheirBytesAreTouched) {
+  // Two weight gradients (the first with its bias gradient) on the side
+  // stream; main waits where it writes a byte a unit reads (X1's bytes
+  // reused), reads what a unit writes (DW2), and at the global norm.
+  enum : uint32_t { X1, DY1, DW1, DB1, W, OUT, Y, Z, X1B, X2, DY2, DW2, T, DW3, NORM, N };
+  ProgramDesc p;
+  p.arenaBytes = 1 << 20;
+  for (uint32_t b = 0; b < N; ++b)
+    p.buffers.push_back({"", b == W ? BufferRole::Param : BufferRole::Temp, ElemType::F32, {},
+                         uint64_t(b) * 1024, 1024});
+  p.buffers[X1B].offset = p.buffers[X1].offset + 512; // the packer reused X1's bytes
+  p.functions = {{"train",
+                  {inst(Opcode::LinearFwd, {DY1, W, OUT}),
+                   inst(Opcode::LinearBwdWeight, {X1, DY1, DW1}),
+                   inst(Opcode::SumRows, {DY1, DB1}),
+                   inst(Opcode::LinearFwd, {X1, W, Y}), // reads what a unit reads: runs on
+                   inst(Opcode::GeluFwd, {Y, Z}),
+                   inst(Opcode::Add, {Z, Z, X1B}, {256, 256}), // writes X1's bytes: waits
+                   inst(Opcode::LinearBwdWeight, {X2, DY2, DW2}),
+                   inst(Opcode::Scale, {DW2, T}, {256}), // reads DW2: waits
+                   inst(Opcode::LinearBwdWeight, {X2, DY2, DW3}),
+                   inst(Opcode::GlobalNorm, {NORM, DW1, DW3})}}};
+  const auto &insts = p.functions[0].instructions;
+  auto touches = [&](size_t i) {
+    std::vector<Touch> t;
+    const uint32_t w = writtenSlots(insts[i], p);
+    for (uint32_t k = 0; k < insts[i].operands.size(); ++k) {
+      const BufferDesc &b = p.buffers[insts[i].operands[k]];
+      t.push_back({b.offset, b.offset + b.bytes, (w >> k & 1u) != 0});
+    }
+    return t;
+  };
+  std::vector<char> skip(insts.size(), 0), withNext(insts.size(), 0);
+  withNext[1] = 1;
+  SideStreamPlan s = planSideStream(p, 0, touches, skip, withNext);
+  EXPECT_EQ(s.units, 3);
+  EXPECT_EQ(s.unitOf, (std::vector<int>{-1, 0, 0, -1, -1, -1, 1, -1, 2, -1}));
+  EXPECT_EQ(s.waitBefore, (std::vector<int>{-1, -1, -1, -1, -1, 0, -1, 1, -1, 2}));
+  EXPECT_EQ(s.atEnd, -1);
+  // Without the norm the last unit is still running at the end; a
+  // skipped weight gradient (done elsewhere) is no unit.
+  p.functions[0].instructions.pop_back();
+  skip.pop_back();
+  withNext.pop_back();
+  skip[6] = 1;
+  s = planSideStream(p, 0, touches, skip, withNext);
+  EXPECT_EQ(s.units, 2);
+  EXPECT_EQ(s.unitOf[6], -1);
+  EXPECT_EQ(s.waitBefore[7], -1); // DW2 is main's own now
+  EXPECT_EQ(s.atEnd, 1);
+  // What each instruction writes: the column copy its destination, the
+  // optimizer its parameter and moments; an unknown opcode everything.
+  EXPECT_EQ(writtenSlots(inst(Opcode::CopyColumns, {X1, Y}, {4, 0, 4, 0, 4, 64}), p), 2u);
+  EXPECT_EQ(writtenSlots(inst(Opcode::AdamW, {0, 1, 2, 3, 4, 5, 6, 7}, {256, 1}), p), 13u);
+  EXPECT_EQ(writtenSlots(inst(Opcode::AllReduce, {X1, Y}, {256, 1, 1}), p), 3u);
+}

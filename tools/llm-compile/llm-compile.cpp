@@ -324,6 +324,8 @@ int main(int argc, char **argv) {
     llm::LowerToRTOptions lowering;
     lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
     lowering.attentionColumnViews = attentionColumnViews;
+    // Room for the CUDA runtime's weight gradients on a second stream.
+    lowering.overlapWeightGrads = target == "cuda";
     pm.addPass(llm::createLowerToRT(lowering));
     if (target == "cuda" || fuseElementwise) {
       llm::FuseElementwiseOptions fuse;

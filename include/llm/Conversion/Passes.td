@@ -48,11 +48,22 @@ def LowerToRT : Pass<"llm-lower-to-rt", "mlir::ModuleOp"> {
     each such tensor's row stride and first column as six more ints
     (forward) or twelve (backward); the runtime's AttentionLayout reads
     them.
+
+    Overlapped weight gradients (`overlap-weight-grads`, llm-compile's
+    default for `--target cuda`): the operands of each `linear_weight_grad`
+    stay alive (no other tensor packed into their bytes) until the next
+    weight gradient, so that the CUDA runtime can run a weight gradient on
+    a second stream while the instructions up to the next one run
+    (LLMRT_CUDA_WGRAD_STREAM=1).
   }];
   let options = [
     Option<"bucketBytes", "bucket-bytes", "int64_t", "0",
            "data-parallel gradient bucket size in bytes (0: one synchronous "
            "all-reduce per gradient)">,
+    Option<"overlapWeightGrads", "overlap-weight-grads", "bool", "false",
+           "keep each weight gradient's operands alive until the next "
+           "weight gradient starts (a GPU runs weight gradients on a second "
+           "stream beside the instructions between)">,
     Option<"attentionColumnViews", "attention-column-views", "bool", "true",
            "attention reads q, k, v in place from the fused projection's "
            "output and writes dq, dk, dv in place into its gradient (no "

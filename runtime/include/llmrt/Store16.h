@@ -132,6 +132,41 @@ std::vector<GeluFusion> planGeluFusions(
     const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip);
 
+/// Where `inst` writes (bit k: operand k), for the hazards of running
+/// instructions side by side: the slots it overwrites whole and its
+/// partial writes (column copies, attention's column slices, AdamW's
+/// parameter and moments, the norm and clip results); an opcode not known
+/// here counts as writing every operand.
+uint32_t writtenSlots(const Instruction &inst, const ProgramDesc &p);
+
+/// Bytes [begin, end) an instruction touches, and whether it writes them.
+struct Touch {
+  uint64_t begin, end;
+  bool writes;
+};
+
+/// Weight gradients on a second stream (the CUDA executor's
+/// LLMRT_CUDA_WGRAD_STREAM=1): each linear_bwd_weight not skipped (with the
+/// instruction after it where `withNext`: its bias gradient, a sum_rows of
+/// its dy) is a unit the side stream runs once the main stream has queued
+/// everything before it, while the main stream goes on. An instruction
+/// that writes a byte a pending unit reads, or touches a byte it writes,
+/// waits for that unit, and so (the side stream runs its units in order)
+/// for every unit before it; the global norm, AdamW, the clip and every
+/// collective wait for all (an AdamW batch updates gradients it does not
+/// name). `touches(i)`: what instruction i touches, with what another
+/// instruction does in its place (a fused add or GELU).
+struct SideStreamPlan {
+  std::vector<int> unitOf;     ///< per instruction: its unit, or -1 (main)
+  std::vector<int> waitBefore; ///< per instruction: the unit to wait for, or -1
+  int units = 0;
+  int atEnd = -1; ///< the unit to wait for after the last instruction, or -1
+};
+SideStreamPlan planSideStream(const ProgramDesc &p, size_t f,
+                              const std::function<std::vector<Touch>(size_t)> &touches,
+                              const std::vector<char> &skip,
+                              const std::vector<char> &withNext);
+
 } // namespace llmrt
 
 #endif // LLMRT_STORE16_H

@@ -392,7 +392,7 @@ __global__ void __launch_bounds__(32 * Warps)
   const int b = blockIdx.z, h = blockIdx.y, q0 = qt * QRows;
   const int hk = h / (Hq / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int g = lane >> 2, t = lane & 3;
+  const int g = lane >> 2;
   const int tiles = (S + kRows - 1) / kRows;
   const int nk = !causal       ? tiles
                  : Warps == kWarps ? qt + 1
@@ -603,8 +603,11 @@ __global__ void __launch_bounds__(32 * Warps)
   // run (Staged: fp32, D floats a row; Async: bf16 tiles, the second of
   // two buffers each).
   float *stQ = dS + kRows, *stdO = stQ + kRows * D;
-  bf16 *const Qb[2] = {Qs, reinterpret_cast<bf16 *>(dS + kRows)};
-  bf16 *const dOb[2] = {dOs, Qb[1] + TE};
+  // Buffer n of Q at Qs + n qStep, of dO at dOs + n dOStep (no indexed
+  // arrays of pointers: those would live in local memory).
+  bf16 *const Q0 = Qs, *const dO0 = dOs;
+  const ptrdiff_t qStep = reinterpret_cast<bf16 *>(dS + kRows) - Q0,
+                  dOStep = reinterpret_cast<bf16 *>(dS + kRows) + TE - dO0;
 
   const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * KRows;
   const int group = Hq / Hkv;
@@ -639,9 +642,9 @@ __global__ void __launch_bounds__(32 * Warps)
                  itFirst * kRows);
     commitStaged();
   } else if constexpr (Async) {
-    asyncTile<D, kRows, Threads>(Qb[0], static_cast<const bf16 *>(q), b, S, ldq, hk * group,
+    asyncTile<D, kRows, Threads>(Q0, static_cast<const bf16 *>(q), b, S, ldq, hk * group,
                                  itFirst * kRows);
-    asyncTile<D, kRows, Threads>(dOb[0], static_cast<const bf16 *>(dout), b, S, ldo,
+    asyncTile<D, kRows, Threads>(dO0, static_cast<const bf16 *>(dout), b, S, ldo,
                                  hk * group, itFirst * kRows);
     commitStaged();
   }
@@ -673,16 +676,17 @@ __global__ void __launch_bounds__(32 * Warps)
         // (Q and dO) before the barrier in the middle of the previous
         // iteration.
         if (more) {
-          asyncTile<D, kRows, Threads>(Qb[buf ^ 1], static_cast<const bf16 *>(q), b, S, ldq,
-                                       hn, itn * kRows);
-          asyncTile<D, kRows, Threads>(dOb[buf ^ 1], static_cast<const bf16 *>(dout), b, S,
-                                       ldo, hn, itn * kRows);
+          asyncTile<D, kRows, Threads>(Q0 + (buf ^ 1) * qStep, static_cast<const bf16 *>(q),
+                                       b, S, ldq, hn, itn * kRows);
+          asyncTile<D, kRows, Threads>(dO0 + (buf ^ 1) * dOStep,
+                                       static_cast<const bf16 *>(dout), b, S, ldo, hn,
+                                       itn * kRows);
         }
         commitStaged(); // empty on the last pair: the wait is then for all
         asm volatile("cp.async.wait_group 1;\n" ::: "memory");
         __syncthreads(); // this pair's tiles landed; the previous products are done
-        Qs = Qb[buf];
-        dOs = dOb[buf];
+        Qs = Q0 + buf * qStep;
+        dOs = dO0 + buf * dOStep;
         buf ^= 1;
       } else {
         __syncthreads(); // the previous tile's products are done
@@ -870,15 +874,20 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                   : async == 2 ? (lse ? attnFwdAsync<64, kOutLse, 4, 1> : attnFwdAsync<64, kOut, 4, 1>)
                                : (lse ? attnFwdAsync<64, kOutLse, 3, 1> : attnFwdAsync<64, kOut, 3, 1>);
     const int smem = (qrows + 4 * kRows) * Lay<64>::Ld * static_cast<int>(sizeof(bf16));
-    // As much shared memory as the SM has (2 to 4 blocks of 45 or 54 KB).
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                         cudaSharedmemCarveoutMaxShared);
-    kernel<<<grid, kThreads, smem, s>>>(static_cast<const bf16 *>(q),
-                                        static_cast<const bf16 *>(k),
-                                        static_cast<const bf16 *>(v), out, lse, int(S), int(Hq),
-                                        int(Hkv), scaleLog2, causal, h16, ldq, ldk, ldv);
-    return;
+    // As much shared memory as the SM has (2 to 4 blocks of 45 or 54 KB);
+    // where the device refuses, the register-staged kernel below.
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
+            cudaSuccess &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared) == cudaSuccess) {
+      kernel<<<grid, kThreads, smem, s>>>(static_cast<const bf16 *>(q),
+                                          static_cast<const bf16 *>(k),
+                                          static_cast<const bf16 *>(v), out, lse, int(S),
+                                          int(Hq), int(Hkv), scaleLog2, causal, h16, ldq, ldk,
+                                          ldv);
+      return;
+    }
+    cudaGetLastError(); // clear it: the kernel below runs instead
   }
   const int warps = wide ? 8 : kWarps, qrows = 16 * warps;
   dim3 grid(static_cast<unsigned>((S + qrows - 1) / qrows),

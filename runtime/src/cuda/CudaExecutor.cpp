@@ -109,7 +109,7 @@ public:
   void run(int fn, std::vector<TraceEvent> *trace,
            std::chrono::steady_clock::time_point origin) override;
   int64_t allocatedBytes() const override {
-    return program_.arenaBytes + workspaceBytes_ + scratchBytes_ +
+    return program_.arenaBytes + workspaceBytes_ + scratchBytes_ + sideScratchBytes_ +
            (dcomm_ ? dcomm_->stagingBytes() : 0);
   }
   std::string stallReport() override { return dcomm_ ? dcomm_->stalled() : ""; }
@@ -314,6 +314,17 @@ public:
   /// LLMRT_CUDA_ATTN_BWD_ASYNC=1: its backward with bf16 q and dout takes
   /// each query tile by cp.async while the one before runs.
   bool attnAsyncBwd_ = false;
+  /// LLMRT_CUDA_WGRAD_STREAM=1 (one rank): weight gradients run on a second
+  /// stream beside the instructions after them (planSideStream), with
+  /// their own cuBLAS handle and operand scratch; per function its plan.
+  cudaStream_t side_ = nullptr;
+  cuda::Blas *sideBlas_ = nullptr;
+  cudaEvent_t mainMark_ = nullptr;
+  std::vector<cudaEvent_t> sideDone_;
+  std::vector<SideStreamPlan> sidePlans_;
+  int64_t sideScratchBytes_ = 0;
+  /// The side stream's plan of a function's resolved instructions.
+  SideStreamPlan planSide(const std::vector<Resolved> &fn, size_t function) const;
   bool fp16_ = false;
   /// The 16-bit type of GEMM operands (gemmTakes16 modes), in which the
   /// tensors only GEMMs read are stored (LLMRT_CUDA_STORE16=0: in fp32).
@@ -338,6 +349,14 @@ CudaExecutor::~CudaExecutor() {
   if (stream_)
     cudaStreamSynchronize(stream_);
   cuda::destroyBlas(blas_);
+  if (side_) {
+    cudaStreamSynchronize(side_);
+    cuda::destroyBlas(sideBlas_);
+    for (cudaEvent_t e : sideDone_)
+      cudaEventDestroy(e);
+    cudaEventDestroy(mainMark_);
+    cudaStreamDestroy(side_);
+  }
   if (module_)
     driver_.moduleUnload(module_);
   cudaFree(arena_);
@@ -390,6 +409,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
       {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '1'},
+      {"LLMRT_CUDA_WGRAD_STREAM", '1'},
       {"LLMRT_CUDA_ATTN_STAGED", '1'}, {"LLMRT_CUDA_ATTN_LSE", '1'},
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
@@ -658,6 +678,16 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->fuseAdds_ = switchOn("LLMRT_CUDA_FUSE_ADD", false);
   ex->fuseGelu_ = switchOn("LLMRT_CUDA_FUSE_GELU", true);
   ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", false);
+  if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
+    if (cudaError_t e = cudaStreamCreateWithFlags(&ex->side_, cudaStreamNonBlocking);
+        e != cudaSuccess)
+      return absl::InternalError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(e)));
+    ex->sideBlas_ = cuda::createBlas(ex->side_, mode, gemmElems, &err);
+    if (!ex->sideBlas_)
+      return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
+    ex->sideScratchBytes_ = ex->scratchBytes_;
+    cudaEventCreateWithFlags(&ex->mainMark_, cudaEventDisableTiming);
+  }
 
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
   std::vector<CUfunction> entries;
@@ -727,6 +757,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       ex->fusedAdds_ += ex->fuseResidualAdds(resolved, ex->functions_.size());
     if (ex->fuseGelu_ && !multi && cuda::gemmTakes16(mode))
       ex->fuseGelus(resolved, ex->functions_.size());
+    ex->sidePlans_.push_back(ex->side_ ? ex->planSide(resolved, ex->functions_.size())
+                                       : SideStreamPlan{});
+    while (static_cast<int>(ex->sideDone_.size()) < ex->sidePlans_.back().units) {
+      cudaEvent_t e;
+      if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess)
+        return absl::InternalError("cudaEventCreate failed for the side stream");
+      ex->sideDone_.push_back(e);
+    }
     ex->functions_.push_back(std::move(resolved));
   }
   if (ex->fusedAdds_ > 0)
@@ -912,17 +950,60 @@ void CudaExecutor::fuseGelus(std::vector<Resolved> &fn, size_t function) {
   }
 }
 
+SideStreamPlan CudaExecutor::planSide(const std::vector<Resolved> &fn,
+                                      size_t function) const {
+  std::vector<char> skip(fn.size()), withNext(fn.size());
+  for (size_t i = 0; i < fn.size(); ++i) {
+    skip[i] = fn[i].skip;
+    withNext[i] = fn[i].biasGrad != nullptr; // its sum_rows, after it
+  }
+  return planSideStream(
+      program_, function,
+      [&](size_t i) {
+        std::vector<Touch> t;
+        // A fused GELU's GEMM reads and writes the GELU's operands too.
+        auto add = [&](const Resolved &r, bool allWritten) {
+          const uint32_t w = writtenSlots(*r.inst, program_);
+          for (size_t k = 0; k < r.ptrs.size(); ++k) {
+            const auto [b, e] = operandBytes(r, k);
+            t.push_back({b, e, allWritten || k >= 32 || (w >> k & 1u) != 0});
+          }
+        };
+        add(fn[i], false);
+        if (fn[i].gelu >= 0)
+          add(fn[fn[i].gelu], true);
+        return t;
+      },
+      skip, withNext);
+}
+
 void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        std::chrono::steady_clock::time_point origin) {
   using clock = std::chrono::steady_clock;
-  cudaStream_t s = stream_;
   std::string err;
   overflowed_ = false;
   cuda::gemmForget(blas_); // the host may have written inputs since
   const DeferredCollectives &deferred = deferred_[fn];
-  for (size_t idx = 0; idx < functions_[fn].size(); ++idx) {
+  // Weight gradients on the side stream (not while tracing: each
+  // instruction is timed alone).
+  const SideStreamPlan *side =
+      side_ && !trace && sidePlans_[fn].units > 0 ? &sidePlans_[fn] : nullptr;
+  const size_t count = functions_[fn].size();
+  for (size_t idx = 0; idx < count; ++idx) {
     const Resolved &r = functions_[fn][idx];
     const Instruction &in = *r.inst;
+    if (side && side->waitBefore[idx] >= 0)
+      cudaStreamWaitEvent(stream_, sideDone_[side->waitBefore[idx]], 0);
+    // A side unit starts once the main stream has queued what comes
+    // before it.
+    const int unit = side ? side->unitOf[idx] : -1;
+    if (unit >= 0 && (idx == 0 || side->unitOf[idx - 1] != unit)) {
+      cudaEventRecord(mainMark_, stream_);
+      cudaStreamWaitEvent(side_, mainMark_, 0);
+      cuda::gemmForget(sideBlas_);
+    }
+    cudaStream_t s = unit >= 0 ? side_ : stream_;
+    cuda::Blas *blas = unit >= 0 ? sideBlas_ : blas_;
     // Deferred collectives whose bytes this instruction touches: the
     // compute stream waits for them here (an event, not the host).
     if (dcomm_ && !deferred.waitBefore.empty() && !deferred.waitBefore[idx].empty()) {
@@ -1044,7 +1125,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     case Opcode::LinearBwdWeight:
-      if (!cuda::linearBwdWeight(blas_, p[0], p[1], F(p[2]), n[0], n[1],
+      if (!cuda::linearBwdWeight(blas, p[0], p[1], F(p[2]), n[0], n[1],
                                  n[2], n[3] != 0, &err, r.biasGrad, &biasGradDone_,
                                  h16 & 3u))
         fatal(name, err);
@@ -1361,6 +1442,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     checkLaunch(name);
+    if (unit >= 0 && (idx + 1 == count || side->unitOf[idx + 1] != unit))
+      cudaEventRecord(sideDone_[unit], side_);
     if (syncEach_ || trace) {
       if (grouped_) { // the group's collectives must be queued to complete
         dcomm_->groupEnd();
@@ -1385,6 +1468,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
   if (dcomm_)
     for (int slot : deferred.atEnd)
       dcomm_->wait(slot, stream_);
+  if (side && side->atEnd >= 0)
+    cudaStreamWaitEvent(stream_, sideDone_[side->atEnd], 0);
 }
 
 } // namespace llmrt
