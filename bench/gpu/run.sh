@@ -56,14 +56,15 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   # attention kernels, the loss's forward in its backward and the weight
   # gradients on a second stream (LLMRT_CUDA_FUSE_ADD=1,
   # LLMRT_CUDA_ATTN_FWD8=1, LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_LOSS_FUSED=1,
-  # LLMRT_CUDA_WGRAD_STREAM=1; 16-bit attention operands and the GELUs in
+  # LLMRT_CUDA_WGRAD_STREAM=1, and the forward's adds in the layer norms,
+  # LLMRT_CUDA_FUSE_ADD_NORM=1; 16-bit attention operands and the GELUs in
   # the GEMMs' epilogues are the default).
   for mode in fp32 bf16 fp16 bf16+fused; do
     log=$out/$model-$mode.jsonl
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
     LLMRT_CUDA_GEMM=${mode%+fused} LLMRT_CUDA_FUSE_ADD=$on \
       LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on LLMRT_CUDA_LOSS_FUSED=$on \
-      LLMRT_CUDA_WGRAD_STREAM=$on \
+      LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on \
       "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
@@ -139,6 +140,8 @@ echo "-- variants of ours (12 steps each; median step after 4; losses against th
 # --attention-column-views=false).
 variants=("default||gpt2.exe"
   "residual adds fused|LLMRT_CUDA_FUSE_ADD=1|gpt2.exe"
+  "adds in layer norms|LLMRT_CUDA_FUSE_ADD_NORM=1|gpt2.exe"
+  "adds in layer norms + fused|LLMRT_CUDA_FUSE_ADD_NORM=1 LLMRT_CUDA_FUSE_ADD=1|gpt2.exe"
   "GELU apart from the GEMMs|LLMRT_CUDA_FUSE_GELU=0|gpt2.exe"
   "attention I/O fp32|LLMRT_CUDA_ATTN16=0|gpt2.exe"
   "q/k/v column copies (compiler)||gpt2-copies.exe"

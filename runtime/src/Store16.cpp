@@ -492,6 +492,32 @@ std::vector<AddFusion> planResidualAdds(
   return fused;
 }
 
+std::vector<AddNormFusion> planAddNorms(
+    const ProgramDesc &p, size_t f,
+    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
+  const auto &insts = p.functions[f].instructions;
+  std::vector<AddNormFusion> fused;
+  for (size_t i = 0; i + 1 < insts.size(); ++i) {
+    const Instruction &add = insts[i], &ln = insts[i + 1];
+    if (add.opcode != static_cast<uint16_t>(Opcode::Add) || skip[i] || skip[i + 1] ||
+        add.operands.size() != 3 || add.ints.size() != 2 || add.ints[0] != add.ints[1] ||
+        (half16[i] & 4u) || ln.opcode != static_cast<uint16_t>(Opcode::LayerNormFwd) ||
+        ln.operands.size() != 4 || ln.ints.size() != 2 || ln.operands[0] != add.operands[2] ||
+        ln.ints[0] * ln.ints[1] != add.ints[0])
+      continue;
+    const Range a = range(i, 0), b = range(i, 1), x = range(i, 2), y = range(i + 1, 3);
+    auto inPlace = [&](Range in, uint32_t k) { return in == x && !(half16[i] >> k & 1u); };
+    bool ok = !overlap(y, a) && !overlap(y, b) && !overlap(y, x) &&
+              (!overlap(x, a) || inPlace(a, 0)) && (!overlap(x, b) || inPlace(b, 1));
+    for (uint32_t k = 1; k < 3 && ok; ++k) // the norm's gain and bias
+      ok = !overlap(range(i + 1, k), x) && !overlap(range(i + 1, k), y);
+    if (ok)
+      fused.push_back({i, i + 1});
+  }
+  return fused;
+}
+
 std::vector<GeluFusion> planGeluFusions(
     const ProgramDesc &p, size_t f,
     const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,

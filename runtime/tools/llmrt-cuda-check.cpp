@@ -106,6 +106,8 @@ void compare(const std::string &name, const std::vector<float> &ref,
 
 constexpr double kTol = 1e-4;
 
+float from16(uint16_t v, cuda::Half h);
+
 void checkNorms(Rng &rng) {
   for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768},
                          {5000, 256}, {33, 1536}, {7, 4096}}) {
@@ -135,6 +137,38 @@ void checkNorms(Rng &rng) {
     Dev<float> DY2(dy);
     cuda::rmsNormBwd(X.p, W.p, DY2.p, DY2.p, DW.p, rows, C, 1e-6, nullptr);
     compare("rms_norm_bwd dx in place " + sz, dx, DY2.host(), kTol);
+
+    // The residual add fused into the layer norm (LLMRT_CUDA_FUSE_ADD_NORM):
+    // sum = x + dy (an fp32 addend, and a bf16 one with a bf16 output), in
+    // place over x too, against the CPU's add then norm.
+    std::vector<float> sum(rows * C);
+    cpu::add(x.data(), dy.data(), sum.data(), rows * C, rows * C);
+    cpu::layerNormFwd(sum.data(), w.data(), b.data(), y.data(), rows, C, 1e-5);
+    Dev<float> SUM(rows * C), XI(x);
+    cuda::layerNormFwdAdd(X.p, cuda::In{DY.p, false}, SUM.p, W.p, Bb.p, cuda::Out{Y.p, false},
+                          rows, C, 1e-5, cuda::Half::Bf16, nullptr);
+    compare("layer_norm_fwd + add: sum " + sz, sum, SUM.host(), 0);
+    compare("layer_norm_fwd + add " + sz, y, Y.host(), kTol);
+    Dev<uint16_t> DY16(dy.size()), Y16(rows * C);
+    cuda::toBf16(DY.p, DY16.p, rows * C, nullptr);
+    std::vector<float> dyRounded(dy.size());
+    {
+      std::vector<uint16_t> h = DY16.host();
+      for (size_t i = 0; i < h.size(); ++i)
+        dyRounded[i] = from16(h[i], cuda::Half::Bf16);
+    }
+    cpu::add(x.data(), dyRounded.data(), sum.data(), rows * C, rows * C);
+    cpu::layerNormFwd(sum.data(), w.data(), b.data(), y.data(), rows, C, 1e-5);
+    cuda::layerNormFwdAdd(XI.p, cuda::In{DY16.p, true}, XI.p, W.p, Bb.p, cuda::Out{Y16.p, true},
+                          rows, C, 1e-5, cuda::Half::Bf16, nullptr);
+    std::vector<float> y16(rows * C);
+    {
+      std::vector<uint16_t> h = Y16.host();
+      for (size_t i = 0; i < h.size(); ++i)
+        y16[i] = from16(h[i], cuda::Half::Bf16);
+    }
+    compare("layer_norm_fwd + bf16 add in place: sum " + sz, sum, XI.host(), 0);
+    compare("layer_norm_fwd + bf16 add, bf16 out " + sz, y, y16, 1e-2);
   }
 }
 

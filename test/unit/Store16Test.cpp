@@ -646,3 +646,45 @@ TEST(SideStream, WeightGradientsRunBesideUntilTheirBytesAreTouched) {
   EXPECT_EQ(writtenSlots(inst(Opcode::AdamW, {0, 1, 2, 3, 4, 5, 6, 7}, {256, 1}), p), 13u);
   EXPECT_EQ(writtenSlots(inst(Opcode::AllReduce, {X1, Y}, {256, 1, 1}), p), 3u);
 }
+
+TEST(AddNorms, TheLayerNormAddsItsInput) {
+  // x = a + b; y = layer_norm(x): the norm reads a and b, writes x and y.
+  enum : uint32_t { A, B, X, W, BI, Y, N };
+  auto program = [](uint64_t xAt, uint64_t yAt, std::vector<int64_t> addInts) {
+    ProgramDesc p;
+    p.arenaBytes = 1 << 20;
+    for (uint32_t b = 0; b < N; ++b)
+      p.buffers.push_back({"", b == W || b == BI ? BufferRole::Param : BufferRole::Temp,
+                           ElemType::F32, {}, uint64_t(b) * 4096, b == W || b == BI ? 256u : 4096u});
+    p.buffers[X].offset = xAt;
+    p.buffers[Y].offset = yAt;
+    p.functions = {{"train",
+                    {inst(Opcode::Add, {A, B, X}, addInts),
+                     inst(Opcode::LayerNormFwd, {X, W, BI, Y}, {16, 64})}}};
+    return p;
+  };
+  auto plan = [](const ProgramDesc &p, std::vector<uint32_t> half16 = {0, 0}) {
+    return planAddNorms(
+        p, 0,
+        [&](size_t i, size_t k) {
+          const BufferDesc &b = p.buffers[p.functions[0].instructions[i].operands[k]];
+          return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
+        },
+        half16, std::vector<char>(2, 0));
+  };
+  const std::vector<int64_t> whole = {1024, 1024};
+  ASSERT_EQ(plan(program(X * 4096, Y * 4096, whole)).size(), 1u);
+  EXPECT_EQ(plan(program(X * 4096, Y * 4096, whole))[0].norm, 1u);
+  // In place over the fp32 a: a row is read before it is written.
+  EXPECT_EQ(plan(program(A * 4096, Y * 4096, whole)).size(), 1u);
+  // Over a 16-bit b (2-byte elements: rows at other offsets), or y over a
+  // tensor the norm still reads: no.
+  EXPECT_EQ(plan(program(B * 4096, Y * 4096, whole), {2u, 0u}).size(), 0u);
+  EXPECT_EQ(plan(program(X * 4096, A * 4096 + 1024, whole)).size(), 0u);
+  // A broadcast add (a bias): no.
+  EXPECT_EQ(plan(program(X * 4096, Y * 4096, {1024, 64})).size(), 0u);
+  // A norm of something else: no.
+  ProgramDesc other = program(X * 4096, Y * 4096, whole);
+  other.functions[0].instructions[1].operands[0] = A;
+  EXPECT_EQ(plan(other).size(), 0u);
+}

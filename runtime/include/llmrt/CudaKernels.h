@@ -123,6 +123,10 @@ struct Out {
 };
 void layerNormFwd16(const float *x, const float *w, const float *b, void *y,
                     int64_t rows, int64_t C, double eps, Half h, cudaStream_t s);
+/// sum = x + addend (fp32; may be x itself), then y = layer_norm(sum): a
+/// residual add fused into the norm after it (LLMRT_CUDA_FUSE_ADD_NORM).
+void layerNormFwdAdd(const float *x, In addend, float *sum, const float *w, const float *b,
+                     Out y, int64_t rows, int64_t C, double eps, Half h, cudaStream_t s);
 void rmsNormFwd16(const float *x, const float *w, void *y, int64_t rows,
                   int64_t C, double eps, Half h, cudaStream_t s);
 /// addBias on a 16-bit y (where the GEMM's epilogue could not).

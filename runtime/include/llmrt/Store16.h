@@ -111,6 +111,23 @@ std::vector<AddFusion> planResidualAdds(
     const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip);
 
+/// A residual add done by the layer norm after it (LLMRT_CUDA_FUSE_ADD_NORM):
+/// the norm reads the add's two operands, writes their sum (the add's
+/// output, which later instructions read) and normalizes it from
+/// registers; the add does nothing.
+struct AddNormFusion {
+  size_t add, norm;
+};
+/// The adds of function f (no broadcast, an fp32 sum) that the next
+/// instruction, a layer_norm_fwd of that sum, can do: its output overlaps
+/// none of the add's tensors, and the sum either overlaps neither operand
+/// or is an fp32 operand exactly (in place: a row is read whole before it
+/// is written). Arguments as planResidualAdds'.
+std::vector<AddNormFusion> planAddNorms(
+    const ProgramDesc &p, size_t f,
+    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip);
+
 /// A GELU (forward or backward) done in the epilogue of the linear_fwd
 /// before it (cuBLASLt GELU_AUX(_BIAS), DGELU): forward, the GEMM writes
 /// the GELU's output and keeps its input (the pre-activation it wrote

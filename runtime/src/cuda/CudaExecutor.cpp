@@ -171,6 +171,9 @@ public:
     /// A linear_fwd or layer_norm_bwd that adds this to its output: the
     /// residual add after it, fused (fuseResidualAdds; that add skips).
     const float *addTo = nullptr;
+    /// A layer_norm_fwd that does the residual add before it (its index;
+    /// fuseAddNorms), which then skips.
+    int addNorm = -1;
     /// A linear_fwd that computes the GELU (forward or backward) at this
     /// index in its epilogue, or that GELU, which runs only where the GEMM
     /// could not (planGeluFusions; the GEMM's geluDone).
@@ -196,6 +199,11 @@ public:
   /// forward: the forward keeps its rows' max and sum (lossStats_), the
   /// backward reads the logits once instead of twice.
   void pairLossStats(std::vector<Resolved> &fn);
+  /// LLMRT_CUDA_FUSE_ADD_NORM=1: residual adds into the layer norm after
+  /// them (planAddNorms), where an operand of the add is fp32.
+  int fuseAddNorms(std::vector<Resolved> &fn, size_t function);
+  bool fuseAddNorm_ = false;
+  int fusedAddNorms_ = 0;
   /// Attention's tensors as dense fp32 in attnScratch_, for the kernels
   /// that cannot read column slices: t[k] (k < count; q, k, v, then the
   /// backward's dq, dk, dv) points there, q, k, v copied in.
@@ -409,7 +417,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
       {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '1'},
-      {"LLMRT_CUDA_WGRAD_STREAM", '1'},
+      {"LLMRT_CUDA_WGRAD_STREAM", '1'}, {"LLMRT_CUDA_FUSE_ADD_NORM", '1'},
       {"LLMRT_CUDA_ATTN_STAGED", '1'}, {"LLMRT_CUDA_ATTN_LSE", '1'},
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
@@ -676,6 +684,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
 
   ex->fuseAdds_ = switchOn("LLMRT_CUDA_FUSE_ADD", false);
+  ex->fuseAddNorm_ = switchOn("LLMRT_CUDA_FUSE_ADD_NORM", false);
   ex->fuseGelu_ = switchOn("LLMRT_CUDA_FUSE_GELU", true);
   ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", false);
   if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
@@ -753,6 +762,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->batchAdamW(resolved, ex->deferred_.back());
     ex->pairBiasGrads(resolved, ex->deferred_.back());
     ex->pairLossStats(resolved);
+    if (ex->fuseAddNorm_ && !multi)
+      ex->fusedAddNorms_ += ex->fuseAddNorms(resolved, ex->functions_.size());
     if (ex->fuseAdds_ && !multi)
       ex->fusedAdds_ += ex->fuseResidualAdds(resolved, ex->functions_.size());
     if (ex->fuseGelu_ && !multi && cuda::gemmTakes16(mode))
@@ -769,6 +780,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
   if (ex->fusedAdds_ > 0)
     ex->device_ += absl::StrCat(", ", ex->fusedAdds_, " residual adds fused");
+  if (ex->fusedAddNorms_ > 0)
+    ex->device_ += absl::StrCat(", ", ex->fusedAddNorms_, " adds in layer norms");
   if (ex->fusedGelus_ > 0)
     ex->device_ += absl::StrCat(", ", ex->fusedGelus_, " GELUs in GEMM epilogues");
   if (cudaError_t e = cudaStreamSynchronize(ex->stream_); e != cudaSuccess)
@@ -940,6 +953,20 @@ int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
   return static_cast<int>(plan.size());
 }
 
+int CudaExecutor::fuseAddNorms(std::vector<Resolved> &fn, size_t function) {
+  const PlannerView view = plannerView(fn);
+  int fused = 0;
+  for (const AddNormFusion &f :
+       planAddNorms(program_, function, view.range, view.half16, view.skip)) {
+    if ((fn[f.add].half16 & 3u) == 3u) // the kernel adds to an fp32 operand
+      continue;
+    fn[f.norm].addNorm = static_cast<int>(f.add);
+    fn[f.add].skip = true;
+    ++fused;
+  }
+  return fused;
+}
+
 void CudaExecutor::fuseGelus(std::vector<Resolved> &fn, size_t function) {
   const PlannerView view = plannerView(fn);
   for (const GeluFusion &g :
@@ -972,6 +999,8 @@ SideStreamPlan CudaExecutor::planSide(const std::vector<Resolved> &fn,
         add(fn[i], false);
         if (fn[i].gelu >= 0)
           add(fn[fn[i].gelu], true);
+        if (fn[i].addNorm >= 0)
+          add(fn[fn[i].addNorm], true);
         return t;
       },
       skip, withNext);
@@ -1084,6 +1113,15 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       cuda::positionEmbeddingBwd(F(p[0]), F(p[1]), n[0], n[1], n[2], s);
       break;
     case Opcode::LayerNormFwd:
+      if (r.addNorm >= 0) {
+        // sum = x + addend (the fp32 operand as x), then the norm of it.
+        const Resolved &a = functions_[fn][r.addNorm];
+        const int xk = (a.half16 & 1u) ? 1 : 0;
+        cuda::layerNormFwdAdd(F(a.ptrs[xk]), cuda::In{a.ptrs[1 - xk], (a.half16 >> (1 - xk) & 1u) != 0},
+                              F(a.ptrs[2]), F(p[1]), F(p[2]), res(3), n[0], n[1], fl[0], half_,
+                              s);
+        break;
+      }
       if (h16 & 8u)
         cuda::layerNormFwd16(F(p[0]), F(p[1]), F(p[2]), p[3], n[0], n[1], fl[0], half_, s);
       else

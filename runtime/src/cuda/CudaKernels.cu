@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace llmrt::cuda {
 namespace {
@@ -178,9 +179,13 @@ __global__ void layerNormFwdK(const float *x, const float *w, const float *b,
 /// The same with the row in registers, for C a multiple of 128 up to
 /// 128 x MaxV: each lane holds MaxV float4s of the row (lane + 32 k),
 /// read once with 16-byte loads, instead of three passes over it.
-template <int MaxV, typename OutT>
+/// AddT (not void): the row is x + addend, written to `sum` as it is
+/// formed (a residual add fused into the norm after it; each lane writes
+/// the elements it read, so `sum` may be x itself).
+template <int MaxV, typename OutT, typename AddT = void>
 __global__ void layerNormFwdRegK(const float *x, const float *w, const float *b,
-                                 OutT *y, int64_t rows, int C, float eps) {
+                                 OutT *y, int64_t rows, int C, float eps,
+                                 const AddT *addend = nullptr, float *sum = nullptr) {
   const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32, nv = C / 128;
   if (row >= rows)
@@ -192,6 +197,11 @@ __global__ void layerNormFwdRegK(const float *x, const float *w, const float *b,
   for (int k = 0; k < MaxV; ++k)
     if (k < nv) {
       v[k] = get4(xr, lane + 32 * k);
+      if constexpr (!std::is_void_v<AddT>) {
+        const float4 d = get4(addend + row * C, lane + 32 * k);
+        v[k] = make_float4(v[k].x + d.x, v[k].y + d.y, v[k].z + d.z, v[k].w + d.w);
+        put4(sum + row * C, lane + 32 * k, v[k]);
+      }
       s += (v[k].x + v[k].y) + (v[k].z + v[k].w);
     }
   const float mean = warpSum(s) / C;
@@ -1420,6 +1430,26 @@ void map2T(In a, In b, Out y, int64_t n, Op op, Half h, cudaStream_t s) {
     typed(b, h, [&](auto *bp) { typed(y, h, [&](auto *yp) { map2(ap, bp, yp, n, op, s); }); });
   });
 }
+/// x + addend into sum, then its layer norm into y, from registers (the
+/// row kernel); elsewhere an add then the norm.
+template <typename AddT, typename OutT>
+void layerNormFwdAddT(const float *x, const AddT *addend, float *sum, const float *w,
+                      const float *b, OutT *y, int64_t rows, int64_t C, double eps,
+                      cudaStream_t s) {
+  const unsigned blocks = static_cast<unsigned>((rows + 7) / 8);
+  const int c = static_cast<int>(C);
+  const float e = static_cast<float>(eps);
+  const bool vec = C % 128 == 0 && aligned4(x) && aligned4(addend) && aligned4(sum) &&
+                   aligned4(w) && aligned4(b) && aligned4(y);
+  if (vec && C <= 128 * 8) {
+    layerNormFwdRegK<8><<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e, addend, sum);
+  } else if (vec && C <= 128 * 16) {
+    layerNormFwdRegK<16><<<blocks, kThreads, 0, s>>>(x, w, b, y, rows, c, e, addend, sum);
+  } else {
+    map2(x, addend, sum, rows * C, AddF(), s);
+    layerNormFwdT(sum, w, b, y, rows, C, eps, s);
+  }
+}
 } // namespace
 
 void geluFwdT(In x, Out y, int64_t n, Half h, cudaStream_t s) { map1T(x, y, n, GeluF(), h, s); }
@@ -1436,6 +1466,12 @@ void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s) {
 void layerNormFwd16(const float *x, const float *w, const float *b, void *y,
                     int64_t rows, int64_t C, double eps, Half h, cudaStream_t s) {
   typed(Out{y, true}, h, [&](auto *o) { layerNormFwdT(x, w, b, o, rows, C, eps, s); });
+}
+void layerNormFwdAdd(const float *x, In addend, float *sum, const float *w, const float *b,
+                     Out y, int64_t rows, int64_t C, double eps, Half h, cudaStream_t s) {
+  typed(addend, h, [&](auto *d) {
+    typed(y, h, [&](auto *o) { layerNormFwdAddT(x, d, sum, w, b, o, rows, C, eps, s); });
+  });
 }
 void rmsNormFwd16(const float *x, const float *w, void *y, int64_t rows,
                   int64_t C, double eps, Half h, cudaStream_t s) {
