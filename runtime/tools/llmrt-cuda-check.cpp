@@ -169,6 +169,18 @@ void checkNorms(Rng &rng) {
     }
     compare("layer_norm_fwd + bf16 add in place: sum " + sz, sum, XI.host(), 0);
     compare("layer_norm_fwd + bf16 add, bf16 out " + sz, y, y16, 1e-2);
+    // A bf16 addend with an fp32 output; the sum over the fp32 addend.
+    Dev<float> SUM2(rows * C), Y2(rows * C);
+    cuda::layerNormFwdAdd(X.p, cuda::In{DY16.p, true}, SUM2.p, W.p, Bb.p,
+                          cuda::Out{Y2.p, false}, rows, C, 1e-5, cuda::Half::Bf16, nullptr);
+    compare("layer_norm_fwd + bf16 add, fp32 out " + sz, y, Y2.host(), kTol);
+    cpu::add(x.data(), dy.data(), sum.data(), rows * C, rows * C);
+    cpu::layerNormFwd(sum.data(), w.data(), b.data(), y.data(), rows, C, 1e-5);
+    Dev<float> D2(dy);
+    cuda::layerNormFwdAdd(X.p, cuda::In{D2.p, false}, D2.p, W.p, Bb.p, cuda::Out{Y2.p, false},
+                          rows, C, 1e-5, cuda::Half::Bf16, nullptr);
+    compare("layer_norm_fwd + add over the addend: sum " + sz, sum, D2.host(), 0);
+    compare("layer_norm_fwd + add over the addend " + sz, y, Y2.host(), kTol);
   }
 }
 

@@ -171,6 +171,7 @@ public:
     /// A linear_fwd or layer_norm_bwd that adds this to its output: the
     /// residual add after it, fused (fuseResidualAdds; that add skips).
     const float *addTo = nullptr;
+    uint64_t addToBytes = 0;
     /// A layer_norm_fwd that does the residual add before it (its index;
     /// fuseAddNorms), which then skips.
     int addNorm = -1;
@@ -330,6 +331,10 @@ public:
   cudaEvent_t mainMark_ = nullptr;
   std::vector<cudaEvent_t> sideDone_;
   std::vector<SideStreamPlan> sidePlans_;
+  /// Per function: whether a run has tuned the side's GEMMs (the first
+  /// runs each unit alone, so that neither stream's cuBLASLt candidates
+  /// are timed beside the other's kernels).
+  std::vector<char> sideSettled_;
   int64_t sideScratchBytes_ = 0;
   /// The side stream's plan of a function's resolved instructions.
   SideStreamPlan planSide(const std::vector<Resolved> &fn, size_t function) const;
@@ -688,14 +693,20 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->fuseGelu_ = switchOn("LLMRT_CUDA_FUSE_GELU", true);
   ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", false);
   if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
-    if (cudaError_t e = cudaStreamCreateWithFlags(&ex->side_, cudaStreamNonBlocking);
+    // The lowest priority: the main stream's kernels go first where both
+    // wait for SMs.
+    int least = 0, greatest = 0;
+    cudaDeviceGetStreamPriorityRange(&least, &greatest);
+    if (cudaError_t e =
+            cudaStreamCreateWithPriority(&ex->side_, cudaStreamNonBlocking, least);
         e != cudaSuccess)
       return absl::InternalError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(e)));
     ex->sideBlas_ = cuda::createBlas(ex->side_, mode, gemmElems, &err);
     if (!ex->sideBlas_)
       return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
     ex->sideScratchBytes_ = ex->scratchBytes_;
-    cudaEventCreateWithFlags(&ex->mainMark_, cudaEventDisableTiming);
+    if (cudaEventCreateWithFlags(&ex->mainMark_, cudaEventDisableTiming) != cudaSuccess)
+      return absl::InternalError("cudaEventCreate failed for the side stream");
   }
 
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
@@ -946,6 +957,7 @@ int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
   for (const AddFusion &f : plan) {
     Resolved &w = fn[f.writer], &add = fn[f.add];
     w.addTo = static_cast<const float *>(add.ptrs[f.addend]);
+    w.addToBytes = program_.buffers[add.inst->operands[f.addend]].bytes;
     w.ptrs[f.out] = add.ptrs[2];
     w.half16 &= ~(1u << f.out);
     add.skip = true;
@@ -997,10 +1009,20 @@ SideStreamPlan CudaExecutor::planSide(const std::vector<Resolved> &fn,
           }
         };
         add(fn[i], false);
-        if (fn[i].gelu >= 0)
-          add(fn[fn[i].gelu], true);
+        // What the GEMM of a fused GELU does in the GELU's place (the GELU
+        // itself, should it run, touches its own operands).
+        if (fn[i].gelu >= 0 && fn[i].inst->opcode == static_cast<uint16_t>(Opcode::LinearFwd))
+          add(fn[fn[i].gelu], false);
         if (fn[i].addNorm >= 0)
           add(fn[fn[i].addNorm], true);
+        if (fn[i].addTo) { // a fused residual add's addend, read
+          const auto b = reinterpret_cast<uint64_t>(fn[i].addTo);
+          t.push_back({b, b + fn[i].addToBytes, false});
+        }
+        if (fn[i].lossOut) { // the loss a fused loss backward writes
+          const auto b = reinterpret_cast<uint64_t>(fn[i].lossOut);
+          t.push_back({b, b + sizeof(float), true});
+        }
         return t;
       },
       skip, withNext);
@@ -1017,6 +1039,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
   // instruction is timed alone).
   const SideStreamPlan *side =
       side_ && !trace && sidePlans_[fn].units > 0 ? &sidePlans_[fn] : nullptr;
+  if (side && sideSettled_.size() < functions_.size())
+    sideSettled_.resize(functions_.size(), 0);
+  const bool settle = side && !sideSettled_[fn];
   const size_t count = functions_[fn].size();
   for (size_t idx = 0; idx < count; ++idx) {
     const Resolved &r = functions_[fn][idx];
@@ -1027,6 +1052,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     // before it.
     const int unit = side ? side->unitOf[idx] : -1;
     if (unit >= 0 && (idx == 0 || side->unitOf[idx - 1] != unit)) {
+      if (settle)
+        cudaStreamSynchronize(stream_);
       cudaEventRecord(mainMark_, stream_);
       cudaStreamWaitEvent(side_, mainMark_, 0);
       cuda::gemmForget(sideBlas_);
@@ -1480,8 +1507,11 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     }
     checkLaunch(name);
-    if (unit >= 0 && (idx + 1 == count || side->unitOf[idx + 1] != unit))
+    if (unit >= 0 && (idx + 1 == count || side->unitOf[idx + 1] != unit)) {
       cudaEventRecord(sideDone_[unit], side_);
+      if (settle)
+        cudaStreamSynchronize(side_);
+    }
     if (syncEach_ || trace) {
       if (grouped_) { // the group's collectives must be queued to complete
         dcomm_->groupEnd();
@@ -1508,6 +1538,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       dcomm_->wait(slot, stream_);
   if (side && side->atEnd >= 0)
     cudaStreamWaitEvent(stream_, sideDone_[side->atEnd], 0);
+  if (settle)
+    sideSettled_[fn] = 1;
 }
 
 } // namespace llmrt

@@ -200,10 +200,17 @@ __global__ void layerNormFwdRegK(const float *x, const float *w, const float *b,
       if constexpr (!std::is_void_v<AddT>) {
         const float4 d = get4(addend + row * C, lane + 32 * k);
         v[k] = make_float4(v[k].x + d.x, v[k].y + d.y, v[k].z + d.z, v[k].w + d.w);
-        put4(sum + row * C, lane + 32 * k, v[k]);
       }
       s += (v[k].x + v[k].y) + (v[k].z + v[k].w);
     }
+  // The sums after every load of the row: `sum` may be x or the addend,
+  // and stores between would hold the later loads back.
+  if constexpr (!std::is_void_v<AddT>) {
+#pragma unroll
+    for (int k = 0; k < MaxV; ++k)
+      if (k < nv)
+        put4(sum + row * C, lane + 32 * k, v[k]);
+  }
   const float mean = warpSum(s) / C;
   float q = 0;
 #pragma unroll
