@@ -86,6 +86,17 @@ __device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const bf16 *p) {
                : "r"(addr));
 }
 
+/// Four 8 x 8 bf16 matrices as stored (lane 4 g + t gets row g, elements
+/// 2t and 2t + 1 of each); lanes 8m..8m+7 give the row addresses of
+/// matrix m.
+__device__ __forceinline__ void ldsm4(unsigned (&r)[4], const bf16 *p) {
+  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 "
+               "{%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
 /// The A fragments of rows [r0, r0 + 16) x [0, D) of a tile in shared
 /// memory (k along the stored rows).
 template <int D>
@@ -120,6 +131,31 @@ __device__ __forceinline__ void productABt(float (&s)[8][4],
       mma(s[nt], a[kc], lds32(p), lds32(p + 8));
     }
   }
+}
+
+/// productABt with B's fragments by ldmatrix: one instruction brings the
+/// 16 k of two n-tiles (matrices: n-tile 2np, k 0-7 and 8-15; n-tile
+/// 2np + 1, the same), a quarter of the shared-memory loads of the 32-bit
+/// reads (the cp.async kernels; the others keep those).
+template <int D>
+__device__ __forceinline__ void productABtLdsm(float (&s)[8][4],
+                                               const unsigned (&a)[D / 16][4],
+                                               const bf16 *tile, int lane) {
+  constexpr int Ld = Lay<D>::Ld;
+  const int m = lane >> 3, r = lane & 7;
+  const bf16 *base = tile + ((m >> 1) * 8 + r) * Ld + (m & 1) * 8;
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+  for (int np = 0; np < 4; ++np)
+#pragma unroll
+    for (int kc = 0; kc < D / 16; ++kc) {
+      unsigned b[4];
+      ldsm4(b, base + np * 16 * Ld + kc * 16);
+      mma(s[2 * np], a[kc], b[0], b[1]);
+      mma(s[2 * np + 1], a[kc], b[2], b[3]);
+    }
 }
 
 /// The A fragment of k-chunk kc (16 columns) of a warp's 16 x 64
@@ -266,14 +302,17 @@ __device__ __forceinline__ void fwdStart(float (&o)[D / 8][4], float (&m)[2], fl
 /// shared memory, masked where `mask` (keys past S, or causal j > i), the
 /// online softmax's running max m and sum l (rows g and g + 8, base 2) and
 /// o rescaled, then O += P V.
-template <int D>
+template <int D, bool Ldsm = false>
 __device__ __forceinline__ void fwdTile(float (&o)[D / 8][4], float (&m)[2], float (&l)[2],
                                         const unsigned (&qa)[D / 16][4], const bf16 *Ks,
                                         const bf16 *Vs, bool mask, int k0, int i0, int S,
                                         bool causal, float scaleLog2, int lane) {
   const int t = lane & 3;
   float s[8][4];
-  productABt<D>(s, qa, Ks, lane);
+  if constexpr (Ldsm)
+    productABtLdsm<D>(s, qa, Ks, lane);
+  else
+    productABt<D>(s, qa, Ks, lane);
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt)
@@ -548,8 +587,8 @@ __global__ void __launch_bounds__(kThreads, Blocks)
       // Masked: a tile past S, or (causal) one with a key past the row
       // block's first query.
       const bool mask = k0 + kRows > S || (causal && k0 + kRows - 1 > first[r]);
-      fwdTile<D>(o[r], m[r], l[r], qa[r], Ks + cur, Vs + cur, mask, k0, first[r] + g, S,
-                 causal, scaleLog2, lane);
+      fwdTile<D, true>(o[r], m[r], l[r], qa[r], Ks + cur, Vs + cur, mask, k0, first[r] + g,
+                       S, causal, scaleLog2, lane);
     }
     __syncthreads(); // done with this buffer: the next iteration refills it
   }
@@ -701,8 +740,13 @@ __global__ void __launch_bounds__(32 * Warps)
       }
       __syncthreads();
       float s[8][4], dp[8][4];
-      productABt<D>(s, ka, Qs, lane);  // Sᵀ: keys x queries
-      productABt<D>(dp, va, dOs, lane); // dPᵀ
+      if constexpr (Async) { // the same products, B by ldmatrix
+        productABtLdsm<D>(s, ka, Qs, lane);
+        productABtLdsm<D>(dp, va, dOs, lane);
+      } else {
+        productABt<D>(s, ka, Qs, lane);  // Sᵀ: keys x queries
+        productABt<D>(dp, va, dOs, lane); // dPᵀ
+      }
       // Masked: a tile past S, or (causal) one before the block's last key
       // (the diagonal tile with 4 warps; the first two with 8).
       // Padding keys (past S, zero rows) too: exp2(-lse) alone could
