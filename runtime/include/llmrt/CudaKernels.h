@@ -53,6 +53,9 @@ int64_t gemmEpilogueCount(const Blas *blas);
 void gemmForget(Blas *blas);
 /// How many operand copies were reused so far.
 int64_t gemmReusedCopies(const Blas *blas);
+/// The device bytes a Blas holds: its 16-bit operand scratch and its
+/// cuBLASLt workspace.
+int64_t blasDeviceBytes(const Blas *blas);
 /// CpuKernels.h's linearFwd (bias may be nullptr) and linearBwdWeight.
 /// false on a cuBLAS error, with the reason in *error. `half16`: the
 /// operands stored in the mode's 16-bit type (GemmMode::Bf16 and Fp16

@@ -170,6 +170,12 @@ void destroyBlas(Blas *blas) {
 
 int64_t gemmEpilogueCount(const Blas *blas) { return blas->epilogues; }
 int64_t gemmReusedCopies(const Blas *blas) { return blas->reused; }
+int64_t blasDeviceBytes(const Blas *blas) {
+  if (!blas)
+    return 0;
+  return (blas->scratch ? (blas->scratchElems + Blas::kBias16) * 2 : 0) +
+         (blas->lt ? static_cast<int64_t>(Blas::kLtWorkspace) : 0);
+}
 int64_t gemmBiasGradCount(const Blas *blas) { return blas->biasGrads; }
 int64_t gemmTunedPlans(const Blas *blas) { return blas->tunedPlans; }
 bool gemmTakes16(GemmMode mode) {

@@ -109,7 +109,8 @@ public:
   void run(int fn, std::vector<TraceEvent> *trace,
            std::chrono::steady_clock::time_point origin) override;
   int64_t allocatedBytes() const override {
-    return program_.arenaBytes + workspaceBytes_ + scratchBytes_ + sideScratchBytes_ +
+    return program_.arenaBytes + workspaceBytes_ + cuda::blasDeviceBytes(blas_) +
+           cuda::blasDeviceBytes(sideBlas_) +
            (dcomm_ ? dcomm_->stagingBytes() : 0);
   }
   std::string stallReport() override { return dcomm_ ? dcomm_->stalled() : ""; }
@@ -270,7 +271,7 @@ public:
   cuda::Blas *blas_ = nullptr;
   uint8_t *arena_ = nullptr;
   uint8_t *workspace_ = nullptr;
-  int64_t workspaceBytes_ = 0, scratchBytes_ = 0;
+  int64_t workspaceBytes_ = 0;
   float *attnWs_ = nullptr, *rowScratch_ = nullptr;
   /// Dense fp32 copies of attention tensors that are column slices
   /// (AttentionLayout) where the kernel cannot read them in place (WMMA,
@@ -335,7 +336,6 @@ public:
   /// runs each unit alone, so that neither stream's cuBLASLt candidates
   /// are timed beside the other's kernels).
   std::vector<char> sideSettled_;
-  int64_t sideScratchBytes_ = 0;
   /// The side stream's plan of a function's resolved instructions.
   SideStreamPlan planSide(const std::vector<Resolved> &fn, size_t function) const;
   bool fp16_ = false;
@@ -582,8 +582,6 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->blas_ = cuda::createBlas(ex->stream_, mode, gemmElems, &err);
   if (!ex->blas_)
     return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
-  if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Fp16)
-    ex->scratchBytes_ = (gemmElems + 256) * 2;
   ex->fp16_ = mode == cuda::GemmMode::Fp16;
   ex->half_ = ex->fp16_ ? cuda::Half::Fp16 : cuda::Half::Bf16;
   // Tensors that only GEMMs read, stored as their 16-bit operands (the
@@ -704,7 +702,6 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->sideBlas_ = cuda::createBlas(ex->side_, mode, gemmElems, &err);
     if (!ex->sideBlas_)
       return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
-    ex->sideScratchBytes_ = ex->scratchBytes_;
     if (cudaEventCreateWithFlags(&ex->mainMark_, cudaEventDisableTiming) != cudaSuccess)
       return absl::InternalError("cudaEventCreate failed for the side stream");
   }
