@@ -1,11 +1,20 @@
 # Sourced by run.sh and profile.sh on the GPU machine with their arguments
 # [BUNDLE] [OUTDIR] (default $root/.devbundle, /tmp/llm-gpu): sets $bundle
-# and $out (made), and the library path: the bundle's libraries, then
+# (its executables unpacked) and $out (made), and the library path: the bundle's libraries, then
 # CUDA's, then cuBLAS and NCCL from PyTorch's wheels where the toolkit has
 # none. Sets $py (the Python with PyTorch). Needs $root.
 bundle=$(cd "${1:-$root/.devbundle}" && pwd) || exit 1
 out=${2:-/tmp/llm-gpu}
 mkdir -p "$out"
+# prepare.sh packs the executables (bin.tar.gz): unpacked beside it, or
+# into a copy of the bundle under $out where the bundle is read-only.
+if [ ! -d "$bundle/bin" ] && [ -f "$bundle/bin.tar.gz" ]; then
+  if ! tar -C "$bundle" -xzf "$bundle/bin.tar.gz" 2> /dev/null; then
+    mkdir -p "$out/bundle" && cp -r "$bundle/." "$out/bundle/" && bundle=$out/bundle &&
+      tar -C "$bundle" -xzf "$bundle/bin.tar.gz" ||
+      { echo "env.sh: cannot unpack $bundle/bin.tar.gz" >&2; exit 1; }
+  fi
+fi
 export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 py=$(command -v python3)
 for pkg in cublas nccl; do
