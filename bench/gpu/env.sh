@@ -8,11 +8,19 @@ out=${2:-/tmp/llm-gpu}
 mkdir -p "$out"
 # prepare.sh packs the executables (bin.tar.gz): unpacked beside it, or
 # into a copy of the bundle under $out where the bundle is read-only.
+# (tar, or Python's tarfile where there is no tar).
+unpack() {
+  if command -v tar > /dev/null; then
+    tar -C "$1" -xzf "$1/bin.tar.gz" 2> /dev/null
+  else
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
+      "$1/bin.tar.gz" "$1" 2> /dev/null
+  fi
+}
 if [ ! -d "$bundle/bin" ] && [ -f "$bundle/bin.tar.gz" ]; then
-  if ! tar -C "$bundle" -xzf "$bundle/bin.tar.gz" 2> /dev/null; then
+  if ! unpack "$bundle"; then
     mkdir -p "$out/bundle" && cp -r "$bundle/." "$out/bundle/" && bundle=$out/bundle &&
-      tar -C "$bundle" -xzf "$bundle/bin.tar.gz" ||
-      { echo "env.sh: cannot unpack $bundle/bin.tar.gz" >&2; exit 1; }
+      unpack "$bundle" || { echo "env.sh: cannot unpack $bundle/bin.tar.gz" >&2; exit 1; }
   fi
 fi
 export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
