@@ -50,7 +50,8 @@ def LowerToRT : Pass<"llm-lower-to-rt", "mlir::ModuleOp"> {
     them.
 
     Overlapped weight gradients (`overlap-weight-grads`, llm-compile's
-    default for `--target cuda`): the operands of each `linear_weight_grad`
+    `--overlap-weight-grads`; off by default: the arena may grow, about 1%
+    for Llama-2-7B's layers): the operands of each `linear_weight_grad`
     stay alive (no other tensor packed into their bytes) until the next
     weight gradient, so that the CUDA runtime can run a weight gradient on
     a second stream while the instructions up to the next one run
