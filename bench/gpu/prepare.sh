@@ -31,16 +31,13 @@ command -v strip > /dev/null && strip "$out/bin/llmrt-cuda-check"
   --val "$out/data/val.bin" > /dev/null
 "$bin/llm-import" --hf-config "$root/examples/models/gpt2.json" --batch "$batch" --seq 1024 \
   -o "$out/data/gpt2.mlir"
-# --overlap-weight-grads: room for LLMRT_CUDA_WGRAD_STREAM=1 (run.sh's
-# variant; GPT-2's arena does not grow).
-"$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --overlap-weight-grads \
-  -o "$out/bin/gpt2.exe"
+"$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda -o "$out/bin/gpt2.exe"
 # The same with the column copies of q, k, v and of their gradients
 # (--target cuda reads and writes them in place by default; run.sh
 # compares the two). The kept log-sum-exp's variant (--keep-attention-lse=
 # false, measured slower on H100 and H200) left the bundle for it.
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --attention-column-views=false \
-  --overlap-weight-grads -o "$out/bin/gpt2-copies.exe"
+  -o "$out/bin/gpt2-copies.exe"
 # The planner's prediction for that executable, on the device's cluster
 # file (LLM_GPU_CLUSTER; run.sh prints it next to the measurement).
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --emit=plan \
@@ -52,8 +49,7 @@ hyper=(--steps 10 --lr 1e-3 --warmup 2 --min-lr 1e-4 --weight-decay 0.1 --grad-c
 for model in shakespeare-char-gpt tiny-llama-gqa; do
   cfg=$root/examples/models/$model.json
   "$bin/llm-import" --hf-config "$cfg" --batch 4 --seq 64 --layers 2 -o "$out/data/$model.mlir"
-  "$bin/llm-compile" "$out/data/$model.mlir" --target cuda --overlap-weight-grads \
-    -o "$out/bin/$model.exe"
+  "$bin/llm-compile" "$out/data/$model.mlir" --target cuda -o "$out/bin/$model.exe"
 done
 printf '%s\n' "${hyper[@]}" > "$out/data/hyper.txt"
 

@@ -648,7 +648,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
   // Each weight gradient's successor (overlapWeightGrads): the next one,
   // up to which its operands stay alive.
   DenseMap<Operation *, int64_t> nextWeightGrad;
-  if (overlapWeightGrads) {
+  // One rank only: the runtime runs no second stream beside collectives.
+  auto plan = module->getAttrOfType<PlanAttr>("llm.plan");
+  if (overlapWeightGrads && (!plan || plan.getWorld() == 1)) {
     Operation *prev = nullptr;
     for (Operation &op : body.without_terminator())
       if (isa<LinearWeightGradOp>(op)) {
@@ -660,6 +662,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
 
   // Storage of every temporary; in-place results share their operand's.
   std::vector<Storage> storages;
+  // The weight gradients' operands: the storage and the end it would have
+  // (overlapWeightGrads; applied at the packing where the peak allows).
+  SmallVector<std::pair<int, int64_t>> extensions;
   DenseMap<Value, int> storageOf;
   /// Values that are views of another: (base, rank share?).
   DenseMap<Value, std::pair<Value, bool>> aliases;
@@ -671,7 +676,7 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     if (auto it = nextWeightGrad.find(&op); it != nextWeightGrad.end())
       for (Value v : op.getOperands())
         if (auto st = storageOf.find(v); st != storageOf.end())
-          storages[st->second].end = std::max(storages[st->second].end, it->second);
+          extensions.push_back({st->second, it->second});
     if (auto bs = dyn_cast<BatchSliceOp>(op)) {
       if (!fixedOf.count(bs.getInput()))
         return bs.emitOpError() << "llm-lower-to-rt: a micro-batch slice of a "
@@ -844,38 +849,70 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
   }
 
   // Pack: largest first, lowest offset free of every placed storage whose
-  // live range overlaps (bucket members go with their bucket).
-  std::vector<int> order;
-  for (size_t i = 0; i < storages.size(); ++i)
-    if (storages[i].parent < 0)
-      order.push_back(i);
-  llvm::stable_sort(order, [&](int a, int c) {
-    return storages[a].bytes > storages[c].bytes;
-  });
-  std::vector<int> placed;
-  tempBytes = 0;
-  for (int s : order) {
-    Storage &st = storages[s];
-    SmallVector<std::pair<int64_t, int64_t>> busy;
-    for (int p : placed) {
-      const Storage &o = storages[p];
-      if (o.start <= st.end && st.start <= o.end)
-        busy.push_back({o.offset, o.offset + o.bytes});
+  // live range overlaps (bucket members go with their bucket). The peak.
+  auto pack = [](std::vector<Storage> &sts) {
+    std::vector<int> order;
+    for (size_t i = 0; i < sts.size(); ++i)
+      if (sts[i].parent < 0)
+        order.push_back(i);
+    llvm::stable_sort(order, [&](int a, int c) { return sts[a].bytes > sts[c].bytes; });
+    std::vector<int> placed;
+    int64_t peak = 0;
+    for (int s : order) {
+      Storage &st = sts[s];
+      SmallVector<std::pair<int64_t, int64_t>> busy;
+      for (int p : placed) {
+        const Storage &o = sts[p];
+        if (o.start <= st.end && st.start <= o.end)
+          busy.push_back({o.offset, o.offset + o.bytes});
+      }
+      llvm::sort(busy);
+      int64_t offset = 0;
+      for (auto [lo, hi] : busy) {
+        if (offset + st.bytes <= lo)
+          break;
+        offset = std::max(offset, hi);
+      }
+      st.offset = offset;
+      peak = std::max(peak, offset + st.bytes);
+      placed.push_back(s);
     }
-    llvm::sort(busy);
-    int64_t offset = 0;
-    for (auto [lo, hi] : busy) {
-      if (offset + st.bytes <= lo)
-        break;
-      offset = std::max(offset, hi);
+    for (Storage &st : sts)
+      if (st.parent >= 0)
+        st.offset = sts[st.parent].offset + st.sub;
+    return peak;
+  };
+  tempBytes = pack(storages);
+  // The weight gradients' operands kept to the next weight gradient where
+  // that packs into no larger a peak: all of them, else (up to 64 tries)
+  // one weight gradient's at a time, in order.
+  if (!extensions.empty()) {
+    auto extend = [&](std::vector<Storage> &sts, size_t from, size_t to) {
+      for (size_t e = from; e < to; ++e)
+        sts[extensions[e].first].end =
+            std::max(sts[extensions[e].first].end, extensions[e].second);
+    };
+    std::vector<Storage> kept = storages;
+    extend(kept, 0, extensions.size());
+    if (pack(kept) <= tempBytes) {
+      storages = std::move(kept);
+    } else {
+      kept = storages;
+      int tries = 0;
+      for (size_t e = 0; e < extensions.size() && tries < 64; ++tries) {
+        size_t next = e + 1; // the same weight gradient's operands together
+        while (next < extensions.size() && extensions[next].second == extensions[e].second)
+          ++next;
+        std::vector<Storage> trial = kept;
+        extend(trial, e, next);
+        if (pack(trial) <= tempBytes)
+          kept = std::move(trial);
+        e = next;
+      }
+      pack(kept);
+      storages = std::move(kept);
     }
-    st.offset = offset;
-    tempBytes = std::max(tempBytes, offset + st.bytes);
-    placed.push_back(s);
   }
-  for (Storage &st : storages)
-    if (st.parent >= 0)
-      st.offset = storages[st.parent].offset + st.sub;
 
   // Emit the llmrt function.
   b.setInsertionPointToEnd(module.getBody());

@@ -88,8 +88,8 @@ static cl::opt<bool> overlapWeightGrads(
     "overlap-weight-grads",
     cl::desc("keep each weight gradient's operands alive until the next weight "
              "gradient, so that the CUDA runtime may run weight gradients on a "
-             "second stream (LLMRT_CUDA_WGRAD_STREAM=1); the arena may grow "
-             "(about 1% for Llama-2-7B's layers, nothing for GPT-2). Default: off"),
+             "second stream (LLMRT_CUDA_WGRAD_STREAM=1), where the arena's peak "
+             "does not grow; one rank. Default: on for --target cuda"),
     cl::init(false), cl::cat(category));
 static cl::opt<int64_t> vocabAlign(
     "vocab-align",
@@ -332,7 +332,9 @@ int main(int argc, char **argv) {
     lowering.bucketBytes = static_cast<int64_t>(dpBucketMB * 1048576.0);
     lowering.attentionColumnViews = attentionColumnViews;
     // Room for the CUDA runtime's weight gradients on a second stream.
-    lowering.overlapWeightGrads = overlapWeightGrads;
+    lowering.overlapWeightGrads = overlapWeightGrads.getNumOccurrences()
+                                      ? overlapWeightGrads.getValue()
+                                      : target == "cuda";
     pm.addPass(llm::createLowerToRT(lowering));
     if (target == "cuda" || fuseElementwise) {
       llm::FuseElementwiseOptions fuse;

@@ -50,12 +50,13 @@ def LowerToRT : Pass<"llm-lower-to-rt", "mlir::ModuleOp"> {
     them.
 
     Overlapped weight gradients (`overlap-weight-grads`, llm-compile's
-    `--overlap-weight-grads`; off by default: the arena may grow, about 1%
-    for Llama-2-7B's layers): the operands of each `linear_weight_grad`
-    stay alive (no other tensor packed into their bytes) until the next
-    weight gradient, so that the CUDA runtime can run a weight gradient on
-    a second stream while the instructions up to the next one run
-    (LLMRT_CUDA_WGRAD_STREAM=1).
+    default for `--target cuda`; one rank): the operands of each
+    `linear_weight_grad` stay alive (no other tensor packed into their
+    bytes) until the next weight gradient, so that the CUDA runtime can run
+    a weight gradient on a second stream while the instructions up to the
+    next one run (LLMRT_CUDA_WGRAD_STREAM=1). Only where the arena's peak
+    does not grow: all of them if that packs into the same peak, else one
+    weight gradient's operands at a time, in order (up to 64 tries).
   }];
   let options = [
     Option<"bucketBytes", "bucket-bytes", "int64_t", "0",
