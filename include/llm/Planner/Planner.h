@@ -102,8 +102,9 @@ struct ModelProfile {
 /// The bytes an op of the profile moves on the target, relative to its
 /// f32 IR types: 1 unless `storage16` (and f32 storage in the IR). Then, by
 /// op, what the CUDA runtime stores 16-bit: a layer or RMS norm reads the
-/// f32 residual stream and writes 16 bits (6 of 8 bytes an element); GELU,
-/// SiLU, the loss's logits and the linears' activations are 16-bit (1/2);
+/// f32 residual stream and writes 16 bits (6 of 8 bytes an element); GELU
+/// runs in the GEMM's epilogue (its 16-bit write left: 1/4); SiLU, the
+/// loss's logits and the linears' activations are 16-bit (1/2);
 /// a residual add reads f32 and 16 bits and writes f32 (10 of 12);
 /// attention's tensors are 16-bit with bf16 products (1/2; fp16 models'
 /// attention stays f32); embeddings and the rest stay f32.
