@@ -103,9 +103,13 @@ std::string mlir::llm::planReport(const ModelProfile &m, const Cluster &cl,
   std::string precision = m.precision;
   if (!m.computePrecision.empty() && m.computePrecision != m.precision)
     precision = m.computePrecision + " matrix products on " + m.precision + " storage";
+  // PFLOP from 1 PFLOP a step up, TFLOP below (GPT-2 124M at B 16 x 1024:
+  // 14.0 TFLOP, which one decimal of PFLOP showed as 0.0).
+  const bool peta = m.flopsPerStep >= 1e15;
   os << llvm::formatv("Batch: {0} sequences of {1} tokens, {2} precision, "
-                      "{3:f1} PFLOP per step (no recompute)\n",
-                      m.batch, m.seq, precision, m.flopsPerStep / 1e15);
+                      "{3:f1} {4}FLOP per step (no recompute)\n",
+                      m.batch, m.seq, precision, m.flopsPerStep / (peta ? 1e15 : 1e12),
+                      peta ? "P" : "T");
   std::string attention =
       cl.efficiency.attention > 0
           ? llvm::formatv(", attention {0}", cl.efficiency.attention).str()
