@@ -588,9 +588,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
     }
 
   // Attention's column views: a split's results, where attention alone
-  // reads each of them (as q, k or v), stay in the split's input; dq, dk, dv that only one concat
-  // takes are written into its result, whose storage then starts at the
-  // gradient (`startsAt`).
+  // reads each of them (as q, k or v), stay in the split's input; dq, dk,
+  // dv that only one concat takes are written into its result, whose
+  // storage then starts at the gradient (`startsAt`).
   columnOf.clear();
   DenseMap<Value, int64_t> startsAt;
   auto lastAxis = [](Value v, int64_t axis) {

@@ -1,4 +1,4 @@
-//===- Store16.cpp - tensors a GPU stores as 16-bit GEMM operands ---------===//
+//===- Store16.cpp - 16-bit storage, fusions, side stream: GPU plans ------===//
 #include "llmrt/Store16.h"
 
 #include "llmrt/Executor.h"

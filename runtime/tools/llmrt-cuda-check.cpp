@@ -108,6 +108,17 @@ constexpr double kTol = 1e-4;
 
 float from16(uint16_t v, cuda::Half h);
 
+/// A cuBLAS handle for the GEMM checks, or the reason it failed and exit.
+cuda::Blas *blasOrExit(cuda::GemmMode mode) {
+  std::string err;
+  cuda::Blas *blas = cuda::createBlas(nullptr, mode, 1 << 20, &err);
+  if (!blas) {
+    std::fprintf(stderr, "error: %s\n", err.c_str());
+    std::exit(1);
+  }
+  return blas;
+}
+
 void checkNorms(Rng &rng) {
   for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768},
                          {5000, 256}, {33, 1536}, {7, 4096}}) {
@@ -187,11 +198,7 @@ void checkNorms(Rng &rng) {
 void checkLinear(Rng &rng, cuda::GemmMode mode) {
   double tol = mode == cuda::GemmMode::Fp32 ? 1e-5 : 2e-2;
   std::string err;
-  cuda::Blas *blas = cuda::createBlas(nullptr, mode, 1 << 20, &err);
-  if (!blas) {
-    std::fprintf(stderr, "error: %s\n", err.c_str());
-    std::exit(1);
-  }
+  cuda::Blas *blas = blasOrExit(mode);
   const char *m = cuda::gemmModeName(mode);
   struct Shape {
     int64_t rows, in, out;
@@ -477,11 +484,7 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
   // GEMMs: each operand given 16-bit against the same product converting
   // it; both layouts, with a bias, and the bias gradient.
   std::string err;
-  cuda::Blas *blas = cuda::createBlas(nullptr, mode, 1 << 20, &err);
-  if (!blas) {
-    std::fprintf(stderr, "error: %s\n", err.c_str());
-    std::exit(1);
-  }
+  cuda::Blas *blas = blasOrExit(mode);
   const int64_t rows = 333, in = 192, out = 160;
   for (bool transW : {false, true}) {
     const std::string t = std::string(transW ? " transW" : "") + tag;
@@ -574,11 +577,7 @@ void checkGeluEpilogue(Rng &rng, cuda::GemmMode mode) {
     return;
   const cuda::Half h = mode == cuda::GemmMode::Fp16 ? cuda::Half::Fp16 : cuda::Half::Bf16;
   std::string err;
-  cuda::Blas *blas = cuda::createBlas(nullptr, mode, 1 << 20, &err);
-  if (!blas) {
-    std::fprintf(stderr, "error: %s\n", err.c_str());
-    std::exit(1);
-  }
+  cuda::Blas *blas = blasOrExit(mode);
   const int64_t rows = 256, in = 128, out = 512;
   auto x = randomVec(rng, rows * in), w = randomVec(rng, in * out, 0.2),
        bias = randomVec(rng, out), dy = randomVec(rng, rows * in);

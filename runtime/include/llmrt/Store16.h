@@ -8,6 +8,12 @@
 // the same. planStore16 picks those tensors from a program's instructions;
 // it reads no device state, so the CPU tests it.
 //
+// The CUDA executor's other plans over a program's instructions live here
+// too, for the same reason: which residual adds and GELUs fuse into the
+// kernels beside them (planResidualAdds, planAddNorms, planGeluFusions),
+// and which weight gradients run on a second stream, with their waits
+// (planSideStream).
+//
 //===----------------------------------------------------------------------===//
 #ifndef LLMRT_STORE16_H
 #define LLMRT_STORE16_H

@@ -1141,9 +1141,9 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         // sum = x + addend (the fp32 operand as x), then the norm of it.
         const Resolved &a = functions_[fn][r.addNorm];
         const int xk = (a.half16 & 1u) ? 1 : 0;
-        cuda::layerNormFwdAdd(F(a.ptrs[xk]), cuda::In{a.ptrs[1 - xk], (a.half16 >> (1 - xk) & 1u) != 0},
-                              F(a.ptrs[2]), F(p[1]), F(p[2]), res(3), n[0], n[1], fl[0], half_,
-                              s);
+        const cuda::In addend{a.ptrs[1 - xk], (a.half16 >> (1 - xk) & 1u) != 0};
+        cuda::layerNormFwdAdd(F(a.ptrs[xk]), addend, F(a.ptrs[2]), F(p[1]), F(p[2]), res(3),
+                              n[0], n[1], fl[0], half_, s);
         break;
       }
       if (h16 & 8u)
