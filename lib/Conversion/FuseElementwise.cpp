@@ -17,7 +17,11 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Builders.h"
 
+#include <array>
 #include <climits>
+#include <cstring>
+#include <map>
+#include <functional>
 
 namespace mlir::llm {
 #define GEN_PASS_DEF_FUSEELEMENTWISE
@@ -25,6 +29,7 @@ namespace mlir::llm {
 } // namespace mlir::llm
 
 using namespace mlir;
+using ::llmrt::FusedNormProgram;
 using ::llmrt::FusedProgram;
 using ::llmrt::MicroOp;
 /// The runtime's names live in ::llmrt, the dialect's in mlir::llmrt.
@@ -201,6 +206,25 @@ bool deadAfter(Value t, rtir::KernelOp p, rtir::KernelOp c) {
   return true;
 }
 
+/// The nearest kernel before `c` that touches the bytes `r`, or null.
+rtir::KernelOp lastToucher(rtir::KernelOp c, Range r) {
+  for (Operation *prev = c->getPrevNode(); prev; prev = prev->getPrevNode())
+    if (auto k = dyn_cast<rtir::KernelOp>(prev); k && touches(k, {r}))
+      return k;
+  return {};
+}
+
+/// Whether no kernel strictly between `p` and `c` touches p's operands.
+bool untouchedBetween(rtir::KernelOp p, rtir::KernelOp c) {
+  SmallVector<Range> pRanges;
+  for (Value v : p.getOperands())
+    pRanges.push_back(rangeOf(v));
+  for (Operation *mid = p->getNextNode(); mid != c.getOperation(); mid = mid->getNextNode())
+    if (auto k = dyn_cast<rtir::KernelOp>(mid); k && touches(k, pRanges))
+      return false;
+  return true;
+}
+
 /// One fusion in `block`, if any is legal; true when the IR changed.
 bool fuseOnce(Block &block) {
   for (Operation &op : block) {
@@ -214,15 +238,9 @@ bool fuseOnce(Block &block) {
       Value t = cg->inputs[ci];
       if (cg->nb[ci] != cg->n)
         continue; // a broadcast read of t: its producer computes other sizes
-      Range rt = rangeOf(t);
       // The nearest earlier kernel that touches t's bytes must be its
       // elementwise producer, and nothing between may touch its operands.
-      rtir::KernelOp p;
-      for (Operation *prev = c->getPrevNode(); prev; prev = prev->getPrevNode())
-        if (auto k = dyn_cast<rtir::KernelOp>(prev); k && touches(k, {rt})) {
-          p = k;
-          break;
-        }
+      rtir::KernelOp p = lastToucher(c, rangeOf(t));
       if (!p)
         continue;
       std::optional<Group> pg = groupOf(p);
@@ -232,14 +250,7 @@ bool fuseOnce(Block &block) {
           pg->outputs.size() + cg->outputs.size() > 64 ||
           pg->inputs.size() + cg->inputs.size() > 64)
         continue;
-      SmallVector<Range> pRanges;
-      for (Value v : p.getOperands())
-        pRanges.push_back(rangeOf(v));
-      bool legal = true;
-      for (Operation *mid = p->getNextNode(); mid != c.getOperation();
-           mid = mid->getNextNode())
-        if (auto k = dyn_cast<rtir::KernelOp>(mid); k && touches(k, pRanges))
-          legal = false;
+      bool legal = untouchedBetween(p, c);
       // The group reads every input at each element before it writes that
       // element's outputs: an output may overwrite an input of the same
       // element (the same bytes), never a broadcast input or shifted bytes
@@ -286,6 +297,143 @@ bool fuseOnce(Block &block) {
   return false;
 }
 
+/// One layer or RMS norm forward merged with the elementwise group that
+/// produces its input (a fused_norm), if any is legal; true when the IR
+/// changed.
+bool fuseNormOnce(Block &block) {
+  for (Operation &op : block) {
+    auto c = dyn_cast<rtir::KernelOp>(&op);
+    if (!c)
+      continue;
+    const bool layer = c.getKernel() == "layer_norm_fwd";
+    if (!layer && c.getKernel() != "rms_norm_fwd")
+      continue;
+    // layer_norm_fwd [x, w, b, y], rms_norm_fwd [x, w, y] {rows, C} (eps)
+    auto operands = c.getOperands();
+    ArrayRef<int64_t> ints = c.getInts();
+    ArrayRef<double> floats = c.getFloats();
+    if (ints.size() != 2 || floats.size() != 1 || operands.size() != (layer ? 4u : 3u))
+      continue;
+    const int64_t rows = ints[0], C = ints[1];
+    Value x = operands[0], w = operands[1], y = operands.back();
+    Value bias = layer ? operands[2] : Value();
+    rtir::KernelOp p = lastToucher(c, rangeOf(x));
+    if (!p)
+      continue;
+    std::optional<Group> pg = groupOf(p);
+    if (!pg || pg->n != rows * C || !llvm::is_contained(pg->outputs, x) ||
+        pg->inputs.size() + 2 > 64 || !untouchedBetween(p, c))
+      continue;
+    // The group: p's, with x's value normalized, w and b read by column.
+    Group g = *pg;
+    const auto xo = static_cast<size_t>(llvm::find(g.outputs, x) - g.outputs.begin());
+    int64_t xv = g.outVals[xo];
+    if (g.outputs.size() > 1 && deadAfter(x, p, c)) {
+      g.outputs.erase(g.outputs.begin() + xo);
+      g.outVals.erase(g.outVals.begin() + xo);
+    }
+    const auto I0 = static_cast<int64_t>(g.inputs.size());
+    auto columnInput = [&](Value v) -> int64_t {
+      for (size_t i = 0; i < g.inputs.size(); ++i)
+        if (g.inputs[i] == v && g.nb[i] == C)
+          return static_cast<int64_t>(i);
+      g.inputs.push_back(v);
+      g.nb.push_back(C);
+      return static_cast<int64_t>(g.inputs.size()) - 1;
+    };
+    const int64_t wi = columnInput(w), bi = layer ? columnInput(bias) : -1;
+    // New inputs shift the micro-ops' value ids.
+    const int64_t shift = static_cast<int64_t>(g.inputs.size()) - I0;
+    auto moved = [&](int64_t v) { return v >= I0 ? v + shift : v; };
+    for (FusedProgram::Op &o : g.ops) {
+      o.a = moved(o.a);
+      o.b = o.b < 0 ? -1 : moved(o.b);
+    }
+    for (int64_t &v : g.outVals)
+      v = moved(v);
+    xv = moved(xv);
+    // Outputs never share bytes with each other. An output (y too) may
+    // overwrite an input of the same element (an in-place residual add)
+    // only where the group stores x: the passes after the first then read
+    // x back, and of the inputs only w and b; otherwise they recompute x
+    // from inputs that must still hold their values.
+    SmallVector<Value> outs(g.outputs);
+    outs.push_back(y);
+    const bool xStored = llvm::is_contained(g.outVals, xv);
+    auto same = [](Range a, Range b) { return a.lo == b.lo && a.hi == b.hi; };
+    bool legal = true;
+    for (size_t o = 0; o < outs.size() && legal; ++o) {
+      Range ro = rangeOf(outs[o]);
+      for (size_t i = 0; i < g.inputs.size(); ++i) {
+        Range ri = rangeOf(g.inputs[i]);
+        if (ro.overlaps(ri) && (!xStored || g.nb[i] != g.n || !same(ro, ri)))
+          legal = false;
+      }
+      for (size_t q = o + 1; q < outs.size(); ++q)
+        legal &= !ro.overlaps(rangeOf(outs[q]));
+    }
+    if (!legal)
+      continue;
+    FusedNormProgram fn;
+    fn.kind = layer ? FusedNormProgram::Layer : FusedNormProgram::RMS;
+    fn.rows = rows, fn.C = C, fn.x = xv, fn.w = wi, fn.b = bi;
+    fn.pro.n = g.n;
+    fn.pro.nb.assign(g.nb.begin(), g.nb.end());
+    fn.pro.ops.assign(g.ops.begin(), g.ops.end());
+    fn.pro.outputs.assign(g.outVals.begin(), g.outVals.end());
+    SmallVector<Value> all(g.inputs);
+    all.append(outs.begin(), outs.end());
+    OpBuilder b(c);
+    rtir::KernelOp::create(b, c.getLoc(), "fused_norm", all,
+                            b.getDenseI64ArrayAttr(fn.encode()),
+                            b.getDenseF64ArrayAttr(floats));
+    c.erase();
+    p.erase();
+    return true;
+  }
+  return false;
+}
+
+/// Micro-op `op` of a and b (b unused by unary ops), in arith and math ops:
+/// MicroOps.h's formulas.
+Value microOp(OpBuilder &b, Location loc, MicroOp op, Value a, Value bv) {
+  auto f = [&](double v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
+  };
+  Value one = f(1.0);
+  // sigmoid(k x) = 1 / (1 + exp(-k x)).
+  auto sigmoid = [&](Value x) {
+    Value ex = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
+    return arith::DivFOp::create(b, loc, one, arith::AddFOp::create(b, loc, one, ex));
+  };
+  auto mul = [&](Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); };
+  auto add = [&](Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); };
+  auto sub = [&](Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); };
+  // 2 z for GELU's tanh form: 2 beta (x + kappa x^3).
+  auto twoZ = [&](Value x) {
+    Value x3 = mul(mul(x, x), x);
+    return mul(f(2.0 * ::llmrt::kGeluBeta), add(x, mul(f(::llmrt::kGeluKappa), x3)));
+  };
+  switch (op) {
+  case MicroOp::Add: return add(a, bv);
+  case MicroOp::Mul: return mul(a, bv);
+  case MicroOp::GeluFwd: return mul(a, sigmoid(twoZ(a)));
+  case MicroOp::GeluBwd: {
+    Value s = sigmoid(twoZ(a));
+    Value dz = mul(f(::llmrt::kGeluBeta),
+                   add(one, mul(f(3.0 * ::llmrt::kGeluKappa), mul(a, a))));
+    Value t = mul(mul(mul(f(2.0), a), mul(s, sub(one, s))), dz);
+    return mul(bv, add(s, t));
+  }
+  case MicroOp::SiluFwd: return mul(a, sigmoid(a));
+  case MicroOp::SiluBwd: {
+    Value s = sigmoid(a);
+    return mul(mul(bv, s), add(one, mul(a, sub(one, s))));
+  }
+  }
+  return {};
+}
+
 /// The gpu.func of a group: a grid-stride loop over its n elements.
 void buildKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
                  StringRef name, const FusedProgram &fp) {
@@ -302,9 +450,6 @@ void buildKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
   Block &body = fn.getBody().front();
   b.setInsertionPointToStart(&body);
   auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
-  auto f = [&](double v) {
-    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
-  };
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value bid = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value bdim = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
@@ -320,47 +465,173 @@ void buildKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
     Value idx = fp.nb[i] == fp.n ? e : arith::RemUIOp::create(b, loc, e, cst(fp.nb[i]));
     vals.push_back(memref::LoadOp::create(b, loc, body.getArgument(i), ValueRange{idx}));
   }
-  Value one = f(1.0);
-  // sigmoid(k x) = 1 / (1 + exp(-k x)).
-  auto sigmoid = [&](Value x) {
-    Value ex = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
-    return arith::DivFOp::create(b, loc, one, arith::AddFOp::create(b, loc, one, ex));
+  for (const FusedProgram::Op &o : fp.ops)
+    vals.push_back(microOp(b, loc, o.op, vals[o.a], o.b >= 0 ? vals[o.b] : Value()));
+  for (size_t o = 0; o < fp.outputs.size(); ++o)
+    memref::StoreOp::create(b, loc, vals[fp.outputs[o]], body.getArgument(I + o),
+                            ValueRange{e});
+  b.setInsertionPointToEnd(&body);
+  gpu::ReturnOp::create(b, loc);
+}
+
+/// The gpu.func of a fused_norm: one warp a row, kFusedNormWarps rows a
+/// block. Operand k is its bytes (fp32 size) and a storage code (0 fp32,
+/// 1 bf16, 2 fp16: the runtime's 16-bit storage) after all the pointers.
+/// Per row: pass 1 computes the prologue, stores its outputs and sums x (or
+/// x^2); a layer norm's pass 2 sums (x - mean)^2; the last pass writes y.
+/// Passes after the first read x back from its output where the group
+/// stores it (this thread's own store), else recompute it from the inputs.
+void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
+                     StringRef name, const FusedNormProgram &fn, double eps) {
+  const FusedProgram &fp = fn.pro;
+  const int64_t I = fp.numInputs(), O = static_cast<int64_t>(fp.outputs.size());
+  const int64_t K = I + O + 1;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  SmallVector<int64_t> elems;
+  for (int64_t k = 0; k < K; ++k)
+    elems.push_back(k < I ? fp.nb[k] : fp.n);
+  SmallVector<Type> args;
+  for (int64_t k = 0; k < K; ++k)
+    args.push_back(MemRefType::get({elems[k] * 4}, b.getI8Type()));
+  for (int64_t k = 0; k < K; ++k)
+    args.push_back(i32);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(module.getBody());
+  auto func = gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(args, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  const int32_t threads = static_cast<int32_t>(32 * ::llmrt::kFusedNormWarps);
+  func.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
+  Block &body = func.getBody().front();
+  b.setInsertionPointToStart(&body);
+  auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+  auto f = [&](double v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
   };
   auto mul = [&](Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); };
   auto add = [&](Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); };
   auto sub = [&](Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); };
-  // 2 z for GELU's tanh form: 2 beta (x + kappa x^3).
-  auto twoZ = [&](Value x) {
-    Value x3 = mul(mul(x, x), x);
-    return mul(f(2.0 * ::llmrt::kGeluBeta), add(x, mul(f(::llmrt::kGeluKappa), x3)));
-  };
-  for (const FusedProgram::Op &o : fp.ops) {
-    Value a = vals[o.a], bv = o.b >= 0 ? vals[o.b] : Value();
-    Value r;
-    switch (o.op) {
-    case MicroOp::Add: r = add(a, bv); break;
-    case MicroOp::Mul: r = mul(a, bv); break;
-    case MicroOp::GeluFwd: r = mul(a, sigmoid(twoZ(a))); break;
-    case MicroOp::GeluBwd: {
-      Value s = sigmoid(twoZ(a));
-      Value dz = mul(f(::llmrt::kGeluBeta),
-                     add(one, mul(f(3.0 * ::llmrt::kGeluKappa), mul(a, a))));
-      Value t = mul(mul(mul(f(2.0), a), mul(s, sub(one, s))), dz);
-      r = mul(bv, add(s, t));
-      break;
-    }
-    case MicroOp::SiluFwd: r = mul(a, sigmoid(a)); break;
-    case MicroOp::SiluBwd: {
-      Value s = sigmoid(a);
-      r = mul(mul(bv, s), add(one, mul(a, sub(one, s))));
-      break;
-    }
-    }
-    vals.push_back(r);
+  // Typed views of each operand's bytes.
+  Value zero = cst(0);
+  SmallVector<std::array<Value, 3>> views;
+  for (int64_t k = 0; k < K; ++k) {
+    std::array<Value, 3> v;
+    Type types[3] = {f32, b.getBF16Type(), b.getF16Type()};
+    for (int t = 0; t < 3; ++t)
+      v[t] = memref::ViewOp::create(b, loc, MemRefType::get({elems[k]}, types[t]),
+                                    body.getArgument(k), zero, ValueRange{});
+    views.push_back(v);
   }
-  for (size_t o = 0; o < fp.outputs.size(); ++o)
-    memref::StoreOp::create(b, loc, vals[fp.outputs[o]], body.getArgument(I + o),
-                            ValueRange{e});
+  auto code = [&](int64_t k) { return body.getArgument(K + k); };
+  auto isCode = [&](int64_t k, int32_t c) {
+    Value cv = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(c));
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, code(k), cv);
+  };
+  // A load or store by the operand's code: fp32, else bf16, else fp16.
+  auto load = [&](int64_t k, Value idx) -> Value {
+    auto outer = scf::IfOp::create(b, loc, TypeRange{f32}, isCode(k, 0), true);
+    {
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(outer.thenBlock());
+      scf::YieldOp::create(b, loc, memref::LoadOp::create(b, loc, views[k][0], ValueRange{idx}).getResult());
+      b.setInsertionPointToStart(outer.elseBlock());
+      auto inner = scf::IfOp::create(b, loc, TypeRange{f32}, isCode(k, 1), true);
+      for (int t = 1; t < 3; ++t) {
+        b.setInsertionPointToStart(t == 1 ? inner.thenBlock() : inner.elseBlock());
+        Value h = memref::LoadOp::create(b, loc, views[k][t], ValueRange{idx});
+        scf::YieldOp::create(b, loc, arith::ExtFOp::create(b, loc, f32, h).getResult());
+      }
+      b.setInsertionPointAfter(inner);
+      scf::YieldOp::create(b, loc, inner.getResult(0));
+    }
+    return outer.getResult(0);
+  };
+  auto store = [&](int64_t k, Value idx, Value v) {
+    auto outer = scf::IfOp::create(b, loc, TypeRange{}, isCode(k, 0), true);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(outer.thenBlock());
+    memref::StoreOp::create(b, loc, v, views[k][0], ValueRange{idx});
+    b.setInsertionPointToStart(outer.elseBlock());
+    auto inner = scf::IfOp::create(b, loc, TypeRange{}, isCode(k, 1), true);
+    for (int t = 1; t < 3; ++t) {
+      b.setInsertionPointToStart(t == 1 ? inner.thenBlock() : inner.elseBlock());
+      Type ht = t == 1 ? Type(b.getBF16Type()) : Type(b.getF16Type());
+      memref::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, ht, v), views[k][t],
+                              ValueRange{idx});
+    }
+  };
+  // The prologue's values at element e (stores its outputs when `stores`).
+  auto prologue = [&](Value e, bool stores) {
+    SmallVector<Value> vals;
+    for (int64_t i = 0; i < I; ++i) {
+      Value idx = fp.nb[i] == fp.n ? e : arith::RemUIOp::create(b, loc, e, cst(fp.nb[i]));
+      vals.push_back(load(i, idx));
+    }
+    for (const FusedProgram::Op &o : fp.ops)
+      vals.push_back(microOp(b, loc, o.op, vals[o.a], o.b >= 0 ? vals[o.b] : Value()));
+    if (stores)
+      for (int64_t o = 0; o < O; ++o)
+        store(I + o, e, vals[fp.outputs[o]]);
+    return vals[fn.x];
+  };
+  const int64_t xOut = llvm::find(fp.outputs, fn.x) - fp.outputs.begin();
+  auto xAt = [&](Value e) { return xOut < O ? load(I + xOut, e) : prologue(e, false); };
+  // A sum over the warp's 32 lanes, in every lane.
+  auto warpSum = [&](Value v) {
+    for (int32_t off = 16; off >= 1; off /= 2)
+      v = add(v, gpu::ShuffleOp::create(b, loc, v, off, 32, gpu::ShuffleMode::XOR)
+                     .getShuffleResult());
+    return v;
+  };
+  // A loop over the row's columns lane, lane + 32, ...: body(e, c, acc).
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value lane = arith::RemUIOp::create(b, loc, tid, cst(32));
+  Value row = arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(b, loc, gpu::BlockIdOp::create(b, loc, gpu::Dimension::x),
+                            cst(::llmrt::kFusedNormWarps)),
+      arith::DivUIOp::create(b, loc, tid, cst(32)));
+  Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, cst(fn.rows));
+  auto guardIf = scf::IfOp::create(b, loc, TypeRange{}, inRange, false);
+  b.setInsertionPointToStart(guardIf.thenBlock());
+  Value base = arith::MulIOp::create(b, loc, row, cst(fn.C));
+  auto columns = [&](Value init, const std::function<Value(Value, Value, Value)> &fnBody) {
+    auto loop = scf::ForOp::create(b, loc, lane, cst(fn.C), cst(32),
+                                   init ? ValueRange{init} : ValueRange{});
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value c = loop.getInductionVar();
+    Value e = arith::AddIOp::create(b, loc, base, c);
+    Value next = fnBody(e, c, init ? loop.getRegionIterArgs()[0] : Value());
+    if (init)
+      scf::YieldOp::create(b, loc, next);
+    return init ? loop.getResult(0) : Value();
+  };
+  const bool layer = fn.kind == FusedNormProgram::Layer;
+  Value invC = f(1.0 / static_cast<double>(fn.C));
+  Value s1 = warpSum(columns(f(0.0), [&](Value e, Value, Value acc) {
+    Value x = prologue(e, true);
+    return add(acc, layer ? x : mul(x, x));
+  }));
+  Value mean, rstd;
+  if (layer) {
+    mean = mul(s1, invC);
+    Value s2 = warpSum(columns(f(0.0), [&](Value e, Value, Value acc) {
+      Value d = sub(xAt(e), mean);
+      return add(acc, mul(d, d));
+    }));
+    rstd = math::RsqrtOp::create(b, loc, add(mul(s2, invC), f(eps)));
+  } else {
+    rstd = math::RsqrtOp::create(b, loc, add(mul(s1, invC), f(eps)));
+  }
+  columns(Value(), [&](Value e, Value c, Value) {
+    Value x = xAt(e);
+    Value t = mul(layer ? sub(x, mean) : x, rstd);
+    Value yv = mul(t, load(fn.w, c));
+    if (layer)
+      yv = add(yv, load(fn.b, c));
+    store(K - 1, e, yv);
+    return Value();
+  });
   b.setInsertionPointToEnd(&body);
   gpu::ReturnOp::create(b, loc);
 }
@@ -376,22 +647,28 @@ struct FuseElementwisePass
 void FuseElementwisePass::runOnOperation() {
   ModuleOp module = getOperation();
   for (auto fn : module.getOps<func::FuncOp>())
-    for (Block &block : fn.getBody())
+    for (Block &block : fn.getBody()) {
       while (fuseOnce(block)) {
       }
+      while (norms && fuseNormOnce(block)) {
+      }
+    }
   if (!gpu)
     return;
   // One kernel per group; the entries' order is the kernels' index.
   OpBuilder b(module.getContext());
   gpu::GPUModuleOp kernels;
   SmallVector<Attribute> entries;
+  std::map<std::vector<int64_t>, int64_t> kernelOf;
   module.walk([&](rtir::KernelOp k) {
-    if (k.getKernel() != "fused_elementwise")
+    const bool norm = k.getKernel() == "fused_norm";
+    if (!norm && k.getKernel() != "fused_elementwise")
       return;
-    FusedProgram fp;
-    ArrayRef<int64_t> ints = k.getInts();
-    if (!fp.decode(std::vector<int64_t>(ints.begin(), ints.end()),
-                   k.getOperands().size())
+    std::vector<int64_t> ints(k.getInts().begin(), k.getInts().end());
+    FusedNormProgram fn;
+    FusedProgram &fp = fn.pro;
+    if (!(norm ? fn.decode(ints, k.getOperands().size())
+               : fp.decode(ints, k.getOperands().size()))
              .empty())
       return;
     if (!kernels) {
@@ -399,11 +676,27 @@ void FuseElementwisePass::runOnOperation() {
       kernels = gpu::GPUModuleOp::create(b, module.getLoc(), "llm_kernels");
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), b.getUnitAttr());
     }
-    std::string name = "fused_" + std::to_string(entries.size());
-    fp.kernel = static_cast<int64_t>(entries.size());
-    entries.push_back(b.getStringAttr(name));
-    buildKernel(b, k.getLoc(), kernels, name, fp);
-    k.setIntsAttr(b.getDenseI64ArrayAttr(fp.encode()));
+    // Groups of the same program (each layer's) share one kernel.
+    fp.kernel = -1;
+    std::vector<int64_t> key = norm ? fn.encode() : fp.encode();
+    key.push_back(norm);
+    if (norm) {
+      double eps = k.getFloats()[0];
+      int64_t bits;
+      std::memcpy(&bits, &eps, sizeof bits);
+      key.push_back(bits);
+    }
+    auto [it, added] = kernelOf.try_emplace(key, static_cast<int64_t>(entries.size()));
+    fp.kernel = it->second;
+    if (added) {
+      std::string name = (norm ? "fused_norm_" : "fused_") + std::to_string(entries.size());
+      entries.push_back(b.getStringAttr(name));
+      if (norm)
+        buildNormKernel(b, k.getLoc(), kernels, name, fn, k.getFloats()[0]);
+      else
+        buildKernel(b, k.getLoc(), kernels, name, fp);
+    }
+    k.setIntsAttr(b.getDenseI64ArrayAttr(norm ? fn.encode() : fp.encode()));
   });
   if (!entries.empty())
     module->setAttr("llm.gpu_entries", b.getArrayAttr(entries));

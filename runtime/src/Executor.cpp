@@ -36,10 +36,11 @@ public:
   struct Resolved {
     const Instruction *inst;
     std::vector<void *> ptrs;
-    int fused = -1; ///< index into fused_ (fused_elementwise)
+    int fused = -1; ///< index into fused_ (fused_elementwise) or norms_ (fused_norm)
   };
   uint8_t *arena_ = nullptr;
   std::vector<FusedProgram> fused_;
+  std::vector<FusedNormProgram> norms_;
   void *workspace_ = nullptr;
   int64_t workspaceBytes_ = 0;
   /// Per-row scratch of the vocabulary-parallel loss (sized at load).
@@ -111,6 +112,14 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
         r.fused = static_cast<int>(ex->fused_.size());
         ex->fused_.push_back(std::move(fp));
       }
+      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm)) {
+        FusedNormProgram fn;
+        if (std::string why = fn.decode(inst.ints, inst.operands.size()); !why.empty())
+          return absl::InvalidArgumentError(
+              absl::StrCat("fused_norm in '", f.name, "': ", why));
+        r.fused = static_cast<int>(ex->norms_.size());
+        ex->norms_.push_back(std::move(fn));
+      }
       if (absl::Status s = CpuExecutor::resolveOperands(p, inst, ex->arena_, comm, r.ptrs);
           !s.ok())
         return s;
@@ -129,6 +138,20 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
 namespace {
 float *F(void *p) { return static_cast<float *>(p); }
 const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
+
+/// A fusion group at element e: v gets its inputs, then its micro-ops'
+/// results (the value ids); the outputs are stored. `p`: the operands.
+void runElement(const FusedProgram &fp, void *const *p, int64_t e, float *v) {
+  const int64_t I = fp.numInputs(), M = static_cast<int64_t>(fp.ops.size());
+  for (int64_t i = 0; i < I; ++i)
+    v[i] = F(p[i])[fp.nb[i] == fp.n ? e : e % fp.nb[i]];
+  for (int64_t k = 0; k < M; ++k) {
+    const FusedProgram::Op &o = fp.ops[k];
+    v[I + k] = applyMicroOp(o.op, v[o.a], o.b >= 0 ? v[o.b] : 0.0f);
+  }
+  for (size_t o = 0; o < fp.outputs.size(); ++o)
+    F(p[I + o])[e] = v[fp.outputs[o]];
+}
 
 /// The columns of this rank's vocabulary slice [start, start + V) that are
 /// the model's (the rest pads the vocabulary: to a multiple of the group,
@@ -501,18 +524,34 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
       // The micro-ops, element by element (the GPU runs the compiler's
       // kernel for the same group).
       const FusedProgram &fp = fused_[r.fused];
-      const int64_t I = fp.numInputs(), M = static_cast<int64_t>(fp.ops.size());
 #pragma omp parallel for schedule(static) if (fp.n >= (1 << 15))
       for (int64_t e = 0; e < fp.n; ++e) {
         float v[64 + 256];
-        for (int64_t i = 0; i < I; ++i)
-          v[i] = F(p[i])[fp.nb[i] == fp.n ? e : e % fp.nb[i]];
-        for (int64_t k = 0; k < M; ++k) {
-          const FusedProgram::Op &o = fp.ops[k];
-          v[I + k] = applyMicroOp(o.op, v[o.a], o.b >= 0 ? v[o.b] : 0.0f);
+        runElement(fp, p, e, v);
+      }
+      break;
+    }
+    case Opcode::FusedNorm: {
+      // Row by row: the prologue's micro-ops, then the norm of value x by
+      // the norm's own kernel on that row (the same bits as the unfused
+      // kernels).
+      const FusedNormProgram &fn = norms_[r.fused];
+      const FusedProgram &fp = fn.pro;
+      const int64_t C = fn.C;
+      float *y = F(p[fp.nb.size() + fp.outputs.size()]);
+#pragma omp parallel for schedule(static) if (fp.n >= (1 << 15))
+      for (int64_t row = 0; row < fn.rows; ++row) {
+        static thread_local std::vector<float> xs;
+        xs.resize(C);
+        for (int64_t c = 0; c < C; ++c) {
+          float v[64 + 256];
+          runElement(fp, p, row * C + c, v);
+          xs[c] = v[fn.x];
         }
-        for (size_t o = 0; o < fp.outputs.size(); ++o)
-          F(p[I + o])[e] = v[fp.outputs[o]];
+        if (fn.kind == FusedNormProgram::Layer)
+          cpu::layerNormFwd(xs.data(), F(p[fn.w]), F(p[fn.b]), y + row * C, 1, C, fl[0]);
+        else
+          cpu::rmsNormFwd(xs.data(), F(p[fn.w]), y + row * C, 1, C, fl[0]);
       }
       break;
     }

@@ -89,7 +89,8 @@ int64_t mul(int64_t a, int64_t b) {
 std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
   const std::vector<int64_t> &n = inst.ints;
   // A fusion group encodes "none" as -1 (FusedProgram::decode checks it).
-  if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise))
+  if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise) ||
+      inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm))
     return "";
   // A pipeline peer is an offset (-1: the previous stage).
   bool p2p = isPointToPoint(inst.opcode);
@@ -296,6 +297,7 @@ std::string checkSizes(const Instruction &inst, const ProgramDesc &p) {
         need(5, 1, ElemType::I64), need(6, 1), need(7, 1);
     break;
   case Opcode::FusedElementwise:
+  case Opcode::FusedNorm:
     break; // checked once the GPU kernel table is read (parseProgram)
   case Opcode::Scale:
     need(0, n[0]), need(1, n[0]);
@@ -542,23 +544,52 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
   if (!r.ok())
     return absl::DataLossError(r.message());
   for (const FunctionDesc &f : p.functions)
-    for (const Instruction &inst : f.instructions)
-      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
-        FusedProgram fp;
-        std::string why = fp.decode(inst.ints, inst.operands.size());
-        if (why.empty() && fp.kernel >= static_cast<int64_t>(p.gpuEntries.size()))
-          why = absl::StrCat("kernel ", fp.kernel, " is not among the program's ",
-                             p.gpuEntries.size(), " GPU entries");
-        for (size_t k = 0; why.empty() && k < inst.operands.size(); ++k) {
-          const BufferDesc &b = p.buffers[inst.operands[k]];
-          int64_t need = k < fp.nb.size() ? fp.nb[k] : fp.n;
-          if (b.elem != ElemType::F32 || static_cast<int64_t>(b.bytes / 4) < need)
-            why = absl::StrCat("operand '", b.name, "' is not ", need, " f32 elements");
-        }
-        if (!why.empty())
-          return invalid(source, absl::StrCat("function '", f.name,
-                                              "': fused_elementwise: ", why));
+    for (const Instruction &inst : f.instructions) {
+      const bool norm = inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm);
+      if (!norm && inst.opcode != static_cast<uint16_t>(Opcode::FusedElementwise))
+        continue;
+      FusedNormProgram fn;
+      FusedProgram &fp = fn.pro;
+      std::string why = norm ? fn.decode(inst.ints, inst.operands.size())
+                             : fp.decode(inst.ints, inst.operands.size());
+      if (why.empty() && fp.kernel >= static_cast<int64_t>(p.gpuEntries.size()))
+        why = absl::StrCat("kernel ", fp.kernel, " is not among the program's ",
+                           p.gpuEntries.size(), " GPU entries");
+      for (size_t k = 0; why.empty() && k < inst.operands.size(); ++k) {
+        const BufferDesc &b = p.buffers[inst.operands[k]];
+        int64_t need = k < fp.nb.size() ? fp.nb[k] : fp.n;
+        if (b.elem != ElemType::F32 || static_cast<int64_t>(b.bytes / 4) < need)
+          why = absl::StrCat("operand '", b.name, "' is not ", need, " f32 elements");
       }
+      // What the GPU kernel needs (llm-fuse-elementwise keeps to it): an
+      // output shares no bytes with other outputs, and with an input only
+      // its very bytes, an input of the same element, where x is stored
+      // (the kernel reads x back, and of the inputs only w and b).
+      // Rank-dependent views are the compiler's to check.
+      if (norm && why.empty()) {
+        const size_t I = fp.nb.size(), K = inst.operands.size();
+        const bool xStored = std::find(fp.outputs.begin(), fp.outputs.end(), fn.x) !=
+                             fp.outputs.end();
+        for (size_t o = I; why.empty() && o < K; ++o)
+          for (size_t k = 0; why.empty() && k < K; ++k) {
+            if (k == o || (k > o && k >= I))
+              continue; // each pair of outputs once
+            const BufferDesc &a = p.buffers[inst.operands[o]];
+            const BufferDesc &b = p.buffers[inst.operands[k]];
+            if (a.rankGroup || b.rankGroup || a.offset >= b.offset + b.bytes ||
+                b.offset >= a.offset + a.bytes)
+              continue;
+            const bool inPlace = k < I && xStored && fp.nb[k] == fp.n &&
+                                 a.offset == b.offset && a.bytes == b.bytes;
+            if (!inPlace)
+              why = absl::StrCat("output '", a.name, "' shares bytes with '", b.name, "'");
+          }
+      }
+      if (!why.empty())
+        return invalid(source, absl::StrCat("function '", f.name, "': ",
+                                            norm ? "fused_norm: " : "fused_elementwise: ",
+                                            why));
+    }
   if (!r.atEnd())
     return invalid(source, absl::StrCat("offset ", r.offset(),
                                         ": trailing bytes after the program"));

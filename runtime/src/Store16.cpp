@@ -27,9 +27,25 @@ uint32_t store16Writers(const Instruction &inst, bool wholeLoss, bool activation
   case Opcode::SiluBwd: return slot(2);         // [x, dy, dx]
   case Opcode::CrossEntropyBwd: return slot(2); // [logits, targets, dlogits]
   case Opcode::VocabCrossEntropyBwd: return wholeLoss ? slot(2) : 0;
+  case Opcode::FusedNorm: return n >= 1 && n <= 32 ? slot(n - 1) : 0; // [.., y]
   default: return 0;
   }
 }
+
+namespace {
+/// A fused_norm's inputs (its first I operands) read element by element
+/// (not broadcast), as a mask; 0 if it does not decode.
+uint32_t fusedNormRowInputs(const Instruction &inst) {
+  FusedNormProgram fn;
+  if (!fn.decode(inst.ints, inst.operands.size()).empty())
+    return 0;
+  uint32_t mask = 0;
+  for (size_t i = 0; i < fn.pro.nb.size() && i < 32; ++i)
+    if (fn.pro.nb[i] == fn.pro.n)
+      mask |= 1u << i;
+  return mask;
+}
+} // namespace
 
 bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss,
                    bool activations, bool attention) {
@@ -65,6 +81,8 @@ bool store16Reader(const Instruction &inst, size_t slot, bool wholeLoss,
     return attention && slot < 3;
   case Opcode::AttentionBwd: // q, k, v, dout (and out, with the lse)
     return attention && (slot < 4 || (slot == 4 && inst.operands.size() == 9));
+  case Opcode::FusedNorm: // its inputs but the broadcast ones (w, b)
+    return slot < 32 && (fusedNormRowInputs(inst) >> slot & 1u);
   default:
     return false;
   }
@@ -139,6 +157,13 @@ uint32_t overwrittenSlots(const Instruction &inst, const ProgramDesc &p) {
     return slot(3) | slot(4);
   case Opcode::LinearFwd:
     return n ? slot(n - 1) : 0;
+  case Opcode::FusedNorm: { // the prologue's outputs and y
+    FusedNormProgram fn;
+    if (!fn.decode(inst.ints, n).empty() || n > 32)
+      return 0;
+    const auto I = static_cast<uint32_t>(fn.pro.nb.size());
+    return (n == 32 ? ~0u : (1u << n) - 1u) & ~((1u << I) - 1u);
+  }
   case Opcode::AttentionFwd: // out (and lse)
     return n == 5 ? slot(3) | slot(4) : slot(3);
   default:

@@ -137,6 +137,20 @@ class ParityTest(unittest.TestCase):
         # CPU runtime: the same numbers as PyTorch.
         self.check("tiny-llama-gqa", flags=["--fuse-elementwise"])
 
+    def test_gpt2_fused_norms(self):
+        # Each residual add and the layer norm after it as one fused_norm
+        # (llm-fuse-elementwise norms), interpreted row by row on the CPU.
+        self.check("shakespeare-char-gpt", flags=["--fuse-norms"])
+
+    def test_llama_fused_norms(self):
+        # The same with RMS norms, beside the SwiGLU groups.
+        self.check("tiny-llama-gqa", flags=["--fuse-norms"])
+
+    def test_gpt2_fused_norms_tp2(self):
+        # Under tensor and sequence parallelism (the norms' rows are this
+        # rank's sequence shard).
+        self.check("shakespeare-char-gpt", ranks=2, flags=["--fuse-norms", "--plan", "tp=2,sp=1"])
+
 
 if __name__ == "__main__":
     unittest.main()

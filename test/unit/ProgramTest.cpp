@@ -390,3 +390,95 @@ TEST(Program, FusedGroupErrors) {
             "prog: function 'eval': fused_elementwise: a broadcast size does "
             "not divide n");
 }
+
+namespace {
+/// x1 = x + a stored, y = layer_norm(x1) over 2 rows of 4: operands
+/// [x, a, w, b, x1, y].
+ProgramDesc fusedNormProgram() {
+  ProgramDesc p;
+  p.metadata = "{}";
+  p.arenaBytes = 512;
+  p.buffers = {{"x", BufferRole::Temp, ElemType::F32, {8}, 0, 32},
+               {"a", BufferRole::Temp, ElemType::F32, {8}, 64, 32},
+               {"w", BufferRole::Param, ElemType::F32, {4}, 128, 16},
+               {"b", BufferRole::Param, ElemType::F32, {4}, 192, 16},
+               {"x1", BufferRole::Temp, ElemType::F32, {8}, 256, 32},
+               {"y", BufferRole::Temp, ElemType::F32, {8}, 320, 32}};
+  FusedNormProgram fn;
+  fn.kind = FusedNormProgram::Layer;
+  fn.rows = 2, fn.C = 4, fn.x = 4, fn.w = 2, fn.b = 3;
+  fn.pro.n = 8;
+  fn.pro.kernel = 0;
+  fn.pro.nb = {8, 8, 4, 4};
+  fn.pro.ops = {{MicroOp::Add, 0, 1}};
+  fn.pro.outputs = {4};
+  Instruction k;
+  k.opcode = static_cast<uint16_t>(Opcode::FusedNorm);
+  k.operands = {0, 1, 2, 3, 4, 5};
+  k.ints = fn.encode();
+  k.floats = {1e-5};
+  p.functions = {{"train", {k}}};
+  p.gpuPtx = ".version 7.8\n.target sm_90\n";
+  p.gpuEntries = {"fused_norm_0"};
+  return p;
+}
+} // namespace
+
+TEST(Program, FusedNormRoundTrip) {
+  ProgramDesc p = fusedNormProgram();
+  auto q = parseProgram(writeProgram(p), "prog");
+  ASSERT_TRUE(q.ok()) << q.status();
+  FusedNormProgram fn;
+  ASSERT_EQ(fn.decode(q->functions[0].instructions[0].ints, 6), "");
+  EXPECT_EQ(fn.kind, FusedNormProgram::Layer);
+  EXPECT_EQ(fn.rows, 2);
+  EXPECT_EQ(fn.C, 4);
+  EXPECT_EQ(fn.x, 4);
+  EXPECT_EQ(fn.pro.outputs, std::vector<int64_t>{4});
+  EXPECT_EQ(fn.encode(), q->functions[0].instructions[0].ints);
+  // x1 written over x, element for element (an in-place residual add): the
+  // kernel reads x1 back after its first pass, so that is allowed.
+  p.buffers[4].offset = 0;
+  EXPECT_TRUE(parseProgram(writeProgram(p), "prog").ok());
+}
+
+TEST(Program, FusedNormErrors) {
+  auto errorWith = [](auto edit) {
+    ProgramDesc p = fusedNormProgram();
+    edit(p);
+    return errorOf(writeProgram(p));
+  };
+  auto ints = [](ProgramDesc &p) -> std::vector<int64_t> & {
+    return p.functions[0].instructions[0].ints;
+  };
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[0] = 3; }),
+            "prog: function 'train': fused_norm: bad kind (1 layer norm, 2 RMS norm)");
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[1] = 3; }),
+            "prog: function 'train': fused_norm: the prologue's n is not rows x C");
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[4] = 0; }), // w = x, 8 elements
+            "prog: function 'train': fused_norm: the weight is not a C-element input");
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[0] = 2; }), // RMS with a bias
+            "prog: function 'train': fused_norm: an RMS norm has no bias");
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[3] = 9; }),
+            "prog: function 'train': fused_norm: bad normalized value");
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[8] = 7; }), // I = 7, O = 1, 6 operands
+            "prog: function 'train': fused_norm: prologue: bad header (n, inputs, outputs)");
+  // y over part of a wider input; x1 over y.
+  EXPECT_EQ(errorWith([](ProgramDesc &p) {
+              p.buffers[1].dims = {16};
+              p.buffers[1].bytes = 64;
+              p.buffers[5].offset = 64;
+            }),
+            "prog: function 'train': fused_norm: output 'y' shares bytes with 'a'");
+  EXPECT_EQ(errorWith([](ProgramDesc &p) { p.buffers[5].offset = 256; }),
+            "prog: function 'train': fused_norm: output 'y' shares bytes with 'x1'");
+  // In place, but x is not stored: the kernel would read the overwritten x.
+  EXPECT_EQ(errorWith([](ProgramDesc &p) {
+              FusedNormProgram fn;
+              ASSERT_EQ(fn.decode(p.functions[0].instructions[0].ints, 6), "");
+              fn.pro.outputs = {0}; // stores x (an input) instead of x + a
+              p.functions[0].instructions[0].ints = fn.encode();
+              p.buffers[5].offset = 64; // y over a
+            }),
+            "prog: function 'train': fused_norm: output 'y' shares bytes with 'a'");
+}

@@ -688,3 +688,52 @@ TEST(AddNorms, TheLayerNormAddsItsInput) {
   other.functions[0].instructions[1].operands[0] = A;
   EXPECT_EQ(plan(other).size(), 0u);
 }
+
+TEST(Store16, FusedNorms) {
+  // The compiler's residual add and layer norm as one fused_norm:
+  // y = proj(a); [x1, h] = fused_norm(x, y, w, b); z = h W; and the norm's
+  // backward reads x1. h, read only by the GEMM, is 16-bit; so is y with
+  // 16-bit activations (the kernel reads its row inputs at any storage);
+  // x1, which the backward reads, and the broadcast w and b never.
+  enum : uint32_t { A, Wp, Y, Xr, Wn, Bn, X1, H, W, Z, Dy, Dx, Dw, Db, M };
+  ProgramDesc p;
+  p.arenaBytes = 1 << 20;
+  p.buffers.resize(M);
+  for (uint32_t b = 0; b < M; ++b) {
+    const bool param = b == Wp || b == Wn || b == Bn || b == W;
+    p.buffers[b].role = param ? BufferRole::Param : BufferRole::Temp;
+    p.buffers[b].bytes = 4096;
+    p.buffers[b].offset = 4096u * b;
+  }
+  FusedNormProgram fn;
+  fn.kind = FusedNormProgram::Layer;
+  fn.rows = 4, fn.C = 256, fn.x = 4, fn.w = 2, fn.b = 3;
+  fn.pro.n = 1024;
+  fn.pro.nb = {1024, 1024, 256, 256};
+  fn.pro.ops = {{MicroOp::Add, 0, 1}};
+  fn.pro.outputs = {4};
+  p.functions = {{"train",
+                  {inst(Opcode::LinearFwd, {A, Wp, Y}),
+                   inst(Opcode::FusedNorm, {Xr, Y, Wn, Bn, X1, H}, fn.encode()),
+                   inst(Opcode::LinearFwd, {H, W, Z}),
+                   inst(Opcode::LayerNormBwd, {X1, Wn, Dy, Dx, Dw, Db})}}};
+  Store16Plan s = planActivations(p, false);
+  EXPECT_EQ(at(s, 0, 0, 2), Own); // y = proj(a)
+  EXPECT_EQ(at(s, 0, 1, 1), Own); // ... read by the fused norm
+  EXPECT_EQ(at(s, 0, 1, 5), Own); // h
+  EXPECT_EQ(at(s, 0, 2, 0), Own);
+  EXPECT_EQ(at(s, 0, 1, 4), No);  // x1: the backward's x
+  EXPECT_EQ(at(s, 0, 1, 2), No);  // w
+  EXPECT_EQ(store16Writers(p.functions[0].instructions[1], true), 1u << 5);
+  EXPECT_EQ(overwrittenSlots(p.functions[0].instructions[1], p), (1u << 4) | (1u << 5));
+  // Without 16-bit activations only h, which only a GEMM reads.
+  Store16Plan t = planStore16(
+      p,
+      [&](uint32_t b) {
+        return std::pair<uint64_t, uint64_t>{p.buffers[b].offset,
+                                             p.buffers[b].offset + p.buffers[b].bytes};
+      },
+      [](const Instruction &) { return true; }, false);
+  EXPECT_EQ(at(t, 0, 0, 2), No);
+  EXPECT_EQ(at(t, 0, 1, 5), Own);
+}

@@ -71,6 +71,13 @@ static cl::opt<bool> fuseElementwise(
              "where each group is a generated GPU kernel; on the CPU the "
              "runtime interprets the groups)"),
     cl::init(false), cl::cat(category));
+static cl::opt<bool> fuseNorms(
+    "fuse-norms",
+    cl::desc("end fusion groups in the layer or RMS norm that reads them "
+             "(a residual add and the next norm: one fused_norm kernel, "
+             "a generated GPU kernel with --target cuda). Implies "
+             "--fuse-elementwise. Default: off (not yet measured on a GPU)"),
+    cl::init(false), cl::cat(category));
 static cl::opt<bool> keepAttentionLse(
     "keep-attention-lse",
     cl::desc("keep each attention's log-sum-exp for its backward "
@@ -336,9 +343,10 @@ int main(int argc, char **argv) {
                                       ? overlapWeightGrads.getValue()
                                       : target == "cuda";
     pm.addPass(llm::createLowerToRT(lowering));
-    if (target == "cuda" || fuseElementwise) {
+    if (target == "cuda" || fuseElementwise || fuseNorms) {
       llm::FuseElementwiseOptions fuse;
       fuse.gpu = target == "cuda";
+      fuse.norms = fuseNorms;
       pm.addPass(llm::createFuseElementwise(fuse));
     }
     if (target == "cuda") {

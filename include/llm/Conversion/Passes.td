@@ -97,6 +97,15 @@ def FuseElementwise : Pass<"llm-fuse-elementwise", "mlir::ModuleOp"> {
     llm-gpu-to-ptx lowers that module to PTX. The module lists the entry
     names in `llm.gpu_entries` (the order of the kernels' `kernel` index).
 
+    With `norms`, a `layer_norm_fwd` or `rms_norm_fwd` whose input is an
+    output of such a group (a residual add) takes the group in as its
+    prologue: one `fused_norm` kernel that computes the group row by row,
+    stores its outputs and normalizes the row into y. Legal where nothing in
+    between touches the group's operands and no output shares bytes with an
+    input or another output (the GPU kernel reads a row again after it
+    stores). Its GPU kernel takes each operand as bytes and a storage code
+    (fp32, bf16 or fp16: the CUDA runtime's 16-bit storage decides).
+
     Example (Llama's SwiGLU forward):
     ```mlir
     llmrt.kernel "silu_fwd"(%g, %s)
@@ -110,6 +119,9 @@ def FuseElementwise : Pass<"llm-fuse-elementwise", "mlir::ModuleOp"> {
   let options = [
     Option<"gpu", "gpu", "bool", "false",
            "also build each group's GPU kernel (gpu and arith/math dialects)">,
+    Option<"norms", "norms", "bool", "false",
+           "also end a group in the layer or RMS norm forward that reads its "
+           "value (fused_norm)">,
   ];
   let dependentDialects = ["mlir::llmrt::LLMRTDialect", "mlir::gpu::GPUDialect",
                            "mlir::arith::ArithDialect", "mlir::math::MathDialect",

@@ -175,6 +175,12 @@ enum class Opcode : uint16_t {
   /// use, waited for right before it; `slot` as for the collectives.
   RecvStart = 43, ///< [y] {n, peer, tag, slot}
   RecvWait = 44,  ///< [y] {n, peer, tag, slot}
+  /// A fusion group that ends in a row normalization (llm-fuse-elementwise):
+  /// an elementwise prologue over rows x C elements, then layer or RMS norm
+  /// of one of its values, row by row, into y. [inputs..., outputs..., y]
+  /// {the FusedNormProgram encoding below} (eps). No output shares bytes
+  /// with an input (the GPU kernel reads each row more than once).
+  FusedNorm = 45,
 };
 
 /// Send, recv, recv_start, recv_wait: the pipeline's point-to-point
@@ -274,6 +280,59 @@ struct FusedProgram {
   }
 };
 
+/// A fused_norm instruction's ints: {kind (1 layer norm, 2 RMS norm), rows,
+/// C, x (the value id normalized), w, b (input indices of the weight and,
+/// for layer norm, the bias: read at column c, nb = C; b = -1 for RMS), then
+/// the prologue's FusedProgram (n = rows C)}. Operands: the prologue's
+/// inputs and outputs, then y. Per row: the prologue's values at each of
+/// its C elements, its outputs stored, then
+///   layer: y = (x - mean) rstd w + b, rstd = 1 / sqrt(var + eps)
+///   RMS:   y = x rstd w,              rstd = 1 / sqrt(mean(x^2) + eps)
+/// (var the biased variance), as layer_norm_fwd and rms_norm_fwd of x.
+/// The rows a block of a fused_norm's GPU kernel normalizes (a warp each).
+inline constexpr int64_t kFusedNormWarps = 4;
+
+struct FusedNormProgram {
+  enum Kind : int64_t { Layer = 1, RMS = 2 };
+  int64_t kind = 0, rows = 0, C = 0, x = -1, w = -1, b = -1;
+  FusedProgram pro;
+
+  std::vector<int64_t> encode() const {
+    std::vector<int64_t> v{kind, rows, C, x, w, b};
+    std::vector<int64_t> p = pro.encode();
+    v.insert(v.end(), p.begin(), p.end());
+    return v;
+  }
+
+  /// Decodes and validates `v` for an instruction with `operands`
+  /// operands; returns "" or what is wrong.
+  std::string decode(const std::vector<int64_t> &v, size_t operands) {
+    if (v.size() < 6 || operands < 3)
+      return "truncated";
+    kind = v[0], rows = v[1], C = v[2], x = v[3], w = v[4], b = v[5];
+    if (kind != Layer && kind != RMS)
+      return "bad kind (1 layer norm, 2 RMS norm)";
+    if (rows <= 0 || C <= 0 || rows > (int64_t(1) << 40) / C)
+      return "bad rows or C";
+    if (std::string why =
+            pro.decode(std::vector<int64_t>(v.begin() + 6, v.end()), operands - 1);
+        !why.empty())
+      return "prologue: " + why;
+    if (pro.n != rows * C)
+      return "the prologue's n is not rows x C";
+    const int64_t I = pro.numInputs(), M = static_cast<int64_t>(pro.ops.size());
+    if (x < 0 || x >= I + M || (x < I && pro.nb[x] != pro.n))
+      return "bad normalized value";
+    auto column = [&](int64_t i) { return i >= 0 && i < I && pro.nb[i] == C; };
+    if (!column(w))
+      return "the weight is not a C-element input";
+    if (kind == Layer ? !column(b) : b != -1)
+      return kind == Layer ? "the bias is not a C-element input"
+                           : "an RMS norm has no bias";
+    return "";
+  }
+};
+
 struct OpcodeInfo {
   Opcode opcode;
   const char *name;
@@ -328,6 +387,7 @@ inline const OpcodeInfo *opcodeInfo(uint16_t op) {
       {Opcode::Phase, "phase", 0, 0, 3, 0},
       {Opcode::RecvStart, "recv_start", 1, 1, 4, 0},
       {Opcode::RecvWait, "recv_wait", 1, 1, 4, 0},
+      {Opcode::FusedNorm, "fused_norm", 3, -1, -1, 1},
   };
   for (const OpcodeInfo &info : table)
     if (static_cast<uint16_t>(info.opcode) == op)

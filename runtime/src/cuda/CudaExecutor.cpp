@@ -182,10 +182,11 @@ public:
     int gelu = -1;
     mutable bool geluDone = false;
   };
-  /// A fused_elementwise instruction's generated kernel.
+  /// A fused_elementwise or fused_norm instruction's generated kernel.
   struct FusedKernel {
     CUfunction fn;
     int64_t n;
+    int64_t normRows = 0; ///< > 0: a fused_norm over so many rows
   };
 
   /// Runs of AdamW instructions with the same scalars (lr, step, decay,
@@ -735,16 +736,19 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     std::vector<CudaExecutor::Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
       CudaExecutor::Resolved r{&inst, {}};
-      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
-        FusedProgram fp;
-        std::string why = fp.decode(inst.ints, inst.operands.size());
+      const bool norm = inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm);
+      if (norm || inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
+        FusedNormProgram fn;
+        FusedProgram &fp = fn.pro;
+        std::string why = norm ? fn.decode(inst.ints, inst.operands.size())
+                               : fp.decode(inst.ints, inst.operands.size());
         if (why.empty() && (fp.kernel < 0 || fp.kernel >= static_cast<int64_t>(entries.size())))
           why = "no generated GPU kernel (compile the program with --target cuda)";
         if (!why.empty())
-          return absl::InvalidArgumentError(
-              absl::StrCat("fused_elementwise in '", f.name, "': ", why));
+          return absl::InvalidArgumentError(absl::StrCat(
+              norm ? "fused_norm" : "fused_elementwise", " in '", f.name, "': ", why));
         r.fused = static_cast<int>(ex->fusedFns_.size());
-        ex->fusedFns_.push_back({entries[fp.kernel], fp.n});
+        ex->fusedFns_.push_back({entries[fp.kernel], fp.n, norm ? fn.rows : 0});
       }
       auto op = static_cast<Opcode>(inst.opcode);
       if (op == Opcode::Send || op == Opcode::Recv || op == Opcode::RecvStart)
@@ -1482,6 +1486,30 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
           std::min<int64_t>((k.n + 255) / 256, 65535));
       if (CUresult rc = driver_.launchKernel(k.fn, blocks, 1, 1, 256, 1, 1, 0, s,
                                              args.data(), nullptr);
+          rc != CUDA_SUCCESS)
+        fatal(name, absl::StrCat("cuLaunchKernel: CUresult ", rc));
+      break;
+    }
+    case Opcode::FusedNorm: {
+      // The compiler's kernel: a warp a row, kFusedNormWarps rows a block;
+      // every operand's pointer, then its storage (0 fp32, 1 bf16, 2 fp16:
+      // the 16-bit plan's slots).
+      const FusedKernel &k = fusedFns_[r.fused];
+      const size_t K = r.ptrs.size();
+      std::vector<int32_t> codes(K, 0);
+      for (size_t a = 0; a < K && a < 32; ++a)
+        if (r.half16 >> a & 1u)
+          codes[a] = half_ == cuda::Half::Bf16 ? 1 : 2;
+      std::vector<void *> args(2 * K);
+      for (size_t a = 0; a < K; ++a) {
+        args[a] = const_cast<void **>(&r.ptrs[a]);
+        args[K + a] = &codes[a];
+      }
+      const auto blocks = static_cast<unsigned>((k.normRows + kFusedNormWarps - 1) /
+                                                kFusedNormWarps);
+      if (CUresult rc = driver_.launchKernel(k.fn, blocks, 1, 1,
+                                             static_cast<unsigned>(32 * kFusedNormWarps), 1,
+                                             1, 0, s, args.data(), nullptr);
           rc != CUDA_SUCCESS)
         fatal(name, absl::StrCat("cuLaunchKernel: CUresult ", rc));
       break;
