@@ -4,7 +4,8 @@
 # one folder (default .devbundle, which git ignores):
 #   bin/    llmrt-cuda-check, and the executables compiled with --target cuda:
 #           gpt2.exe (GPT-2 124M, batch $LLM_GPU_BATCH x 1024) and two tiny
-#           parity models (GPT-2 style and Llama with grouped-query attention)
+#           parity models (GPT-2 style and Llama with grouped-query attention),
+#           with variants (-copies, -fusenorms: other compiler flags)
 #   lib/    the shared libraries they need beyond glibc, libstdc++ and CUDA
 #   (bin/ is packed as bin.tar.gz, which env.sh unpacks on the device)
 #   data/   tinyshakespeare tokens and the training hyper-parameters of the
@@ -38,6 +39,10 @@ command -v strip > /dev/null && strip "$out/bin/llmrt-cuda-check"
 # false, measured slower on H100 and H200) left the bundle for it.
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --attention-column-views=false \
   -o "$out/bin/gpt2-copies.exe"
+# The compiler's add + layer norm kernels (--fuse-norms: each residual add
+# and the norm after it one generated kernel; off by default until a GPU
+# has measured it).
+"$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --fuse-norms -o "$out/bin/gpt2-fusenorms.exe"
 # The planner's prediction for that executable, on the device's cluster
 # file (LLM_GPU_CLUSTER; run.sh prints it next to the measurement).
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --emit=plan \
@@ -50,6 +55,8 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   cfg=$root/examples/models/$model.json
   "$bin/llm-import" --hf-config "$cfg" --batch 4 --seq 64 --layers 2 -o "$out/data/$model.mlir"
   "$bin/llm-compile" "$out/data/$model.mlir" --target cuda -o "$out/bin/$model.exe"
+  "$bin/llm-compile" "$out/data/$model.mlir" --target cuda --fuse-norms \
+    -o "$out/bin/$model-fusenorms.exe"
 done
 printf '%s\n' "${hyper[@]}" > "$out/data/hyper.txt"
 

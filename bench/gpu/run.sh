@@ -61,17 +61,20 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   # LLMRT_CUDA_WGRAD_STREAM=1, and the forward's adds in the layer norms,
   # LLMRT_CUDA_FUSE_ADD_NORM=1; 16-bit attention operands and the GELUs in
   # the GEMMs' epilogues are the default).
-  for mode in fp32 bf16 fp16 bf16+fused; do
+  # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
+  # compiler's generated add + norm kernels; fp32 operands, then 16-bit).
+  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms; do
     log=$out/$model-$mode.jsonl
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
-    LLMRT_CUDA_GEMM=${mode%+fused} LLMRT_CUDA_FUSE_ADD=$on \
+    exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
+    LLMRT_CUDA_GEMM=${mode%+*} LLMRT_CUDA_FUSE_ADD=$on \
       LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on LLMRT_CUDA_LOSS_FUSED=$on \
       LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on \
-      "$bundle/bin/$model.exe" --data "$bundle/data/train.bin" \
+      "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
     grep -E "^model:" "$out/$model-$mode.txt" | sed 's/.*| cuda/  cuda/'
-    tol=$([ $mode = fp32 ] && echo 1e-4 || echo 2e-2)
+    tol=$([ "${mode%+*}" = fp32 ] && echo 1e-4 || echo 2e-2)
     "$py" - "$log" "$ref" "$tol" "$model ($mode GEMMs)" <<'PY' || status=1
 import json, sys
 ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
@@ -139,7 +142,7 @@ except (OSError, KeyError, ValueError):
 PY
 echo "-- variants of ours (12 steps each; median step after 4; losses against the default's)"
 # name | environment | executable (gpt2-copies.exe: compiled with
-# --attention-column-views=false).
+# --attention-column-views=false; gpt2-fusenorms.exe: with --fuse-norms).
 variants=("default||gpt2.exe"
   "residual adds fused|LLMRT_CUDA_FUSE_ADD=1|gpt2.exe"
   "adds in layer norms|LLMRT_CUDA_FUSE_ADD_NORM=1|gpt2.exe"
@@ -147,6 +150,7 @@ variants=("default||gpt2.exe"
   "GELU apart from the GEMMs|LLMRT_CUDA_FUSE_GELU=0|gpt2.exe"
   "attention I/O fp32|LLMRT_CUDA_ATTN16=0|gpt2.exe"
   "q/k/v column copies (compiler)||gpt2-copies.exe"
+  "add + norm kernels (compiler)||gpt2-fusenorms.exe"
   "attention forward 8 warps|LLMRT_CUDA_ATTN_FWD8=1|gpt2.exe"
   "attention backward 8 warps|LLMRT_CUDA_ATTN_BWD8=1|gpt2.exe"
   "attention forward cp.async|LLMRT_CUDA_ATTN_ASYNC=1|gpt2.exe"
