@@ -87,6 +87,21 @@ print(f"{sys.argv[4]}: {'PASS' if ok else 'FAIL'}  worst step loss rel diff {wor
 sys.exit(0 if ok else 1)
 PY
   done
+  # The compiler's add + norm kernels against the runtime's add and norm
+  # kernels, with fp32 GEMMs: the same training but for rounding.
+  "$py" - "$out/$model-fp32+norms.jsonl" "$out/$model-fp32.jsonl" "$model" <<'PY' || status=1
+import json, sys
+try:
+    ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+    ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
+except OSError as e:
+    print(f"{sys.argv[3]} (fused norms against unfused, fp32): FAIL  {e}"); sys.exit(1)
+worst = max((abs(a - b) / abs(b) for a, b in zip(ours, ref)), default=float("inf"))
+ok = len(ours) == len(ref) == 10 and worst <= 1e-5
+print(f"{sys.argv[3]} (fused norms against unfused, fp32): {'PASS' if ok else 'FAIL'}  "
+      f"worst step loss rel diff {worst:.2e} (tol 1e-5)")
+sys.exit(0 if ok else 1)
+PY
 done
 
 if [ "${LLM_GPU_QUICK:-0}" = 1 ]; then

@@ -42,6 +42,8 @@ namespace {
 struct Range {
   int64_t lo = 0, hi = 0;
   bool overlaps(const Range &o) const { return lo < o.hi && o.lo < hi; }
+  /// The very same bytes, known (never a rank-dependent view's [lo, max)).
+  bool same(const Range &o) const { return lo == o.lo && hi == o.hi && hi != INT64_MAX; }
 };
 
 Range rangeOf(Value v) {
@@ -260,7 +262,7 @@ bool fuseOnce(Block &block) {
         if (llvm::is_contained(cg->inputs, out) && deadAfter(out, p, c))
           dropped.push_back(out);
       Group g = merge(*pg, *cg, dropped);
-      auto same = [](Range a, Range b) { return a.lo == b.lo && a.hi == b.hi; };
+      auto same = [](Range a, Range b) { return a.same(b); };
       for (size_t i = 0; i < g.inputs.size() && legal; ++i)
         for (Value out : g.outputs) {
           Range ro = rangeOf(out), ri = rangeOf(g.inputs[i]);
@@ -360,7 +362,7 @@ bool fuseNormOnce(Block &block) {
     SmallVector<Value> outs(g.outputs);
     outs.push_back(y);
     const bool xStored = llvm::is_contained(g.outVals, xv);
-    auto same = [](Range a, Range b) { return a.lo == b.lo && a.hi == b.hi; };
+    auto same = [](Range a, Range b) { return a.same(b); };
     bool legal = true;
     for (size_t o = 0; o < outs.size() && legal; ++o) {
       Range ro = rangeOf(outs[o]);
@@ -607,21 +609,23 @@ void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
     return init ? loop.getResult(0) : Value();
   };
   const bool layer = fn.kind == FusedNormProgram::Layer;
-  Value invC = f(1.0 / static_cast<double>(fn.C));
+  // Divided by C, as the runtime's norm kernels do (not times 1/C).
+  Value cf = f(static_cast<double>(fn.C));
+  auto div = [&](Value x, Value y) { return arith::DivFOp::create(b, loc, x, y); };
   Value s1 = warpSum(columns(f(0.0), [&](Value e, Value, Value acc) {
     Value x = prologue(e, true);
     return add(acc, layer ? x : mul(x, x));
   }));
   Value mean, rstd;
   if (layer) {
-    mean = mul(s1, invC);
+    mean = div(s1, cf);
     Value s2 = warpSum(columns(f(0.0), [&](Value e, Value, Value acc) {
       Value d = sub(xAt(e), mean);
       return add(acc, mul(d, d));
     }));
-    rstd = math::RsqrtOp::create(b, loc, add(mul(s2, invC), f(eps)));
+    rstd = math::RsqrtOp::create(b, loc, add(div(s2, cf), f(eps)));
   } else {
-    rstd = math::RsqrtOp::create(b, loc, add(mul(s1, invC), f(eps)));
+    rstd = math::RsqrtOp::create(b, loc, add(div(s1, cf), f(eps)));
   }
   columns(Value(), [&](Value e, Value c, Value) {
     Value x = xAt(e);

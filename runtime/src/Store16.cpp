@@ -173,7 +173,8 @@ uint32_t overwrittenSlots(const Instruction &inst, const ProgramDesc &p) {
 
 namespace {
 /// Bit k of an operand mask (0 past 32 operands: global_norm and fused
-/// kernels may have more, and none of those is ever 16-bit).
+/// kernels may have more; their operands past the 32nd stay fp32, as a
+/// read of a slot without a bit keeps its value fp32).
 bool bit(uint32_t mask, size_t k) { return k < 32 && (mask >> k & 1u); }
 
 bool isGemm(const Instruction &inst) {

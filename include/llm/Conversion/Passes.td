@@ -101,10 +101,12 @@ def FuseElementwise : Pass<"llm-fuse-elementwise", "mlir::ModuleOp"> {
     output of such a group (a residual add) takes the group in as its
     prologue: one `fused_norm` kernel that computes the group row by row,
     stores its outputs and normalizes the row into y. Legal where nothing in
-    between touches the group's operands and no output shares bytes with an
-    input or another output (the GPU kernel reads a row again after it
-    stores). Its GPU kernel takes each operand as bytes and a storage code
-    (fp32, bf16 or fp16: the CUDA runtime's 16-bit storage decides).
+    between touches the group's operands, no output shares bytes with
+    another, and an output overwrites an input only byte for byte and only
+    where the group stores x (the GPU kernel reads a row again after it
+    stores it: x from its output, of the inputs only w and b). Its GPU
+    kernel takes each operand as bytes and a storage code (fp32, bf16 or
+    fp16: the CUDA runtime's 16-bit storage decides).
 
     Example (Llama's SwiGLU forward):
     ```mlir

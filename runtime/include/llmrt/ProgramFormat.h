@@ -178,8 +178,9 @@ enum class Opcode : uint16_t {
   /// A fusion group that ends in a row normalization (llm-fuse-elementwise):
   /// an elementwise prologue over rows x C elements, then layer or RMS norm
   /// of one of its values, row by row, into y. [inputs..., outputs..., y]
-  /// {the FusedNormProgram encoding below} (eps). No output shares bytes
-  /// with an input (the GPU kernel reads each row more than once).
+  /// {the FusedNormProgram encoding below} (eps). Outputs share no bytes
+  /// with each other, and with an input only its very bytes where the group
+  /// stores x (the GPU kernel reads a row again after it stores it).
   FusedNorm = 45,
 };
 
@@ -312,7 +313,8 @@ struct FusedNormProgram {
     kind = v[0], rows = v[1], C = v[2], x = v[3], w = v[4], b = v[5];
     if (kind != Layer && kind != RMS)
       return "bad kind (1 layer norm, 2 RMS norm)";
-    if (rows <= 0 || C <= 0 || rows > (int64_t(1) << 40) / C)
+    // The GPU kernel's grid: a block per 4 rows, block indices of 32 bits.
+    if (rows <= 0 || C <= 0 || rows >= (int64_t(1) << 31) || rows > (int64_t(1) << 40) / C)
       return "bad rows or C";
     if (std::string why =
             pro.decode(std::vector<int64_t>(v.begin() + 6, v.end()), operands - 1);
