@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, as one script (issue 7): on a GPU machine with CUDA and
 # PyTorch, from a bundle that bench/gpu/prepare.sh built elsewhere:
-#   1. every CUDA kernel against the CPU kernels (bf16 and fp32 GEMMs);
+#   1. every CUDA kernel against the CPU kernels (bf16 and fp32 GEMMs), and
+#      the compiler's generated kernels against the CPU's interpretation;
 #   2. parity: two tiny models (GPT-2 style; Llama with grouped-query
 #      attention) train 10 steps on the GPU from the reference's initial
 #      weights; each step's loss against PyTorch's (fp32 GEMMs: 1e-4
@@ -42,6 +43,13 @@ for mode in bf16 bf16-fast fp16 fp32; do
   "$bundle/bin/llmrt-cuda-check" --gemm $mode | tee "$out/kernels-$mode.txt" | grep -E "FAIL|checks pass|device" || status=1
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 done
+# The compiler's generated kernels (fused_norm in fp32, bf16 and fp16
+# storage; Llama's SwiGLU groups) against the CPU's interpretation.
+"$bundle/bin/llmrt-cuda-check" --only generated \
+  --program "$bundle/bin/shakespeare-char-gpt-fusenorms.exe" \
+  --program "$bundle/bin/tiny-llama-gqa-fusenorms.exe" | tee "$out/kernels-generated.txt" |
+  grep -E "FAIL|checks pass" || status=1
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 echo "== 2. parity with PyTorch (10 steps from the same initial weights)"
 mapfile -t hyper < "$bundle/data/hyper.txt"

@@ -2,7 +2,7 @@
 #include "llmrt/Executor.h"
 #include "llmrt/Comm.h"
 #include "llmrt/CpuKernels.h"
-#include "llmrt/MicroOps.h"
+#include "llmrt/FusedKernels.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -139,19 +139,6 @@ namespace {
 float *F(void *p) { return static_cast<float *>(p); }
 const int32_t *I(void *p) { return static_cast<const int32_t *>(p); }
 
-/// A fusion group at element e: v gets its inputs, then its micro-ops'
-/// results (the value ids); the outputs are stored. `p`: the operands.
-void runElement(const FusedProgram &fp, void *const *p, int64_t e, float *v) {
-  const int64_t I = fp.numInputs(), M = static_cast<int64_t>(fp.ops.size());
-  for (int64_t i = 0; i < I; ++i)
-    v[i] = F(p[i])[fp.nb[i] == fp.n ? e : e % fp.nb[i]];
-  for (int64_t k = 0; k < M; ++k) {
-    const FusedProgram::Op &o = fp.ops[k];
-    v[I + k] = applyMicroOp(o.op, v[o.a], o.b >= 0 ? v[o.b] : 0.0f);
-  }
-  for (size_t o = 0; o < fp.outputs.size(); ++o)
-    F(p[I + o])[e] = v[fp.outputs[o]];
-}
 
 /// The columns of this rank's vocabulary slice [start, start + V) that are
 /// the model's (the rest pads the vocabulary: to a multiple of the group,
@@ -523,36 +510,14 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::FusedElementwise: {
       // The micro-ops, element by element (the GPU runs the compiler's
       // kernel for the same group).
-      const FusedProgram &fp = fused_[r.fused];
-#pragma omp parallel for schedule(static) if (fp.n >= (1 << 15))
-      for (int64_t e = 0; e < fp.n; ++e) {
-        float v[64 + 256];
-        runElement(fp, p, e, v);
-      }
+      cpu::fusedElementwise(fused_[r.fused], p);
       break;
     }
     case Opcode::FusedNorm: {
       // Row by row: the prologue's micro-ops, then the norm of value x by
       // the norm's own kernel on that row (the same bits as the unfused
       // kernels).
-      const FusedNormProgram &fn = norms_[r.fused];
-      const FusedProgram &fp = fn.pro;
-      const int64_t C = fn.C;
-      float *y = F(p[fp.nb.size() + fp.outputs.size()]);
-#pragma omp parallel for schedule(static) if (fp.n >= (1 << 15))
-      for (int64_t row = 0; row < fn.rows; ++row) {
-        static thread_local std::vector<float> xs;
-        xs.resize(C);
-        for (int64_t c = 0; c < C; ++c) {
-          float v[64 + 256];
-          runElement(fp, p, row * C + c, v);
-          xs[c] = v[fn.x];
-        }
-        if (fn.kind == FusedNormProgram::Layer)
-          cpu::layerNormFwd(xs.data(), F(p[fn.w]), F(p[fn.b]), y + row * C, 1, C, fl[0]);
-        else
-          cpu::rmsNormFwd(xs.data(), F(p[fn.w]), y + row * C, 1, C, fl[0]);
-      }
+      cpu::fusedNorm(norms_[r.fused], p, fl[0]);
       break;
     }
     case Opcode::AdamW: {

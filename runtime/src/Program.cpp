@@ -545,13 +545,12 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
     return absl::DataLossError(r.message());
   for (const FunctionDesc &f : p.functions)
     for (const Instruction &inst : f.instructions) {
-      const bool norm = inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm);
-      if (!norm && inst.opcode != static_cast<uint16_t>(Opcode::FusedElementwise))
+      if (!isFusedGroup(inst.opcode))
         continue;
+      const bool norm = inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm);
       FusedNormProgram fn;
-      FusedProgram &fp = fn.pro;
-      std::string why = norm ? fn.decode(inst.ints, inst.operands.size())
-                             : fp.decode(inst.ints, inst.operands.size());
+      const FusedProgram &fp = fn.pro;
+      std::string why = decodeFusedGroup(inst.opcode, inst.ints, inst.operands.size(), fn);
       if (why.empty() && fp.kernel >= static_cast<int64_t>(p.gpuEntries.size()))
         why = absl::StrCat("kernel ", fp.kernel, " is not among the program's ",
                            p.gpuEntries.size(), " GPU entries");

@@ -9,13 +9,21 @@
 // sequence lengths that are not multiples of the attention tiles,
 // grouped-query attention, every supported head dimension.
 //
-//   llmrt-cuda-check [--gemm bf16|bf16-fast|tf32|fp32]
+//   llmrt-cuda-check [--gemm bf16|bf16-fast|tf32|fp32] [--only GROUP]
+//                    [--program EXE]...
+//
+// --program: also the compiler's generated kernels of the program EXE
+// embeds (compiled with --target cuda), each against the CPU's
+// interpretation of its fusion group (group "generated").
 //
 // Exit 0: all pass; 1: a kernel is wrong; 77: no CUDA device (ctest: skip).
 //
 //===----------------------------------------------------------------------===//
 #include "llmrt/CpuKernels.h"
+#include "llmrt/CudaGenerated.h"
 #include "llmrt/CudaKernels.h"
+#include "llmrt/FusedKernels.h"
+#include "llmrt/Program.h"
 
 #include <cuda_runtime_api.h>
 
@@ -26,7 +34,9 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -1211,18 +1221,169 @@ void checkLossAndOptimizer(Rng &rng) {
 
 } // namespace
 
+/// A float rounded to the 16-bit type `h` (nearest even), as its bits.
+uint16_t to16(float f, cuda::Half h) {
+  if (h == cuda::Half::Bf16) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+  }
+  // fp16 by way of the nearest representable value (inputs here are small).
+  const float a = std::fabs(f);
+  uint16_t sign = f < 0 ? 0x8000 : 0;
+  if (a < std::ldexp(1.0f, -14)) // subnormal: steps of 2^-24
+    return sign | static_cast<uint16_t>(std::nearbyint(std::ldexp(a, 24)));
+  int e;
+  float m = std::frexp(a, &e); // a = m 2^e, m in [0.5, 1)
+  int q = static_cast<int>(std::nearbyint(std::ldexp(m, 11))); // 11 significant bits
+  if (q == 2048) {
+    q = 1024;
+    ++e;
+  }
+  return sign | static_cast<uint16_t>(((e + 14) << 10) | (q - 1024));
+}
+
+/// The compiler's generated kernels (llm-fuse-elementwise's groups) of the
+/// program embedded in `exe`: each kernel's first instruction on random
+/// operands, against the CPU's interpretation (FusedKernels.h), with the
+/// instruction's own aliasing (operands on the same arena bytes share one
+/// buffer: the in-place residual adds). A fused_norm also with its row
+/// inputs and y in bf16 and in fp16 (the runtime's storage codes), the CPU
+/// reading the same rounded inputs.
+void checkGenerated(Rng &rng, const std::string &exe) {
+  auto fail = [&](const std::string &why) {
+    std::printf("generated kernels of %s: FAIL  %s\n", exe.c_str(), why.c_str());
+    ++checks;
+    ++failures;
+  };
+  absl::StatusOr<ProgramDesc> p = loadEmbeddedProgram(exe);
+  if (!p.ok())
+    return fail(std::string(p.status().message()));
+  if (p->gpuEntries.empty())
+    return fail("the program has no generated kernels (compiled without --target cuda?)");
+  cuda::GeneratedKernels gen;
+  if (std::string e = gen.load(p->gpuPtx, p->gpuEntries); !e.empty())
+    return fail(e);
+  std::set<int64_t> seen;
+  for (const FunctionDesc &f : p->functions)
+    for (const Instruction &inst : f.instructions) {
+      const bool norm = inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm);
+      FusedNormProgram fn;
+      const FusedProgram &fp = fn.pro;
+      const size_t K = inst.operands.size();
+      if (!isFusedGroup(inst.opcode) || !decodeFusedGroup(inst.opcode, inst.ints, K, fn).empty() ||
+          !seen.insert(fp.kernel).second)
+        continue;
+      const size_t I = fp.nb.size();
+      // One buffer per distinct arena range; which operands read, which write.
+      std::map<std::pair<uint64_t, uint64_t>, size_t> bufOf;
+      std::vector<size_t> buf(K);
+      std::vector<int64_t> elems;
+      std::vector<char> read, written;
+      for (size_t k = 0; k < K; ++k) {
+        const BufferDesc &d = p->buffers[inst.operands[k]];
+        auto [it, added] = bufOf.try_emplace({d.offset, d.bytes}, elems.size());
+        if (added) {
+          elems.push_back(static_cast<int64_t>(d.bytes / 4));
+          read.push_back(0);
+          written.push_back(0);
+        }
+        buf[k] = it->second;
+        (k < I ? read : written)[buf[k]] = 1;
+      }
+      const std::string entry = p->gpuEntries[fp.kernel];
+      const std::string shape =
+          norm ? (fn.kind == FusedNormProgram::Layer ? " layer " : " RMS ") +
+                     std::to_string(fn.rows) + "x" + std::to_string(fn.C)
+               : " n " + std::to_string(fp.n);
+      // Storage variants: all fp32; for a norm, row inputs and y 16-bit.
+      for (int variant = 0; variant < (norm ? 3 : 1); ++variant) {
+        const cuda::Half h = variant == 2 ? cuda::Half::Fp16 : cuda::Half::Bf16;
+        std::vector<int32_t> codes(K, 0);
+        if (variant > 0)
+          for (size_t k = 0; k < K; ++k) {
+            // A 16-bit operand must not share its buffer with another
+            // operand (the runtime moves such values to a side region).
+            size_t sharing = 0;
+            for (size_t j = 0; j < K; ++j)
+              sharing += buf[j] == buf[k];
+            const bool rowInput = k < I && fp.nb[k] == fp.n;
+            if (sharing == 1 && (rowInput || k + 1 == K))
+              codes[k] = variant;
+          }
+        std::vector<std::vector<float>> host(elems.size());
+        for (size_t b = 0; b < elems.size(); ++b)
+          host[b] = read[b] ? randomVec(rng, elems[b], 2.0)
+                            : std::vector<float>(elems[b], std::nanf(""));
+        for (size_t k = 0; k < I; ++k) // the CPU reads what the GPU reads
+          if (codes[k])
+            for (float &x : host[buf[k]])
+              x = from16(to16(x, h), h);
+        // The device's buffers: fp32, or the 16-bit bits of a coded operand.
+        std::vector<std::unique_ptr<Dev<float>>> dev;
+        for (size_t b = 0; b < elems.size(); ++b)
+          dev.push_back(std::make_unique<Dev<float>>(host[b]));
+        for (size_t k = 0; k < K; ++k)
+          if (codes[k]) {
+            std::vector<uint16_t> bits(elems[buf[k]]);
+            for (size_t e = 0; e < bits.size(); ++e)
+              bits[e] = k < I ? to16(host[buf[k]][e], h) : 0xffff; // NaN: unwritten shows
+            must(cudaMemcpy(dev[buf[k]]->p, bits.data(), bits.size() * 2,
+                            cudaMemcpyHostToDevice),
+                 "upload 16-bit");
+          }
+        std::vector<void *> hp(K), dp(K);
+        for (size_t k = 0; k < K; ++k) {
+          hp[k] = host[buf[k]].data();
+          dp[k] = dev[buf[k]]->p;
+        }
+        if (norm)
+          cpu::fusedNorm(fn, hp.data(), inst.floats.at(0));
+        else
+          cpu::fusedElementwise(fp, hp.data());
+        std::string e = norm ? gen.launchNorm(fp.kernel, fn.rows, dp.data(), codes.data(), K,
+                                              nullptr)
+                             : gen.launchElementwise(fp.kernel, fp.n, dp.data(), K, nullptr);
+        if (!e.empty())
+          return fail(entry + ": " + e);
+        const char *tag[] = {" fp32", " bf16 in/out", " fp16 in/out"};
+        for (size_t k = I; k < K; ++k) {
+          if (std::find(buf.begin() + I, buf.begin() + k, buf[k]) != buf.begin() + k)
+            continue; // this buffer compared already
+          std::vector<float> got = dev[buf[k]]->host();
+          if (codes[k]) {
+            std::vector<uint16_t> bits(got.size());
+            must(cudaMemcpy(bits.data(), dev[buf[k]]->p, bits.size() * 2,
+                            cudaMemcpyDeviceToHost),
+                 "download 16-bit");
+            for (size_t i = 0; i < got.size(); ++i)
+              got[i] = from16(bits[i], h);
+          }
+          compare(entry + shape + tag[variant] + " out " + std::to_string(k - I), host[buf[k]],
+                  got, codes[k] ? 8e-3 : kTol);
+        }
+      }
+    }
+}
+
 int main(int argc, char **argv) {
   cuda::GemmMode mode = cuda::GemmMode::Bf16;
   // --only GROUP: one group of checks (shorter runs under
   // compute-sanitizer, whose memcheck and racecheck are slow).
   const std::vector<std::string> groups = {"norms",     "linear",    "elementwise",
                                            "store16",   "epilogues", "embeddings",
-                                           "attention", "loss"};
+                                           "attention", "loss",      "generated"};
   std::string only;
+  std::vector<std::string> programs;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--gemm" && i + 1 < argc && cuda::parseGemmMode(argv[i + 1], mode)) {
       ++i;
+      continue;
+    }
+    if (a == "--program" && i + 1 < argc) {
+      programs.push_back(argv[++i]);
       continue;
     }
     if (a == "--only" && i + 1 < argc &&
@@ -1233,7 +1394,8 @@ int main(int argc, char **argv) {
     std::string names;
     for (const std::string &g : groups)
       names += (names.empty() ? "" : "|") + g;
-    std::fprintf(stderr, "usage: %s [--gemm bf16|bf16-fast|tf32|fp32|fp16] [--only %s]\n",
+    std::fprintf(stderr,
+                 "usage: %s [--gemm bf16|bf16-fast|tf32|fp32|fp16] [--only %s] [--program EXE]...\n",
                  argv[0], names.c_str());
     return 2;
   }
@@ -1273,6 +1435,9 @@ int main(int argc, char **argv) {
   }
   if (run("loss"))
     checkLossAndOptimizer(rng);
+  if (run("generated"))
+    for (const std::string &exe : programs)
+      checkGenerated(rng, exe);
   must(cudaDeviceSynchronize(), "kernels");
   std::printf("%d of %d checks pass\n", checks - failures, checks);
   return failures ? 1 : 0;

@@ -335,6 +335,23 @@ struct FusedNormProgram {
   }
 };
 
+/// Whether `opcode` is a fusion group's (fused_elementwise or fused_norm).
+inline bool isFusedGroup(uint16_t opcode) {
+  return opcode == static_cast<uint16_t>(Opcode::FusedElementwise) ||
+         opcode == static_cast<uint16_t>(Opcode::FusedNorm);
+}
+
+/// A fusion group's ints decoded for an instruction of `operands` operands:
+/// into `fn` for fused_norm, into `fn.pro` (the group either way) for
+/// fused_elementwise. "" or what is wrong.
+inline std::string decodeFusedGroup(uint16_t opcode, const std::vector<int64_t> &ints,
+                                    size_t operands, FusedNormProgram &fn) {
+  if (opcode == static_cast<uint16_t>(Opcode::FusedNorm))
+    return fn.decode(ints, operands);
+  fn.kind = 0;
+  return fn.pro.decode(ints, operands);
+}
+
 struct OpcodeInfo {
   Opcode opcode;
   const char *name;

@@ -47,6 +47,7 @@
 #include "DeviceComm.h"
 
 #include "llmrt/Comm.h"
+#include "llmrt/CudaGenerated.h"
 #include "llmrt/CudaKernels.h"
 #include "llmrt/Executor.h"
 #include "llmrt/PipeLinks.h"
@@ -56,7 +57,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cuda.h> // the driver API's types; its functions come from the runtime
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -69,39 +69,6 @@
 namespace llmrt {
 
 namespace {
-
-/// The driver functions that load and launch the compiler's PTX, found
-/// through the runtime (cudaGetDriverEntryPointByVersion): the executable
-/// links no libcuda, so it starts, and says what is missing, where no
-/// driver is installed.
-struct Driver {
-  CUresult (*moduleLoadDataEx)(CUmodule *, const void *, unsigned, CUjit_option *,
-                               void **) = nullptr;
-  CUresult (*moduleGetFunction)(CUfunction *, CUmodule, const char *) = nullptr;
-  CUresult (*launchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
-                           unsigned, unsigned, unsigned, CUstream, void **,
-                           void **) = nullptr;
-  CUresult (*moduleUnload)(CUmodule) = nullptr;
-
-  std::string load() {
-    auto get = [](const char *name, void **fn) -> std::string {
-      cudaDriverEntryPointQueryResult q;
-      if (cudaGetDriverEntryPointByVersion(name, fn, 12000, cudaEnableDefault, &q) !=
-              cudaSuccess ||
-          q != cudaDriverEntryPointSuccess || !*fn)
-        return std::string("the CUDA driver has no ") + name;
-      return "";
-    };
-    for (auto [name, fn] : {std::pair<const char *, void **>{
-                                "cuModuleLoadDataEx", reinterpret_cast<void **>(&moduleLoadDataEx)},
-                            {"cuModuleGetFunction", reinterpret_cast<void **>(&moduleGetFunction)},
-                            {"cuLaunchKernel", reinterpret_cast<void **>(&launchKernel)},
-                            {"cuModuleUnload", reinterpret_cast<void **>(&moduleUnload)}})
-      if (std::string e = get(name, fn); !e.empty())
-        return e;
-    return "";
-  }
-};
 
 class CudaExecutor final : public Executor {
 public:
@@ -184,7 +151,7 @@ public:
   };
   /// A fused_elementwise or fused_norm instruction's generated kernel.
   struct FusedKernel {
-    CUfunction fn;
+    int64_t kernel; ///< index into generated_
     int64_t n;
     int64_t normRows = 0; ///< > 0: a fused_norm over so many rows
   };
@@ -343,8 +310,7 @@ public:
   /// The 16-bit type of GEMM operands (gemmTakes16 modes), in which the
   /// tensors only GEMMs read are stored (LLMRT_CUDA_STORE16=0: in fp32).
   cuda::Half half_ = cuda::Half::Bf16;
-  Driver driver_;
-  CUmodule module_ = nullptr;
+  cuda::GeneratedKernels generated_;
   std::vector<FusedKernel> fusedFns_;
   struct AdamWBatch {
     std::vector<cuda::AdamWTensor> tensors;
@@ -371,8 +337,6 @@ CudaExecutor::~CudaExecutor() {
     cudaEventDestroy(mainMark_);
     cudaStreamDestroy(side_);
   }
-  if (module_)
-    driver_.moduleUnload(module_);
   cudaFree(arena_);
   cudaFree(workspace_);
   if (stream_)
@@ -708,47 +672,30 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
 
   // The compiler's kernels: one PTX module, JIT-compiled by the driver.
-  std::vector<CUfunction> entries;
   if (!p.gpuPtx.empty()) {
-    if (std::string e = ex->driver_.load(); !e.empty())
-      return absl::FailedPreconditionError(e);
-    std::string log(8192, '\0');
-    CUjit_option opts[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
-    void *vals[] = {log.data(), reinterpret_cast<void *>(log.size())};
-    if (CUresult rc = ex->driver_.moduleLoadDataEx(&ex->module_, p.gpuPtx.c_str(), 2,
-                                                    opts, vals);
-        rc != CUDA_SUCCESS)
-      return absl::InternalError(absl::StrCat(
-          "cuModuleLoadData of the program's PTX failed (CUresult ", rc, "): ",
-          log.c_str()));
-    for (const std::string &name : p.gpuEntries) {
-      CUfunction fn;
-      if (ex->driver_.moduleGetFunction(&fn, ex->module_, name.c_str()) != CUDA_SUCCESS)
-        return absl::InvalidArgumentError(
-            absl::StrCat("the program's PTX has no kernel '", name, "'"));
-      entries.push_back(fn);
-    }
-    ex->device_ += absl::StrCat(", ", entries.size(), " generated kernel",
-                                entries.size() == 1 ? "" : "s");
+    if (std::string e = ex->generated_.load(p.gpuPtx, p.gpuEntries); !e.empty())
+      return absl::InternalError(e);
+    ex->device_ += absl::StrCat(", ", p.gpuEntries.size(), " generated kernel",
+                                p.gpuEntries.size() == 1 ? "" : "s");
   }
 
   for (const FunctionDesc &f : p.functions) {
     std::vector<CudaExecutor::Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
       CudaExecutor::Resolved r{&inst, {}};
-      const bool norm = inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm);
-      if (norm || inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
+      if (isFusedGroup(inst.opcode)) {
+        const bool norm = inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm);
         FusedNormProgram fn;
-        FusedProgram &fp = fn.pro;
-        std::string why = norm ? fn.decode(inst.ints, inst.operands.size())
-                               : fp.decode(inst.ints, inst.operands.size());
-        if (why.empty() && (fp.kernel < 0 || fp.kernel >= static_cast<int64_t>(entries.size())))
+        const FusedProgram &fp = fn.pro;
+        std::string why = decodeFusedGroup(inst.opcode, inst.ints, inst.operands.size(), fn);
+        if (why.empty() &&
+            (fp.kernel < 0 || fp.kernel >= static_cast<int64_t>(ex->generated_.size())))
           why = "no generated GPU kernel (compile the program with --target cuda)";
         if (!why.empty())
           return absl::InvalidArgumentError(absl::StrCat(
               norm ? "fused_norm" : "fused_elementwise", " in '", f.name, "': ", why));
         r.fused = static_cast<int>(ex->fusedFns_.size());
-        ex->fusedFns_.push_back({entries[fp.kernel], fp.n, norm ? fn.rows : 0});
+        ex->fusedFns_.push_back({fp.kernel, fp.n, norm ? fn.rows : 0});
       }
       auto op = static_cast<Opcode>(inst.opcode);
       if (op == Opcode::Send || op == Opcode::Recv || op == Opcode::RecvStart)
@@ -1479,39 +1426,24 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::FusedElementwise: {
       // The compiler's kernel: a grid-stride loop, one pointer per operand.
       const FusedKernel &k = fusedFns_[r.fused];
-      std::vector<void *> args(r.ptrs.size());
-      for (size_t a = 0; a < r.ptrs.size(); ++a)
-        args[a] = const_cast<void **>(&r.ptrs[a]);
-      unsigned blocks = static_cast<unsigned>(
-          std::min<int64_t>((k.n + 255) / 256, 65535));
-      if (CUresult rc = driver_.launchKernel(k.fn, blocks, 1, 1, 256, 1, 1, 0, s,
-                                             args.data(), nullptr);
-          rc != CUDA_SUCCESS)
-        fatal(name, absl::StrCat("cuLaunchKernel: CUresult ", rc));
+      if (std::string e = generated_.launchElementwise(k.kernel, k.n, r.ptrs.data(),
+                                                       r.ptrs.size(), s);
+          !e.empty())
+        fatal(name, e);
       break;
     }
     case Opcode::FusedNorm: {
-      // The compiler's kernel: a warp a row, kFusedNormWarps rows a block;
-      // every operand's pointer, then its storage (0 fp32, 1 bf16, 2 fp16:
-      // the 16-bit plan's slots).
+      // The compiler's kernel: every operand's pointer, then its storage
+      // (0 fp32, 1 bf16, 2 fp16: the 16-bit plan's slots).
       const FusedKernel &k = fusedFns_[r.fused];
       const size_t K = r.ptrs.size();
-      std::vector<int32_t> codes(K, 0);
+      int32_t codes[64 + 64 + 1] = {};
       for (size_t a = 0; a < K && a < 32; ++a)
         if (r.half16 >> a & 1u)
           codes[a] = half_ == cuda::Half::Bf16 ? 1 : 2;
-      std::vector<void *> args(2 * K);
-      for (size_t a = 0; a < K; ++a) {
-        args[a] = const_cast<void **>(&r.ptrs[a]);
-        args[K + a] = &codes[a];
-      }
-      const auto blocks = static_cast<unsigned>((k.normRows + kFusedNormWarps - 1) /
-                                                kFusedNormWarps);
-      if (CUresult rc = driver_.launchKernel(k.fn, blocks, 1, 1,
-                                             static_cast<unsigned>(32 * kFusedNormWarps), 1,
-                                             1, 0, s, args.data(), nullptr);
-          rc != CUDA_SUCCESS)
-        fatal(name, absl::StrCat("cuLaunchKernel: CUresult ", rc));
+      if (std::string e = generated_.launchNorm(k.kernel, k.normRows, r.ptrs.data(), codes, K, s);
+          !e.empty())
+        fatal(name, e);
       break;
     }
     case Opcode::AdamW:
