@@ -481,8 +481,10 @@ void buildKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
 /// 1 bf16, 2 fp16: the runtime's 16-bit storage) after all the pointers.
 /// Per row: pass 1 computes the prologue, stores its outputs and sums x (or
 /// x^2); a layer norm's pass 2 sums (x - mean)^2; the last pass writes y.
-/// Passes after the first read x back from its output where the group
-/// stores it (this thread's own store), else recompute it from the inputs.
+/// Where C is a multiple of 32 up to 1024 the passes are unrolled and x
+/// stays in registers; otherwise the passes after the first read x back
+/// from its output where the group stores it (this thread's own store),
+/// else recompute it from the inputs.
 void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
                      StringRef name, const FusedNormProgram &fn, double eps) {
   const FusedProgram &fp = fn.pro;
@@ -596,39 +598,60 @@ void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
   auto guardIf = scf::IfOp::create(b, loc, TypeRange{}, inRange, false);
   b.setInsertionPointToStart(guardIf.thenBlock());
   Value base = arith::MulIOp::create(b, loc, row, cst(fn.C));
-  auto columns = [&](Value init, const std::function<Value(Value, Value, Value)> &fnBody) {
+  // The row's columns lane, lane + 32, ...: body(e, c, j, acc), j the
+  // column's index among the lane's where they are unrolled (C a multiple
+  // of 32, at most kMaxUnrolled a lane: x stays in registers between the
+  // passes), else -1 in an scf.for.
+  constexpr int64_t kMaxUnrolled = 32;
+  const int64_t J = fn.C % 32 == 0 && fn.C / 32 <= kMaxUnrolled ? fn.C / 32 : 0;
+  using Body = std::function<Value(Value, Value, int64_t, Value)>;
+  auto columns = [&](Value init, const Body &fnBody) -> Value {
+    if (J) {
+      Value acc = init;
+      for (int64_t j = 0; j < J; ++j) {
+        Value c = arith::AddIOp::create(b, loc, lane, cst(32 * j));
+        Value next = fnBody(arith::AddIOp::create(b, loc, base, c), c, j, acc);
+        if (init)
+          acc = next;
+      }
+      return acc;
+    }
     auto loop = scf::ForOp::create(b, loc, lane, cst(fn.C), cst(32),
                                    init ? ValueRange{init} : ValueRange{});
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(loop.getBody());
     Value c = loop.getInductionVar();
     Value e = arith::AddIOp::create(b, loc, base, c);
-    Value next = fnBody(e, c, init ? loop.getRegionIterArgs()[0] : Value());
+    Value next = fnBody(e, c, -1, init ? loop.getRegionIterArgs()[0] : Value());
     if (init)
       scf::YieldOp::create(b, loc, next);
     return init ? loop.getResult(0) : Value();
   };
+  SmallVector<Value> xs; // unrolled: x at the lane's column j
+  auto xOf = [&](Value e, int64_t j) { return j >= 0 ? xs[j] : xAt(e); };
   const bool layer = fn.kind == FusedNormProgram::Layer;
   // Divided by C, as the runtime's norm kernels do (not times 1/C).
   Value cf = f(static_cast<double>(fn.C));
   auto div = [&](Value x, Value y) { return arith::DivFOp::create(b, loc, x, y); };
-  Value s1 = warpSum(columns(f(0.0), [&](Value e, Value, Value acc) {
+  Value s1 = warpSum(columns(f(0.0), [&](Value e, Value, int64_t j, Value acc) {
     Value x = prologue(e, true);
+    if (j >= 0)
+      xs.push_back(x);
     return add(acc, layer ? x : mul(x, x));
   }));
   Value mean, rstd;
   if (layer) {
     mean = div(s1, cf);
-    Value s2 = warpSum(columns(f(0.0), [&](Value e, Value, Value acc) {
-      Value d = sub(xAt(e), mean);
+    Value s2 = warpSum(columns(f(0.0), [&](Value e, Value, int64_t j, Value acc) {
+      Value d = sub(xOf(e, j), mean);
       return add(acc, mul(d, d));
     }));
     rstd = math::RsqrtOp::create(b, loc, add(div(s2, cf), f(eps)));
   } else {
     rstd = math::RsqrtOp::create(b, loc, add(div(s1, cf), f(eps)));
   }
-  columns(Value(), [&](Value e, Value c, Value) {
-    Value x = xAt(e);
+  columns(Value(), [&](Value e, Value c, int64_t j, Value) {
+    Value x = xOf(e, j);
     Value t = mul(layer ? sub(x, mean) : x, rstd);
     Value yv = mul(t, load(fn.w, c));
     if (layer)

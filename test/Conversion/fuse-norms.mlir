@@ -11,7 +11,8 @@
 // GPT-2's block: x1 = x + proj, h = layer_norm(x1); x1 stays (the next
 // residual add reads it), the norm's weight and bias join as C-element
 // inputs. The second add and the final norm are the same program: one
-// generated kernel for both.
+// generated kernel for both. C = 32: the kernel's passes are unrolled (x
+// in registers), no loop.
 // CHECK-LABEL: func.func @residual
 // CHECK: %[[X:.*]] = llmrt.buffer "" {offset = 0
 // CHECK-NEXT: %[[P:.*]] = llmrt.buffer "" {offset = 512
@@ -33,15 +34,14 @@
 // GPU: gpu.module @llm_kernels
 // GPU: gpu.func @fused_norm_0(%{{.*}}: memref<512xi8>, %{{.*}}: memref<512xi8>, %{{.*}}: memref<128xi8>, %{{.*}}: memref<128xi8>, %{{.*}}: memref<512xi8>, %{{.*}}: memref<512xi8>, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32, %{{.*}}: i32) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // GPU: memref.view %{{.*}} : memref<512xi8> to memref<128xbf16>
-// GPU: scf.for
+// GPU-NOT: scf.for
 // GPU: arith.extf %{{.*}} : bf16 to f32
 // GPU: arith.addf
 // GPU: arith.truncf %{{.*}} : f32 to f16
 // GPU-COUNT-5: gpu.shuffle  xor
-// GPU: scf.for
 // GPU-COUNT-5: gpu.shuffle  xor
 // GPU: math.rsqrt
-// GPU: scf.for
+// GPU-NOT: scf.for
 // GPU-NOT: gpu.func
 // GPU: // -----
 module attributes {llmrt.arena_bytes = 8192 : i64} {
@@ -118,6 +118,37 @@ module attributes {llmrt.arena_bytes = 8192 : i64} {
     llmrt.kernel "layer_norm_fwd"(%h, %w, %b, %o) {ints = array<i64: 4, 32>, floats = array<f64: 1.0e-05>} : memref<4x32xf32>, memref<32xf32>, memref<32xf32>, memref<4x32xf32>
     llmrt.kernel "linear_fwd"(%x, %fw, %p) {ints = array<i64: 4, 32, 32, 0>, floats = array<f64>} : memref<4x32xf32>, memref<32x32xf32>, memref<4x32xf32>
     llmrt.kernel "layer_norm_fwd"(%p, %w, %b, %h) {ints = array<i64: 4, 32>, floats = array<f64: 1.0e-05>} : memref<4x32xf32>, memref<32xf32>, memref<32xf32>, memref<4x32xf32>
+    return
+  }
+}
+
+// -----
+
+// A row of 40 (not a multiple of 32): the kernel's passes loop over the
+// lane's columns, and the last reads x back from the group's output.
+// CHECK-LABEL: func.func @loop
+// CHECK: llmrt.kernel "fused_norm"
+// CHECK-NEXT: llmrt.kernel "linear_fwd"
+// CHECK-NEXT: return
+// GPU-LABEL: func.func @loop
+// GPU: gpu.func @fused_norm_0
+// GPU: scf.for
+// GPU: memref.store
+// GPU-COUNT-5: gpu.shuffle  xor
+// GPU: math.rsqrt
+// GPU: scf.for
+// GPU: memref.load
+// GPU-NOT: gpu.func
+module attributes {llmrt.arena_bytes = 8192 : i64} {
+  func.func @loop() {
+    %x = llmrt.buffer "" {offset = 0 : i64, role = "temp"} : memref<2x40xf32>
+    %p = llmrt.buffer "" {offset = 512 : i64, role = "temp"} : memref<2x40xf32>
+    %w = llmrt.buffer "norm.w" {offset = 4096 : i64, role = "param"} : memref<40xf32>
+    %x1 = llmrt.buffer "" {offset = 1024 : i64, role = "temp"} : memref<2x40xf32>
+    %y = llmrt.buffer "" {offset = 1536 : i64, role = "temp"} : memref<2x40xf32>
+    llmrt.kernel "add"(%x, %p, %x1) {ints = array<i64: 80, 80>, floats = array<f64>} : memref<2x40xf32>, memref<2x40xf32>, memref<2x40xf32>
+    llmrt.kernel "rms_norm_fwd"(%x1, %w, %y) {ints = array<i64: 2, 40>, floats = array<f64: 1.0e-06>} : memref<2x40xf32>, memref<40xf32>, memref<2x40xf32>
+    llmrt.kernel "linear_fwd"(%x1, %w, %p) {ints = array<i64: 1, 80, 1, 0>, floats = array<f64>} : memref<2x40xf32>, memref<40xf32>, memref<2x40xf32>
     return
   }
 }
