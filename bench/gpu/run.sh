@@ -62,17 +62,20 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   "$py" "$root/python/llm_ref/train_ref.py" --config "$cfg" --layers 2 --batch 4 --seq 64 \
     --data "$bundle/data/train.bin" --init "$init" --log "$ref" --threads 4 "${hyper[@]}" \
     > "$out/$model.ref.txt" 2>&1 || { echo "$model: the PyTorch reference failed"; tail -3 "$out/$model.ref.txt"; status=1; continue; }
-  # bf16+fused: bf16 GEMMs with the residual adds fused, the 8-warp
-  # attention kernels, the loss's forward in its backward and the weight
-  # gradients on a second stream (LLMRT_CUDA_FUSE_ADD=1,
-  # LLMRT_CUDA_ATTN_FWD8=1, LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_LOSS_FUSED=1,
-  # LLMRT_CUDA_WGRAD_STREAM=1, and the forward's adds in the layer norms,
-  # LLMRT_CUDA_FUSE_ADD_NORM=1; 16-bit attention operands and the GELUs in
-  # the GEMMs' epilogues are the default).
+  # The default switches but two: fp32, bf16 and fp16 run with the
+  # residual adds and the loss apart (LLMRT_CUDA_FUSE_ADD=0,
+  # LLMRT_CUDA_LOSS_FUSED=0); bf16+fused with them, and with the 8-warp
+  # attention kernels, the weight gradients on a second stream and the
+  # forward's adds in the layer norms (LLMRT_CUDA_ATTN_FWD8=1,
+  # LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_WGRAD_STREAM=1,
+  # LLMRT_CUDA_FUSE_ADD_NORM=1). The cp.async attention kernels, 16-bit
+  # attention operands and the GELUs in the GEMMs' epilogues are the
+  # default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
   # compiler's generated add + norm kernels; fp32 operands, then 16-bit).
   for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms; do
     log=$out/$model-$mode.jsonl
+    rm -f "$log"
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
     exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
     LLMRT_CUDA_GEMM=${mode%+*} LLMRT_CUDA_FUSE_ADD=$on \
@@ -167,25 +170,23 @@ echo "-- variants of ours (12 steps each; median step after 4; losses against th
 # name | environment | executable (gpt2-copies.exe: compiled with
 # --attention-column-views=false; gpt2-fusenorms.exe: with --fuse-norms).
 variants=("default||gpt2.exe"
-  "residual adds fused|LLMRT_CUDA_FUSE_ADD=1|gpt2.exe"
+  "residual adds apart|LLMRT_CUDA_FUSE_ADD=0|gpt2.exe"
   "adds in layer norms|LLMRT_CUDA_FUSE_ADD_NORM=1|gpt2.exe"
-  "adds in layer norms + fused|LLMRT_CUDA_FUSE_ADD_NORM=1 LLMRT_CUDA_FUSE_ADD=1|gpt2.exe"
   "GELU apart from the GEMMs|LLMRT_CUDA_FUSE_GELU=0|gpt2.exe"
   "attention I/O fp32|LLMRT_CUDA_ATTN16=0|gpt2.exe"
   "q/k/v column copies (compiler)||gpt2-copies.exe"
   "add + norm kernels (compiler)||gpt2-fusenorms.exe"
-  "attention forward 8 warps|LLMRT_CUDA_ATTN_FWD8=1|gpt2.exe"
+  "attention forward 8 warps|LLMRT_CUDA_ATTN_FWD8=1 LLMRT_CUDA_ATTN_ASYNC=0|gpt2.exe"
   "attention backward 8 warps|LLMRT_CUDA_ATTN_BWD8=1|gpt2.exe"
-  "attention forward cp.async|LLMRT_CUDA_ATTN_ASYNC=1|gpt2.exe"
+  "attention forward registers|LLMRT_CUDA_ATTN_ASYNC=0|gpt2.exe"
+  "attention fwd cp.async 3 blocks|LLMRT_CUDA_ATTN_ASYNC=1|gpt2.exe"
   "attention fwd cp.async 4 blocks|LLMRT_CUDA_ATTN_ASYNC=2|gpt2.exe"
-  "attention fwd cp.async 32 rows|LLMRT_CUDA_ATTN_ASYNC=3|gpt2.exe"
-  "attention bwd cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=1|gpt2.exe"
-  "attention bwd cp.async 8 warps|LLMRT_CUDA_ATTN_BWD_ASYNC=1 LLMRT_CUDA_ATTN_BWD8=1|gpt2.exe"
+  "attention bwd without cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=0|gpt2.exe"
   "weight gradients side stream|LLMRT_CUDA_WGRAD_STREAM=1|gpt2.exe"
-  "loss forward in its backward|LLMRT_CUDA_LOSS_FUSED=1|gpt2.exe"
+  "loss forward apart|LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
-  "wide attention + fused loss|LLMRT_CUDA_ATTN_FWD8=1 LLMRT_CUDA_ATTN_BWD8=1 LLMRT_CUDA_LOSS_FUSED=1|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
+  "session 7's defaults|LLMRT_CUDA_ATTN_ASYNC=0 LLMRT_CUDA_ATTN_BWD_ASYNC=0 LLMRT_CUDA_FUSE_ADD=0 LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
   "activations fp32|LLMRT_CUDA_ACT16=0|gpt2.exe"
   "GEMM operands stored fp32|LLMRT_CUDA_STORE16=0|gpt2.exe"
   "lse recomputed (runtime)|LLMRT_CUDA_ATTN_LSE=0|gpt2.exe"

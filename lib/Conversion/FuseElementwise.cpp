@@ -530,8 +530,15 @@ void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
     Value cv = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(c));
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, code(k), cv);
   };
-  // A load or store by the operand's code: fp32, else bf16, else fp16.
+  // Each operand's storage where a body knows it (0 fp32, 1 bf16, 2 fp16),
+  // or -1: by its code at run time.
+  SmallVector<int> known(K, -1);
+  // A load or store by the operand's storage: fp32, else bf16, else fp16.
   auto load = [&](int64_t k, Value idx) -> Value {
+    if (known[k] >= 0) {
+      Value v = memref::LoadOp::create(b, loc, views[k][known[k]], ValueRange{idx});
+      return known[k] ? arith::ExtFOp::create(b, loc, f32, v).getResult() : v;
+    }
     auto outer = scf::IfOp::create(b, loc, TypeRange{f32}, isCode(k, 0), true);
     {
       OpBuilder::InsertionGuard g(b);
@@ -550,6 +557,12 @@ void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
     return outer.getResult(0);
   };
   auto store = [&](int64_t k, Value idx, Value v) {
+    if (known[k] >= 0) {
+      Type ht = known[k] == 1 ? Type(b.getBF16Type()) : Type(b.getF16Type());
+      memref::StoreOp::create(b, loc, known[k] ? arith::TruncFOp::create(b, loc, ht, v) : v,
+                              views[k][known[k]], ValueRange{idx});
+      return;
+    }
     auto outer = scf::IfOp::create(b, loc, TypeRange{}, isCode(k, 0), true);
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(outer.thenBlock());
@@ -598,6 +611,7 @@ void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
   auto guardIf = scf::IfOp::create(b, loc, TypeRange{}, inRange, false);
   b.setInsertionPointToStart(guardIf.thenBlock());
   Value base = arith::MulIOp::create(b, loc, row, cst(fn.C));
+  auto emitRow = [&]() {
   // The row's columns lane, lane + 32, ...: body(e, c, j, acc), j the
   // column's index among the lane's where they are unrolled (C a multiple
   // of 32, at most kMaxUnrolled a lane: x stays in registers between the
@@ -659,6 +673,60 @@ void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
     store(K - 1, e, yv);
     return Value();
   });
+  };
+  // The storage of the operands the runtime may store 16-bit (the row
+  // inputs and y, Store16's slots) is known per body: a body per bf16
+  // subset of them (up to 3 of them: 8 bodies), chosen once by the codes;
+  // any other combination (fp16, more operands) takes the body that
+  // branches on each operand's code.
+  SmallVector<int64_t> eligible;
+  for (int64_t i = 0; i < I; ++i)
+    if (fp.nb[i] == fp.n)
+      eligible.push_back(i);
+  eligible.push_back(K - 1);
+  if (eligible.size() > 3) {
+    emitRow();
+  } else {
+    const int64_t cases = int64_t(1) << eligible.size();
+    auto i32c = [&](int32_t v) {
+      return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v)).getResult();
+    };
+    // sel: bit i for eligible operand i in bf16; `cases` where a code is
+    // anything else (an fp16 operand, a 16-bit operand not eligible).
+    Value sel = i32c(0), other = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
+    for (int64_t k = 0; k < K; ++k) {
+      auto pos = llvm::find(eligible, k);
+      if (pos == eligible.end()) {
+        other = arith::OrIOp::create(
+            b, loc, other,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, code(k), i32c(0)));
+        continue;
+      }
+      const int32_t bit = int32_t(1) << (pos - eligible.begin());
+      sel = arith::OrIOp::create(
+          b, loc, sel, arith::SelectOp::create(b, loc, isCode(k, 1), i32c(bit), i32c(0)));
+      other = arith::OrIOp::create(
+          b, loc, other, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, code(k), i32c(1)));
+    }
+    sel = arith::SelectOp::create(b, loc, other, i32c(static_cast<int32_t>(cases)), sel);
+    Value idx = arith::IndexCastOp::create(b, loc, b.getIndexType(), sel);
+    SmallVector<int64_t> caseValues;
+    for (int64_t c = 0; c < cases; ++c)
+      caseValues.push_back(c);
+    auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{}, idx, caseValues,
+                                         static_cast<unsigned>(cases));
+    for (int64_t c = 0; c <= cases; ++c) {
+      Region &region = c < cases ? sw.getCaseRegions()[c] : sw.getDefaultRegion();
+      OpBuilder::InsertionGuard g(b);
+      b.createBlock(&region);
+      for (int64_t k = 0; k < K; ++k)
+        known[k] = c < cases ? 0 : -1;
+      for (size_t i = 0; c < cases && i < eligible.size(); ++i)
+        known[eligible[i]] = (c >> i & 1) ? 1 : 0;
+      emitRow();
+      scf::YieldOp::create(b, loc);
+    }
+  }
   b.setInsertionPointToEnd(&body);
   gpu::ReturnOp::create(b, loc);
 }

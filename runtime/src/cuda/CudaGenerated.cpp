@@ -75,6 +75,10 @@ std::string GeneratedKernels::load(const std::string &ptx,
                                    const std::vector<std::string> &entries) {
   if (std::string e = impl_->driver.load(); !e.empty())
     return e;
+  // The driver loads into the current context: the runtime's primary one,
+  // which no runtime call may have created yet.
+  if (cudaError_t e = cudaFree(nullptr); e != cudaSuccess)
+    return std::string("no CUDA context for the program's PTX: ") + cudaGetErrorString(e);
   std::string log(8192, '\0');
   CUjit_option opts[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
   void *vals[] = {log.data(), reinterpret_cast<void *>(log.size())};
