@@ -117,6 +117,7 @@ void compare(const std::string &name, const std::vector<float> &ref,
 constexpr double kTol = 1e-4;
 
 float from16(uint16_t v, cuda::Half h);
+uint16_t to16(float f, cuda::Half h);
 
 /// A cuBLAS handle for the GEMM checks, or the reason it failed and exit.
 cuda::Blas *blasOrExit(cuda::GemmMode mode) {
@@ -276,6 +277,29 @@ float from16(uint16_t v, cuda::Half h) {
   if (e == 31)
     return m ? std::numeric_limits<float>::quiet_NaN() : sign * INFINITY;
   return sign * std::ldexp(static_cast<float>(m + 1024), e - 25);
+}
+
+/// A float rounded to the 16-bit type `h` (nearest even), as its bits.
+uint16_t to16(float f, cuda::Half h) {
+  if (h == cuda::Half::Bf16) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+  }
+  // fp16 by way of the nearest representable value (inputs here are small).
+  const float a = std::fabs(f);
+  uint16_t sign = f < 0 ? 0x8000 : 0;
+  if (a < std::ldexp(1.0f, -14)) // subnormal: steps of 2^-24
+    return sign | static_cast<uint16_t>(std::nearbyint(std::ldexp(a, 24)));
+  int e;
+  float m = std::frexp(a, &e); // a = m 2^e, m in [0.5, 1)
+  int q = static_cast<int>(std::nearbyint(std::ldexp(m, 11))); // 11 significant bits
+  if (q == 2048) {
+    q = 1024;
+    ++e;
+  }
+  return sign | static_cast<uint16_t>(((e + 14) << 10) | (q - 1024));
 }
 
 /// The kernels that read 16-bit activations (GEMM outputs stored 16-bit)
@@ -1135,6 +1159,34 @@ void checkPaddedLoss(Rng &rng, int64_t rows, int64_t V, int64_t valid,
     compare("cross_entropy fused, gradient" + sz,
             std::vector<float>(got.begin() + offset, got.end()),
             std::vector<float>(fused.begin() + offset, fused.end()), 0);
+    // The fused loss with each 16-bit row in shared memory
+    // (LLMRT_CUDA_LOSS_SMEM): against the two-pass kernel on the same
+    // 16-bit logits, the loss within the last bits of the statistics and
+    // the 16-bit gradient within one rounding step.
+    if (V % 8 == 0 && offset == 0)
+      for (cuda::Half h16 : {cuda::Half::Bf16, cuda::Half::Fp16}) {
+        std::vector<float> lh = L.host();
+        std::vector<uint16_t> bits(lh.size());
+        for (size_t i = 0; i < lh.size(); ++i)
+          bits[i] = to16(lh[i], h16);
+        Dev<uint16_t> L16(bits), D16a(lh.size()), D16b(lh.size());
+        Dev<float> LA(1), LB(1);
+        cuda::crossEntropyFusedT({L16.p, true}, TG.p, LA.p, {D16a.p, true}, rows, V, valid,
+                                 dloss, RS.p, h16, nullptr, false);
+        cuda::crossEntropyFusedT({L16.p, true}, TG.p, LB.p, {D16b.p, true}, rows, V, valid,
+                                 dloss, RS.p, h16, nullptr, true);
+        std::vector<uint16_t> a = D16a.host(), b = D16b.host();
+        std::vector<float> fa(a.size()), fb(b.size());
+        for (size_t i = 0; i < a.size(); ++i) {
+          fa[i] = from16(a[i], h16);
+          fb[i] = from16(b[i], h16);
+        }
+        const std::string tag = h16 == cuda::Half::Bf16 ? " bf16" : " fp16";
+        compare("cross_entropy fused, row in shared memory, loss" + tag + sz, LA.host(),
+                LB.host(), 1e-6);
+        compare("cross_entropy fused, row in shared memory, gradient" + tag + sz, fa, fb,
+                h16 == cuda::Half::Bf16 ? 8e-3 : 1e-3);
+      }
   }
   if (!dlPad.empty())
     compare("cross_entropy_bwd padding (zero)" + sz,
@@ -1220,29 +1272,6 @@ void checkLossAndOptimizer(Rng &rng) {
 }
 
 } // namespace
-
-/// A float rounded to the 16-bit type `h` (nearest even), as its bits.
-uint16_t to16(float f, cuda::Half h) {
-  if (h == cuda::Half::Bf16) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-  }
-  // fp16 by way of the nearest representable value (inputs here are small).
-  const float a = std::fabs(f);
-  uint16_t sign = f < 0 ? 0x8000 : 0;
-  if (a < std::ldexp(1.0f, -14)) // subnormal: steps of 2^-24
-    return sign | static_cast<uint16_t>(std::nearbyint(std::ldexp(a, 24)));
-  int e;
-  float m = std::frexp(a, &e); // a = m 2^e, m in [0.5, 1)
-  int q = static_cast<int>(std::nearbyint(std::ldexp(m, 11))); // 11 significant bits
-  if (q == 2048) {
-    q = 1024;
-    ++e;
-  }
-  return sign | static_cast<uint16_t>(((e + 14) << 10) | (q - 1024));
-}
 
 /// The compiler's generated kernels (llm-fuse-elementwise's groups) of the
 /// program embedded in `exe`: each kernel's first instruction on random

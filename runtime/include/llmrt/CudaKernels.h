@@ -161,9 +161,12 @@ void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
 /// The loss's forward and backward in one pass over the logits (a
 /// forward whose loss nothing reads before its backward; rowScratch: rows
 /// floats): crossEntropyFwdT's loss and crossEntropyBwdT's dlogits.
+/// rowInShared: where the logits and gradient are 16-bit (V % 8 == 0,
+/// 16-byte aligned), each row is held in shared memory and read from
+/// memory once, not twice.
 void crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
                         int64_t rows, int64_t V, int64_t valid, float dloss,
-                        float *rowScratch, Half h, cudaStream_t s);
+                        float *rowScratch, Half h, cudaStream_t s, bool rowInShared = false);
 /// A column copy with either side 16-bit (a 16-bit destination: the
 /// columns of a tensor that copies assemble whole).
 void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,

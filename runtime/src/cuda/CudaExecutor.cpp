@@ -40,7 +40,8 @@
 // with cp.async tiles, 3 (4) blocks an SM (3: 32 queries a warp),
 // LLMRT_CUDA_ATTN_BWD_ASYNC=1 (the default) its backward's query tiles;
 // LLMRT_CUDA_LOSS_FUSED=1 (the default) does the loss's forward in its
-// backward's pass.
+// backward's pass; LLMRT_CUDA_LOSS_SMEM=1 holds its 16-bit rows of logits
+// in shared memory there (read once).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
 //
@@ -221,6 +222,9 @@ public:
   int fusedGelus_ = 0;
   float *lossStats_ = nullptr; ///< 2 x rows: a loss forward's row statistics
   bool lossFused_ = true;      ///< LLMRT_CUDA_LOSS_FUSED (default 1)
+  /// LLMRT_CUDA_LOSS_SMEM=1: the fused loss holds each 16-bit row of
+  /// logits in shared memory (read from memory once, not twice).
+  bool lossRowShared_ = false;
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
@@ -394,7 +398,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
-      {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'}};
+      {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
+      {"LLMRT_CUDA_LOSS_SMEM", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
@@ -662,6 +667,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->fuseAddNorm_ = switchOn("LLMRT_CUDA_FUSE_ADD_NORM", false);
   ex->fuseGelu_ = switchOn("LLMRT_CUDA_FUSE_GELU", true);
   ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", true); // 40.7 against 41.1
+  ex->lossRowShared_ = switchOn("LLMRT_CUDA_LOSS_SMEM", false);
   if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
     // The lowest priority: the main stream's kernels go first where both
     // wait for SMs.
@@ -1271,7 +1277,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::CrossEntropyBwd:
       if (r.lossOut)
         cuda::crossEntropyFusedT(arg(0), I(p[1]), r.lossOut, res(2), n[0], n[1], n[1],
-                                 static_cast<float>(lossScale_), rowScratch_, half_, s);
+                                 static_cast<float>(lossScale_), rowScratch_, half_, s,
+                                 lossRowShared_);
       else
         cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], n[1],
                                static_cast<float>(lossScale_), half_, s,
@@ -1292,7 +1299,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                                  rowScratch_, half_, s, r.lossStats ? lossStats_ : nullptr);
         else if (r.lossOut)
           cuda::crossEntropyFusedT(arg(0), I(p[1]), r.lossOut, res(2), n[0], n[1], valid,
-                                   static_cast<float>(lossScale_), rowScratch_, half_, s);
+                                   static_cast<float>(lossScale_), rowScratch_, half_, s,
+                                 lossRowShared_);
         else
           cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], valid,
                                  static_cast<float>(lossScale_), half_, s,

@@ -868,6 +868,30 @@ __device__ __forceinline__ void pushMaxSum(MaxSum &st, float x) {
   }
 }
 
+/// Every thread's (m, s) merged over the block (warp shuffles, then one
+/// value per warp in `scratch`); every thread gets the result. Starts and
+/// ends with a barrier.
+__device__ MaxSum blockMergeMaxSum(MaxSum st, MaxSum *scratch) {
+  for (int o = 16; o > 0; o >>= 1) {
+    MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
+                 __shfl_xor_sync(0xffffffffu, st.s, o)};
+    st = mergeMaxSum(st, other);
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32,
+            warps = blockDim.x / 32;
+  __syncthreads(); // scratch may still be read from a previous reduction
+  if (lane == 0)
+    scratch[warp] = st;
+  __syncthreads();
+  st = lane < warps ? scratch[lane] : MaxSum{-INFINITY, 0.0f};
+  for (int o = 16; o > 0; o >>= 1) {
+    MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
+                 __shfl_xor_sync(0xffffffffu, st.s, o)};
+    st = mergeMaxSum(st, other);
+  }
+  return st;
+}
+
 /// Block level, one pass: the maximum of row x[0, valid) (of a row of V)
 /// and the sum of exp(x - max), each thread keeping its own (m, s) and the
 /// block merging them (warp shuffles, then one value per warp in
@@ -891,24 +915,7 @@ __device__ MaxSum rowMaxSumExp(const T *x, int64_t V, int64_t valid,
   }
   for (int64_t j = head + threadIdx.x; j < valid; j += blockDim.x)
     pushMaxSum(st, get(x + j));
-  for (int o = 16; o > 0; o >>= 1) {
-    MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
-                 __shfl_xor_sync(0xffffffffu, st.s, o)};
-    st = mergeMaxSum(st, other);
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32,
-            warps = blockDim.x / 32;
-  __syncthreads(); // scratch may still be read from a previous reduction
-  if (lane == 0)
-    scratch[warp] = st;
-  __syncthreads();
-  st = lane < warps ? scratch[lane] : MaxSum{-INFINITY, 0.0f};
-  for (int o = 16; o > 0; o >>= 1) {
-    MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
-                 __shfl_xor_sync(0xffffffffu, st.s, o)};
-    st = mergeMaxSum(st, other);
-  }
-  return st;
+  return blockMergeMaxSum(st, scratch);
 }
 
 /// One block per row: loss_r = logsumexp(x_r[0, valid)) - x_r[t_r]. The
@@ -978,6 +985,83 @@ __global__ void crossEntropyBwdK(const InT *logits, const int32_t *targets,
   }
   for (int64_t j = head + threadIdx.x; j < V; j += blockDim.x)
     put(dx + j, grad(j, get(x + j)));
+}
+
+/// Eight 16-bit values (a 16-byte vector) as floats, and back (rounded to
+/// nearest even, as put does).
+__device__ __forceinline__ void unpack8(uint4 u, float f[8], const __nv_bfloat16 *) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    f[2 * k] = __uint_as_float(w[k] << 16);
+    f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void unpack8(uint4 u, float f[8], const __half *) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 v = __half22float2(*reinterpret_cast<const __half2 *>(&w[k]));
+    f[2 * k] = v.x;
+    f[2 * k + 1] = v.y;
+  }
+}
+__device__ __forceinline__ uint32_t pack2(float a, float b, const __nv_bfloat16 *) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t *>(&h);
+}
+__device__ __forceinline__ uint32_t pack2(float a, float b, const __half *) {
+  const __half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<const uint32_t *>(&h);
+}
+template <typename T> __device__ __forceinline__ uint4 pack8(const float f[8], const T *tag) {
+  return make_uint4(pack2(f[0], f[1], tag), pack2(f[2], f[3], tag), pack2(f[4], f[5], tag),
+                    pack2(f[6], f[7], tag));
+}
+
+/// The fused loss (crossEntropyBwdK with rowLoss, no kept statistics) for
+/// 16-bit logits and gradient with the row held in shared memory: the
+/// logits are read from memory once (the first pass copies the row there
+/// by 16-byte vectors while it takes the row's max and sum), where the
+/// other kernel reads them twice. V a multiple of 8, both tensors 16-byte
+/// aligned; V x 2 bytes of dynamic shared memory (GPT-2's 50304: 98 KB,
+/// two blocks an SM). dlogits may be the logits' own bytes.
+template <typename T>
+__global__ void __launch_bounds__(512, 2)
+    crossEntropyFusedRowK(const T *logits, const int32_t *targets, T *dlogits, int64_t V,
+                          int64_t valid, float invRows, float *rowLoss) {
+  extern __shared__ uint4 rowS[];
+  __shared__ MaxSum scratch[32];
+  const int64_t r = blockIdx.x, n8 = V / 8;
+  const uint4 *x = reinterpret_cast<const uint4 *>(logits + r * V);
+  MaxSum st{-INFINITY, 0.0f};
+#pragma unroll 4
+  for (int64_t j = threadIdx.x; j < n8; j += blockDim.x) {
+    const uint4 u = x[j];
+    rowS[j] = u;
+    float f[8];
+    unpack8(u, f, logits);
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+      if (8 * j + k < valid)
+        pushMaxSum(st, f[k]);
+  }
+  st = blockMergeMaxSum(st, scratch); // its barriers publish rowS too
+  const float mx = st.m, scale = invRows / st.s;
+  const int64_t t = targets[r];
+  if (threadIdx.x == 0)
+    rowLoss[r] = logf(st.s) + st.m - get(reinterpret_cast<const T *>(rowS) + t);
+  uint4 *dx = reinterpret_cast<uint4 *>(dlogits + r * V);
+  for (int64_t j = threadIdx.x; j < n8; j += blockDim.x) {
+    float f[8];
+    unpack8(rowS[j], f, logits);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int64_t c = 8 * j + k;
+      f[k] = c < valid ? expf(f[k] - mx) * scale - (c == t ? invRows : 0.0f) : 0.0f;
+    }
+    dx[j] = pack8(f, logits);
+  }
 }
 
 /// One block per row: stats[r] = max over this rank's slice.
@@ -1517,12 +1601,44 @@ void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
     });
   });
 }
+/// crossEntropyFusedRowK where it applies (16-bit logits and gradient of
+/// the same type, V % 8 == 0, 16-byte aligned, the device grants the
+/// shared memory); false where it does not.
+template <typename InT, typename OutT>
+bool crossEntropyFusedRow(const InT *logits, const int32_t *targets, OutT *dlogits,
+                          int64_t rows, int64_t V, int64_t valid, float dloss, float *rowLoss,
+                          cudaStream_t s) {
+  using T = InT;
+  constexpr bool k16 = std::is_same_v<InT, OutT> && (std::is_same_v<T, __nv_bfloat16> ||
+                                                     std::is_same_v<T, __half>);
+  if constexpr (!k16) {
+    return false; // fp32, or mixed types: the two-pass kernel
+  } else {
+    const size_t bytes = static_cast<size_t>(V) * sizeof(T);
+    auto a16 = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    if (V % 8 != 0 || !a16(logits) || !a16(dlogits) || bytes > 200 * 1024)
+      return false;
+    const void *kernel = reinterpret_cast<const void *>(crossEntropyFusedRowK<T>);
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes)) != cudaSuccess) {
+      cudaGetLastError(); // the device refused: the other kernel
+      return false;
+    }
+    crossEntropyFusedRowK<T><<<static_cast<unsigned>(rows), 512, bytes, s>>>(
+        logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
+        dloss / static_cast<float>(rows), rowLoss);
+    return true;
+  }
+}
+
 void crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
                         int64_t rows, int64_t V, int64_t valid, float dloss,
-                        float *rowScratch, Half h, cudaStream_t s) {
+                        float *rowScratch, Half h, cudaStream_t s, bool rowInShared) {
   typed(logits, h, [&](auto *l) {
     typed(dlogits, h, [&](auto *d) {
-      crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s, nullptr, rowScratch);
+      if (!rowInShared ||
+          !crossEntropyFusedRow(l, targets, d, rows, V, valid, dloss, rowScratch, s))
+        crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s, nullptr, rowScratch);
     });
   });
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
