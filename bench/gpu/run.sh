@@ -68,8 +68,9 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   # attention kernels, the weight gradients on a second stream and the
   # forward's adds in the layer norms (LLMRT_CUDA_ATTN_FWD8=1,
   # LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_WGRAD_STREAM=1,
-  # LLMRT_CUDA_FUSE_ADD_NORM=1) and the loss's rows in shared memory
-  # (LLMRT_CUDA_LOSS_SMEM=1). The cp.async attention kernels, 16-bit
+  # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's rows in shared memory
+  # (LLMRT_CUDA_LOSS_SMEM=1) and the lean layer-norm backward
+  # (LLMRT_CUDA_LN_BWD_LEAN=1). The cp.async attention kernels, 16-bit
   # attention operands and the GELUs in the GEMMs' epilogues are the
   # default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
@@ -82,6 +83,7 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
     LLMRT_CUDA_GEMM=${mode%+*} LLMRT_CUDA_FUSE_ADD=$on \
       LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on LLMRT_CUDA_LOSS_FUSED=$on \
       LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on LLMRT_CUDA_LOSS_SMEM=$on \
+      LLMRT_CUDA_LN_BWD_LEAN=$on \
       "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
@@ -186,6 +188,7 @@ variants=("default||gpt2.exe"
   "weight gradients side stream|LLMRT_CUDA_WGRAD_STREAM=1|gpt2.exe"
   "loss forward apart|LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
   "loss rows in shared memory|LLMRT_CUDA_LOSS_SMEM=1|gpt2.exe"
+  "layer norm backward lean|LLMRT_CUDA_LN_BWD_LEAN=1|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
   "session 7's defaults|LLMRT_CUDA_ATTN_ASYNC=0 LLMRT_CUDA_ATTN_BWD_ASYNC=0 LLMRT_CUDA_FUSE_ADD=0 LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"

@@ -367,6 +367,23 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
                           G2.p);
       compare("layer_norm_bwd dx + residual gradient" + sz, want, DX3.host(), 1e-6);
       compare("layer_norm_bwd dx + residual gradient, in place" + sz, want, G2.host(), 1e-6);
+      // The same in fewer registers (LLMRT_CUDA_LN_BWD_LEAN), dx over dy
+      // too, with its weight and bias gradients.
+      Dev<float> G3(g), DX4(rows * C), DW4(C), DB4(C), DY5(dyw);
+      cuda::layerNormBwdT(X.p, W.p, {DYW.p}, DX4.p, DW4.p, DB4.p, rows, C, 1e-5, h, nullptr,
+                          G.p, true);
+      cuda::layerNormBwdT(X.p, W.p, {DYW.p}, G3.p, DW2.p, DB2.p, rows, C, 1e-5, h, nullptr,
+                          G3.p, true);
+      compare("layer_norm_bwd lean dx + residual gradient" + sz, want, DX4.host(), 1e-6);
+      compare("layer_norm_bwd lean, in place" + sz, want, G3.host(), 1e-6);
+      compare("layer_norm_bwd lean dw" + sz, DW.host(), DW4.host(), 1e-5);
+      compare("layer_norm_bwd lean db" + sz, DB.host(), DB4.host(), 1e-5);
+      cuda::layerNormBwdT(X.p, W.p, {DY5.p}, DY5.p, DW4.p, DB4.p, rows, C, 1e-5, h, nullptr,
+                          nullptr, true);
+      compare("layer_norm_bwd lean dx over dy" + sz, DX.host(), DY5.host(), 1e-6);
+      cuda::layerNormBwdT(X.p, W.p, {DY16.p, true}, DX4.p, DW4.p, DB4.p, rows, C, 1e-5, h,
+                          nullptr, nullptr, true);
+      compare("layer_norm_bwd lean dx, 16-bit dy" + sz, DX2.host(), DX4.host(), 1e-6);
     }
     compare("layer_norm_bwd dw, 16-bit dy" + sz, DW.host(), DW2.host(), 1e-5);
     compare("layer_norm_bwd db, 16-bit dy" + sz, DB.host(), DB2.host(), 1e-5);

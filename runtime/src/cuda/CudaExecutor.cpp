@@ -225,6 +225,9 @@ public:
   /// LLMRT_CUDA_LOSS_SMEM=1: the fused loss holds each 16-bit row of
   /// logits in shared memory (read from memory once, not twice).
   bool lossRowShared_ = false;
+  /// LLMRT_CUDA_LN_BWD_LEAN=1: the layer norm's backward in at most 128
+  /// registers (two blocks an SM) for 257 to 768 columns.
+  bool lnBwdLean_ = false;
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
@@ -399,7 +402,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
       {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
-      {"LLMRT_CUDA_LOSS_SMEM", '1'}};
+      {"LLMRT_CUDA_LOSS_SMEM", '1'},   {"LLMRT_CUDA_LN_BWD_LEAN", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
@@ -668,6 +671,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->fuseGelu_ = switchOn("LLMRT_CUDA_FUSE_GELU", true);
   ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", true); // 40.7 against 41.1
   ex->lossRowShared_ = switchOn("LLMRT_CUDA_LOSS_SMEM", false);
+  ex->lnBwdLean_ = switchOn("LLMRT_CUDA_LN_BWD_LEAN", false);
   if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
     // The lowest priority: the main stream's kernels go first where both
     // wait for SMs.
@@ -1118,7 +1122,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::LayerNormBwd:
       cuda::layerNormBwdT(F(p[0]), F(p[1]), arg(2), F(p[3]), F(p[4]), F(p[5]),
-                          n[0], n[1], fl[0], half_, s, r.addTo);
+                          n[0], n[1], fl[0], half_, s, r.addTo, lnBwdLean_);
       break;
     case Opcode::RMSNormFwd:
       if (h16 & 4u)

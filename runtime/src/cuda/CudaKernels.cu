@@ -295,6 +295,32 @@ __global__ void layerNormBwdK(const float *x, const float *w, const DyT *dy,
   flushBlockSums(sm, dw, db, C);
 }
 
+/// A warp's row of a layer norm's backward in registers: lane's columns
+/// lane + 32 k of x (centered: x - mean) into xv and of dy into dv; returns
+/// 1 / sqrt(var + eps).
+template <int MaxCPL, typename DyT>
+__device__ __forceinline__ float loadRowCentered(const float *xr, const DyT *dyr, int lane,
+                                                 int cpl, int C, float eps,
+                                                 float (&xv)[MaxCPL], float (&dv)[MaxCPL]) {
+  float s = 0;
+#pragma unroll
+  for (int k = 0; k < MaxCPL; ++k)
+    if (k < cpl) {
+      xv[k] = xr[lane + 32 * k];
+      dv[k] = get(dyr + lane + 32 * k);
+      s += xv[k];
+    }
+  const float mean = warpSum(s) / C;
+  float v = 0;
+#pragma unroll
+  for (int k = 0; k < MaxCPL; ++k)
+    if (k < cpl) {
+      xv[k] -= mean;
+      v += xv[k] * xv[k];
+    }
+  return rsqrtf(warpSum(v) / C + eps);
+}
+
 /// The same with each lane's columns in registers, for C a multiple of 32
 /// up to 32 x MaxCPL: a row of x and dy is read once, and the weight and
 /// bias gradients build up in registers over the warp's rows and meet in
@@ -318,23 +344,7 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
     const float *xr = x + row * C;
     const DyT *dyr = dy + row * C;
     float xv[MaxCPL], dv[MaxCPL];
-    float s = 0;
-#pragma unroll
-    for (int k = 0; k < MaxCPL; ++k)
-      if (k < cpl) {
-        xv[k] = xr[lane + 32 * k];
-        dv[k] = get(dyr + lane + 32 * k);
-        s += xv[k];
-      }
-    const float mean = warpSum(s) / C;
-    float v = 0;
-#pragma unroll
-    for (int k = 0; k < MaxCPL; ++k)
-      if (k < cpl) {
-        xv[k] -= mean;
-        v += xv[k] * xv[k];
-      }
-    const float rstd = rsqrtf(warpSum(v) / C + eps);
+    const float rstd = loadRowCentered<MaxCPL>(xr, dyr, lane, cpl, C, eps, xv, dv);
     float sg = 0, sgx = 0;
 #pragma unroll
     for (int k = 0; k < MaxCPL; ++k)
@@ -366,6 +376,66 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
       atomicAdd(dwS + lane + 32 * k, pw[k]);
       atomicAdd(dbS + lane + 32 * k, pb[k]);
     }
+  flushBlockSums(sm, dw, db, C);
+}
+
+/// layerNormBwdRegK in fewer registers, for two blocks an SM where that
+/// kernel fits one (189 registers for GPT-2's 768 columns; 8 warps an SM
+/// leave memory latency exposed): each warp sums its rows' weight and bias
+/// gradients in its own shared-memory columns (each lane its columns, no
+/// atomics) instead of registers; the weight is read from L1 where it is
+/// used; the row's input gradient is formed in dy's registers and the
+/// addend read into x's (still whole before any store, as dx may alias it
+/// or dy). Shared memory: (2 + 2 warps) C floats.
+template <int MaxCPL, typename DyT>
+__global__ void __launch_bounds__(kThreads, 2)
+    layerNormBwdLeanK(const float *x, const float *w, const DyT *dy, float *dx, float *dw,
+                      float *db, int64_t rows, int C, float eps, const float *addTo) {
+  extern __shared__ float sm[];
+  float *dwS = sm, *dbS = sm + C;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32,
+            cpl = C / 32;
+  float *pwS = sm + 2 * C + 2 * warp * C, *pbS = pwS + C;
+  for (int j = threadIdx.x; j < (2 + 2 * warps) * C; j += blockDim.x)
+    sm[j] = 0;
+  __syncthreads();
+  for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + warp; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * warps) {
+    const float *xr = x + row * C;
+    const DyT *dyr = dy + row * C;
+    float xv[MaxCPL], dv[MaxCPL];
+    const float rstd = loadRowCentered<MaxCPL>(xr, dyr, lane, cpl, C, eps, xv, dv);
+    float sg = 0, sgx = 0;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl) {
+        const int c = lane + 32 * k;
+        const float xh = xv[k] * rstd, g = dv[k] * __ldg(w + c);
+        xv[k] = xh;
+        sg += g;
+        sgx += g * xh;
+        pwS[c] += dv[k] * xh;
+        pbS[c] += dv[k];
+      }
+    const float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl)
+        dv[k] = rstd * (dv[k] * __ldg(w + lane + 32 * k) - mg - xv[k] * mgx);
+    float *dxr = dx + row * C; // may be dy: its row is in registers
+    const float *ar = addTo ? addTo + row * C : nullptr;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      xv[k] = ar && k < cpl ? ar[lane + 32 * k] : 0.0f;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl)
+        dxr[lane + 32 * k] = xv[k] + dv[k];
+  }
+  for (int c = lane; c < C; c += 32) {
+    atomicAdd(dwS + c, pwS[c]);
+    atomicAdd(dbS + c, pbS[c]);
+  }
   flushBlockSums(sm, dw, db, C);
 }
 
@@ -1328,7 +1398,7 @@ void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
 template <typename DyT>
 void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
                         float *dw, float *db, int64_t rows, int64_t C, double eps,
-                        cudaStream_t s, const float *addTo = nullptr) {
+                        cudaStream_t s, const float *addTo = nullptr, bool lean = false) {
   cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
   cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
   size_t shared = static_cast<size_t>(2 * C) * 4;
@@ -1340,12 +1410,19 @@ void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
     kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
                                                         rows, c, e, addTo);
   };
+  // Lean: per-warp sums in shared memory, two blocks an SM.
+  auto leanK = [&](auto kernel) {
+    const size_t bytes = static_cast<size_t>(2 + 2 * (kThreads / 32)) * C * 4;
+    setDynamicShared(reinterpret_cast<const void *>(kernel), bytes);
+    kernel<<<normBwdBlocks(rows), kThreads, bytes, s>>>(x, w, dy, dx, dw, db, rows, c, e,
+                                                       addTo);
+  };
   if (C % 32 == 0 && C <= 32 * 8)
     regs(layerNormBwdRegK<8, DyT>);
   else if (C % 32 == 0 && C <= 32 * 16)
-    regs(layerNormBwdRegK<16, DyT>);
+    lean ? leanK(layerNormBwdLeanK<16, DyT>) : regs(layerNormBwdRegK<16, DyT>);
   else if (C % 32 == 0 && C <= 32 * 24)
-    regs(layerNormBwdRegK<24, DyT>);
+    lean ? leanK(layerNormBwdLeanK<24, DyT>) : regs(layerNormBwdRegK<24, DyT>);
   else if (C % 32 == 0 && C <= 32 * 32)
     regs(layerNormBwdRegK<32, DyT>);
   else
@@ -1580,9 +1657,9 @@ void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
 }
 void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s, const float *addTo) {
+                   cudaStream_t s, const float *addTo, bool lean) {
   typed(dy, h, [&](auto *d) {
-    layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo);
+    layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo, lean);
   });
 }
 void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
