@@ -164,9 +164,10 @@ void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
 /// forward whose loss nothing reads before its backward; rowScratch: rows
 /// floats): crossEntropyFwdT's loss and crossEntropyBwdT's dlogits.
 /// rowInShared: where the logits and gradient are 16-bit (V % 8 == 0,
-/// 16-byte aligned), each row is held in shared memory and read from
-/// memory once, not twice.
-void crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
+/// 16-byte aligned) and the device grants V x 2 bytes of shared memory,
+/// each row is held there and read from memory once, not twice. Returns
+/// whether that kernel ran.
+bool crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
                         int64_t rows, int64_t V, int64_t valid, float dloss,
                         float *rowScratch, Half h, cudaStream_t s, bool rowInShared = false);
 /// A column copy with either side 16-bit (a 16-bit destination: the

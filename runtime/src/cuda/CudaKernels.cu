@@ -1695,11 +1695,20 @@ bool crossEntropyFusedRow(const InT *logits, const int32_t *targets, OutT *dlogi
     auto a16 = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
     if (V % 8 != 0 || !a16(logits) || !a16(dlogits) || bytes > 200 * 1024)
       return false;
+    // The shared memory granted so far (per process: one device), and the
+    // largest carveout, so that two blocks of GPT-2's rows fit an SM.
+    static size_t granted = 0;
     const void *kernel = reinterpret_cast<const void *>(crossEntropyFusedRowK<T>);
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(bytes)) != cudaSuccess) {
-      cudaGetLastError(); // the device refused: the other kernel
-      return false;
+    if (bytes > granted) {
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(bytes)) != cudaSuccess) {
+        cudaGetLastError(); // the device refused: the other kernel
+        return false;
+      }
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           cudaSharedmemCarveoutMaxShared);
+      cudaGetLastError();
+      granted = bytes;
     }
     crossEntropyFusedRowK<T><<<static_cast<unsigned>(rows), 512, bytes, s>>>(
         logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
@@ -1708,17 +1717,20 @@ bool crossEntropyFusedRow(const InT *logits, const int32_t *targets, OutT *dlogi
   }
 }
 
-void crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
+bool crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
                         int64_t rows, int64_t V, int64_t valid, float dloss,
                         float *rowScratch, Half h, cudaStream_t s, bool rowInShared) {
+  bool shared = false;
   typed(logits, h, [&](auto *l) {
     typed(dlogits, h, [&](auto *d) {
-      if (!rowInShared ||
-          !crossEntropyFusedRow(l, targets, d, rows, V, valid, dloss, rowScratch, s))
+      shared = rowInShared &&
+               crossEntropyFusedRow(l, targets, d, rows, V, valid, dloss, rowScratch, s);
+      if (!shared)
         crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s, nullptr, rowScratch);
     });
   });
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
+  return shared;
 }
 void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
                   int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
