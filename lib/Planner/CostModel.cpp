@@ -207,7 +207,8 @@ std::string mlir::llm::rematLabel(Remat r, int64_t rematLayers) {
   return rematName(r);
 }
 
-double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op) {
+double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op,
+                                     bool oneRank) {
   if (!m.storage16 || m.elemBytes != 4)
     return 1.0;
   if (op.name == "layer_norm" || op.name == "rms_norm")
@@ -220,8 +221,12 @@ double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op)
     return 0.25;
   if (op.name == "silu" || op.name == "cross_entropy" || op.name == "linear")
     return 0.5;
+  // A residual add: reads f32 and 16 bits, writes f32 (10 of 12 bytes).
+  // Done by the GEMM before it (a layer's adds, one rank; `oneRank`): the
+  // GEMM reads the f32 addend as C and writes the f32 sum where it would
+  // have written 16 bits, 6 bytes more. The embeddings' sum stays an add.
   if (op.name == "add")
-    return 10.0 / 12.0;
+    return m.fusedResidualAdds && oneRank ? 6.0 / 12.0 : 10.0 / 12.0;
   // FlashAttention-2's q, k, v and output, 16-bit where they are bf16.
   if (op.name == "attention" && m.computePrecision == "bf16")
     return 0.5;
@@ -278,6 +283,7 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
   const double memRate = cl.memoryBwGBps * 1e9 * cl.efficiency.memory;
   const double vocabScale =
       static_cast<double>(paddedVocab(m.vocab, c.tp, m.vocabAlign)) / m.vocab;
+  const bool oneRank = c.dp * c.tp * c.pp == 1;
 
   // Small GEMMs (a CPU's micro-batches and tensor-parallel slices): a
   // product of f FLOPs per thread reaches f / (f + gemm_flops_half) of the
@@ -298,7 +304,8 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
       double div = (op.tpSplit || c.sp) ? t : 1.0;
       double flops = op.flops * b * scale / div;
       double bytes =
-          (op.actBytes * storageBytesFactor(m, op) * b * scale + op.weightBytes * scale) / div;
+          (op.actBytes * storageBytesFactor(m, op, oneRank && &blk == &m.layer) * b * scale +
+           op.weightBytes * scale) / div;
       double rate = op.attentionCore && cl.efficiency.attention > 0
                         ? peakTf * 1e12 * cl.efficiency.attention
                         : gemmRate(flops);

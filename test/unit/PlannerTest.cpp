@@ -468,6 +468,23 @@ TEST(PlannerCost, SixteenBitStorageOfTheCudaRuntime) {
   Prediction a = evaluatePlan(b16, cl, 1, c);
   b16.storage16 = true;
   EXPECT_DOUBLE_EQ(evaluatePlan(b16, cl, 1, c).stepTime, a.stepTime);
+  // The residual adds done by the GEMMs before them (one rank): 6 of 12
+  // bytes where they were 10, forward and backward; on two ranks as before.
+  double adds = 0;
+  for (const OpProfile &op : m.layer.ops)
+    adds += op.name == "add" ? layers * op.actBytes : 0.0;
+  ASSERT_GT(adds, 0);
+  m.computePrecision = "bf16";
+  m.fusedResidualAdds = true;
+  EXPECT_NEAR(s16.stepTime - evaluatePlan(m, cl, 1, c).stepTime,
+              3.0 * (4.0 / 12.0) * adds * batch / memRate, 1e-9 * base.stepTime);
+  PlanConfig dp2 = c;
+  dp2.dp = 2;
+  dp2.mbs = batch / 2;
+  m.fusedResidualAdds = false;
+  const double unfused = evaluatePlan(m, cl, 2, dp2).stepTime;
+  m.fusedResidualAdds = true;
+  EXPECT_DOUBLE_EQ(evaluatePlan(m, cl, 2, dp2).stepTime, unfused);
 }
 
 TEST(PlannerCost, AttentionColumnViewsDropTheSplit) {

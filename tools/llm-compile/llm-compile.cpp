@@ -240,6 +240,8 @@ int main(int argc, char **argv) {
     // 16-bit products): its memory-bound kernels move fewer bytes.
     profile->storage16 = target == "cuda" && (profile->computePrecision == "bf16" ||
                                               profile->computePrecision == "fp16");
+    // Its residual adds in the GEMMs before them (one rank).
+    profile->fusedResidualAdds = target == "cuda";
     return 0;
   };
   // The runtime stores every tensor in f32 (master weights, activations,

@@ -97,6 +97,12 @@ struct ModelProfile {
   /// marked columnView cost nothing. Not read off the graph; llm-compile
   /// sets it.
   bool attentionColumnViews = false;
+  /// The CUDA runtime's residual adds done by the GEMM before them (its C
+  /// with beta = 1; LLMRT_CUDA_FUSE_ADD, the default on one rank): with
+  /// storage16, a layer's add on a one-rank plan costs what the GEMM then
+  /// moves beyond its own 16-bit output (storageBytesFactor with oneRank).
+  /// Not read off the graph; llm-compile sets it for --target cuda.
+  bool fusedResidualAdds = false;
 };
 
 /// The bytes an op of the profile moves on the target, relative to its
@@ -108,7 +114,7 @@ struct ModelProfile {
 /// a residual add reads f32 and 16 bits and writes f32 (10 of 12);
 /// attention's tensors are 16-bit with bf16 products (1/2; fp16 models'
 /// attention stays f32); embeddings and the rest stay f32.
-double storageBytesFactor(const ModelProfile &m, const OpProfile &op);
+double storageBytesFactor(const ModelProfile &m, const OpProfile &op, bool oneRank = false);
 
 /// Reads the profile off the module's model function: ops are assigned to
 /// layers by the Hugging Face names of the parameters they read; layer 0
