@@ -76,7 +76,8 @@ static cl::opt<bool> fuseNorms(
     cl::desc("end fusion groups in the layer or RMS norm that reads them "
              "(a residual add and the next norm: one fused_norm kernel, "
              "a generated GPU kernel with --target cuda). Implies "
-             "--fuse-elementwise. Default: off (not yet measured on a GPU)"),
+             "--fuse-elementwise. Default: off (on an H100 as fast as the "
+             "runtime's own add fusions, not faster)"),
     cl::init(false), cl::cat(category));
 static cl::opt<bool> keepAttentionLse(
     "keep-attention-lse",
