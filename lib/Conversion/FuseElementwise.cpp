@@ -262,11 +262,10 @@ bool fuseOnce(Block &block) {
         if (llvm::is_contained(cg->inputs, out) && deadAfter(out, p, c))
           dropped.push_back(out);
       Group g = merge(*pg, *cg, dropped);
-      auto same = [](Range a, Range b) { return a.same(b); };
       for (size_t i = 0; i < g.inputs.size() && legal; ++i)
         for (Value out : g.outputs) {
           Range ro = rangeOf(out), ri = rangeOf(g.inputs[i]);
-          if (ro.overlaps(ri) && (g.nb[i] != g.n || !same(ro, ri)))
+          if (ro.overlaps(ri) && (g.nb[i] != g.n || !ro.same(ri)))
             legal = false;
         }
       // Two outputs on the same bytes: the later store is the later op's,
@@ -274,7 +273,7 @@ bool fuseOnce(Block &block) {
       for (size_t i = 0; i < g.outputs.size() && legal; ++i)
         for (size_t j = i + 1; j < g.outputs.size(); ++j) {
           Range a = rangeOf(g.outputs[i]), b = rangeOf(g.outputs[j]);
-          if (a.overlaps(b) && !same(a, b))
+          if (a.overlaps(b) && !a.same(b))
             legal = false;
         }
       if (!legal)
@@ -356,19 +355,20 @@ bool fuseNormOnce(Block &block) {
     xv = moved(xv);
     // Outputs never share bytes with each other. An output (y too) may
     // overwrite an input of the same element (an in-place residual add)
-    // only where the group stores x: the passes after the first then read
-    // x back, and of the inputs only w and b; otherwise they recompute x
-    // from inputs that must still hold their values.
+    // only where the group stores x: the kernel's loop form (C not a
+    // multiple of 32, or over 1024) then reads x back in the passes after
+    // the first, and of the inputs only w and b; otherwise it recomputes x
+    // from inputs that must still hold their values. The unrolled form
+    // keeps x in registers; the rule holds for both.
     SmallVector<Value> outs(g.outputs);
     outs.push_back(y);
     const bool xStored = llvm::is_contained(g.outVals, xv);
-    auto same = [](Range a, Range b) { return a.same(b); };
     bool legal = true;
     for (size_t o = 0; o < outs.size() && legal; ++o) {
       Range ro = rangeOf(outs[o]);
       for (size_t i = 0; i < g.inputs.size(); ++i) {
         Range ri = rangeOf(g.inputs[i]);
-        if (ro.overlaps(ri) && (!xStored || g.nb[i] != g.n || !same(ro, ri)))
+        if (ro.overlaps(ri) && (!xStored || g.nb[i] != g.n || !ro.same(ri)))
           legal = false;
       }
       for (size_t q = o + 1; q < outs.size(); ++q)
@@ -599,7 +599,6 @@ void buildNormKernel(OpBuilder &b, Location loc, gpu::GPUModuleOp module,
                      .getShuffleResult());
     return v;
   };
-  // A loop over the row's columns lane, lane + 32, ...: body(e, c, acc).
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value lane = arith::RemUIOp::create(b, loc, tid, cst(32));
   Value row = arith::AddIOp::create(

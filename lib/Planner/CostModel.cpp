@@ -208,7 +208,7 @@ std::string mlir::llm::rematLabel(Remat r, int64_t rematLayers) {
 }
 
 double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op,
-                                     bool oneRank) {
+                                     bool addInGemm) {
   if (!m.storage16 || m.elemBytes != 4)
     return 1.0;
   if (op.name == "layer_norm" || op.name == "rms_norm")
@@ -222,11 +222,11 @@ double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op,
   if (op.name == "silu" || op.name == "cross_entropy" || op.name == "linear")
     return 0.5;
   // A residual add: reads f32 and 16 bits, writes f32 (10 of 12 bytes).
-  // Done by the GEMM before it (a layer's adds, one rank; `oneRank`): the
+  // Done by the GEMM before it (a layer's adds, one rank: `addInGemm`): the
   // GEMM reads the f32 addend as C and writes the f32 sum where it would
   // have written 16 bits, 6 bytes more. The embeddings' sum stays an add.
   if (op.name == "add")
-    return m.fusedResidualAdds && oneRank ? 6.0 / 12.0 : 10.0 / 12.0;
+    return m.fusedResidualAdds && addInGemm ? 6.0 / 12.0 : 10.0 / 12.0;
   // FlashAttention-2's q, k, v and output, 16-bit where they are bf16.
   if (op.name == "attention" && m.computePrecision == "bf16")
     return 0.5;

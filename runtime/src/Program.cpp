@@ -551,7 +551,7 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
       FusedNormProgram fn;
       const FusedProgram &fp = fn.pro;
       std::string why = decodeFusedGroup(inst.opcode, inst.ints, inst.operands.size(), fn);
-      if (why.empty() && fp.kernel >= static_cast<int64_t>(p.gpuEntries.size()))
+      if (why.empty() && (fp.kernel < -1 || fp.kernel >= static_cast<int64_t>(p.gpuEntries.size())))
         why = absl::StrCat("kernel ", fp.kernel, " is not among the program's ",
                            p.gpuEntries.size(), " GPU entries");
       for (size_t k = 0; why.empty() && k < inst.operands.size(); ++k) {
@@ -563,8 +563,10 @@ absl::StatusOr<ProgramDesc> parseProgram(absl::Span<const uint8_t> bytes,
       // What the GPU kernel needs (llm-fuse-elementwise keeps to it): an
       // output shares no bytes with other outputs, and with an input only
       // its very bytes, an input of the same element, where x is stored
-      // (the kernel reads x back, and of the inputs only w and b).
-      // Rank-dependent views are the compiler's to check.
+      // (the kernel's loop form reads x back, and of the inputs only w and
+      // b; its unrolled form keeps x in registers, and cannot be told apart
+      // here). Rank-dependent views are the compiler's to check
+      // (llm-fuse-elementwise refuses any overlap with one).
       if (norm && why.empty()) {
         const size_t I = fp.nb.size(), K = inst.operands.size();
         const bool xStored = std::find(fp.outputs.begin(), fp.outputs.end(), fn.x) !=

@@ -122,7 +122,7 @@ constexpr double kTol = 1e-4;
 void compare16Steps(const std::string &name, const std::vector<uint16_t> &a,
                     const std::vector<uint16_t> &b) {
   int64_t apart = 0, worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
     const int ma = a[i] & 0x7fff, mb = b[i] & 0x7fff;
     const bool sameSign = (a[i] >> 15) == (b[i] >> 15) || (ma == 0 && mb == 0);
     const int64_t d = sameSign ? std::abs(ma - mb) : ma + mb;
@@ -1328,8 +1328,8 @@ void checkLossAndOptimizer(Rng &rng) {
 } // namespace
 
 /// The compiler's generated kernels (llm-fuse-elementwise's groups) of the
-/// program embedded in `exe`: each kernel's first instruction on random
-/// operands, against the CPU's interpretation (FusedKernels.h), with the
+/// program embedded in `exe`: each kernel once per aliasing pattern of its
+/// instructions, on random operands, against the CPU's interpretation (FusedKernels.h), with the
 /// instruction's own aliasing (operands on the same arena bytes share one
 /// buffer: the in-place residual adds). A fused_norm also with its row
 /// inputs and y in bf16 and in fp16 (the runtime's storage codes), the CPU
@@ -1374,6 +1374,8 @@ void checkGenerated(Rng &rng, const std::string &exe) {
         buf[k] = it->second;
         (k < I ? read : written)[buf[k]] = 1;
       }
+      if (fp.kernel < 0 || fp.kernel >= static_cast<int64_t>(p->gpuEntries.size()))
+        return fail("an instruction names no generated kernel");
       // Each kernel once per aliasing pattern (in place or not).
       std::vector<int64_t> pattern(buf.begin(), buf.end());
       pattern.push_back(fp.kernel);

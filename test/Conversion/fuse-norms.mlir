@@ -69,8 +69,10 @@ module attributes {llmrt.arena_bytes = 8192 : i64} {
 
 // In place: the add writes x1 over x (x dead after it), and y over the
 // projection. Legal because x1 is stored (here as the group's only
-// output, though nothing reads it after the norm): the kernel's later
-// passes read x1 back and of the inputs only w. An RMS norm has no bias.
+// output, though nothing reads it after the norm): the kernel's loop form
+// reads x1 back in its later passes, and of the inputs only w (this C, 32,
+// takes the unrolled form, x in registers: the rule holds for both). An
+// RMS norm has no bias.
 // CHECK-LABEL: func.func @in_place
 // CHECK: llmrt.kernel "fused_norm"(%[[X:.*]], %[[P:.*]], %[[W:.*]], %[[X]], %[[P]]) {floats = array<f64: 9.9999999999999995E-7>, ints = array<i64: 2, 4, 32, 3, 2, -1, 128, -1, 3, 1, 128, 128, 32, 1, 1, 0, 1, 3>}
 // CHECK-NEXT: return
@@ -105,7 +107,7 @@ module attributes {llmrt.arena_bytes = 8192 : i64} {
     %p = llmrt.buffer "" {offset = 512 : i64, role = "temp"} : memref<4x32xf32>
     %w = llmrt.buffer "ln.w" {offset = 4096 : i64, role = "param"} : memref<32xf32>
     %b = llmrt.buffer "ln.b" {offset = 4224 : i64, role = "param"} : memref<32xf32>
-    %x1 = llmrt.buffer "" {offset = 1024 : i64, role = "temp"} : memref<4x32xf32>
+    %x1 = llmrt.buffer "" {offset = 3584 : i64, role = "temp"} : memref<4x32xf32>
     %shifted = llmrt.buffer "" {offset = 576 : i64, role = "temp"} : memref<4x32xf32>
     %h = llmrt.buffer "" {offset = 1536 : i64, role = "temp"} : memref<4x32xf32>
     %fw = llmrt.buffer "fc.w" {offset = 4352 : i64, role = "param"} : memref<32x32xf32>
@@ -132,12 +134,14 @@ module attributes {llmrt.arena_bytes = 8192 : i64} {
 // CHECK-NEXT: return
 // GPU-LABEL: func.func @loop
 // GPU: gpu.func @fused_norm_0
+// GPU: %[[X1V:.*]] = memref.view %arg3[%{{.*}}][] : memref<320xi8> to memref<80xf32>
 // GPU: scf.for
 // GPU: memref.store
 // GPU-COUNT-5: gpu.shuffle  xor
 // GPU: math.rsqrt
 // GPU: scf.for
-// GPU: memref.load
+// GPU-NOT: arith.addf
+// GPU: memref.load %[[X1V]]
 // GPU-NOT: gpu.func
 module attributes {llmrt.arena_bytes = 8192 : i64} {
   func.func @loop() {
@@ -149,6 +153,28 @@ module attributes {llmrt.arena_bytes = 8192 : i64} {
     llmrt.kernel "add"(%x, %p, %x1) {ints = array<i64: 80, 80>, floats = array<f64>} : memref<2x40xf32>, memref<2x40xf32>, memref<2x40xf32>
     llmrt.kernel "rms_norm_fwd"(%x1, %w, %y) {ints = array<i64: 2, 40>, floats = array<f64: 1.0e-06>} : memref<2x40xf32>, memref<40xf32>, memref<2x40xf32>
     llmrt.kernel "linear_fwd"(%x1, %w, %p) {ints = array<i64: 1, 80, 1, 0>, floats = array<f64>} : memref<2x40xf32>, memref<40xf32>, memref<2x40xf32>
+    return
+  }
+}
+
+// -----
+
+// A rank-dependent view (a ZeRO share: its bytes depend on the rank) is
+// never "the same bytes" as another operand: an add written in place over
+// one does not fuse into the norm after it, though its offset matches (it
+// lies past every other operand, so nothing else overlaps it).
+// CHECK-LABEL: func.func @rank_view
+// CHECK: llmrt.kernel "add"
+// CHECK-NEXT: llmrt.kernel "rms_norm_fwd"
+// CHECK-NEXT: return
+module attributes {llmrt.arena_bytes = 8192 : i64} {
+  func.func @rank_view() {
+    %x = llmrt.buffer "" {offset = 6144 : i64, rank_group = 1 : i64, rank_stride = 512 : i64, role = "temp"} : memref<4x32xf32>
+    %p = llmrt.buffer "" {offset = 1024 : i64, role = "temp"} : memref<4x32xf32>
+    %w = llmrt.buffer "norm.w" {offset = 4096 : i64, role = "param"} : memref<32xf32>
+    %y = llmrt.buffer "" {offset = 2048 : i64, role = "temp"} : memref<4x32xf32>
+    llmrt.kernel "add"(%x, %p, %x) {ints = array<i64: 128, 128>, floats = array<f64>} : memref<4x32xf32>, memref<4x32xf32>, memref<4x32xf32>
+    llmrt.kernel "rms_norm_fwd"(%x, %w, %y) {ints = array<i64: 4, 32>, floats = array<f64: 1.0e-06>} : memref<4x32xf32>, memref<32xf32>, memref<4x32xf32>
     return
   }
 }

@@ -482,7 +482,9 @@ TEST(PlannerCost, SixteenBitStorageOfTheCudaRuntime) {
   dp2.dp = 2;
   dp2.mbs = batch / 2;
   m.fusedResidualAdds = false;
-  const double unfused = evaluatePlan(m, cl, 2, dp2).stepTime;
+  const Prediction two = evaluatePlan(m, cl, 2, dp2);
+  ASSERT_TRUE(two.feasible) << two.infeasibleReason;
+  const double unfused = two.stepTime;
   m.fusedResidualAdds = true;
   EXPECT_DOUBLE_EQ(evaluatePlan(m, cl, 2, dp2).stepTime, unfused);
 }

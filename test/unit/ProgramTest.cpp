@@ -460,7 +460,21 @@ TEST(Program, FusedNormErrors) {
   EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[0] = 2; }), // RMS with a bias
             "prog: function 'train': fused_norm: an RMS norm has no bias");
   EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[3] = 9; }),
-            "prog: function 'train': fused_norm: bad normalized value");
+            "prog: function 'train': fused_norm: bad normalized value 9 (of 5 values, a "
+            "full-size one)");
+  // Sizes past what the kernel's grid and 64-bit offsets take.
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[1] = int64_t(1) << 31; }),
+            "prog: function 'train': fused_norm: rows (2147483648) x C (4) out of range "
+            "(rows below 2^31, rows x C at most 2^40)");
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) {
+              ints(p)[1] = int64_t(1) << 30;
+              ints(p)[2] = int64_t(1) << 11;
+            }),
+            "prog: function 'train': fused_norm: rows (1073741824) x C (2048) out of range "
+            "(rows below 2^31, rows x C at most 2^40)");
+  EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[7] = -2; }), // kernel index
+            "prog: function 'train': fused_norm: kernel -2 is not among the program's 1 GPU "
+            "entries");
   EXPECT_EQ(errorWith([&](ProgramDesc &p) { ints(p)[8] = 7; }), // I = 7, O = 1, 6 operands
             "prog: function 'train': fused_norm: prologue: bad header (n, inputs, outputs)");
   // y over part of a wider input; x1 over y.

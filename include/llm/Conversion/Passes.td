@@ -103,8 +103,11 @@ def FuseElementwise : Pass<"llm-fuse-elementwise", "mlir::ModuleOp"> {
     stores its outputs and normalizes the row into y. Legal where nothing in
     between touches the group's operands, no output shares bytes with
     another, and an output overwrites an input only byte for byte and only
-    where the group stores x (the GPU kernel reads a row again after it
-    stores it: x from its output, of the inputs only w and b). Its GPU
+    where the group stores x (the GPU kernel's loop form, for C not a
+    multiple of 32 or over 1024, reads a row again after it stores it: x
+    from its output, of the inputs only w and b; its unrolled form keeps x
+    in registers, and the rule holds for both, which the loader cannot tell
+    apart). Its GPU
     kernel takes each operand as bytes and a storage code (fp32, bf16 or
     fp16: the CUDA runtime's 16-bit storage decides).
 

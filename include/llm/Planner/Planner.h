@@ -100,8 +100,10 @@ struct ModelProfile {
   /// The CUDA runtime's residual adds done by the GEMM before them (its C
   /// with beta = 1; LLMRT_CUDA_FUSE_ADD, the default on one rank): with
   /// storage16, a layer's add on a one-rank plan costs what the GEMM then
-  /// moves beyond its own 16-bit output (storageBytesFactor with oneRank).
-  /// Not read off the graph; llm-compile sets it for --target cuda.
+  /// moves beyond its own 16-bit output (storageBytesFactor's addInGemm).
+  /// Not read off the graph; llm-compile sets it for --target cuda (with
+  /// --fuse-norms the forward adds are in the norms instead, about the
+  /// same bytes).
   bool fusedResidualAdds = false;
 };
 
@@ -114,7 +116,9 @@ struct ModelProfile {
 /// a residual add reads f32 and 16 bits and writes f32 (10 of 12);
 /// attention's tensors are 16-bit with bf16 products (1/2; fp16 models'
 /// attention stays f32); embeddings and the rest stay f32.
-double storageBytesFactor(const ModelProfile &m, const OpProfile &op, bool oneRank = false);
+/// `addInGemm`: op is a layer's residual add on a one-rank plan, which the
+/// runtime does in the GEMM before it where m.fusedResidualAdds.
+double storageBytesFactor(const ModelProfile &m, const OpProfile &op, bool addInGemm = false);
 
 /// Reads the profile off the module's model function: ops are assigned to
 /// layers by the Hugging Face names of the parameters they read; layer 0

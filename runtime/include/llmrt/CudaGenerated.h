@@ -28,8 +28,10 @@ public:
   GeneratedKernels &operator=(const GeneratedKernels &) = delete;
 
   /// JIT-loads `ptx` and finds each of `entries`; "" or what failed (the
-  /// driver's log included).
-  std::string load(const std::string &ptx, const std::vector<std::string> &entries);
+  /// driver's log included). `noDriver` (optional): set where the failure
+  /// is that no CUDA driver is installed (every rank alike).
+  std::string load(const std::string &ptx, const std::vector<std::string> &entries,
+                   bool *noDriver = nullptr);
   size_t size() const;
 
   /// A fused_elementwise group's kernel (a grid-stride loop over n

@@ -146,8 +146,8 @@ void siluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s);
 void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
 /// addTo (optional, [rows, C], may be dx itself): dx = addTo + the layer
 /// norm's input gradient (the residual stream's gradient add, fused).
-/// lean: for 257 to 768 columns, the kernel in at most 128 registers (two
-/// blocks an SM), the same arithmetic.
+/// lean: for 257 to 768 columns, C a multiple of 32, the kernel in at most
+/// 128 registers (two blocks an SM), the same arithmetic.
 void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
                    cudaStream_t s, const float *addTo = nullptr, bool lean = false);

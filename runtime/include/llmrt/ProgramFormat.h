@@ -180,7 +180,8 @@ enum class Opcode : uint16_t {
   /// of one of its values, row by row, into y. [inputs..., outputs..., y]
   /// {the FusedNormProgram encoding below} (eps). Outputs share no bytes
   /// with each other, and with an input only its very bytes where the group
-  /// stores x (the GPU kernel reads a row again after it stores it).
+  /// stores x (the GPU kernel's loop form reads a row again after it stores
+  /// it, x from its output).
   FusedNorm = 45,
 };
 
@@ -281,6 +282,9 @@ struct FusedProgram {
   }
 };
 
+/// The rows a block of a fused_norm's GPU kernel normalizes (a warp each).
+inline constexpr int64_t kFusedNormWarps = 4;
+
 /// A fused_norm instruction's ints: {kind (1 layer norm, 2 RMS norm), rows,
 /// C, x (the value id normalized), w, b (input indices of the weight and,
 /// for layer norm, the bias: read at column c, nb = C; b = -1 for RMS), then
@@ -290,9 +294,6 @@ struct FusedProgram {
 ///   layer: y = (x - mean) rstd w + b, rstd = 1 / sqrt(var + eps)
 ///   RMS:   y = x rstd w,              rstd = 1 / sqrt(mean(x^2) + eps)
 /// (var the biased variance), as layer_norm_fwd and rms_norm_fwd of x.
-/// The rows a block of a fused_norm's GPU kernel normalizes (a warp each).
-inline constexpr int64_t kFusedNormWarps = 4;
-
 struct FusedNormProgram {
   enum Kind : int64_t { Layer = 1, RMS = 2 };
   int64_t kind = 0, rows = 0, C = 0, x = -1, w = -1, b = -1;
@@ -308,14 +309,19 @@ struct FusedNormProgram {
   /// Decodes and validates `v` for an instruction with `operands`
   /// operands; returns "" or what is wrong.
   std::string decode(const std::vector<int64_t> &v, size_t operands) {
-    if (v.size() < 6 || operands < 3)
-      return "truncated";
+    if (v.size() < 6)
+      return "truncated: " + std::to_string(v.size()) + " ints";
+    if (operands < 3)
+      return std::to_string(operands) + " operands (at least an input, an output and y)";
     kind = v[0], rows = v[1], C = v[2], x = v[3], w = v[4], b = v[5];
     if (kind != Layer && kind != RMS)
       return "bad kind (1 layer norm, 2 RMS norm)";
-    // The GPU kernel's grid: a block per 4 rows, block indices of 32 bits.
+    // The GPU kernel's grid: a block per kFusedNormWarps rows, block
+    // indices of 32 bits; rows x C (with its 4-byte elements) within 2^42
+    // bytes, far past any device, and no overflow in 64 bits.
     if (rows <= 0 || C <= 0 || rows >= (int64_t(1) << 31) || rows > (int64_t(1) << 40) / C)
-      return "bad rows or C";
+      return "rows (" + std::to_string(rows) + ") x C (" + std::to_string(C) +
+             ") out of range (rows below 2^31, rows x C at most 2^40)";
     if (std::string why =
             pro.decode(std::vector<int64_t>(v.begin() + 6, v.end()), operands - 1);
         !why.empty())
@@ -324,7 +330,8 @@ struct FusedNormProgram {
       return "the prologue's n is not rows x C";
     const int64_t I = pro.numInputs(), M = static_cast<int64_t>(pro.ops.size());
     if (x < 0 || x >= I + M || (x < I && pro.nb[x] != pro.n))
-      return "bad normalized value";
+      return "bad normalized value " + std::to_string(x) + " (of " + std::to_string(I + M) +
+             " values, a full-size one)";
     auto column = [&](int64_t i) { return i >= 0 && i < I && pro.nb[i] == C; };
     if (!column(w))
       return "the weight is not a C-element input";

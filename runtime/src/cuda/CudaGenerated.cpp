@@ -72,9 +72,12 @@ GeneratedKernels::~GeneratedKernels() {
 size_t GeneratedKernels::size() const { return impl_->fns.size(); }
 
 std::string GeneratedKernels::load(const std::string &ptx,
-                                   const std::vector<std::string> &entries) {
-  if (std::string e = impl_->driver.load(); !e.empty())
+                                   const std::vector<std::string> &entries, bool *noDriver) {
+  if (std::string e = impl_->driver.load(); !e.empty()) {
+    if (noDriver)
+      *noDriver = true;
     return e;
+  }
   // The driver loads into the current context: the runtime's primary one,
   // which no runtime call may have created yet.
   if (cudaError_t e = cudaFree(nullptr); e != cudaSuccess)
