@@ -75,15 +75,18 @@ for model in shakespeare-char-gpt tiny-llama-gqa; do
   # default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
   # compiler's generated add + norm kernels; fp32 operands, then 16-bit).
-  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms; do
+  # bf16+defaults: no switch set at all, the runtime's defaults as a user
+  # gets them.
+  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults; do
     log=$out/$model-$mode.jsonl
     rm -f "$log"
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
     exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
-    LLMRT_CUDA_GEMM=${mode%+*} LLMRT_CUDA_FUSE_ADD=$on \
-      LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on LLMRT_CUDA_LOSS_FUSED=$on \
-      LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on LLMRT_CUDA_LOSS_SMEM=$on \
-      LLMRT_CUDA_LN_BWD_LEAN=$on \
+    switches=(LLMRT_CUDA_FUSE_ADD=$on LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on
+      LLMRT_CUDA_LOSS_FUSED=$on LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on
+      LLMRT_CUDA_LOSS_SMEM=$on LLMRT_CUDA_LN_BWD_LEAN=$on)
+    [ "$mode" = bf16+defaults ] && switches=()
+    env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
       "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }

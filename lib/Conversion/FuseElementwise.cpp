@@ -69,6 +69,16 @@ struct Group {
   SmallVector<FusedProgram::Op> ops;
   SmallVector<Value> outputs;
   SmallVector<int64_t> outVals;
+
+  /// The index of input v read with period nb, added if it is new.
+  int64_t inputIndex(Value v, int64_t period) {
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (inputs[i] == v && nb[i] == period)
+        return static_cast<int64_t>(i);
+    inputs.push_back(v);
+    nb.push_back(period);
+    return static_cast<int64_t>(inputs.size()) - 1;
+  }
 };
 
 /// The group of an elementwise kernel, or nothing.
@@ -126,14 +136,7 @@ std::optional<Group> groupOf(rtir::KernelOp k) {
 Group merge(const Group &p, const Group &c, ArrayRef<Value> dropped) {
   Group g;
   g.n = c.n;
-  auto inputIndex = [&](Value v, int64_t nb) -> int64_t {
-    for (size_t i = 0; i < g.inputs.size(); ++i)
-      if (g.inputs[i] == v && g.nb[i] == nb)
-        return static_cast<int64_t>(i);
-    g.inputs.push_back(v);
-    g.nb.push_back(nb);
-    return static_cast<int64_t>(g.inputs.size()) - 1;
-  };
+  auto inputIndex = [&](Value v, int64_t nb) { return g.inputIndex(v, nb); };
   auto producedBy = [&](Value v) -> int64_t {
     for (size_t o = 0; o < p.outputs.size(); ++o)
       if (p.outputs[o] == v)
@@ -334,15 +337,7 @@ bool fuseNormOnce(Block &block) {
       g.outVals.erase(g.outVals.begin() + xo);
     }
     const auto I0 = static_cast<int64_t>(g.inputs.size());
-    auto columnInput = [&](Value v) -> int64_t {
-      for (size_t i = 0; i < g.inputs.size(); ++i)
-        if (g.inputs[i] == v && g.nb[i] == C)
-          return static_cast<int64_t>(i);
-      g.inputs.push_back(v);
-      g.nb.push_back(C);
-      return static_cast<int64_t>(g.inputs.size()) - 1;
-    };
-    const int64_t wi = columnInput(w), bi = layer ? columnInput(bias) : -1;
+    const int64_t wi = g.inputIndex(w, C), bi = layer ? g.inputIndex(bias, C) : -1;
     // New inputs shift the micro-ops' value ids.
     const int64_t shift = static_cast<int64_t>(g.inputs.size()) - I0;
     auto moved = [&](int64_t v) { return v >= I0 ? v + shift : v; };

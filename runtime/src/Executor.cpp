@@ -36,11 +36,11 @@ public:
   struct Resolved {
     const Instruction *inst;
     std::vector<void *> ptrs;
-    int fused = -1; ///< index into fused_ (fused_elementwise) or norms_ (fused_norm)
+    int fused = -1; ///< index into fused_ (fused_elementwise, fused_norm)
   };
   uint8_t *arena_ = nullptr;
-  std::vector<FusedProgram> fused_;
-  std::vector<FusedNormProgram> norms_;
+  /// The fusion groups (a fused_elementwise's is the program's `pro`).
+  std::vector<FusedNormProgram> fused_;
   void *workspace_ = nullptr;
   int64_t workspaceBytes_ = 0;
   /// Per-row scratch of the vocabulary-parallel loss (sized at load).
@@ -104,21 +104,14 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
     std::vector<CpuExecutor::Resolved> resolved;
     for (const Instruction &inst : f.instructions) {
       CpuExecutor::Resolved r{&inst, {}};
-      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
-        FusedProgram fp;
-        if (std::string why = fp.decode(inst.ints, inst.operands.size()); !why.empty())
-          return absl::InvalidArgumentError(
-              absl::StrCat("fused_elementwise in '", f.name, "': ", why));
-        r.fused = static_cast<int>(ex->fused_.size());
-        ex->fused_.push_back(std::move(fp));
-      }
-      if (inst.opcode == static_cast<uint16_t>(Opcode::FusedNorm)) {
+      if (isFusedGroup(inst.opcode)) {
         FusedNormProgram fn;
-        if (std::string why = fn.decode(inst.ints, inst.operands.size()); !why.empty())
-          return absl::InvalidArgumentError(
-              absl::StrCat("fused_norm in '", f.name, "': ", why));
-        r.fused = static_cast<int>(ex->norms_.size());
-        ex->norms_.push_back(std::move(fn));
+        if (std::string why = decodeFusedGroup(inst.opcode, inst.ints, inst.operands.size(), fn);
+            !why.empty())
+          return absl::InvalidArgumentError(absl::StrCat(
+              opcodeInfo(inst.opcode)->name, " in '", f.name, "': ", why));
+        r.fused = static_cast<int>(ex->fused_.size());
+        ex->fused_.push_back(std::move(fn));
       }
       if (absl::Status s = CpuExecutor::resolveOperands(p, inst, ex->arena_, comm, r.ptrs);
           !s.ok())
@@ -510,14 +503,14 @@ void CpuExecutor::run(int fn, std::vector<TraceEvent> *trace,
     case Opcode::FusedElementwise: {
       // The micro-ops, element by element (the GPU runs the compiler's
       // kernel for the same group).
-      cpu::fusedElementwise(fused_[r.fused], p);
+      cpu::fusedElementwise(fused_[r.fused].pro, p);
       break;
     }
     case Opcode::FusedNorm: {
       // Row by row: the prologue's micro-ops, then the norm of value x by
       // the norm's own kernel on that row (the same bits as the unfused
       // kernels).
-      cpu::fusedNorm(norms_[r.fused], p, fl[0]);
+      cpu::fusedNorm(fused_[r.fused], p, fl[0]);
       break;
     }
     case Opcode::AdamW: {

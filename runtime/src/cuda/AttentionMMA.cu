@@ -76,26 +76,25 @@ __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4],
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/// Four transposed 8 x 8 bf16 matrices; lanes 8m..8m+7 give the row
-/// addresses of matrix m.
-__device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const bf16 *p) {
+/// Four 8 x 8 bf16 matrices by ldmatrix: as stored (lane 4 g + t gets row
+/// g, elements 2t and 2t + 1 of each) or, with Trans, transposed; lanes
+/// 8m..8m+7 give the row addresses of matrix m.
+template <bool Trans>
+__device__ __forceinline__ void ldsm4x(unsigned (&r)[4], const bf16 *p) {
   unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
-               "{%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
+  if constexpr (Trans)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
+                 "{%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 "
+                 "{%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
 }
-
-/// Four 8 x 8 bf16 matrices as stored (lane 4 g + t gets row g, elements
-/// 2t and 2t + 1 of each); lanes 8m..8m+7 give the row addresses of
-/// matrix m.
-__device__ __forceinline__ void ldsm4(unsigned (&r)[4], const bf16 *p) {
-  unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 "
-               "{%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
+__device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const bf16 *p) { ldsm4x<true>(r, p); }
+__device__ __forceinline__ void ldsm4(unsigned (&r)[4], const bf16 *p) { ldsm4x<false>(r, p); }
 
 /// The A fragments of rows [r0, r0 + 16) x [0, D) of a tile in shared
 /// memory (k along the stored rows).
