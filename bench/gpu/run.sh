@@ -24,6 +24,10 @@
 # Where no GPU is visible it says so and stops after checking the bundle.
 #
 #   bash bench/gpu/run.sh [BUNDLE] [OUTDIR]     (default .devbundle, /tmp/llm-gpu)
+# Environment: LLM_GPU_STEPS (30), LLM_GPU_QUICK=1 (sections 1-2 only),
+# LLM_GPU_VARIANTS (1 all, 0 none, or an extended regular expression of
+# the variants' names), LLM_GPU_SCALE_PARITY=0 (no section 5),
+# LLM_GPU_SANITIZE=1 (section 7).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/bench/gpu/env.sh" "$@"
@@ -155,6 +159,11 @@ print(f"PyTorch: {tt*1e3:.1f} ms/step  {torch_res['tokens_per_s']:,.0f} tok/s  M
       f"(torch {torch_res['torch']}, loss {torch_res['first_loss']:.3f} -> {torch_res['last_loss']:.3f}, "
       f"peak {torch_res['peak_mem_bytes']/2**30:.1f} GiB)")
 print(f"ratio (ours / PyTorch tokens/s): {tt / t:.3f}")
+# The same batches and schedule (torch_gpt2.py draws the runtime's): the
+# curves differ by the initialization and the arithmetic only.
+every = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"step_time_s"' in l]
+print("losses, ours:    " + " ".join(f"{x:.2f}" for x in every))
+print("losses, PyTorch: " + " ".join(f"{x:.2f}" for x in torch_res.get("losses", [])))
 try:
     tp = json.load(open(sys.argv[3]))
     print(f"PyTorch, vocabulary padded to {tp['vocab']}: {tp['step_time_s']*1e3:.1f} ms/step  "
@@ -188,6 +197,7 @@ variants=("default||gpt2.exe"
   "attention fwd cp.async 3 blocks|LLMRT_CUDA_ATTN_ASYNC=1|gpt2.exe"
   "attention fwd cp.async 4 blocks|LLMRT_CUDA_ATTN_ASYNC=2|gpt2.exe"
   "attention bwd without cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=0|gpt2.exe"
+  "attention bwd statistics by cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=2|gpt2.exe"
   "weight gradients side stream|LLMRT_CUDA_WGRAD_STREAM=1|gpt2.exe"
   "loss forward apart|LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
   "loss rows in shared memory|LLMRT_CUDA_LOSS_SMEM=1|gpt2.exe"
@@ -202,8 +212,12 @@ variants=("default||gpt2.exe"
   "bf16-fast GEMMs|LLMRT_CUDA_GEMM=bf16-fast|gpt2.exe")
 base=$out/variant-default.jsonl
 rm -f "$out/variants.jsonl"
-[ "${LLM_GPU_VARIANTS:-1}" = 1 ] && for v in "${variants[@]}"; do
+# LLM_GPU_VARIANTS: 1 (all), 0 (none) or an extended regular expression
+# naming those to run (the default runs always).
+select=${LLM_GPU_VARIANTS:-1}
+[ "$select" != 0 ] && for v in "${variants[@]}"; do
   IFS='|' read -r name vars exe <<< "$v"
+  [ "$select" = 1 ] || [ "$name" = default ] || printf %s "$name" | grep -qE -- "$select" || continue
   [ -x "$bundle/bin/$exe" ] || { echo "  $name: $exe is not in the bundle"; status=1; continue; }
   log=$out/variant-$(printf %s "$name" | tr -c 'a-z0-9' '-').jsonl
   env $vars "$bundle/bin/$exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
@@ -230,7 +244,7 @@ done
 # The best combination: of the variants that pass and beat the default by
 # 0.5% or more, per switch the fastest setting (one-switch variants; an
 # executable too), then $steps steps of it with its MFU.
-if [ "${LLM_GPU_VARIANTS:-1}" = 1 ] && [ -s "$out/variants.jsonl" ]; then
+if [ "$select" != 0 ] && [ -s "$out/variants.jsonl" ]; then
   best=$("$py" - "$out/variants.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -270,8 +284,9 @@ sys.exit(0 if ok else 1)
 PY
 fi
 
-echo "== 4. where a GPT-2 step goes (one traced step; each instruction waited for)"
-"$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 --trace "$out/gpt2.trace.json" \
+echo "== 4. where a GPT-2 step goes (one traced step of the best combination, else the default;"
+echo "   each instruction alone, its GPU time between events)"
+env ${bvars:-} "$bundle/bin/${bexe:-gpt2.exe}" --data "$bundle/data/train.bin" --steps 3 --trace "$out/gpt2.trace.json" \
   > "$out/gpt2-trace.txt" 2>&1 || { echo "traced run failed"; tail -3 "$out/gpt2-trace.txt"; status=1; }
 "$py" "$root/bench/gpu/trace_summary.py" "$out/gpt2.trace.json" --top 16 || status=1
 

@@ -816,7 +816,9 @@ void checkEmbeddings(Rng &rng) {
 /// forward in 8 warps, 7 16-bit in 8 warps, 8 the backward in 8 warps, 9
 /// to 11 16-bit with the forward's cp.async tiles (LLMRT_CUDA_ATTN_ASYNC 1
 /// to 3: 3 or 4 blocks an SM, or 32 query rows a warp), 12 and 13 16-bit
-/// with the backward's (LLMRT_CUDA_ATTN_BWD_ASYNC=1; 4 and 8 warps).
+/// with the backward's (LLMRT_CUDA_ATTN_BWD_ASYNC=1; 4 and 8 warps), 14
+/// and 15 the same with the rows' statistics copied with the tiles
+/// (LLMRT_CUDA_ATTN_BWD_ASYNC=2).
 void checkAttention(Rng &rng, int kind) {
   const bool tensorCores = kind > 0;
   struct Case {
@@ -870,7 +872,8 @@ void checkAttention(Rng &rng, int kind) {
                             kind >= 9 && kind <= 11 ? kind - 8 : 0);
       cuda::attentionBwdMMA(Q16.p, K16.p, V16.p, DO16.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false, O16.p,
-                            LSE.p, all, kind == 7 || kind == 13, nullptr, kind >= 12);
+                            LSE.p, all, kind == 7 || kind == 13 || kind == 15, nullptr,
+                            kind >= 14 ? 2 : kind >= 12 ? 1 : 0);
       std::vector<uint16_t> o16 = O16.host();
       std::vector<float> o(o16.size());
       for (size_t e = 0; e < o.size(); ++e)
@@ -894,7 +897,9 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 13  ? " fa2 16-bit backward cp.async 8 warps"
+                  kind == 15  ? " fa2 16-bit backward cp.async + statistics 8 warps"
+                  : kind == 14 ? " fa2 16-bit backward cp.async + statistics"
+                  : kind == 13 ? " fa2 16-bit backward cp.async 8 warps"
                   : kind == 12 ? " fa2 16-bit backward cp.async"
                   : kind == 11 ? " fa2 16-bit cp.async 32 rows a warp"
                   : kind == 10 ? " fa2 16-bit cp.async 4 blocks"
@@ -965,14 +970,15 @@ void checkAttentionColumns(Rng &rng) {
       bool h16, wide;
       int async; // LLMRT_CUDA_ATTN_ASYNC
       bool recompute; // the backward's row statistics
-      bool bwdAsync; // LLMRT_CUDA_ATTN_BWD_ASYNC (with 16-bit dout)
+      int bwdAsync; // LLMRT_CUDA_ATTN_BWD_ASYNC (with 16-bit dout)
     };
     for (Variant var :
-         {Variant{false, false, 0, false, false}, Variant{true, false, 0, false, false},
-          Variant{false, true, 0, false, false}, Variant{true, true, 0, false, false},
-          Variant{true, false, 1, false, false}, Variant{true, false, 3, false, false},
-          Variant{false, false, 0, true, false}, Variant{true, false, 0, true, false},
-          Variant{true, false, 0, false, true}, Variant{true, true, 0, false, true}}) {
+         {Variant{false, false, 0, false, 0}, Variant{true, false, 0, false, 0},
+          Variant{false, true, 0, false, 0}, Variant{true, true, 0, false, 0},
+          Variant{true, false, 1, false, 0}, Variant{true, false, 3, false, 0},
+          Variant{false, false, 0, true, 0}, Variant{true, false, 0, true, 0},
+          Variant{true, false, 0, false, 1}, Variant{true, true, 0, false, 1},
+          Variant{true, false, 0, false, 2}, Variant{true, true, 0, false, 2}}) {
       const bool h16 = var.h16, wide = var.wide, recompute = var.recompute;
       const int async = var.async;
       const size_t e = h16 ? 2 : 4;
@@ -1009,7 +1015,8 @@ void checkAttentionColumns(Rng &rng) {
                            first[3], wq, rows, cuda::Half::Bf16, nullptr);
       char sz[128];
       std::snprintf(sz, sizeof(sz), " columns%s%s%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                    h16 ? " 16-bit" : "", var.bwdAsync ? " backward cp.async" : "",
+                    h16 ? " 16-bit" : "", var.bwdAsync == 2 ? " backward cp.async + statistics"
+                    : var.bwdAsync ? " backward cp.async" : "",
                     async == 3 ? " cp.async 32 rows a warp" : async ? " cp.async"
                     : wide     ? " 8 warps"
                                : "",
@@ -1517,7 +1524,7 @@ int main(int argc, char **argv) {
   if (run("attention")) {
     checkAttention(rng, 0);
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-      for (int kind = 1; kind <= 13; ++kind)
+      for (int kind = 1; kind <= 15; ++kind)
         checkAttention(rng, kind);
     if (mode == cuda::GemmMode::Bf16)
       checkAttentionColumns(rng);

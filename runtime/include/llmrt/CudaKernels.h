@@ -284,17 +284,18 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
 /// dq is fp32 (added atomically; a caller that stores it 16-bit passes an
 /// fp32 scratch and rounds it after); dk, dv are bf16 where h16 has bit 6
 /// (dk) or 7 (dv).
-/// async (LLMRT_CUDA_ATTN_BWD_ASYNC=1; not yet run on a GPU): where q and
-/// dout are bf16 (strides and first columns multiples of 8), each query
-/// tile's Q and dO come by cp.async into a second pair of buffers while
-/// the tile before runs (4 warps, or 8 with `wide`).
+/// async (LLMRT_CUDA_ATTN_BWD_ASYNC=1, the default): where q and dout are
+/// bf16 (strides and first columns multiples of 8), each query tile's Q
+/// and dO come by cp.async into a second pair of buffers while the tile
+/// before runs (4 warps, or 8 with `wide`); 2 (LLMRT_CUDA_ATTN_BWD_ASYNC=2):
+/// its rows' lse and D come with them, one barrier a tile fewer.
 void attentionBwdMMA(const void *q, const void *k, const void *v,
                      const void *dout, float *dq, void *dk, void *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                      double scale, bool causal, void *workspace, cudaStream_t s,
                      bool staged = false, const void *out = nullptr,
                      const float *lse = nullptr, unsigned h16 = 0, bool wide = false,
-                     const int64_t *ld = nullptr, bool async = false);
+                     const int64_t *ld = nullptr, int async = 0);
 
 // Elementwise.
 void geluFwd(const float *x, float *y, int64_t n, cudaStream_t s);

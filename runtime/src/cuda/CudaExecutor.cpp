@@ -38,7 +38,8 @@
 // LLMRT_CUDA_ATTN_BWD8=1 run its forward and backward in blocks of 8
 // warps; LLMRT_CUDA_ATTN_ASYNC=3 (the default; 1, 2; 0 off) its forward
 // with cp.async tiles, 3 (4) blocks an SM (3: 32 queries a warp),
-// LLMRT_CUDA_ATTN_BWD_ASYNC=1 (the default) its backward's query tiles;
+// LLMRT_CUDA_ATTN_BWD_ASYNC=1 (the default; 2 with the rows' statistics;
+// 0 off) its backward's query tiles;
 // LLMRT_CUDA_LOSS_FUSED=1 (the default) does the loss's forward in its
 // backward's pass; LLMRT_CUDA_LOSS_SMEM=1 holds its 16-bit rows of logits
 // in shared memory there (read once). LLMRT_CUDA_FUSE_ADD_NORM=1 does the
@@ -303,14 +304,19 @@ public:
   /// query tile).
   bool attnWideBwd_ = false;
   /// LLMRT_CUDA_ATTN_BWD_ASYNC (default 1): its backward with bf16 q and
-  /// dout takes each query tile by cp.async while the one before runs.
-  bool attnAsyncBwd_ = true;
+  /// dout takes each query tile by cp.async while the one before runs; 2:
+  /// the tile's row statistics (lse, D) with it.
+  int attnAsyncBwd_ = 1;
   /// LLMRT_CUDA_WGRAD_STREAM=1 (one rank): weight gradients run on a second
   /// stream beside the instructions after them (planSideStream), with
   /// their own cuBLAS handle and operand scratch; per function its plan.
   cudaStream_t side_ = nullptr;
   cuda::Blas *sideBlas_ = nullptr;
   cudaEvent_t mainMark_ = nullptr;
+  /// --trace: events around each instruction on its stream, so that its
+  /// duration is the GPU's time, without the launch and the host's wait
+  /// for it (created at the first traced run).
+  cudaEvent_t traceBegin_ = nullptr, traceEnd_ = nullptr;
   std::vector<cudaEvent_t> sideDone_;
   std::vector<SideStreamPlan> sidePlans_;
   /// Per function: whether a run has tuned the side's GEMMs (the first
@@ -350,6 +356,10 @@ CudaExecutor::~CudaExecutor() {
     cudaEventDestroy(mainMark_);
     cudaStreamDestroy(side_);
   }
+  if (traceBegin_)
+    cudaEventDestroy(traceBegin_);
+  if (traceEnd_)
+    cudaEventDestroy(traceEnd_);
   cudaFree(arena_);
   cudaFree(workspace_);
   if (stream_)
@@ -395,11 +405,11 @@ bool switchOn(const char *name, bool unset) {
 
 absl::StatusOr<std::unique_ptr<Executor>>
 createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
-  // The switches take 0 or 1 (the tuning 0, 1 or 2; the cp.async forward
-  // 0 to 3): anything else is a mistake to name, not a silent 0.
+  // The switches take 0 or 1 (the tuning and the cp.async backward 0, 1
+  // or 2; the cp.async forward 0 to 3): anything else is a mistake to name, not a silent 0.
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
-      {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '1'},
+      {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '2'},
       {"LLMRT_CUDA_WGRAD_STREAM", '1'}, {"LLMRT_CUDA_FUSE_ADD_NORM", '1'},
       {"LLMRT_CUDA_ATTN_STAGED", '1'}, {"LLMRT_CUDA_ATTN_LSE", '1'},
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
@@ -496,7 +506,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_ASYNC"))
     ex->attnAsync_ = a[0] - '0'; // 0 to 3: checked above
   ex->attnWideBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD8", false);
-  ex->attnAsyncBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD_ASYNC", true);
+  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_BWD_ASYNC"))
+    ex->attnAsyncBwd_ = a[0] - '0'; // 0 to 2: checked above
   ex->attnStaged_ = switchOn("LLMRT_CUDA_ATTN_STAGED", false);
   ex->attnLse_ = switchOn("LLMRT_CUDA_ATTN_LSE", true);
 
@@ -1010,6 +1021,16 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       side_ && !trace && sidePlans_[fn].units > 0 ? &sidePlans_[fn] : nullptr;
   if (side && sideSettled_.size() < functions_.size())
     sideSettled_.resize(functions_.size(), 0);
+  // Where the events cannot be made, the host's times (launch and wait
+  // included).
+  if (trace && !traceBegin_ &&
+      (cudaEventCreate(&traceBegin_) != cudaSuccess ||
+       cudaEventCreate(&traceEnd_) != cudaSuccess)) {
+    cudaGetLastError();
+    if (traceBegin_)
+      cudaEventDestroy(traceBegin_);
+    traceBegin_ = traceEnd_ = nullptr;
+  }
   const bool settle = side && !sideSettled_[fn];
   const size_t count = functions_[fn].size();
   for (size_t idx = 0; idx < count; ++idx) {
@@ -1071,6 +1092,8 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     if (trace) {
       cudaStreamSynchronize(s);
       begin = clock::now();
+      if (traceBegin_)
+        cudaEventRecord(traceBegin_, s);
     }
     progress.fetch_add(1, std::memory_order_relaxed);
     current.store(name, std::memory_order_relaxed);
@@ -1497,14 +1520,19 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         dcomm_->groupEnd();
         grouped_ = false;
       }
+      if (trace && traceEnd_)
+        cudaEventRecord(traceEnd_, s);
       if (cudaError_t e = cudaStreamSynchronize(s); e != cudaSuccess)
         fatal(name, cudaGetErrorString(e));
     }
     if (trace) {
       clock::time_point end = clock::now();
+      double us = std::chrono::duration<double, std::micro>(end - begin).count();
+      if (float ms = 0;
+          traceEnd_ && cudaEventElapsedTime(&ms, traceBegin_, traceEnd_) == cudaSuccess)
+        us = 1e3 * ms;
       trace->push_back(
-          {name, std::chrono::duration<double, std::micro>(begin - origin).count(),
-           std::chrono::duration<double, std::micro>(end - begin).count(),
+          {name, std::chrono::duration<double, std::micro>(begin - origin).count(), us,
            communicationBytes(in),
            isPointToPoint(in.opcode) ? static_cast<int>(n[1]) : 0, -1, 0, 0, &in});
     }
