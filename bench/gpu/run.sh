@@ -26,7 +26,8 @@
 #   bash bench/gpu/run.sh [BUNDLE] [OUTDIR]     (default .devbundle, /tmp/llm-gpu)
 # Environment: LLM_GPU_STEPS (30), LLM_GPU_QUICK=1 (sections 1-2 only),
 # LLM_GPU_VARIANTS (1 all, 0 none, or an extended regular expression of
-# the variants' names), LLM_GPU_SCALE_PARITY=0 (no section 5),
+# the variants' names), LLM_GPU_PARITY=0 (no section 2),
+# LLM_GPU_SCALE_PARITY=0 (no section 5),
 # LLM_GPU_SANITIZE=1 (section 7).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -57,7 +58,9 @@ done
 
 echo "== 2. parity with PyTorch (10 steps from the same initial weights)"
 mapfile -t hyper < "$bundle/data/hyper.txt"
-for model in shakespeare-char-gpt tiny-llama-gqa; do
+models=(shakespeare-char-gpt tiny-llama-gqa)
+[ "${LLM_GPU_PARITY:-1}" = 0 ] && { echo "skipped (LLM_GPU_PARITY=0)"; models=(); }
+for model in "${models[@]}"; do
   cfg=$root/examples/models/$model.json
   init=$out/$model.init.safetensors
   ref=$out/$model.ref.jsonl
