@@ -48,6 +48,11 @@ command -v strip > /dev/null && strip "$out/bin/llmrt-cuda-check"
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda --emit=plan \
   --cluster "${LLM_GPU_CLUSTER:-$root/examples/clusters/h100-1gpu.json}" \
   --devices 1 -o "$out/data/gpt2.plan.json"
+# And on the H200 (LLM_GPU_CLUSTER unset): run.sh takes the plan of the GPU
+# it finds.
+[ -z "${LLM_GPU_CLUSTER:-}" ] && "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda \
+  --emit=plan --cluster "$root/examples/clusters/h200-1gpu.json" --devices 1 \
+  -o "$out/data/gpt2.plan-h200.json"
 
 # Parity: the reference trains from the same initial weights and batches.
 hyper=(--steps 10 --lr 1e-3 --warmup 2 --min-lr 1e-4 --weight-decay 0.1 --grad-clip 1.0 --seed 3)

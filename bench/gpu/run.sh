@@ -75,9 +75,11 @@ for model in "${models[@]}"; do
   # attention kernels, the weight gradients on a second stream and the
   # forward's adds in the layer norms (LLMRT_CUDA_ATTN_FWD8=1,
   # LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_WGRAD_STREAM=1,
-  # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's rows in shared memory
-  # (LLMRT_CUDA_LOSS_SMEM=1) and the lean layer-norm backward
-  # (LLMRT_CUDA_LN_BWD_LEAN=1). The cp.async attention kernels, 16-bit
+  # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's row kernel in base 2
+  # (LLMRT_CUDA_LOSS_ROW=1), the backward attention's row statistics by
+  # cp.async (LLMRT_CUDA_ATTN_BWD_ASYNC=2), the layer-norm backward by
+  # vectors (LLMRT_CUDA_LN_BWD=1) and AdamW by vectors
+  # (LLMRT_CUDA_ADAMW_VEC=1). The cp.async attention kernels, 16-bit
   # attention operands and the GELUs in the GEMMs' epilogues are the
   # default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
@@ -91,7 +93,8 @@ for model in "${models[@]}"; do
     exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
     switches=(LLMRT_CUDA_FUSE_ADD=$on LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on
       LLMRT_CUDA_LOSS_FUSED=$on LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on
-      LLMRT_CUDA_LOSS_SMEM=$on LLMRT_CUDA_LN_BWD_LEAN=$on)
+      LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_LN_BWD=$on LLMRT_CUDA_ATTN_BWD_ASYNC=$((on + 1))
+      LLMRT_CUDA_ADAMW_VEC=$on)
     [ "$mode" = bf16+defaults ] && switches=()
     env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
       "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
@@ -146,7 +149,10 @@ batch=$(grep -oE 'batch [0-9]+' "$out/gpt2.txt" | head -1 | awk '{print $2}')
   --seq 1024 --data "$bundle/data/train.bin" --steps "$steps" --vocab-multiple 128 \
   --json "$out/torch-padded.json" > "$out/torch-padded.txt" 2>&1 ||
   { echo "PyTorch peer (padded vocabulary) failed:"; tail -5 "$out/torch-padded.txt"; status=1; }
-"$py" - "$out/gpt2.jsonl" "$out/torch.json" "$out/torch-padded.json" "$bundle/data/gpt2.plan.json" <<'PY' || status=1
+plan=$bundle/data/gpt2.plan.json
+nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && [ -e "$bundle/data/gpt2.plan-h200.json" ] &&
+  plan=$bundle/data/gpt2.plan-h200.json
+"$py" - "$out/gpt2.jsonl" "$out/torch.json" "$out/torch-padded.json" "$plan" <<'PY' || status=1
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"step_time_s"' in l]
 rows = rows[5:] if len(rows) > 10 else rows  # after warm-up
@@ -174,11 +180,12 @@ try:
 except (OSError, KeyError, ValueError):
     pass
 # The planner's prediction for this executable (llm-compile --target cuda
-# --emit=plan with the cluster file of the device prepare.sh was given).
+# --emit=plan with the cluster file of the device prepare.sh was given, or
+# on an H200 examples/clusters/h200-1gpu.json).
 try:
     pred = json.load(open(sys.argv[4]))["predicted"]
     peak_gib = rows[-1]["peak_mem_bytes"] / 2**30
-    print(f"planner: predicted {pred['step_time_s']*1e3:.1f} ms/step, "
+    print(f"planner ({sys.argv[4].rsplit('/', 1)[-1]}): predicted {pred['step_time_s']*1e3:.1f} ms/step, "
           f"{pred['memory_bytes_per_device']/2**30:.1f} GiB; measured/predicted "
           f"{t / pred['step_time_s']:.2f} (time), {peak_gib / (pred['memory_bytes_per_device']/2**30):.2f} (memory)")
 except (OSError, KeyError, ValueError):
@@ -203,8 +210,10 @@ variants=("default||gpt2.exe"
   "attention bwd statistics by cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=2|gpt2.exe"
   "weight gradients side stream|LLMRT_CUDA_WGRAD_STREAM=1|gpt2.exe"
   "loss forward apart|LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
-  "loss rows in shared memory|LLMRT_CUDA_LOSS_SMEM=1|gpt2.exe"
-  "layer norm backward lean|LLMRT_CUDA_LN_BWD_LEAN=1|gpt2.exe"
+  "loss row kernel, base 2|LLMRT_CUDA_LOSS_ROW=1|gpt2.exe"
+  "loss row kernel, row in shared memory|LLMRT_CUDA_LOSS_ROW=2|gpt2.exe"
+  "layer norm backward by vectors|LLMRT_CUDA_LN_BWD=1|gpt2.exe"
+  "AdamW by vectors|LLMRT_CUDA_ADAMW_VEC=1|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
   "session 7's defaults|LLMRT_CUDA_ATTN_ASYNC=0 LLMRT_CUDA_ATTN_BWD_ASYNC=0 LLMRT_CUDA_FUSE_ADD=0 LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"

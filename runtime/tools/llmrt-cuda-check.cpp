@@ -363,10 +363,12 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
     cuda::addT({XW.p}, {G16.p, true}, {Y2.p}, n, h, nullptr);
     compare("add, 16-bit b" + sz, Y.host(), Y2.host(), 0);
   }
-  // 4500 x 320 and 4300 x 640: the lean layer-norm backward with 16 and
-  // 24 columns a lane, part-filled, several rows a warp.
+  // The vector layer-norm backward (C a multiple of 128): 64 x 768 (6
+  // vectors a lane), 4300 x 640 (5 of 6: part-filled, several rows a
+  // warp), 3000 x 1024 (8), 2000 x 128 (1); the others fall back to the
+  // register kernel (checked the same).
   for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768}, {7, 4096},
-                         {4500, 320}, {4300, 640}}) {
+                         {4500, 320}, {4300, 640}, {3000, 1024}, {2000, 128}}) {
     const std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(C) + "]" + tag;
     auto x = randomVec(rng, rows * C, 2.0), w = randomVec(rng, C);
     auto [dy16, dyw] = pair(rows * C, 1.0);
@@ -393,25 +395,31 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
                           G2.p);
       compare("layer_norm_bwd dx + residual gradient" + sz, want, DX3.host(), 1e-6);
       compare("layer_norm_bwd dx + residual gradient, in place" + sz, want, G2.host(), 1e-6);
-      // The same in fewer registers (LLMRT_CUDA_LN_BWD_LEAN), dx over dy
-      // too, with its weight and bias gradients.
+      // The same with vectors (LLMRT_CUDA_LN_BWD=1), dx over dy too, with
+      // its weight and bias gradients (the row's sums in another order).
       Dev<float> G3(g), DX4(rows * C), DW4(C), DB4(C), DY5(dyw);
-      cuda::layerNormBwdT(X.p, W.p, {DYW.p}, DX4.p, DW4.p, DB4.p, rows, C, 1e-5, h, nullptr,
-                          G.p, true);
+      const bool vector = cuda::layerNormBwdT(X.p, W.p, {DYW.p}, DX4.p, DW4.p, DB4.p, rows, C,
+                                              1e-5, h, nullptr, G.p, 1);
+      ++checks;
+      if (vector != (C % 128 == 0 && C <= 1024)) {
+        ++failures;
+        std::printf("layer_norm_bwd vectors%s FAIL  the vector kernel %s\n", sz.c_str(),
+                    vector ? "ran where it does not apply" : "did not run");
+      }
       cuda::layerNormBwdT(X.p, W.p, {DYW.p}, G3.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr,
-                          G3.p, true);
-      compare("layer_norm_bwd lean dx + residual gradient" + sz, want, DX4.host(), 1e-6);
-      compare("layer_norm_bwd lean, in place" + sz, want, G3.host(), 1e-6);
-      compare("layer_norm_bwd lean dw" + sz, DW.host(), DW4.host(), 1e-5);
-      compare("layer_norm_bwd lean db" + sz, DB.host(), DB4.host(), 1e-5);
+                          G3.p, 1);
+      compare("layer_norm_bwd vectors dx + residual gradient" + sz, want, DX4.host(), 1e-6);
+      compare("layer_norm_bwd vectors, in place" + sz, want, G3.host(), 1e-6);
+      compare("layer_norm_bwd vectors dw" + sz, DW.host(), DW4.host(), 1e-5);
+      compare("layer_norm_bwd vectors db" + sz, DB.host(), DB4.host(), 1e-5);
       cuda::layerNormBwdT(X.p, W.p, {DY5.p}, DY5.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr,
-                          nullptr, true);
-      compare("layer_norm_bwd lean dx over dy" + sz, DX.host(), DY5.host(), 1e-6);
+                          nullptr, 1);
+      compare("layer_norm_bwd vectors dx over dy" + sz, DX.host(), DY5.host(), 1e-6);
       cuda::layerNormBwdT(X.p, W.p, {DY16.p, true}, DX4.p, DW4.p, DB4.p, rows, C, 1e-5, h,
-                          nullptr, nullptr, true);
-      compare("layer_norm_bwd lean dx, 16-bit dy" + sz, DX2.host(), DX4.host(), 1e-6);
-      compare("layer_norm_bwd lean dw, 16-bit dy" + sz, DW2.host(), DW4.host(), 1e-5);
-      compare("layer_norm_bwd lean db, 16-bit dy" + sz, DB2.host(), DB4.host(), 1e-5);
+                          nullptr, nullptr, 1);
+      compare("layer_norm_bwd vectors dx, 16-bit dy" + sz, DX2.host(), DX4.host(), 1e-6);
+      compare("layer_norm_bwd vectors dw, 16-bit dy" + sz, DW2.host(), DW4.host(), 1e-5);
+      compare("layer_norm_bwd vectors db, 16-bit dy" + sz, DB2.host(), DB4.host(), 1e-5);
     }
     compare("layer_norm_bwd dw, 16-bit dy" + sz, DW.host(), DW2.host(), 1e-5);
     compare("layer_norm_bwd db, 16-bit dy" + sz, DB.host(), DB2.host(), 1e-5);
@@ -1211,42 +1219,43 @@ void checkPaddedLoss(Rng &rng, int64_t rows, int64_t V, int64_t valid,
     compare("cross_entropy fused, gradient" + sz,
             std::vector<float>(got.begin() + offset, got.end()),
             std::vector<float>(fused.begin() + offset, fused.end()), 0);
-    // The fused loss with each 16-bit row in shared memory
-    // (LLMRT_CUDA_LOSS_SMEM): against the two-pass kernel on the same
-    // 16-bit logits, the loss within the last bits of the statistics and
-    // the 16-bit gradient within one rounding step.
+    // The fused loss's row kernels for 16-bit logits (LLMRT_CUDA_LOSS_ROW
+    // 1, and 2 with the row in shared memory): against the generic kernel
+    // on the same 16-bit logits, the loss within 1e-6 (the base-2
+    // exponentials' few ulp) and the 16-bit gradient within one rounding
+    // step; out of place and in place (the gradient over the logits).
     if (V % 8 == 0 && offset == 0)
       for (cuda::Half h16 : {cuda::Half::Bf16, cuda::Half::Fp16}) {
         std::vector<float> lh = L.host();
         std::vector<uint16_t> bits(lh.size());
         for (size_t i = 0; i < lh.size(); ++i)
           bits[i] = to16(lh[i], h16);
-        Dev<uint16_t> L16(bits), L16b(bits), D16a(lh.size()), D16b(lh.size());
-        Dev<float> LA(1), LB(1), LC(1);
+        Dev<uint16_t> L16(bits), D16a(lh.size());
+        Dev<float> LA(1);
         cuda::crossEntropyFusedT({L16.p, true}, TG.p, LA.p, {D16a.p, true}, rows, V, valid,
-                                 dloss, RS.p, h16, nullptr, false);
-        const bool ran = cuda::crossEntropyFusedT({L16.p, true}, TG.p, LB.p, {D16b.p, true},
-                                                  rows, V, valid, dloss, RS.p, h16, nullptr,
-                                                  true);
-        // In place: the gradient over the logits.
-        cuda::crossEntropyFusedT({L16b.p, true}, TG.p, LC.p, {L16b.p, true}, rows, V, valid,
-                                 dloss, RS.p, h16, nullptr, true);
+                                 dloss, RS.p, h16, nullptr, 0);
         const std::string tag = h16 == cuda::Half::Bf16 ? " bf16" : " fp16";
-        ++checks;
-        if (!ran) {
-          ++failures;
-          std::printf("cross_entropy fused, row in shared memory%s%s FAIL  the kernel did "
-                      "not run (the device refused its shared memory)\n",
-                      tag.c_str(), sz.c_str());
+        for (int rowKernel : {1, 2}) {
+          Dev<uint16_t> L16b(bits), D16b(lh.size());
+          Dev<float> LB(1), LC(1);
+          const bool ran = cuda::crossEntropyFusedT({L16.p, true}, TG.p, LB.p, {D16b.p, true},
+                                                    rows, V, valid, dloss, RS.p, h16, nullptr,
+                                                    rowKernel);
+          cuda::crossEntropyFusedT({L16b.p, true}, TG.p, LC.p, {L16b.p, true}, rows, V, valid,
+                                   dloss, RS.p, h16, nullptr, rowKernel);
+          const std::string what = std::string("cross_entropy fused, row kernel") +
+                                   (rowKernel == 2 ? " in shared memory" : "") + tag + sz;
+          ++checks;
+          if (!ran) {
+            ++failures;
+            std::printf("%s FAIL  the kernel did not run%s\n", what.c_str(),
+                        rowKernel == 2 ? " (the device refused its shared memory)" : "");
+          }
+          compare(what + ", loss", LA.host(), LB.host(), 1e-6);
+          compare(what + ", loss in place", LA.host(), LC.host(), 1e-6);
+          compare16Steps(what + ", gradient", D16a.host(), D16b.host());
+          compare16Steps(what + ", in place", D16a.host(), L16b.host());
         }
-        compare("cross_entropy fused, row in shared memory, loss" + tag + sz, LA.host(),
-                LB.host(), 1e-6);
-        compare("cross_entropy fused, row in shared memory, loss in place" + tag + sz,
-                LA.host(), LC.host(), 1e-6);
-        compare16Steps("cross_entropy fused, row in shared memory, gradient" + tag + sz,
-                       D16a.host(), D16b.host());
-        compare16Steps("cross_entropy fused, row in shared memory, in place" + tag + sz,
-                       D16a.host(), L16b.host());
       }
   }
   if (!dlPad.empty())
@@ -1300,11 +1309,27 @@ void checkLossAndOptimizer(Rng &rng) {
                double(lr[0]), 0.9, 0.95, 1e-8, decay ? double(wd[0]) : 0.0, step[0],
                double(gs[0]));
   }
+  // The same by 16-byte vectors (LLMRT_CUDA_ADAMW_VEC=1): the first two
+  // pieces aligned (20000 elements; 13, three vectors and one alone), the
+  // third not (one by one).
+  Dev<float> P4(p), M4(m), V4(v);
+  std::vector<cuda::AdamWTensor> parts4 = parts;
+  for (size_t k = 0; k < parts4.size(); ++k) {
+    const int64_t at = parts[k].p - P3.p;
+    parts4[k].p = P4.p + at;
+    parts4[k].m = M4.p + at;
+    parts4[k].v = V4.p + at;
+  }
   cuda::adamwBatch(parts.data(), 3, LR.p, ST.p, WD.p, GS.p, 0.9, 0.95, 1e-8, 1.0f,
                    nullptr);
+  cuda::adamwBatch(parts4.data(), 3, LR.p, ST.p, WD.p, GS.p, 0.9, 0.95, 1e-8, 1.0f,
+                   nullptr, true);
   compare("adamw (3 tensors, one launch) p", pe, P3.host(), 1e-6);
   compare("adamw (3 tensors, one launch) m", me, M3.host(), 1e-6);
   compare("adamw (3 tensors, one launch) v", ve, V3.host(), 1e-6);
+  compare("adamw vectors (3 tensors, one launch) p", pe, P4.host(), 1e-6);
+  compare("adamw vectors (3 tensors, one launch) m", me, M4.host(), 1e-6);
+  compare("adamw vectors (3 tensors, one launch) v", ve, V4.host(), 1e-6);
 
   double ref = std::sqrt(cpu::sumSquares(g.data(), n) + cpu::sumSquares(p.data(), n));
   Dev<double> ACC(std::vector<double>{0.0});

@@ -146,11 +146,13 @@ void siluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s);
 void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
 /// addTo (optional, [rows, C], may be dx itself): dx = addTo + the layer
 /// norm's input gradient (the residual stream's gradient add, fused).
-/// lean: for 257 to 768 columns, C a multiple of 32, the kernel in at most
-/// 128 registers (two blocks an SM), the same arithmetic.
-void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+/// kernel (LLMRT_CUDA_LN_BWD): 0 a warp a row, the row in registers; 1,
+/// for C a multiple of 128 up to 1024 and 16-byte aligned tensors, the
+/// same with 16-byte vectors, a row's loads all in flight at once, 3
+/// blocks of 4 warps an SM. Returns whether that vector kernel ran.
+bool layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s, const float *addTo = nullptr, bool lean = false);
+                   cudaStream_t s, const float *addTo = nullptr, int kernel = 0);
 /// rowStats (optional, 2 x rows floats): the forward keeps each row's
 /// max and sum of exp(x - max) there, and a backward of the same logits
 /// given them reads the logits once instead of twice (the same results).
@@ -163,13 +165,15 @@ void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
 /// The loss's forward and backward in one pass over the logits (a
 /// forward whose loss nothing reads before its backward; rowScratch: rows
 /// floats): crossEntropyFwdT's loss and crossEntropyBwdT's dlogits.
-/// rowInShared: where the logits and gradient are 16-bit (V % 8 == 0,
-/// 16-byte aligned) and the device grants V x 2 bytes of shared memory,
-/// each row is held there and read from memory once, not twice. Returns
-/// whether that kernel ran.
+/// rowKernel (LLMRT_CUDA_LOSS_ROW): 0 the generic kernel; 1, where the
+/// logits and gradient are 16-bit (V % 8 == 0, 16-byte aligned), a row
+/// kernel with the softmax in base 2 by the special function unit (its
+/// exponentials within a few ulp); 2 the same with each row held in shared
+/// memory (read from memory once, not twice) where the device grants V x 2
+/// bytes of it. Returns whether a row kernel ran.
 bool crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
                         int64_t rows, int64_t V, int64_t valid, float dloss,
-                        float *rowScratch, Half h, cudaStream_t s, bool rowInShared = false);
+                        float *rowScratch, Half h, cudaStream_t s, int rowKernel = 0);
 /// A column copy with either side 16-bit (a 16-bit destination: the
 /// columns of a tensor that copies assemble whole).
 void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
@@ -375,7 +379,8 @@ void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            float extraScale, cudaStream_t s);
 /// Several such updates with the same scalars in one launch (at most
 /// kAdamWBatch tensors; weight decay on those marked): a model's many
-/// small parameters cost one launch.
+/// small parameters cost one launch. vec (LLMRT_CUDA_ADAMW_VEC=1): 16-byte
+/// vectors where a tensor's arrays are 16-byte aligned.
 struct AdamWTensor {
   float *p;
   const float *grad;
@@ -387,7 +392,7 @@ constexpr int kAdamWBatch = 24;
 void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,
                 const int64_t *step, const float *weightDecay,
                 const float *gradScale, double beta1, double beta2, double eps,
-                float extraScale, cudaStream_t s);
+                float extraScale, cudaStream_t s, bool vec = false);
 
 } // namespace llmrt::cuda
 

@@ -41,12 +41,14 @@
 // LLMRT_CUDA_ATTN_BWD_ASYNC=1 (the default; 2 with the rows' statistics;
 // 0 off) its backward's query tiles;
 // LLMRT_CUDA_LOSS_FUSED=1 (the default) does the loss's forward in its
-// backward's pass; LLMRT_CUDA_LOSS_SMEM=1 holds its 16-bit rows of logits
-// in shared memory there (read once). LLMRT_CUDA_FUSE_ADD_NORM=1 does the
-// forward's residual adds in the layer norms after them;
-// LLMRT_CUDA_LN_BWD_LEAN=1 runs the layer norm's backward in fewer
-// registers; LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second
-// stream (one rank).
+// backward's pass; LLMRT_CUDA_LOSS_ROW=1 runs it there, for 16-bit logits,
+// a row a block in base 2 (one instruction an exponential), =2 with the
+// row held in shared memory (read once). LLMRT_CUDA_FUSE_ADD_NORM=1 does
+// the forward's residual adds in the layer norms after them;
+// LLMRT_CUDA_LN_BWD=1 runs the layer norm's backward with 16-byte
+// vectors; LLMRT_CUDA_ADAMW_VEC=1 the batched AdamW;
+// LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second stream (one
+// rank).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's.
 //
@@ -227,12 +229,15 @@ public:
   int fusedGelus_ = 0;
   float *lossStats_ = nullptr; ///< 2 x rows: a loss forward's row statistics
   bool lossFused_ = true;      ///< LLMRT_CUDA_LOSS_FUSED (default 1)
-  /// LLMRT_CUDA_LOSS_SMEM=1: the fused loss holds each 16-bit row of
-  /// logits in shared memory (read from memory once, not twice).
-  bool lossRowShared_ = false;
-  /// LLMRT_CUDA_LN_BWD_LEAN=1: the layer norm's backward in at most 128
-  /// registers (two blocks an SM) for 257 to 768 columns.
-  bool lnBwdLean_ = false;
+  /// LLMRT_CUDA_LOSS_ROW=1: the fused loss of 16-bit logits in the row
+  /// kernel (softmax in base 2 by the special function unit); 2: with
+  /// each row held in shared memory (read from memory once, not twice).
+  int lossRow_ = 0;
+  /// LLMRT_CUDA_LN_BWD=1: the layer norm's backward with 16-byte vectors
+  /// (C a multiple of 128 up to 1024), a row's loads all in flight at once.
+  int lnBwd_ = 0;
+  /// LLMRT_CUDA_ADAMW_VEC=1: the batched AdamW by 16-byte vectors.
+  bool adamwVec_ = false;
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
@@ -405,8 +410,9 @@ bool switchOn(const char *name, bool unset) {
 
 absl::StatusOr<std::unique_ptr<Executor>>
 createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
-  // The switches take 0 or 1 (the tuning and the cp.async backward 0, 1
-  // or 2; the cp.async forward 0 to 3): anything else is a mistake to name, not a silent 0.
+  // The switches take 0 or 1 (the tuning, the cp.async backward and the
+  // loss's row kernel 0, 1 or 2; the cp.async forward 0 to 3): anything
+  // else is a mistake to name, not a silent 0.
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
       {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '2'},
@@ -416,12 +422,22 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
       {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
-      {"LLMRT_CUDA_LOSS_SMEM", '1'},   {"LLMRT_CUDA_LN_BWD_LEAN", '1'}};
+      {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_LN_BWD", '1'},
+      {"LLMRT_CUDA_ADAMW_VEC", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
       return absl::InvalidArgumentError(absl::StrCat(
           name, "='", v, "' is not ", max == '1' ? "0 or 1" : max == '2' ? "0, 1 or 2" : "0 to 3"));
+  // Switches that were renamed: an error that names the new one, not a
+  // setting silently ignored.
+  static constexpr std::pair<const char *, const char *> kRenamed[] = {
+      {"LLMRT_CUDA_LOSS_SMEM", "LLMRT_CUDA_LOSS_ROW=2 (the row in shared memory)"},
+      {"LLMRT_CUDA_LN_BWD_LEAN", "LLMRT_CUDA_LN_BWD=1 (the vector kernel)"}};
+  for (auto [old, now] : kRenamed)
+    if (std::getenv(old))
+      return absl::InvalidArgumentError(
+          absl::StrCat(old, " is no longer a switch: its successor is ", now));
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0)
     return absl::FailedPreconditionError(absl::StrCat(
@@ -684,8 +700,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->fuseAddNorm_ = switchOn("LLMRT_CUDA_FUSE_ADD_NORM", false);
   ex->fuseGelu_ = switchOn("LLMRT_CUDA_FUSE_GELU", true);
   ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", true); // 40.7 against 41.1
-  ex->lossRowShared_ = switchOn("LLMRT_CUDA_LOSS_SMEM", false);
-  ex->lnBwdLean_ = switchOn("LLMRT_CUDA_LN_BWD_LEAN", false);
+  if (const char *a = std::getenv("LLMRT_CUDA_LOSS_ROW"))
+    ex->lossRow_ = a[0] - '0'; // 0 to 2: checked above
+  ex->lnBwd_ = switchOn("LLMRT_CUDA_LN_BWD", false) ? 1 : 0;
+  ex->adamwVec_ = switchOn("LLMRT_CUDA_ADAMW_VEC", false);
   if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
     // The lowest priority: the main stream's kernels go first where both
     // wait for SMs.
@@ -1148,7 +1166,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::LayerNormBwd:
       cuda::layerNormBwdT(F(p[0]), F(p[1]), arg(2), F(p[3]), F(p[4]), F(p[5]),
-                          n[0], n[1], fl[0], half_, s, r.addTo, lnBwdLean_);
+                          n[0], n[1], fl[0], half_, s, r.addTo, lnBwd_);
       break;
     case Opcode::RMSNormFwd:
       if (h16 & 4u)
@@ -1308,7 +1326,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       if (r.lossOut)
         cuda::crossEntropyFusedT(arg(0), I(p[1]), r.lossOut, res(2), n[0], n[1], n[1],
                                  static_cast<float>(lossScale_), rowScratch_, half_, s,
-                                 lossRowShared_);
+                                 lossRow_);
       else
         cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], n[1],
                                static_cast<float>(lossScale_), half_, s,
@@ -1330,7 +1348,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         else if (r.lossOut)
           cuda::crossEntropyFusedT(arg(0), I(p[1]), r.lossOut, res(2), n[0], n[1], valid,
                                    static_cast<float>(lossScale_), rowScratch_, half_, s,
-                                 lossRowShared_);
+                                 lossRow_);
         else
           cuda::crossEntropyBwdT(arg(0), I(p[1]), res(2), n[0], n[1], valid,
                                  static_cast<float>(lossScale_), half_, s,
@@ -1500,7 +1518,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
         cuda::adamwBatch(b.tensors.data(), static_cast<int>(b.tensors.size()), F(p[4]),
                          static_cast<const int64_t *>(p[5]), F(b.decay),
                          F(p[7]), fl[0], fl[1], fl[2],
-                         static_cast<float>(1.0 / lossScale_), s);
+                         static_cast<float>(1.0 / lossScale_), s, adamwVec_);
         break;
       }
       cuda::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], F(p[4]),

@@ -379,63 +379,97 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
   flushBlockSums(sm, dw, db, C);
 }
 
-/// layerNormBwdRegK in fewer registers, for two blocks an SM where that
-/// kernel fits one (189 registers for GPT-2's 768 columns; 8 warps an SM
-/// leave memory latency exposed): each warp sums its rows' weight and bias
-/// gradients in its own shared-memory columns (each lane its columns, no
-/// atomics) instead of registers; the weight is read from L1 where it is
-/// used; the row's input gradient is formed in dy's registers and the
-/// addend read into x's (still whole before any store, as dx may alias it
-/// or dy). Shared memory: (2 + 2 warps) C floats.
-template <int MaxCPL, typename DyT>
-__global__ void __launch_bounds__(kThreads, 2)
-    layerNormBwdLeanK(const float *x, const float *w, const DyT *dy, float *dx, float *dw,
-                      float *db, int64_t rows, int C, float eps, const float *addTo) {
+/// layerNormBwdRegK with 16-byte vectors (LLMRT_CUDA_LN_BWD=1), for C a
+/// multiple of 128 up to 128 x MaxV: lane's columns 4 (lane + 32 k) .. + 3.
+/// A row's x, dy and addend loads are all issued before any is used (one
+/// memory latency a row, where the register kernel takes two and holds 24
+/// scalar loads of each a lane); the weight is read from L1 where it is
+/// used; the weight and bias gradients build up in registers over the
+/// warp's rows. Blocks of 4 warps, 3 an SM up to 768 columns (152
+/// registers; the register kernel fits one block of 8 for GPT-2's 768), 2
+/// past that.
+template <int MaxV> constexpr int vecBwdBlocksPerSM() { return MaxV <= 6 ? 3 : 2; }
+template <int MaxV, typename DyT>
+__global__ void __launch_bounds__(128, vecBwdBlocksPerSM<MaxV>())
+    layerNormBwdVecK(const float *x, const float *w, const DyT *dy, float *dx, float *dw,
+                     float *db, int64_t rows, int C, float eps, const float *addTo) {
   extern __shared__ float sm[];
   float *dwS = sm, *dbS = sm + C;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32,
-            cpl = C / 32;
-  float *pwS = sm + 2 * C + 2 * warp * C, *pbS = pwS + C;
-  for (int j = threadIdx.x; j < (2 + 2 * warps) * C; j += blockDim.x)
-    sm[j] = 0;
-  __syncthreads();
-  for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + warp; row < rows;
-       row += static_cast<int64_t>(gridDim.x) * warps) {
+  zeroBlockSums(sm, C);
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32, nv = C / 128;
+  float4 pw[MaxV], pb[MaxV];
+#pragma unroll
+  for (int k = 0; k < MaxV; ++k)
+    pw[k] = pb[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
+       row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
     const float *xr = x + row * C;
     const DyT *dyr = dy + row * C;
-    float xv[MaxCPL], dv[MaxCPL];
-    const float rstd = loadRowCentered<MaxCPL>(xr, dyr, lane, cpl, C, eps, xv, dv);
+    const float *ar = addTo ? addTo + row * C : nullptr;
+    // Every load of the row before any store: dx may be dy or the addend.
+    float4 xv[MaxV], dv[MaxV], av[MaxV];
+#pragma unroll
+    for (int k = 0; k < MaxV; ++k)
+      if (k < nv) {
+        xv[k] = get4(xr, lane + 32 * k);
+        dv[k] = get4(dyr, lane + 32 * k);
+        av[k] = ar ? get4(ar, lane + 32 * k) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+    float sum = 0;
+#pragma unroll
+    for (int k = 0; k < MaxV; ++k)
+      if (k < nv)
+        sum += (xv[k].x + xv[k].y) + (xv[k].z + xv[k].w);
+    const float mean = warpSum(sum) / C;
+    float q = 0;
+#pragma unroll
+    for (int k = 0; k < MaxV; ++k)
+      if (k < nv) {
+        xv[k] = make_float4(xv[k].x - mean, xv[k].y - mean, xv[k].z - mean, xv[k].w - mean);
+        q += (xv[k].x * xv[k].x + xv[k].y * xv[k].y) + (xv[k].z * xv[k].z + xv[k].w * xv[k].w);
+      }
+    const float rstd = rsqrtf(warpSum(q) / C + eps);
     float sg = 0, sgx = 0;
 #pragma unroll
-    for (int k = 0; k < MaxCPL; ++k)
-      if (k < cpl) {
-        const int c = lane + 32 * k;
-        const float xh = xv[k] * rstd, g = dv[k] * __ldg(w + c);
+    for (int k = 0; k < MaxV; ++k)
+      if (k < nv) {
+        const float4 wk = get4(w, lane + 32 * k), d = dv[k];
+        const float4 xh = make_float4(xv[k].x * rstd, xv[k].y * rstd, xv[k].z * rstd,
+                                      xv[k].w * rstd);
         xv[k] = xh;
-        sg += g;
-        sgx += g * xh;
-        pwS[c] += dv[k] * xh;
-        pbS[c] += dv[k];
+        const float gx = d.x * wk.x, gy = d.y * wk.y, gz = d.z * wk.z, gw = d.w * wk.w;
+        sg += (gx + gy) + (gz + gw);
+        sgx += (gx * xh.x + gy * xh.y) + (gz * xh.z + gw * xh.w);
+        pw[k] = make_float4(pw[k].x + d.x * xh.x, pw[k].y + d.y * xh.y, pw[k].z + d.z * xh.z,
+                            pw[k].w + d.w * xh.w);
+        pb[k] = make_float4(pb[k].x + d.x, pb[k].y + d.y, pb[k].z + d.z, pb[k].w + d.w);
       }
     const float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
+    float *dxr = dx + row * C;
 #pragma unroll
-    for (int k = 0; k < MaxCPL; ++k)
-      if (k < cpl)
-        dv[k] = rstd * (dv[k] * __ldg(w + lane + 32 * k) - mg - xv[k] * mgx);
-    float *dxr = dx + row * C; // may be dy: its row is in registers
-    const float *ar = addTo ? addTo + row * C : nullptr;
-#pragma unroll
-    for (int k = 0; k < MaxCPL; ++k)
-      xv[k] = ar && k < cpl ? ar[lane + 32 * k] : 0.0f;
-#pragma unroll
-    for (int k = 0; k < MaxCPL; ++k)
-      if (k < cpl)
-        dxr[lane + 32 * k] = xv[k] + dv[k];
+    for (int k = 0; k < MaxV; ++k)
+      if (k < nv) {
+        const float4 wk = get4(w, lane + 32 * k), d = dv[k], xh = xv[k], a = av[k];
+        put4(dxr, lane + 32 * k,
+             make_float4(a.x + rstd * (d.x * wk.x - mg - xh.x * mgx),
+                         a.y + rstd * (d.y * wk.y - mg - xh.y * mgx),
+                         a.z + rstd * (d.z * wk.z - mg - xh.z * mgx),
+                         a.w + rstd * (d.w * wk.w - mg - xh.w * mgx)));
+      }
   }
-  for (int c = lane; c < C; c += 32) {
-    atomicAdd(dwS + c, pwS[c]);
-    atomicAdd(dbS + c, pbS[c]);
-  }
+#pragma unroll
+  for (int k = 0; k < MaxV; ++k)
+    if (k < nv) {
+      const int c = 4 * (lane + 32 * k);
+      atomicAdd(dwS + c, pw[k].x);
+      atomicAdd(dwS + c + 1, pw[k].y);
+      atomicAdd(dwS + c + 2, pw[k].z);
+      atomicAdd(dwS + c + 3, pw[k].w);
+      atomicAdd(dbS + c, pb[k].x);
+      atomicAdd(dbS + c + 1, pb[k].y);
+      atomicAdd(dbS + c + 2, pb[k].z);
+      atomicAdd(dbS + c + 3, pb[k].w);
+    }
   flushBlockSums(sm, dw, db, C);
 }
 
@@ -938,14 +972,33 @@ __device__ __forceinline__ void pushMaxSum(MaxSum &st, float x) {
   }
 }
 
+/// 2^x by the special function unit (ex2.approx.ftz: within 2 ulp;
+/// 2^-inf = 0): one instruction, where exp2f and expf take several.
+__device__ __forceinline__ float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/// mergeMaxSum in base 2 (m a maximum of x log2(e), s a sum of 2^(x
+/// log2(e) - m)), by fastExp2.
+__device__ __forceinline__ MaxSum mergeMaxSum2(MaxSum a, MaxSum b) {
+  const float m = fmaxf(a.m, b.m);
+  if (m == -INFINITY)
+    return {m, 0.0f};
+  return {m, a.s * fastExp2(a.m - m) + b.s * fastExp2(b.m - m)};
+}
+
 /// Every thread's (m, s) merged over the block (warp shuffles, then one
 /// value per warp in `scratch`); every thread gets the result. Starts and
-/// ends with a barrier.
+/// ends with a barrier. Base2: the states are mergeMaxSum2's.
+template <bool Base2 = false>
 __device__ MaxSum blockMergeMaxSum(MaxSum st, MaxSum *scratch) {
+  auto merge = [](MaxSum a, MaxSum b) { return Base2 ? mergeMaxSum2(a, b) : mergeMaxSum(a, b); };
   for (int o = 16; o > 0; o >>= 1) {
     MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
                  __shfl_xor_sync(0xffffffffu, st.s, o)};
-    st = mergeMaxSum(st, other);
+    st = merge(st, other);
   }
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32,
             warps = blockDim.x / 32;
@@ -957,7 +1010,7 @@ __device__ MaxSum blockMergeMaxSum(MaxSum st, MaxSum *scratch) {
   for (int o = 16; o > 0; o >>= 1) {
     MaxSum other{__shfl_xor_sync(0xffffffffu, st.m, o),
                  __shfl_xor_sync(0xffffffffu, st.s, o)};
-    st = mergeMaxSum(st, other);
+    st = merge(st, other);
   }
   return st;
 }
@@ -1090,46 +1143,79 @@ template <typename T> __device__ __forceinline__ uint4 pack8(const float f[8], c
 }
 
 /// The fused loss (crossEntropyBwdK with rowLoss, no kept statistics) for
-/// 16-bit logits and gradient with the row held in shared memory: the
-/// logits are read from memory once (the first pass copies the row there
-/// by 16-byte vectors while it takes the row's max and sum), where the
-/// other kernel reads them twice. V a multiple of 8, both tensors 16-byte
-/// aligned; V x 2 bytes of dynamic shared memory (GPT-2's 50304: 98 KB,
-/// two blocks an SM). dlogits may be the logits' own bytes.
-template <typename T>
+/// 16-bit logits and gradient (LLMRT_CUDA_LOSS_ROW): a row a block, 16-byte
+/// vectors, the softmax in base 2 by the special function unit (one
+/// instruction an exponential, where expf takes several: the generic
+/// kernel is bound by its instructions, not by memory), the maximum taken
+/// over each vector of 8 before its exponentials (no branch an element).
+/// Shared (=2): the row held in shared memory by the first pass, so that
+/// the second reads it there instead of from memory (V x 2 bytes of
+/// dynamic shared memory: GPT-2's 50304, 98 KB, two blocks an SM). V a
+/// multiple of 8, both tensors 16-byte aligned. dlogits may be the
+/// logits' own bytes (each thread reads its vectors before it writes them,
+/// the target's logit is read before the first barrier).
+template <typename T, bool Shared>
 __global__ void __launch_bounds__(512, 2)
     crossEntropyFusedRowK(const T *logits, const int32_t *targets, T *dlogits, int64_t V,
                           int64_t valid, float invRows, float *rowLoss) {
   extern __shared__ uint4 rowS[];
   __shared__ MaxSum scratch[32];
+  constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
   const int64_t r = blockIdx.x, n8 = V / 8;
-  const uint4 *x = reinterpret_cast<const uint4 *>(logits + r * V);
-  MaxSum st{-INFINITY, 0.0f};
+  const T *row = logits + r * V;
+  const uint4 *x = reinterpret_cast<const uint4 *>(row);
+  const int64_t t = targets[r];
+  const float xt = threadIdx.x == 0 ? get(row + t) : 0.0f;
+  MaxSum st{-INFINITY, 0.0f}; // base 2
 #pragma unroll 4
   for (int64_t j = threadIdx.x; j < n8; j += blockDim.x) {
     const uint4 u = x[j];
-    rowS[j] = u;
+    if constexpr (Shared)
+      rowS[j] = u;
     float f[8];
     unpack8(u, f, logits);
+    if (8 * j + 8 > valid)
+#pragma unroll
+      for (int k = 0; k < 8; ++k)
+        if (8 * j + k >= valid)
+          f[k] = -INFINITY;
+    const float cm = fmaxf(fmaxf(fmaxf(f[0], f[1]), fmaxf(f[2], f[3])),
+                           fmaxf(fmaxf(f[4], f[5]), fmaxf(f[6], f[7]))) *
+                     kLog2e;
+    if (cm == -INFINITY) // all past `valid` (-inf - -inf would be NaN)
+      continue;
+    if (cm > st.m) {
+      st.s *= fastExp2(st.m - cm);
+      st.m = cm;
+    }
 #pragma unroll
     for (int k = 0; k < 8; ++k)
-      if (8 * j + k < valid)
-        pushMaxSum(st, f[k]);
+      st.s += fastExp2(fmaf(f[k], kLog2e, -st.m));
   }
-  st = blockMergeMaxSum(st, scratch); // its barriers publish rowS too
+  st = blockMergeMaxSum<true>(st, scratch); // its barriers publish rowS too
   const float mx = st.m, scale = invRows / st.s;
-  const int64_t t = targets[r];
   if (threadIdx.x == 0)
-    rowLoss[r] = logf(st.s) + st.m - get(reinterpret_cast<const T *>(rowS) + t);
+    rowLoss[r] = logf(st.s) + mx * kLn2 - xt;
   uint4 *dx = reinterpret_cast<uint4 *>(dlogits + r * V);
   for (int64_t j = threadIdx.x; j < n8; j += blockDim.x) {
     float f[8];
-    unpack8(rowS[j], f, logits);
+    if constexpr (Shared)
+      unpack8(rowS[j], f, logits);
+    else
+      unpack8(x[j], f, logits);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int64_t c = 8 * j + k;
-      f[k] = c < valid ? expf(f[k] - mx) * scale - (c == t ? invRows : 0.0f) : 0.0f;
-    }
+    for (int k = 0; k < 8; ++k)
+      f[k] = fastExp2(fmaf(f[k], kLog2e, -mx)) * scale;
+    if (static_cast<uint64_t>(t - 8 * j) < 8) // the target is in this vector
+#pragma unroll
+      for (int k = 0; k < 8; ++k)
+        if (8 * j + k == t)
+          f[k] -= invRows;
+    if (8 * j + 8 > valid) // past `valid` 0, as the generic kernel has it
+#pragma unroll
+      for (int k = 0; k < 8; ++k)
+        if (8 * j + k >= valid)
+          f[k] = 0.0f;
     dx[j] = pack8(f, logits);
   }
 }
@@ -1267,7 +1353,11 @@ __device__ void adamwScalars(float *sc, const float *lrP, const int64_t *stepP,
   __syncthreads();
 }
 
-/// Elements [first, n) step `stride` of one tensor's update.
+/// Elements [first, n) step `stride` of one tensor's update. Vec
+/// (LLMRT_CUDA_ADAMW_VEC=1): where the four arrays are 16-byte aligned,
+/// by 16-byte vectors (first and stride then count vectors; the last n %
+/// 4 elements one by one), the same arithmetic per element.
+template <bool Vec = false>
 __device__ __forceinline__ void adamwRange(const float *sc, float *p,
                                            const float *grad, float *m, float *v,
                                            int64_t first, int64_t n,
@@ -1276,15 +1366,37 @@ __device__ __forceinline__ void adamwRange(const float *sc, float *p,
               bc2Sqrt = sc[4], negStep = sc[5], gs = sc[6];
   const float epsF = static_cast<float>(eps);
   const bool smallW1 = fabsf(w1) < 0.5f;
-  for (int64_t i = first; i < n; i += stride) {
-    const float g = gs != 1.0f ? grad[i] * gs : grad[i];
-    float pi = p[i] * decay;
-    float mi = m[i];
+  auto update = [&](float &pi, float gi, float &mi, float &vi) {
+    const float g = gs != 1.0f ? gi * gs : gi;
+    const float pd = pi * decay;
     mi = smallW1 ? mi + w1 * (g - mi) : g - (g - mi) * (1.0f - w1);
-    float vi = v[i] * b2;
+    vi = vi * b2;
     vi = vi + w2 * g * g;
     const float denom = sqrtf(vi) / bc2Sqrt + epsF;
-    p[i] = pi + negStep * mi / denom;
+    pi = pd + negStep * mi / denom;
+  };
+  int64_t head = 0;
+  if (Vec && aligned4(p) && aligned4(grad) && aligned4(m) && aligned4(v)) {
+    const int64_t n4 = n / 4;
+    for (int64_t i = first; i < n4; i += stride) {
+      float4 pv = reinterpret_cast<const float4 *>(p)[i];
+      const float4 gv = reinterpret_cast<const float4 *>(grad)[i];
+      float4 mv = reinterpret_cast<const float4 *>(m)[i];
+      float4 vv = reinterpret_cast<const float4 *>(v)[i];
+      update(pv.x, gv.x, mv.x, vv.x);
+      update(pv.y, gv.y, mv.y, vv.y);
+      update(pv.z, gv.z, mv.z, vv.z);
+      update(pv.w, gv.w, mv.w, vv.w);
+      reinterpret_cast<float4 *>(p)[i] = pv;
+      reinterpret_cast<float4 *>(m)[i] = mv;
+      reinterpret_cast<float4 *>(v)[i] = vv;
+    }
+    head = 4 * n4;
+  }
+  for (int64_t i = head + first; i < n; i += stride) {
+    float pi = p[i], mi = m[i], vi = v[i];
+    update(pi, grad[i], mi, vi);
+    p[i] = pi;
     m[i] = mi;
     v[i] = vi;
   }
@@ -1307,6 +1419,7 @@ struct AdamWBatchArgs {
   int count;
 };
 
+template <bool Vec>
 __global__ void adamwBatchK(AdamWBatchArgs a, const float *lrP,
                             const int64_t *stepP, const float *wdP,
                             const float *gsP, double beta1, double beta2,
@@ -1324,7 +1437,7 @@ __global__ void adamwBatchK(AdamWBatchArgs a, const float *lrP,
       sc[0] = 1.0f;
     __syncthreads();
   }
-  adamwRange(sc, t.p, t.grad, t.m, t.v,
+  adamwRange<Vec>(sc, t.p, t.grad, t.m, t.v,
              (blockIdx.x - a.firstBlock[k]) * static_cast<int64_t>(blockDim.x) + threadIdx.x,
              t.n, static_cast<int64_t>(blocks) * blockDim.x, eps);
 }
@@ -1395,10 +1508,11 @@ void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
       reinterpret_cast<float2 *>(rowStats));
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
+/// Returns whether the vector kernel ran.
 template <typename DyT>
-void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
+bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
                         float *dw, float *db, int64_t rows, int64_t C, double eps,
-                        cudaStream_t s, const float *addTo = nullptr, bool lean = false) {
+                        cudaStream_t s, const float *addTo = nullptr, int kernel = 0) {
   cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
   cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
   size_t shared = static_cast<size_t>(2 * C) * 4;
@@ -1410,23 +1524,33 @@ void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
     kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
                                                         rows, c, e, addTo);
   };
-  // Lean: per-warp sums in shared memory, two blocks an SM.
-  auto leanK = [&](auto kernel) {
-    const size_t bytes = static_cast<size_t>(2 + 2 * (kThreads / 32)) * C * 4;
-    setDynamicShared(reinterpret_cast<const void *>(kernel), bytes);
-    kernel<<<normBwdBlocks(rows), kThreads, bytes, s>>>(x, w, dy, dx, dw, db, rows, c, e,
-                                                       addTo);
+  // Vectors (kernel 1): 4-warp blocks, as many as the largest GPUs (132
+  // SMs) hold at once, and at most a row a warp.
+  auto vec = [&](auto kernel, int perSM) {
+    setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
+    const unsigned blocks =
+        static_cast<unsigned>(std::clamp<int64_t>((rows + 3) / 4, 1, 132 * perSM));
+    kernel<<<blocks, 128, shared, s>>>(x, w, dy, dx, dw, db, rows, c, e, addTo);
   };
+  const bool vectors = kernel == 1 && C % 128 == 0 && aligned4(x) && aligned4(w) &&
+                       aligned4(dy) && aligned4(dx) && (!addTo || aligned4(addTo));
+  if (vectors && C <= 128 * 6)
+    vec(layerNormBwdVecK<6, DyT>, vecBwdBlocksPerSM<6>());
+  else if (vectors && C <= 128 * 8)
+    vec(layerNormBwdVecK<8, DyT>, vecBwdBlocksPerSM<8>());
+  if (vectors && C <= 128 * 8)
+    return true;
   if (C % 32 == 0 && C <= 32 * 8)
     regs(layerNormBwdRegK<8, DyT>);
   else if (C % 32 == 0 && C <= 32 * 16)
-    lean ? leanK(layerNormBwdLeanK<16, DyT>) : regs(layerNormBwdRegK<16, DyT>);
+    regs(layerNormBwdRegK<16, DyT>);
   else if (C % 32 == 0 && C <= 32 * 24)
-    lean ? leanK(layerNormBwdLeanK<24, DyT>) : regs(layerNormBwdRegK<24, DyT>);
+    regs(layerNormBwdRegK<24, DyT>);
   else if (C % 32 == 0 && C <= 32 * 32)
     regs(layerNormBwdRegK<32, DyT>);
   else
     regs(layerNormBwdK<DyT>);
+  return false;
 }
 template <typename InT, typename OutT>
 void copyColumnsLaunch(const InT *src, int64_t srcCols, int64_t srcOff, OutT *dst,
@@ -1655,12 +1779,14 @@ void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
                cudaStream_t s) {
   typed(In{dy, true}, h, [&](auto *in) { sumRowsT(in, db, rows, C, s); });
 }
-void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+bool layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s, const float *addTo, bool lean) {
+                   cudaStream_t s, const float *addTo, int kernel) {
+  bool vector = false;
   typed(dy, h, [&](auto *d) {
-    layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo, lean);
+    vector = layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo, kernel);
   });
+  return vector;
 }
 void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
                       int64_t rows, int64_t V, int64_t valid, float *rowScratch,
@@ -1678,39 +1804,44 @@ void crossEntropyBwdT(In logits, const int32_t *targets, Out dlogits,
     });
   });
 }
-/// crossEntropyFusedRowK where it applies (16-bit logits and gradient of
-/// the same type, V % 8 == 0, 16-byte aligned, the device grants the
-/// shared memory); false where it does not.
+/// crossEntropyFusedRowK (rowKernel 1, or 2 with the row in shared
+/// memory) where it applies: 16-bit logits and gradient of the same type,
+/// V % 8 == 0, 16-byte aligned, and (2) the device grants the shared
+/// memory; false where it does not.
 template <typename InT, typename OutT>
 bool crossEntropyFusedRow(const InT *logits, const int32_t *targets, OutT *dlogits,
                           int64_t rows, int64_t V, int64_t valid, float dloss, float *rowLoss,
-                          cudaStream_t s) {
+                          cudaStream_t s, int rowKernel) {
   using T = InT;
   constexpr bool k16 = std::is_same_v<InT, OutT> && (std::is_same_v<T, __nv_bfloat16> ||
                                                      std::is_same_v<T, __half>);
   if constexpr (!k16) {
     return false; // fp32, or mixed types: the two-pass kernel
   } else {
-    const size_t bytes = static_cast<size_t>(V) * sizeof(T);
+    const bool shared = rowKernel == 2;
+    const size_t bytes = shared ? static_cast<size_t>(V) * sizeof(T) : 0;
     auto a16 = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-    if (V % 8 != 0 || !a16(logits) || !a16(dlogits) || bytes > 200 * 1024)
+    if (rowKernel < 1 || rowKernel > 2 || V % 8 != 0 || !a16(logits) || !a16(dlogits) ||
+        bytes > 200 * 1024)
       return false;
-    // The shared memory granted so far (per process: one device), and the
-    // largest carveout, so that two blocks of GPT-2's rows fit an SM.
-    static size_t granted = 0;
-    const void *kernel = reinterpret_cast<const void *>(crossEntropyFusedRowK<T>);
-    if (bytes > granted) {
-      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(bytes)) != cudaSuccess) {
-        cudaGetLastError(); // the device refused: the other kernel
-        return false;
+    auto kernel = shared ? crossEntropyFusedRowK<T, true> : crossEntropyFusedRowK<T, false>;
+    if (shared) {
+      // The shared memory granted so far (per process: one device), and
+      // the largest carveout, so that two blocks of GPT-2's rows fit an SM.
+      static size_t granted = 0;
+      if (bytes > granted) {
+        if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(bytes)) != cudaSuccess) {
+          cudaGetLastError(); // the device refused: the other kernel
+          return false;
+        }
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared);
+        cudaGetLastError();
+        granted = bytes;
       }
-      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                           cudaSharedmemCarveoutMaxShared);
-      cudaGetLastError();
-      granted = bytes;
     }
-    crossEntropyFusedRowK<T><<<static_cast<unsigned>(rows), 512, bytes, s>>>(
+    kernel<<<static_cast<unsigned>(rows), 512, bytes, s>>>(
         logits, targets, dlogits, V, std::clamp<int64_t>(valid, 1, V),
         dloss / static_cast<float>(rows), rowLoss);
     return true;
@@ -1719,18 +1850,18 @@ bool crossEntropyFusedRow(const InT *logits, const int32_t *targets, OutT *dlogi
 
 bool crossEntropyFusedT(In logits, const int32_t *targets, float *loss, Out dlogits,
                         int64_t rows, int64_t V, int64_t valid, float dloss,
-                        float *rowScratch, Half h, cudaStream_t s, bool rowInShared) {
-  bool shared = false;
+                        float *rowScratch, Half h, cudaStream_t s, int rowKernel) {
+  bool ran = false;
   typed(logits, h, [&](auto *l) {
     typed(dlogits, h, [&](auto *d) {
-      shared = rowInShared &&
-               crossEntropyFusedRow(l, targets, d, rows, V, valid, dloss, rowScratch, s);
-      if (!shared)
+      ran = crossEntropyFusedRow(l, targets, d, rows, V, valid, dloss, rowScratch, s,
+                                 rowKernel);
+      if (!ran)
         crossEntropyBwdLaunch(l, targets, d, rows, V, valid, dloss, s, nullptr, rowScratch);
     });
   });
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
-  return shared;
+  return ran;
 }
 void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
                   int64_t dstCols, int64_t dstOff, int64_t width, int64_t rows,
@@ -1857,18 +1988,19 @@ void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
 void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,
                 const int64_t *step, const float *weightDecay,
                 const float *gradScale, double beta1, double beta2, double eps,
-                float extraScale, cudaStream_t s) {
+                float extraScale, cudaStream_t s, bool vec) {
   AdamWBatchArgs a{};
   a.count = count;
   unsigned blocks = 0;
   for (int k = 0; k < count; ++k) {
     a.t[k] = tensors[k];
     a.firstBlock[k] = blocks;
-    blocks += std::min(gridFor(tensors[k].n), 2048u);
+    // Vectors: a thread a vector (4 elements), up to 2048 blocks a tensor.
+    blocks += std::min(gridFor(vec ? (tensors[k].n + 3) / 4 : tensors[k].n), 2048u);
   }
   a.firstBlock[count] = blocks;
-  adamwBatchK<<<blocks, kThreads, 0, s>>>(a, lr, step, weightDecay, gradScale,
-                                          beta1, beta2, eps, extraScale);
+  (vec ? adamwBatchK<true> : adamwBatchK<false>)<<<blocks, kThreads, 0, s>>>(
+      a, lr, step, weightDecay, gradScale, beta1, beta2, eps, extraScale);
 }
 
 } // namespace llmrt::cuda
