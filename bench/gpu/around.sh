@@ -32,8 +32,8 @@ run nofwd8 gpt2.exe LLMRT_CUDA_ATTN_FWD8=0
 run noaddnorm gpt2.exe LLMRT_CUDA_FUSE_ADD_NORM=0
 run bwd8 gpt2.exe LLMRT_CUDA_ATTN_BWD8=1
 run nostream gpt2.exe LLMRT_CUDA_WGRAD_STREAM=0
-run lossrow gpt2.exe LLMRT_CUDA_LOSS_ROW=1
-run lossrowsmem gpt2.exe LLMRT_CUDA_LOSS_ROW=2
+run lossgeneric gpt2.exe LLMRT_CUDA_LOSS_ROW=0
+run lossrowtwice gpt2.exe LLMRT_CUDA_LOSS_ROW=1
 run lnvec gpt2.exe LLMRT_CUDA_LN_BWD=1
 run adamwvec gpt2.exe LLMRT_CUDA_ADAMW_VEC=1
 env "${base[@]}" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 \

@@ -75,11 +75,11 @@ for model in "${models[@]}"; do
   # attention kernels, the weight gradients on a second stream and the
   # forward's adds in the layer norms (LLMRT_CUDA_ATTN_FWD8=1,
   # LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_WGRAD_STREAM=1,
-  # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's row kernel in base 2
-  # (LLMRT_CUDA_LOSS_ROW=1), the backward attention's row statistics by
-  # cp.async (LLMRT_CUDA_ATTN_BWD_ASYNC=2), the layer-norm backward by
-  # vectors (LLMRT_CUDA_LN_BWD=1) and AdamW by vectors
-  # (LLMRT_CUDA_ADAMW_VEC=1). The cp.async attention kernels, 16-bit
+  # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's row kernel reading its row
+  # twice (LLMRT_CUDA_LOSS_ROW=1; the others 0, the generic kernel), the
+  # backward attention's row statistics by cp.async
+  # (LLMRT_CUDA_ATTN_BWD_ASYNC=2), the layer-norm backward by vectors
+  # (LLMRT_CUDA_LN_BWD=1) and AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1). The cp.async attention kernels, 16-bit
   # attention operands and the GELUs in the GEMMs' epilogues are the
   # default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
@@ -210,8 +210,8 @@ variants=("default||gpt2.exe"
   "attention bwd statistics by cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=2|gpt2.exe"
   "weight gradients side stream|LLMRT_CUDA_WGRAD_STREAM=1|gpt2.exe"
   "loss forward apart|LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
-  "loss row kernel, base 2|LLMRT_CUDA_LOSS_ROW=1|gpt2.exe"
-  "loss row kernel, row in shared memory|LLMRT_CUDA_LOSS_ROW=2|gpt2.exe"
+  "loss generic kernel|LLMRT_CUDA_LOSS_ROW=0|gpt2.exe"
+  "loss row kernel, the row read twice|LLMRT_CUDA_LOSS_ROW=1|gpt2.exe"
   "layer norm backward by vectors|LLMRT_CUDA_LN_BWD=1|gpt2.exe"
   "AdamW by vectors|LLMRT_CUDA_ADAMW_VEC=1|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"

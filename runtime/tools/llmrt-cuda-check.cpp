@@ -1286,6 +1286,7 @@ void checkLossAndOptimizer(Rng &rng) {
     x = std::fabs(x);
   Dev<float> P(p), G(g), M(m), Vv(v);
   Dev<float> P3(p), M3(m), V3(v); // the batched launch's copies
+  Dev<float> P4(p), M4(m), V4(v); // and the vector launch's (the CPU updates p, m, v below)
   std::vector<float> pe = p, me = m, ve = v; // and its expected results
   // Scalars as the program's input buffers hold them.
   std::vector<float> lr{3e-4f}, wd{0.1f}, gs{0.5f};
@@ -1312,7 +1313,6 @@ void checkLossAndOptimizer(Rng &rng) {
   // The same by 16-byte vectors (LLMRT_CUDA_ADAMW_VEC=1): the first two
   // pieces aligned (20000 elements; 13, three vectors and one alone), the
   // third not (one by one).
-  Dev<float> P4(p), M4(m), V4(v);
   std::vector<cuda::AdamWTensor> parts4 = parts;
   for (size_t k = 0; k < parts4.size(); ++k) {
     const int64_t at = parts[k].p - P3.p;
