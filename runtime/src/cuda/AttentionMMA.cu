@@ -34,6 +34,7 @@
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
 
+#include "FastMath.cuh"
 #include "TileLoad.cuh"
 
 #include <cuda_bf16.h>
@@ -334,7 +335,7 @@ __device__ __forceinline__ void fwdTile(float (&o)[D / 8][4], float (&m)[2], flo
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
     const float mNew = fmaxf(m[r], mx[r]);
     base[r] = mNew == -INFINITY ? 0.0f : mNew;
-    corr[r] = exp2f(m[r] - base[r]); // 0 while m is -inf
+    corr[r] = fastExp2(m[r] - base[r]); // 0 while m is -inf
     m[r] = mNew;
     l[r] *= corr[r];
   }
@@ -342,7 +343,7 @@ __device__ __forceinline__ void fwdTile(float (&o)[D / 8][4], float (&m)[2], flo
   for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const float p = exp2f(s[nt][e] - base[e >> 1]);
+      const float p = fastExp2(s[nt][e] - base[e >> 1]);
       s[nt][e] = p;
       l[e >> 1] += p;
     }
@@ -800,7 +801,7 @@ __global__ void __launch_bounds__(32 * Warps)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int c = nt * 8 + 2 * t + (e & 1);
-          float p = exp2f(s[nt][e] * scaleLog2 - lseCur[c]);
+          float p = fastExp2(s[nt][e] * scaleLog2 - lseCur[c]);
           if (mask) {
             const int i = i0 + c, j = jRow + (e >> 1) * 8;
             if (i >= S || j >= S || (causal && i < j))

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
 
+#include "FastMath.cuh"
 #include "TileLoad.cuh"
 
 #include <cuda_bf16.h>
@@ -970,14 +971,6 @@ __device__ __forceinline__ void pushMaxSum(MaxSum &st, float x) {
   } else {
     st.s += expf(x - st.m);
   }
-}
-
-/// 2^x by the special function unit (ex2.approx.ftz: within 2 ulp;
-/// 2^-inf = 0): one instruction, where exp2f and expf take several.
-__device__ __forceinline__ float fastExp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
 }
 
 /// mergeMaxSum in base 2 (m a maximum of x log2(e), s a sum of 2^(x
