@@ -368,6 +368,11 @@ void sumSquaresBatch(const SquaresTensor *tensors, int count, double *acc,
 /// *out = sqrt(acc[0] + ... + acc[count - 1]) * scale.
 void finishNorm(const double *acc, int count, float *out, double scale,
                 cudaStream_t s);
+/// Holds stream s for about `microseconds` of GPU time (one thread
+/// sleeping): what the host queues meanwhile starts back to back after it
+/// (--trace: an instruction's events then time its kernels, not their
+/// launch).
+void holdStream(cudaStream_t s, unsigned microseconds);
 /// *out = min(1, max / (norm + 1e-6)) (1 when max <= 0).
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s);

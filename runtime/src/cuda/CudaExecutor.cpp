@@ -323,7 +323,8 @@ public:
   cudaEvent_t mainMark_ = nullptr;
   /// --trace: events around each instruction on its stream, so that its
   /// duration is the GPU's time, without the launch and the host's wait
-  /// for it (created at the first traced run).
+  /// for it (created at the first traced run; the stream is held 50 us
+  /// before the first, cuda::holdStream, while the launches are queued).
   cudaEvent_t traceBegin_ = nullptr, traceEnd_ = nullptr;
   std::vector<cudaEvent_t> sideDone_;
   std::vector<SideStreamPlan> sidePlans_;
@@ -1113,8 +1114,12 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
     if (trace) {
       cudaStreamSynchronize(s);
       begin = clock::now();
-      if (traceBegin_)
+      if (traceBegin_) {
+        // The stream held while this instruction's launches are queued,
+        // so that the begin event fires when its first kernel can start.
+        cuda::holdStream(s, 50);
         cudaEventRecord(traceBegin_, s);
+      }
     }
     progress.fetch_add(1, std::memory_order_relaxed);
     current.store(name, std::memory_order_relaxed);

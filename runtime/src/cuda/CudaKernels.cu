@@ -1966,6 +1966,18 @@ void vocabCrossEntropyBwd(const float *logits, const int32_t *targets,
   vocabCrossEntropyBwdK<<<static_cast<unsigned>(rows), 512, 0, s>>>(
       logits, targets, rows, V, valid, start, stats, dlogits, dloss);
 }
+/// One thread that waits `ns` nanoseconds of the GPU's clock.
+__global__ void holdK(uint64_t ns) {
+  uint64_t start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    __nanosleep(1000);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (now - start < ns);
+}
+void holdStream(cudaStream_t s, unsigned microseconds) {
+  holdK<<<1, 1, 0, s>>>(uint64_t(microseconds) * 1000);
+}
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s) {
   clipScaleK<<<1, 1, 0, s>>>(norm, maxNorm, out);
