@@ -28,7 +28,8 @@
 # LLM_GPU_VARIANTS (1 all, 0 none, or an extended regular expression of
 # the variants' names), LLM_GPU_PARITY=0 (no section 2),
 # LLM_GPU_SCALE_PARITY=0 (no section 5),
-# LLM_GPU_SANITIZE=1 (section 7).
+# LLM_GPU_SANITIZE=1 (section 7), LLM_GPU_TORCH_KERNELS=1 (section 8:
+# PyTorch's kernels at GPT-2's shapes), LLM_GPU_NCU=1 (section 9: ncu.sh).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/bench/gpu/env.sh" "$@"
@@ -373,6 +374,16 @@ if [ "${LLM_GPU_SANITIZE:-0}" = 1 ]; then
   else
     echo "skipped: no compute-sanitizer on this machine"
   fi
+fi
+# Opt-in, for kernel work: what PyTorch's kernels take at GPT-2's shapes
+# (GEMMs, SDPA), and Nsight Compute on our slow kernels (ncu.sh).
+if [ "${LLM_GPU_TORCH_KERNELS:-0}" = 1 ]; then
+  echo "== 8. PyTorch's kernels at GPT-2's shapes"
+  "$py" "$root/bench/gpu/torch_kernels.py" || status=1
+fi
+if [ "${LLM_GPU_NCU:-0}" = 1 ]; then
+  echo "== 9. Nsight Compute"
+  bash "$root/bench/gpu/ncu.sh" "$bundle" "$out" || status=1
 fi
 echo "run.sh: $( [ $status = 0 ] && echo all checks pass || echo SOME CHECKS FAILED )"
 exit $status
