@@ -8,7 +8,8 @@
 #           with variants (-copies, -fusenorms: other compiler flags)
 #   lib/    the shared libraries they need beyond glibc, libstdc++ and CUDA
 #   (bin/ is packed as bin.tar.gz, which env.sh unpacks on the device)
-#   data/   tinyshakespeare tokens and the training hyper-parameters of the
+#   data/   tinyshakespeare tokens, GPT-2's planner predictions (gpt2.plan.json;
+#           gpt2.plan-h200.json) and the training hyper-parameters of the
 #           parity runs (run.sh makes their initial weights and PyTorch
 #           reference losses there: they would not fit the 64 MiB carry)
 set -euo pipefail

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, as one script (issue 7): on a GPU machine with CUDA and
 # PyTorch, from a bundle that bench/gpu/prepare.sh built elsewhere:
-#   1. every CUDA kernel against the CPU kernels (bf16 and fp32 GEMMs), and
+#   1. every CUDA kernel against the CPU kernels (bf16, bf16-fast, fp16 and
+#      fp32 GEMMs), and
 #      the compiler's generated kernels against the CPU's interpretation;
 #   2. parity: two tiny models (GPT-2 style; Llama with grouped-query
 #      attention) train 10 steps on the GPU from the reference's initial
@@ -80,9 +81,9 @@ for model in "${models[@]}"; do
   # twice (LLMRT_CUDA_LOSS_ROW=1; the others 0, the generic kernel), the
   # backward attention's row statistics by cp.async
   # (LLMRT_CUDA_ATTN_BWD_ASYNC=2), the layer-norm backward by vectors
-  # (LLMRT_CUDA_LN_BWD=1) and AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1). The cp.async attention kernels, 16-bit
-  # attention operands and the GELUs in the GEMMs' epilogues are the
-  # default in all.
+  # (LLMRT_CUDA_LN_BWD=1) and AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1).
+  # The cp.async attention kernels, 16-bit attention operands and the
+  # GELUs in the GEMMs' epilogues are the default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
   # compiler's generated add + norm kernels; fp32 operands, then 16-bit).
   # bf16+defaults: no switch set at all, the runtime's defaults as a user
@@ -335,6 +336,8 @@ if [ "$gpus" -lt 2 ] || ! command -v mpirun > /dev/null; then
 elif ! ls "$bundle"/bin/tiny-llama-gqa-*.exe > /dev/null 2>&1; then
   echo "FAILED: 2 GPUs, but the bundle has no multi-GPU executables (prepare.sh ran with LLM_GPU_MULTI=0)"
   status=1
+elif [ ! -s "$out/tiny-llama-gqa-fp32.jsonl" ]; then
+  echo "skipped: needs section 2's one-GPU run to compare with (LLM_GPU_PARITY=0, or it failed)"
 else
   one=$out/tiny-llama-gqa-fp32.jsonl  # section 2's one-GPU run, fp32 GEMMs
   for exe in "$bundle"/bin/tiny-llama-gqa-*.exe; do
@@ -379,7 +382,7 @@ fi
 # (GEMMs, SDPA), and Nsight Compute on our slow kernels (ncu.sh).
 if [ "${LLM_GPU_TORCH_KERNELS:-0}" = 1 ]; then
   echo "== 8. PyTorch's kernels at GPT-2's shapes"
-  "$py" "$root/bench/gpu/torch_kernels.py" || status=1
+  "$py" "$root/bench/gpu/torch_kernels.py" --batch "${batch:-16}" || status=1
 fi
 if [ "${LLM_GPU_NCU:-0}" = 1 ]; then
   echo "== 9. Nsight Compute"

@@ -265,12 +265,12 @@ bool attentionMMASupport(int64_t D);
 /// h16 (LLMRT_CUDA_ATTN16): the operands stored bf16, bit 0 q, 1 k, 2 v,
 /// 3 dout, 4 out (the forward writes it bf16; the backward reads it).
 /// wide (LLMRT_CUDA_ATTN_FWD8=1): blocks of 8 warps, 128 queries sharing
-/// each key tile (not yet run on a GPU: off by default).
+/// each key tile (not faster on an H100: off by default).
 /// ld (optional): the row strides in elements of q, k, v (then, in the
 /// backward, dq, dk, dv) where they are column slices of wider rows
 /// (AttentionLayout; the pointers at the slice's first column); each a
 /// multiple of 4, as the slices' first columns (16-byte vectors).
-/// async (LLMRT_CUDA_ATTN_ASYNC=1 to 3; not yet run on a GPU): where q,
+/// async (LLMRT_CUDA_ATTN_ASYNC=1 to 3; 3 the default): where q,
 /// k, v are all bf16 with strides and first columns multiples of 8, the
 /// tiles come by cp.async, double-buffered, 3 (1) or 4 (2) blocks an SM,
 /// or (3) 32 query rows a warp at 2; it takes precedence over `wide`.
@@ -283,7 +283,7 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
 /// current tile's products run (LLMRT_CUDA_ATTN_STAGED=1; fp32 inputs
 /// only; as fast as without on an H100, so off by default).
 /// wide (LLMRT_CUDA_ATTN_BWD8=1): blocks of 8 warps, 128 keys sharing
-/// each query tile (not yet run on a GPU: off by default; unstaged, so it
+/// each query tile (not faster on an H100: off by default; unstaged, so it
 /// takes precedence over `staged`).
 /// dq is fp32 (added atomically; a caller that stores it 16-bit passes an
 /// fp32 scratch and rounds it after); dk, dv are bf16 where h16 has bit 6

@@ -928,7 +928,8 @@ __global__ void rowStatsK(const void *dout, const void *out, const float *lse,
 }
 
 /// K, V, dSᵀ (KRows rows each), Q, dO (64), the rows' lse and D; the
-/// staged fp32 Q and dO, or (async) the second bf16 Q and dO tiles.
+/// staged fp32 Q and dO, or (async) the second bf16 Q and dO tiles (and,
+/// async == 2, the second lse and D).
 template <int D>
 constexpr size_t bwdSmem(bool staged, int warps = kWarps, int async = 0) {
   return (3 * 16 * warps + 2 * kRows) * Lay<D>::Ld * sizeof(bf16) +

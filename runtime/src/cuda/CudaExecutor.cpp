@@ -51,7 +51,9 @@
 // LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second stream (one
 // rank).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
-// backward instead of taking the forward's.
+// backward instead of taking the forward's; LLMRT_CUDA_ATTN_STAGED=1
+// stages the backward's fp32 query tiles by cp.async (no faster on an
+// H100).
 //
 //===----------------------------------------------------------------------===//
 #include "DeviceComm.h"
@@ -279,7 +281,7 @@ public:
   /// head dimension, else (or LLMRT_CUDA_ATTN=wmma) the WMMA kernels.
   bool attnMMA_ = true;
   /// LLMRT_CUDA_ATTN_STAGED=1: FlashAttention-2's backward with cp.async
-  /// staging (not yet run on a GPU, so off by default).
+  /// staging (fp32 inputs; no faster on an H100, so off by default).
   bool attnStaged_ = false;
   /// FlashAttention-2's forward keeps the log-sum-exp the compiler gives
   /// it a buffer for (llm-compile --keep-attention-lse, the default for
@@ -323,8 +325,8 @@ public:
   cudaEvent_t mainMark_ = nullptr;
   /// --trace: events around each instruction on its stream, so that its
   /// duration is the GPU's time, without the launch and the host's wait
-  /// for it (created at the first traced run; the stream is held 50 us
-  /// before the first, cuda::holdStream, while the launches are queued).
+  /// for it (created at the first traced run; before each begin event the
+  /// stream is held 50 us, cuda::holdStream, while the launches are queued).
   cudaEvent_t traceBegin_ = nullptr, traceEnd_ = nullptr;
   std::vector<cudaEvent_t> sideDone_;
   std::vector<SideStreamPlan> sidePlans_;
