@@ -87,8 +87,9 @@ for model in "${models[@]}"; do
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
   # compiler's generated add + norm kernels; fp32 operands, then 16-bit).
   # bf16+defaults: no switch set at all, the runtime's defaults as a user
-  # gets them.
-  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults; do
+  # gets them; bf16+graph: the defaults with each step a CUDA graph from
+  # its second on (LLMRT_CUDA_GRAPH=1).
+  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults bf16+graph; do
     log=$out/$model-$mode.jsonl
     rm -f "$log"
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
@@ -98,6 +99,7 @@ for model in "${models[@]}"; do
       LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_LN_BWD=$on LLMRT_CUDA_ATTN_BWD_ASYNC=$((on + 1))
       LLMRT_CUDA_ADAMW_VEC=$on)
     [ "$mode" = bf16+defaults ] && switches=()
+    [ "$mode" = bf16+graph ] && switches=(LLMRT_CUDA_GRAPH=1)
     env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
       "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
@@ -116,6 +118,23 @@ print(f"{sys.argv[4]}: {'PASS' if ok else 'FAIL'}  worst step loss rel diff {wor
 sys.exit(0 if ok else 1)
 PY
   done
+  # A CUDA graph a step against the same kernels launched one by one: the
+  # same training but for the order of the atomics' sums.
+  "$py" - "$out/$model-bf16+graph.jsonl" "$out/$model-bf16+defaults.jsonl" "$model" \
+    "$out/$model-bf16+graph.txt" <<'PY' || status=1
+import json, sys
+try:
+    ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+    ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
+    warned = [l.strip() for l in open(sys.argv[4]) if "LLMRT_CUDA_GRAPH" in l]
+except OSError as e:
+    print(f"{sys.argv[3]} (CUDA graph against kernel by kernel): FAIL  {e}"); sys.exit(1)
+worst = max((abs(a - b) / abs(b) for a, b in zip(ours, ref)), default=float("inf"))
+ok = len(ours) == len(ref) == 10 and worst <= 1e-3 and not warned  # a failed capture warns
+print(f"{sys.argv[3]} (CUDA graph against kernel by kernel, bf16): {'PASS' if ok else 'FAIL'}  "
+      f"worst step loss rel diff {worst:.2e} (tol 1e-3){'; ' + warned[0] if warned else ''}")
+sys.exit(0 if ok else 1)
+PY
   # The compiler's add + norm kernels against the runtime's add and norm
   # kernels, with fp32 GEMMs: the same training but for rounding.
   "$py" - "$out/$model-fp32+norms.jsonl" "$out/$model-fp32.jsonl" "$model" <<'PY' || status=1
@@ -216,6 +235,7 @@ variants=("default||gpt2.exe"
   "loss row kernel, the row read twice|LLMRT_CUDA_LOSS_ROW=1|gpt2.exe"
   "layer norm backward by vectors|LLMRT_CUDA_LN_BWD=1|gpt2.exe"
   "AdamW by vectors|LLMRT_CUDA_ADAMW_VEC=1|gpt2.exe"
+  "CUDA graph a step|LLMRT_CUDA_GRAPH=1|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
   "session 7's defaults|LLMRT_CUDA_ATTN_ASYNC=0 LLMRT_CUDA_ATTN_BWD_ASYNC=0 LLMRT_CUDA_FUSE_ADD=0 LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
@@ -236,6 +256,7 @@ select=${LLM_GPU_VARIANTS:-1}
   log=$out/variant-$(printf %s "$name" | tr -c 'a-z0-9' '-').jsonl
   env $vars "$bundle/bin/$exe" --data "$bundle/data/train.bin" --steps 12 --lr 3e-4 --warmup 5 \
     --log "$log" > "$out/variant.txt" 2>&1 || { echo "  $name failed"; tail -3 "$out/variant.txt"; status=1; continue; }
+  grep -h "warning:" "$out/variant.txt" | head -2 | sed 's/^/    /'  # e.g. a graph not captured
   "$py" - "$log" "$name" "$base" "$out/variants.jsonl" "$vars" "$exe" <<'PY' || status=1
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if "step_time_s" in l]

@@ -49,7 +49,8 @@
 // LLMRT_CUDA_LN_BWD=1 runs the layer norm's backward with 16-byte
 // vectors; LLMRT_CUDA_ADAMW_VEC=1 the batched AdamW;
 // LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second stream (one
-// rank).
+// rank); LLMRT_CUDA_GRAPH=1 launches each step as one CUDA graph from the
+// second on (one rank, bf16 or fp32 GEMMs).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's; LLMRT_CUDA_ATTN_STAGED=1
 // stages the backward's fp32 query tiles by cp.async (no faster on an
@@ -87,6 +88,10 @@ public:
   ~CudaExecutor() override;
   void run(int fn, std::vector<TraceEvent> *trace,
            std::chrono::steady_clock::time_point origin) override;
+  /// Queues function fn's instructions on the stream (run's body; also
+  /// what a CUDA graph's capture records).
+  void enqueue(int fn, std::vector<TraceEvent> *trace,
+               std::chrono::steady_clock::time_point origin);
   int64_t allocatedBytes() const override {
     return program_.arenaBytes + workspaceBytes_ + cuda::blasDeviceBytes(blas_) +
            cuda::blasDeviceBytes(sideBlas_) +
@@ -254,9 +259,37 @@ public:
   /// leaves the device's state unknown: nothing can be resumed).
   [[noreturn]] void fatal(const char *where, const std::string &what);
   void checkLaunch(const char *where) {
-    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess)
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) {
+      if (capturing_) { // the capture fails; the run falls back (run)
+        captureError_ = absl::StrCat(where, ": ", cudaGetErrorString(e));
+        return;
+      }
       fatal(where, cudaGetErrorString(e));
+    }
   }
+
+  /// LLMRT_CUDA_GRAPH=1 (one rank, bf16 or fp32 GEMMs, no trace, no side
+  /// stream): a function's instructions are captured into a CUDA graph at
+  /// its second run (the first times cuBLASLt's candidates, which a capture
+  /// cannot) and the graph is launched from then on: one launch a step
+  /// instead of one a kernel. The gradient norm is then read after the
+  /// step, not in its middle (an overflow still ends the run with the
+  /// trainer's error; the updates of that step are not undone).
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    int runs = 0;
+    bool failed = false;
+    double lossScale = 1.0;  ///< the loss scale its kernels were given
+    const float *norm = nullptr; ///< the gradient norm it computes (or none)
+  };
+  bool graphs_ = false;
+  std::vector<Graph> graphOf_;
+  bool capturing_ = false;
+  std::string captureError_;
+  const float *capturedNorm_ = nullptr;
+  /// Captures function fn into g.exec; false (with a warning, once) where
+  /// the capture fails.
+  bool capture(int fn, Graph &g);
 
   cudaStream_t stream_ = nullptr;
   cuda::Blas *blas_ = nullptr;
@@ -367,6 +400,9 @@ CudaExecutor::~CudaExecutor() {
     cudaEventDestroy(mainMark_);
     cudaStreamDestroy(side_);
   }
+  for (Graph &g : graphOf_)
+    if (g.exec)
+      cudaGraphExecDestroy(g.exec);
   if (traceBegin_)
     cudaEventDestroy(traceBegin_);
   if (traceEnd_)
@@ -429,7 +465,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
       {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
       {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_LN_BWD", '1'},
-      {"LLMRT_CUDA_ADAMW_VEC", '1'}};
+      {"LLMRT_CUDA_ADAMW_VEC", '1'},   {"LLMRT_CUDA_GRAPH", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
@@ -710,6 +746,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->lossRow_ = a[0] - '0'; // 0 to 2: checked above
   ex->lnBwd_ = switchOn("LLMRT_CUDA_LN_BWD", false) ? 1 : 0;
   ex->adamwVec_ = switchOn("LLMRT_CUDA_ADAMW_VEC", false);
+  ex->graphs_ = switchOn("LLMRT_CUDA_GRAPH", false);
   if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
     // The lowest priority: the main stream's kernels go first where both
     // wait for SMs.
@@ -1034,9 +1071,71 @@ SideStreamPlan CudaExecutor::planSide(const std::vector<Resolved> &fn,
 
 void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        std::chrono::steady_clock::time_point origin) {
+  overflowed_ = false;
+  if (graphs_ && !trace && !side_ && !dcomm_ && !fp16_ && !syncEach_) {
+    if (graphOf_.size() < functions_.size())
+      graphOf_.resize(functions_.size());
+    Graph &g = graphOf_[fn];
+    if (g.exec && g.lossScale != lossScale_) { // its kernels' arguments changed
+      cudaGraphExecDestroy(g.exec);
+      g.exec = nullptr;
+    }
+    if (!g.exec && !g.failed && g.runs++ >= 1 && !capture(fn, g))
+      g.failed = true;
+    if (g.exec) {
+      progress.fetch_add(1, std::memory_order_relaxed); // for the watchdog
+      current.store("the step's CUDA graph", std::memory_order_relaxed);
+      if (cudaError_t e = cudaGraphLaunch(g.exec, stream_); e != cudaSuccess)
+        fatal("the step's CUDA graph", cudaGetErrorString(e));
+      if (g.norm) { // the overflow check, after the step
+        float norm = 0;
+        if (cudaError_t e = cudaMemcpyAsync(&norm, g.norm, 4, cudaMemcpyDeviceToHost, stream_);
+            e != cudaSuccess || (e = cudaStreamSynchronize(stream_)) != cudaSuccess)
+          fatal("the step's CUDA graph", cudaGetErrorString(e));
+        overflowed_ = !std::isfinite(norm);
+      }
+      return;
+    }
+  }
+  enqueue(fn, trace, origin);
+}
+
+bool CudaExecutor::capture(int fn, Graph &g) {
+  capturing_ = true;
+  captureError_.clear();
+  capturedNorm_ = nullptr;
+  cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed);
+  if (e == cudaSuccess) {
+    enqueue(fn, nullptr, {});
+    cudaGraph_t graph = nullptr;
+    e = cudaStreamEndCapture(stream_, &graph);
+    if (e == cudaSuccess && captureError_.empty() && graph)
+      e = cudaGraphInstantiate(&g.exec, graph, 0);
+    if (graph)
+      cudaGraphDestroy(graph);
+  }
+  capturing_ = false;
+  if (e == cudaSuccess && captureError_.empty() && g.exec) {
+    g.lossScale = lossScale_;
+    g.norm = capturedNorm_;
+    return true;
+  }
+  cudaGetLastError(); // the capture's error is not the device's
+  if (g.exec)
+    cudaGraphExecDestroy(g.exec);
+  g.exec = nullptr;
+  std::fprintf(stderr,
+               "warning: rank %d: LLMRT_CUDA_GRAPH: function %d could not be captured (%s); "
+               "it runs kernel by kernel\n",
+               comm_ ? comm_->rank() : 0, fn,
+               captureError_.empty() ? cudaGetErrorString(e) : captureError_.c_str());
+  return false;
+}
+
+void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
+                           std::chrono::steady_clock::time_point origin) {
   using clock = std::chrono::steady_clock;
   std::string err;
-  overflowed_ = false;
   cuda::gemmForget(blas_); // the host may have written inputs since
   const DeferredCollectives &deferred = deferred_[fn];
   // Weight gradients on the side stream (not while tracing: each
@@ -1409,7 +1508,11 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       }
       cuda::finishNorm(normAcc_, 4, F(p[0]), 1.0 / lossScale_, s);
       // The update is skipped on an overflow: the host needs the norm now
-      // (4 bytes, once a step).
+      // (4 bytes, once a step); a captured step reads it after (run).
+      if (capturing_) {
+        capturedNorm_ = F(p[0]);
+        break;
+      }
       float norm = 0;
       if (cudaError_t e = cudaMemcpyAsync(&norm, F(p[0]), 4, cudaMemcpyDeviceToHost, s);
           e != cudaSuccess || (e = cudaStreamSynchronize(s)) != cudaSuccess)
