@@ -373,11 +373,14 @@ void finishNorm(const double *acc, int count, float *out, double scale,
 /// (--trace: an instruction's events then time its kernels, not their
 /// launch).
 void holdStream(cudaStream_t s, unsigned microseconds);
-/// *out = min(1, max / (norm + 1e-6)) (1 when max <= 0).
+/// *out = min(1, max / (norm + 1e-6)) (1 when max <= 0); NaN where the
+/// norm is not finite, which the AdamW kernels read as "skip this step"
+/// (what the host's overflow check does, inside a CUDA graph).
 void clipScale(const float *norm, const float *maxNorm, float *out,
                cudaStream_t s);
 /// CpuKernels.h's adamw, reading lr, step, weight decay (nullptr: none) and
-/// the gradient scale from the device.
+/// the gradient scale from the device (NaN, clipScale's mark of an
+/// overflow: nothing is updated).
 void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            const float *lr, const int64_t *step, const float *weightDecay,
            const float *gradScale, double beta1, double beta2, double eps,

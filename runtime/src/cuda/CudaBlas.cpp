@@ -455,8 +455,18 @@ bool gemm(Blas *b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                                                   CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
                                                   &aux, sizeof(aux)) == CUBLAS_STATUS_SUCCESS);
       // Timed only where a run leaves what the next reads as it was (not
-      // while adding to C: in place, each run would add again).
+      // while adding to C: in place, each run would add again). A CUDA
+      // graph's capture cannot time (it waits for events): the capture
+      // fails instead, its caller runs the step kernel by kernel.
       if (set && !p.tuned && !addC) {
+        cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(b->stream, &capture) == cudaSuccess &&
+            capture != cudaStreamCaptureStatusNone) {
+          if (error)
+            *error = "cuBLASLt's candidates for this shape are not timed yet (a CUDA graph's "
+                     "capture cannot time them)";
+          return false;
+        }
         // Each candidate once to warm up, then three times timed; the
         // product is the same (beta = 0), whichever runs last.
         cudaEvent_t e0 = nullptr, e1 = nullptr;

@@ -50,7 +50,7 @@
 // vectors; LLMRT_CUDA_ADAMW_VEC=1 the batched AdamW;
 // LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second stream (one
 // rank); LLMRT_CUDA_GRAPH=1 launches each step as one CUDA graph from the
-// second on (one rank, bf16 or fp32 GEMMs).
+// second on (one rank, bf16 GEMMs).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's; LLMRT_CUDA_ATTN_STAGED=1
 // stages the backward's fp32 query tiles by cp.async (no faster on an
@@ -259,22 +259,29 @@ public:
   /// leaves the device's state unknown: nothing can be resumed).
   [[noreturn]] void fatal(const char *where, const std::string &what);
   void checkLaunch(const char *where) {
-    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) {
-      if (capturing_) { // the capture fails; the run falls back (run)
-        captureError_ = absl::StrCat(where, ": ", cudaGetErrorString(e));
-        return;
-      }
-      fatal(where, cudaGetErrorString(e));
-    }
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess)
+      failed(where, cudaGetErrorString(e));
+  }
+  /// An instruction that could not be queued: while a CUDA graph is being
+  /// captured the capture fails (its first error kept; true: the caller
+  /// stops queueing, and run falls back to the kernels one by one);
+  /// otherwise the process ends (fatal).
+  bool failed(const char *where, const std::string &what) {
+    if (!capturing_)
+      fatal(where, what);
+    if (captureError_.empty())
+      captureError_ = absl::StrCat(where, ": ", what);
+    return true;
   }
 
-  /// LLMRT_CUDA_GRAPH=1 (one rank, bf16 or fp32 GEMMs, no trace, no side
-  /// stream): a function's instructions are captured into a CUDA graph at
-  /// its second run (the first times cuBLASLt's candidates, which a capture
+  /// LLMRT_CUDA_GRAPH=1 (one rank, bf16 GEMMs, no trace, no side stream):
+  /// a function's instructions are captured into a CUDA graph at its
+  /// second run (the first times cuBLASLt's candidates, which a capture
   /// cannot) and the graph is launched from then on: one launch a step
   /// instead of one a kernel. The gradient norm is then read after the
-  /// step, not in its middle (an overflow still ends the run with the
-  /// trainer's error; the updates of that step are not undone).
+  /// step, not in its middle; an overflow skips the update on the device
+  /// (clip_scale marks it, AdamW reads the mark), as the host's check
+  /// does kernel by kernel.
   struct Graph {
     cudaGraphExec_t exec = nullptr;
     int runs = 0;
@@ -283,6 +290,7 @@ public:
     const float *norm = nullptr; ///< the gradient norm it computes (or none)
   };
   bool graphs_ = false;
+  bool graphable_ = false; ///< bf16 GEMMs (cuBLASLt with its own workspace)
   std::vector<Graph> graphOf_;
   bool capturing_ = false;
   std::string captureError_;
@@ -747,6 +755,11 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->lnBwd_ = switchOn("LLMRT_CUDA_LN_BWD", false) ? 1 : 0;
   ex->adamwVec_ = switchOn("LLMRT_CUDA_ADAMW_VEC", false);
   ex->graphs_ = switchOn("LLMRT_CUDA_GRAPH", false);
+  ex->graphable_ = mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast;
+  if (ex->graphs_ && !ex->graphable_)
+    std::fprintf(stderr, "warning: rank %d: LLMRT_CUDA_GRAPH: GEMMs in %s: the steps run "
+                         "kernel by kernel (graphs take bf16 GEMMs)\n",
+                 comm.rank(), cuda::gemmModeName(mode));
   if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
     // The lowest priority: the main stream's kernels go first where both
     // wait for SMs.
@@ -1072,7 +1085,7 @@ SideStreamPlan CudaExecutor::planSide(const std::vector<Resolved> &fn,
 void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        std::chrono::steady_clock::time_point origin) {
   overflowed_ = false;
-  if (graphs_ && !trace && !side_ && !dcomm_ && !fp16_ && !syncEach_) {
+  if (graphs_ && graphable_ && !trace && !side_ && !dcomm_ && !syncEach_) {
     if (graphOf_.size() < functions_.size())
       graphOf_.resize(functions_.size());
     Graph &g = graphOf_[fn];
@@ -1118,6 +1131,9 @@ bool CudaExecutor::capture(int fn, Graph &g) {
   if (e == cudaSuccess && captureError_.empty() && g.exec) {
     g.lossScale = lossScale_;
     g.norm = capturedNorm_;
+    std::fprintf(stderr, "cuda: function %d runs as one CUDA graph from its run %d on (%zu "
+                         "instructions)\n",
+                 fn, g.runs, functions_[fn].size());
     return true;
   }
   cudaGetLastError(); // the capture's error is not the device's
@@ -1305,14 +1321,16 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
                            n[1], n[2], n[3] != 0, &err,
                            (h16 & 3u) | ((h16 >> y & 1u) << 2), r.addTo,
                            r.gelu >= 0 ? &gelu : nullptr))
-        fatal(name, err);
+        if (failed(name, err))
+          return; // a capture that fails (run falls back)
       break;
     }
     case Opcode::LinearBwdWeight:
       if (!cuda::linearBwdWeight(blas, p[0], p[1], F(p[2]), n[0], n[1],
                                  n[2], n[3] != 0, &err, r.biasGrad, &biasGradDone_,
                                  h16 & 3u))
-        fatal(name, err);
+        if (failed(name, err))
+          return; // a capture that fails (run falls back)
       break;
     case Opcode::SumRows:
       if (r.sumRowsFused && biasGradDone_) // the GEMM before computed it
@@ -1606,7 +1624,8 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
       if (std::string e = generated_.launchElementwise(k.kernel, k.n, r.ptrs.data(),
                                                        r.ptrs.size(), s);
           !e.empty())
-        fatal(name, e);
+        if (failed(name, e))
+          return; // a capture that fails (run falls back)
       break;
     }
     case Opcode::FusedNorm: {
@@ -1620,7 +1639,8 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
           codes[a] = half_ == cuda::Half::Bf16 ? 1 : 2;
       if (std::string e = generated_.launchNorm(k.kernel, k.normRows, r.ptrs.data(), codes, K, s);
           !e.empty())
-        fatal(name, e);
+        if (failed(name, e))
+          return; // a capture that fails (run falls back)
       break;
     }
     case Opcode::AdamW:

@@ -1318,6 +1318,10 @@ __global__ void finishNormK(const double *acc, int count, float *out,
 }
 
 __global__ void clipScaleK(const float *norm, const float *maxNorm, float *out) {
+  if (!isfinite(*norm)) { // an overflow: NaN marks the step, AdamW skips it
+    *out = __int_as_float(0x7fc00000);
+    return;
+  }
   float mx = *maxNorm;
   float coef = mx > 0 ? mx / (*norm + 1e-6f) : 1.0f;
   *out = fminf(coef, 1.0f);
@@ -1357,6 +1361,8 @@ __device__ __forceinline__ void adamwRange(const float *sc, float *p,
                                            int64_t stride, double eps) {
   const float decay = sc[0], w1 = sc[1], b2 = sc[2], w2 = sc[3],
               bc2Sqrt = sc[4], negStep = sc[5], gs = sc[6];
+  if (isnan(gs)) // clip_scale's mark of an overflow: this step updates nothing
+    return;
   const float epsF = static_cast<float>(eps);
   const bool smallW1 = fabsf(w1) < 0.5f;
   auto update = [&](float &pi, float gi, float &mi, float &vi) {
