@@ -1358,7 +1358,8 @@ void checkLossAndOptimizer(Rng &rng) {
   // An overflow (a non-finite norm): clip_scale marks the step with NaN and
   // AdamW, single and batched, updates nothing (the graph's skip).
   {
-    Dev<float> INF(std::vector<float>{std::numeric_limits<float>::infinity()}), MARK(1);
+    Dev<float> INF(std::vector<float>{std::numeric_limits<float>::infinity()}),
+        MARK(std::vector<float>{1.0f}); // not NaN before: the kernel must write it
     cuda::clipScale(INF.p, MAXN.p, MARK.p, nullptr);
     ++checks;
     if (float mark = MARK.host()[0]; !std::isnan(mark)) {
@@ -1366,16 +1367,25 @@ void checkLossAndOptimizer(Rng &rng) {
       std::printf("clip_scale of an infinite norm FAIL  %g, not NaN\n", mark);
     }
     std::vector<float> p0(1000, 0.5f), g0(1000, 1.0f), m0(1000, 0.25f), v0(1000, 0.125f);
-    Dev<float> P5(p0), G5(g0), M5(m0), V5(v0);
-    cuda::adamw(P5.p, G5.p, M5.p, V5.p, 1000, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8,
-                1.0f, nullptr);
-    std::vector<cuda::AdamWTensor> one{{P5.p, G5.p, M5.p, V5.p, 1000, true}};
-    for (bool vec : {false, true})
-      cuda::adamwBatch(one.data(), 1, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8, 1.0f,
-                       nullptr, vec);
-    compare("adamw of a marked step: p unchanged", p0, P5.host(), 0);
-    compare("adamw of a marked step: m unchanged", m0, M5.host(), 0);
-    compare("adamw of a marked step: v unchanged", v0, V5.host(), 0);
+    Dev<float> G5(g0);
+    // Each path on its own tensors: single, batched, batched by vectors.
+    for (int path = 0; path < 3; ++path) {
+      Dev<float> P5(p0), M5(m0), V5(v0);
+      if (path == 0) {
+        cuda::adamw(P5.p, G5.p, M5.p, V5.p, 1000, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8,
+                    1.0f, nullptr);
+      } else {
+        std::vector<cuda::AdamWTensor> one{{P5.p, G5.p, M5.p, V5.p, 1000, true}};
+        cuda::adamwBatch(one.data(), 1, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8, 1.0f,
+                         nullptr, path == 2);
+      }
+      must(cudaGetLastError(), "adamw launch");
+      const std::string what = std::string("adamw of a marked step") +
+                               (path == 0 ? "" : path == 1 ? ", batched" : ", by vectors");
+      compare(what + ": p unchanged", p0, P5.host(), 0);
+      compare(what + ": m unchanged", m0, M5.host(), 0);
+      compare(what + ": v unchanged", v0, V5.host(), 0);
+    }
   }
 }
 

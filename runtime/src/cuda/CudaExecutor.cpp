@@ -264,8 +264,9 @@ public:
   }
   /// An instruction that could not be queued: while a CUDA graph is being
   /// captured the capture fails (its first error kept; true: the caller
-  /// stops queueing, and run falls back to the kernels one by one);
-  /// otherwise the process ends (fatal).
+  /// may stop queueing, what it queues after is discarded with the
+  /// capture, and run falls back to the kernels one by one); otherwise the
+  /// process ends (fatal).
   bool failed(const char *where, const std::string &what) {
     if (!capturing_)
       fatal(where, what);
