@@ -49,8 +49,9 @@ struct Blas {
   void *ltWorkspace = nullptr;
   int64_t epilogues = 0, biasGrads = 0, tunedPlans = 0;
   /// How many of the heuristic's candidates each plan times (1: none;
-  /// LLMRT_CUDA_GEMM_TUNE=0); LLMRT_CUDA_GEMM_TUNE=2 also times each with
-  /// k split 2, 4 and 8 ways where it can.
+  /// LLMRT_CUDA_GEMM_TUNE=0; 32 with LLMRT_CUDA_GEMM_TUNE=3);
+  /// LLMRT_CUDA_GEMM_TUNE=2 also times each with k split 2, 4 and 8 ways
+  /// where it can.
   int tune = 8;
   bool splitK = false;
   static constexpr size_t kLtWorkspace = 32u << 20;
@@ -126,7 +127,7 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
   b->stream = s;
   b->mode = mode;
   if (const char *t = std::getenv("LLMRT_CUDA_GEMM_TUNE")) {
-    b->tune = std::atoi(t) == 0 ? 1 : b->tune;
+    b->tune = std::atoi(t) == 0 ? 1 : std::atoi(t) == 3 ? 32 : b->tune;
     b->splitK = std::atoi(t) == 2;
   }
   b->compute = mode == GemmMode::Bf16Fast ? CUBLAS_COMPUTE_32F_FAST_16BF

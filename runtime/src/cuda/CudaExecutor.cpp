@@ -26,7 +26,8 @@
 // operand copies (LLMRT_CUDA_STORE16=0: none), and GEMM outputs that
 // elementwise kernels, the loss and the layer norm's backward read
 // (LLMRT_CUDA_ACT16=0: none). cuBLASLt times its candidates once per shape
-// (LLMRT_CUDA_GEMM_TUNE=0: its first choice; =2: also each with k split).
+// (LLMRT_CUDA_GEMM_TUNE=0: its first choice; =2: also each with k split;
+// =3: 32 candidates instead of 8).
 // Residual adds run in the GEMM or layer-norm backward before them (one
 // rank; LLMRT_CUDA_FUSE_ADD=0: apart); GELUs run in the epilogue of the GEMM before them
 // (LLMRT_CUDA_FUSE_GELU=0: apart);
@@ -461,9 +462,9 @@ bool switchOn(const char *name, bool unset) {
 
 absl::StatusOr<std::unique_ptr<Executor>>
 createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
-  // The switches take 0 or 1 (the tuning, the cp.async backward and the
-  // loss's row kernel 0, 1 or 2; the cp.async forward 0 to 3): anything
-  // else is a mistake to name, not a silent 0.
+  // The switches take 0 or 1 (the cp.async backward and the loss's row
+  // kernel 0, 1 or 2; the tuning and the cp.async forward 0 to 3):
+  // anything else is a mistake to name, not a silent 0.
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
       {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '2'},
@@ -472,7 +473,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
-      {"LLMRT_CUDA_GEMM_TUNE", '2'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
+      {"LLMRT_CUDA_GEMM_TUNE", '3'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
       {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_LN_BWD", '1'},
       {"LLMRT_CUDA_ADAMW_VEC", '1'},   {"LLMRT_CUDA_GRAPH", '1'}};
   for (auto [name, max] : kSwitches)
