@@ -106,53 +106,20 @@ for model in "${models[@]}"; do
         echo "$model ($mode): FAILED to run"; tail -3 "$out/$model-$mode.txt"; status=1; continue; }
     grep -E "^model:" "$out/$model-$mode.txt" | sed 's/.*| cuda/  cuda/'
     tol=$([ "${mode%+*}" = fp32 ] && echo 1e-4 || echo 2e-2)
-    "$py" - "$log" "$ref" "$tol" "$model ($mode GEMMs)" <<'PY' || status=1
-import json, sys
-ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
-ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
-tol = float(sys.argv[3])
-worst = max(abs(a - b) / abs(b) for a, b in zip(ours, ref))
-ok = len(ours) == len(ref) == 10 and worst <= tol
-print(f"{sys.argv[4]}: {'PASS' if ok else 'FAIL'}  worst step loss rel diff {worst:.2e} (tol {tol:g}); "
-      f"losses {ours[0]:.5f} .. {ours[-1]:.5f} (PyTorch {ref[0]:.5f} .. {ref[-1]:.5f})")
-sys.exit(0 if ok else 1)
-PY
+    "$py" "$root/bench/gpu/compare_losses.py" "$log" "$ref" "$model ($mode GEMMs)" \
+      --tol "$tol" --ref-name PyTorch || status=1
   done
   # A CUDA graph a step against the same kernels launched one by one: the
   # same training but for the order of the atomics' sums.
-  "$py" - "$out/$model-bf16+graph.jsonl" "$out/$model-bf16+defaults.jsonl" "$model" \
-    "$out/$model-bf16+graph.txt" <<'PY' || status=1
-import json, sys
-try:
-    ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
-    ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
-    text = open(sys.argv[4]).read().splitlines()
-    warned = [l.strip() for l in text if "LLMRT_CUDA_GRAPH" in l]
-    # the runtime says when a step runs as a graph; none said: not captured
-    warned += [] if any("one CUDA graph" in l for l in text) else ["no step ran as a CUDA graph"]
-except OSError as e:
-    print(f"{sys.argv[3]} (CUDA graph against kernel by kernel): FAIL  {e}"); sys.exit(1)
-worst = max((abs(a - b) / abs(b) for a, b in zip(ours, ref)), default=float("inf"))
-ok = len(ours) == len(ref) == 10 and worst <= 1e-3 and not warned  # a failed capture warns
-print(f"{sys.argv[3]} (CUDA graph against kernel by kernel, bf16): {'PASS' if ok else 'FAIL'}  "
-      f"worst step loss rel diff {worst:.2e} (tol 1e-3){'; ' + warned[0] if warned else ''}")
-sys.exit(0 if ok else 1)
-PY
+  "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-bf16+graph.jsonl" \
+    "$out/$model-bf16+defaults.jsonl" "$model (CUDA graph against kernel by kernel, bf16)" \
+    --tol 1e-3 --ref-name "kernel by kernel" --log "$out/$model-bf16+graph.txt" \
+    --require "one CUDA graph" --forbid LLMRT_CUDA_GRAPH || status=1
   # The compiler's add + norm kernels against the runtime's add and norm
   # kernels, with fp32 GEMMs: the same training but for rounding.
-  "$py" - "$out/$model-fp32+norms.jsonl" "$out/$model-fp32.jsonl" "$model" <<'PY' || status=1
-import json, sys
-try:
-    ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
-    ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
-except OSError as e:
-    print(f"{sys.argv[3]} (fused norms against unfused, fp32): FAIL  {e}"); sys.exit(1)
-worst = max((abs(a - b) / abs(b) for a, b in zip(ours, ref)), default=float("inf"))
-ok = len(ours) == len(ref) == 10 and worst <= 1e-5
-print(f"{sys.argv[3]} (fused norms against unfused, fp32): {'PASS' if ok else 'FAIL'}  "
-      f"worst step loss rel diff {worst:.2e} (tol 1e-5)")
-sys.exit(0 if ok else 1)
-PY
+  "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-fp32+norms.jsonl" \
+    "$out/$model-fp32.jsonl" "$model (fused norms against unfused, fp32)" --tol 1e-5 \
+    --ref-name unfused || status=1
 done
 
 if [ "${LLM_GPU_QUICK:-0}" = 1 ]; then
@@ -371,15 +338,8 @@ else
       --data "$bundle/data/train.bin" --init "$out/tiny-llama-gqa.init.safetensors" \
       --log "$out/$name.jsonl" "${hyper[@]}" > "$out/$name.txt" 2>&1 || {
         echo "$name: FAILED to run"; tail -5 "$out/$name.txt"; status=1; continue; }
-    "$py" - "$out/$name.jsonl" "$one" "$name" <<'PY' || status=1
-import json, sys
-ours = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
-ref = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
-worst = max(abs(a - b) / abs(b) for a, b in zip(ours, ref))
-ok = len(ours) == len(ref) == 10 and worst <= 1e-4
-print(f"{sys.argv[3]}: {'PASS' if ok else 'FAIL'}  worst step loss rel diff {worst:.2e} against one GPU (tol 1e-4)")
-sys.exit(0 if ok else 1)
-PY
+    "$py" "$root/bench/gpu/compare_losses.py" "$out/$name.jsonl" "$one" "$name" --tol 1e-4 \
+      --ref-name "one GPU" || status=1
   done
 fi
 if [ "${LLM_GPU_SANITIZE:-0}" = 1 ]; then

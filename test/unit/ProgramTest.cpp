@@ -273,28 +273,41 @@ TEST(Program, AttentionColumnSlices) {
 }
 
 namespace {
-/// y = silu(x) * u as one fusion group with a GPU kernel entry.
-ProgramDesc fusedProgram() {
+/// A program of one function with one instruction, whose GPU kernel (an
+/// empty PTX module for sm_90) is `entry`.
+ProgramDesc oneKernelProgram(int64_t arenaBytes, std::vector<BufferDesc> buffers,
+                             Opcode opcode, std::vector<uint32_t> operands,
+                             std::vector<int64_t> ints, std::vector<double> floats,
+                             const char *function, const char *entry) {
   ProgramDesc p;
   p.metadata = "{}";
-  p.arenaBytes = 256;
-  p.buffers = {{"x", BufferRole::Temp, ElemType::F32, {4}, 0, 16},
-               {"u", BufferRole::Temp, ElemType::F32, {4}, 64, 16},
-               {"y", BufferRole::Temp, ElemType::F32, {4}, 128, 16}};
+  p.arenaBytes = arenaBytes;
+  p.buffers = std::move(buffers);
+  Instruction k;
+  k.opcode = static_cast<uint16_t>(opcode);
+  k.operands = std::move(operands);
+  k.ints = std::move(ints);
+  k.floats = std::move(floats);
+  p.functions = {{function, {k}}};
+  p.gpuPtx = ".version 7.8\n.target sm_90\n";
+  p.gpuEntries = {entry};
+  return p;
+}
+
+/// y = silu(x) * u as one fusion group with a GPU kernel entry.
+ProgramDesc fusedProgram() {
   FusedProgram fp;
   fp.n = 4;
   fp.kernel = 0;
   fp.nb = {4, 4};
   fp.ops = {{MicroOp::SiluFwd, 0, -1}, {MicroOp::Mul, 2, 1}};
   fp.outputs = {3};
-  Instruction k;
-  k.opcode = static_cast<uint16_t>(Opcode::FusedElementwise);
-  k.operands = {0, 1, 2};
-  k.ints = fp.encode();
-  p.functions = {{"eval", {k}}};
-  p.gpuPtx = ".version 7.8\n.target sm_90\n";
-  p.gpuEntries = {"fused_0"};
-  return p;
+  return oneKernelProgram(256,
+                          {{"x", BufferRole::Temp, ElemType::F32, {4}, 0, 16},
+                           {"u", BufferRole::Temp, ElemType::F32, {4}, 64, 16},
+                           {"y", BufferRole::Temp, ElemType::F32, {4}, 128, 16}},
+                          Opcode::FusedElementwise, {0, 1, 2}, fp.encode(), {}, "eval",
+                          "fused_0");
 }
 } // namespace
 
@@ -395,15 +408,6 @@ namespace {
 /// x1 = x + a stored, y = layer_norm(x1) over 2 rows of 4: operands
 /// [x, a, w, b, x1, y].
 ProgramDesc fusedNormProgram() {
-  ProgramDesc p;
-  p.metadata = "{}";
-  p.arenaBytes = 512;
-  p.buffers = {{"x", BufferRole::Temp, ElemType::F32, {8}, 0, 32},
-               {"a", BufferRole::Temp, ElemType::F32, {8}, 64, 32},
-               {"w", BufferRole::Param, ElemType::F32, {4}, 128, 16},
-               {"b", BufferRole::Param, ElemType::F32, {4}, 192, 16},
-               {"x1", BufferRole::Temp, ElemType::F32, {8}, 256, 32},
-               {"y", BufferRole::Temp, ElemType::F32, {8}, 320, 32}};
   FusedNormProgram fn;
   fn.kind = FusedNormProgram::Layer;
   fn.rows = 2, fn.C = 4, fn.x = 4, fn.w = 2, fn.b = 3;
@@ -412,15 +416,15 @@ ProgramDesc fusedNormProgram() {
   fn.pro.nb = {8, 8, 4, 4};
   fn.pro.ops = {{MicroOp::Add, 0, 1}};
   fn.pro.outputs = {4};
-  Instruction k;
-  k.opcode = static_cast<uint16_t>(Opcode::FusedNorm);
-  k.operands = {0, 1, 2, 3, 4, 5};
-  k.ints = fn.encode();
-  k.floats = {1e-5};
-  p.functions = {{"train", {k}}};
-  p.gpuPtx = ".version 7.8\n.target sm_90\n";
-  p.gpuEntries = {"fused_norm_0"};
-  return p;
+  return oneKernelProgram(512,
+                          {{"x", BufferRole::Temp, ElemType::F32, {8}, 0, 32},
+                           {"a", BufferRole::Temp, ElemType::F32, {8}, 64, 32},
+                           {"w", BufferRole::Param, ElemType::F32, {4}, 128, 16},
+                           {"b", BufferRole::Param, ElemType::F32, {4}, 192, 16},
+                           {"x1", BufferRole::Temp, ElemType::F32, {8}, 256, 32},
+                           {"y", BufferRole::Temp, ElemType::F32, {8}, 320, 32}},
+                          Opcode::FusedNorm, {0, 1, 2, 3, 4, 5}, fn.encode(), {1e-5}, "train",
+                          "fused_norm_0");
 }
 } // namespace
 
