@@ -36,7 +36,8 @@ run lossgeneric gpt2.exe LLMRT_CUDA_LOSS_ROW=0
 run lossrowtwice gpt2.exe LLMRT_CUDA_LOSS_ROW=1
 run lnvec gpt2.exe LLMRT_CUDA_LN_BWD=1
 run adamwvec gpt2.exe LLMRT_CUDA_ADAMW_VEC=1
-run graph gpt2.exe LLMRT_CUDA_GRAPH=1
+run nograph gpt2.exe LLMRT_CUDA_GRAPH=0
+run lnrow gpt2.exe LLMRT_CUDA_LN_BWD=2
 env "${base[@]}" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 \
   --trace "$out/around.trace.json" > "$out/around-trace.txt" 2>&1 &&
   "$py" "$root/bench/gpu/trace_summary.py" "$out/around.trace.json" --top 24

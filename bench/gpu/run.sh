@@ -80,26 +80,27 @@ for model in "${models[@]}"; do
   # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's row kernel reading its row
   # twice (LLMRT_CUDA_LOSS_ROW=1; the others 0, the generic kernel), the
   # backward attention's row statistics by cp.async
-  # (LLMRT_CUDA_ATTN_BWD_ASYNC=2), the layer-norm backward by vectors
-  # (LLMRT_CUDA_LN_BWD=1) and AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1).
+  # (LLMRT_CUDA_ATTN_BWD_ASYNC=2), the layer-norm backward a block a row
+  # (LLMRT_CUDA_LN_BWD=2) and AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1).
   # The cp.async attention kernels, 16-bit attention operands and the
   # GELUs in the GEMMs' epilogues are the default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
   # compiler's generated add + norm kernels; fp32 operands, then 16-bit).
   # bf16+defaults: no switch set at all, the runtime's defaults as a user
-  # gets them; bf16+graph: the defaults with each step a CUDA graph from
-  # its second on (LLMRT_CUDA_GRAPH=1).
-  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults bf16+graph; do
+  # gets them (each step a CUDA graph from its second on);
+  # bf16+kernels: the defaults launched kernel by kernel
+  # (LLMRT_CUDA_GRAPH=0).
+  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults bf16+kernels; do
     log=$out/$model-$mode.jsonl
     rm -f "$log"
     on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
     exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
     switches=(LLMRT_CUDA_FUSE_ADD=$on LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on
       LLMRT_CUDA_LOSS_FUSED=$on LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on
-      LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_LN_BWD=$on LLMRT_CUDA_ATTN_BWD_ASYNC=$((on + 1))
+      LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_LN_BWD=$((2 * on)) LLMRT_CUDA_ATTN_BWD_ASYNC=$((on + 1))
       LLMRT_CUDA_ADAMW_VEC=$on)
     [ "$mode" = bf16+defaults ] && switches=()
-    [ "$mode" = bf16+graph ] && switches=(LLMRT_CUDA_GRAPH=1)
+    [ "$mode" = bf16+kernels ] && switches=(LLMRT_CUDA_GRAPH=0)
     env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
       "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
@@ -111,9 +112,9 @@ for model in "${models[@]}"; do
   done
   # A CUDA graph a step against the same kernels launched one by one: the
   # same training but for the order of the atomics' sums.
-  "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-bf16+graph.jsonl" \
-    "$out/$model-bf16+defaults.jsonl" "$model (CUDA graph against kernel by kernel, bf16)" \
-    --tol 1e-3 --ref-name "kernel by kernel" --log "$out/$model-bf16+graph.txt" \
+  "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-bf16+defaults.jsonl" \
+    "$out/$model-bf16+kernels.jsonl" "$model (CUDA graph against kernel by kernel, bf16)" \
+    --tol 1e-3 --ref-name "kernel by kernel" --log "$out/$model-bf16+defaults.txt" \
     --require "one CUDA graph" --forbid LLMRT_CUDA_GRAPH || status=1
   # The compiler's add + norm kernels against the runtime's add and norm
   # kernels, with fp32 GEMMs: the same training but for rounding.
@@ -205,8 +206,9 @@ variants=("default||gpt2.exe"
   "loss generic kernel|LLMRT_CUDA_LOSS_ROW=0|gpt2.exe"
   "loss row kernel, the row read twice|LLMRT_CUDA_LOSS_ROW=1|gpt2.exe"
   "layer norm backward by vectors|LLMRT_CUDA_LN_BWD=1|gpt2.exe"
+  "layer norm backward a block a row|LLMRT_CUDA_LN_BWD=2|gpt2.exe"
   "AdamW by vectors|LLMRT_CUDA_ADAMW_VEC=1|gpt2.exe"
-  "CUDA graph a step|LLMRT_CUDA_GRAPH=1|gpt2.exe"
+  "kernel by kernel, no CUDA graph|LLMRT_CUDA_GRAPH=0|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
   "GEMM 32 candidates timed|LLMRT_CUDA_GEMM_TUNE=3|gpt2.exe"
