@@ -149,9 +149,7 @@ void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
 /// kernel (LLMRT_CUDA_LN_BWD): 0 a warp a row, the row in registers; 1,
 /// for C a multiple of 128 up to 1024 and 16-byte aligned tensors, the
 /// same with 16-byte vectors, a row's loads all in flight at once, 3
-/// blocks of 4 warps an SM; 2, for C a multiple of 4 up to 4096 and
-/// 16-byte aligned tensors, a block a row, 4 columns a thread. Returns
-/// whether the kernel asked for (1 or 2) ran.
+/// blocks of 4 warps an SM. Returns whether that vector kernel ran.
 bool layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
                    cudaStream_t s, const float *addTo = nullptr, int kernel = 0);

@@ -474,96 +474,6 @@ __global__ void __launch_bounds__(128, vecBwdBlocksPerSM<MaxV>())
   flushBlockSums(sm, dw, db, C);
 }
 
-/// The sums of a and of b over the block (every thread gets both, added
-/// in the same order); slot: 32 float2 of shared memory for this one
-/// reduction of the row. A row's reductions each take their own slot, so
-/// one barrier each suffices: a slot is written again only after the
-/// barriers of the row's other reductions, which every thread reaches
-/// after reading it.
-template <bool Two = true>
-__device__ __forceinline__ float2 blockSum2(float a, float b, float2 *slot) {
-  a = warpSum(a);
-  if (Two)
-    b = warpSum(b);
-  if (threadIdx.x % 32 == 0)
-    slot[threadIdx.x / 32] = make_float2(a, b);
-  __syncthreads();
-  float2 t = make_float2(0.0f, 0.0f);
-  for (int i = 0, n = blockDim.x / 32; i < n; ++i) {
-    t.x += slot[i].x;
-    if (Two)
-      t.y += slot[i].y;
-  }
-  return t;
-}
-/// The sum of a over the block (blockSum2's way).
-__device__ __forceinline__ float blockSum(float a, float2 *slot) {
-  return blockSum2<false>(a, 0.0f, slot).x;
-}
-
-/// The layer-norm backward a block a row (LLMRT_CUDA_LN_BWD=2), for C a
-/// multiple of 4 up to 4096 and 16-byte aligned tensors: thread t holds
-/// columns 4 t .. 4 t + 3 of the row (blocks of C / 4 threads, rounded
-/// up to a warp: GPT-2's 768 takes 6 warps), its x, dy and addend loaded
-/// at once; the row's three sums meet in shared memory. Small blocks with
-/// few registers, many an SM, keep many rows' loads in flight where the
-/// register kernel (a warp a row, 189 registers for 768 columns) fits one
-/// block of 8 warps an SM. Each thread's weight and bias gradients build
-/// up in registers over the block's rows and are added to the zeroed
-/// outputs at the end.
-template <typename DyT>
-__global__ void __launch_bounds__(1024)
-    layerNormBwdRowK(const float *x, const float *w, const DyT *dy, float *dx, float *dw,
-                     float *db, int64_t rows, int C, float eps, const float *addTo) {
-  __shared__ float2 slots[3][32];
-  const int t = threadIdx.x, c4 = C / 4;
-  const bool mine = t < c4; // the last warp's lanes past C hold zeros
-  const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  const float4 wk = mine ? get4(w, t) : zero;
-  float4 pw = zero, pb = zero;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const int64_t i = row * c4 + t;
-    // Every load of the row before any store: dx may be dy or the addend
-    // (the same thread's columns).
-    float4 xv = zero, d = zero, a = zero;
-    if (mine) {
-      xv = get4(x, i);
-      d = get4(dy, i);
-      if (addTo)
-        a = get4(addTo, i);
-    }
-    const float mean = blockSum((xv.x + xv.y) + (xv.z + xv.w), slots[0]) / C;
-    if (mine)
-      xv = make_float4(xv.x - mean, xv.y - mean, xv.z - mean, xv.w - mean);
-    const float q = (xv.x * xv.x + xv.y * xv.y) + (xv.z * xv.z + xv.w * xv.w);
-    const float rstd = rsqrtf(blockSum(q, slots[1]) / C + eps);
-    const float4 xh = make_float4(xv.x * rstd, xv.y * rstd, xv.z * rstd, xv.w * rstd);
-    const float4 g = make_float4(d.x * wk.x, d.y * wk.y, d.z * wk.z, d.w * wk.w);
-    pw = make_float4(pw.x + d.x * xh.x, pw.y + d.y * xh.y, pw.z + d.z * xh.z,
-                     pw.w + d.w * xh.w);
-    pb = make_float4(pb.x + d.x, pb.y + d.y, pb.z + d.z, pb.w + d.w);
-    const float2 m = blockSum2((g.x + g.y) + (g.z + g.w),
-                               (g.x * xh.x + g.y * xh.y) + (g.z * xh.z + g.w * xh.w),
-                               slots[2]);
-    const float mg = m.x / C, mgx = m.y / C;
-    if (mine)
-      put4(dx, i,
-           make_float4(a.x + rstd * (g.x - mg - xh.x * mgx), a.y + rstd * (g.y - mg - xh.y * mgx),
-                       a.z + rstd * (g.z - mg - xh.z * mgx),
-                       a.w + rstd * (g.w - mg - xh.w * mgx)));
-  }
-  if (mine) {
-    atomicAdd(dw + 4 * t, pw.x);
-    atomicAdd(dw + 4 * t + 1, pw.y);
-    atomicAdd(dw + 4 * t + 2, pw.z);
-    atomicAdd(dw + 4 * t + 3, pw.w);
-    atomicAdd(db + 4 * t, pb.x);
-    atomicAdd(db + 4 * t + 1, pb.y);
-    atomicAdd(db + 4 * t + 2, pb.z);
-    atomicAdd(db + 4 * t + 3, pb.w);
-  }
-}
-
 template <typename OutT>
 __global__ void rmsNormFwdK(const float *x, const float *w, OutT *y,
                             int64_t rows, int C, float eps) {
@@ -1597,7 +1507,7 @@ void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
       reinterpret_cast<float2 *>(rowStats));
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
-/// Returns whether the kernel asked for (1 vectors, 2 a block a row) ran.
+/// Returns whether the vector kernel ran.
 template <typename DyT>
 bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
                         float *dw, float *db, int64_t rows, int64_t C, double eps,
@@ -1623,30 +1533,6 @@ bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
   };
   const bool aligned = aligned4(x) && aligned4(w) && aligned4(dy) && aligned4(dx) &&
                        (!addTo || aligned4(addTo));
-  if (kernel == 2 && C % 4 == 0 && C <= 4096 && aligned && rows > 0) {
-    // A block a row: as many blocks as the GPU holds at once (each runs
-    // several rows), at most a block a row.
-    const int threads = static_cast<int>((C / 4 + 31) / 32 * 32);
-    static int perSM[33] = {}, sms = 0; // by warps a block (one device a process)
-    int device = 0;
-    if (!sms && (cudaGetDevice(&device) != cudaSuccess ||
-                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) !=
-                     cudaSuccess || sms < 1)) {
-      cudaGetLastError(); // not the kernels' error: a guess instead
-      sms = 132;
-    }
-    int &fit = perSM[threads / 32];
-    if (!fit && (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                     &fit, layerNormBwdRowK<DyT>, threads, 0) != cudaSuccess ||
-                 fit < 1)) {
-      cudaGetLastError();
-      fit = 1;
-    }
-    const unsigned blocks = static_cast<unsigned>(
-        std::min<int64_t>(rows, static_cast<int64_t>(sms) * fit));
-    layerNormBwdRowK<DyT><<<blocks, threads, 0, s>>>(x, w, dy, dx, dw, db, rows, c, e, addTo);
-    return true;
-  }
   const bool vectors = kernel == 1 && C % 128 == 0 && aligned;
   if (vectors && C <= 128 * 6)
     vec(layerNormBwdVecK<6, DyT>, vecBwdBlocksPerSM<6>());
