@@ -34,7 +34,6 @@ run bwd8 gpt2.exe LLMRT_CUDA_ATTN_BWD8=1
 run nostream gpt2.exe LLMRT_CUDA_WGRAD_STREAM=0
 run lossgeneric gpt2.exe LLMRT_CUDA_LOSS_ROW=0
 run lossrowtwice gpt2.exe LLMRT_CUDA_LOSS_ROW=1
-run lnvec gpt2.exe LLMRT_CUDA_LN_BWD=1
 run adamwscalar gpt2.exe LLMRT_CUDA_ADAMW_VEC=0
 run nograph gpt2.exe LLMRT_CUDA_GRAPH=0
 env "${base[@]}" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 \

@@ -78,12 +78,10 @@ for model in "${models[@]}"; do
   # forward's adds in the layer norms (LLMRT_CUDA_ATTN_FWD8=1,
   # LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_WGRAD_STREAM=1,
   # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's row kernel reading its row
-  # twice (LLMRT_CUDA_LOSS_ROW=1; the others 0, the generic kernel), the
-  # backward attention's row statistics by cp.async
-  # (LLMRT_CUDA_ATTN_BWD_ASYNC=2) and the layer-norm backward by vectors
-  # (LLMRT_CUDA_LN_BWD=1), and AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1,
-  # since session 10 the default: the other modes that set switches take
-  # AdamW an element a thread).
+  # twice (LLMRT_CUDA_LOSS_ROW=1; the others 0, the generic kernel) and
+  # AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1, since session 10 the
+  # default: the other modes that set switches take AdamW an element a
+  # thread).
   # The cp.async attention kernels, 16-bit attention operands and the
   # GELUs in the GEMMs' epilogues are the default in all.
   # fp32+norms, bf16+norms: the executable compiled with --fuse-norms (the
@@ -99,8 +97,7 @@ for model in "${models[@]}"; do
     exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
     switches=(LLMRT_CUDA_FUSE_ADD=$on LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on
       LLMRT_CUDA_LOSS_FUSED=$on LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on
-      LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_LN_BWD=$on LLMRT_CUDA_ATTN_BWD_ASYNC=$((on + 1))
-      LLMRT_CUDA_ADAMW_VEC=$on)
+      LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_ADAMW_VEC=$on)
     [ "$mode" = bf16+defaults ] && switches=()
     [ "$mode" = bf16+kernels ] && switches=(LLMRT_CUDA_GRAPH=0)
     env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
@@ -202,12 +199,10 @@ variants=("default||gpt2.exe"
   "attention backward 8 warps|LLMRT_CUDA_ATTN_BWD8=1|gpt2.exe"
   "attention forward registers|LLMRT_CUDA_ATTN_ASYNC=0|gpt2.exe"
   "attention bwd without cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=0|gpt2.exe"
-  "attention bwd statistics by cp.async|LLMRT_CUDA_ATTN_BWD_ASYNC=2|gpt2.exe"
   "weight gradients side stream|LLMRT_CUDA_WGRAD_STREAM=1|gpt2.exe"
   "loss forward apart|LLMRT_CUDA_LOSS_FUSED=0|gpt2.exe"
   "loss generic kernel|LLMRT_CUDA_LOSS_ROW=0|gpt2.exe"
   "loss row kernel, the row read twice|LLMRT_CUDA_LOSS_ROW=1|gpt2.exe"
-  "layer norm backward by vectors|LLMRT_CUDA_LN_BWD=1|gpt2.exe"
   "AdamW an element a thread|LLMRT_CUDA_ADAMW_VEC=0|gpt2.exe"
   "kernel by kernel, no CUDA graph|LLMRT_CUDA_GRAPH=0|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"

@@ -363,10 +363,10 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
     cuda::addT({XW.p}, {G16.p, true}, {Y2.p}, n, h, nullptr);
     compare("add, 16-bit b" + sz, Y.host(), Y2.host(), 0);
   }
-  // The vector layer-norm backward (C a multiple of 128): 64 x 768 (6
-  // vectors a lane), 4300 x 640 (5 of 6: part-filled, several rows a
-  // warp), 3000 x 1024 (8), 2000 x 128 (1); the others fall back to the
-  // register kernel (checked the same).
+  // The layer-norm backward: C a multiple of 32 up to 1024 in registers
+  // (8, 16, 24 or 32 columns a lane: 2000 x 128, 4500 x 320, 64 x 768,
+  // 4300 x 640, 3000 x 1024), the others by the generic kernel (300 x 200,
+  // 7 x 4096).
   for (auto [rows, C] : {std::pair<int64_t, int64_t>{300, 200}, {64, 768}, {7, 4096},
                          {4500, 320}, {4300, 640}, {3000, 1024}, {2000, 128}}) {
     const std::string sz = " [" + std::to_string(rows) + "x" + std::to_string(C) + "]" + tag;
@@ -395,31 +395,11 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
                           G2.p);
       compare("layer_norm_bwd dx + residual gradient" + sz, want, DX3.host(), 1e-6);
       compare("layer_norm_bwd dx + residual gradient, in place" + sz, want, G2.host(), 1e-6);
-      // The same with vectors (LLMRT_CUDA_LN_BWD=1), dx over dy too, with
-      // its weight and bias gradients (the row's sums in another order).
-      Dev<float> G3(g), DX4(rows * C), DW4(C), DB4(C), DY5(dyw);
-      const bool vector = cuda::layerNormBwdT(X.p, W.p, {DYW.p}, DX4.p, DW4.p, DB4.p, rows, C,
-                                              1e-5, h, nullptr, G.p, 1);
-      ++checks;
-      if (vector != (C % 128 == 0 && C <= 1024)) {
-        ++failures;
-        std::printf("layer_norm_bwd vectors%s FAIL  the vector kernel %s\n", sz.c_str(),
-                    vector ? "ran where it does not apply" : "did not run");
-      }
-      cuda::layerNormBwdT(X.p, W.p, {DYW.p}, G3.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr,
-                          G3.p, 1);
-      compare("layer_norm_bwd vectors dx + residual gradient" + sz, want, DX4.host(), 1e-6);
-      compare("layer_norm_bwd vectors, in place" + sz, want, G3.host(), 1e-6);
-      compare("layer_norm_bwd vectors dw" + sz, DW.host(), DW4.host(), 1e-5);
-      compare("layer_norm_bwd vectors db" + sz, DB.host(), DB4.host(), 1e-5);
-      cuda::layerNormBwdT(X.p, W.p, {DY5.p}, DY5.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr,
-                          nullptr, 1);
-      compare("layer_norm_bwd vectors dx over dy" + sz, DX.host(), DY5.host(), 1e-6);
-      cuda::layerNormBwdT(X.p, W.p, {DY16.p, true}, DX4.p, DW4.p, DB4.p, rows, C, 1e-5, h,
-                          nullptr, nullptr, 1);
-      compare("layer_norm_bwd vectors dx, 16-bit dy" + sz, DX2.host(), DX4.host(), 1e-6);
-      compare("layer_norm_bwd vectors dw, 16-bit dy" + sz, DW2.host(), DW4.host(), 1e-5);
-      compare("layer_norm_bwd vectors db, 16-bit dy" + sz, DB2.host(), DB4.host(), 1e-5);
+      // dx over dy (an fp32 dy: a row's dy is read before its dx is
+      // stored).
+      Dev<float> DY5(dyw);
+      cuda::layerNormBwdT(X.p, W.p, {DY5.p}, DY5.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr);
+      compare("layer_norm_bwd dx over dy" + sz, DX.host(), DY5.host(), 1e-6);
     }
     compare("layer_norm_bwd dw, 16-bit dy" + sz, DW.host(), DW2.host(), 1e-5);
     compare("layer_norm_bwd db, 16-bit dy" + sz, DB.host(), DB2.host(), 1e-5);
@@ -824,9 +804,7 @@ void checkEmbeddings(Rng &rng) {
 /// forward in 8 warps, 7 16-bit in 8 warps, 8 the backward in 8 warps, 9
 /// to 11 16-bit with the forward's cp.async tiles (LLMRT_CUDA_ATTN_ASYNC 1
 /// to 3: 3 or 4 blocks an SM, or 32 query rows a warp), 12 and 13 16-bit
-/// with the backward's (LLMRT_CUDA_ATTN_BWD_ASYNC=1; 4 and 8 warps), 14
-/// and 15 the same with the rows' statistics copied with the tiles
-/// (LLMRT_CUDA_ATTN_BWD_ASYNC=2).
+/// with the backward's (LLMRT_CUDA_ATTN_BWD_ASYNC=1; 4 and 8 warps).
 void checkAttention(Rng &rng, int kind) {
   const bool tensorCores = kind > 0;
   struct Case {
@@ -880,8 +858,7 @@ void checkAttention(Rng &rng, int kind) {
                             kind >= 9 && kind <= 11 ? kind - 8 : 0);
       cuda::attentionBwdMMA(Q16.p, K16.p, V16.p, DO16.p, DQ.p, DK.p, DV.p, c.B, c.S, c.Hq,
                             c.Hkv, c.D, scale, c.causal, WS.p, nullptr, false, O16.p,
-                            LSE.p, all, kind == 7 || kind == 13 || kind == 15, nullptr,
-                            kind >= 14 ? 2 : kind >= 12 ? 1 : 0);
+                            LSE.p, all, kind == 7 || kind == 13, nullptr, kind >= 12 ? 1 : 0);
       std::vector<uint16_t> o16 = O16.host();
       std::vector<float> o(o16.size());
       for (size_t e = 0; e < o.size(); ++e)
@@ -905,9 +882,7 @@ void checkAttention(Rng &rng, int kind) {
     }
     char sz[128];
     std::snprintf(sz, sizeof(sz), "%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                  kind == 15  ? " fa2 16-bit backward cp.async + statistics 8 warps"
-                  : kind == 14 ? " fa2 16-bit backward cp.async + statistics"
-                  : kind == 13 ? " fa2 16-bit backward cp.async 8 warps"
+                  kind == 13 ? " fa2 16-bit backward cp.async 8 warps"
                   : kind == 12 ? " fa2 16-bit backward cp.async"
                   : kind == 11 ? " fa2 16-bit cp.async 32 rows a warp"
                   : kind == 10 ? " fa2 16-bit cp.async 4 blocks"
@@ -985,8 +960,7 @@ void checkAttentionColumns(Rng &rng) {
           Variant{false, true, 0, false, 0}, Variant{true, true, 0, false, 0},
           Variant{true, false, 1, false, 0}, Variant{true, false, 3, false, 0},
           Variant{false, false, 0, true, 0}, Variant{true, false, 0, true, 0},
-          Variant{true, false, 0, false, 1}, Variant{true, true, 0, false, 1},
-          Variant{true, false, 0, false, 2}, Variant{true, true, 0, false, 2}}) {
+          Variant{true, false, 0, false, 1}, Variant{true, true, 0, false, 1}}) {
       const bool h16 = var.h16, wide = var.wide, recompute = var.recompute;
       const int async = var.async;
       const size_t e = h16 ? 2 : 4;
@@ -1023,8 +997,7 @@ void checkAttentionColumns(Rng &rng) {
                            first[3], wq, rows, cuda::Half::Bf16, nullptr);
       char sz[128];
       std::snprintf(sz, sizeof(sz), " columns%s%s%s%s [B%lld S%lld Hq%lld Hkv%lld D%lld%s]",
-                    h16 ? " 16-bit" : "", var.bwdAsync == 2 ? " backward cp.async + statistics"
-                    : var.bwdAsync ? " backward cp.async" : "",
+                    h16 ? " 16-bit" : "", var.bwdAsync ? " backward cp.async" : "",
                     async == 3 ? " cp.async 32 rows a warp" : async ? " cp.async"
                     : wide     ? " 8 warps"
                                : "",
@@ -1581,7 +1554,7 @@ int main(int argc, char **argv) {
   if (run("attention")) {
     checkAttention(rng, 0);
     if (mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast)
-      for (int kind = 1; kind <= 15; ++kind)
+      for (int kind = 1; kind <= 13; ++kind)
         checkAttention(rng, kind);
     if (mode == cuda::GemmMode::Bf16)
       checkAttentionColumns(rng);

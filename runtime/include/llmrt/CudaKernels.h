@@ -146,13 +146,10 @@ void siluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s);
 void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
 /// addTo (optional, [rows, C], may be dx itself): dx = addTo + the layer
 /// norm's input gradient (the residual stream's gradient add, fused).
-/// kernel (LLMRT_CUDA_LN_BWD): 0 a warp a row, the row in registers; 1,
-/// for C a multiple of 128 up to 1024 and 16-byte aligned tensors, the
-/// same with 16-byte vectors, a row's loads all in flight at once, 3
-/// blocks of 4 warps an SM. Returns whether that vector kernel ran.
-bool layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+/// dx may be dy itself (an fp32 dy) or addTo.
+void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s, const float *addTo = nullptr, int kernel = 0);
+                   cudaStream_t s, const float *addTo = nullptr);
 /// rowStats (optional, 2 x rows floats): the forward keeps each row's
 /// max and sum of exp(x - max) there, and a backward of the same logits
 /// given them reads the logits once instead of twice (the same results).
@@ -291,8 +288,7 @@ void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
 /// async (LLMRT_CUDA_ATTN_BWD_ASYNC=1, the default): where q and dout are
 /// bf16 (strides and first columns multiples of 8), each query tile's Q
 /// and dO come by cp.async into a second pair of buffers while the tile
-/// before runs (4 warps, or 8 with `wide`); 2 (LLMRT_CUDA_ATTN_BWD_ASYNC=2):
-/// its rows' lse and D come with them, one barrier a tile fewer.
+/// before runs (4 warps, or 8 with `wide`).
 void attentionBwdMMA(const void *q, const void *k, const void *v,
                      const void *dout, float *dq, void *dk, void *dv,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,

@@ -529,29 +529,6 @@ __device__ __forceinline__ void asyncTile(bf16 *dst, const bf16 *src, int b, int
   }
 }
 
-/// The backward's row statistics of query tile [i0, i0 + kRows) of head
-/// h (lse and D, [B, Hq, S] each) into lseDst and dDst (kRows floats each)
-/// by 4-byte cp.async, rows past S zero-filled: with the tiles' copies, so
-/// that no load from global memory waits between the tile's barrier and
-/// its products.
-template <int Threads>
-__device__ __forceinline__ void asyncStats(float *lseDst, float *dDst, const float *lse,
-                                           const float *dvec, int b, int Hq, int h, int S,
-                                           int i0) {
-  static_assert(Threads >= 2 * kRows, "a copy a thread");
-  const int e = threadIdx.x;
-  if (e >= 2 * kRows)
-    return;
-  const int r = e % kRows, i = i0 + r;
-  const float *src = e < kRows ? lse : dvec;
-  const float *from = i < S ? src + (static_cast<int64_t>(b) * Hq + h) * S + i : src;
-  const unsigned to =
-      static_cast<unsigned>(__cvta_generic_to_shared((e < kRows ? lseDst : dDst) + r));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(to), "l"(from),
-               "r"(i < S ? 4 : 0)
-               : "memory");
-}
-
 /// The forward (kOut, kOutLse) for bf16 q, k, v (LLMRT_CUDA_ATTN_ASYNC):
 /// the tiles come by cp.async into two buffers, the next key tile in
 /// flight while this one's products run, instead of through registers.
@@ -653,7 +630,7 @@ __global__ void __launch_bounds__(32 * Warps)
   static_assert(!(Staged && Any16), "the staged copies are fp32");
   static_assert(!(Staged && Warps != kWarps), "the staged copies are 4 warps'");
   static_assert(!Async || (Any16 && !Staged), "the asynchronous copies are of bf16 tiles");
-  static_assert(Async >= 0 && Async <= 2, "Async: 0, 1 (tiles) or 2 (tiles and row statistics)");
+  static_assert(Async == 0 || Async == 1, "Async: 0 or 1 (tiles)");
   constexpr int Ld = Lay<D>::Ld, TE = Lay<D>::TileElems;
   constexpr int Threads = 32 * Warps, KRows = 16 * Warps, KE = KRows * Ld;
   // dQ per warp: 16 query rows x DQ columns (4 warps: all of D; 8: half).
@@ -672,11 +649,6 @@ __global__ void __launch_bounds__(32 * Warps)
   bf16 *const Q0 = Qs, *const dO0 = dOs;
   const ptrdiff_t qStep = reinterpret_cast<bf16 *>(dS + kRows) - Q0,
                   dOStep = reinterpret_cast<bf16 *>(dS + kRows) + TE - dO0;
-  // Async == 2: the rows' lse and D come with their tiles, the second
-  // buffer of each after the second dO tile (lse, then D: 2 kRows floats).
-  const ptrdiff_t statStep =
-      reinterpret_cast<float *>(reinterpret_cast<bf16 *>(dS + kRows) + 2 * TE) - lseS;
-  const float *lseCur = lseS, *dCur = dS;
 
   const int b = blockIdx.z, hk = blockIdx.y, jt = blockIdx.x, j0 = jt * KRows;
   const int group = Hq / Hkv;
@@ -715,8 +687,6 @@ __global__ void __launch_bounds__(32 * Warps)
                                  itFirst * kRows);
     asyncTile<D, kRows, Threads>(dO0, static_cast<const bf16 *>(dout), b, S, ldo,
                                  hk * group, itFirst * kRows);
-    if constexpr (Async == 2)
-      asyncStats<Threads>(lseS, dS, lseIn, dIn, b, Hq, hk * group, S, itFirst * kRows);
     commitStaged();
   }
   int buf = 0; // Async: the buffer of this (head, query tile) pair
@@ -752,36 +722,25 @@ __global__ void __launch_bounds__(32 * Warps)
           asyncTile<D, kRows, Threads>(dO0 + (buf ^ 1) * dOStep,
                                        static_cast<const bf16 *>(dout), b, S, ldo, hn,
                                        itn * kRows);
-          // Its rows' statistics too, read last (like Q and dO) before
-          // that barrier.
-          if constexpr (Async == 2)
-            asyncStats<Threads>(lseS + (buf ^ 1) * statStep, dS + (buf ^ 1) * statStep, lseIn,
-                                dIn, b, Hq, hn, S, itn * kRows);
         }
         commitStaged(); // empty on the last pair: the wait is then for all
         asm volatile("cp.async.wait_group 1;\n" ::: "memory");
         __syncthreads(); // this pair's tiles landed; the previous products are done
         Qs = Q0 + buf * qStep;
         dOs = dO0 + buf * dOStep;
-        if constexpr (Async == 2) {
-          lseCur = lseS + buf * statStep;
-          dCur = dS + buf * statStep;
-        }
         buf ^= 1;
       } else {
         __syncthreads(); // the previous tile's products are done
         loadTile<D, Any16, kRows, Threads>(Qs, q, h16 & kQ16, b, S, ldq, h, i0);
         loadTile<D, Any16, kRows, Threads>(dOs, dout, h16 & kDO16, b, S, ldo, h, i0);
       }
-      if constexpr (Async != 2) { // else they landed with the tiles
-        if (threadIdx.x < kRows) {
-          const int i = i0 + threadIdx.x;
-          const int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
-          lseS[threadIdx.x] = i < S ? lseIn[st] : 0.0f;
-          dS[threadIdx.x] = i < S ? dIn[st] : 0.0f;
-        }
-        __syncthreads();
+      if (threadIdx.x < kRows) {
+        const int i = i0 + threadIdx.x;
+        const int64_t st = (static_cast<int64_t>(b) * Hq + h) * S + i;
+        lseS[threadIdx.x] = i < S ? lseIn[st] : 0.0f;
+        dS[threadIdx.x] = i < S ? dIn[st] : 0.0f;
       }
+      __syncthreads();
       float s[8][4], dp[8][4];
       if constexpr (Async) { // the same products, B by ldmatrix
         productABtLdsm<D>(s, ka, Qs, lane);
@@ -801,14 +760,14 @@ __global__ void __launch_bounds__(32 * Warps)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int c = nt * 8 + 2 * t + (e & 1);
-          float p = fastExp2(s[nt][e] * scaleLog2 - lseCur[c]);
+          float p = fastExp2(s[nt][e] * scaleLog2 - lseS[c]);
           if (mask) {
             const int i = i0 + c, j = jRow + (e >> 1) * 8;
             if (i >= S || j >= S || (causal && i < j))
               p = 0.0f;
           }
           s[nt][e] = p;
-          dp[nt][e] = p * (dp[nt][e] - dCur[c]);
+          dp[nt][e] = p * (dp[nt][e] - dS[c]);
         }
       productPB<D>(accV, s, dOs, lane); // dV += Pᵀ dO
       productPB<D>(accK, dp, Qs, lane); // dK += dSᵀ Q
@@ -928,14 +887,12 @@ __global__ void rowStatsK(const void *dout, const void *out, const float *lse,
 }
 
 /// K, V, dSᵀ (KRows rows each), Q, dO (64), the rows' lse and D; the
-/// staged fp32 Q and dO, or (async) the second bf16 Q and dO tiles (and,
-/// async == 2, the second lse and D).
+/// staged fp32 Q and dO, or (async) the second bf16 Q and dO tiles.
 template <int D>
-constexpr size_t bwdSmem(bool staged, int warps = kWarps, int async = 0) {
+constexpr size_t bwdSmem(bool staged, int warps = kWarps, bool async = false) {
   return (3 * 16 * warps + 2 * kRows) * Lay<D>::Ld * sizeof(bf16) +
          2 * kRows * sizeof(float) + (staged ? 2 * kRows * D * sizeof(float) : 0) +
-         (async ? 2 * Lay<D>::TileElems * sizeof(bf16) : 0) +
-         (async == 2 ? 2 * kRows * sizeof(float) : 0);
+         (async ? 2 * Lay<D>::TileElems * sizeof(bf16) : 0);
 }
 
 } // namespace
@@ -1037,7 +994,7 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
     cudaMemset2DAsync(dq, static_cast<size_t>(lds[3]) * sizeof(float), 0,
                       static_cast<size_t>(Hq * D) * sizeof(float),
                       static_cast<size_t>(B * S), s);
-  auto launch = [&](auto kernel, bool staged, int warps, int async = 0) {
+  auto launch = [&](auto kernel, bool staged, int warps, bool async = false) {
     const size_t smem = bwdSmem<64>(staged, warps, async);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)) != cudaSuccess) {
@@ -1058,11 +1015,8 @@ void attentionBwdMMA(const void *q, const void *k, const void *v,
   };
   if (async > 0 && (h16 & (kQ16 | kDO16)) == (kQ16 | kDO16) && chunks(q, lds[0]) &&
       chunks(dout, int(Hq * D)) &&
-      (async == 2
-           ? (wide ? launch(attnBwdMMA<64, false, true, 8, 2>, false, 8, 2)
-                   : launch(attnBwdMMA<64, false, true, kWarps, 2>, false, kWarps, 2))
-           : (wide ? launch(attnBwdMMA<64, false, true, 8, 1>, false, 8, 1)
-                   : launch(attnBwdMMA<64, false, true, kWarps, 1>, false, kWarps, 1))))
+      (wide ? launch(attnBwdMMA<64, false, true, 8, 1>, false, 8, true)
+            : launch(attnBwdMMA<64, false, true, kWarps, 1>, false, kWarps, true)))
     return;
   // 8 warps (72 KB of shared memory) where asked and the device allows,
   // else 4. The staged kernel needs 79 KB: where the device refuses it,

@@ -39,16 +39,15 @@
 // LLMRT_CUDA_ATTN_BWD8=1 run its forward and backward in blocks of 8
 // warps; LLMRT_CUDA_ATTN_ASYNC=3 (the default; 1, 2; 0 off) its forward
 // with cp.async tiles, 3 (4) blocks an SM (3: 32 queries a warp),
-// LLMRT_CUDA_ATTN_BWD_ASYNC=1 (the default; 2 with the rows' statistics;
-// 0 off) its backward's query tiles;
+// LLMRT_CUDA_ATTN_BWD_ASYNC=1 (the default; 0 off) its backward's query
+// tiles;
 // LLMRT_CUDA_LOSS_FUSED=1 (the default) does the loss's forward in its
 // backward's pass; LLMRT_CUDA_LOSS_ROW=2 (the default; 1, 0 generic) runs
 // it there, for 16-bit logits, a row a block in base 2 (one instruction an
 // exponential) with the row held in shared memory (read once; 1: read
 // twice). LLMRT_CUDA_FUSE_ADD_NORM=1 does
 // the forward's residual adds in the layer norms after them;
-// LLMRT_CUDA_LN_BWD=1 runs the layer norm's backward with 16-byte
-// vectors; LLMRT_CUDA_ADAMW_VEC=1 (the default; 0 an element a thread)
+// LLMRT_CUDA_ADAMW_VEC=1 (the default; 0 an element a thread)
 // the batched AdamW by 16-byte vectors;
 // LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second stream (one
 // rank); LLMRT_CUDA_GRAPH=1 (the default; 0 off) launches each step as one
@@ -246,9 +245,6 @@ public:
   /// unit), each row held in shared memory (read from memory once); 1:
   /// read twice; 0: the generic kernel.
   int lossRow_ = 2;
-  /// LLMRT_CUDA_LN_BWD=1: the layer norm's backward with 16-byte vectors
-  /// (C a multiple of 128 up to 1024), a row's loads all in flight at once.
-  int lnBwd_ = 0;
   /// LLMRT_CUDA_ADAMW_VEC=1 (the default): the batched AdamW by 16-byte
   /// vectors.
   bool adamwVec_ = true;
@@ -361,9 +357,8 @@ public:
   /// query tile).
   bool attnWideBwd_ = false;
   /// LLMRT_CUDA_ATTN_BWD_ASYNC (default 1): its backward with bf16 q and
-  /// dout takes each query tile by cp.async while the one before runs; 2:
-  /// the tile's row statistics (lse, D) with it.
-  int attnAsyncBwd_ = 1;
+  /// dout takes each query tile by cp.async while the one before runs.
+  bool attnAsyncBwd_ = true;
   /// LLMRT_CUDA_WGRAD_STREAM=1 (one rank): weight gradients run on a second
   /// stream beside the instructions after them (planSideStream), with
   /// their own cuBLAS handle and operand scratch; per function its plan.
@@ -466,34 +461,35 @@ bool switchOn(const char *name, bool unset) {
 
 absl::StatusOr<std::unique_ptr<Executor>>
 createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
-  // The switches take 0 or 1 (the cp.async backward and the loss's row
-  // kernel 0, 1 or 2; the tuning and the cp.async forward 0 to 3):
+  // The switches take 0 or 1 (the loss's row kernel 0, 1 or 2; the
+  // tuning and the cp.async forward 0 to 3):
   // anything else is a mistake to name, not a silent 0.
   static constexpr std::pair<const char *, char> kSwitches[] = {
       {"LLMRT_CUDA_SYNC", '1'},       {"LLMRT_CUDA_ATTN_FWD8", '1'},
-      {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '2'},
+      {"LLMRT_CUDA_ATTN_BWD8", '1'},   {"LLMRT_CUDA_ATTN_BWD_ASYNC", '1'},
       {"LLMRT_CUDA_WGRAD_STREAM", '1'}, {"LLMRT_CUDA_FUSE_ADD_NORM", '1'},
       {"LLMRT_CUDA_ATTN_STAGED", '1'}, {"LLMRT_CUDA_ATTN_LSE", '1'},
       {"LLMRT_CUDA_STORE16", '1'},     {"LLMRT_CUDA_ACT16", '1'},
       {"LLMRT_CUDA_ATTN16", '1'},      {"LLMRT_CUDA_FUSE_ADD", '1'},
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
       {"LLMRT_CUDA_GEMM_TUNE", '3'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
-      {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_LN_BWD", '1'},
-      {"LLMRT_CUDA_ADAMW_VEC", '1'},   {"LLMRT_CUDA_GRAPH", '1'}};
+      {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_ADAMW_VEC", '1'},
+      {"LLMRT_CUDA_GRAPH", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
       return absl::InvalidArgumentError(absl::StrCat(
           name, "='", v, "' is not ", max == '1' ? "0 or 1" : max == '2' ? "0, 1 or 2" : "0 to 3"));
-  // Switches that were renamed: an error that names the new one, not a
+  // Switches that were renamed or retired: an error that says so, not a
   // setting silently ignored.
-  static constexpr std::pair<const char *, const char *> kRenamed[] = {
-      {"LLMRT_CUDA_LOSS_SMEM", "LLMRT_CUDA_LOSS_ROW=2 (the row in shared memory)"},
-      {"LLMRT_CUDA_LN_BWD_LEAN", "LLMRT_CUDA_LN_BWD=1 (the vector kernel)"}};
-  for (auto [old, now] : kRenamed)
+  static constexpr std::pair<const char *, const char *> kRetired[] = {
+      {"LLMRT_CUDA_LOSS_SMEM", "its successor is LLMRT_CUDA_LOSS_ROW=2 (the row in shared memory)"},
+      {"LLMRT_CUDA_LN_BWD_LEAN", "the layer-norm backward has one kernel (a warp a row)"},
+      {"LLMRT_CUDA_LN_BWD", "the layer-norm backward has one kernel (a warp a row; the "
+                            "vector kernel was no faster on an H200)"}};
+  for (auto [old, why] : kRetired)
     if (std::getenv(old))
-      return absl::InvalidArgumentError(
-          absl::StrCat(old, " is no longer a switch: its successor is ", now));
+      return absl::InvalidArgumentError(absl::StrCat(old, " is no longer a switch: ", why));
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0)
     return absl::FailedPreconditionError(absl::StrCat(
@@ -578,8 +574,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   if (const char *a = std::getenv("LLMRT_CUDA_ATTN_ASYNC"))
     ex->attnAsync_ = a[0] - '0'; // 0 to 3: checked above
   ex->attnWideBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD8", false);
-  if (const char *a = std::getenv("LLMRT_CUDA_ATTN_BWD_ASYNC"))
-    ex->attnAsyncBwd_ = a[0] - '0'; // 0 to 2: checked above
+  ex->attnAsyncBwd_ = switchOn("LLMRT_CUDA_ATTN_BWD_ASYNC", true);
   ex->attnStaged_ = switchOn("LLMRT_CUDA_ATTN_STAGED", false);
   ex->attnLse_ = switchOn("LLMRT_CUDA_ATTN_LSE", true);
 
@@ -758,7 +753,6 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->lossFused_ = switchOn("LLMRT_CUDA_LOSS_FUSED", true); // 40.7 against 41.1
   if (const char *a = std::getenv("LLMRT_CUDA_LOSS_ROW"))
     ex->lossRow_ = a[0] - '0'; // 0 to 2: checked above
-  ex->lnBwd_ = switchOn("LLMRT_CUDA_LN_BWD", false) ? 1 : 0;
   // Default on (H200, session 10: AdamW 0.90 against 1.13 ms a step in
   // the traces; 34.9 against 35.3 ms a step, 12 steps each).
   ex->adamwVec_ = switchOn("LLMRT_CUDA_ADAMW_VEC", true);
@@ -1300,7 +1294,7 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::LayerNormBwd:
       cuda::layerNormBwdT(F(p[0]), F(p[1]), arg(2), F(p[3]), F(p[4]), F(p[5]),
-                          n[0], n[1], fl[0], half_, s, r.addTo, lnBwd_);
+                          n[0], n[1], fl[0], half_, s, r.addTo);
       break;
     case Opcode::RMSNormFwd:
       if (h16 & 4u)

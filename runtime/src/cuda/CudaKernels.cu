@@ -380,100 +380,6 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
   flushBlockSums(sm, dw, db, C);
 }
 
-/// layerNormBwdRegK with 16-byte vectors (LLMRT_CUDA_LN_BWD=1), for C a
-/// multiple of 128 up to 128 x MaxV: lane's columns 4 (lane + 32 k) .. + 3.
-/// A row's x, dy and addend loads are all issued before any is used (one
-/// memory latency a row, where the register kernel takes two and holds 24
-/// scalar loads of each a lane); the weight is read from L1 where it is
-/// used; the weight and bias gradients build up in registers over the
-/// warp's rows. Blocks of 4 warps, 3 an SM up to 768 columns (152
-/// registers; the register kernel fits one block of 8 for GPT-2's 768), 2
-/// past that.
-template <int MaxV> constexpr int vecBwdBlocksPerSM() { return MaxV <= 6 ? 3 : 2; }
-template <int MaxV, typename DyT>
-__global__ void __launch_bounds__(128, vecBwdBlocksPerSM<MaxV>())
-    layerNormBwdVecK(const float *x, const float *w, const DyT *dy, float *dx, float *dw,
-                     float *db, int64_t rows, int C, float eps, const float *addTo) {
-  extern __shared__ float sm[];
-  float *dwS = sm, *dbS = sm + C;
-  zeroBlockSums(sm, C);
-  const int lane = threadIdx.x % 32, warps = blockDim.x / 32, nv = C / 128;
-  float4 pw[MaxV], pb[MaxV];
-#pragma unroll
-  for (int k = 0; k < MaxV; ++k)
-    pw[k] = pb[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
-       row < rows; row += static_cast<int64_t>(gridDim.x) * warps) {
-    const float *xr = x + row * C;
-    const DyT *dyr = dy + row * C;
-    const float *ar = addTo ? addTo + row * C : nullptr;
-    // Every load of the row before any store: dx may be dy or the addend.
-    float4 xv[MaxV], dv[MaxV], av[MaxV];
-#pragma unroll
-    for (int k = 0; k < MaxV; ++k)
-      if (k < nv) {
-        xv[k] = get4(xr, lane + 32 * k);
-        dv[k] = get4(dyr, lane + 32 * k);
-        av[k] = ar ? get4(ar, lane + 32 * k) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      }
-    float sum = 0;
-#pragma unroll
-    for (int k = 0; k < MaxV; ++k)
-      if (k < nv)
-        sum += (xv[k].x + xv[k].y) + (xv[k].z + xv[k].w);
-    const float mean = warpSum(sum) / C;
-    float q = 0;
-#pragma unroll
-    for (int k = 0; k < MaxV; ++k)
-      if (k < nv) {
-        xv[k] = make_float4(xv[k].x - mean, xv[k].y - mean, xv[k].z - mean, xv[k].w - mean);
-        q += (xv[k].x * xv[k].x + xv[k].y * xv[k].y) + (xv[k].z * xv[k].z + xv[k].w * xv[k].w);
-      }
-    const float rstd = rsqrtf(warpSum(q) / C + eps);
-    float sg = 0, sgx = 0;
-#pragma unroll
-    for (int k = 0; k < MaxV; ++k)
-      if (k < nv) {
-        const float4 wk = get4(w, lane + 32 * k), d = dv[k];
-        const float4 xh = make_float4(xv[k].x * rstd, xv[k].y * rstd, xv[k].z * rstd,
-                                      xv[k].w * rstd);
-        xv[k] = xh;
-        const float gx = d.x * wk.x, gy = d.y * wk.y, gz = d.z * wk.z, gw = d.w * wk.w;
-        sg += (gx + gy) + (gz + gw);
-        sgx += (gx * xh.x + gy * xh.y) + (gz * xh.z + gw * xh.w);
-        pw[k] = make_float4(pw[k].x + d.x * xh.x, pw[k].y + d.y * xh.y, pw[k].z + d.z * xh.z,
-                            pw[k].w + d.w * xh.w);
-        pb[k] = make_float4(pb[k].x + d.x, pb[k].y + d.y, pb[k].z + d.z, pb[k].w + d.w);
-      }
-    const float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
-    float *dxr = dx + row * C;
-#pragma unroll
-    for (int k = 0; k < MaxV; ++k)
-      if (k < nv) {
-        const float4 wk = get4(w, lane + 32 * k), d = dv[k], xh = xv[k], a = av[k];
-        put4(dxr, lane + 32 * k,
-             make_float4(a.x + rstd * (d.x * wk.x - mg - xh.x * mgx),
-                         a.y + rstd * (d.y * wk.y - mg - xh.y * mgx),
-                         a.z + rstd * (d.z * wk.z - mg - xh.z * mgx),
-                         a.w + rstd * (d.w * wk.w - mg - xh.w * mgx)));
-      }
-  }
-#pragma unroll
-  for (int k = 0; k < MaxV; ++k)
-    if (k < nv) {
-      const int c = 4 * (lane + 32 * k);
-      atomicAdd(dwS + c, pw[k].x);
-      atomicAdd(dwS + c + 1, pw[k].y);
-      atomicAdd(dwS + c + 2, pw[k].z);
-      atomicAdd(dwS + c + 3, pw[k].w);
-      atomicAdd(dbS + c, pb[k].x);
-      atomicAdd(dbS + c + 1, pb[k].y);
-      atomicAdd(dbS + c + 2, pb[k].z);
-      atomicAdd(dbS + c + 3, pb[k].w);
-    }
-  flushBlockSums(sm, dw, db, C);
-}
-
 template <typename OutT>
 __global__ void rmsNormFwdK(const float *x, const float *w, OutT *y,
                             int64_t rows, int C, float eps) {
@@ -1507,11 +1413,10 @@ void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
       reinterpret_cast<float2 *>(rowStats));
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
-/// Returns whether the vector kernel ran.
 template <typename DyT>
-bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
+void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
                         float *dw, float *db, int64_t rows, int64_t C, double eps,
-                        cudaStream_t s, const float *addTo = nullptr, int kernel = 0) {
+                        cudaStream_t s, const float *addTo = nullptr) {
   cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
   cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
   size_t shared = static_cast<size_t>(2 * C) * 4;
@@ -1523,23 +1428,6 @@ bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
     kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
                                                         rows, c, e, addTo);
   };
-  // Vectors (kernel 1): 4-warp blocks, as many as the largest GPUs (132
-  // SMs) hold at once, and at most a row a warp.
-  auto vec = [&](auto kernel, int perSM) {
-    setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
-    const unsigned blocks =
-        static_cast<unsigned>(std::clamp<int64_t>((rows + 3) / 4, 1, 132 * perSM));
-    kernel<<<blocks, 128, shared, s>>>(x, w, dy, dx, dw, db, rows, c, e, addTo);
-  };
-  const bool aligned = aligned4(x) && aligned4(w) && aligned4(dy) && aligned4(dx) &&
-                       (!addTo || aligned4(addTo));
-  const bool vectors = kernel == 1 && C % 128 == 0 && aligned;
-  if (vectors && C <= 128 * 6)
-    vec(layerNormBwdVecK<6, DyT>, vecBwdBlocksPerSM<6>());
-  else if (vectors && C <= 128 * 8)
-    vec(layerNormBwdVecK<8, DyT>, vecBwdBlocksPerSM<8>());
-  if (vectors && C <= 128 * 8)
-    return true;
   if (C % 32 == 0 && C <= 32 * 8)
     regs(layerNormBwdRegK<8, DyT>);
   else if (C % 32 == 0 && C <= 32 * 16)
@@ -1550,7 +1438,6 @@ bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
     regs(layerNormBwdRegK<32, DyT>);
   else
     regs(layerNormBwdK<DyT>);
-  return false;
 }
 template <typename InT, typename OutT>
 void copyColumnsLaunch(const InT *src, int64_t srcCols, int64_t srcOff, OutT *dst,
@@ -1779,14 +1666,12 @@ void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
                cudaStream_t s) {
   typed(In{dy, true}, h, [&](auto *in) { sumRowsT(in, db, rows, C, s); });
 }
-bool layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s, const float *addTo, int kernel) {
-  bool vector = false;
+                   cudaStream_t s, const float *addTo) {
   typed(dy, h, [&](auto *d) {
-    vector = layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo, kernel);
+    layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo);
   });
-  return vector;
 }
 void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
                       int64_t rows, int64_t V, int64_t valid, float *rowScratch,
