@@ -491,10 +491,12 @@ std::vector<AddFusion> planResidualAdds(
         continue;
       const Instruction &in = insts[i];
       auto op = static_cast<Opcode>(in.opcode);
-      if (op != Opcode::LinearFwd && op != Opcode::LayerNormBwd)
+      if (op != Opcode::LinearFwd && op != Opcode::LayerNormBwd && op != Opcode::EmbeddingBwd &&
+          op != Opcode::VocabEmbeddingBwd)
         continue;
-      const uint32_t out =
-          op == Opcode::LinearFwd ? static_cast<uint32_t>(in.operands.size()) - 1 : 3;
+      const uint32_t out = op == Opcode::LinearFwd      ? static_cast<uint32_t>(in.operands.size()) - 1
+                           : op == Opcode::LayerNormBwd ? 3
+                                                        : 2; // the table's gradient
       if (in.operands[out] != y || std::count(in.operands.begin(), in.operands.end(), y) != 1 ||
           !lastReadOf(p, f, j, y))
         continue;

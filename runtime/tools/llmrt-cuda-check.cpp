@@ -787,6 +787,36 @@ void checkEmbeddings(Rng &rng) {
   cuda::embeddingBwd(IDS.p, DO.p, DT.p, ntok, V, C, nullptr);
   compare("embedding_fwd", out, O.host(), 0);
   compare("embedding_bwd", dtable, DT.host(), 1e-5);
+  // Starting from another gradient (a tied output layer's: the residual
+  // add fused in), copied in or in place; and the vocabulary-parallel
+  // scatter of rows [20, 420) (ids below 50: tokens outside the rows too)
+  // the same way.
+  {
+    auto init = randomVec(rng, V * C);
+    const int64_t start = 20, VL = 400;
+    std::vector<float> want(V * C), wantVocab(VL * C, 0.0f);
+    for (size_t e = 0; e < want.size(); ++e)
+      want[e] = init[e] + dtable[e];
+    for (int64_t t = 0; t < ntok; ++t)
+      for (int64_t c = 0; c < C; ++c)
+        if (ids[t] >= start && ids[t] < start + VL)
+          wantVocab[(ids[t] - start) * C + c] += dout[t * C + c];
+    std::vector<float> wantVocabInit(VL * C);
+    for (size_t e = 0; e < wantVocab.size(); ++e)
+      wantVocabInit[e] = init[e] + wantVocab[e];
+    Dev<float> I(init), DT2(V * C), IN(init);
+    cuda::embeddingBwd(IDS.p, DO.p, DT2.p, ntok, V, C, nullptr, I.p);
+    compare("embedding_bwd from another gradient", want, DT2.host(), 1e-5);
+    compare("embedding_bwd from another gradient: that gradient unchanged", init, I.host(), 0);
+    cuda::embeddingBwd(IDS.p, DO.p, IN.p, ntok, V, C, nullptr, IN.p);
+    compare("embedding_bwd from another gradient, in place", want, IN.host(), 1e-5);
+    Dev<float> VT(VL * C), VI(std::vector<float>(init.begin(), init.begin() + VL * C));
+    cuda::vocabEmbeddingBwd(IDS.p, DO.p, VT.p, ntok, VL, C, start, nullptr);
+    compare("vocab_embedding_bwd", wantVocab, VT.host(), 1e-5);
+    cuda::vocabEmbeddingBwd(IDS.p, DO.p, VI.p, ntok, VL, C, start, nullptr, VI.p);
+    compare("vocab_embedding_bwd from another gradient, in place", wantVocabInit, VI.host(),
+            1e-5);
+  }
   auto pt = randomVec(rng, P * C), pd = randomVec(rng, S * C);
   std::vector<float> po(S * C), pdt(P * C);
   cpu::positionEmbeddingFwd(pt.data(), po.data(), S, C);

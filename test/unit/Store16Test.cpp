@@ -737,3 +737,55 @@ TEST(Store16, FusedNorms) {
   EXPECT_EQ(at(t, 0, 0, 2), No);
   EXPECT_EQ(at(t, 0, 1, 5), Own);
 }
+
+namespace {
+/// A tied embedding's backward: the output layer's weight gradient (a
+/// GEMM into A), then the token embedding's (a scatter into T), then A + T
+/// into A (in place), the table's whole gradient.
+enum : uint32_t { EH, EDY, EA, EIDS, EDX, ET, EN };
+ProgramDesc tiedProgram(Opcode embedding = Opcode::EmbeddingBwd) {
+  ProgramDesc p;
+  p.arenaBytes = 1 << 20;
+  for (uint32_t b = 0; b < EN; ++b)
+    p.buffers.push_back({"", BufferRole::Temp, b == EIDS ? ElemType::I32 : ElemType::F32, {},
+                         uint64_t(b) * 4096, 4096});
+  std::vector<int64_t> ints = {16, 16, 64};
+  if (embedding == Opcode::VocabEmbeddingBwd)
+    ints.push_back(1);
+  p.functions = {{"train",
+                  {inst(Opcode::LinearBwdWeight, {EH, EDY, EA}, {16, 64, 16, 0}),
+                   inst(embedding, {EIDS, EDX, ET}, ints),
+                   inst(Opcode::Add, {EA, ET, EA}, {1024, 1024})}}};
+  return p;
+}
+} // namespace
+
+TEST(ResidualAdds, TheTiedEmbeddingsGradientStartsFromTheOutputLayers) {
+  for (Opcode op : {Opcode::EmbeddingBwd, Opcode::VocabEmbeddingBwd}) {
+    ProgramDesc p = tiedProgram(op);
+    std::vector<AddFusion> f = fuse(p);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].writer, 1u);
+    EXPECT_EQ(f[0].add, 2u);
+    EXPECT_EQ(f[0].addend, 0u); // A, also the sum: no copy, no zeros
+    EXPECT_EQ(f[0].out, 2u);
+  }
+  // Into a sum of its own: the scatter starts from a copy of A.
+  ProgramDesc a = tiedProgram();
+  a.functions[0].instructions[2].operands[2] = EH;
+  ASSERT_EQ(fuse(a).size(), 1u);
+  // T read again after the add: the scatter must still write it alone.
+  ProgramDesc b = tiedProgram();
+  b.functions[0].instructions.push_back(inst(Opcode::GeluFwd, {ET, EH}, {1024}));
+  EXPECT_EQ(fuse(b).size(), 0u);
+  // The sum over the scatter's own input (written while it is read).
+  ProgramDesc c = tiedProgram();
+  c.functions[0].instructions[2].operands[2] = EDX;
+  EXPECT_EQ(fuse(c).size(), 0u);
+  // Something between the scatter and the add writes A: the scatter
+  // would start from the wrong values.
+  ProgramDesc d = tiedProgram();
+  auto &insts = d.functions[0].instructions;
+  std::swap(insts[0], insts[1]);
+  EXPECT_EQ(fuse(d).size(), 0u);
+}

@@ -181,18 +181,22 @@ void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
 void embeddingFwd(const int32_t *ids, const float *table, float *out,
                   int64_t n, int64_t C, cudaStream_t s);
 /// dtable [V, C] overwritten: zeroed, then rows scattered with atomics.
+/// init (optional, [V, C] fp32, dtable itself or not overlapping it):
+/// dtable starts from it instead of zeros (a residual add fused in: the
+/// tied output layer's gradient).
 void embeddingBwd(const int32_t *ids, const float *dout, float *dtable,
-                  int64_t n, int64_t V, int64_t C, cudaStream_t s);
+                  int64_t n, int64_t V, int64_t C, cudaStream_t s,
+                  const float *init = nullptr);
 /// This rank's rows [start, start + V) of a vocabulary-parallel table:
 /// tokens outside them give zeros (the all-reduce that follows completes
 /// the lookup); the backward scatters only the rows this rank holds into
-/// dtable [V, C] (zeroed first).
+/// dtable [V, C] (zeroed first; or starting from init, as embeddingBwd's).
 void vocabEmbeddingFwd(const int32_t *ids, const float *table, float *out,
                        int64_t n, int64_t C, int64_t start, int64_t V,
                        cudaStream_t s);
 void vocabEmbeddingBwd(const int32_t *ids, const float *dout, float *dtable,
                        int64_t n, int64_t V, int64_t C, int64_t start,
-                       cudaStream_t s);
+                       cudaStream_t s, const float *init = nullptr);
 void positionEmbeddingFwd(const float *table, float *out, int64_t S, int64_t C,
                           cudaStream_t s);
 void positionEmbeddingBwd(const float *dout, float *dtable, int64_t S,

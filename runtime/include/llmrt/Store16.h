@@ -96,17 +96,20 @@ Store16Plan planStore16(
 bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b);
 
 /// A residual add fused into the instruction that wrote one of its
-/// operands: that linear_fwd (cuBLASLt's C, beta = 1) or layer_norm_bwd
-/// writes operand `addend` of the add plus its own result into the add's
-/// output, slot `out` of the writer, and the add does nothing.
+/// operands: that linear_fwd (cuBLASLt's C, beta = 1), layer_norm_bwd or
+/// (vocab_)embedding_bwd (its table gradient starting from the addend
+/// instead of zeros: a tied embedding's two gradients) writes operand
+/// `addend` of the add plus its own result into the add's output, slot
+/// `out` of the writer, and the add does nothing.
 struct AddFusion {
   size_t writer, add;
   uint32_t addend, out;
 };
 /// The adds of function f (no broadcast, fp32 addend and sum) of a value
-/// a linear_fwd or a layer_norm_bwd wrote that nothing else reads (the
-/// attention projection's and the MLP's outputs; the layer norm's input
-/// gradient), where nothing between the two touches the addend's or the
+/// a linear_fwd, a layer_norm_bwd or an embedding_bwd wrote that nothing
+/// else reads (the attention projection's and the MLP's outputs; the
+/// layer norm's input gradient; the token embedding's gradient, added to
+/// the tied output layer's), where nothing between the two touches the addend's or the
 /// sum's bytes and the sum overlaps none of the writer's inputs but the
 /// layer norm's x or fp32 dy exactly (its threads hold their rows).
 /// `range(i, k)`: the bytes operand k of instruction i is at; `half16`

@@ -223,11 +223,13 @@ public:
   };
   PlannerView plannerView(const std::vector<Resolved> &fn) const;
   /// Each add (no broadcast) of a value that a linear_fwd (the attention
-  /// projection, the MLP's second linear) or a layer_norm_bwd wrote and
-  /// nothing else reads, to another value: that instruction writes the
-  /// sum instead (cuBLASLt's C with beta = 1; the backward kernel adds the
-  /// residual gradient), where nothing between touches the addend or the
-  /// sum's bytes and the sum overlaps no input but as a whole (in place).
+  /// projection, the MLP's second linear), a layer_norm_bwd or an
+  /// embedding_bwd wrote and nothing else reads, to another value: that
+  /// instruction writes the sum instead (cuBLASLt's C with beta = 1; the
+  /// backward kernel adds the residual gradient; the scatter starts from
+  /// the tied output layer's gradient, in place: no zeros, no add), where
+  /// nothing between touches the addend or the sum's bytes and the sum
+  /// overlaps no input but as a whole (in place).
   /// One rank only (no deferred collectives to order). Returns the count.
   int fuseResidualAdds(std::vector<Resolved> &fn, size_t function);
   bool fuseAdds_ = true; ///< LLMRT_CUDA_FUSE_ADD (default 1)
@@ -1259,7 +1261,7 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
       cuda::embeddingFwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);
       break;
     case Opcode::EmbeddingBwd:
-      cuda::embeddingBwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2], s);
+      cuda::embeddingBwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2], s, r.addTo);
       break;
     case Opcode::VocabEmbeddingFwd: // this rank's rows of the vocabulary
       cuda::vocabEmbeddingFwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1],
@@ -1269,7 +1271,7 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
     case Opcode::VocabEmbeddingBwd:
       cuda::vocabEmbeddingBwd(I(p[0]), F(p[1]), F(p[2]), n[0], n[1], n[2],
                               comm_->groupRank(static_cast<Group>(n[3])) * n[1],
-                              s);
+                              s, r.addTo);
       break;
     case Opcode::PositionEmbeddingFwd:
       cuda::positionEmbeddingFwd(F(p[0]), F(p[1]), n[0], n[1], s);

@@ -1471,9 +1471,20 @@ void embeddingFwd(const int32_t *ids, const float *table, float *out,
                   int64_t n, int64_t C, cudaStream_t s) {
   embeddingFwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, table, out, n, C);
 }
+namespace {
+/// The table gradient's start: zeros, init's values, or (init is dtable)
+/// what it holds.
+void startTable(float *dtable, const float *init, int64_t V, int64_t C, cudaStream_t s) {
+  const size_t bytes = static_cast<size_t>(V * C) * 4;
+  if (!init)
+    cudaMemsetAsync(dtable, 0, bytes, s);
+  else if (init != dtable)
+    cudaMemcpyAsync(dtable, init, bytes, cudaMemcpyDeviceToDevice, s);
+}
+} // namespace
 void embeddingBwd(const int32_t *ids, const float *dout, float *dtable,
-                  int64_t n, int64_t V, int64_t C, cudaStream_t s) {
-  cudaMemsetAsync(dtable, 0, static_cast<size_t>(V * C) * 4, s);
+                  int64_t n, int64_t V, int64_t C, cudaStream_t s, const float *init) {
+  startTable(dtable, init, V, C, s);
   embeddingBwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, dout, dtable, n, C);
 }
 void positionEmbeddingFwd(const float *table, float *out, int64_t S, int64_t C,
@@ -1833,8 +1844,8 @@ void vocabEmbeddingFwd(const int32_t *ids, const float *table, float *out,
 }
 void vocabEmbeddingBwd(const int32_t *ids, const float *dout, float *dtable,
                        int64_t n, int64_t V, int64_t C, int64_t start,
-                       cudaStream_t s) {
-  cudaMemsetAsync(dtable, 0, static_cast<size_t>(V * C) * 4, s);
+                       cudaStream_t s, const float *init) {
+  startTable(dtable, init, V, C, s);
   vocabEmbeddingBwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, dout, dtable, n, C,
                                                        start, V);
 }
