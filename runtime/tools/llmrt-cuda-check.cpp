@@ -1356,6 +1356,22 @@ void checkLossAndOptimizer(Rng &rng) {
     cuda::finishNorm(ACC2.p, 2, NORM.p, 1.0, nullptr);
     compare("global_norm (80 tensors, batched)", {static_cast<float>(ref)}, NORM.host(), 1e-6);
   }
+  // Tensors shorter than the elements before their first 16-byte
+  // boundary, and ending before or after it: each start 0 to 3 elements
+  // past one, lengths 0 to 9.
+  for (int64_t off = 0; off < 4; ++off) {
+    std::vector<cuda::SquaresTensor> parts;
+    double want = 0;
+    for (int64_t len = 0; len < 10; ++len) {
+      parts.push_back({G.p + 64 * len + off, len, 0});
+      want += cpu::sumSquares(g.data() + 64 * len + off, len);
+    }
+    Dev<double> ACC3(std::vector<double>{0.0});
+    cuda::sumSquaresBatch(parts.data(), static_cast<int>(parts.size()), ACC3.p, nullptr);
+    cuda::finishNorm(ACC3.p, 1, NORM.p, 1.0, nullptr);
+    compare("global_norm (short tensors, " + std::to_string(off) + " past a 16-byte boundary)",
+            {static_cast<float>(std::sqrt(want))}, NORM.host(), 1e-6);
+  }
   compare("clip_scale", {std::min(1.0f, 1.0f / (static_cast<float>(ref) + 1e-6f))},
           COEF.host(), 1e-6);
   // An overflow (a non-finite norm): clip_scale marks the step with NaN and

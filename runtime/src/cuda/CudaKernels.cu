@@ -1181,10 +1181,46 @@ __global__ void vocabCrossEntropyBwdK(const float *logits,
 
 // Optimizer ------------------------------------------------------------------
 
+/// Thread `first`'s part (of `stride` threads) of the sum of x[i]^2 over
+/// [0, n), in double: the elements before the first 16-byte boundary and
+/// after the last one an element a thread, those between by 16-byte
+/// vectors, two in flight a thread (a pass over all the gradients: read
+/// once, at the memory's speed rather than its latency's).
+__device__ __forceinline__ double squaresOf(const float *x, int64_t n, int64_t first,
+                                            int64_t stride) {
+  const int64_t toBoundary =
+      static_cast<int64_t>((16 - (reinterpret_cast<uintptr_t>(x) & 15)) & 15) / 4;
+  const int64_t head = toBoundary < n ? toBoundary : n;
+  const int64_t nv = (n - head) / 4, tail = head + 4 * nv;
+  double s = 0, s2 = 0;
+  if (first < head)
+    s = static_cast<double>(x[first]) * x[first];
+  if (tail + first < n)
+    s += static_cast<double>(x[tail + first]) * x[tail + first];
+  const float4 *v = reinterpret_cast<const float4 *>(x + head);
+  auto sq = [](float4 q) {
+    return (static_cast<double>(q.x) * q.x + static_cast<double>(q.y) * q.y) +
+           (static_cast<double>(q.z) * q.z + static_cast<double>(q.w) * q.w);
+  };
+  int64_t i = first;
+  for (; i + stride < nv; i += 2 * stride) {
+    const float4 a = v[i], b = v[i + stride];
+    s += sq(a);
+    s2 += sq(b);
+  }
+  if (i < nv)
+    s += sq(v[i]);
+  return s + s2;
+}
+
+/// Blocks for a pass of squaresOf over n elements: a thread a vector, up
+/// to 1024 blocks.
+unsigned squaresBlocks(int64_t n) { return std::min(gridFor((n + 3) / 4), 1024u); }
+
 __global__ void sumSquaresK(const float *x, int64_t n, double *acc) {
   __shared__ double scratch[32];
-  double s = 0;
-  GRID_STRIDE(i, n) { s += static_cast<double>(x[i]) * x[i]; }
+  double s = squaresOf(x, n, blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+                       static_cast<int64_t>(gridDim.x) * blockDim.x);
   s = blockReduce(s, scratch, SumOp());
   if (threadIdx.x == 0)
     atomicAdd(acc, s);
@@ -1205,11 +1241,9 @@ __global__ void sumSquaresBatchK(SquaresBatchArgs a, double *acc) {
   const SquaresTensor &t = a.t[k];
   const int64_t stride =
       static_cast<int64_t>(a.firstBlock[k + 1] - a.firstBlock[k]) * blockDim.x;
-  double s = 0;
-  for (int64_t i = (blockIdx.x - a.firstBlock[k]) * static_cast<int64_t>(blockDim.x) +
-                   threadIdx.x;
-       i < t.n; i += stride)
-    s += static_cast<double>(t.x[i]) * t.x[i];
+  double s = squaresOf(
+      t.x, t.n, (blockIdx.x - a.firstBlock[k]) * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+      stride);
   s = blockReduce(s, scratch, SumOp());
   if (threadIdx.x == 0)
     atomicAdd(acc + t.slot, s);
@@ -1814,7 +1848,7 @@ void crossEntropyBwd(const float *logits, const int32_t *targets,
 }
 
 void sumSquares(const float *x, int64_t n, double *acc, cudaStream_t s) {
-  sumSquaresK<<<std::min(gridFor(n), 1024u), kThreads, 0, s>>>(x, n, acc);
+  sumSquaresK<<<squaresBlocks(n), kThreads, 0, s>>>(x, n, acc);
 }
 void sumSquaresBatch(const SquaresTensor *tensors, int count, double *acc,
                      cudaStream_t s) {
@@ -1825,7 +1859,7 @@ void sumSquaresBatch(const SquaresTensor *tensors, int count, double *acc,
     for (int k = 0; k < a.count; ++k) {
       a.t[k] = tensors[first + k];
       a.firstBlock[k] = blocks;
-      blocks += std::min(gridFor(a.t[k].n), 1024u);
+      blocks += squaresBlocks(a.t[k].n);
     }
     a.firstBlock[a.count] = blocks;
     sumSquaresBatchK<<<blocks, kThreads, 0, s>>>(a, acc);
