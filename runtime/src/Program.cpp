@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -828,6 +829,36 @@ absl::StatusOr<ProgramDesc> loadEmbeddedProgram(const std::string &exePath,
   if (!bytes.ok())
     return bytes.status();
   return parseEmbedded(*bytes, exePath, stage);
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> roleRanges(const ProgramDesc &p, BufferRole role,
+                                                      uint64_t maxGap) {
+  using Range = std::pair<uint64_t, uint64_t>;
+  std::vector<Range> mine, all;
+  for (const BufferDesc &b : p.buffers) {
+    if (b.bytes == 0)
+      continue;
+    all.push_back({b.offset, b.offset + b.bytes});
+    if (b.role == role)
+      mine.push_back(all.back());
+  }
+  std::sort(mine.begin(), mine.end());
+  // Whether some buffer has a byte in [lo, hi) (once a merge, at load).
+  auto occupied = [&](uint64_t lo, uint64_t hi) {
+    return std::any_of(all.begin(), all.end(),
+                       [&](const Range &r) { return r.first < hi && lo < r.second; });
+  };
+  std::vector<Range> merged;
+  for (const Range &r : mine) {
+    if (!merged.empty() &&
+        (r.first <= merged.back().second ||
+         (r.first - merged.back().second <= maxGap && !occupied(merged.back().second, r.first)))) {
+      merged.back().second = std::max(merged.back().second, r.second);
+      continue;
+    }
+    merged.push_back(r);
+  }
+  return merged;
 }
 
 } // namespace llmrt

@@ -500,3 +500,34 @@ TEST(Program, FusedNormErrors) {
             }),
             "prog: function 'train': fused_norm: output 'y' shares bytes with 'a'");
 }
+
+TEST(Program, RoleRangesCopyEachByteOnce) {
+  // Two functions' tokens and targets (the same bytes twice), two scalars
+  // apart by padding no buffer holds, one apart by a parameter's bytes,
+  // and outputs beside them.
+  ProgramDesc p;
+  auto buffer = [&](BufferRole role, uint64_t offset, uint64_t bytes) {
+    BufferDesc b;
+    b.role = role;
+    b.offset = offset;
+    b.bytes = bytes;
+    p.buffers.push_back(b);
+  };
+  buffer(BufferRole::Input, 0, 64);     // tokens
+  buffer(BufferRole::Input, 64, 64);    // targets
+  buffer(BufferRole::Input, 0, 64);     // eval's tokens
+  buffer(BufferRole::Input, 64, 64);    // eval's targets
+  buffer(BufferRole::Input, 128, 4);    // lr
+  buffer(BufferRole::Input, 192, 8);    // step, past 60 bytes of padding
+  buffer(BufferRole::Param, 256, 64);   // a parameter between
+  buffer(BufferRole::Input, 320, 4);    // weight decay
+  buffer(BufferRole::Output, 384, 4);   // loss
+  buffer(BufferRole::Output, 448, 4);   // grad_norm
+  buffer(BufferRole::Temp, 512, 0);     // empty
+  buffer(BufferRole::Input, 9000, 4);   // past maxGap
+  using R = std::vector<std::pair<uint64_t, uint64_t>>;
+  EXPECT_EQ(roleRanges(p, BufferRole::Input, 4096), (R{{0, 200}, {320, 324}, {9000, 9004}}));
+  EXPECT_EQ(roleRanges(p, BufferRole::Input, 0), (R{{0, 132}, {192, 200}, {320, 324}, {9000, 9004}}));
+  EXPECT_EQ(roleRanges(p, BufferRole::Output), (R{{384, 452}}));
+  EXPECT_TRUE(roleRanges(p, BufferRole::AdamM).empty());
+}

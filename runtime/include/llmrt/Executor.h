@@ -121,7 +121,7 @@ public:
   void setLossScale(double scale) { lossScale_ = scale; }
   double lossScale() const { return lossScale_; }
   /// Whether the last run found a non-finite gradient norm and skipped the
-  /// update.
+  /// update (on a GPU known once downloadOutputs has waited for the run).
   bool lastRunOverflowed() const { return overflowed_; }
   /// Whether the backend computes in fp16 (the trainer then scales the loss
   /// dynamically unless --loss-scale says otherwise).

@@ -57,6 +57,15 @@ parseEmbeddedAll(absl::Span<const uint8_t> bytes, const std::string &source);
 absl::StatusOr<ProgramDesc> loadEmbeddedProgram(const std::string &exePath,
                                                 int stage = 0);
 
+/// The arena's byte ranges [begin, end) that hold the buffers of `role`
+/// (every function's: the same bytes once), sorted, as few as can be: two
+/// ranges become one where they touch or overlap, or where the gap between
+/// them (at most `maxGap` bytes) holds no byte of any buffer, so that
+/// copying it as well changes nothing. A host backend's inputs (or
+/// outputs) then take one copy a step where they took one a buffer.
+std::vector<std::pair<uint64_t, uint64_t>> roleRanges(const ProgramDesc &p, BufferRole role,
+                                                      uint64_t maxGap = 4096);
+
 } // namespace llmrt
 
 #endif // LLMRT_PROGRAM_H

@@ -66,6 +66,7 @@
 #include "llmrt/CudaKernels.h"
 #include "llmrt/Executor.h"
 #include "llmrt/PipeLinks.h"
+#include "llmrt/Program.h"
 #include "llmrt/Store16.h"
 
 #include "absl/strings/str_cat.h"
@@ -121,11 +122,28 @@ public:
              r == BufferRole::AdamV;
     });
   }
-  void uploadInputs() override {
-    copy(true, [](BufferRole r) { return r == BufferRole::Input; });
-  }
+  /// The inputs in as few copies as their bytes allow (roleRanges: the
+  /// functions' tokens and targets are the same bytes), queued before the
+  /// run that reads them and not waited for: a copy from pageable memory
+  /// has taken the host's bytes when it returns, so the trainer may write
+  /// the next step's at once.
+  void uploadInputs() override { copyRanges(true, inputRanges_); }
+  /// The outputs likewise, waited for; then the overflow check of a CUDA
+  /// graph's run, from the gradient norm just copied.
   void downloadOutputs() override {
-    copy(false, [](BufferRole r) { return r == BufferRole::Output; });
+    copyRanges(false, outputRanges_);
+    if (const float *norm = pendingNorm_) {
+      pendingNorm_ = nullptr;
+      const auto at = static_cast<uint64_t>(reinterpret_cast<const uint8_t *>(norm) - arena_);
+      float value = 0;
+      if (std::any_of(outputRanges_.begin(), outputRanges_.end(),
+                      [&](auto r) { return r.first <= at && at + 4 <= r.second; }))
+        std::memcpy(&value, host_.data() + at, 4);
+      else if (cudaError_t e = cudaMemcpy(&value, norm, 4, cudaMemcpyDeviceToHost);
+               e != cudaSuccess)
+        fatal("the step's CUDA graph", cudaGetErrorString(e));
+      overflowed_ = !std::isfinite(value);
+    }
   }
 
   friend absl::StatusOr<std::unique_ptr<Executor>>
@@ -257,6 +275,13 @@ public:
   /// Copies the buffers whose role satisfies `pick` to the device (or
   /// back), then waits for the stream.
   template <typename Pick> void copy(bool toDevice, Pick pick);
+  /// Copies the arena's byte ranges to the device (not waited for) or
+  /// from it (waited for).
+  void copyRanges(bool toDevice, const std::vector<std::pair<uint64_t, uint64_t>> &ranges);
+  std::vector<std::pair<uint64_t, uint64_t>> inputRanges_, outputRanges_;
+  /// A CUDA graph's gradient norm, read once downloadOutputs has waited
+  /// for the run (not in a wait of its own).
+  const float *pendingNorm_ = nullptr;
   /// Ends the process with a message naming the instruction (a CUDA error
   /// leaves the device's state unknown: nothing can be resumed).
   [[noreturn]] void fatal(const char *where, const std::string &what);
@@ -448,6 +473,22 @@ template <typename Pick> void CudaExecutor::copy(bool toDevice, Pick pick) {
   }
   if (cudaError_t e = cudaStreamSynchronize(stream_); e != cudaSuccess)
     fatal(toDevice ? "upload" : "download", cudaGetErrorString(e));
+}
+
+void CudaExecutor::copyRanges(bool toDevice,
+                              const std::vector<std::pair<uint64_t, uint64_t>> &ranges) {
+  for (auto [begin, end] : ranges) {
+    cudaError_t e = toDevice ? cudaMemcpyAsync(arena_ + begin, host_.data() + begin,
+                                               end - begin, cudaMemcpyHostToDevice, stream_)
+                             : cudaMemcpyAsync(host_.data() + begin, arena_ + begin,
+                                               end - begin, cudaMemcpyDeviceToHost, stream_);
+    if (e != cudaSuccess)
+      fatal(toDevice ? "upload" : "download", cudaGetErrorString(e));
+  }
+  if (toDevice)
+    return;
+  if (cudaError_t e = cudaStreamSynchronize(stream_); e != cudaSuccess)
+    fatal("download", cudaGetErrorString(e));
 }
 
 } // namespace
@@ -733,6 +774,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   ex->lossStats_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes) +
                                              rowBytes + 256 + statsBytes);
   ex->host_.assign(persistentEnd, 0);
+  ex->inputRanges_ = roleRanges(p, BufferRole::Input);
+  ex->outputRanges_ = roleRanges(p, BufferRole::Output);
   if (multi) {
     absl::StatusOr<std::unique_ptr<cuda::DeviceComm>> dc = cuda::createDeviceComm(comm);
     if (!dc.ok())
@@ -1090,6 +1133,7 @@ SideStreamPlan CudaExecutor::planSide(const std::vector<Resolved> &fn,
 void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
                        std::chrono::steady_clock::time_point origin) {
   overflowed_ = false;
+  pendingNorm_ = nullptr;
   if (graphs_ && graphable_ && !trace && !side_ && !dcomm_ && !syncEach_) {
     if (graphOf_.size() < functions_.size())
       graphOf_.resize(functions_.size());
@@ -1105,13 +1149,7 @@ void CudaExecutor::run(int fn, std::vector<TraceEvent> *trace,
       current.store("the step's CUDA graph", std::memory_order_relaxed);
       if (cudaError_t e = cudaGraphLaunch(g.exec, stream_); e != cudaSuccess)
         fatal("the step's CUDA graph", cudaGetErrorString(e));
-      if (g.norm) { // the overflow check, after the step
-        float norm = 0;
-        if (cudaError_t e = cudaMemcpyAsync(&norm, g.norm, 4, cudaMemcpyDeviceToHost, stream_);
-            e != cudaSuccess || (e = cudaStreamSynchronize(stream_)) != cudaSuccess)
-          fatal("the step's CUDA graph", cudaGetErrorString(e));
-        overflowed_ = !std::isfinite(norm);
-      }
+      pendingNorm_ = g.norm; // the overflow check, once downloadOutputs has waited
       return;
     }
   }
