@@ -469,8 +469,7 @@ bool untouchedBetween(const std::vector<Instruction> &insts, size_t i, size_t j,
 } // namespace
 
 std::vector<AddFusion> planResidualAdds(
-    const ProgramDesc &p, size_t f,
-    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
   const auto &insts = p.functions[f].instructions;
   std::vector<AddFusion> fused;
@@ -520,9 +519,44 @@ std::vector<AddFusion> planResidualAdds(
   return fused;
 }
 
+std::vector<EmbeddingAddFusion> planEmbeddingAdds(
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
+  const auto &insts = p.functions[f].instructions;
+  std::vector<EmbeddingAddFusion> fused;
+  for (size_t j = 0; j < insts.size(); ++j) {
+    const Instruction &add = insts[j];
+    if (add.opcode != static_cast<uint16_t>(Opcode::Add) || skip[j] ||
+        add.operands.size() != 3 || add.ints.size() != 2 || add.ints[1] <= 0 ||
+        add.ints[0] % add.ints[1] != 0 || (half16[j] & 7u))
+      continue;
+    const bool broadcast = add.ints[0] != add.ints[1];
+    for (uint32_t s = 0; s < (broadcast ? 1u : 2u); ++s) { // the broadcast one is 1
+      const uint32_t y = add.operands[s], k = 1 - s;
+      if (add.operands[k] == y)
+        continue;
+      const size_t i = lastToucher(insts, j, y);
+      if (i >= j || skip[i] || insts[i].opcode != static_cast<uint16_t>(Opcode::EmbeddingFwd))
+        continue;
+      const Instruction &e = insts[i];
+      if (e.operands.size() != 3 || e.ints.size() != 2 || e.operands[2] != y ||
+          std::count(e.operands.begin(), e.operands.end(), y) != 1 ||
+          e.ints[0] * e.ints[1] != add.ints[0] || (half16[i] & 7u) || !lastReadOf(p, f, j, y))
+        continue;
+      const Range ids = range(i, 0), table = range(i, 1), out = range(i, 2), a = range(j, k),
+                  z = range(j, 2);
+      if (!untouchedBetween(insts, i, j, range, {ids, table, out}) || overlap(z, ids) ||
+          overlap(z, table) || (overlap(z, a) && (broadcast || z != a)))
+        continue;
+      fused.push_back({i, j, k});
+      break;
+    }
+  }
+  return fused;
+}
+
 std::vector<AddNormFusion> planAddNorms(
-    const ProgramDesc &p, size_t f,
-    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
   const auto &insts = p.functions[f].instructions;
   std::vector<AddNormFusion> fused;
@@ -547,8 +581,7 @@ std::vector<AddNormFusion> planAddNorms(
 }
 
 std::vector<GeluFusion> planGeluFusions(
-    const ProgramDesc &p, size_t f,
-    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip) {
   const auto &insts = p.functions[f].instructions;
   std::vector<GeluFusion> fused;

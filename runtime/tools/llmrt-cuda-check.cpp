@@ -786,6 +786,27 @@ void checkEmbeddings(Rng &rng) {
   cuda::embeddingFwd(IDS.p, T.p, O.p, ntok, C, nullptr);
   cuda::embeddingBwd(IDS.p, DO.p, DT.p, ntok, V, C, nullptr);
   compare("embedding_fwd", out, O.host(), 0);
+  // With the position embedding's add (an addend of 7 rows, broadcast),
+  // by vectors and (an output 4 bytes past a 16-byte boundary) not; and
+  // in place over a whole-size addend.
+  {
+    const int64_t period = 7 * C;
+    auto pos = randomVec(rng, period), whole = randomVec(rng, ntok * C);
+    std::vector<float> want(ntok * C), wantWhole(ntok * C);
+    for (int64_t e = 0; e < ntok * C; ++e) {
+      want[e] = out[e] + pos[e % period];
+      wantWhole[e] = out[e] + whole[e];
+    }
+    Dev<float> POS(pos), O2(ntok * C), O3(ntok * C + 1), W(whole);
+    cuda::embeddingFwd(IDS.p, T.p, O2.p, ntok, C, nullptr, POS.p, period);
+    compare("embedding_fwd + positions", want, O2.host(), 0);
+    cuda::embeddingFwd(IDS.p, T.p, O3.p + 1, ntok, C, nullptr, POS.p, period);
+    std::vector<float> o3 = O3.host();
+    compare("embedding_fwd + positions, unaligned", want,
+            std::vector<float>(o3.begin() + 1, o3.end()), 0);
+    cuda::embeddingFwd(IDS.p, T.p, W.p, ntok, C, nullptr, W.p, ntok * C);
+    compare("embedding_fwd + addend, in place", wantWhole, W.host(), 0);
+  }
   compare("embedding_bwd", dtable, DT.host(), 1e-5);
   // Starting from another gradient (a tied output layer's: the residual
   // add fused in), copied in or in place; and the vocabulary-parallel

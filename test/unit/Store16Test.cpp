@@ -76,6 +76,22 @@ Store16Plan planActivations(const ProgramDesc &p, bool attention) {
       [&](const Instruction &) { return attention; });
 }
 
+/// A fusion planner (planResidualAdds' arguments) run over function 0 of
+/// p, each operand at its buffer's bytes, operands 16-bit as `half16`
+/// says (per instruction; missing ones none), nothing skipped.
+template <typename Planner>
+auto planOn(const ProgramDesc &p, Planner plan, std::vector<uint32_t> half16 = {}) {
+  const size_t n = p.functions[0].instructions.size();
+  half16.resize(n, 0);
+  return plan(
+      p, 0,
+      [&](size_t i, size_t k) {
+        const BufferDesc &b = p.buffers[p.functions[0].instructions[i].operands[k]];
+        return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
+      },
+      half16, std::vector<char>(n, 0));
+}
+
 enum Where { No, Own, Side };
 /// Where operand `slot` of instruction `i` of function `f` is 16-bit.
 Where at(const Store16Plan &s, uint32_t f, uint32_t i, uint32_t slot) {
@@ -319,15 +335,7 @@ ProgramDesc residualProgram() {
   return p;
 }
 std::vector<AddFusion> fuse(const ProgramDesc &p, std::vector<uint32_t> half16 = {}) {
-  const size_t n = p.functions[0].instructions.size();
-  half16.resize(n, 0);
-  return planResidualAdds(
-      p, 0,
-      [&](size_t i, size_t k) {
-        const BufferDesc &b = p.buffers[p.functions[0].instructions[i].operands[k]];
-        return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
-      },
-      half16, std::vector<char>(n, 0));
+  return planOn(p, planResidualAdds, std::move(half16));
 }
 } // namespace
 
@@ -472,15 +480,8 @@ TEST(GeluFusions, ForwardAndBackward) {
   // dg = dy2 W2ᵀ (dg read by nothing else; dy1 written over it).
   Mlp m;
   const ProgramDesc &p = m.p;
-  auto plan = [&](const ProgramDesc &q, std::vector<uint32_t> half16) {
-    half16.resize(q.functions[0].instructions.size(), 0);
-    return planGeluFusions(
-        q, 0,
-        [&](size_t i, size_t k) {
-          const BufferDesc &b = q.buffers[q.functions[0].instructions[i].operands[k]];
-          return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
-        },
-        half16, std::vector<char>(q.functions[0].instructions.size(), 0));
+  auto plan = [](const ProgramDesc &q, std::vector<uint32_t> half16) {
+    return planOn(q, planGeluFusions, std::move(half16));
   };
   std::vector<GeluFusion> f = plan(p, {});
   ASSERT_EQ(f.size(), 2u);
@@ -535,16 +536,7 @@ TEST(Store16, ViewsAndWideInstructions) {
 }
 
 TEST(GeluFusions, TheCompilersInPlaceFormAndBiases) {
-  auto plan = [](const ProgramDesc &q) {
-    const size_t n = q.functions[0].instructions.size();
-    return planGeluFusions(
-        q, 0,
-        [&](size_t i, size_t k) {
-          const BufferDesc &b = q.buffers[q.functions[0].instructions[i].operands[k]];
-          return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
-        },
-        std::vector<uint32_t>(n, 0), std::vector<char>(n, 0));
-  };
+  auto plan = [](const ProgramDesc &q) { return planOn(q, planGeluFusions); };
   // gelu_bwd(y1, dg, dg): dy1 written over dg under dg's name.
   Mlp m;
   for (Instruction &i : m.p.functions[0].instructions)
@@ -664,13 +656,7 @@ TEST(AddNorms, TheLayerNormAddsItsInput) {
     return p;
   };
   auto plan = [](const ProgramDesc &p, std::vector<uint32_t> half16 = {0, 0}) {
-    return planAddNorms(
-        p, 0,
-        [&](size_t i, size_t k) {
-          const BufferDesc &b = p.buffers[p.functions[0].instructions[i].operands[k]];
-          return std::pair<uint64_t, uint64_t>{b.offset, b.offset + b.bytes};
-        },
-        half16, std::vector<char>(2, 0));
+    return planOn(p, planAddNorms, std::move(half16));
   };
   const std::vector<int64_t> whole = {1024, 1024};
   ASSERT_EQ(plan(program(X * 4096, Y * 4096, whole)).size(), 1u);
@@ -788,4 +774,63 @@ TEST(ResidualAdds, TheTiedEmbeddingsGradientStartsFromTheOutputLayers) {
   auto &insts = d.functions[0].instructions;
   std::swap(insts[0], insts[1]);
   EXPECT_EQ(fuse(d).size(), 0u);
+}
+
+namespace {
+/// GPT-2's first instructions: the token embedding's lookup into E, the
+/// position embedding's rows into P, E + P (P broadcast over the batch)
+/// into E's bytes, the first layer norm of it.
+enum : uint32_t { FIDS, FWTE, FE, FWPE, FP, FX, FW, FB, FH, FN };
+ProgramDesc embeddingProgram() {
+  ProgramDesc p;
+  p.arenaBytes = 1 << 20;
+  for (uint32_t b = 0; b < FN; ++b)
+    p.buffers.push_back({"", (b == FWTE || b == FWPE || b == FW || b == FB) ? BufferRole::Param
+                             : b == FIDS ? BufferRole::Input : BufferRole::Temp,
+                         b == FIDS ? ElemType::I32 : ElemType::F32, {}, uint64_t(b) * 4096, 4096});
+  p.buffers[FX].offset = p.buffers[FE].offset; // the sum over E (in place)
+  p.functions = {{"train",
+                  {inst(Opcode::EmbeddingFwd, {FIDS, FWTE, FE}, {64, 16}),
+                   inst(Opcode::PositionEmbeddingFwd, {FWPE, FP}, {16, 16}),
+                   inst(Opcode::Add, {FE, FP, FX}, {1024, 256}),
+                   inst(Opcode::LayerNormFwd, {FX, FW, FB, FH}, {64, 16})}}};
+  return p;
+}
+std::vector<EmbeddingAddFusion> fuseEmbedding(const ProgramDesc &p) {
+  return planOn(p, planEmbeddingAdds);
+}
+} // namespace
+
+TEST(EmbeddingAdds, TheLookupAddsThePositionsInTheAddsPlace) {
+  std::vector<EmbeddingAddFusion> f = fuseEmbedding(embeddingProgram());
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].embedding, 0u);
+  EXPECT_EQ(f[0].add, 2u);
+  EXPECT_EQ(f[0].addend, 1u);
+  // E read again later: the lookup must still write it.
+  ProgramDesc a = embeddingProgram();
+  a.buffers[FX].offset = 9 * 4096;
+  a.functions[0].instructions.push_back(inst(Opcode::GeluFwd, {FE, FH}, {1024}));
+  EXPECT_TRUE(fuseEmbedding(a).empty());
+  // The ids rewritten between the lookup and the add.
+  ProgramDesc b = embeddingProgram();
+  b.functions[0].instructions[1] = inst(Opcode::PositionEmbeddingFwd, {FWPE, FIDS}, {16, 16});
+  EXPECT_TRUE(fuseEmbedding(b).empty());
+  // The sum over the position rows it adds (broadcast: other elements
+  // read them after they are written).
+  ProgramDesc c = embeddingProgram();
+  c.functions[0].instructions[2].operands[2] = FP;
+  EXPECT_TRUE(fuseEmbedding(c).empty());
+  // The embedding as the add's broadcast operand: not a lookup's rows.
+  ProgramDesc d = embeddingProgram();
+  d.functions[0].instructions[2] = inst(Opcode::Add, {FP, FE, FX}, {1024, 256});
+  EXPECT_TRUE(fuseEmbedding(d).empty());
+  // Without broadcast, either operand; in place over the addend too.
+  ProgramDesc e = embeddingProgram();
+  e.functions[0].instructions[1] = inst(Opcode::EmbeddingFwd, {FIDS, FWPE, FP}, {64, 16});
+  e.functions[0].instructions[2] = inst(Opcode::Add, {FP, FE, FP}, {1024, 1024});
+  f = fuseEmbedding(e);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].embedding, 1u); // the last writer of operand 0 comes first
+  EXPECT_EQ(f[0].addend, 1u);
 }

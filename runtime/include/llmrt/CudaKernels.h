@@ -178,8 +178,12 @@ void copyColumnsT(In src, int64_t srcCols, int64_t srcOff, Out dst,
                   Half h, cudaStream_t s);
 
 // Embeddings (ids already validated by the trainer).
+/// addend (optional): out[t, c] += addend[(t C + c) % period] (the
+/// position embedding's add, fused; out may be the addend itself where
+/// period is n C).
 void embeddingFwd(const int32_t *ids, const float *table, float *out,
-                  int64_t n, int64_t C, cudaStream_t s);
+                  int64_t n, int64_t C, cudaStream_t s, const float *addend = nullptr,
+                  int64_t period = 0);
 /// dtable [V, C] overwritten: zeroed, then rows scattered with atomics.
 /// init (optional, [V, C] fp32, dtable itself or not overlapping it):
 /// dtable starts from it instead of zeros (a residual add fused in: the

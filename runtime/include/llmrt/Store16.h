@@ -95,6 +95,10 @@ Store16Plan planStore16(
 /// read). Partial writes count as reads.
 bool lastReadOf(const ProgramDesc &p, size_t f, size_t j, uint32_t b);
 
+/// The bytes [begin, end) operand k of instruction i is at (the fusion
+/// planners' view of an executor's operands).
+using OperandBytes = std::function<std::pair<uint64_t, uint64_t>(size_t i, size_t k)>;
+
 /// A residual add fused into the instruction that wrote one of its
 /// operands: that linear_fwd (cuBLASLt's C, beta = 1), layer_norm_bwd or
 /// (vocab_)embedding_bwd (its table gradient starting from the addend
@@ -116,8 +120,26 @@ struct AddFusion {
 /// and `skip` per instruction: its 16-bit operands (Store16Plan), and
 /// whether the executor already leaves it out.
 std::vector<AddFusion> planResidualAdds(
-    const ProgramDesc &p, size_t f,
-    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
+    const std::vector<uint32_t> &half16, const std::vector<char> &skip);
+
+/// The token embedding's lookup done by the add of its output (to the
+/// position embedding, broadcast over the batch): the embedding_fwd does
+/// nothing, and in the add's place one kernel gathers the table's rows
+/// and adds operand `addend` of the add (its element e % period) into the
+/// add's output.
+struct EmbeddingAddFusion {
+  size_t embedding, add;
+  uint32_t addend;
+};
+/// The adds of function f (fp32 operands and sum; broadcast or not) of a
+/// value an embedding_fwd wrote whole that nothing else reads, where
+/// nothing between the two touches the lookup's ids, table or output, and
+/// the sum overlaps neither the ids, the table nor the addend (but is the
+/// addend itself, without broadcast: an element is read before it is
+/// written). Arguments as planResidualAdds'.
+std::vector<EmbeddingAddFusion> planEmbeddingAdds(
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip);
 
 /// A residual add done by the layer norm after it (LLMRT_CUDA_FUSE_ADD_NORM):
@@ -133,8 +155,7 @@ struct AddNormFusion {
 /// or is an fp32 operand exactly (in place: a row is read whole before it
 /// is written). Arguments as planResidualAdds'.
 std::vector<AddNormFusion> planAddNorms(
-    const ProgramDesc &p, size_t f,
-    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip);
 
 /// A GELU (forward or backward) done in the epilogue of the linear_fwd
@@ -154,8 +175,7 @@ struct GeluFusion {
 /// or both fp32; `half16` per instruction as planStore16 left it). The
 /// backward's GEMM has no bias. Arguments as planResidualAdds'.
 std::vector<GeluFusion> planGeluFusions(
-    const ProgramDesc &p, size_t f,
-    const std::function<std::pair<uint64_t, uint64_t>(size_t, size_t)> &range,
+    const ProgramDesc &p, size_t f, const OperandBytes &range,
     const std::vector<uint32_t> &half16, const std::vector<char> &skip);
 
 /// Where `inst` writes (bit k: operand k), for the hazards of running

@@ -185,6 +185,11 @@ public:
     /// could not (planGeluFusions; the GEMM's geluDone).
     int gelu = -1;
     mutable bool geluDone = false;
+    /// An add that does the token embedding's lookup at this index too
+    /// (planEmbeddingAdds: that embedding_fwd skips), adding its operand
+    /// embedAddend.
+    int embedAt = -1;
+    uint32_t embedAddend = 0;
   };
   /// A fused_elementwise or fused_norm instruction's generated kernel.
   struct FusedKernel {
@@ -250,6 +255,10 @@ public:
   /// overlaps no input but as a whole (in place).
   /// One rank only (no deferred collectives to order). Returns the count.
   int fuseResidualAdds(std::vector<Resolved> &fn, size_t function);
+  /// The token embedding's lookup done by the add of its output to the
+  /// position embedding (planEmbeddingAdds): one pass over the activations
+  /// instead of two. Returns the count.
+  int fuseEmbeddingAdds(std::vector<Resolved> &fn, size_t function);
   bool fuseAdds_ = true; ///< LLMRT_CUDA_FUSE_ADD (default 1)
   int fusedAdds_ = 0;
   /// GELUs in the epilogue of the GEMM before them (LLMRT_CUDA_FUSE_GELU=0:
@@ -878,7 +887,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     if (ex->fuseAddNorm_ && !multi)
       ex->fusedAddNorms_ += ex->fuseAddNorms(resolved, ex->functions_.size());
     if (ex->fuseAdds_ && !multi)
-      ex->fusedAdds_ += ex->fuseResidualAdds(resolved, ex->functions_.size());
+      ex->fusedAdds_ += ex->fuseResidualAdds(resolved, ex->functions_.size()) +
+                        ex->fuseEmbeddingAdds(resolved, ex->functions_.size());
     if (ex->fuseGelu_ && !multi && cuda::gemmTakes16(mode))
       ex->fuseGelus(resolved, ex->functions_.size());
     ex->sidePlans_.push_back(ex->side_ ? ex->planSide(resolved, ex->functions_.size())
@@ -1067,6 +1077,18 @@ int CudaExecutor::fuseResidualAdds(std::vector<Resolved> &fn, size_t function) {
   return static_cast<int>(plan.size());
 }
 
+int CudaExecutor::fuseEmbeddingAdds(std::vector<Resolved> &fn, size_t function) {
+  const PlannerView view = plannerView(fn);
+  const std::vector<EmbeddingAddFusion> plan =
+      planEmbeddingAdds(program_, function, view.range, view.half16, view.skip);
+  for (const EmbeddingAddFusion &f : plan) {
+    fn[f.add].embedAt = static_cast<int>(f.embedding);
+    fn[f.add].embedAddend = f.addend;
+    fn[f.embedding].skip = true;
+  }
+  return static_cast<int>(plan.size());
+}
+
 int CudaExecutor::fuseAddNorms(std::vector<Resolved> &fn, size_t function) {
   const PlannerView view = plannerView(fn);
   int fused = 0;
@@ -1117,6 +1139,8 @@ SideStreamPlan CudaExecutor::planSide(const std::vector<Resolved> &fn,
           add(fn[fn[i].gelu], false);
         if (fn[i].addNorm >= 0)
           add(fn[fn[i].addNorm], true);
+        if (fn[i].embedAt >= 0) // the lookup an add does: its ids and table
+          add(fn[fn[i].embedAt], false);
         if (fn[i].addTo) { // a fused residual add's addend, read
           const auto b = reinterpret_cast<uint64_t>(fn[i].addTo);
           t.push_back({b, b + fn[i].addToBytes, false});
@@ -1475,7 +1499,11 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
       cuda::siluBwdT(arg(0), arg(1), res(2), n[0], half_, s);
       break;
     case Opcode::Add:
-      if (n[0] == n[1])
+      if (r.embedAt >= 0) { // the token embedding's lookup too
+        const Resolved &e = functions_[fn][r.embedAt];
+        cuda::embeddingFwd(I(e.ptrs[0]), F(e.ptrs[1]), F(p[2]), e.inst->ints[0],
+                           e.inst->ints[1], s, F(p[r.embedAddend]), n[r.embedAddend]);
+      } else if (n[0] == n[1])
         cuda::addT(arg(0), arg(1), res(2), n[0], half_, s);
       else
         cuda::add(F(p[0]), F(p[1]), F(p[2]), n[0], n[1], s);

@@ -121,9 +121,28 @@ struct MaxOp {
 
 // Embeddings -----------------------------------------------------------------
 
-__global__ void embeddingFwdK(const int32_t *ids, const float *table,
-                              float *out, int64_t n, int64_t C) {
-  ROWS_COLS(t, c, n, C) { out[t * C + c] = table[static_cast<int64_t>(ids[t]) * C + c]; }
+/// out[t, c] = table[ids[t], c], plus addend[(t C + c) % period] where
+/// an addend is given (the position embedding's add, fused).
+__global__ void embeddingFwdK(const int32_t *ids, const float *table, float *out, int64_t n,
+                              int64_t C, const float *addend, int64_t period) {
+  ROWS_COLS(t, c, n, C) {
+    float v = table[static_cast<int64_t>(ids[t]) * C + c];
+    if (addend)
+      v += addend[(t * C + c) % period];
+    out[t * C + c] = v;
+  }
+}
+/// The same by 16-byte vectors: C4 and period4 count vectors.
+__global__ void embeddingFwd4K(const int32_t *ids, const float4 *table, float4 *out, int64_t n,
+                               int64_t C4, const float4 *addend, int64_t period4) {
+  ROWS_COLS(t, c, n, C4) {
+    float4 v = table[static_cast<int64_t>(ids[t]) * C4 + c];
+    if (addend) {
+      const float4 a = addend[(t * C4 + c) % period4];
+      v = make_float4(v.x + a.x, v.y + a.y, v.z + a.z, v.w + a.w);
+    }
+    out[t * C4 + c] = v;
+  }
 }
 
 __global__ void embeddingBwdK(const int32_t *ids, const float *dout,
@@ -1502,8 +1521,18 @@ void toBf16(const float *src, void *dst, int64_t n, cudaStream_t s) {
 }
 
 void embeddingFwd(const int32_t *ids, const float *table, float *out,
-                  int64_t n, int64_t C, cudaStream_t s) {
-  embeddingFwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, table, out, n, C);
+                  int64_t n, int64_t C, cudaStream_t s, const float *addend, int64_t period) {
+  if (!addend)
+    period = 4;
+  if (C % 4 == 0 && period % 4 == 0 && aligned4(table) && aligned4(out) &&
+      (!addend || aligned4(addend))) {
+    embeddingFwd4K<<<grid2d(n, C / 4), kThreads, 0, s>>>(
+        ids, reinterpret_cast<const float4 *>(table), reinterpret_cast<float4 *>(out), n, C / 4,
+        reinterpret_cast<const float4 *>(addend), period / 4);
+    return;
+  }
+  embeddingFwdK<<<grid2d(n, C), kThreads, 0, s>>>(ids, table, out, n, C, addend,
+                                                  addend ? period : 1);
 }
 namespace {
 /// The table gradient's start: zeros, init's values, or (init is dtable)
