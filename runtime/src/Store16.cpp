@@ -496,6 +496,11 @@ std::vector<AddFusion> planResidualAdds(
       const uint32_t out = op == Opcode::LinearFwd      ? static_cast<uint32_t>(in.operands.size()) - 1
                            : op == Opcode::LayerNormBwd ? 3
                                                         : 2; // the table's gradient
+      // A table's gradient is written whole (V C elements): the add must
+      // be of all of it.
+      if ((op == Opcode::EmbeddingBwd || op == Opcode::VocabEmbeddingBwd) &&
+          (in.ints.size() < 3 || in.ints[1] * in.ints[2] != add.ints[0]))
+        continue;
       if (in.operands[out] != y || std::count(in.operands.begin(), in.operands.end(), y) != 1 ||
           !lastReadOf(p, f, j, y))
         continue;

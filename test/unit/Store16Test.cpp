@@ -774,6 +774,10 @@ TEST(ResidualAdds, TheTiedEmbeddingsGradientStartsFromTheOutputLayers) {
   auto &insts = d.functions[0].instructions;
   std::swap(insts[0], insts[1]);
   EXPECT_EQ(fuse(d).size(), 0u);
+  // An add of part of the table's gradient: the scatter writes all of it.
+  ProgramDesc e = tiedProgram();
+  e.functions[0].instructions[2].ints = {512, 512};
+  EXPECT_EQ(fuse(e).size(), 0u);
 }
 
 namespace {

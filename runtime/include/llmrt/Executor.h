@@ -104,7 +104,9 @@ public:
 
   /// Host views to the device and back: parameters and optimizer state
   /// (after initialization or loading; before saving), the inputs (before
-  /// each run) and the outputs (after each run; this waits for the run).
+  /// each run; a backend may not wait for the copy, so the host writes the
+  /// next inputs only after downloadOutputs) and the outputs (after each
+  /// run; this waits for the run).
   virtual void uploadState() {}
   virtual void downloadState() {}
   virtual void uploadInputs() {}

@@ -28,7 +28,8 @@
 // (LLMRT_CUDA_ACT16=0: none). cuBLASLt times its candidates once per shape
 // (LLMRT_CUDA_GEMM_TUNE=0: its first choice; =2: also each with k split;
 // =3: 32 candidates instead of 8).
-// Residual adds run in the GEMM or layer-norm backward before them (one
+// Residual adds run in the GEMM, layer-norm backward or embedding scatter
+// before them, the position embedding's add in the token lookup (one
 // rank; LLMRT_CUDA_FUSE_ADD=0: apart); GELUs run in the epilogue of the GEMM before them
 // (LLMRT_CUDA_FUSE_GELU=0: apart);
 // FlashAttention-2 reads and writes 16-bit tensors (q, k, v, dout, out,
@@ -124,9 +125,8 @@ public:
   }
   /// The inputs in as few copies as their bytes allow (roleRanges: the
   /// functions' tokens and targets are the same bytes), queued before the
-  /// run that reads them and not waited for: a copy from pageable memory
-  /// has taken the host's bytes when it returns, so the trainer may write
-  /// the next step's at once.
+  /// run that reads them and not waited for: the host writes the next
+  /// inputs only after downloadOutputs has waited for the run (Executor.h).
   void uploadInputs() override { copyRanges(true, inputRanges_); }
   /// The outputs likewise, waited for; then the overflow check of a CUDA
   /// graph's run, from the gradient norm just copied.
@@ -134,9 +134,11 @@ public:
     copyRanges(false, outputRanges_);
     if (const float *norm = pendingNorm_) {
       pendingNorm_ = nullptr;
-      const auto at = static_cast<uint64_t>(reinterpret_cast<const uint8_t *>(norm) - arena_);
+      const auto *byte = reinterpret_cast<const uint8_t *>(norm);
+      const uint64_t at = byte >= arena_ ? static_cast<uint64_t>(byte - arena_) : ~0ull;
       float value = 0;
-      if (std::any_of(outputRanges_.begin(), outputRanges_.end(),
+      if (at < host_.size() &&
+          std::any_of(outputRanges_.begin(), outputRanges_.end(),
                       [&](auto r) { return r.first <= at && at + 4 <= r.second; }))
         std::memcpy(&value, host_.data() + at, 4);
       else if (cudaError_t e = cudaMemcpy(&value, norm, 4, cudaMemcpyDeviceToHost);
@@ -173,8 +175,9 @@ public:
     /// here), or that backward, which writes the forward's loss here too.
     bool lossSkip = false;
     float *lossOut = nullptr;
-    /// A linear_fwd or layer_norm_bwd that adds this to its output: the
-    /// residual add after it, fused (fuseResidualAdds; that add skips).
+    /// A linear_fwd, layer_norm_bwd or (vocab_)embedding_bwd that adds
+    /// this to its output: the residual add after it, fused
+    /// (fuseResidualAdds; that add skips).
     const float *addTo = nullptr;
     uint64_t addToBytes = 0;
     /// A layer_norm_fwd that does the residual add before it (its index;
