@@ -630,6 +630,37 @@ void checkStore16(Rng &rng, cuda::GemmMode mode) {
     compare("linear_bwd_weight, x and dy 16-bit" + t, DW.host(), DW2.host(), 1e-6);
     compare("linear_bwd_weight, dy 16-bit" + t, DW.host(), DW3.host(), 1e-6);
     compare("linear_bwd_input, dy 16-bit" + t, DX.host(), DX2.host(), 1e-6);
+    // The weight stored 16-bit (LLMRT_CUDA_WEIGHT16: its copy, which AdamW
+    // writes): the same products as converting it, alone or with x or dy
+    // 16-bit, and with the residual add in the epilogue.
+    {
+      Dev<uint16_t> W16(round16(Wd.p, in * out));
+      auto res = randomVec(rng, rows * out);
+      Dev<float> Y3(rows * out), Y4(rows * out), DX3(rows * in), R3(res), R4(res);
+      bool ok3 = true;
+      cuda::gemmForget(blas);
+      ok3 &= cuda::linearFwd(blas, X.p, W16.p, Bd.p, Y3.p, rows, in, out, transW, &err, 2u);
+      cuda::gemmForget(blas);
+      ok3 &= cuda::linearFwd(blas, X16.p, W16.p, Bd.p, Y4.p, rows, in, out, transW, &err, 3u);
+      cuda::gemmForget(blas);
+      ok3 &= cuda::linearFwd(blas, DY16.p, W16.p, nullptr, DX3.p, rows, out, in, !transW,
+                             &err, 3u);
+      cuda::gemmForget(blas);
+      ok3 &= cuda::linearFwd(blas, X16.p, W16.p, Bd.p, R3.p, rows, in, out, transW, &err, 3u,
+                             R3.p);
+      cuda::gemmForget(blas);
+      ok3 &= cuda::linearFwd(blas, X16.p, Wd.p, Bd.p, R4.p, rows, in, out, transW, &err, 1u,
+                             R4.p);
+      if (!ok3) {
+        std::printf("linear 16-bit weight%s FAIL: %s\n", t.c_str(), err.c_str());
+        ++failures;
+      } else {
+        compare("linear_fwd, W 16-bit" + t, Y.host(), Y3.host(), 1e-6);
+        compare("linear_fwd, x and W 16-bit" + t, Y.host(), Y4.host(), 1e-6);
+        compare("linear_bwd_input, dy and W 16-bit" + t, DX.host(), DX3.host(), 1e-6);
+        compare("linear_fwd + residual add, x and W 16-bit" + t, R4.host(), R3.host(), 1e-6);
+      }
+    }
     if (done && done2)
       compare("bias gradient from 16-bit dy" + t, DB.host(), DB2.host(), 1e-6);
   }
@@ -695,6 +726,25 @@ void checkGeluEpilogue(Rng &rng, cuda::GemmMode mode) {
     if (fwdDone) {
       compare("linear_fwd + GELU epilogue, output" + tag, G.host(), host(Gf), tol);
       compare("linear_fwd + GELU epilogue, kept input" + tag, Y.host(), host(Yf), tol);
+      // The same from the weight's 16-bit copy (LLMRT_CUDA_WEIGHT16).
+      Dev<uint16_t> W16(static_cast<size_t>(in * out));
+      (h == cuda::Half::Fp16 ? cuda::toFp16 : cuda::toBf16)(W.p, W16.p, in * out, nullptr);
+      Dev<float> Yw(rows * out), Gw(rows * out);
+      bool doneW = false;
+      cuda::GeluEpilogue fwdW{cuda::GeluEpilogue::Forward, Gw.p, Yw.p, h16, &doneW};
+      cuda::gemmForget(blas);
+      const bool okW = cuda::linearFwd(blas, X.p, W16.p, Bd.p, Yw.p, rows, in, out, false, &err,
+                                       (h16 ? 4u : 0u) | 2u, nullptr, &fwdW);
+      ++checks;
+      if (!okW || !doneW) {
+        ++failures;
+        std::printf("GELU epilogue, W 16-bit%s FAIL: %s\n", tag.c_str(),
+                    okW ? "declined" : err.c_str());
+      } else {
+        compare("linear_fwd + GELU epilogue, W 16-bit, output" + tag, host(Gf), host(Gw), 1e-6);
+        compare("linear_fwd + GELU epilogue, W 16-bit, kept input" + tag, host(Yf), host(Yw),
+                1e-6);
+      }
     } else { // cuBLASLt declined: the plain product, the GELU apart
       compare("linear_fwd (GELU epilogue declined)" + tag, Y.host(), host(Yf), tol);
     }
@@ -1354,6 +1404,38 @@ void checkLossAndOptimizer(Rng &rng) {
   compare("adamw vectors (3 tensors, one launch) p", pe, P4.host(), 1e-6);
   compare("adamw vectors (3 tensors, one launch) m", me, M4.host(), 1e-6);
   compare("adamw vectors (3 tensors, one launch) v", ve, V4.host(), 1e-6);
+  // With the parameter's 16-bit copy (LLMRT_CUDA_WEIGHT16): each path
+  // writes p as without it, and the copy exactly as toBf16 / toFp16 round
+  // that p (50001 elements: the vectors' last one alone).
+  for (cuda::Half hc : {cuda::Half::Bf16, cuda::Half::Fp16})
+    for (int path = 0; path < 3; ++path) {
+      const std::vector<float> p0 = P4.host(), m0 = M4.host(), v0 = V4.host();
+      Dev<float> PA(p0), MA(m0), VA(v0), PB(p0), MB(m0), VB(v0);
+      Dev<uint16_t> C16(static_cast<size_t>(n)), R16(static_cast<size_t>(n));
+      auto update = [&](float *pp, float *mm, float *vv, void *copy16) {
+        if (path == 0) {
+          cuda::adamw(pp, G.p, mm, vv, n, LR.p, ST.p, WD.p, GS.p, 0.9, 0.95, 1e-8, 1.0f,
+                      nullptr, copy16, hc);
+          return;
+        }
+        std::vector<cuda::AdamWTensor> one{{pp, G.p, mm, vv, n, true, copy16}};
+        cuda::adamwBatch(one.data(), 1, LR.p, ST.p, WD.p, GS.p, 0.9, 0.95, 1e-8, 1.0f,
+                         nullptr, path == 2, hc);
+      };
+      update(PA.p, MA.p, VA.p, nullptr);
+      update(PB.p, MB.p, VB.p, C16.p);
+      (hc == cuda::Half::Fp16 ? cuda::toFp16 : cuda::toBf16)(PB.p, R16.p, n, nullptr);
+      const std::string what = std::string("adamw with a ") +
+                               (hc == cuda::Half::Fp16 ? "fp16" : "bf16") + " copy" +
+                               (path == 0 ? "" : path == 1 ? ", batched" : ", by vectors");
+      compare(what + ": p", PA.host(), PB.host(), 0);
+      compare(what + ": m", MA.host(), MB.host(), 0);
+      ++checks;
+      if (R16.host() != C16.host()) {
+        ++failures;
+        std::printf("%s: the copy FAIL  not the updated p rounded\n", what.c_str());
+      }
+    }
 
   double ref = std::sqrt(cpu::sumSquares(g.data(), n) + cpu::sumSquares(p.data(), n));
   Dev<double> ACC(std::vector<double>{0.0});
@@ -1409,13 +1491,15 @@ void checkLossAndOptimizer(Rng &rng) {
     std::vector<float> p0(1000, 0.5f), g0(1000, 1.0f), m0(1000, 0.25f), v0(1000, 0.125f);
     Dev<float> G5(g0);
     // Each path on its own tensors: single, batched, batched by vectors.
+    const std::vector<uint16_t> k0(1000, 0x3f00); // bf16 0.5
     for (int path = 0; path < 3; ++path) {
       Dev<float> P5(p0), M5(m0), V5(v0);
+      Dev<uint16_t> K5(k0); // the parameter's 16-bit copy, unchanged too
       if (path == 0) {
         cuda::adamw(P5.p, G5.p, M5.p, V5.p, 1000, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8,
-                    1.0f, nullptr);
+                    1.0f, nullptr, K5.p);
       } else {
-        std::vector<cuda::AdamWTensor> one{{P5.p, G5.p, M5.p, V5.p, 1000, true}};
+        std::vector<cuda::AdamWTensor> one{{P5.p, G5.p, M5.p, V5.p, 1000, true, K5.p}};
         cuda::adamwBatch(one.data(), 1, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8, 1.0f,
                          nullptr, path == 2);
       }
@@ -1425,6 +1509,11 @@ void checkLossAndOptimizer(Rng &rng) {
       compare(what + ": p unchanged", p0, P5.host(), 0);
       compare(what + ": m unchanged", m0, M5.host(), 0);
       compare(what + ": v unchanged", v0, V5.host(), 0);
+      ++checks;
+      if (K5.host() != k0) {
+        ++failures;
+        std::printf("%s: the 16-bit copy FAIL  changed\n", what.c_str());
+      }
     }
   }
 }

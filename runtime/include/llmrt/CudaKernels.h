@@ -388,7 +388,8 @@ void clipScale(const float *norm, const float *maxNorm, float *out,
 void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            const float *lr, const int64_t *step, const float *weightDecay,
            const float *gradScale, double beta1, double beta2, double eps,
-           float extraScale, cudaStream_t s);
+           float extraScale, cudaStream_t s, void *p16 = nullptr,
+           Half h = Half::Bf16);
 /// Several such updates with the same scalars in one launch (at most
 /// kAdamWBatch tensors; weight decay on those marked): a model's many
 /// small parameters cost one launch. vec (LLMRT_CUDA_ADAMW_VEC=1): 16-byte
@@ -399,12 +400,16 @@ struct AdamWTensor {
   float *m, *v;
   int64_t n;
   bool decay; ///< weight decay applies (the launch's weightDecay)
+  /// The parameter's 16-bit copy (the launch's Half type; optional): the
+  /// updated p rounded as toBf16 / toFp16 round, written with it.
+  void *p16 = nullptr;
 };
 constexpr int kAdamWBatch = 24;
 void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,
                 const int64_t *step, const float *weightDecay,
                 const float *gradScale, double beta1, double beta2, double eps,
-                float extraScale, cudaStream_t s, bool vec = false);
+                float extraScale, cudaStream_t s, bool vec = false,
+                Half h = Half::Bf16);
 
 } // namespace llmrt::cuda
 

@@ -53,7 +53,9 @@
 // LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second stream (one
 // rank); LLMRT_CUDA_GRAPH=1 (the default; 0 off) launches each step as one
 // CUDA graph from the second on (one rank, bf16 GEMMs, no --trace, no
-// side stream, no LLMRT_CUDA_SYNC).
+// side stream, no LLMRT_CUDA_SYNC); LLMRT_CUDA_WEIGHT16=1 (the default;
+// 0 off) keeps a 16-bit copy of each GEMM weight, which AdamW writes, so
+// that no GEMM converts its weight (one rank, 16-bit GEMMs).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's; LLMRT_CUDA_ATTN_STAGED=1
 // stages the backward's fp32 query tiles by cp.async (no faster on an
@@ -82,6 +84,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <set>
+#include <unordered_map>
 
 namespace llmrt {
 
@@ -116,6 +120,7 @@ public:
       return r == BufferRole::Param || r == BufferRole::AdamM ||
              r == BufferRole::AdamV;
     });
+    refreshWeights16();
   }
   void downloadState() override {
     copy(false, [](BufferRole r) {
@@ -287,6 +292,17 @@ public:
   /// Copies the buffers whose role satisfies `pick` to the device (or
   /// back), then waits for the stream.
   template <typename Pick> void copy(bool toDevice, Pick pick);
+  /// LLMRT_CUDA_WEIGHT16=1 (the default; one rank, 16-bit GEMMs): each
+  /// parameter a linear_fwd reads as its weight has a 16-bit copy in the
+  /// workspace, which the GEMMs read (stored 16-bit: no conversion a GEMM)
+  /// and AdamW writes with the parameter, rounded alike; uploadState
+  /// makes them. Buffer id -> the copy.
+  std::unordered_map<uint32_t, void *> weight16_;
+  void refreshWeights16();
+  void *weight16Of(uint32_t buffer) const {
+    auto it = weight16_.find(buffer);
+    return it == weight16_.end() ? nullptr : it->second;
+  }
   /// Copies the arena's byte ranges to the device (not waited for) or
   /// from it (waited for).
   void copyRanges(bool toDevice, const std::vector<std::pair<uint64_t, uint64_t>> &ranges);
@@ -487,6 +503,19 @@ template <typename Pick> void CudaExecutor::copy(bool toDevice, Pick pick) {
     fatal(toDevice ? "upload" : "download", cudaGetErrorString(e));
 }
 
+void CudaExecutor::refreshWeights16() {
+  for (auto [b, copy16] : weight16_) {
+    const BufferDesc &d = program_.buffers[b];
+    (half_ == cuda::Half::Fp16 ? cuda::toFp16 : cuda::toBf16)(
+        reinterpret_cast<const float *>(arena_ + d.offset), copy16,
+        static_cast<int64_t>(d.bytes / 4), stream_);
+  }
+  if (weight16_.empty())
+    return;
+  if (cudaError_t e = cudaStreamSynchronize(stream_); e != cudaSuccess)
+    fatal("the weights' 16-bit copies", cudaGetErrorString(e));
+}
+
 void CudaExecutor::copyRanges(bool toDevice,
                               const std::vector<std::pair<uint64_t, uint64_t>> &ranges) {
   for (auto [begin, end] : ranges) {
@@ -529,7 +558,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
       {"LLMRT_CUDA_GEMM_TUNE", '3'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
       {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_ADAMW_VEC", '1'},
-      {"LLMRT_CUDA_GRAPH", '1'}};
+      {"LLMRT_CUDA_GRAPH", '1'},       {"LLMRT_CUDA_WEIGHT16", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
@@ -759,6 +788,22 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     }
   const int64_t scratchAt = ex->workspaceBytes_;
   ex->workspaceBytes_ += align(attnScratch);
+  // The weights' 16-bit copies (LLMRT_CUDA_WEIGHT16): the fp32 parameters
+  // linear_fwd reads as its weight (operand 1), in any function.
+  std::vector<std::pair<uint32_t, int64_t>> weight16At;
+  if (switchOn("LLMRT_CUDA_WEIGHT16", true) && !multi && cuda::gemmTakes16(mode)) {
+    std::set<uint32_t> weights;
+    for (const FunctionDesc &f : p.functions)
+      for (const Instruction &inst : f.instructions)
+        if (inst.opcode == static_cast<uint16_t>(Opcode::LinearFwd) && inst.operands.size() > 1 &&
+            p.buffers[inst.operands[1]].role == BufferRole::Param &&
+            p.buffers[inst.operands[1]].elem == ElemType::F32 && p.buffers[inst.operands[1]].bytes > 0)
+          weights.insert(inst.operands[1]);
+    for (uint32_t b : weights) {
+      weight16At.push_back({b, ex->workspaceBytes_});
+      ex->workspaceBytes_ += align(static_cast<int64_t>(p.buffers[b].bytes / 2));
+    }
+  }
   if (plan16.count > 0)
     ex->device_ += absl::StrCat(", ", plan16.count, " tensors stored 16-bit (",
                                 plan16.fp32Bytes >> 20, " MiB in fp32",
@@ -785,6 +830,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
                                              rowBytes + 256);
   ex->lossStats_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes) +
                                              rowBytes + 256 + statsBytes);
+  for (auto [b, at] : weight16At)
+    ex->weight16_[b] = ex->workspace_ + at;
   ex->host_.assign(persistentEnd, 0);
   ex->inputRanges_ = roleRanges(p, BufferRole::Input);
   ex->outputRanges_ = roleRanges(p, BufferRole::Output);
@@ -896,6 +943,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       ex->fuseGelus(resolved, ex->functions_.size());
     ex->sidePlans_.push_back(ex->side_ ? ex->planSide(resolved, ex->functions_.size())
                                        : SideStreamPlan{});
+    // The GEMMs read the weights' 16-bit copies (after the planners, which
+    // reason about the arena's bytes).
+    for (CudaExecutor::Resolved &r : resolved)
+      if (r.inst->opcode == static_cast<uint16_t>(Opcode::LinearFwd))
+        if (auto it = ex->weight16_.find(r.inst->operands[1]); it != ex->weight16_.end()) {
+          r.ptrs[1] = it->second;
+          r.half16 |= 2u;
+        }
     while (static_cast<int>(ex->sideDone_.size()) < ex->sidePlans_.back().units) {
       cudaEvent_t e;
       if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess)
@@ -960,7 +1015,8 @@ void CudaExecutor::batchAdamW(std::vector<Resolved> &fn,
         const std::vector<void *> &q = fn[k].ptrs;
         batch.push_back({static_cast<float *>(q[0]), static_cast<const float *>(q[1]),
                          static_cast<float *>(q[2]), static_cast<float *>(q[3]),
-                         fn[k].inst->ints[0], fn[k].inst->ints[1] != 0});
+                         fn[k].inst->ints[0], fn[k].inst->ints[1] != 0,
+                         weight16Of(fn[k].inst->operands[0])});
         fn[k].skip = k > i;
       }
       fn[i].adamwBatch = static_cast<int>(adamwBatches_.size());
@@ -1725,13 +1781,13 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
         cuda::adamwBatch(b.tensors.data(), static_cast<int>(b.tensors.size()), F(p[4]),
                          static_cast<const int64_t *>(p[5]), F(b.decay),
                          F(p[7]), fl[0], fl[1], fl[2],
-                         static_cast<float>(1.0 / lossScale_), s, adamwVec_);
+                         static_cast<float>(1.0 / lossScale_), s, adamwVec_, half_);
         break;
       }
       cuda::adamw(F(p[0]), F(p[1]), F(p[2]), F(p[3]), n[0], F(p[4]),
                   static_cast<const int64_t *>(p[5]), n[1] ? F(p[6]) : nullptr,
                   F(p[7]), fl[0], fl[1], fl[2],
-                  static_cast<float>(1.0 / lossScale_), s);
+                  static_cast<float>(1.0 / lossScale_), s, weight16Of(in.operands[0]), half_);
       break;
     }
     checkLaunch(name);

@@ -1313,11 +1313,14 @@ __device__ void adamwScalars(float *sc, const float *lrP, const int64_t *stepP,
 /// (LLMRT_CUDA_ADAMW_VEC=1): where the four arrays are 16-byte aligned,
 /// by 16-byte vectors (first and stride then count vectors; the last n %
 /// 4 elements one by one), the same arithmetic per element.
+/// p16 (optional): the parameter's 16-bit copy (fp16 or bf16), written
+/// with p, rounded as toBf16 / toFp16 round.
 template <bool Vec = false>
 __device__ __forceinline__ void adamwRange(const float *sc, float *p,
                                            const float *grad, float *m, float *v,
                                            int64_t first, int64_t n,
-                                           int64_t stride, double eps) {
+                                           int64_t stride, double eps,
+                                           void *p16 = nullptr, bool fp16 = false) {
   const float decay = sc[0], w1 = sc[1], b2 = sc[2], w2 = sc[3],
               bc2Sqrt = sc[4], negStep = sc[5], gs = sc[6];
   if (isnan(gs)) // clip_scale's mark of an overflow: this step updates nothing
@@ -1334,7 +1337,8 @@ __device__ __forceinline__ void adamwRange(const float *sc, float *p,
     pi = pd + negStep * mi / denom;
   };
   int64_t head = 0;
-  if (Vec && aligned4(p) && aligned4(grad) && aligned4(m) && aligned4(v)) {
+  if (Vec && aligned4(p) && aligned4(grad) && aligned4(m) && aligned4(v) &&
+      reinterpret_cast<uintptr_t>(p16) % 8 == 0) {
     const int64_t n4 = n / 4;
     for (int64_t i = first; i < n4; i += stride) {
       float4 pv = reinterpret_cast<const float4 *>(p)[i];
@@ -1348,6 +1352,10 @@ __device__ __forceinline__ void adamwRange(const float *sc, float *p,
       reinterpret_cast<float4 *>(p)[i] = pv;
       reinterpret_cast<float4 *>(m)[i] = mv;
       reinterpret_cast<float4 *>(v)[i] = vv;
+      if (p16 && fp16)
+        put4(static_cast<__half *>(p16), i, pv);
+      else if (p16)
+        put4(static_cast<__nv_bfloat16 *>(p16), i, pv);
     }
     head = 4 * n4;
   }
@@ -1357,17 +1365,21 @@ __device__ __forceinline__ void adamwRange(const float *sc, float *p,
     p[i] = pi;
     m[i] = mi;
     v[i] = vi;
+    if (p16 && fp16)
+      put(static_cast<__half *>(p16) + i, pi);
+    else if (p16)
+      put(static_cast<__nv_bfloat16 *>(p16) + i, pi);
   }
 }
 
 __global__ void adamwK(float *p, const float *grad, float *m, float *v,
                        int64_t n, const float *lrP, const int64_t *stepP,
                        const float *wdP, const float *gsP, double beta1,
-                       double beta2, double eps, float extraScale) {
+                       double beta2, double eps, float extraScale, void *p16, bool fp16) {
   __shared__ float sc[7];
   adamwScalars(sc, lrP, stepP, wdP, gsP, beta1, beta2, extraScale);
   adamwRange(sc, p, grad, m, v, blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
-             n, static_cast<int64_t>(gridDim.x) * blockDim.x, eps);
+             n, static_cast<int64_t>(gridDim.x) * blockDim.x, eps, p16, fp16);
 }
 
 /// Tensors of one AdamW launch (kernel parameters: by value).
@@ -1381,7 +1393,7 @@ template <bool Vec>
 __global__ void adamwBatchK(AdamWBatchArgs a, const float *lrP,
                             const int64_t *stepP, const float *wdP,
                             const float *gsP, double beta1, double beta2,
-                            double eps, float extraScale) {
+                            double eps, float extraScale, bool fp16) {
   __shared__ float sc[7];
   adamwScalars(sc, lrP, stepP, wdP, gsP, beta1, beta2, extraScale);
   int k = 0;
@@ -1397,7 +1409,7 @@ __global__ void adamwBatchK(AdamWBatchArgs a, const float *lrP,
   }
   adamwRange<Vec>(sc, t.p, t.grad, t.m, t.v,
              (blockIdx.x - a.firstBlock[k]) * static_cast<int64_t>(blockDim.x) + threadIdx.x,
-             t.n, static_cast<int64_t>(blocks) * blockDim.x, eps);
+             t.n, static_cast<int64_t>(blocks) * blockDim.x, eps, t.p16, fp16);
 }
 
 __global__ void toBf16K(const float *src, __nv_bfloat16 *dst, int64_t n) {
@@ -1951,15 +1963,15 @@ void clipScale(const float *norm, const float *maxNorm, float *out,
 void adamw(float *p, const float *grad, float *m, float *v, int64_t n,
            const float *lr, const int64_t *step, const float *weightDecay,
            const float *gradScale, double beta1, double beta2, double eps,
-           float extraScale, cudaStream_t s) {
+           float extraScale, cudaStream_t s, void *p16, Half h) {
   adamwK<<<std::min(gridFor(n), 2048u), kThreads, 0, s>>>(
       p, grad, m, v, n, lr, step, weightDecay, gradScale, beta1, beta2, eps,
-      extraScale);
+      extraScale, p16, h == Half::Fp16);
 }
 void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,
                 const int64_t *step, const float *weightDecay,
                 const float *gradScale, double beta1, double beta2, double eps,
-                float extraScale, cudaStream_t s, bool vec) {
+                float extraScale, cudaStream_t s, bool vec, Half h) {
   AdamWBatchArgs a{};
   a.count = count;
   unsigned blocks = 0;
@@ -1971,7 +1983,7 @@ void adamwBatch(const AdamWTensor *tensors, int count, const float *lr,
   }
   a.firstBlock[count] = blocks;
   (vec ? adamwBatchK<true> : adamwBatchK<false>)<<<blocks, kThreads, 0, s>>>(
-      a, lr, step, weightDecay, gradScale, beta1, beta2, eps, extraScale);
+      a, lr, step, weightDecay, gradScale, beta1, beta2, eps, extraScale, h == Half::Fp16);
 }
 
 } // namespace llmrt::cuda
