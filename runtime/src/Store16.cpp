@@ -551,7 +551,8 @@ std::vector<EmbeddingAddFusion> planEmbeddingAdds(
       const Range ids = range(i, 0), table = range(i, 1), out = range(i, 2), a = range(j, k),
                   z = range(j, 2);
       if (!untouchedBetween(insts, i, j, range, {ids, table, out}) || overlap(z, ids) ||
-          overlap(z, table) || (overlap(z, a) && (broadcast || z != a)))
+          overlap(z, table) || (overlap(z, a) && (broadcast || z != a)) ||
+          overlap(a, out)) // an addend over the lookup's bytes would read them
         continue;
       fused.push_back({i, j, k});
       break;

@@ -745,6 +745,26 @@ void checkGeluEpilogue(Rng &rng, cuda::GemmMode mode) {
         compare("linear_fwd + GELU epilogue, W 16-bit, kept input" + tag, host(Yf), host(Yw),
                 1e-6);
       }
+      // The backward's (DGELU: the input gradient dy W2ᵀ of the MLP's
+      // second GEMM) from the copy too, where the fp32 weight's fused.
+      if (bwdDone) {
+        Dev<float> DYw(rows * out);
+        bool bwdW = false;
+        cuda::GeluEpilogue bwd16{cuda::GeluEpilogue::Backward, DYw.p, h16 ? Y16.p : Y.p, h16,
+                                 &bwdW};
+        cuda::gemmForget(blas);
+        const bool okB = cuda::linearFwd(blas, DY.p, W16.p, nullptr, DYw.p, rows, in, out,
+                                         false, &err, 2u, nullptr, &bwd16);
+        ++checks;
+        if (!okB || !bwdW) {
+          ++failures;
+          std::printf("GELU backward epilogue, W 16-bit%s FAIL: %s\n", tag.c_str(),
+                      okB ? "declined" : err.c_str());
+        } else {
+          compare("linear_fwd + GELU backward epilogue, W 16-bit" + tag, host(DYf), host(DYw),
+                  1e-6);
+        }
+      }
     } else { // cuBLASLt declined: the plain product, the GELU apart
       compare("linear_fwd (GELU epilogue declined)" + tag, Y.host(), host(Yf), tol);
     }
@@ -1491,21 +1511,26 @@ void checkLossAndOptimizer(Rng &rng) {
     std::vector<float> p0(1000, 0.5f), g0(1000, 1.0f), m0(1000, 0.25f), v0(1000, 0.125f);
     Dev<float> G5(g0);
     // Each path on its own tensors: single, batched, batched by vectors.
-    const std::vector<uint16_t> k0(1000, 0x3f00); // bf16 0.5
-    for (int path = 0; path < 3; ++path) {
+    const std::vector<uint16_t> k0(1000, 0x3f00); // bf16 0.5 (fp16 1.75)
+    for (int path = 0; path < 6; ++path) { // 3 to 5: the same with an fp16 copy
       Dev<float> P5(p0), M5(m0), V5(v0);
       Dev<uint16_t> K5(k0); // the parameter's 16-bit copy, unchanged too
       if (path == 0) {
         cuda::adamw(P5.p, G5.p, M5.p, V5.p, 1000, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8,
                     1.0f, nullptr, K5.p);
+      } else if (path == 3) {
+        cuda::adamw(P5.p, G5.p, M5.p, V5.p, 1000, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8,
+                    1.0f, nullptr, K5.p, cuda::Half::Fp16);
       } else {
         std::vector<cuda::AdamWTensor> one{{P5.p, G5.p, M5.p, V5.p, 1000, true, K5.p}};
         cuda::adamwBatch(one.data(), 1, LR.p, ST.p, WD.p, MARK.p, 0.9, 0.95, 1e-8, 1.0f,
-                         nullptr, path == 2);
+                         nullptr, path % 3 == 2, path > 3 ? cuda::Half::Fp16 : cuda::Half::Bf16);
       }
       must(cudaGetLastError(), "adamw launch");
-      const std::string what = std::string("adamw of a marked step") +
-                               (path == 0 ? "" : path == 1 ? ", batched" : ", by vectors");
+      const std::string what =
+          std::string("adamw of a marked step") +
+          (path % 3 == 0 ? "" : path % 3 == 1 ? ", batched" : ", by vectors") +
+          (path > 2 ? ", fp16 copy" : "");
       compare(what + ": p unchanged", p0, P5.host(), 0);
       compare(what + ": m unchanged", m0, M5.host(), 0);
       compare(what + ": v unchanged", v0, V5.host(), 0);
