@@ -791,6 +791,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // The weights' 16-bit copies (LLMRT_CUDA_WEIGHT16): the fp32 parameters
   // linear_fwd reads as its weight (operand 1), in any function.
   std::vector<std::pair<uint32_t, int64_t>> weight16At;
+  const int64_t weight16From = ex->workspaceBytes_; // the copies: last in the workspace
   if (switchOn("LLMRT_CUDA_WEIGHT16", true) && !multi && cuda::gemmTakes16(mode)) {
     std::set<uint32_t> weights;
     for (const FunctionDesc &f : p.functions)
@@ -812,7 +813,22 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   for (auto [ptr, bytes, what] :
        {std::tuple<uint8_t **, size_t, const char *>{&ex->arena_, arenaBytes, "arena"},
         {&ex->workspace_, static_cast<size_t>(ex->workspaceBytes_), "workspace"}}) {
-    if (cudaMalloc(reinterpret_cast<void **>(ptr), bytes) != cudaSuccess) {
+    cudaError_t e = cudaMalloc(reinterpret_cast<void **>(ptr), bytes);
+    if (e != cudaSuccess && ptr == &ex->workspace_ && !weight16At.empty()) {
+      // No room for the weights' 16-bit copies: the GEMMs convert their
+      // weights instead (as with LLMRT_CUDA_WEIGHT16=0).
+      cudaGetLastError();
+      std::fprintf(stderr,
+                   "warning: rank %d: LLMRT_CUDA_WEIGHT16: no room for the GEMM weights' "
+                   "16-bit copies (%lld MiB): each GEMM converts its weight\n",
+                   comm.rank(),
+                   static_cast<long long>((ex->workspaceBytes_ - weight16From) >> 20));
+      weight16At.clear();
+      ex->workspaceBytes_ = weight16From;
+      bytes = static_cast<size_t>(weight16From);
+      e = cudaMalloc(reinterpret_cast<void **>(ptr), bytes);
+    }
+    if (e != cudaSuccess) {
       cudaGetLastError();
       size_t freeB = 0, totalB = 0;
       cudaMemGetInfo(&freeB, &totalB);
