@@ -37,6 +37,7 @@ run lossrowtwice gpt2.exe LLMRT_CUDA_LOSS_ROW=1
 run adamwscalar gpt2.exe LLMRT_CUDA_ADAMW_VEC=0
 run nograph gpt2.exe LLMRT_CUDA_GRAPH=0
 run noweight16 gpt2.exe LLMRT_CUDA_WEIGHT16=0
+run lnasync gpt2.exe LLMRT_CUDA_LN_BWD_ASYNC=1
 env "${base[@]}" "$bundle/bin/gpt2.exe" --data "$bundle/data/train.bin" --steps 3 \
   --trace "$out/around.trace.json" > "$out/around-trace.txt" 2>&1 &&
   "$py" "$root/bench/gpu/trace_summary.py" "$out/around.trace.json" --top 24

@@ -78,8 +78,9 @@ for model in "${models[@]}"; do
   # forward's adds in the layer norms (LLMRT_CUDA_ATTN_FWD8=1,
   # LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_WGRAD_STREAM=1,
   # LLMRT_CUDA_FUSE_ADD_NORM=1), the loss's row kernel reading its row
-  # twice (LLMRT_CUDA_LOSS_ROW=1; the others 0, the generic kernel) and
-  # AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1, since session 10 the
+  # twice (LLMRT_CUDA_LOSS_ROW=1; the others 0, the generic kernel), the
+  # layer norm backward's rows staged by cp.async (LLMRT_CUDA_LN_BWD_ASYNC=1)
+  # and AdamW by vectors (LLMRT_CUDA_ADAMW_VEC=1, since session 10 the
   # default: the other modes that set switches take AdamW an element a
   # thread).
   # The cp.async attention kernels, 16-bit attention operands and the
@@ -97,7 +98,7 @@ for model in "${models[@]}"; do
     exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
     switches=(LLMRT_CUDA_FUSE_ADD=$on LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on
       LLMRT_CUDA_LOSS_FUSED=$on LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on
-      LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_ADAMW_VEC=$on)
+      LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_ADAMW_VEC=$on LLMRT_CUDA_LN_BWD_ASYNC=$on)
     [ "$mode" = bf16+defaults ] && switches=()
     [ "$mode" = bf16+kernels ] && switches=(LLMRT_CUDA_GRAPH=0)
     env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
@@ -205,6 +206,7 @@ variants=("default||gpt2.exe"
   "loss row kernel, the row read twice|LLMRT_CUDA_LOSS_ROW=1|gpt2.exe"
   "AdamW an element a thread|LLMRT_CUDA_ADAMW_VEC=0|gpt2.exe"
   "kernel by kernel, no CUDA graph|LLMRT_CUDA_GRAPH=0|gpt2.exe"
+  "layer norm backward staged|LLMRT_CUDA_LN_BWD_ASYNC=1|gpt2.exe"
   "weights converted a GEMM|LLMRT_CUDA_WEIGHT16=0|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"

@@ -400,6 +400,35 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
       Dev<float> DY5(dyw);
       cuda::layerNormBwdT(X.p, W.p, {DY5.p}, DY5.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr);
       compare("layer_norm_bwd dx over dy" + sz, DX.host(), DY5.host(), 1e-6);
+      // The rows staged by cp.async (LLMRT_CUDA_LN_BWD_ASYNC=1; C a
+      // multiple of 32 up to 1024, else the others): the same, with its
+      // weight and bias gradients.
+      {
+        const bool applies = C % 32 == 0 && C <= 1024;
+        Dev<float> G3(g), DX4(rows * C), DW4(C), DB4(C), DY6(dyw);
+        const bool ran = cuda::layerNormBwdT(X.p, W.p, {DYW.p}, DX4.p, DW4.p, DB4.p, rows, C,
+                                             1e-5, h, nullptr, G.p, true);
+        ++checks;
+        if (ran != applies) {
+          ++failures;
+          std::printf("layer_norm_bwd staged%s FAIL  the kernel %s\n", sz.c_str(),
+                      ran ? "ran where it does not apply" : "did not run");
+        }
+        compare("layer_norm_bwd staged dx + residual gradient" + sz, want, DX4.host(), 1e-6);
+        compare("layer_norm_bwd staged dw" + sz, DW.host(), DW4.host(), 1e-5);
+        compare("layer_norm_bwd staged db" + sz, DB.host(), DB4.host(), 1e-5);
+        cuda::layerNormBwdT(X.p, W.p, {DYW.p}, G3.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr,
+                            G3.p, true);
+        compare("layer_norm_bwd staged, in place" + sz, want, G3.host(), 1e-6);
+        cuda::layerNormBwdT(X.p, W.p, {DY6.p}, DY6.p, DWS.p, DBS.p, rows, C, 1e-5, h, nullptr,
+                            nullptr, true);
+        compare("layer_norm_bwd staged dx over dy" + sz, DX.host(), DY6.host(), 1e-6);
+        cuda::layerNormBwdT(X.p, W.p, {DY16.p, true}, DX4.p, DW4.p, DB4.p, rows, C, 1e-5, h,
+                            nullptr, nullptr, true);
+        compare("layer_norm_bwd staged dx, 16-bit dy" + sz, DX2.host(), DX4.host(), 1e-6);
+        compare("layer_norm_bwd staged dw, 16-bit dy" + sz, DW2.host(), DW4.host(), 1e-5);
+        compare("layer_norm_bwd staged db, 16-bit dy" + sz, DB2.host(), DB4.host(), 1e-5);
+      }
     }
     compare("layer_norm_bwd dw, 16-bit dy" + sz, DW.host(), DW2.host(), 1e-5);
     compare("layer_norm_bwd db, 16-bit dy" + sz, DB.host(), DB2.host(), 1e-5);

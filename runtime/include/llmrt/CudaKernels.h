@@ -146,10 +146,14 @@ void siluBwdT(In x, In dy, Out dx, int64_t n, Half h, cudaStream_t s);
 void addT(In a, In b, Out y, int64_t n, Half h, cudaStream_t s);
 /// addTo (optional, [rows, C], may be dx itself): dx = addTo + the layer
 /// norm's input gradient (the residual stream's gradient add, fused).
-/// dx may be dy itself (an fp32 dy) or addTo.
-void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+/// dx may be dy itself (an fp32 dy) or addTo. staged
+/// (LLMRT_CUDA_LN_BWD_ASYNC=1): each warp's next rows come into shared
+/// memory by cp.async while it works on one (C a multiple of 32 up to
+/// 1024; x, dy and addTo 16-byte aligned; the stages within an SM's
+/// shared memory); returns whether that kernel ran.
+bool layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s, const float *addTo = nullptr);
+                   cudaStream_t s, const float *addTo = nullptr, bool staged = false);
 /// rowStats (optional, 2 x rows floats): the forward keeps each row's
 /// max and sum of exp(x - max) there, and a backward of the same logits
 /// given them reads the logits once instead of twice (the same results).

@@ -50,6 +50,8 @@
 // the forward's residual adds in the layer norms after them;
 // LLMRT_CUDA_ADAMW_VEC=1 (the default; 0 an element a thread)
 // the batched AdamW by 16-byte vectors;
+// LLMRT_CUDA_LN_BWD_ASYNC=1 stages the layer norm backward's rows in shared
+// memory by cp.async;
 // LLMRT_CUDA_WGRAD_STREAM=1 the weight gradients on a second stream (one
 // rank); LLMRT_CUDA_GRAPH=1 (the default; 0 off) launches each step as one
 // CUDA graph from the second on (one rank, bf16 GEMMs, no --trace, no
@@ -285,6 +287,10 @@ public:
   /// LLMRT_CUDA_ADAMW_VEC=1 (the default): the batched AdamW by 16-byte
   /// vectors.
   bool adamwVec_ = true;
+  /// LLMRT_CUDA_LN_BWD_ASYNC=1 (session 10, off until measured): the layer
+  /// norm's backward with each warp's rows staged in shared memory by
+  /// cp.async, 24 rows an SM in flight instead of 8.
+  bool lnBwdAsync_ = false;
   bool biasGradDone_ = false; ///< the last GEMM computed its sum_rows
 
   uint8_t *hostView(const BufferDesc &b) override { return host_.data() + b.offset; }
@@ -558,7 +564,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_FUSE_GELU", '1'},   {"LLMRT_CUDA_LOSS_FUSED", '1'},
       {"LLMRT_CUDA_GEMM_TUNE", '3'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
       {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_ADAMW_VEC", '1'},
-      {"LLMRT_CUDA_GRAPH", '1'},       {"LLMRT_CUDA_WEIGHT16", '1'}};
+      {"LLMRT_CUDA_GRAPH", '1'},       {"LLMRT_CUDA_WEIGHT16", '1'},
+      {"LLMRT_CUDA_LN_BWD_ASYNC", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
@@ -876,6 +883,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // Default on (H200, session 10: AdamW 0.90 against 1.13 ms a step in
   // the traces; 34.9 against 35.3 ms a step, 12 steps each).
   ex->adamwVec_ = switchOn("LLMRT_CUDA_ADAMW_VEC", true);
+  ex->lnBwdAsync_ = switchOn("LLMRT_CUDA_LN_BWD_ASYNC", false);
   // Default on (H200, session 10: 35.4 against 35.6 ms, 12 steps each).
   ex->graphs_ = switchOn("LLMRT_CUDA_GRAPH", true);
   ex->graphable_ = mode == cuda::GemmMode::Bf16 || mode == cuda::GemmMode::Bf16Fast;
@@ -1433,7 +1441,7 @@ void CudaExecutor::enqueue(int fn, std::vector<TraceEvent> *trace,
       break;
     case Opcode::LayerNormBwd:
       cuda::layerNormBwdT(F(p[0]), F(p[1]), arg(2), F(p[3]), F(p[4]), F(p[5]),
-                          n[0], n[1], fl[0], half_, s, r.addTo);
+                          n[0], n[1], fl[0], half_, s, r.addTo, lnBwdAsync_);
       break;
     case Opcode::RMSNormFwd:
       if (h16 & 4u)

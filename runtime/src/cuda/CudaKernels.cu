@@ -399,6 +399,134 @@ __global__ void layerNormBwdRegK(const float *x, const float *w, const DyT *dy,
   flushBlockSums(sm, dw, db, C);
 }
 
+/// 16 bytes from global to shared memory by cp.async (both 16-byte
+/// aligned), in the thread's current group.
+__device__ __forceinline__ void cpAsync16(void *dst, const void *src) {
+  const auto to = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(to), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+/// Waits until at most N of the thread's groups are in flight.
+template <int N> __device__ __forceinline__ void cpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/// layerNormBwdRegK with each warp's rows staged in shared memory by
+/// cp.async, kLnStages rows a warp in flight (LLMRT_CUDA_LN_BWD_ASYNC=1):
+/// the register kernels hold a row's x, dy and addend in registers, so 8
+/// to 12 rows an SM are in flight and the kernel waits on memory's latency
+/// at about 2 TB/s (Nsight Compute on an H200: 41% of the bandwidth);
+/// staged, 2 blocks of 4 warps an SM keep 24 rows (7.5 KB each for
+/// GPT-2) in flight, and a warp reads its row from shared memory while
+/// the next ones arrive. The same arithmetic as layerNormBwdRegK; the
+/// weight is read from shared memory. For C a multiple of 32 up to 32 x
+/// MaxCPL with x, dy and the addend 16-byte aligned (dx: any).
+constexpr int kLnStages = 3, kLnWarps = 4;
+template <int MaxCPL, typename DyT>
+__global__ void __launch_bounds__(32 * kLnWarps)
+    layerNormBwdAsyncK(const float *x, const float *w, const DyT *dy, float *dx, float *dw,
+                       float *db, int64_t rows, int C, float eps, const float *addTo) {
+  extern __shared__ __align__(16) unsigned char lnSmem[];
+  float *wS = reinterpret_cast<float *>(lnSmem), *sums = wS + C; // w; dw, db block sums
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, cpl = C / 32;
+  const int dyBytes = C * static_cast<int>(sizeof(DyT)),
+            rowBytes = 4 * C + dyBytes + (addTo ? 4 * C : 0);
+  unsigned char *stages = lnSmem + 12 * C + warp * kLnStages * rowBytes;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) {
+    wS[j] = w[j];
+    sums[j] = sums[C + j] = 0.0f;
+  }
+  __syncthreads();
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kLnWarps,
+                first = static_cast<int64_t>(blockIdx.x) * kLnWarps + warp;
+  // Row `row`'s x, dy and addend into stage s (16 bytes a copy, the warp's
+  // lanes side by side); one group each, empty past the last row.
+  auto issue = [&](int64_t row, int s) {
+    if (row < rows) {
+      unsigned char *to = stages + s * rowBytes;
+      const auto *fx = reinterpret_cast<const unsigned char *>(x + row * C);
+      const auto *fd = reinterpret_cast<const unsigned char *>(dy + row * C);
+      for (int c = 16 * lane; c < 4 * C; c += 16 * 32)
+        cpAsync16(to + c, fx + c);
+      for (int c = 16 * lane; c < dyBytes; c += 16 * 32)
+        cpAsync16(to + 4 * C + c, fd + c);
+      if (addTo) {
+        const auto *fa = reinterpret_cast<const unsigned char *>(addTo + row * C);
+        for (int c = 16 * lane; c < 4 * C; c += 16 * 32)
+          cpAsync16(to + 4 * C + dyBytes + c, fa + c);
+      }
+    }
+    cpAsyncCommit();
+  };
+  for (int s = 0; s + 1 < kLnStages; ++s)
+    issue(first + s * stride, s);
+  float pw[MaxCPL], pb[MaxCPL];
+#pragma unroll
+  for (int k = 0; k < MaxCPL; ++k)
+    pw[k] = pb[k] = 0.0f;
+  int it = 0;
+  for (int64_t row = first; row < rows; row += stride, ++it) {
+    // The stage of the row before, which every lane has read (the
+    // __syncwarp at the end of its iteration), takes the row S - 1 ahead.
+    issue(row + (kLnStages - 1) * stride, (it + kLnStages - 1) % kLnStages);
+    cpAsyncWait<kLnStages - 1>(); // this row's group has landed
+    __syncwarp();
+    const unsigned char *at = stages + (it % kLnStages) * rowBytes;
+    const float *xs = reinterpret_cast<const float *>(at);
+    const DyT *ds = reinterpret_cast<const DyT *>(at + 4 * C);
+    const float *as = addTo ? reinterpret_cast<const float *>(at + 4 * C + dyBytes) : nullptr;
+    float s = 0;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl)
+        s += xs[lane + 32 * k];
+    const float mean = warpSum(s) / C;
+    float q = 0;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl) {
+        const float d = xs[lane + 32 * k] - mean;
+        q += d * d;
+      }
+    const float rstd = rsqrtf(warpSum(q) / C + eps);
+    float sg = 0, sgx = 0;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl) {
+        const int j = lane + 32 * k;
+        const float xh = (xs[j] - mean) * rstd, dv = get(ds + j), g = dv * wS[j];
+        sg += g;
+        sgx += g * xh;
+        pw[k] += dv * xh;
+        pb[k] += dv;
+      }
+    const float mg = warpSum(sg) / C, mgx = warpSum(sgx) / C;
+    float *dxr = dx + row * C;
+#pragma unroll
+    for (int k = 0; k < MaxCPL; ++k)
+      if (k < cpl) {
+        const int j = lane + 32 * k;
+        const float xh = (xs[j] - mean) * rstd;
+        dxr[j] = (as ? as[j] : 0.0f) + rstd * (get(ds + j) * wS[j] - mg - xh * mgx);
+      }
+    __syncwarp();
+  }
+  cpAsyncWait<0>(); // the empty groups past the last row
+#pragma unroll
+  for (int k = 0; k < MaxCPL; ++k)
+    if (k < cpl) {
+      atomicAdd(sums + lane + 32 * k, pw[k]);
+      atomicAdd(sums + C + lane + 32 * k, pb[k]);
+    }
+  __syncthreads();
+  for (int j = threadIdx.x; j < C; j += blockDim.x) {
+    atomicAdd(dw + j, sums[j]);
+    atomicAdd(db + j, sums[C + j]);
+  }
+}
+
 template <typename OutT>
 __global__ void rmsNormFwdK(const float *x, const float *w, OutT *y,
                             int64_t rows, int C, float eps) {
@@ -1478,15 +1606,56 @@ void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
       reinterpret_cast<float2 *>(rowStats));
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
+/// Returns whether the staged kernel ran (asked for by `staged`).
 template <typename DyT>
-void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
+bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
                         float *dw, float *db, int64_t rows, int64_t C, double eps,
-                        cudaStream_t s, const float *addTo = nullptr) {
+                        cudaStream_t s, const float *addTo = nullptr, bool staged = false) {
   cudaMemsetAsync(dw, 0, static_cast<size_t>(C) * 4, s);
   cudaMemsetAsync(db, 0, static_cast<size_t>(C) * 4, s);
   size_t shared = static_cast<size_t>(2 * C) * 4;
   const int c = static_cast<int>(C);
   const float e = static_cast<float>(eps);
+  // Staged (LLMRT_CUDA_LN_BWD_ASYNC=1): blocks of kLnWarps warps, as many
+  // as the GPU holds at once (each a share of the rows), at most a row a
+  // warp; where the stages fit in an SM's shared memory.
+  const size_t stagedBytes =
+      static_cast<size_t>(12 * C) +
+      static_cast<size_t>(kLnWarps * kLnStages) *
+          static_cast<size_t>(C * (4 + static_cast<int64_t>(sizeof(DyT)) + (addTo ? 4 : 0)));
+  auto chunks = [](const void *q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  auto async = [&](auto kernel) {
+    static int sms = 0;
+    int device = 0;
+    if (!sms && (cudaGetDevice(&device) != cudaSuccess ||
+                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) !=
+                     cudaSuccess || sms < 1)) {
+      cudaGetLastError();
+      sms = 132;
+    }
+    int fit = 0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(stagedBytes)) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, 32 * kLnWarps,
+                                                      stagedBytes) != cudaSuccess ||
+        fit < 1) {
+      cudaGetLastError(); // too much shared memory: the register kernel
+      return false;
+    }
+    const auto blocks = static_cast<unsigned>(std::min<int64_t>(
+        (rows + kLnWarps - 1) / kLnWarps, static_cast<int64_t>(sms) * fit));
+    kernel<<<blocks, 32 * kLnWarps, stagedBytes, s>>>(x, w, dy, dx, dw, db, rows, c, e, addTo);
+    return true;
+  };
+  if (staged && rows > 0 && C % 32 == 0 && C <= 32 * 32 && chunks(x) && chunks(dy) &&
+      (!addTo || chunks(addTo)) && stagedBytes <= 227 * 1024) {
+    const bool ran = C <= 32 * 8    ? async(layerNormBwdAsyncK<8, DyT>)
+                     : C <= 32 * 16 ? async(layerNormBwdAsyncK<16, DyT>)
+                     : C <= 32 * 24 ? async(layerNormBwdAsyncK<24, DyT>)
+                                    : async(layerNormBwdAsyncK<32, DyT>);
+    if (ran)
+      return true;
+  }
   // Columns per lane in registers where C allows (GPT-2's 768: 24).
   auto regs = [&](auto kernel) {
     setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
@@ -1503,6 +1672,7 @@ void layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
     regs(layerNormBwdRegK<32, DyT>);
   else
     regs(layerNormBwdK<DyT>);
+  return false;
 }
 template <typename InT, typename OutT>
 void copyColumnsLaunch(const InT *src, int64_t srcCols, int64_t srcOff, OutT *dst,
@@ -1752,12 +1922,14 @@ void sumRows16(const void *dy, float *db, int64_t rows, int64_t C, Half h,
                cudaStream_t s) {
   typed(In{dy, true}, h, [&](auto *in) { sumRowsT(in, db, rows, C, s); });
 }
-void layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
+bool layerNormBwdT(const float *x, const float *w, In dy, float *dx, float *dw,
                    float *db, int64_t rows, int64_t C, double eps, Half h,
-                   cudaStream_t s, const float *addTo) {
+                   cudaStream_t s, const float *addTo, bool staged) {
+  bool ran = false;
   typed(dy, h, [&](auto *d) {
-    layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo);
+    ran = layerNormBwdLaunch(x, w, d, dx, dw, db, rows, C, eps, s, addTo, staged);
   });
+  return ran;
 }
 void crossEntropyFwdT(In logits, const int32_t *targets, float *loss,
                       int64_t rows, int64_t V, int64_t valid, float *rowScratch,
