@@ -1625,14 +1625,16 @@ bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
           static_cast<size_t>(C * (4 + static_cast<int64_t>(sizeof(DyT)) + (addTo ? 4 : 0)));
   auto chunks = [](const void *q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
   auto async = [&](auto kernel) {
-    static int sms = 0;
-    int device = 0;
-    if (!sms && (cudaGetDevice(&device) != cudaSuccess ||
-                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) !=
-                     cudaSuccess || sms < 1)) {
-      cudaGetLastError();
-      sms = 132;
-    }
+    static const int sms = [] { // the process's device (one a process)
+      int device = 0, n = 0;
+      if (cudaGetDevice(&device) != cudaSuccess ||
+          cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+          n < 1) {
+        cudaGetLastError();
+        n = 132;
+      }
+      return n;
+    }();
     int fit = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(stagedBytes)) != cudaSuccess ||
