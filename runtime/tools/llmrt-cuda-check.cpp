@@ -440,6 +440,17 @@ void checkInputs16(Rng &rng, cuda::Half h, const std::string &tag, Round round16
     }
     compare("layer_norm_bwd dw, 16-bit dy" + sz, DW.host(), DW2.host(), 1e-5);
     compare("layer_norm_bwd db, 16-bit dy" + sz, DB.host(), DB2.host(), 1e-5);
+    // dw and db side by side (as the compiler packs them: one memset).
+    {
+      Dev<float> DWB(2 * C), DX5(rows * C);
+      cuda::layerNormBwdT(X.p, W.p, {DYW.p}, DX5.p, DWB.p, DWB.p + C, rows, C, 1e-5, h,
+                          nullptr);
+      const std::vector<float> both = DWB.host();
+      compare("layer_norm_bwd dw, beside db" + sz, DW.host(),
+              std::vector<float>(both.begin(), both.begin() + C), 1e-5);
+      compare("layer_norm_bwd db, beside dw" + sz, DB.host(),
+              std::vector<float>(both.begin() + C, both.end()), 1e-5);
+    }
   }
   for (auto [rows, V, valid] : {std::tuple<int64_t, int64_t, int64_t>{16, 1024, 1000},
                                {8, 999, 999}}) {
