@@ -984,7 +984,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     ex->functions_.push_back(std::move(resolved));
   }
   if (ex->fusedAdds_ > 0)
-    ex->device_ += absl::StrCat(", ", ex->fusedAdds_, " residual adds fused");
+    ex->device_ += absl::StrCat(", ", ex->fusedAdds_, " adds fused");
+  if (!ex->weight16_.empty()) {
+    int64_t bytes = 0;
+    for (auto [b, copy16] : ex->weight16_)
+      bytes += static_cast<int64_t>(p.buffers[b].bytes / 2);
+    ex->device_ += absl::StrCat(", ", ex->weight16_.size(), " GEMM weights kept 16-bit (",
+                                bytes >> 20, " MiB)");
+  }
   if (ex->fusedAddNorms_ > 0)
     ex->device_ += absl::StrCat(", ", ex->fusedAddNorms_, " adds in layer norms");
   if (ex->fusedGelus_ > 0)
