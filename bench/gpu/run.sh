@@ -73,7 +73,8 @@ for model in "${models[@]}"; do
     > "$out/$model.ref.txt" 2>&1 || { echo "$model: the PyTorch reference failed"; tail -3 "$out/$model.ref.txt"; status=1; continue; }
   # The default switches but two: fp32, bf16 and fp16 run with the
   # residual adds and the loss apart (LLMRT_CUDA_FUSE_ADD=0,
-  # LLMRT_CUDA_LOSS_FUSED=0); bf16+fused with them, and with the 8-warp
+  # LLMRT_CUDA_LOSS_FUSED=0); fp32+fused and bf16+fused with them (fp32:
+  # the fusions within 1e-4 of PyTorch), and with the 8-warp
   # attention kernels, the weight gradients on a second stream and the
   # forward's adds in the layer norms (LLMRT_CUDA_ATTN_FWD8=1,
   # LLMRT_CUDA_ATTN_BWD8=1, LLMRT_CUDA_WGRAD_STREAM=1,
@@ -91,10 +92,10 @@ for model in "${models[@]}"; do
   # gets them (each step a CUDA graph from its second on);
   # bf16+kernels: the defaults launched kernel by kernel
   # (LLMRT_CUDA_GRAPH=0).
-  for mode in fp32 bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults bf16+kernels; do
+  for mode in fp32 fp32+fused bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults bf16+kernels; do
     log=$out/$model-$mode.jsonl
     rm -f "$log"
-    on=$([ "$mode" = bf16+fused ] && echo 1 || echo 0)
+    on=$([ "${mode#*+}" = fused ] && echo 1 || echo 0)
     exe=$model$([ "${mode#*+}" = norms ] && echo -fusenorms).exe
     switches=(LLMRT_CUDA_FUSE_ADD=$on LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on
       LLMRT_CUDA_LOSS_FUSED=$on LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on
@@ -116,6 +117,11 @@ for model in "${models[@]}"; do
     "$out/$model-bf16+kernels.jsonl" "$model (CUDA graph against kernel by kernel, bf16)" \
     --tol 1e-3 --ref-name "kernel by kernel" --log "$out/$model-bf16+defaults.txt" \
     --require "one CUDA graph" --forbid LLMRT_CUDA_GRAPH || status=1
+  # ... and the reference really ran kernel by kernel (else graph against
+  # graph would pass).
+  if grep -q "one CUDA graph" "$out/$model-bf16+kernels.txt"; then
+    echo "$model (bf16+kernels): FAIL  LLMRT_CUDA_GRAPH=0 still ran a CUDA graph"; status=1
+  fi
   # The compiler's add + norm kernels against the runtime's add and norm
   # kernels, with fp32 GEMMs: the same training but for rounding.
   "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-fp32+norms.jsonl" \

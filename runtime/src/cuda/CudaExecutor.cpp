@@ -87,6 +87,7 @@
 #include <cstring>
 #include <functional>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 
 namespace llmrt {
@@ -572,14 +573,16 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       return absl::InvalidArgumentError(absl::StrCat(
           name, "='", v, "' is not ", max == '1' ? "0 or 1" : max == '2' ? "0, 1 or 2" : "0 to 3"));
   // Switches that were renamed or retired: an error that says so, not a
-  // setting silently ignored.
+  // setting silently ignored (but =0 of a retired kernel's switch: off is
+  // what remains).
   static constexpr std::pair<const char *, const char *> kRetired[] = {
       {"LLMRT_CUDA_LOSS_SMEM", "its successor is LLMRT_CUDA_LOSS_ROW=2 (the row in shared memory)"},
       {"LLMRT_CUDA_LN_BWD_LEAN", "the layer-norm backward has one kernel (a warp a row)"},
       {"LLMRT_CUDA_LN_BWD", "the layer-norm backward has one kernel (a warp a row; the "
                             "vector kernel was no faster on an H200)"}};
   for (auto [old, why] : kRetired)
-    if (std::getenv(old))
+    if (const char *v = std::getenv(old);
+        v && !(std::string_view(v) == "0" && std::string_view(old) != "LLMRT_CUDA_LOSS_SMEM"))
       return absl::InvalidArgumentError(absl::StrCat(old, " is no longer a switch: ", why));
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess || count == 0)
