@@ -774,46 +774,46 @@ void checkGeluEpilogue(Rng &rng, cuda::GemmMode mode) {
     if (fwdDone) {
       compare("linear_fwd + GELU epilogue, output" + tag, G.host(), host(Gf), tol);
       compare("linear_fwd + GELU epilogue, kept input" + tag, Y.host(), host(Yf), tol);
-      // The same from the weight's 16-bit copy (LLMRT_CUDA_WEIGHT16).
-      Dev<uint16_t> W16(static_cast<size_t>(in * out));
-      (h == cuda::Half::Fp16 ? cuda::toFp16 : cuda::toBf16)(W.p, W16.p, in * out, nullptr);
+    }
+    // Both epilogues from the weight's 16-bit copy (LLMRT_CUDA_WEIGHT16),
+    // where the fp32 weight's were fused: the same numbers. The backward
+    // (DGELU) is the input gradient dy W2ᵀ of the MLP's second GEMM.
+    Dev<uint16_t> W16(static_cast<size_t>(in * out));
+    (h == cuda::Half::Fp16 ? cuda::toFp16 : cuda::toBf16)(W.p, W16.p, in * out, nullptr);
+    auto fusedToo = [&](bool ok, bool done, const char *what) {
+      ++checks;
+      if (ok && done)
+        return true;
+      ++failures;
+      std::printf("%s, W 16-bit%s FAIL: %s\n", what, tag.c_str(), ok ? "declined" : err.c_str());
+      return false;
+    };
+    if (fwdDone) {
       Dev<float> Yw(rows * out), Gw(rows * out);
       bool doneW = false;
       cuda::GeluEpilogue fwdW{cuda::GeluEpilogue::Forward, Gw.p, Yw.p, h16, &doneW};
       cuda::gemmForget(blas);
       const bool okW = cuda::linearFwd(blas, X.p, W16.p, Bd.p, Yw.p, rows, in, out, false, &err,
                                        (h16 ? 4u : 0u) | 2u, nullptr, &fwdW);
-      ++checks;
-      if (!okW || !doneW) {
-        ++failures;
-        std::printf("GELU epilogue, W 16-bit%s FAIL: %s\n", tag.c_str(),
-                    okW ? "declined" : err.c_str());
-      } else {
+      if (fusedToo(okW, doneW, "GELU epilogue")) {
         compare("linear_fwd + GELU epilogue, W 16-bit, output" + tag, host(Gf), host(Gw), 1e-6);
         compare("linear_fwd + GELU epilogue, W 16-bit, kept input" + tag, host(Yf), host(Yw),
                 1e-6);
       }
-      // The backward's (DGELU: the input gradient dy W2ᵀ of the MLP's
-      // second GEMM) from the copy too, where the fp32 weight's fused.
-      if (bwdDone) {
-        Dev<float> DYw(rows * out);
-        bool bwdW = false;
-        cuda::GeluEpilogue bwd16{cuda::GeluEpilogue::Backward, DYw.p, h16 ? Y16.p : Y.p, h16,
-                                 &bwdW};
-        cuda::gemmForget(blas);
-        const bool okB = cuda::linearFwd(blas, DY.p, W16.p, nullptr, DYw.p, rows, in, out,
-                                         false, &err, 2u, nullptr, &bwd16);
-        ++checks;
-        if (!okB || !bwdW) {
-          ++failures;
-          std::printf("GELU backward epilogue, W 16-bit%s FAIL: %s\n", tag.c_str(),
-                      okB ? "declined" : err.c_str());
-        } else {
-          compare("linear_fwd + GELU backward epilogue, W 16-bit" + tag, host(DYf), host(DYw),
-                  1e-6);
-        }
-      }
-    } else { // cuBLASLt declined: the plain product, the GELU apart
+    }
+    if (bwdDone) {
+      Dev<float> DYw(rows * out);
+      bool bwdW = false;
+      cuda::GeluEpilogue bwd16{cuda::GeluEpilogue::Backward, DYw.p, h16 ? Y16.p : Y.p, h16,
+                               &bwdW};
+      cuda::gemmForget(blas);
+      const bool okB = cuda::linearFwd(blas, DY.p, W16.p, nullptr, DYw.p, rows, in, out, false,
+                                       &err, 2u, nullptr, &bwd16);
+      if (fusedToo(okB, bwdW, "GELU backward epilogue"))
+        compare("linear_fwd + GELU backward epilogue, W 16-bit" + tag, host(DYf), host(DYw),
+                1e-6);
+    }
+    if (!fwdDone) { // cuBLASLt declined: the plain product, the GELU apart
       compare("linear_fwd (GELU epilogue declined)" + tag, Y.host(), host(Yf), tol);
     }
     if (bwdDone)
