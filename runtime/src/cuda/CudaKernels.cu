@@ -1606,6 +1606,18 @@ void crossEntropyFwdLaunch(const T *logits, const int32_t *targets, float *loss,
       reinterpret_cast<float2 *>(rowStats));
   meanK<<<1, 1024, 0, s>>>(rowScratch, loss, rows);
 }
+/// f(std::integral_constant<int, M>{}) for the fewest columns a lane, M of
+/// 8, 16, 24 or 32, that hold a row of C (a multiple of 32 up to 1024).
+template <typename F> bool byColumnsPerLane(int64_t C, F f) {
+  if (C <= 32 * 8)
+    return f(std::integral_constant<int, 8>{});
+  if (C <= 32 * 16)
+    return f(std::integral_constant<int, 16>{});
+  if (C <= 32 * 24)
+    return f(std::integral_constant<int, 24>{});
+  return f(std::integral_constant<int, 32>{});
+}
+
 /// Returns whether the staged kernel ran (asked for by `staged`).
 template <typename DyT>
 bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx,
@@ -1653,29 +1665,22 @@ bool layerNormBwdLaunch(const float *x, const float *w, const DyT *dy, float *dx
     kernel<<<blocks, 32 * kLnWarps, stagedBytes, s>>>(x, w, dy, dx, dw, db, rows, c, e, addTo);
     return true;
   };
-  if (staged && rows > 0 && C % 32 == 0 && C <= 32 * 32 && chunks(x) && chunks(dy) &&
-      (!addTo || chunks(addTo)) && stagedBytes <= 227 * 1024) {
-    const bool ran = C <= 32 * 8    ? async(layerNormBwdAsyncK<8, DyT>)
-                     : C <= 32 * 16 ? async(layerNormBwdAsyncK<16, DyT>)
-                     : C <= 32 * 24 ? async(layerNormBwdAsyncK<24, DyT>)
-                                    : async(layerNormBwdAsyncK<32, DyT>);
-    if (ran)
-      return true;
-  }
+  const bool inRegisters = C % 32 == 0 && C <= 32 * 32;
+  if (staged && rows > 0 && inRegisters && chunks(x) && chunks(dy) &&
+      (!addTo || chunks(addTo)) && stagedBytes <= 227 * 1024 &&
+      byColumnsPerLane(C, [&](auto m) { return async(layerNormBwdAsyncK<m.value, DyT>); }))
+    return true;
   // Columns per lane in registers where C allows (GPT-2's 768: 24).
   auto regs = [&](auto kernel) {
     setDynamicShared(reinterpret_cast<const void *>(kernel), shared);
     kernel<<<normBwdBlocks(rows), kThreads, shared, s>>>(x, w, dy, dx, dw, db,
                                                         rows, c, e, addTo);
   };
-  if (C % 32 == 0 && C <= 32 * 8)
-    regs(layerNormBwdRegK<8, DyT>);
-  else if (C % 32 == 0 && C <= 32 * 16)
-    regs(layerNormBwdRegK<16, DyT>);
-  else if (C % 32 == 0 && C <= 32 * 24)
-    regs(layerNormBwdRegK<24, DyT>);
-  else if (C % 32 == 0 && C <= 32 * 32)
-    regs(layerNormBwdRegK<32, DyT>);
+  if (inRegisters)
+    byColumnsPerLane(C, [&](auto m) {
+      regs(layerNormBwdRegK<m.value, DyT>);
+      return true;
+    });
   else
     regs(layerNormBwdK<DyT>);
   return false;
