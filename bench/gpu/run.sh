@@ -91,8 +91,10 @@ for model in "${models[@]}"; do
   # bf16+defaults: no switch set at all, the runtime's defaults as a user
   # gets them (each step a CUDA graph from its second on);
   # bf16+kernels: the defaults launched kernel by kernel
-  # (LLMRT_CUDA_GRAPH=0).
-  for mode in fp32 fp32+fused bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults bf16+kernels; do
+  # (LLMRT_CUDA_GRAPH=0); bf16+compiled: the defaults in the compiler's
+  # arena layout (LLMRT_CUDA_ARENA16=0; the default packs the temporaries
+  # anew with their 16-bit sizes).
+  for mode in fp32 fp32+fused bf16 fp16 bf16+fused fp32+norms bf16+norms bf16+defaults bf16+kernels bf16+compiled; do
     log=$out/$model-$mode.jsonl
     rm -f "$log"
     on=$([ "${mode#*+}" = fused ] && echo 1 || echo 0)
@@ -102,6 +104,7 @@ for model in "${models[@]}"; do
       LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_ADAMW_VEC=$on LLMRT_CUDA_LN_BWD_ASYNC=$on)
     [ "$mode" = bf16+defaults ] && switches=()
     [ "$mode" = bf16+kernels ] && switches=(LLMRT_CUDA_GRAPH=0)
+    [ "$mode" = bf16+compiled ] && switches=(LLMRT_CUDA_ARENA16=0)
     env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
       "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
@@ -111,17 +114,26 @@ for model in "${models[@]}"; do
     "$py" "$root/bench/gpu/compare_losses.py" "$log" "$ref" "$model ($mode GEMMs)" \
       --tol "$tol" --ref-name PyTorch || status=1
   done
-  # A CUDA graph a step against the same kernels launched one by one: the
-  # same training but for the order of the atomics' sums.
-  "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-bf16+defaults.jsonl" \
-    "$out/$model-bf16+kernels.jsonl" "$model (CUDA graph against kernel by kernel, bf16)" \
-    --tol 1e-3 --ref-name "kernel by kernel" --log "$out/$model-bf16+defaults.txt" \
-    --require "one CUDA graph" --forbid LLMRT_CUDA_GRAPH || status=1
-  # ... and the reference really ran kernel by kernel (else graph against
-  # graph would pass).
-  if grep -q "one CUDA graph" "$out/$model-bf16+kernels.txt"; then
-    echo "$model (bf16+kernels): FAIL  LLMRT_CUDA_GRAPH=0 still ran a CUDA graph"; status=1
-  fi
+  # The defaults against them with one switch off (mode, switch, what the
+  # defaults' device line says that the other's must not, what it is): the
+  # same training but for the order of sums.
+  against_default() {
+    "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-bf16+defaults.jsonl" \
+      "$out/$model-$1.jsonl" "$model (default against $4, bf16)" \
+      --tol 1e-3 --ref-name "$4" --log "$out/$model-bf16+defaults.txt" \
+      --require "$3" --forbid "${2%%=*}" || status=1
+    # ... and the other really ran without it (else the default against
+    # itself would pass).
+    if grep -q "$3" "$out/$model-$1.txt"; then
+      echo "$model ($1): FAIL  $2 still said '$3'"; status=1
+    fi
+  }
+  # A CUDA graph a step against the same kernels launched one by one (the
+  # atomics' sums in another order).
+  against_default bf16+kernels LLMRT_CUDA_GRAPH=0 "one CUDA graph" "kernel by kernel"
+  # The temporaries packed anew (16-bit buffers at half their size)
+  # against the compiler's layout: the same kernels on other addresses.
+  against_default bf16+compiled LLMRT_CUDA_ARENA16=0 "buffers 16-bit)" "the compiler's arena"
   # The compiler's add + norm kernels against the runtime's add and norm
   # kernels, with fp32 GEMMs: the same training but for rounding.
   "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-fp32+norms.jsonl" \
@@ -214,6 +226,7 @@ variants=("default||gpt2.exe"
   "kernel by kernel, no CUDA graph|LLMRT_CUDA_GRAPH=0|gpt2.exe"
   "layer norm backward staged|LLMRT_CUDA_LN_BWD_ASYNC=1|gpt2.exe"
   "weights converted a GEMM|LLMRT_CUDA_WEIGHT16=0|gpt2.exe"
+  "arena as compiled (fp32 sizes)|LLMRT_CUDA_ARENA16=0|gpt2.exe"
   "GEMM candidates with split k|LLMRT_CUDA_GEMM_TUNE=2|gpt2.exe"
   "GEMM heuristic's first choice|LLMRT_CUDA_GEMM_TUNE=0|gpt2.exe"
   "GEMM 32 candidates timed|LLMRT_CUDA_GEMM_TUNE=3|gpt2.exe"

@@ -1,5 +1,6 @@
 //===- Executor.cpp - the CPU backend of the executor ---------------------===//
 #include "llmrt/Executor.h"
+#include "llmrt/ArenaPack.h"
 #include "llmrt/Comm.h"
 #include "llmrt/CpuKernels.h"
 #include "llmrt/FusedKernels.h"
@@ -58,6 +59,26 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
   std::unique_ptr<CpuExecutor> ex(new CpuExecutor());
   ex->comm_ = &comm;
   ex->program_ = std::move(program);
+  // LLMRT_ARENA_REPACK=1 (one rank): the temporaries packed anew by the
+  // runtime (ArenaPack.h, each at its whole size), over an arena of NaNs:
+  // the end-to-end check of the layouts the CUDA executor packs.
+  bool poison = false;
+  if (const char *r = std::getenv("LLMRT_ARENA_REPACK"); r && std::strcmp(r, "0") != 0) {
+    if (std::strcmp(r, "1") != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("LLMRT_ARENA_REPACK='", r, "' is not 0 or 1"));
+    if (comm.worldSize() == 1) {
+      std::vector<uint64_t> need;
+      for (const BufferDesc &b : ex->program_.buffers)
+        need.push_back(b.bytes);
+      ArenaLayout l = packArena(ex->program_, need, /*evenIfLarger=*/true);
+      if (!l.unused.empty())
+        return absl::FailedPreconditionError(
+            absl::StrCat("LLMRT_ARENA_REPACK: ", l.unused));
+      ex->program_ = withLayout(ex->program_, l);
+      poison = true;
+    }
+  }
   const ProgramDesc &p = ex->program_;
   for (const BufferDesc &b : p.buffers)
     if (b.elem != ElemType::F32 && b.elem != ElemType::I32 &&
@@ -71,6 +92,14 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate the ", p.arenaBytes, "-byte arena"));
   std::memset(ex->arena_, 0, arenaBytes);
+  if (poison) { // the temporaries' region: past every persistent buffer
+    uint64_t persistentEnd = 0;
+    for (const BufferDesc &b : p.buffers)
+      if (b.role != BufferRole::Temp)
+        persistentEnd = std::max(persistentEnd, b.offset + b.bytes);
+    if (persistentEnd < arenaBytes)
+      std::memset(ex->arena_ + persistentEnd, 0xff, arenaBytes - persistentEnd);
+  }
 
   // The attention workspace: the largest any attention instruction needs.
   for (const FunctionDesc &f : p.functions)

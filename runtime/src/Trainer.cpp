@@ -1401,8 +1401,8 @@ absl::Status Run::execute() {
                meta["config"].value("model_type", std::string("?")).c_str(),
                static_cast<long long>(meta.value("params", int64_t(0))),
                static_cast<long long>(batch), static_cast<long long>(seq),
-               program.arenaBytes / 1048576.0,
-               (ex->allocatedBytes() - program.arenaBytes) / 1048576.0,
+               ex->program().arenaBytes / 1048576.0,
+               (ex->allocatedBytes() - ex->program().arenaBytes) / 1048576.0,
                ex->deviceName().c_str());
 
   using clock = std::chrono::steady_clock;

@@ -84,6 +84,34 @@ class TrainingTest(unittest.TestCase):
             self.assertEqual(len(losses(lb)), 4)
             self.assertEqual(losses(la), losses(lb))
 
+    def test_runtime_packed_arena_trains_identically(self):
+        # LLMRT_ARENA_REPACK=1: the temporaries packed anew by the runtime
+        # (runtime/include/llmrt/ArenaPack.h, the layout the CUDA executor
+        # packs with its 16-bit tensors' sizes) over an arena of NaNs. A
+        # temporary placed over one still live, or read before it is
+        # written, changes the losses; the same layout must give the same
+        # bits. Micro-batches with full recomputation, the compiler's fused
+        # norms, and the eval function over the same region.
+        val = self.path("val.bin")
+        shutil.copy(self.data, val)
+        for tag, flags in (("plain", []),
+                           ("mb2-remat", ["--plan", "dp=1,tp=1,pp=1,zero=0,sp=0,mb=2,remat=full"]),
+                           ("fuse-norms", ["--fuse-norms"])):
+            exe = compile_model(self.tmp, "shakespeare-char-gpt", 2, 32, 2, "repack-" + tag, flags)
+            la, lb = self.path("repack-a-%s.jsonl" % tag), self.path("repack-b-%s.jsonl" % tag)
+            args = ["--data", self.data, "--val", val, "--eval-every", "2", "--steps", "4"]
+            run([exe] + args + ["--log", la])
+            env = dict(os.environ, LLMRT_ARENA_REPACK="1")
+            run([exe] + args + ["--log", lb], env=env)
+            self.assertEqual(len(losses(lb)), 4, tag)
+            self.assertEqual(losses(la), losses(lb), tag)
+            self.assertEqual(losses(la, "val_loss"), losses(lb, "val_loss"), tag)
+            self.assertEqual(len(losses(lb, "val_loss")), 2, tag)
+        env = dict(os.environ, LLMRT_ARENA_REPACK="2")
+        code, err = fails([exe, "--data", self.data, "--steps", "1"], env=env)
+        self.assertNotEqual(code, 0)
+        self.assertIn("LLMRT_ARENA_REPACK='2' is not 0 or 1", err)
+
     def test_loss_scaling(self):
         # A static power-of-two scale changes no bit: the backward starts
         # from 1024 x the loss gradient, the norm and the update divide it

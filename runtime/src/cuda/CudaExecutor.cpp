@@ -72,6 +72,7 @@
 #include "llmrt/Executor.h"
 #include "llmrt/PipeLinks.h"
 #include "llmrt/Program.h"
+#include "llmrt/ArenaPack.h"
 #include "llmrt/Store16.h"
 
 #include "absl/strings/str_cat.h"
@@ -242,11 +243,13 @@ public:
     }
   }
   /// The bytes operand k of an instruction covers as resolved (a 16-bit
-  /// value's side pointer included), [begin, end): what the pairings and
-  /// fusions test for overlap.
+  /// value's side pointer included; a 16-bit value takes the first half of
+  /// its buffer), [begin, end): what the pairings and fusions test for
+  /// overlap.
   std::pair<uint64_t, uint64_t> operandBytes(const Resolved &r, size_t k) const {
     const auto a = reinterpret_cast<uint64_t>(r.ptrs[k]);
-    return {a, a + program_.buffers[r.inst->operands[k]].bytes};
+    const uint64_t bytes = program_.buffers[r.inst->operands[k]].bytes;
+    return {a, a + (k < 32 && (r.half16 >> k & 1u) ? bytes / 2 : bytes)};
   }
   /// The planners' views of a function: a range function, each
   /// instruction's 16-bit operands, and whether it is left out already.
@@ -773,6 +776,35 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
           return ex->attn16_ && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
                  ex->attentionMMA(inst);
         });
+  // The temporaries packed anew with the bytes 16-bit storage leaves them
+  // (ArenaPack.h; one rank; LLMRT_CUDA_ARENA16=0: the compiler's layout,
+  // which sizes every tensor in fp32): a buffer whose every value lives
+  // 16-bit in its own bytes takes the first half of them. The plan above
+  // holds in the new layout: operands of one instruction are live
+  // together, so they overlap there only as the compiler laid them out.
+  const uint64_t compiledArena = p.arenaBytes;
+  if (!multi && plan16.count > 0 && switchOn("LLMRT_CUDA_ARENA16", true)) {
+    std::vector<char> all16(p.buffers.size(), 1);
+    for (size_t fi = 0; fi < p.functions.size(); ++fi)
+      for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
+        const Instruction &inst = p.functions[fi].instructions[ii];
+        for (uint32_t k = 0; k < inst.operands.size(); ++k)
+          if (k >= 32 || !(plan16.slots[fi][ii] >> k & 1u) ||
+              plan16.side.count({static_cast<uint32_t>(fi), static_cast<uint32_t>(ii), k}))
+            all16[inst.operands[k]] = 0;
+      }
+    std::vector<uint64_t> need;
+    for (size_t b = 0; b < p.buffers.size(); ++b)
+      need.push_back(all16[b] && p.buffers[b].role == BufferRole::Temp ? p.buffers[b].bytes / 2
+                                                                       : p.buffers[b].bytes);
+    const ArenaLayout layout = packArena(p, need);
+    if (layout.unused.empty()) {
+      ex->program_ = withLayout(p, layout); // `p` names it
+      ex->device_ += absl::StrCat(", arena ", layout.arenaBytes >> 20, " MiB (compiled ",
+                                  compiledArena >> 20, ": ", layout.shrunk,
+                                  " buffers 16-bit)");
+    }
+  }
   const int64_t sideAt = ex->workspaceBytes_;
   ex->workspaceBytes_ += align(static_cast<int64_t>(plan16.sideBytes));
   // Attention's scratch: dense copies of column slices for the kernels

@@ -1,0 +1,69 @@
+//===- ArenaPack.h - a program's temporaries packed anew --------*- C++ -*-===//
+//
+// The compiler packs a program's temporaries by their fp32 size. A GPU
+// executor that stores some of them in 16 bits (Store16.h) needs only the
+// first half of those buffers: packing the temporaries again with the
+// bytes each really takes gives the arena back what 16-bit storage saves.
+// The new layout keeps every alias the compiler made (buffers that share
+// bytes while both are live, an in-place result and its operand) and
+// moves each such group as one piece; it reads no device state, so the CPU
+// tests it, and the CPU executor can run under it (LLMRT_ARENA_REPACK=1)
+// to check it end to end.
+//
+// One rank: a collective completes at its own instruction (the deferred
+// collectives and pipeline receives of several ranks keep buffers live
+// past their last instruction, which this does not model).
+//
+//===----------------------------------------------------------------------===//
+#ifndef LLMRT_ARENAPACK_H
+#define LLMRT_ARENAPACK_H
+
+#include "llmrt/ProgramFormat.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace llmrt {
+
+struct ArenaLayout {
+  /// Per buffer: its offset in the new layout (buffers not moved keep
+  /// theirs).
+  std::vector<uint64_t> offset;
+  /// The bytes the temporaries need at their peak, from the arena's start
+  /// (what the layout saves is the program's arenaBytes minus this).
+  uint64_t peakBytes = 0;
+  /// The arena to allocate: peakBytes, or more where a buffer that needs
+  /// less than its size (`need` below) is placed near the end, so that
+  /// every buffer's whole size still lies inside the arena.
+  uint64_t arenaBytes = 0;
+  /// Groups of temporaries moved as one piece, and those of them that
+  /// take less than their size.
+  int groups = 0, shrunk = 0;
+  /// Why the layout is not used (empty: it is), e.g. no smaller than the
+  /// compiler's.
+  std::string unused;
+};
+
+/// The temporaries of `p` packed anew (largest first, each at the lowest
+/// offset free over its live instructions), buffer b taking `need[b]`
+/// bytes (at most its size; rounded up to the arena's alignment) where
+/// every buffer sharing its bytes and life has the same range, its size
+/// otherwise. A temporary is a Temp buffer past the persistent region
+/// (params, optimizer state, inputs, outputs); it is live in a function
+/// from the first instruction that names it to the last. Buffers whose
+/// ranges overlap while both are live stay together, at the same distance;
+/// a temporary whose first instruction in some function reads it (what an
+/// earlier run left) is live throughout. `unused` says why not where the
+/// peak is no smaller than the compiler's, or the program is not one
+/// rank's (rank-dependent views, sends and receives); with `evenIfLarger`
+/// only for the latter.
+ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
+                      bool evenIfLarger = false);
+
+/// `p` with its buffers at `layout`'s offsets and arena (a copy).
+ProgramDesc withLayout(const ProgramDesc &p, const ArenaLayout &layout);
+
+} // namespace llmrt
+
+#endif // LLMRT_ARENAPACK_H

@@ -1,0 +1,305 @@
+//===- ArenaPackTest.cpp - the temporaries packed anew --------------------===//
+#include "llmrt/ArenaPack.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+using namespace llmrt;
+
+namespace {
+
+Instruction inst(Opcode op, std::vector<uint32_t> operands) {
+  Instruction i;
+  i.opcode = static_cast<uint16_t>(op);
+  i.operands = std::move(operands);
+  return i;
+}
+
+BufferDesc buffer(BufferRole role, uint64_t offset, uint64_t bytes) {
+  BufferDesc d;
+  d.role = role;
+  d.offset = offset;
+  d.bytes = bytes;
+  d.dims = {static_cast<int64_t>(bytes / 4)};
+  return d;
+}
+
+std::vector<uint64_t> sizes(const ProgramDesc &p) {
+  std::vector<uint64_t> s;
+  for (const BufferDesc &b : p.buffers)
+    s.push_back(b.bytes);
+  return s;
+}
+
+/// What a layout must do, checked without the packer's reasoning: each
+/// function is run in order, a temporary live from the first instruction
+/// naming it to the last (all of the time where the first reads it: gelu's
+/// and add's inputs, a sum_rows' rows); any two temporaries live at once
+/// whose bytes (the first `need` of each) meet in the new layout met in the
+/// old one at the same distance. The persistent buffers stay; every buffer
+/// lies inside the arena, at the arena's alignment.
+void expectSound(const ProgramDesc &p, const std::vector<uint64_t> &needs,
+                 const ArenaLayout &l) {
+  const size_t nb = p.buffers.size();
+  ASSERT_EQ(l.offset.size(), nb);
+  std::vector<uint64_t> need(needs);
+  for (size_t b = 0; b < nb; ++b)
+    need[b] = std::min(need[b], p.buffers[b].bytes);
+  uint64_t persistentEnd = 0;
+  for (const BufferDesc &b : p.buffers)
+    if (b.role != BufferRole::Temp)
+      persistentEnd = std::max(persistentEnd, b.offset + b.bytes);
+  for (size_t b = 0; b < nb; ++b) {
+    if (p.buffers[b].role != BufferRole::Temp)
+      EXPECT_EQ(l.offset[b], p.buffers[b].offset) << "buffer " << b;
+    EXPECT_LE(l.offset[b] + p.buffers[b].bytes, l.arenaBytes) << "buffer " << b;
+    EXPECT_EQ(l.offset[b] % kArenaAlignment, 0u) << "buffer " << b;
+    if (p.buffers[b].role == BufferRole::Temp && p.buffers[b].bytes > 0) {
+      EXPECT_GE(l.offset[b], persistentEnd) << "buffer " << b;
+      EXPECT_LE(l.offset[b] + need[b], l.peakBytes) << "buffer " << b;
+    }
+  }
+  auto meet = [](uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
+    return a < b + bn && b < a + an;
+  };
+  std::vector<char> always(nb, 0);
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> spans;
+  for (const FunctionDesc &f : p.functions) {
+    std::vector<std::pair<int64_t, int64_t>> s(nb, {-1, -1});
+    for (size_t i = 0; i < f.instructions.size(); ++i) {
+      const Instruction &in = f.instructions[i];
+      const auto op = static_cast<Opcode>(in.opcode);
+      for (size_t k = 0; k < in.operands.size(); ++k) {
+        const uint32_t b = in.operands[k];
+        // The last operand of these writes; the others read.
+        const bool writes = k + 1 == in.operands.size() &&
+                            (op == Opcode::GeluFwd || op == Opcode::Add || op == Opcode::SumRows);
+        if (s[b].first < 0) {
+          s[b].first = static_cast<int64_t>(i);
+          if (!writes)
+            always[b] = 1;
+        }
+        s[b].second = static_cast<int64_t>(i);
+      }
+    }
+    spans.push_back(std::move(s));
+  }
+  for (size_t a = 0; a < nb; ++a)
+    for (size_t b = a + 1; b < nb; ++b) {
+      const BufferDesc &da = p.buffers[a], &db = p.buffers[b];
+      if (da.role != BufferRole::Temp || db.role != BufferRole::Temp || !need[a] || !need[b])
+        continue;
+      bool together = always[a] || always[b];
+      for (const auto &s : spans)
+        if (s[a].first >= 0 && s[b].first >= 0 && s[a].first <= s[b].second &&
+            s[b].first <= s[a].second)
+          together = true;
+      if (!together || !meet(l.offset[a], need[a], l.offset[b], need[b]))
+        continue;
+      EXPECT_TRUE(meet(da.offset, da.bytes, db.offset, db.bytes))
+          << "buffers " << a << " and " << b << " share bytes only in the new layout";
+      EXPECT_EQ(l.offset[a] - l.offset[b], da.offset - db.offset)
+          << "buffers " << a << " and " << b << " moved apart";
+    }
+}
+
+/// One parameter P (4 KiB) and temporaries at their own offsets after it,
+/// sizes in KiB.
+ProgramDesc withTemps(std::vector<uint64_t> kib) {
+  ProgramDesc p;
+  p.buffers.push_back(buffer(BufferRole::Param, 0, 4096));
+  uint64_t at = 4096;
+  for (uint64_t k : kib) {
+    p.buffers.push_back(buffer(BufferRole::Temp, at, k * 1024));
+    at += k * 1024;
+  }
+  p.arenaBytes = at;
+  return p;
+}
+
+} // namespace
+
+TEST(ArenaPack, TemporariesShareWhatTimeSeparates) {
+  // sum_rows writes 1; gelu: 1 -> 2, 2 -> 3, 3 -> 4: each temporary lives
+  // two instructions, so 1 and 3 (and 2 and 4) can share bytes. The
+  // compiler's layout here gives each its own (4 + 4 x 8 KiB).
+  ProgramDesc p = withTemps({8, 8, 8, 8});
+  p.functions = {{"train",
+                  {inst(Opcode::SumRows, {0, 1}), inst(Opcode::GeluFwd, {1, 2}),
+                   inst(Opcode::GeluFwd, {2, 3}), inst(Opcode::GeluFwd, {3, 4})}}};
+  const std::vector<uint64_t> need = sizes(p);
+  ArenaLayout l = packArena(p, need);
+  EXPECT_EQ(l.unused, "");
+  expectSound(p, need, l);
+  EXPECT_EQ(l.peakBytes, 4096u + 2 * 8192); // two live at a time
+  EXPECT_EQ(l.arenaBytes, l.peakBytes);
+  EXPECT_EQ(l.groups, 4);
+  EXPECT_EQ(l.shrunk, 0);
+  // Without the sum_rows, buffer 1 is read first (what an earlier run
+  // left): it lives throughout and shares no byte.
+  p.functions[0].instructions.erase(p.functions[0].instructions.begin());
+  l = packArena(p, need);
+  expectSound(p, need, l);
+  EXPECT_EQ(l.peakBytes, 4096u + 3 * 8192);
+  // So is a buffer an instruction first updates in place (reads too).
+  p.functions[0].instructions.insert(p.functions[0].instructions.begin(),
+                                     inst(Opcode::Add, {0, 1, 1}));
+  l = packArena(p, need);
+  expectSound(p, need, l);
+  EXPECT_EQ(l.peakBytes, 4096u + 3 * 8192);
+}
+
+TEST(ArenaPack, SixteenBitBuffersTakeHalf) {
+  // Buffers 2 and 3 stored 16-bit (half their bytes), 1 fp32, all live
+  // at once: 4 + 8 + 4 + 4 KiB, not 4 + 24.
+  ProgramDesc p = withTemps({8, 8, 8});
+  p.functions = {{"train",
+                  {inst(Opcode::SumRows, {0, 1}), inst(Opcode::GeluFwd, {1, 2}),
+                   inst(Opcode::Add, {1, 2, 3}), inst(Opcode::GeluFwd, {3, 1})}}};
+  std::vector<uint64_t> need = sizes(p);
+  need[2] = need[3] = 4096;
+  ArenaLayout l = packArena(p, need);
+  EXPECT_EQ(l.unused, "");
+  expectSound(p, need, l);
+  EXPECT_EQ(l.peakBytes, 4096u + 8192 + 4096 + 4096);
+  EXPECT_EQ(l.shrunk, 2);
+  // The largest goes first: the fp32 buffer right after the parameter.
+  EXPECT_EQ(l.offset[1], 4096u);
+  // Every buffer's whole size lies inside the arena: a 16-bit one placed
+  // last reaches past the peak by the half it does not use.
+  EXPECT_EQ(l.arenaBytes, std::max(l.offset[2], l.offset[3]) + 8192);
+  EXPECT_GT(l.arenaBytes, l.peakBytes);
+  // A need above the size counts as the size; one not a multiple of the
+  // alignment is rounded up.
+  need[2] = 1 << 20;
+  need[3] = 100;
+  l = packArena(p, need, /*evenIfLarger=*/true); // (its arena is the compiler's)
+  expectSound(p, need, l);
+  EXPECT_EQ(l.peakBytes, 4096u + 8192 + 8192 + 2 * kArenaAlignment);
+}
+
+TEST(ArenaPack, AliasesMoveTogether) {
+  // 2 is written in place over 1 (the compiler's storage of both, as
+  // gelu_bwd's dy1 over dg), and 3 is a view of 1's second half, read
+  // with it: 1, 2 and 3 stay at the same distances. 1 and 2 alone would
+  // take half (need), but 3 reads bytes of the second half: the group
+  // keeps its whole size.
+  ProgramDesc p = withTemps({8, 8, 8, 8});
+  p.buffers[2].offset = p.buffers[1].offset;
+  p.buffers[3].offset = p.buffers[1].offset + 4096;
+  p.buffers[3].bytes = 4096;
+  p.functions = {{"train",
+                  {inst(Opcode::SumRows, {0, 4}), inst(Opcode::GeluFwd, {4, 1}),
+                   inst(Opcode::Add, {1, 3, 2}), inst(Opcode::GeluFwd, {2, 4})}}};
+  std::vector<uint64_t> need = sizes(p);
+  need[1] = need[2] = 4096;
+  ArenaLayout l = packArena(p, need, /*evenIfLarger=*/true);
+  expectSound(p, need, l);
+  EXPECT_EQ(l.offset[2], l.offset[1]);
+  EXPECT_EQ(l.offset[3], l.offset[1] + 4096);
+  EXPECT_EQ(l.groups, 2);
+  EXPECT_EQ(l.shrunk, 0);
+  EXPECT_EQ(l.peakBytes, 4096u + 2 * 8192);
+  // Without the view, the in-place pair (the same bytes) takes half.
+  p.functions[0].instructions[2] = inst(Opcode::GeluFwd, {1, 2});
+  l = packArena(p, need, /*evenIfLarger=*/true);
+  expectSound(p, need, l);
+  EXPECT_EQ(l.offset[2], l.offset[1]);
+  EXPECT_EQ(l.shrunk, 1);
+  EXPECT_EQ(l.peakBytes, 4096u + 8192 + 4096);
+}
+
+TEST(ArenaPack, FunctionsShareTheRegion) {
+  // train's 1 and 2, eval's 3 and 4: each function's pair lives
+  // together, the functions never do.
+  ProgramDesc p = withTemps({8, 8, 8, 8});
+  p.functions = {{"train", {inst(Opcode::SumRows, {0, 1}), inst(Opcode::GeluFwd, {1, 2})}},
+                 {"eval", {inst(Opcode::SumRows, {0, 3}), inst(Opcode::GeluFwd, {3, 4})}}};
+  const std::vector<uint64_t> need = sizes(p);
+  ArenaLayout l = packArena(p, need);
+  EXPECT_EQ(l.unused, "");
+  expectSound(p, need, l);
+  EXPECT_EQ(l.peakBytes, 4096u + 2 * 8192);
+}
+
+TEST(ArenaPack, KeepsTheCompilersLayoutWhereItCannotDoBetter) {
+  ProgramDesc p = withTemps({8, 8});
+  p.functions = {{"train", {inst(Opcode::SumRows, {0, 1}), inst(Opcode::GeluFwd, {1, 2})}}};
+  ArenaLayout l = packArena(p, sizes(p));
+  EXPECT_EQ(l.unused, "no smaller than the compiler's arena");
+  EXPECT_EQ(l.arenaBytes, p.arenaBytes);
+  for (size_t b = 0; b < p.buffers.size(); ++b)
+    EXPECT_EQ(l.offset[b], p.buffers[b].offset);
+  // Several ranks' programs keep theirs.
+  ProgramDesc q = withTemps({8, 8, 8, 8});
+  q.functions = {{"train",
+                  {inst(Opcode::SumRows, {0, 1}), inst(Opcode::GeluFwd, {1, 2}),
+                   inst(Opcode::GeluFwd, {2, 3}), inst(Opcode::GeluFwd, {3, 4})}}};
+  q.buffers[3].rankGroup = 1;
+  q.buffers[3].rankStride = 4096;
+  EXPECT_EQ(packArena(q, sizes(q)).unused, "rank-dependent views (several ranks)");
+  q.buffers[3].rankGroup = 0;
+  EXPECT_EQ(packArena(q, sizes(q)).unused, "");
+  q.functions[0].instructions.push_back(inst(Opcode::Send, {3}));
+  EXPECT_EQ(packArena(q, sizes(q)).unused, "pipeline sends and receives (several ranks)");
+  // withLayout moves the buffers and the arena, nothing else.
+  q.functions[0].instructions.pop_back();
+  l = packArena(q, sizes(q));
+  ProgramDesc r = withLayout(q, l);
+  EXPECT_EQ(r.arenaBytes, l.arenaBytes);
+  EXPECT_LT(r.arenaBytes, q.arenaBytes);
+  for (size_t b = 0; b < q.buffers.size(); ++b) {
+    EXPECT_EQ(r.buffers[b].offset, l.offset[b]);
+    EXPECT_EQ(r.buffers[b].bytes, q.buffers[b].bytes);
+  }
+  EXPECT_EQ(r.functions.size(), q.functions.size());
+}
+
+TEST(ArenaPack, RandomProgramsStaySound) {
+  // Programs of gelus, adds and sum_rows over 24 temporaries, some written
+  // in place over another (the same bytes) or as a view of part of one,
+  // each needing its size or half; the layout must pass expectSound.
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    const uint32_t nt = 24;
+    std::vector<uint64_t> kib;
+    for (uint32_t t = 0; t < nt; ++t)
+      kib.push_back(1 + rng() % 16);
+    ProgramDesc p = withTemps(kib);
+    // Aliases: buffer t at the offset of an earlier one (in place), or
+    // inside it (a view).
+    for (uint32_t t = 2; t <= nt; ++t)
+      if (rng() % 5 == 0) {
+        const uint32_t base = 1 + rng() % (t - 1);
+        const BufferDesc &b = p.buffers[base];
+        p.buffers[t].offset = b.offset + (rng() % 2 ? 0 : (b.bytes / 2) / 64 * 64);
+        p.buffers[t].bytes = std::min<uint64_t>(p.buffers[t].bytes,
+                                                b.offset + b.bytes - p.buffers[t].offset);
+      }
+    for (int f = 0; f < 2; ++f) {
+      FunctionDesc fn;
+      fn.name = f ? "eval" : "train";
+      for (int i = 0; i < 40; ++i) {
+        const uint32_t a = 1 + rng() % nt, b = 1 + rng() % nt, c = 1 + rng() % nt;
+        switch (rng() % 3) {
+        case 0: fn.instructions.push_back(inst(Opcode::GeluFwd, {a, b})); break;
+        case 1: fn.instructions.push_back(inst(Opcode::Add, {a, b, c})); break;
+        default: fn.instructions.push_back(inst(Opcode::SumRows, {0, a})); break;
+        }
+      }
+      p.functions.push_back(std::move(fn));
+    }
+    std::vector<uint64_t> need = sizes(p);
+    for (uint32_t t = 1; t <= nt; ++t)
+      if (rng() % 2)
+        need[t] = need[t] / 2;
+    const ArenaLayout l = packArena(p, need, /*evenIfLarger=*/true);
+    ASSERT_EQ(l.unused, "");
+    expectSound(p, need, l);
+    if (::testing::Test::HasFailure()) {
+      ADD_FAILURE() << "trial " << trial;
+      return;
+    }
+  }
+}
