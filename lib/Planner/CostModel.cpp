@@ -233,6 +233,10 @@ double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op,
   return 1.0;
 }
 
+double mlir::llm::arena16Saving(const ModelProfile &m, const PlanConfig &c) {
+  return m.storage16 && m.arena16 && m.elemBytes == 4 && c.dp * c.tp * c.pp == 1 ? 0.5 : 0.0;
+}
+
 double mlir::llm::activationBytesPerLayer(const ModelProfile &m,
                                          const PlanConfig &c) {
   if (c.remat == Remat::Budget && m.layers > 0) {
@@ -254,6 +258,7 @@ double mlir::llm::activationBytesPerLayer(const ModelProfile &m,
   if (c.remat == Remat::Full)
     return m.layer.inputBytes * b / replDiv;
   double perSeq = m.layer.savedSplit / t + m.layer.savedReplicated / replDiv;
+  perSeq -= arena16Saving(m, c) * (m.layer.saved16Split / t + m.layer.saved16Replicated / replDiv);
   if (m.dropout) // two one-byte masks of the [s, h] block outputs
     perSeq += 2.0 * m.layer.inputBytes / m.elemBytes / replDiv;
   if (m.materializedSoftmax && c.remat != Remat::Selective)
@@ -509,8 +514,14 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
       held += p.stages[ch].second - p.stages[ch].first;
     return static_cast<double>(chunksHeld(r)) * static_cast<double>(held) / v;
   };
-  double postActs = (m.post.savedSplit * vocabScale / t + m.post.savedReplicated / replDiv) * b;
-  double logits = 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp, m.vocabAlign) / t * 4;
+  // (One device's arena packed with 16-bit sizes: the head's 16-bit
+  // values, the logits and their gradient, take half.)
+  const double half16 = arena16Saving(m, c);
+  double postActs = ((m.post.savedSplit - half16 * m.post.saved16Split) * vocabScale / t +
+                     (m.post.savedReplicated - half16 * m.post.saved16Replicated) / replDiv) *
+                    b;
+  double logits =
+      (1.0 - half16) * 2.0 * b * m.seq * paddedVocab(m.vocab, c.tp, m.vocabAlign) / t * 4;
   double maxMem = 0;
   p.perStage.assign(c.pp, {});
   for (int64_t r = 0; r < c.pp; ++r) {

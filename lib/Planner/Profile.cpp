@@ -17,6 +17,8 @@
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <functional>
+
 using namespace mlir;
 using namespace mlir::llm;
 
@@ -45,6 +47,49 @@ SmallVector<Value> savedOperands(Operation *op) {
       .Case([](MulOp o) { return SmallVector<Value>{o.getLhs(), o.getRhs()}; })
       .Case([](CrossEntropyOp o) { return SmallVector<Value>{o.getLogits()}; })
       .Default([](Operation *) { return SmallVector<Value>{}; });
+}
+
+/// Whether the CUDA runtime stores `v` 16-bit with 16-bit activations
+/// (runtime Store16.h: store16Writers and store16Reader over the lowered
+/// program): an op that can write 16 bits wrote it (a layer or RMS norm's
+/// output, a linear's, a GELU's or SiLU's; attention's where its kernel
+/// takes 16 bits, `attention16`) and every op that reads it can read 16
+/// bits (a linear's input, GELU, SiLU, an add without broadcast, the
+/// loss's logits, attention's q, k, v; a split whose parts all go to such
+/// readers, the column views of q, k, v). The backward's readers of these
+/// (the GEMMs, the GELU's and SiLU's gradients, attention's backward, the
+/// loss's gradient) read 16 bits too; a mul's (SwiGLU) does not, and a mul
+/// reads no 16-bit operand.
+bool stored16(Value v, bool attention16) {
+  if (auto sp = v.getDefiningOp<SplitOp>())
+    return stored16(sp.getInput(), attention16);
+  Operation *def = v.getDefiningOp();
+  if (!def)
+    return false;
+  bool writes = isa<LayerNormOp, RMSNormOp>(def) ? v == def->getResult(0)
+                : isa<AttentionOp>(def)         ? attention16
+                                                : isa<LinearOp, GeluOp, SiluOp>(def);
+  if (!writes)
+    return false;
+  std::function<bool(OpOperand &)> reads16 = [&](OpOperand &use) -> bool {
+    Operation *user = use.getOwner();
+    if (auto lin = dyn_cast<LinearOp>(user))
+      return use.get() == lin.getInput();
+    if (isa<GeluOp, SiluOp>(user))
+      return true;
+    if (auto add = dyn_cast<AddOp>(user))
+      return add.getLhs().getType() == add.getRhs().getType();
+    if (auto ce = dyn_cast<CrossEntropyOp>(user))
+      return use.get() == ce.getLogits();
+    if (isa<AttentionOp>(user))
+      return attention16 && use.getOperandNumber() < 3;
+    if (auto sp = dyn_cast<SplitOp>(user))
+      return llvm::all_of(sp->getResults(), [&](Value r) {
+        return llvm::all_of(r.getUses(), [&](OpOperand &u) { return reads16(u); });
+      });
+    return false;
+  };
+  return llvm::all_of(v.getUses(), [&](OpOperand &u) { return reads16(u); });
 }
 
 } // namespace
@@ -105,6 +150,12 @@ FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
     }
     split[a] = false;
   }
+
+  // The CUDA runtime's attention takes 16-bit q, k, v and writes a 16-bit
+  // output with bf16 products (an fp16 model's 16-bit tensors are fp16,
+  // which its bf16 tiles are not).
+  const auto compute = module->getAttrOfType<StringAttr>("llm.compute_precision");
+  const bool attention16 = compute && compute.getValue() == "bf16";
 
   // Per layer sums, to check that the layers are identical.
   std::vector<double> layerFlops(m.layers, 0), layerParams(m.layers, 0);
@@ -189,6 +240,9 @@ FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
       savedSeen.insert(v);
       (split.lookup(v) ? blk.savedSplit : blk.savedReplicated) +=
           bytesOf(v) / B;
+      if (stored16(v, attention16))
+        (split.lookup(v) ? blk.saved16Split : blk.saved16Replicated) +=
+            bytesOf(v) / B;
     }
     if (rowParallel || isa<EmbeddingOp>(op)) {
       blk.tpBoundaries += 1;

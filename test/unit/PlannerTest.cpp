@@ -26,7 +26,7 @@ namespace {
 /// A GPT of the given shape imported as the compiler would.
 ModelProfile gpt(int64_t h, int64_t heads, int64_t layers, int64_t batch,
                  int64_t seq, const char *dtype = "bf16",
-                 int64_t vocab = 51200) {
+                 int64_t vocab = 51200, const char *compute = nullptr) {
   std::string json = "{\"model_type\": \"gpt2\", \"n_embd\": " +
                      std::to_string(h) + ", \"n_head\": " +
                      std::to_string(heads) + ", \"n_layer\": " +
@@ -42,6 +42,9 @@ ModelProfile gpt(int64_t h, int64_t heads, int64_t layers, int64_t batch,
   o.dtype = dtype;
   auto module = buildModel(ctx, *cfg, o);
   EXPECT_TRUE(static_cast<bool>(module));
+  // The products' precision of an f32-stored model (llm-f32-storage's).
+  if (compute)
+    (**module)->setAttr("llm.compute_precision", StringAttr::get(&ctx, compute));
   auto prof = profileModel(**module);
   EXPECT_TRUE(succeeded(prof));
   return *prof;
@@ -128,6 +131,51 @@ TEST(PlannerMemory, ActivationsMatchKorthikanti) {
   EXPECT_DOUBLE_EQ(acts(4, true, Remat::None), 32 * sbh / 4 + a * s * b);
   EXPECT_DOUBLE_EQ(acts(4, true, Remat::Selective), 32 * sbh / 4);
   EXPECT_DOUBLE_EQ(acts(1, false, Remat::Full), 2 * sbh);
+}
+
+TEST(PlannerMemory, SixteenBitArenaOnOneDevice) {
+  // The CUDA runtime's arena with 16-bit tensors at half their size (one
+  // device, bf16 products, f32 storage). A GPT-2 layer keeps 16 s h
+  // values for its backward (the table's 32 sbh bytes at 2 bytes): the
+  // residual stream before each norm (2, f32: adds write it) and 14 the
+  // runtime stores 16-bit: both norms' outputs, q, k, v, attention's
+  // output, the first MLP linear's and GELU's outputs (1 + 1 + 3 + 1 + 4 +
+  // 4). At 4 bytes: 64 sbh, and 2 x 4 + 14 x 2 = 36 sbh with the arena.
+  const double s = 256, b = 2, h = 256;
+  ModelProfile m = gpt(256, 4, 2, 2, 256, "f32", 51200, "bf16");
+  m.storage16 = true;
+  PlanConfig one;
+  one.mbs = static_cast<int64_t>(b);
+  const double sbh = s * b * h;
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, one), 64 * sbh);
+  m.arena16 = true;
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, one), 36 * sbh);
+  // Several devices keep the compiler's layout (f32 sizes).
+  PlanConfig two = one;
+  two.dp = 2;
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, two), 64 * sbh);
+  // The head: the final norm's output and the logits (16-bit, 4 of 8
+  // bytes an element) and their gradient, s x vocab each, half as well.
+  Cluster cl = cluster("dgx-h100-80g.json");
+  const Prediction whole = [&] {
+    ModelProfile f = m;
+    f.arena16 = false;
+    return evaluatePlan(f, cl, 1, one);
+  }();
+  const Prediction half = evaluatePlan(m, cl, 1, one);
+  ASSERT_TRUE(whole.feasible && half.feasible);
+  const double V = 51200;
+  EXPECT_DOUBLE_EQ(whole.activations - half.activations,
+                   2 * 28 * sbh + 0.5 * 4 * (s * b * h + s * b * V));
+  EXPECT_DOUBLE_EQ(whole.temporaries - half.temporaries, 0.5 * 2 * s * b * V * 4);
+  // fp16 products: attention keeps f32 q, k, v and output (4 s h values).
+  ModelProfile f16 = gpt(256, 4, 2, 2, 256, "f32", 51200, "fp16");
+  f16.storage16 = f16.arena16 = true;
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(f16, one), 44 * sbh);
+  // A 16-bit IR (the arena's sizes are already the values'): unchanged.
+  ModelProfile b16 = gpt(256, 4, 2, 2, 256, "bf16");
+  b16.storage16 = b16.arena16 = true;
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(b16, one), 32 * sbh);
 }
 
 TEST(PlannerSearch, PrunedSearchEqualsBruteForce) {

@@ -241,6 +241,8 @@ int main(int argc, char **argv) {
     // 16-bit products): its memory-bound kernels move fewer bytes.
     profile->storage16 = target == "cuda" && (profile->computePrecision == "bf16" ||
                                               profile->computePrecision == "fp16");
+    // ... and its arena packed with their 16-bit sizes (one rank).
+    profile->arena16 = profile->storage16;
     // Its residual adds in the GEMMs before them (one rank).
     profile->fusedResidualAdds = target == "cuda";
     return 0;

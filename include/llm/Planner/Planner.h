@@ -46,6 +46,9 @@ struct BlockProfile {
   /// Bytes per sequence of the forward values the backward reads
   /// (what the llm-autodiff rules keep alive), by TP layout.
   double savedSplit = 0, savedReplicated = 0;
+  /// Of those, the bytes (at the IR's f32 size) of the values the CUDA
+  /// runtime stores 16-bit (Profile.cpp's stored16: with 16-bit products).
+  double saved16Split = 0, saved16Replicated = 0;
   /// Bytes per sequence of the block's input (kept under full remat).
   double inputBytes = 0;
   /// Bytes per sequence at each TP boundary (all-reduce payload), and the
@@ -93,6 +96,12 @@ struct ModelProfile {
   /// of the IR say (storageBytesFactor). Not read off the graph; llm-compile
   /// sets it for --target cuda with bf16 or fp16 products.
   bool storage16 = false;
+  /// With storage16, the CUDA runtime's arena packed anew with the 16-bit
+  /// tensors at half their size (runtime ArenaPack.h, LLMRT_CUDA_ARENA16:
+  /// one rank only): the saved16 bytes, and the logits and their gradient,
+  /// take half the memory on a plan of one device. Not read off the graph;
+  /// llm-compile sets it with storage16.
+  bool arena16 = false;
   /// llm-lower-to-rt's attention column views (the default): the splits
   /// marked columnView cost nothing. Not read off the graph; llm-compile
   /// sets it.
@@ -222,6 +231,11 @@ struct SearchResult {
   int64_t evaluated = 0;
   std::string whyNone; ///< when nothing fits
 };
+
+/// The fraction of the saved16 bytes (and of the logits) that the CUDA
+/// runtime's 16-bit arena saves under plan c: one half on one device with
+/// m.arena16, else none.
+double arena16Saving(const ModelProfile &m, const PlanConfig &c);
 
 /// Activation bytes one layer keeps for the backward, for one micro-batch,
 /// under the plan's TP, SP and remat (what Korthikanti et al. tabulate).

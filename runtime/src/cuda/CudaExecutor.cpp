@@ -719,13 +719,6 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       if (op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd ||
           op == Opcode::CrossEntropyBwd || op == Opcode::VocabCrossEntropyBwd)
         rows = std::max(rows, inst.ints[0]);
-      // Operands a bf16 GEMM converts (each padded to 128 elements).
-      if (op == Opcode::LinearFwd)
-        gemmElems = std::max(gemmElems, inst.ints[0] * inst.ints[1] + 128 +
-                                            inst.ints[1] * inst.ints[2]);
-      if (op == Opcode::LinearBwdWeight)
-        gemmElems = std::max(gemmElems, inst.ints[0] * inst.ints[1] + 128 +
-                                            inst.ints[0] * inst.ints[2]);
     }
   auto align = [](int64_t n) { return (n + 255) / 256 * 256; };
   int64_t rowBytes = align(rows * 4);
@@ -736,9 +729,6 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       e != cudaSuccess)
     return absl::InternalError(absl::StrCat("cudaStreamCreate: ", cudaGetErrorString(e)));
   std::string err;
-  ex->blas_ = cuda::createBlas(ex->stream_, mode, gemmElems, &err);
-  if (!ex->blas_)
-    return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
   ex->fp16_ = mode == cuda::GemmMode::Fp16;
   ex->half_ = ex->fp16_ ? cuda::Half::Fp16 : cuda::Half::Bf16;
   // Tensors that only GEMMs read, stored as their 16-bit operands (the
@@ -776,6 +766,28 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
           return ex->attn16_ && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
                  ex->attentionMMA(inst);
         });
+  // The 16-bit GEMMs' scratch: the copies of the fp32 operands they
+  // convert (A at 0, B after it on a 256-byte boundary: CudaBlas.cpp), the
+  // largest any GEMM takes. An operand stored 16-bit takes none; a
+  // weight is counted even where LLMRT_CUDA_WEIGHT16 keeps a copy (if the
+  // workspace has no room for the copies, the GEMMs convert them).
+  for (size_t fi = 0; fi < p.functions.size(); ++fi)
+    for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
+      const Instruction &inst = p.functions[fi].instructions[ii];
+      auto op = static_cast<Opcode>(inst.opcode);
+      if (op != Opcode::LinearFwd && op != Opcode::LinearBwdWeight)
+        continue;
+      const uint32_t h16 = plan16.slots.empty() ? 0u : plan16.slots[fi][ii];
+      // linear_fwd [x, w, ..]: x rows x in, w in x out; linear_bwd_weight
+      // [x, dy, dw]: x rows x in, dy rows x out.
+      const int64_t a = inst.ints[0] * inst.ints[1],
+                    b = (op == Opcode::LinearFwd ? inst.ints[1] : inst.ints[0]) * inst.ints[2];
+      gemmElems = std::max(gemmElems, ((h16 & 1u) ? 0 : a + 128) + ((h16 & 2u) ? 0 : b));
+    }
+  ex->blas_ = cuda::createBlas(ex->stream_, mode, gemmElems, &err);
+  if (!ex->blas_)
+    return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
+
   // The temporaries packed anew with the bytes 16-bit storage leaves them
   // (ArenaPack.h; one rank; LLMRT_CUDA_ARENA16=0: the compiler's layout,
   // which sizes every tensor in fp32): a buffer whose every value lives
