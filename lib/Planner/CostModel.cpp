@@ -553,7 +553,8 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // more activation of the residual stream's size.
     if (c.pp > 1)
       temps += b * m.seq * static_cast<double>(m.hidden) / replDiv * 4;
-    double weights = rankParams[r] * wB / zeroW;
+    double weights = rankParams[r] * wB / zeroW +
+                     (m.storage16 && m.weightCopies16 && oneRank ? 2 * rankParams[r] : 0);
     double grads = rankParams[r] * gB / zeroG;
     double opt = rankParams[r] * oB / zeroO;
     // Gradients fill what the backward frees of the activations (our

@@ -168,6 +168,12 @@ TEST(PlannerMemory, SixteenBitArenaOnOneDevice) {
   EXPECT_DOUBLE_EQ(whole.activations - half.activations,
                    2 * 28 * sbh + 0.5 * 4 * (s * b * h + s * b * V));
   EXPECT_DOUBLE_EQ(whole.temporaries - half.temporaries, 0.5 * 2 * s * b * V * 4);
+  // The GEMM weights' 16-bit copies: 2 bytes a parameter, one device.
+  ModelProfile w = m;
+  w.weightCopies16 = true;
+  EXPECT_DOUBLE_EQ(evaluatePlan(w, cl, 1, one).weights - half.weights, 2 * m.params);
+  two.mbs = 1;
+  EXPECT_DOUBLE_EQ(evaluatePlan(w, cl, 2, two).weights, evaluatePlan(m, cl, 2, two).weights);
   // fp16 products: attention keeps f32 q, k, v and output (4 s h values).
   ModelProfile f16 = gpt(256, 4, 2, 2, 256, "f32", 51200, "fp16");
   f16.storage16 = f16.arena16 = true;

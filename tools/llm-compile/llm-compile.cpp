@@ -243,6 +243,8 @@ int main(int argc, char **argv) {
                                               profile->computePrecision == "fp16");
     // ... and its arena packed with their 16-bit sizes (one rank).
     profile->arena16 = profile->storage16;
+    // ... and its GEMM weights' 16-bit copies (one rank).
+    profile->weightCopies16 = profile->storage16;
     // Its residual adds in the GEMMs before them (one rank).
     profile->fusedResidualAdds = target == "cuda";
     return 0;

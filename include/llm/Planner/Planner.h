@@ -102,6 +102,12 @@ struct ModelProfile {
   /// take half the memory on a plan of one device. Not read off the graph;
   /// llm-compile sets it with storage16.
   bool arena16 = false;
+  /// With storage16, the CUDA runtime's 16-bit copies of the GEMMs'
+  /// weights (LLMRT_CUDA_WEIGHT16: one rank only), 2 bytes a parameter on
+  /// a plan of one device (counted for every parameter: the position
+  /// embedding's, the one that is no GEMM's weight, is a small part). Not
+  /// read off the graph; llm-compile sets it with storage16.
+  bool weightCopies16 = false;
   /// llm-lower-to-rt's attention column views (the default): the splits
   /// marked columnView cost nothing. Not read off the graph; llm-compile
   /// sets it.
