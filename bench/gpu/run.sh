@@ -102,9 +102,12 @@ for model in "${models[@]}"; do
     switches=(LLMRT_CUDA_FUSE_ADD=$on LLMRT_CUDA_ATTN_FWD8=$on LLMRT_CUDA_ATTN_BWD8=$on
       LLMRT_CUDA_LOSS_FUSED=$on LLMRT_CUDA_WGRAD_STREAM=$on LLMRT_CUDA_FUSE_ADD_NORM=$on
       LLMRT_CUDA_LOSS_ROW=$on LLMRT_CUDA_ADAMW_VEC=$on LLMRT_CUDA_LN_BWD_ASYNC=$on)
-    [ "$mode" = bf16+defaults ] && switches=()
     [ "$mode" = bf16+kernels ] && switches=(LLMRT_CUDA_GRAPH=0)
     [ "$mode" = bf16+compiled ] && switches=(LLMRT_CUDA_ARENA16=0)
+    # The temporaries start as NaNs (a read before a write shows), but in
+    # the defaults as a user gets them.
+    switches+=(LLMRT_CUDA_POISON=1)
+    [ "$mode" = bf16+defaults ] && switches=()
     env LLMRT_CUDA_GEMM=${mode%+*} "${switches[@]}" \
       "$bundle/bin/$exe" --data "$bundle/data/train.bin" \
       --init "$init" --log "$log" "${hyper[@]}" > "$out/$model-$mode.txt" 2>&1 || {
@@ -133,7 +136,7 @@ for model in "${models[@]}"; do
   against_default bf16+kernels LLMRT_CUDA_GRAPH=0 "one CUDA graph" "kernel by kernel"
   # The temporaries packed anew (16-bit buffers at half their size)
   # against the compiler's layout: the same kernels on other addresses.
-  against_default bf16+compiled LLMRT_CUDA_ARENA16=0 "buffers 16-bit)" "the compiler's arena"
+  against_default bf16+compiled LLMRT_CUDA_ARENA16=0 "packed with 16-bit sizes" "the compiler's arena"
   # The compiler's add + norm kernels against the runtime's add and norm
   # kernels, with fp32 GEMMs: the same training but for rounding.
   "$py" "$root/bench/gpu/compare_losses.py" "$out/$model-fp32+norms.jsonl" \

@@ -44,10 +44,47 @@ struct UnionFind {
   void join(uint32_t a, uint32_t b) { up[find(a)] = find(b); }
 };
 
+/// The slots of `inst` whose bytes it writes without reading them first
+/// (bit k: operand k): those it overwrites whole, a column copy's
+/// destination and attention's gradient slices (a value the compiler
+/// assembles from column runs starts at the first), a fused group's
+/// outputs, the global norm and the clip factor. Any other slot reads: where it is the first to name a
+/// temporary, what an earlier run left is read.
+uint32_t startsValues(const Instruction &inst, const ProgramDesc &p) {
+  uint32_t w = overwrittenSlots(inst, p);
+  const auto n = static_cast<uint32_t>(inst.operands.size());
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::CopyColumns: // [src, dst]
+    w |= 2u;
+    break;
+  case Opcode::GlobalNorm: // [out, g...]
+    w |= 1u;
+    break;
+  case Opcode::ClipScale: // [norm, max, out]
+    w |= 4u;
+    break;
+  case Opcode::AttentionBwd: // [.., dq, dk, dv]
+    if (n >= 3 && n <= 32)
+      w |= 7u << (n - 3);
+    break;
+  case Opcode::FusedElementwise: { // [inputs.., outputs..]
+    FusedNormProgram fn;
+    if (n <= 32 && decodeFusedGroup(inst.opcode, inst.ints, n, fn).empty() &&
+        fn.pro.nb.size() <= n)
+      w |= static_cast<uint32_t>(((uint64_t{1} << n) - 1) &
+                                 ~((uint64_t{1} << fn.pro.nb.size()) - 1));
+    break;
+  }
+  default:
+    break;
+  }
+  return w;
+}
+
 } // namespace
 
 ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
-                      bool evenIfLarger) {
+                      const PackOptions &options) {
   ArenaLayout out;
   const auto nb = static_cast<uint32_t>(p.buffers.size());
   out.offset.resize(nb);
@@ -83,6 +120,10 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
   std::vector<uint32_t> temps;
   for (uint32_t b = 0; b < nb; ++b) {
     const BufferDesc &d = p.buffers[b];
+    if (d.role == BufferRole::Temp && d.offset < base && d.offset + d.bytes > base) {
+      out.unused = "temporary '" + d.name + "' starts in the persistent region and ends past it";
+      return out;
+    }
     if (d.role == BufferRole::Temp && d.offset >= base && d.bytes > 0) {
       movable[b] = 1;
       temps.push_back(b);
@@ -99,7 +140,7 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
     const auto &insts = p.functions[f].instructions;
     for (size_t i = 0; i < insts.size(); ++i) {
       const Instruction &inst = insts[i];
-      const uint32_t writes = writtenSlots(inst, p);
+      const uint32_t writes = startsValues(inst, p);
       for (size_t k = 0; k < inst.operands.size(); ++k) {
         const uint32_t b = inst.operands[k];
         if (b >= nb || !movable[b])
@@ -110,6 +151,18 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
           carried[b] = 1;
         live[f][b].add(static_cast<int64_t>(i));
       }
+    }
+    // Each weight gradient's operands to the next weight gradient.
+    if (options.keepWeightGradOperands) {
+      const Instruction *prev = nullptr;
+      for (size_t i = 0; i < insts.size(); ++i)
+        if (insts[i].opcode == static_cast<uint16_t>(Opcode::LinearBwdWeight)) {
+          if (prev)
+            for (uint32_t b : prev->operands)
+              if (b < nb && movable[b])
+                live[f][b].add(static_cast<int64_t>(i));
+          prev = &insts[i];
+        }
     }
   }
 
@@ -227,7 +280,7 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
         p.buffers[b].offset >= base)
       layout.offset[b] = base;
   layout.arenaBytes = std::max<uint64_t>(layout.arenaBytes, kArenaAlignment);
-  if (layout.arenaBytes >= p.arenaBytes && !evenIfLarger) {
+  if (layout.arenaBytes >= p.arenaBytes && !options.evenIfLarger) {
     out.groups = layout.groups;
     out.shrunk = layout.shrunk;
     out.unused = "no smaller than the compiler's arena";

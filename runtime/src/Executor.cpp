@@ -67,17 +67,20 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
     if (std::strcmp(r, "1") != 0)
       return absl::InvalidArgumentError(
           absl::StrCat("LLMRT_ARENA_REPACK='", r, "' is not 0 or 1"));
-    if (comm.worldSize() == 1) {
-      std::vector<uint64_t> need;
-      for (const BufferDesc &b : ex->program_.buffers)
-        need.push_back(b.bytes);
-      ArenaLayout l = packArena(ex->program_, need, /*evenIfLarger=*/true);
-      if (!l.unused.empty())
-        return absl::FailedPreconditionError(
-            absl::StrCat("LLMRT_ARENA_REPACK: ", l.unused));
-      ex->program_ = withLayout(ex->program_, l);
-      poison = true;
-    }
+    if (comm.worldSize() > 1)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "LLMRT_ARENA_REPACK=1 packs one rank's arena (this run has ", comm.worldSize(),
+          " ranks)"));
+    std::vector<uint64_t> need;
+    for (const BufferDesc &b : ex->program_.buffers)
+      need.push_back(b.bytes);
+    PackOptions options;
+    options.evenIfLarger = true;
+    ArenaLayout l = packArena(ex->program_, need, options);
+    if (!l.unused.empty())
+      return absl::FailedPreconditionError(absl::StrCat("LLMRT_ARENA_REPACK: ", l.unused));
+    ex->program_ = withLayout(ex->program_, l);
+    poison = true;
   }
   const ProgramDesc &p = ex->program_;
   for (const BufferDesc &b : p.buffers)

@@ -71,19 +71,52 @@ void must(cudaError_t e, const char *what) {
 }
 
 /// A device copy of a host vector.
+int failures = 0, checks = 0, guarded = 0;
+
+/// A device buffer of n elements, and as many bytes again after them
+/// filled with a guard pattern that the destructor checks: a kernel that
+/// writes past its output (a 16-bit tensor written at fp32 size, over the
+/// bytes the runtime's arena gives its neighbour: ArenaPack.h) fails.
 template <typename T> struct Dev {
+  static constexpr int kGuard = 0xa5;
   T *p = nullptr;
   size_t n = 0;
   explicit Dev(const std::vector<T> &h) : n(h.size()) {
-    must(cudaMalloc(reinterpret_cast<void **>(&p), std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    allocate();
     must(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice), "upload");
   }
   explicit Dev(size_t count) : n(count) {
-    must(cudaMalloc(reinterpret_cast<void **>(&p), std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    allocate();
     must(cudaMemset(p, 0xff, std::max<size_t>(n, 1) * sizeof(T)), "memset"); // NaN: unwritten shows
   }
-  ~Dev() { cudaFree(p); }
+  ~Dev() {
+    const size_t bytes = std::max<size_t>(n, 1) * sizeof(T);
+    std::vector<unsigned char> guard(bytes);
+    if (cudaDeviceSynchronize() == cudaSuccess &&
+        cudaMemcpy(guard.data(), reinterpret_cast<unsigned char *>(p) + bytes, bytes,
+                   cudaMemcpyDeviceToHost) == cudaSuccess) {
+      size_t bad = 0;
+      for (unsigned char g : guard)
+        bad += g != kGuard;
+      ++guarded;
+      if (bad) {
+        ++failures;
+        std::printf("%-44s FAIL  %zu bytes written past a buffer of %zu elements of %zu bytes\n",
+                    "buffer bounds", bad, n, sizeof(T));
+      }
+    }
+    cudaFree(p);
+  }
   Dev(const Dev &) = delete;
+
+private:
+  void allocate() {
+    const size_t bytes = std::max<size_t>(n, 1) * sizeof(T);
+    must(cudaMalloc(reinterpret_cast<void **>(&p), 2 * bytes), "cudaMalloc");
+    must(cudaMemset(reinterpret_cast<unsigned char *>(p) + bytes, kGuard, bytes), "memset");
+  }
+
+public:
   std::vector<T> host() const {
     std::vector<T> h(n);
     must(cudaDeviceSynchronize(), "kernel");
@@ -91,8 +124,6 @@ template <typename T> struct Dev {
     return h;
   }
 };
-
-int failures = 0, checks = 0;
 
 void compare(const std::string &name, const std::vector<float> &ref,
              const std::vector<float> &got, double tol) {
@@ -1794,6 +1825,7 @@ int main(int argc, char **argv) {
     for (const std::string &exe : programs)
       checkGenerated(rng, exe);
   must(cudaDeviceSynchronize(), "kernels");
-  std::printf("%d of %d checks pass\n", checks - failures, checks);
+  std::printf("%d of %d checks pass (%d device buffers' bounds guarded)\n", checks - failures,
+              checks, guarded);
   return failures ? 1 : 0;
 }

@@ -104,6 +104,12 @@ void expectSound(const ProgramDesc &p, const std::vector<uint64_t> &needs,
     }
 }
 
+PackOptions anyway() {
+  PackOptions o;
+  o.evenIfLarger = true;
+  return o;
+}
+
 /// One parameter P (4 KiB) and temporaries at their own offsets after it,
 /// sizes in KiB.
 ProgramDesc withTemps(std::vector<uint64_t> kib) {
@@ -174,7 +180,7 @@ TEST(ArenaPack, SixteenBitBuffersTakeHalf) {
   // alignment is rounded up.
   need[2] = 1 << 20;
   need[3] = 100;
-  l = packArena(p, need, /*evenIfLarger=*/true); // (its arena is the compiler's)
+  l = packArena(p, need, anyway()); // (its arena is the compiler's)
   expectSound(p, need, l);
   EXPECT_EQ(l.peakBytes, 4096u + 8192 + 8192 + 2 * kArenaAlignment);
 }
@@ -194,7 +200,7 @@ TEST(ArenaPack, AliasesMoveTogether) {
                    inst(Opcode::Add, {1, 3, 2}), inst(Opcode::GeluFwd, {2, 4})}}};
   std::vector<uint64_t> need = sizes(p);
   need[1] = need[2] = 4096;
-  ArenaLayout l = packArena(p, need, /*evenIfLarger=*/true);
+  ArenaLayout l = packArena(p, need, anyway());
   expectSound(p, need, l);
   EXPECT_EQ(l.offset[2], l.offset[1]);
   EXPECT_EQ(l.offset[3], l.offset[1] + 4096);
@@ -203,7 +209,7 @@ TEST(ArenaPack, AliasesMoveTogether) {
   EXPECT_EQ(l.peakBytes, 4096u + 2 * 8192);
   // Without the view, the in-place pair (the same bytes) takes half.
   p.functions[0].instructions[2] = inst(Opcode::GeluFwd, {1, 2});
-  l = packArena(p, need, /*evenIfLarger=*/true);
+  l = packArena(p, need, anyway());
   expectSound(p, need, l);
   EXPECT_EQ(l.offset[2], l.offset[1]);
   EXPECT_EQ(l.shrunk, 1);
@@ -256,6 +262,72 @@ TEST(ArenaPack, KeepsTheCompilersLayoutWhereItCannotDoBetter) {
   EXPECT_EQ(r.functions.size(), q.functions.size());
 }
 
+TEST(ArenaPack, WhatAnEarlierRunLeftLivesThroughout) {
+  // eval writes 1 (gelu of 2, itself read first: throughout), then 3 and 4;
+  // train's first instruction naming 1 is a fused_elementwise that reads
+  // it: what eval left. 1 must share no byte with train's 3 and 4, which
+  // would otherwise reuse the bytes its life in eval left free.
+  ProgramDesc p = withTemps({8, 8, 8, 8});
+  FusedProgram fp; // out = in0 + in1
+  fp.n = 2048;
+  fp.nb = {2048, 2048};
+  fp.ops = {{MicroOp::Add, 0, 1}};
+  fp.outputs = {2};
+  Instruction fused = inst(Opcode::FusedElementwise, {1, 2, 4});
+  fused.ints = fp.encode();
+  p.functions = {{"eval", {inst(Opcode::GeluFwd, {2, 1})}},
+                 {"train",
+                  {inst(Opcode::SumRows, {0, 3}), inst(Opcode::GeluFwd, {3, 4}), fused}}};
+  const std::vector<uint64_t> need = sizes(p);
+  ArenaLayout l = packArena(p, need, anyway());
+  expectSound(p, need, l);
+  for (uint32_t b : {2u, 3u, 4u})
+    EXPECT_FALSE(l.offset[1] < l.offset[b] + 8192 && l.offset[b] < l.offset[1] + 8192)
+        << "buffer " << b;
+  // Its output is written, not read: where train's first naming of a
+  // buffer is a fused group's output, the buffer starts there.
+  p.functions[1].instructions = {inst(Opcode::SumRows, {0, 1}), inst(Opcode::SumRows, {0, 2}),
+                                 fused, inst(Opcode::GeluFwd, {4, 3})};
+  p.functions[0].instructions = {inst(Opcode::SumRows, {0, 1})};
+  l = packArena(p, need, anyway());
+  expectSound(p, need, l);
+  EXPECT_EQ(l.peakBytes, 4096u + 3 * 8192); // 1, 2 and 4 live together
+}
+
+TEST(ArenaPack, WeightGradientOperandsToTheNext) {
+  // Two weight gradients with a gelu between: 1 (x of the first) could
+  // share bytes with 3 (the gelu's output) unless it lives to the second
+  // weight gradient, as the compiler keeps it for a second stream.
+  ProgramDesc p = withTemps({8, 8, 8, 8, 8});
+  p.functions = {{"train",
+                  {inst(Opcode::SumRows, {0, 1}), inst(Opcode::SumRows, {0, 2}),
+                   inst(Opcode::LinearBwdWeight, {1, 2, 5}), inst(Opcode::GeluFwd, {2, 3}),
+                   inst(Opcode::SumRows, {0, 4}),
+                   inst(Opcode::LinearBwdWeight, {3, 4, 5})}}};
+  std::vector<uint64_t> need = sizes(p);
+  ArenaLayout l = packArena(p, need, anyway());
+  expectSound(p, need, l);
+  const auto meet = [&](uint32_t a, uint32_t b) {
+    return l.offset[a] < l.offset[b] + 8192 && l.offset[b] < l.offset[a] + 8192;
+  };
+  EXPECT_TRUE(meet(1, 3) || meet(1, 4));
+  PackOptions keep = anyway();
+  keep.keepWeightGradOperands = true;
+  l = packArena(p, need, keep);
+  expectSound(p, need, l);
+  for (uint32_t b : {2u, 3u, 4u})
+    EXPECT_FALSE(meet(1, b)) << "buffer " << b;
+}
+
+TEST(ArenaPack, ATemporaryAcrossThePersistentRegionsEnd) {
+  ProgramDesc p = withTemps({8, 8});
+  p.functions = {{"train", {inst(Opcode::SumRows, {0, 1}), inst(Opcode::GeluFwd, {1, 2})}}};
+  p.buffers[1].offset = 2048; // inside the parameter's bytes, and past them
+  p.buffers[1].name = "t";
+  EXPECT_EQ(packArena(p, sizes(p), anyway()).unused,
+            "temporary 't' starts in the persistent region and ends past it");
+}
+
 TEST(ArenaPack, RandomProgramsStaySound) {
   // Programs of gelus, adds and sum_rows over 24 temporaries, some written
   // in place over another (the same bytes) or as a view of part of one,
@@ -294,7 +366,7 @@ TEST(ArenaPack, RandomProgramsStaySound) {
     for (uint32_t t = 1; t <= nt; ++t)
       if (rng() % 2)
         need[t] = need[t] / 2;
-    const ArenaLayout l = packArena(p, need, /*evenIfLarger=*/true);
+    const ArenaLayout l = packArena(p, need, anyway());
     ASSERT_EQ(l.unused, "");
     expectSound(p, need, l);
     if (::testing::Test::HasFailure()) {

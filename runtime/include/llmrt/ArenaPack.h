@@ -6,7 +6,8 @@
 // bytes each really takes gives the arena back what 16-bit storage saves.
 // The new layout keeps every alias the compiler made (buffers that share
 // bytes while both are live, an in-place result and its operand) and
-// moves each such group as one piece; it reads no device state, so the CPU
+// moves each such group as one piece (the compiler's longer lives for a
+// second stream only where asked: PackOptions); it reads no device state, so the CPU
 // tests it, and the CPU executor can run under it (LLMRT_ARENA_REPACK=1)
 // to check it end to end.
 //
@@ -45,6 +46,15 @@ struct ArenaLayout {
   std::string unused;
 };
 
+struct PackOptions {
+  /// Pack even where the peak is no smaller than the compiler's (a check).
+  bool evenIfLarger = false;
+  /// Keep each linear_bwd_weight's operands live to the next one, as the
+  /// compiler does for --target cuda (overlapWeightGrads): the room a
+  /// second stream needs to run weight gradients beside the main one.
+  bool keepWeightGradOperands = false;
+};
+
 /// The temporaries of `p` packed anew (largest first, each at the lowest
 /// offset free over its live instructions), buffer b taking `need[b]`
 /// bytes (at most its size; rounded up to the arena's alignment) where
@@ -53,13 +63,14 @@ struct ArenaLayout {
 /// (params, optimizer state, inputs, outputs); it is live in a function
 /// from the first instruction that names it to the last. Buffers whose
 /// ranges overlap while both are live stay together, at the same distance;
-/// a temporary whose first instruction in some function reads it (what an
-/// earlier run left) is live throughout. `unused` says why not where the
-/// peak is no smaller than the compiler's, or the program is not one
-/// rank's (rank-dependent views, sends and receives); with `evenIfLarger`
-/// only for the latter.
+/// a temporary that the first instruction naming it in some function reads
+/// (what an earlier run left; any slot not written whole or as a column
+/// slice counts as a read) is live throughout. `unused` says why not where
+/// the peak is no smaller than the compiler's, or the program is not one
+/// rank's (rank-dependent views, sends and receives) or has a temporary
+/// that starts inside the persistent region and ends past it.
 ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
-                      bool evenIfLarger = false);
+                      const PackOptions &options = {});
 
 /// `p` with its buffers at `layout`'s offsets and arena (a copy).
 ProgramDesc withLayout(const ProgramDesc &p, const ArenaLayout &layout);

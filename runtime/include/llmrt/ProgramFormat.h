@@ -40,7 +40,9 @@
 // Functions: "train" (forward, backward, optimizer) and "eval" (forward and
 // loss). Buffers are arena views; params, optimizer state, inputs and outputs
 // live in a persistent region, temporaries in a region the compiler packed
-// from liveness. The arena size is the compile-time peak.
+// from liveness. The arena size is the compile-time peak, every tensor at
+// its f32 size; a runtime that stores some in 16 bits may pack the
+// temporaries anew (ArenaPack.h).
 //
 //===----------------------------------------------------------------------===//
 #ifndef LLMRT_PROGRAMFORMAT_H

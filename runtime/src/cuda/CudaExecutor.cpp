@@ -58,6 +58,10 @@
 // side stream, no LLMRT_CUDA_SYNC); LLMRT_CUDA_WEIGHT16=1 (the default;
 // 0 off) keeps a 16-bit copy of each GEMM weight, which AdamW writes, so
 // that no GEMM converts its weight (one rank, 16-bit GEMMs).
+// LLMRT_CUDA_ARENA16=1 (the default; 0 off) packs one rank's temporaries
+// anew with the 16-bit tensors at half their size (ArenaPack.h);
+// LLMRT_CUDA_POISON=1 fills the temporaries with NaNs at the start (a
+// check of reads before writes).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
 // backward instead of taking the forward's; LLMRT_CUDA_ATTN_STAGED=1
 // stages the backward's fp32 query tiles by cp.async (no faster on an
@@ -569,7 +573,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_GEMM_TUNE", '3'},   {"LLMRT_CUDA_ATTN_ASYNC", '3'},
       {"LLMRT_CUDA_LOSS_ROW", '2'},    {"LLMRT_CUDA_ADAMW_VEC", '1'},
       {"LLMRT_CUDA_GRAPH", '1'},       {"LLMRT_CUDA_WEIGHT16", '1'},
-      {"LLMRT_CUDA_LN_BWD_ASYNC", '1'}};
+      {"LLMRT_CUDA_LN_BWD_ASYNC", '1'}, {"LLMRT_CUDA_ARENA16", '1'},
+      {"LLMRT_CUDA_POISON", '1'}};
   for (auto [name, max] : kSwitches)
     if (const char *v = std::getenv(name);
         v && !(v[0] >= '0' && v[0] <= max && v[1] == '\0'))
@@ -795,6 +800,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // holds in the new layout: operands of one instruction are live
   // together, so they overlap there only as the compiler laid them out.
   const uint64_t compiledArena = p.arenaBytes;
+  const bool wgradStream = !multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false);
   if (!multi && plan16.count > 0 && switchOn("LLMRT_CUDA_ARENA16", true)) {
     std::vector<char> all16(p.buffers.size(), 1);
     for (size_t fi = 0; fi < p.functions.size(); ++fi)
@@ -809,12 +815,18 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     for (size_t b = 0; b < p.buffers.size(); ++b)
       need.push_back(all16[b] && p.buffers[b].role == BufferRole::Temp ? p.buffers[b].bytes / 2
                                                                        : p.buffers[b].bytes);
-    const ArenaLayout layout = packArena(p, need);
+    // (The side stream's weight gradients keep their operands to the next
+    // one, as the compiler left them.)
+    PackOptions options;
+    options.keepWeightGradOperands = wgradStream;
+    const ArenaLayout layout = packArena(p, need, options);
     if (layout.unused.empty()) {
       ex->program_ = withLayout(p, layout); // `p` names it
-      ex->device_ += absl::StrCat(", arena ", layout.arenaBytes >> 20, " MiB (compiled ",
-                                  compiledArena >> 20, ": ", layout.shrunk,
-                                  " buffers 16-bit)");
+      ex->device_ += absl::StrCat(", arena ", layout.arenaBytes >> 20,
+                                  " MiB packed with 16-bit sizes (compiled ",
+                                  compiledArena >> 20, " MiB; ", layout.shrunk, " halved)");
+    } else {
+      ex->device_ += absl::StrCat(", arena as compiled (", layout.unused, ")");
     }
   }
   const int64_t sideAt = ex->workspaceBytes_;
@@ -892,6 +904,11 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     }
     cudaMemsetAsync(*ptr, 0, bytes, ex->stream_);
   }
+  // LLMRT_CUDA_POISON=1: the temporaries' bytes start as NaNs (0xff), so
+  // that a kernel reading one before anything wrote it shows (run.sh's
+  // parity runs; a check, off by default).
+  if (switchOn("LLMRT_CUDA_POISON", false) && p.arenaBytes > persistentEnd)
+    cudaMemsetAsync(ex->arena_ + persistentEnd, 0xff, p.arenaBytes - persistentEnd, ex->stream_);
   ex->attnWs_ = reinterpret_cast<float *>(ex->workspace_);
   ex->attnScratch_ = reinterpret_cast<float *>(ex->workspace_ + scratchAt);
   ex->rowScratch_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes));
@@ -938,7 +955,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     std::fprintf(stderr, "warning: rank %d: LLMRT_CUDA_GRAPH: GEMMs in %s: the steps run "
                          "kernel by kernel (graphs take bf16 GEMMs)\n",
                  comm.rank(), cuda::gemmModeName(mode));
-  if (!multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false)) {
+  if (wgradStream) {
     // The lowest priority: the main stream's kernels go first where both
     // wait for SMs.
     int least = 0, greatest = 0;
