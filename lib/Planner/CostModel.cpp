@@ -234,7 +234,12 @@ double mlir::llm::storageBytesFactor(const ModelProfile &m, const OpProfile &op,
 }
 
 double mlir::llm::arena16Saving(const ModelProfile &m, const PlanConfig &c) {
-  return m.storage16 && m.arena16 && m.elemBytes == 4 && c.dp * c.tp * c.pp == 1 ? 0.5 : 0.0;
+  // Tensor parallelism is left out (counted at f32 sizes, an upper bound):
+  // its vocabulary-parallel loss keeps f32 logits, and its column copies,
+  // gathers and reduce-scatters read or write the norms' outputs and the
+  // linears' in f32. Data and pipeline parallelism and ZeRO leave a
+  // rank's activations as one device's.
+  return m.storage16 && m.arena16 && m.elemBytes == 4 && c.tp == 1 ? 0.5 : 0.0;
 }
 
 double mlir::llm::activationBytesPerLayer(const ModelProfile &m,

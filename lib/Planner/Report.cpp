@@ -159,14 +159,18 @@ std::string mlir::llm::planReport(const ModelProfile &m, const Cluster &cl,
        c.zero == 3 ? "exposed ZeRO-3 gathers" : "exposed after overlap");
   line("optimizer step", p.optimizer, "");
   os << "  memory on the busiest device:\n";
-  auto mem = [&](const char *what, double v) {
-    os << llvm::formatv("    {0,-32}{1,12}\n", what, gib(v));
+  auto mem = [&](const char *what, double v, const char *note = "") {
+    os << llvm::formatv("    {0,-32}{1,12}", what, gib(v)) << (*note ? "  " : "") << note
+       << "\n";
   };
-  mem("weights", p.weights);
+  const bool world1 = c.dp * c.tp * c.pp == 1;
+  mem("weights", p.weights,
+      m.storage16 && m.weightCopies16 && world1 ? "with the GEMMs' 16-bit copies" : "");
   mem("gradients", p.grads);
   mem("optimizer state", p.optimizerState);
-  mem("activations", p.activations);
-  mem("temporaries", p.temporaries);
+  const bool half = arena16Saving(m, c) > 0;
+  mem("activations", p.activations, half ? "those stored 16-bit at half size" : "");
+  mem("temporaries", p.temporaries, half ? "the logits and their gradient 16-bit" : "");
   os << llvm::formatv("    {0,-32}{1,12} of {2} GiB\n\n", "total",
                       gib(p.memory()), cl.memoryGiB);
   if (p.perStage.size() > 1) {

@@ -4,6 +4,7 @@
 #include "llmrt/Store16.h"
 
 #include <algorithm>
+#include <functional>
 #include <numeric>
 
 namespace llmrt {
@@ -48,8 +49,9 @@ struct UnionFind {
 /// (bit k: operand k): those it overwrites whole, a column copy's
 /// destination and attention's gradient slices (a value the compiler
 /// assembles from column runs starts at the first), a fused group's
-/// outputs, the global norm and the clip factor. Any other slot reads: where it is the first to name a
-/// temporary, what an earlier run left is read.
+/// outputs, the global norm and the clip factor, a collective's result,
+/// a receive's buffer. Any other slot reads: where it is the first to
+/// name a temporary, what an earlier run left is read.
 uint32_t startsValues(const Instruction &inst, const ProgramDesc &p) {
   uint32_t w = overwrittenSlots(inst, p);
   const auto n = static_cast<uint32_t>(inst.operands.size());
@@ -58,7 +60,15 @@ uint32_t startsValues(const Instruction &inst, const ProgramDesc &p) {
     w |= 2u;
     break;
   case Opcode::GlobalNorm: // [out, g...]
+  case Opcode::Recv:       // [y]
+  case Opcode::RecvStart:  // [y]
     w |= 1u;
+    break;
+  case Opcode::AllReduce:      // [x, y] (y may be x: in place)
+  case Opcode::AllGather:      // [x, y]
+  case Opcode::AllGatherStart: // [x, y]
+  case Opcode::ReduceScatter:  // [x, y]
+    w |= 2u;
     break;
   case Opcode::ClipScale: // [norm, max, out]
     w |= 4u;
@@ -92,35 +102,28 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
     out.offset[b] = p.buffers[b].offset;
   out.peakBytes = out.arenaBytes = p.arenaBytes;
 
-  for (const BufferDesc &d : p.buffers)
-    if (d.rankGroup != 0) {
+  // The bytes a buffer covers on any rank.
+  std::vector<uint64_t> extent(nb);
+  for (uint32_t b = 0; b < nb; ++b) {
+    const BufferDesc &d = p.buffers[b];
+    if (d.rankGroup != 0 && !options.allRanks) {
       out.unused = "rank-dependent views (several ranks)";
       return out;
     }
-  for (const FunctionDesc &f : p.functions)
-    for (const Instruction &inst : f.instructions)
-      switch (static_cast<Opcode>(inst.opcode)) {
-      case Opcode::Send:
-      case Opcode::Recv:
-      case Opcode::RecvStart:
-      case Opcode::RecvWait:
-        out.unused = "pipeline sends and receives (several ranks)";
-        return out;
-      default:
-        break;
-      }
+    extent[b] = d.rankGroup != 0 ? std::max(d.bytes, options.allRanks(d)) : d.bytes;
+  }
 
   // The persistent region ends where the first temporary may start.
   uint64_t persistentEnd = 0;
-  for (const BufferDesc &d : p.buffers)
-    if (d.role != BufferRole::Temp)
-      persistentEnd = std::max(persistentEnd, d.offset + d.bytes);
+  for (uint32_t b = 0; b < nb; ++b)
+    if (p.buffers[b].role != BufferRole::Temp)
+      persistentEnd = std::max(persistentEnd, p.buffers[b].offset + extent[b]);
   const uint64_t base = alignUp(persistentEnd);
   std::vector<char> movable(nb, 0);
   std::vector<uint32_t> temps;
   for (uint32_t b = 0; b < nb; ++b) {
     const BufferDesc &d = p.buffers[b];
-    if (d.role == BufferRole::Temp && d.offset < base && d.offset + d.bytes > base) {
+    if (d.role == BufferRole::Temp && d.offset < base && d.offset + extent[b] > base) {
       out.unused = "temporary '" + d.name + "' starts in the persistent region and ends past it";
       return out;
     }
@@ -130,12 +133,12 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
     }
   }
 
-  // Live spans per function; a buffer whose first instruction reads it
-  // (in any slot naming it there: an in-place update reads too) lives on
-  // from an earlier run.
+  // Live spans per function, and where the first instruction naming a
+  // buffer reads it (in any slot naming it there: an in-place update reads
+  // too), that instruction.
   const size_t nf = p.functions.size();
   std::vector<std::vector<Span>> live(nf, std::vector<Span>(nb));
-  std::vector<char> carried(nb, 0);
+  std::vector<std::vector<std::pair<uint32_t, int64_t>>> readFirst(nf);
   for (size_t f = 0; f < nf; ++f) {
     const auto &insts = p.functions[f].instructions;
     for (size_t i = 0; i < insts.size(); ++i) {
@@ -147,9 +150,13 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
           continue;
         // A slot past 32 or one that reads: the value came from before.
         if ((live[f][b].empty() || live[f][b].first == static_cast<int64_t>(i)) &&
-            (k >= 32 || !(writes >> k & 1u)))
-          carried[b] = 1;
+            (k >= 32 || !(writes >> k & 1u)) &&
+            (readFirst[f].empty() || readFirst[f].back().first != b))
+          readFirst[f].push_back({b, static_cast<int64_t>(i)});
         live[f][b].add(static_cast<int64_t>(i));
+        if (f < options.livesTo.size() && i < options.livesTo[f].size())
+          live[f][b].add(static_cast<int64_t>(
+              std::min(options.livesTo[f][i], insts.size() - 1)));
       }
     }
     // Each weight gradient's operands to the next weight gradient.
@@ -166,9 +173,46 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
     }
   }
 
+  // A buffer read first holds what other buffer ids left on its bytes
+  // before (a ZeRO share of a gradient, a bucket of gradients): the
+  // buffers overlapping it that this function named before, the latest
+  // first, until they cover it, join its group. What none covers is what
+  // an earlier run left: then it lives throughout.
+  UnionFind uf(nb);
+  std::vector<char> carried(nb, 0);
+  for (size_t f = 0; f < nf; ++f)
+    for (auto [b, at] : readFirst[f]) {
+      const uint64_t lo = p.buffers[b].offset, hi = lo + extent[b];
+      std::vector<std::pair<int64_t, uint32_t>> before; // (last named, buffer)
+      for (uint32_t c : temps) {
+        const Span &s = live[f][c];
+        if (c != b && !s.empty() && s.first < at && p.buffers[c].offset < hi &&
+            lo < p.buffers[c].offset + extent[c])
+          before.push_back({std::min<int64_t>(s.last, at), c});
+      }
+      std::sort(before.begin(), before.end(), std::greater<>());
+      std::vector<std::pair<uint64_t, uint64_t>> covered;
+      auto coversAll = [&] {
+        std::sort(covered.begin(), covered.end());
+        uint64_t at = lo;
+        for (auto [c0, c1] : covered)
+          if (c0 <= at)
+            at = std::max(at, c1);
+        return at >= hi;
+      };
+      bool whole = false;
+      for (auto [last, c] : before) {
+        uf.join(b, c);
+        covered.push_back({p.buffers[c].offset, p.buffers[c].offset + extent[c]});
+        if ((whole = coversAll()))
+          break;
+      }
+      if (!whole)
+        carried[b] = 1;
+    }
+
   // Groups: buffers whose bytes overlap while both are live (sorted by
   // offset, each against those that start before it ends).
-  UnionFind uf(nb);
   std::vector<uint32_t> byOffset = temps;
   std::sort(byOffset.begin(), byOffset.end(), [&](uint32_t a, uint32_t b) {
     return p.buffers[a].offset < p.buffers[b].offset;
@@ -181,11 +225,13 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
         return true;
     return false;
   };
+  // (Sorted by offset, a buffer can overlap a later one only where that
+  // one starts before the furthest end so far.)
   for (size_t x = 0; x < byOffset.size(); ++x) {
     const BufferDesc &a = p.buffers[byOffset[x]];
     for (size_t y = x + 1; y < byOffset.size(); ++y) {
       const BufferDesc &c = p.buffers[byOffset[y]];
-      if (c.offset >= a.offset + a.bytes)
+      if (c.offset >= a.offset + extent[byOffset[x]])
         break;
       if (liveTogether(byOffset[x], byOffset[y]))
         uf.join(byOffset[x], byOffset[y]);
@@ -211,10 +257,12 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
     Group &g = groups[groupOf[r]];
     const BufferDesc &d = p.buffers[b];
     if (!g.members.empty() &&
-        (d.offset != g.lo || d.offset + d.bytes != g.hi))
+        (d.offset != g.lo || d.offset + extent[b] != g.hi))
+      g.sameRange = false;
+    if (d.rankGroup != 0) // a rank's view of its part: not all of the range
       g.sameRange = false;
     g.lo = std::min(g.lo, d.offset);
-    g.hi = std::max(g.hi, d.offset + d.bytes);
+    g.hi = std::max(g.hi, d.offset + extent[b]);
     g.needBytes = std::max(g.needBytes, std::min<uint64_t>(
                                             b < need.size() ? need[b] : d.bytes, d.bytes));
     g.carried = g.carried || carried[b];
@@ -271,7 +319,7 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
     for (uint32_t b : g.members) {
       layout.offset[b] = base + g.at + (p.buffers[b].offset - g.lo);
       layout.arenaBytes =
-          std::max(layout.arenaBytes, alignUp(layout.offset[b] + p.buffers[b].bytes));
+          std::max(layout.arenaBytes, alignUp(layout.offset[b] + extent[b]));
     }
   // Empty temporaries: at the region's start (their old offset may lie
   // past the new arena).

@@ -59,23 +59,24 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
   std::unique_ptr<CpuExecutor> ex(new CpuExecutor());
   ex->comm_ = &comm;
   ex->program_ = std::move(program);
-  // LLMRT_ARENA_REPACK=1 (one rank): the temporaries packed anew by the
-  // runtime (ArenaPack.h, each at its whole size), over an arena of NaNs:
-  // the end-to-end check of the layouts the CUDA executor packs.
+  // LLMRT_ARENA_REPACK=1: the temporaries packed anew by the runtime
+  // (ArenaPack.h, each at its whole size), over an arena of NaNs: the
+  // end-to-end check of the layouts the CUDA executor packs.
   bool poison = false;
   if (const char *r = std::getenv("LLMRT_ARENA_REPACK"); r && std::strcmp(r, "0") != 0) {
     if (std::strcmp(r, "1") != 0)
       return absl::InvalidArgumentError(
           absl::StrCat("LLMRT_ARENA_REPACK='", r, "' is not 0 or 1"));
-    if (comm.worldSize() > 1)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "LLMRT_ARENA_REPACK=1 packs one rank's arena (this run has ", comm.worldSize(),
-          " ranks)"));
     std::vector<uint64_t> need;
     for (const BufferDesc &b : ex->program_.buffers)
       need.push_back(b.bytes);
     PackOptions options;
     options.evenIfLarger = true;
+    // Several ranks: views move with what they view, and the collectives
+    // the executor lets run on keep their operands to their waits.
+    options.allRanks = [&comm](const BufferDesc &b) { return CpuExecutor::allRanksBytes(b, comm); };
+    if (comm.worldSize() > 1)
+      options.livesTo = CpuExecutor::deferredLives(ex->program_, comm, /*fence=*/true);
     ArenaLayout l = packArena(ex->program_, need, options);
     if (!l.unused.empty())
       return absl::FailedPreconditionError(absl::StrCat("LLMRT_ARENA_REPACK: ", l.unused));

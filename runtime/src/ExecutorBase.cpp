@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 
 namespace llmrt {
 
@@ -162,10 +163,14 @@ deferCollectives(const std::vector<uint16_t> &opcodes,
   return d;
 }
 
-DeferredCollectives
-Executor::deferFunction(const ProgramDesc &p, const FunctionDesc &f,
-                        const std::vector<const std::vector<void *> *> &ptrs,
-                        bool fence) {
+namespace {
+/// deferCollectives over function `f`, its instruction i's operand k (of
+/// the first `count(i)`) at address `at(i, k)`, slots from `firstSlot`
+/// (LLMRT_DEFER_COLLECTIVES=0: none deferred).
+DeferredCollectives deferAt(const ProgramDesc &p, const FunctionDesc &f,
+                            const std::function<uintptr_t(size_t, size_t)> &at,
+                            const std::function<size_t(size_t)> &count, int firstSlot,
+                            bool fence) {
   // LLMRT_DEFER_COLLECTIVES=0 keeps every collective blocking (to measure
   // the overlap, or to rule it out when a job hangs).
   if (const char *e = std::getenv("LLMRT_DEFER_COLLECTIVES"); e && std::atoi(e) == 0)
@@ -176,12 +181,61 @@ Executor::deferFunction(const ProgramDesc &p, const FunctionDesc &f,
     const Instruction &inst = f.instructions[i];
     opcodes.push_back(inst.opcode);
     std::vector<std::pair<uintptr_t, uint64_t>> r;
-    for (size_t k = 0; k < inst.operands.size() && k < ptrs[i]->size(); ++k)
-      r.push_back({reinterpret_cast<uintptr_t>((*ptrs[i])[k]),
-                   p.buffers[inst.operands[k]].bytes});
+    for (size_t k = 0; k < count(i); ++k)
+      r.push_back({at(i, k), p.buffers[inst.operands[k]].bytes});
     ranges.push_back(std::move(r));
   }
-  return deferCollectives(opcodes, ranges, kDeferredSlotBase, fence);
+  return deferCollectives(opcodes, ranges, firstSlot, fence);
+}
+} // namespace
+
+DeferredCollectives
+Executor::deferFunction(const ProgramDesc &p, const FunctionDesc &f,
+                        const std::vector<const std::vector<void *> *> &ptrs,
+                        bool fence) {
+  return deferAt(
+      p, f, [&](size_t i, size_t k) { return reinterpret_cast<uintptr_t>((*ptrs[i])[k]); },
+      [&](size_t i) { return std::min(f.instructions[i].operands.size(), ptrs[i]->size()); },
+      kDeferredSlotBase, fence);
+}
+
+uint64_t Executor::allRanksBytes(const BufferDesc &b, Communicator &comm) {
+  if (!b.rankGroup)
+    return b.bytes;
+  const int g = comm.groupSize(static_cast<Group>(b.rankGroup));
+  return b.rankStride * static_cast<uint64_t>(std::max(g, 1) - 1) + b.bytes;
+}
+
+std::vector<std::vector<size_t>> Executor::deferredLives(const ProgramDesc &p,
+                                                         Communicator &comm, bool fence) {
+  std::vector<std::vector<size_t>> lives;
+  for (const FunctionDesc &f : p.functions) {
+    const DeferredCollectives d = deferAt(
+        p, f,
+        [&](size_t i, size_t k) -> uintptr_t {
+          const BufferDesc &b = p.buffers[f.instructions[i].operands[k]];
+          return b.offset +
+                 (b.rankGroup ? b.rankStride * comm.groupRank(static_cast<Group>(b.rankGroup))
+                              : 0);
+        },
+        [&](size_t i) { return f.instructions[i].operands.size(); }, kDeferredSlotBase, fence);
+    const size_t n = f.instructions.size();
+    std::vector<size_t> to(n);
+    for (size_t i = 0; i < n; ++i) {
+      to[i] = i;
+      if (i >= d.slotOf.size() || d.slotOf[i] < 0)
+        continue;
+      to[i] = n ? n - 1 : 0; // completed at the end, unless waited before
+      for (size_t j = i + 1; j < n && j < d.waitBefore.size(); ++j)
+        if (std::find(d.waitBefore[j].begin(), d.waitBefore[j].end(), d.slotOf[i]) !=
+            d.waitBefore[j].end()) {
+          to[i] = j;
+          break;
+        }
+    }
+    lives.push_back(std::move(to));
+  }
+  return lives;
 }
 
 } // namespace llmrt

@@ -84,6 +84,28 @@ class DistributedTest(WithData):
                                  "rank %.9g" % (model, plan or "dp", devices,
                                                 step, a, b))
 
+    def test_runtime_packed_arena_on_several_ranks(self):
+        # LLMRT_ARENA_REPACK=1 on several ranks: the runtime's packing
+        # (ArenaPack.h) with ZeRO's rank-dependent views (a share read
+        # through another buffer than the gradient it views), the
+        # collectives left running to their waits, sequence parallelism
+        # and a pipeline's sends and receives, over arenas of NaNs: the
+        # same losses, bit for bit.
+        env = dict(ENV, LLMRT_ARENA_REPACK="1")
+        for plan in ("dp=2,zero=1", "dp=2,zero=3", "tp=2,sp=1",
+                     "pp=2,schedule=1f1b,mb=2"):
+            tag = "repack-" + plan.replace(",", "_").replace("=", "")
+            exe = compile_for(self.tmp, "tiny-llama-gqa", 2, tag, plan=plan)
+            la, lb = (os.path.join(self.tmp, tag + s + ".jsonl") for s in ("-a", "-b"))
+            args = ["--data", self.data, "--steps", "4", "--seed", "7"]
+            mpirun(2, [exe] + args + ["--log", la])
+            p = subprocess.run([MPIRUN, "-np", "2", "--oversubscribe", "--bind-to", "none",
+                                "-x", "LLMRT_ARENA_REPACK", exe] + args + ["--log", lb],
+                               capture_output=True, text=True, env=env, timeout=240)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(len(losses(lb)), 4, plan)
+            self.assertEqual(losses(la), losses(lb), plan)
+
     def test_gpt2_dp2(self):
         self.parity("shakespeare-char-gpt", 2)
 

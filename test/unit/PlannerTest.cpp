@@ -150,10 +150,16 @@ TEST(PlannerMemory, SixteenBitArenaOnOneDevice) {
   EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, one), 64 * sbh);
   m.arena16 = true;
   EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, one), 36 * sbh);
-  // Several devices keep the compiler's layout (f32 sizes).
+  // Data parallelism leaves a rank's activations as they are; tensor
+  // parallelism is counted at f32 sizes (its vocabulary-parallel loss and
+  // its gathers keep f32 tensors).
   PlanConfig two = one;
   two.dp = 2;
-  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, two), 64 * sbh);
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, two), 36 * sbh);
+  PlanConfig tp2 = one;
+  tp2.tp = 2;
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, tp2), activationBytesPerLayer(
+      [&] { ModelProfile f = m; f.arena16 = false; return f; }(), tp2));
   // The head: the final norm's output and the logits (16-bit, 4 of 8
   // bytes an element) and their gradient, s x vocab each, half as well.
   Cluster cl = cluster("dgx-h100-80g.json");

@@ -11,9 +11,11 @@
 // tests it, and the CPU executor can run under it (LLMRT_ARENA_REPACK=1)
 // to check it end to end.
 //
-// One rank: a collective completes at its own instruction (the deferred
-// collectives and pipeline receives of several ranks keep buffers live
-// past their last instruction, which this does not model).
+// Several ranks: rank-dependent views move with what they view, and a
+// collective an executor lets run on keeps its operands live to the
+// instruction that waits for it (PackOptions). Pipeline sends copy out at
+// their instruction and receives complete at theirs (or at the wait that
+// names the buffer again).
 //
 //===----------------------------------------------------------------------===//
 #ifndef LLMRT_ARENAPACK_H
@@ -22,6 +24,7 @@
 #include "llmrt/ProgramFormat.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -53,6 +56,15 @@ struct PackOptions {
   /// compiler does for --target cuda (overlapWeightGrads): the room a
   /// second stream needs to run weight gradients beside the main one.
   bool keepWeightGradOperands = false;
+  /// Several ranks: the bytes from a buffer's offset that its views on all
+  /// ranks cover (a rank-dependent view: its rank stride times the group's
+  /// size less one, plus its size), which move with what they view. Null:
+  /// a program with rank-dependent views keeps the compiler's layout.
+  std::function<uint64_t(const BufferDesc &)> allRanks;
+  /// Per function and instruction (where given): the last instruction up
+  /// to which its operands stay live (a collective an executor lets run on
+  /// until a later instruction waits for it: deferCollectives).
+  std::vector<std::vector<size_t>> livesTo;
 };
 
 /// The temporaries of `p` packed anew (largest first, each at the lowest
@@ -66,9 +78,9 @@ struct PackOptions {
 /// a temporary that the first instruction naming it in some function reads
 /// (what an earlier run left; any slot not written whole or as a column
 /// slice counts as a read) is live throughout. `unused` says why not where
-/// the peak is no smaller than the compiler's, or the program is not one
-/// rank's (rank-dependent views, sends and receives) or has a temporary
-/// that starts inside the persistent region and ends past it.
+/// the peak is no smaller than the compiler's, or the program has
+/// rank-dependent views and no `allRanks`, or a temporary that starts
+/// inside the persistent region and ends past it.
 ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
                       const PackOptions &options = {});
 

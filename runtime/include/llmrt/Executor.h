@@ -166,6 +166,17 @@ protected:
                 const std::vector<const std::vector<void *> *> &ptrs, bool fence);
   static constexpr int kDeferredSlotBase = 4096;
 
+  /// Where the collectives deferFunction lets run on are waited for, over
+  /// `p`'s own layout on this rank: per function and instruction, the
+  /// instruction up to which its operands stay live (its wait; the last
+  /// for one completed at the end), else its own index (ArenaPack.h's
+  /// PackOptions::livesTo).
+  static std::vector<std::vector<size_t>> deferredLives(const ProgramDesc &p,
+                                                       Communicator &comm, bool fence);
+  /// The bytes from a rank-dependent view's offset that its views on all
+  /// ranks cover (PackOptions::allRanks).
+  static uint64_t allRanksBytes(const BufferDesc &b, Communicator &comm);
+
   ProgramDesc program_;
   Communicator *comm_ = nullptr;
   double lossScale_ = 1.0;

@@ -58,8 +58,8 @@
 // side stream, no LLMRT_CUDA_SYNC); LLMRT_CUDA_WEIGHT16=1 (the default;
 // 0 off) keeps a 16-bit copy of each GEMM weight, which AdamW writes, so
 // that no GEMM converts its weight (one rank, 16-bit GEMMs).
-// LLMRT_CUDA_ARENA16=1 (the default; 0 off) packs one rank's temporaries
-// anew with the 16-bit tensors at half their size (ArenaPack.h);
+// LLMRT_CUDA_ARENA16=1 (the default; 0 off) packs the temporaries anew
+// with the 16-bit tensors at half their size (ArenaPack.h);
 // LLMRT_CUDA_POISON=1 fills the temporaries with NaNs at the start (a
 // check of reads before writes).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
@@ -794,14 +794,14 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
 
   // The temporaries packed anew with the bytes 16-bit storage leaves them
-  // (ArenaPack.h; one rank; LLMRT_CUDA_ARENA16=0: the compiler's layout,
+  // (ArenaPack.h; LLMRT_CUDA_ARENA16=0: the compiler's layout,
   // which sizes every tensor in fp32): a buffer whose every value lives
   // 16-bit in its own bytes takes the first half of them. The plan above
   // holds in the new layout: operands of one instruction are live
   // together, so they overlap there only as the compiler laid them out.
   const uint64_t compiledArena = p.arenaBytes;
   const bool wgradStream = !multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false);
-  if (!multi && plan16.count > 0 && switchOn("LLMRT_CUDA_ARENA16", true)) {
+  if (plan16.count > 0 && switchOn("LLMRT_CUDA_ARENA16", true)) {
     std::vector<char> all16(p.buffers.size(), 1);
     for (size_t fi = 0; fi < p.functions.size(); ++fi)
       for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
@@ -819,6 +819,15 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     // one, as the compiler left them.)
     PackOptions options;
     options.keepWeightGradOperands = wgradStream;
+    // Several ranks: views move with what they view, and the collectives
+    // left running keep their operands to their waits (as deferFunction
+    // places them below, over the compiler's layout; the waits it places
+    // over the new one follow its bytes, so they are safe either way).
+    options.allRanks = [&comm](const BufferDesc &b) {
+      return CudaExecutor::allRanksBytes(b, comm);
+    };
+    if (multi)
+      options.livesTo = CudaExecutor::deferredLives(p, comm, /*fence=*/false);
     const ArenaLayout layout = packArena(p, need, options);
     if (layout.unused.empty()) {
       ex->program_ = withLayout(p, layout); // `p` names it
