@@ -739,6 +739,10 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
                << "llm-lower-to-rt: the CPU runtime computes in f32, got "
                << type;
       int64_t end = std::max(lastUse(r), i);
+      // A received value nothing reads is still being received until the
+      // recv_wait at the function's end.
+      if (isa<RecvOp>(op) && r.use_empty())
+        end = n - 1;
       if (auto k = inPlaceOperand(&op); k && op.getNumResults() == 1) {
         Value src = op.getOperand(*k);
         auto it = storageOf.find(src);

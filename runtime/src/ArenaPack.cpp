@@ -194,16 +194,18 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
       std::vector<std::pair<uint64_t, uint64_t>> covered;
       auto coversAll = [&] {
         std::sort(covered.begin(), covered.end());
-        uint64_t at = lo;
+        uint64_t upTo = lo;
         for (auto [c0, c1] : covered)
-          if (c0 <= at)
-            at = std::max(at, c1);
-        return at >= hi;
+          if (c0 <= upTo)
+            upTo = std::max(upTo, c1);
+        return upTo >= hi;
       };
       bool whole = false;
       for (auto [last, c] : before) {
         uf.join(b, c);
-        covered.push_back({p.buffers[c].offset, p.buffers[c].offset + extent[c]});
+        // (To the alignment: nothing lives in a buffer's padding, e.g.
+        // between a bucket's gradients.)
+        covered.push_back({p.buffers[c].offset, alignUp(p.buffers[c].offset + extent[c])});
         if ((whole = coversAll()))
           break;
       }
