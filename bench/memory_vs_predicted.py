@@ -3,7 +3,7 @@
 the ZeRO formulas, for the byte-level Shakespeare GPT (batch 8 x 256) on this
 machine's cluster file, under several plans.
 
-  /usr/bin/python3 bench/memory_vs_predicted.py
+  /usr/bin/python3 bench/memory_vs_predicted.py [--pipelines | --collectives | --cuda]
 
 For each plan: the program's per-rank bytes of parameters and of AdamW
 moments (its buffer table, from `llm-compile --emit=mlir`) against the ZeRO
@@ -158,7 +158,7 @@ def main_pipelines():
 
 if __name__ == "__main__" and "--pipelines" in sys.argv:
     main_pipelines()
-elif __name__ == "__main__" and "--collectives" not in sys.argv:
+elif __name__ == "__main__" and "--collectives" not in sys.argv and "--cuda" not in sys.argv:
     main()
 
 
@@ -201,5 +201,47 @@ def collectives_table():
             print("| %s | %d (%d) | %d (%d) |" % (name, tp, mtp, dp, mdp))
 
 
+# --target cuda on one H100 (examples/clusters/h100-1gpu.json): the
+# planner's memory against what the CUDA runtime allocates for the same
+# executable (llmrt-memory: the arena packed with its 16-bit tensors, the
+# GEMM weights' 16-bit copies, the 16-bit values kept beside their
+# buffers; not the kernels' workspace), both computed here.
+CUDA_CASES = [("GPT-2 2 layers, B 4 x 256", "gpt2", 4, 256, 2),
+              ("GPT-2 4 layers, B 8 x 512", "gpt2", 8, 512, 4),
+              ("GPT-2 124M, B 16 x 1024", "gpt2", 16, 1024, 12),
+              ("tiny Llama (GQA), B 8 x 64", "tiny-llama-gqa", 8, 64, 2)]
+
+
+def cuda_arena(tmp, model, batch, seq, layers):
+    """(predicted bytes, runtime bytes, llmrt-memory's JSON) for `model`
+    compiled with --target cuda for one device."""
+    mlir = os.path.join(tmp, "cuda.mlir")
+    exe = os.path.join(tmp, "cuda.exe")
+    sh([os.path.join(BIN, "llm-import"), "--hf-config",
+        os.path.join(ROOT, "examples", "models", model + ".json"), "--batch", str(batch),
+        "--seq", str(seq), "--layers", str(layers), "-o", mlir])
+    sh([os.path.join(BIN, "llm-compile"), mlir, "--target", "cuda", "-o", exe])
+    cluster = os.path.join(ROOT, "examples", "clusters", "h100-1gpu.json")
+    plan = json.loads(sh([os.path.join(BIN, "llm-compile"), mlir, "--target", "cuda",
+                          "--emit=plan", "--cluster", cluster, "--devices", "1"]))
+    rt = json.loads(sh([os.path.join(BIN, "llmrt-memory"), exe, "--json"]).splitlines()[0])
+    runtime = rt["arena_bytes"] + rt["weight_copy_bytes"] + rt["side_bytes"]
+    return plan["predicted"]["memory_bytes_per_device"], runtime, rt
+
+
+def cuda_table():
+    print("| model | compiled arena | runtime (llmrt-memory) | planner | runtime / planner |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model, batch, seq, layers in CUDA_CASES:
+            predicted, runtime, rt = cuda_arena(tmp, model, batch, seq, layers)
+            gib = 1 << 30
+            print("| %s | %.3f GiB | %.3f GiB | %.3f GiB | %.3f |" % (
+                name, rt["compiled_arena_bytes"] / gib, runtime / gib, predicted / gib,
+                runtime / predicted))
+
+
 if __name__ == "__main__" and "--collectives" in sys.argv:
     collectives_table()
+elif __name__ == "__main__" and "--cuda" in sys.argv:
+    cuda_table()

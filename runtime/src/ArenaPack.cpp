@@ -1,6 +1,8 @@
 //===- ArenaPack.cpp - a program's temporaries packed anew ----------------===//
 #include "llmrt/ArenaPack.h"
 
+#include "llmrt/Comm.h"
+#include "llmrt/Executor.h"
 #include "llmrt/Store16.h"
 
 #include <algorithm>
@@ -345,6 +347,31 @@ ProgramDesc withLayout(const ProgramDesc &p, const ArenaLayout &layout) {
     q.buffers[b].offset = layout.offset[b];
   q.arenaBytes = layout.arenaBytes;
   return q;
+}
+
+ArenaLayout packDeviceArena(const ProgramDesc &p, const Communicator &comm,
+                            const Store16Plan &plan16, bool keepWeightGradOperands) {
+  std::vector<char> all16(p.buffers.size(), 1);
+  for (size_t fi = 0; fi < p.functions.size() && fi < plan16.slots.size(); ++fi)
+    for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
+      const Instruction &inst = p.functions[fi].instructions[ii];
+      const uint32_t slots = ii < plan16.slots[fi].size() ? plan16.slots[fi][ii] : 0;
+      for (uint32_t k = 0; k < inst.operands.size(); ++k)
+        if (inst.operands[k] < all16.size() &&
+            (k >= 32 || !(slots >> k & 1u) ||
+             plan16.side.count({static_cast<uint32_t>(fi), static_cast<uint32_t>(ii), k})))
+          all16[inst.operands[k]] = 0;
+    }
+  std::vector<uint64_t> need;
+  for (size_t b = 0; b < p.buffers.size(); ++b)
+    need.push_back(all16[b] && p.buffers[b].role == BufferRole::Temp ? p.buffers[b].bytes / 2
+                                                                     : p.buffers[b].bytes);
+  PackOptions options;
+  options.keepWeightGradOperands = keepWeightGradOperands;
+  options.allRanks = [&comm](const BufferDesc &b) { return allRanksBytes(b, comm); };
+  if (comm.worldSize() > 1)
+    options.livesTo = deferredLives(p, comm, /*fence=*/false);
+  return packArena(p, need, options);
 }
 
 } // namespace llmrt

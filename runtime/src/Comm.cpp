@@ -70,10 +70,47 @@ private:
     abort(1);
   }
 };
+/// A rank's place in a world, passing no message (plans made offline).
+class ShapeCommunicator final : public Communicator {
+public:
+  ShapeCommunicator(int rank, int tp, int dp, int pp) {
+    rank_ = rank;
+    tp_ = tp;
+    dp_ = dp;
+    pp_ = pp;
+    worldSize_ = tp * dp * pp;
+  }
+  absl::Status setupGroups(int, int, int) override { return absl::OkStatus(); }
+  void allReduce(float *, int64_t, Group, Reduction) override { none("all_reduce"); }
+  void allReduce(double *, int64_t, Group, Reduction) override { none("all_reduce"); }
+  void allGather(float *, int64_t, Group) override { none("all_gather"); }
+  void reduceScatter(const float *, float *, int64_t, Group, Reduction) override {
+    none("reduce_scatter");
+  }
+  void gatherToRoot(const float *, float *, int64_t, Group) override { none("gather"); }
+  void barrier() override { none("barrier"); }
+  void broadcast(void *, int64_t, Group, int) override { none("broadcast"); }
+  void send(const float *, int64_t, int, int) override { none("send"); }
+  void recv(float *, int64_t, int, int) override { none("recv"); }
+  [[noreturn]] void abort(int code) override { std::exit(code); }
+
+private:
+  [[noreturn]] void none(const char *op) {
+    std::fprintf(stderr, "error: %s on a communicator that only describes rank %d's place "
+                         "(no message passes)\n",
+                 op, rank_);
+    std::fflush(stderr);
+    abort(1);
+  }
+};
 } // namespace
 
 std::unique_ptr<Communicator> createLocalCommunicator() {
   return std::make_unique<LocalCommunicator>();
+}
+
+std::unique_ptr<Communicator> createShapeCommunicator(int rank, int tp, int dp, int pp) {
+  return std::make_unique<ShapeCommunicator>(rank, tp, dp, pp);
 }
 
 } // namespace llmrt

@@ -74,9 +74,9 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
     options.evenIfLarger = true;
     // Several ranks: views move with what they view, and the collectives
     // the executor lets run on keep their operands to their waits.
-    options.allRanks = [&comm](const BufferDesc &b) { return CpuExecutor::allRanksBytes(b, comm); };
+    options.allRanks = [&comm](const BufferDesc &b) { return allRanksBytes(b, comm); };
     if (comm.worldSize() > 1)
-      options.livesTo = CpuExecutor::deferredLives(ex->program_, comm, /*fence=*/true);
+      options.livesTo = deferredLives(ex->program_, comm, /*fence=*/true);
     ArenaLayout l = packArena(ex->program_, need, options);
     if (!l.unused.empty())
       return absl::FailedPreconditionError(absl::StrCat("LLMRT_ARENA_REPACK: ", l.unused));

@@ -199,15 +199,15 @@ Executor::deferFunction(const ProgramDesc &p, const FunctionDesc &f,
       kDeferredSlotBase, fence);
 }
 
-uint64_t Executor::allRanksBytes(const BufferDesc &b, Communicator &comm) {
+uint64_t allRanksBytes(const BufferDesc &b, const Communicator &comm) {
   if (!b.rankGroup)
     return b.bytes;
   const int g = comm.groupSize(static_cast<Group>(b.rankGroup));
   return b.rankStride * static_cast<uint64_t>(std::max(g, 1) - 1) + b.bytes;
 }
 
-std::vector<std::vector<size_t>> Executor::deferredLives(const ProgramDesc &p,
-                                                         Communicator &comm, bool fence) {
+std::vector<std::vector<size_t>> deferredLives(const ProgramDesc &p, const Communicator &comm,
+                                               bool fence) {
   std::vector<std::vector<size_t>> lives;
   for (const FunctionDesc &f : p.functions) {
     const DeferredCollectives d = deferAt(
@@ -218,7 +218,7 @@ std::vector<std::vector<size_t>> Executor::deferredLives(const ProgramDesc &p,
                  (b.rankGroup ? b.rankStride * comm.groupRank(static_cast<Group>(b.rankGroup))
                               : 0);
         },
-        [&](size_t i) { return f.instructions[i].operands.size(); }, kDeferredSlotBase, fence);
+        [&](size_t i) { return f.instructions[i].operands.size(); }, /*firstSlot=*/0, fence);
     const size_t n = f.instructions.size();
     std::vector<size_t> to(n);
     for (size_t i = 0; i < n; ++i) {

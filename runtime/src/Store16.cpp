@@ -1,6 +1,7 @@
 //===- Store16.cpp - 16-bit storage, fusions, side stream: GPU plans ------===//
 #include "llmrt/Store16.h"
 
+#include "llmrt/Comm.h"
 #include "llmrt/Executor.h"
 
 #include <algorithm>
@@ -709,6 +710,53 @@ SideStreamPlan planSideStream(const ProgramDesc &p, size_t f,
   if (!pending.empty())
     plan.atEnd = pending.back().unit;
   return plan;
+}
+
+bool flashAttentionRuns(const Instruction &inst) {
+  if (inst.ints.size() < 5 || inst.ints[4] != kFlashAttentionHeadDim)
+    return false;
+  const AttentionLayout l = attentionLayout(inst);
+  for (int t = 0; t < 6; ++t)
+    if (l.ld[t] % 4 != 0 || l.off[t] % 4 != 0)
+      return false;
+  return true;
+}
+
+Store16Plan planDeviceStore16(const ProgramDesc &p, const Communicator &comm, bool activations,
+                              const std::function<bool(const Instruction &)> &attention16) {
+  const bool multi = comm.worldSize() > 1;
+  return planStore16(
+      p,
+      [&](uint32_t b) {
+        const BufferDesc &d = p.buffers[b];
+        uint64_t at = d.offset;
+        if (d.rankGroup)
+          at += d.rankStride * comm.groupRank(static_cast<Group>(d.rankGroup));
+        return std::pair<uint64_t, uint64_t>{at, at + d.bytes};
+      },
+      [&](const Instruction &inst) {
+        auto op = static_cast<Opcode>(inst.opcode);
+        return (op != Opcode::VocabCrossEntropyFwd && op != Opcode::VocabCrossEntropyBwd) ||
+               !multi || comm.groupSize(static_cast<Group>(inst.ints[2])) == 1;
+      },
+      activations, attention16);
+}
+
+std::vector<uint32_t> gemmWeights(const ProgramDesc &p) {
+  std::vector<char> is(p.buffers.size(), 0);
+  for (const FunctionDesc &f : p.functions)
+    for (const Instruction &inst : f.instructions)
+      if (inst.opcode == static_cast<uint16_t>(Opcode::LinearFwd) && inst.operands.size() > 1 &&
+          inst.operands[1] < p.buffers.size()) {
+        const BufferDesc &w = p.buffers[inst.operands[1]];
+        if (w.role == BufferRole::Param && w.elem == ElemType::F32 && w.bytes > 0)
+          is[inst.operands[1]] = 1;
+      }
+  std::vector<uint32_t> out;
+  for (uint32_t b = 0; b < is.size(); ++b)
+    if (is[b])
+      out.push_back(b);
+  return out;
 }
 
 } // namespace llmrt

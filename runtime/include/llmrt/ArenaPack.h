@@ -22,6 +22,7 @@
 #define LLMRT_ARENAPACK_H
 
 #include "llmrt/ProgramFormat.h"
+#include "llmrt/Store16.h"
 
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,8 @@
 #include <vector>
 
 namespace llmrt {
+
+class Communicator;
 
 struct ArenaLayout {
   /// Per buffer: its offset in the new layout (buffers not moved keep
@@ -83,6 +86,16 @@ struct PackOptions {
 /// inside the persistent region and ends past it.
 ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
                       const PackOptions &options = {});
+
+/// The CUDA executor's packing of `p` on rank `comm.rank()` with the
+/// 16-bit plan `plan16` (planDeviceStore16): a temporary every operand
+/// slot of which is 16-bit in its own bytes (no side value) needs half its
+/// bytes; rank views cover their extent on all ranks (allRanksBytes); on
+/// several ranks, the collectives left running keep their operands to
+/// their waits (deferredLives, unfenced as NCCL's); with
+/// `keepWeightGradOperands`, as PackOptions says.
+ArenaLayout packDeviceArena(const ProgramDesc &p, const Communicator &comm,
+                            const Store16Plan &plan16, bool keepWeightGradOperands);
 
 /// `p` with its buffers at `layout`'s offsets and arena (a copy).
 ProgramDesc withLayout(const ProgramDesc &p, const ArenaLayout &layout);

@@ -125,6 +125,11 @@ protected:
 /// The communicator of a single-rank run.
 std::unique_ptr<Communicator> createLocalCommunicator();
 
+/// The shape of rank `rank` in a world of tp x dp x pp ranks, for plans
+/// made without running (llmrt-memory): its sizes and ranks answer, and any
+/// message it is asked to pass is an error that exits.
+std::unique_ptr<Communicator> createShapeCommunicator(int rank, int tp, int dp, int pp);
+
 /// The MPI communicator (defined only in the multi-rank runner); nullptr if
 /// this binary was built without MPI.
 std::unique_ptr<Communicator> createMpiCommunicator(int *argc, char ***argv);

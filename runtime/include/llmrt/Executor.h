@@ -81,6 +81,18 @@ deferCollectives(const std::vector<uint16_t> &opcodes,
                  const std::vector<std::vector<std::pair<uintptr_t, uint64_t>>> &operands,
                  int firstSlot, bool fence);
 
+/// Where the collectives an executor lets run on (deferCollectives over
+/// its operands' addresses, `fence` as the executor's) are waited for,
+/// over `p`'s own layout on rank `comm.rank()`: per function and
+/// instruction, the instruction up to which its operands stay live (its
+/// wait; the last for one completed at the end), else its own index
+/// (ArenaPack.h's PackOptions::livesTo).
+std::vector<std::vector<size_t>> deferredLives(const ProgramDesc &p, const Communicator &comm,
+                                               bool fence);
+/// The bytes from a rank-dependent view's offset that its views on all
+/// ranks cover (PackOptions::allRanks).
+uint64_t allRanksBytes(const BufferDesc &b, const Communicator &comm);
+
 class Executor {
 public:
   virtual ~Executor() = default;
@@ -166,16 +178,6 @@ protected:
                 const std::vector<const std::vector<void *> *> &ptrs, bool fence);
   static constexpr int kDeferredSlotBase = 4096;
 
-  /// Where the collectives deferFunction lets run on are waited for, over
-  /// `p`'s own layout on this rank: per function and instruction, the
-  /// instruction up to which its operands stay live (its wait; the last
-  /// for one completed at the end), else its own index (ArenaPack.h's
-  /// PackOptions::livesTo).
-  static std::vector<std::vector<size_t>> deferredLives(const ProgramDesc &p,
-                                                       Communicator &comm, bool fence);
-  /// The bytes from a rank-dependent view's offset that its views on all
-  /// ranks cover (PackOptions::allRanks).
-  static uint64_t allRanksBytes(const BufferDesc &b, Communicator &comm);
 
   ProgramDesc program_;
   Communicator *comm_ = nullptr;

@@ -88,6 +88,29 @@ Store16Plan planStore16(
     bool activations = false,
     const std::function<bool(const Instruction &)> &attention16 = nullptr);
 
+class Communicator;
+
+/// The head dimension of the CUDA runtime's FlashAttention-2 kernels (bf16
+/// tiles in registers; others run the WMMA or fp32 kernels).
+inline constexpr int64_t kFlashAttentionHeadDim = 64;
+/// Whether the CUDA runtime's FlashAttention-2 kernels can run attention
+/// instruction `inst` (with bf16 tensor cores, its defaults): its head
+/// dimension, and q, k, v and their gradients at column offsets and row
+/// strides that are multiples of 4 elements.
+bool flashAttentionRuns(const Instruction &inst);
+
+/// planStore16 as the CUDA executor calls it on rank `comm.rank()`: each
+/// buffer where that rank's view of it lies, the vocabulary loss whole in
+/// a tensor-parallel group of one rank, 16-bit activations where
+/// `activations`, attention's tensors 16-bit where `attention16(inst)`.
+Store16Plan planDeviceStore16(const ProgramDesc &p, const Communicator &comm, bool activations,
+                              const std::function<bool(const Instruction &)> &attention16);
+
+/// The parameters a linear_fwd reads as its weight (operand 1), f32 and
+/// not empty: those the CUDA executor keeps 16-bit copies of
+/// (LLMRT_CUDA_WEIGHT16, one rank).
+std::vector<uint32_t> gemmWeights(const ProgramDesc &p);
+
 /// Whether instruction j of function f is the last to read the value that
 /// buffer b holds there: j overwrites b itself (in place), or no later
 /// instruction of f reads b before one overwrites it whole and no function

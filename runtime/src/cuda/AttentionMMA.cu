@@ -33,6 +33,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
+#include "llmrt/Store16.h"
 
 #include "FastMath.cuh"
 #include "TileLoad.cuh"
@@ -897,7 +898,7 @@ constexpr size_t bwdSmem(bool staged, int warps = kWarps, bool async = false) {
 
 } // namespace
 
-bool attentionMMASupport(int64_t D) { return D == 64; }
+bool attentionMMASupport(int64_t D) { return D == kFlashAttentionHeadDim; }
 
 void attentionFwdMMA(const void *q, const void *k, const void *v, void *out,
                      int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,

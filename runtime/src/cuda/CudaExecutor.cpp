@@ -407,13 +407,8 @@ public:
   /// the bf16 attention, head dimension 64, and any column slices'
   /// strides and first columns multiples of 4 (16-byte vectors).
   bool attentionMMA(const Instruction &inst) const {
-    if (!attnTensorCores_ || !attnMMA_ || !cuda::attentionMMASupport(inst.ints[4]))
-      return false;
-    const AttentionLayout l = attentionLayout(inst);
-    for (int t = 0; t < 6; ++t)
-      if (l.ld[t] % 4 != 0 || l.off[t] % 4 != 0)
-        return false;
-    return true;
+    return attnTensorCores_ && attnMMA_ && cuda::attentionMMASupport(inst.ints[4]) &&
+           flashAttentionRuns(inst);
   }
   /// LLMRT_CUDA_ATTN_FWD8=1: FlashAttention-2's forward in blocks of 8
   /// warps (128 queries a key tile).
@@ -751,26 +746,11 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
                 ex->attnMMA_ && ex->half_ == cuda::Half::Bf16;
   Store16Plan plan16;
   if (store16)
-    plan16 = planStore16(
-        p,
-        [&](uint32_t b) {
-          const BufferDesc &d = p.buffers[b];
-          uint64_t at = d.offset;
-          if (d.rankGroup)
-            at += d.rankStride * comm.groupRank(static_cast<Group>(d.rankGroup));
-          return std::pair<uint64_t, uint64_t>{at, at + d.bytes};
-        },
-        [&](const Instruction &inst) {
-          auto op = static_cast<Opcode>(inst.opcode);
-          return (op != Opcode::VocabCrossEntropyFwd && op != Opcode::VocabCrossEntropyBwd) ||
-                 !multi || comm.groupSize(static_cast<Group>(inst.ints[2])) == 1;
-        },
-        act16,
-        [&](const Instruction &inst) {
-          auto op = static_cast<Opcode>(inst.opcode);
-          return ex->attn16_ && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
-                 ex->attentionMMA(inst);
-        });
+    plan16 = planDeviceStore16(p, comm, act16, [&](const Instruction &inst) {
+      auto op = static_cast<Opcode>(inst.opcode);
+      return ex->attn16_ && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
+             ex->attentionMMA(inst);
+    });
   // The 16-bit GEMMs' scratch: the copies of the fp32 operands they
   // convert (A at 0, B after it on a 256-byte boundary: CudaBlas.cpp), the
   // largest any GEMM takes. An operand stored 16-bit takes none; a
@@ -802,33 +782,13 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   const uint64_t compiledArena = p.arenaBytes;
   const bool wgradStream = !multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false);
   if (plan16.count > 0 && switchOn("LLMRT_CUDA_ARENA16", true)) {
-    std::vector<char> all16(p.buffers.size(), 1);
-    for (size_t fi = 0; fi < p.functions.size(); ++fi)
-      for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
-        const Instruction &inst = p.functions[fi].instructions[ii];
-        for (uint32_t k = 0; k < inst.operands.size(); ++k)
-          if (k >= 32 || !(plan16.slots[fi][ii] >> k & 1u) ||
-              plan16.side.count({static_cast<uint32_t>(fi), static_cast<uint32_t>(ii), k}))
-            all16[inst.operands[k]] = 0;
-      }
-    std::vector<uint64_t> need;
-    for (size_t b = 0; b < p.buffers.size(); ++b)
-      need.push_back(all16[b] && p.buffers[b].role == BufferRole::Temp ? p.buffers[b].bytes / 2
-                                                                       : p.buffers[b].bytes);
     // (The side stream's weight gradients keep their operands to the next
-    // one, as the compiler left them.)
-    PackOptions options;
-    options.keepWeightGradOperands = wgradStream;
-    // Several ranks: views move with what they view, and the collectives
-    // left running keep their operands to their waits (as deferFunction
-    // places them below, over the compiler's layout; the waits it places
-    // over the new one follow its bytes, so they are safe either way).
-    options.allRanks = [&comm](const BufferDesc &b) {
-      return CudaExecutor::allRanksBytes(b, comm);
-    };
-    if (multi)
-      options.livesTo = CudaExecutor::deferredLives(p, comm, /*fence=*/false);
-    const ArenaLayout layout = packArena(p, need, options);
+    // one, as the compiler left them. Several ranks: views move with what
+    // they view, and the collectives left running keep their operands to
+    // their waits as deferFunction places them below over the compiler's
+    // layout; the waits it places over the new one follow its bytes, so
+    // they are safe either way.)
+    const ArenaLayout layout = packDeviceArena(p, comm, plan16, wgradStream);
     if (layout.unused.empty()) {
       ex->program_ = withLayout(p, layout); // `p` names it
       ex->device_ += absl::StrCat(", arena ", layout.arenaBytes >> 20,
@@ -868,14 +828,7 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   std::vector<std::pair<uint32_t, int64_t>> weight16At;
   const int64_t weight16From = ex->workspaceBytes_; // the copies: last in the workspace
   if (switchOn("LLMRT_CUDA_WEIGHT16", true) && !multi && cuda::gemmTakes16(mode)) {
-    std::set<uint32_t> weights;
-    for (const FunctionDesc &f : p.functions)
-      for (const Instruction &inst : f.instructions)
-        if (inst.opcode == static_cast<uint16_t>(Opcode::LinearFwd) && inst.operands.size() > 1 &&
-            p.buffers[inst.operands[1]].role == BufferRole::Param &&
-            p.buffers[inst.operands[1]].elem == ElemType::F32 && p.buffers[inst.operands[1]].bytes > 0)
-          weights.insert(inst.operands[1]);
-    for (uint32_t b : weights) {
+    for (uint32_t b : gemmWeights(p)) {
       weight16At.push_back({b, ex->workspaceBytes_});
       ex->workspaceBytes_ += align(static_cast<int64_t>(p.buffers[b].bytes / 2));
     }
