@@ -369,9 +369,18 @@ ArenaLayout packDeviceArena(const ProgramDesc &p, const Communicator &comm,
   PackOptions options;
   options.keepWeightGradOperands = keepWeightGradOperands;
   options.allRanks = [&comm](const BufferDesc &b) { return allRanksBytes(b, comm); };
-  if (comm.worldSize() > 1)
+  ArenaLayout layout = packArena(p, need, options);
+  // Several ranks: the collectives left running keep their operands to
+  // where the compiler's layout let them run, where that packs into no
+  // larger an arena (else the executor waits for them where the new
+  // layout reuses their bytes: less overlap, less memory).
+  if (comm.worldSize() > 1 && layout.unused.empty()) {
     options.livesTo = deferredLives(p, comm, /*fence=*/false);
-  return packArena(p, need, options);
+    ArenaLayout kept = packArena(p, need, options);
+    if (kept.unused.empty() && kept.arenaBytes <= layout.arenaBytes)
+      return kept;
+  }
+  return layout;
 }
 
 } // namespace llmrt

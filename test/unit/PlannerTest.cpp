@@ -150,12 +150,11 @@ TEST(PlannerMemory, SixteenBitArenaOnOneDevice) {
   EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, one), 64 * sbh);
   m.arena16 = true;
   EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, one), 36 * sbh);
-  // Data parallelism leaves a rank's activations as they are; tensor
-  // parallelism is counted at f32 sizes (its vocabulary-parallel loss and
-  // its gathers keep f32 tensors).
+  // Several devices are counted at f32 sizes (an upper bound: the
+  // runtime saves less there, and not by op kind).
   PlanConfig two = one;
   two.dp = 2;
-  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, two), 36 * sbh);
+  EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, two), 64 * sbh);
   PlanConfig tp2 = one;
   tp2.tp = 2;
   EXPECT_DOUBLE_EQ(activationBytesPerLayer(m, tp2), activationBytesPerLayer(

@@ -99,8 +99,8 @@ struct ModelProfile {
   /// With storage16, the CUDA runtime's arena packed anew with the 16-bit
   /// tensors at half their size (runtime ArenaPack.h, LLMRT_CUDA_ARENA16):
   /// the saved16 bytes, and the logits and their gradient, take half the
-  /// memory on a plan without tensor parallelism (arena16Saving). Not read
-  /// off the graph; llm-compile sets it with storage16.
+  /// memory on a plan of one device (arena16Saving). Not read off the
+  /// graph; llm-compile sets it with storage16.
   bool arena16 = false;
   /// With storage16, the CUDA runtime's 16-bit copies of the GEMMs'
   /// weights (LLMRT_CUDA_WEIGHT16: one rank only), 2 bytes a parameter on
@@ -239,8 +239,8 @@ struct SearchResult {
 };
 
 /// The fraction of the saved16 bytes (and of the logits) that the CUDA
-/// runtime's 16-bit arena saves under plan c: one half with m.arena16 and
-/// no tensor parallelism, else none.
+/// runtime's 16-bit arena saves under plan c: one half with m.arena16 on
+/// one device, else none (an upper bound: CostModel.cpp says why).
 double arena16Saving(const ModelProfile &m, const PlanConfig &c);
 
 /// Activation bytes one layer keeps for the backward, for one micro-batch,

@@ -92,7 +92,8 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
 /// slot of which is 16-bit in its own bytes (no side value) needs half its
 /// bytes; rank views cover their extent on all ranks (allRanksBytes); on
 /// several ranks, the collectives left running keep their operands to
-/// their waits (deferredLives, unfenced as NCCL's); with
+/// their waits over the compiler's layout (deferredLives, unfenced as
+/// NCCL's) where that packs into no larger an arena; with
 /// `keepWeightGradOperands`, as PackOptions says.
 ArenaLayout packDeviceArena(const ProgramDesc &p, const Communicator &comm,
                             const Store16Plan &plan16, bool keepWeightGradOperands);
