@@ -92,7 +92,10 @@ int main(int argc, char **argv) {
       return !fp16 && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
              flashAttentionRuns(inst);
     });
-    const ArenaLayout layout = packDeviceArena(p, *comm, plan16, false);
+    ArenaLayout layout; // (nothing 16-bit: as compiled, as the executor keeps it)
+    layout.unused = "no tensor stored 16-bit";
+    if (plan16.count > 0)
+      layout = packDeviceArena(p, *comm, plan16, false);
     const uint64_t arena = layout.unused.empty() ? layout.arenaBytes : p.arenaBytes;
     uint64_t copies = 0; // (256-byte aligned, as the executor places them)
     if (comm->worldSize() == 1)

@@ -767,7 +767,9 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       // [x, dy, dw]: x rows x in, dy rows x out.
       const int64_t a = inst.ints[0] * inst.ints[1],
                     b = (op == Opcode::LinearFwd ? inst.ints[1] : inst.ints[0]) * inst.ints[2];
-      gemmElems = std::max(gemmElems, ((h16 & 1u) ? 0 : a + 128) + ((h16 & 2u) ? 0 : b));
+      // (At least 1: the scratch also holds a 16-bit output's bias.)
+      gemmElems = std::max(gemmElems, std::max<int64_t>(
+                                          1, ((h16 & 1u) ? 0 : a + 128) + ((h16 & 2u) ? 0 : b)));
     }
   ex->blas_ = cuda::createBlas(ex->stream_, mode, gemmElems, &err);
   if (!ex->blas_)
