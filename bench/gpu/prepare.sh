@@ -9,7 +9,8 @@
 #   lib/    the shared libraries they need beyond glibc, libstdc++ and CUDA
 #   (bin/ is packed as bin.tar.gz, which env.sh unpacks on the device)
 #   data/   tinyshakespeare tokens, GPT-2's planner predictions (gpt2.plan.json;
-#           gpt2.plan-h200.json) and the training hyper-parameters of the
+#           gpt2.plan-h200.json), its runtime memory computed offline
+#           (gpt2.memory.json, llmrt-memory) and the training hyper-parameters of the
 #           parity runs (run.sh makes their initial weights and PyTorch
 #           reference losses there: they would not fit the 64 MiB carry)
 set -euo pipefail
@@ -34,6 +35,10 @@ command -v strip > /dev/null && strip "$out/bin/llmrt-cuda-check"
 "$bin/llm-import" --hf-config "$root/examples/models/gpt2.json" --batch "$batch" --seq 1024 \
   -o "$out/data/gpt2.mlir"
 "$bin/llm-compile" "$out/data/gpt2.mlir" --target cuda -o "$out/bin/gpt2.exe"
+# What the CUDA runtime will allocate for it, computed here (its arena
+# packed with the 16-bit sizes, the weights' copies): run.sh prints it
+# beside the measured peak.
+"$bin/llmrt-memory" "$out/bin/gpt2.exe" --json > "$out/data/gpt2.memory.json"
 # The same with the column copies of q, k, v and of their gradients
 # (--target cuda reads and writes them in place by default; run.sh
 # compares the two). The kept log-sum-exp's variant (--keep-attention-lse=

@@ -165,7 +165,8 @@ batch=$(grep -oE 'batch [0-9]+' "$out/gpt2.txt" | head -1 | awk '{print $2}')
 plan=$bundle/data/gpt2.plan.json
 nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && [ -e "$bundle/data/gpt2.plan-h200.json" ] &&
   plan=$bundle/data/gpt2.plan-h200.json
-"$py" - "$out/gpt2.jsonl" "$out/torch.json" "$out/torch-padded.json" "$plan" <<'PY' || status=1
+"$py" - "$out/gpt2.jsonl" "$out/torch.json" "$out/torch-padded.json" "$plan" \
+  "$bundle/data/gpt2.memory.json" <<'PY' || status=1
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"step_time_s"' in l]
 rows = rows[5:] if len(rows) > 10 else rows  # after warm-up
@@ -202,6 +203,18 @@ try:
           f"{pred['memory_bytes_per_device']/2**30:.1f} GiB; measured/predicted "
           f"{t / pred['step_time_s']:.2f} (time), {peak_gib / (pred['memory_bytes_per_device']/2**30):.2f} (memory)")
 except (OSError, KeyError, ValueError):
+    pass
+# The runtime's own plan, computed offline (llmrt-memory): the arena packed
+# with the 16-bit sizes, the weights' copies, the 16-bit values beside
+# their buffers; the measured peak adds the kernels' workspace.
+try:
+    m = json.loads(open(sys.argv[5]).readline())
+    planned = (m["arena_bytes"] + m["weight_copy_bytes"] + m["side_bytes"]) / 2**30
+    print(f"runtime's plan (llmrt-memory, offline): arena {m['arena_bytes']/2**30:.2f} GiB "
+          f"(compiled {m['compiled_arena_bytes']/2**30:.2f}), {planned:.2f} GiB with the copies "
+          f"and side values; measured peak {rows[-1]['peak_mem_bytes']/2**30:.2f} GiB "
+          f"(+{rows[-1]['peak_mem_bytes']/2**30 - planned:.2f} workspace)")
+except (OSError, KeyError, ValueError, IndexError):
     pass
 PY
 echo "-- variants of ours (12 steps each; median step after 4; losses against the default's)"

@@ -53,7 +53,8 @@ bash "$root/bench/gpu/prepare.sh" "$work/bundle" > "$work/prepare.log" 2>&1 ||
   { cat "$work/prepare.log"; echo "FAIL: prepare.sh"; exit 1; }
 mib=$(du -sm "$work/bundle" | cut -f1)
 [ "$mib" -le 60 ] || { echo "FAIL: the bundle is $mib MiB: a device call carries 64 MiB in all"; exit 1; }
-for f in bin.tar.gz data/train.bin data/hyper.txt data/gpt2.plan.json data/gpt2.plan-h200.json; do
+for f in bin.tar.gz data/train.bin data/hyper.txt data/gpt2.plan.json data/gpt2.plan-h200.json \
+  data/gpt2.memory.json; do
   [ -s "$work/bundle/$f" ] || { echo "FAIL: the bundle has no $f"; exit 1; }
 done
 out=$(bash "$root/bench/gpu/run.sh" "$work/bundle" "$work/out" 2>&1) ||
