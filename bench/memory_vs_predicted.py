@@ -224,7 +224,8 @@ def cuda_arena(tmp, model, batch, seq, layers):
     cluster = os.path.join(ROOT, "examples", "clusters", "h100-1gpu.json")
     plan = json.loads(sh([os.path.join(BIN, "llm-compile"), mlir, "--target", "cuda",
                           "--emit=plan", "--cluster", cluster, "--devices", "1"]))
-    rt = json.loads(sh([os.path.join(BIN, "llmrt-memory"), exe, "--json"]).splitlines()[0])
+    rt = json.loads(sh([os.path.join(BIN, "llmrt-memory"), exe, "--json",
+                        "--verify"]).splitlines()[0])
     runtime = rt["arena_bytes"] + rt["weight_copy_bytes"] + rt["side_bytes"]
     return plan["predicted"]["memory_bytes_per_device"], runtime, rt
 

@@ -6,6 +6,9 @@
 #include "llmrt/Store16.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
+#include <tuple>
 #include <functional>
 #include <numeric>
 
@@ -381,6 +384,142 @@ ArenaLayout packDeviceArena(const ProgramDesc &p, const Communicator &comm,
       return kept;
   }
   return layout;
+}
+
+namespace {
+/// Which write a byte holds: (run, function, instruction, slot), and the
+/// byte's place in what that slot wrote.
+struct Write {
+  int64_t run = -1, f = 0, i = 0, k = 0;
+  uint64_t at = 0;
+};
+/// Memory as segments [start, end) that one write filled, by start.
+class Bytes {
+public:
+  /// Segments of [a, b) as (offset from a, length, the write, or run -1).
+  std::vector<std::tuple<uint64_t, uint64_t, Write>> read(uint64_t a, uint64_t b) const {
+    std::vector<std::tuple<uint64_t, uint64_t, Write>> out;
+    auto it = segs_.upper_bound(a);
+    if (it != segs_.begin())
+      --it;
+    for (; it != segs_.end() && it->first < b; ++it) {
+      const uint64_t s0 = std::max(a, it->first), s1 = std::min(b, it->second.first);
+      if (s0 >= s1)
+        continue;
+      Write w = it->second.second;
+      w.at += s0 - it->first;
+      out.push_back({s0 - a, s1 - s0, w});
+    }
+    return out;
+  }
+  void write(uint64_t a, uint64_t b, const Write &w) {
+    // Split the segments across a and b, then replace what lies inside.
+    split(a);
+    split(b);
+    segs_.erase(segs_.lower_bound(a), segs_.lower_bound(b));
+    segs_[a] = {b, w};
+  }
+
+private:
+  void split(uint64_t x) {
+    auto it = segs_.upper_bound(x);
+    if (it == segs_.begin())
+      return;
+    --it;
+    if (it->first < x && x < it->second.first) {
+      const uint64_t end = it->second.first;
+      Write w = it->second.second;
+      it->second.first = x;
+      w.at += x - it->first;
+      segs_[x] = {end, w};
+    }
+  }
+  std::map<uint64_t, std::pair<uint64_t, Write>> segs_;
+};
+} // namespace
+
+std::string verifyLayout(const ProgramDesc &p, const Communicator &comm,
+                         const Store16Plan &plan16, const ArenaLayout &layout) {
+  auto runOn = [&](const std::vector<uint64_t> &offset,
+                   std::vector<std::vector<std::tuple<uint64_t, uint64_t, Write>>> &seen) {
+    Bytes mem;
+    for (int64_t r = 0; r < 2; ++r)
+      for (size_t f = 0; f < p.functions.size(); ++f)
+        for (size_t i = 0; i < p.functions[f].instructions.size(); ++i) {
+          const Instruction &inst = p.functions[f].instructions[i];
+          // A fused group writes its outputs (writtenSlots counts every
+          // slot of an opcode it does not know); AdamW updates its
+          // parameter and moments in place (reads them too).
+          uint32_t writes = writtenSlots(inst, p), reads = ~writes;
+          if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
+            writes = startsValues(inst, p);
+            reads = ~writes;
+          }
+          if (inst.opcode == static_cast<uint16_t>(Opcode::AdamW))
+            reads |= writes;
+          const uint32_t half = f < plan16.slots.size() && i < plan16.slots[f].size()
+                                    ? plan16.slots[f][i]
+                                    : 0;
+          auto extent = [&](uint32_t k) -> std::pair<uint64_t, uint64_t> {
+            const BufferDesc &d = p.buffers[inst.operands[k]];
+            uint64_t at = offset[inst.operands[k]];
+            if (d.rankGroup)
+              at += d.rankStride * comm.groupRank(static_cast<Group>(d.rankGroup));
+            return {at, at + (k < 32 && (half >> k & 1u) ? d.bytes / 2 : d.bytes)};
+          };
+          auto beside = [&](uint32_t k) {
+            return plan16.side.count({static_cast<uint32_t>(f), static_cast<uint32_t>(i), k}) > 0;
+          };
+          for (uint32_t k = 0; k < inst.operands.size(); ++k) {
+            if (inst.operands[k] >= p.buffers.size() || beside(k) || (k < 32 && !(reads >> k & 1u)))
+              continue;
+            auto [a, b] = extent(k);
+            seen.push_back(mem.read(a, b));
+          }
+          for (uint32_t k = 0; k < inst.operands.size(); ++k)
+            if (k < 32 && (writes >> k & 1u) && inst.operands[k] < p.buffers.size() &&
+                !beside(k)) {
+              auto [a, b] = extent(k);
+              mem.write(a, b, Write{r, static_cast<int64_t>(f), static_cast<int64_t>(i), k, 0});
+            }
+        }
+  };
+  std::vector<uint64_t> old;
+  for (const BufferDesc &d : p.buffers)
+    old.push_back(d.offset);
+  std::vector<std::vector<std::tuple<uint64_t, uint64_t, Write>>> before, after;
+  runOn(old, before);
+  runOn(layout.offset, after);
+  if (before.size() != after.size())
+    return "the two runs read a different number of times";
+  // Per read: each byte the compiler's layout gave a write must hold the
+  // same write at the same place in the new one.
+  for (size_t e = 0; e < before.size(); ++e) {
+    Bytes got;
+    for (const auto &[off, len, w] : after[e])
+      got.write(off, off + len, w);
+    for (const auto &[off, len, w] : before[e]) {
+      if (w.run < 0)
+        continue;
+      for (const auto &[o2, l2, w2] : got.read(off, off + len)) {
+        const uint64_t expect = w.at + o2;
+        if (w2.run != w.run || w2.f != w.f || w2.i != w.i || w2.k != w.k || w2.at != expect)
+          return "read " + std::to_string(e) + ": bytes from " + std::to_string(off + o2) +
+                 " held function " + std::to_string(w.f) + " instruction " +
+                 std::to_string(w.i) + "'s write, now " +
+                 (w2.run < 0 ? std::string("nothing")
+                             : "function " + std::to_string(w2.f) + " instruction " +
+                                   std::to_string(w2.i) + "'s");
+      }
+      // Bytes the new layout's read left out entirely.
+      uint64_t covered = 0;
+      for (const auto &[o2, l2, w2] : got.read(off, off + len))
+        covered += l2;
+      if (covered < len)
+        return "read " + std::to_string(e) + ": fewer bytes in the new layout";
+    }
+  }
+  return "";
 }
 
 } // namespace llmrt

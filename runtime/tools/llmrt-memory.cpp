@@ -8,7 +8,10 @@
 // with their sizes (ArenaPack.h) and, on one rank, the GEMM weights'
 // 16-bit copies. Before a launch: whether it fits, and why.
 //
-//   llmrt-memory gpt2.exe [--json]
+//   llmrt-memory gpt2.exe [--json] [--verify]
+//
+// --verify also runs each stage's program in both layouts, offline, and
+// checks that every read sees the same writes (verifyLayout).
 //
 //===----------------------------------------------------------------------===//
 #include "llmrt/ArenaPack.h"
@@ -36,15 +39,19 @@ int64_t metaInt(const nlohmann::json &m, const char *key) {
 
 int main(int argc, char **argv) {
   std::string exe;
-  bool json = false;
+  bool json = false, verify = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--json") {
       json = true;
+    } else if (a == "--verify") {
+      verify = true;
     } else if (a == "--help" || a == "-h") {
-      std::printf("usage: llmrt-memory EXECUTABLE [--json]\n"
+      std::printf("usage: llmrt-memory EXECUTABLE [--json] [--verify]\n"
                   "The CUDA runtime's device arena for a compiled executable, per pipeline "
-                  "stage,\nwith its default 16-bit storage; computed here, without a GPU.\n");
+                  "stage,\nwith its default 16-bit storage; computed here, without a GPU.\n"
+                  "--verify: run each program in both layouts and check that every read sees "
+                  "the same writes.\n");
       return 0;
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "llmrt-memory: unknown flag '%s' (try --help)\n", a.c_str());
@@ -97,6 +104,16 @@ int main(int argc, char **argv) {
     if (plan16.count > 0)
       layout = packDeviceArena(p, *comm, plan16, false);
     const uint64_t arena = layout.unused.empty() ? layout.arenaBytes : p.arenaBytes;
+    std::string verified; // "" unchecked, "yes", or the first read that differs
+    if (verify && layout.unused.empty()) {
+      verified = verifyLayout(p, *comm, plan16, layout);
+      if (!verified.empty()) {
+        std::fprintf(stderr, "llmrt-memory: stage %zu: the packed layout changes what a read sees: %s\n",
+                     stage, verified.c_str());
+        return 1;
+      }
+      verified = "yes";
+    }
     uint64_t copies = 0; // (256-byte aligned, as the executor places them)
     if (comm->worldSize() == 1)
       for (uint32_t b : gemmWeights(p))
@@ -111,7 +128,8 @@ int main(int argc, char **argv) {
                           {"halved", layout.shrunk},
                           {"packed", layout.unused.empty()},
                           {"why_not_packed", layout.unused},
-                          {"weight_copy_bytes", copies}};
+                          {"weight_copy_bytes", copies},
+                          {"verified", verified == "yes"}};
       std::printf("%s\n", j.dump().c_str());
       continue;
     }
@@ -127,6 +145,8 @@ int main(int argc, char **argv) {
                   layout.shrunk);
     else
       std::printf("  arena %.1f MiB as compiled (%s)\n", mib(arena), layout.unused.c_str());
+    if (verified == "yes")
+      std::printf("  verified: every read sees the same writes as in the compiler's layout\n");
     if (copies)
       std::printf("  GEMM weights' 16-bit copies %.1f MiB\n", mib(copies));
     std::printf("  total %.1f MiB (and the kernels' workspace)\n",

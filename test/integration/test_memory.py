@@ -112,8 +112,33 @@ class MemoryTest(unittest.TestCase):
                 self.assertLess(abs(runtime / predicted - 1), 0.15,
                                 "%s: runtime %d vs predicted %d" % (name, runtime, predicted))
                 self.assertTrue(rt["packed"], "%s: %s" % (name, rt["why_not_packed"]))
+                # Run offline in both layouts, every read saw the same writes.
+                self.assertTrue(rt["verified"], name)
                 self.assertLess(rt["arena_bytes"], rt["compiled_arena_bytes"], name)
                 self.assertGreater(rt["tensors_16bit"], 0, name)
+            # Several ranks, each stage's first rank: packed where smaller,
+            # and then every read sees the same writes (views of ZeRO
+            # shares, buckets, collectives, pipeline sends and receives).
+            mlir = os.path.join(tmp, "multi.mlir")
+            mem.sh([os.path.join(mem.BIN, "llm-import"), "--hf-config",
+                    os.path.join(mem.ROOT, "examples", "models", "gpt2.json"), "--batch", "8",
+                    "--seq", "512", "--layers", "2", "-o", mlir])
+            packed = 0
+            for plan, devices in (("dp=2,zero=1", 2), ("dp=2,zero=3", 2),
+                                  ("tp=2,sp=1", 2), ("tp=2,sp=0", 2),
+                                  ("pp=2,schedule=1f1b,mb=2", 2),
+                                  ("dp=2,tp=2,sp=1,zero=1", 4)):
+                exe = os.path.join(tmp, "multi.exe")
+                mem.sh([os.path.join(mem.BIN, "llm-compile"), mlir, "--target", "cuda",
+                        "--devices", str(devices), "--plan", plan, "-o", exe])
+                stages = [json.loads(l) for l in mem.sh(
+                    [os.path.join(mem.BIN, "llmrt-memory"), exe, "--json", "--verify"]).splitlines()]
+                self.assertEqual(len(stages), 2 if "pp=2" in plan else 1, plan)
+                for st in stages:
+                    self.assertEqual(st["verified"], st["packed"], plan)
+                    self.assertLessEqual(st["arena_bytes"], st["compiled_arena_bytes"], plan)
+                    packed += st["packed"]
+            self.assertGreaterEqual(packed, 5)
             # Bad input: a clear error, a non-zero exit.
             tool = os.path.join(mem.BIN, "llmrt-memory")
             for args, says in (([os.path.join(tmp, "missing.exe")], "missing.exe"),

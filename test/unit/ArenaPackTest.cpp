@@ -1,5 +1,6 @@
 //===- ArenaPackTest.cpp - the temporaries packed anew --------------------===//
 #include "llmrt/ArenaPack.h"
+#include "llmrt/Comm.h"
 
 #include <gtest/gtest.h>
 
@@ -398,6 +399,38 @@ TEST(ArenaPack, SeveralRanks) {
   expectSound(p, need, l);
   EXPECT_FALSE(meet15());
   EXPECT_EQ(l.unused, "");
+}
+
+TEST(ArenaPack, VerifyLayoutSeesWhatEachReadSees) {
+  // sum_rows writes 1; gelu 1 -> 2; add 1 + 2 -> 3: 1 and 2 are read while
+  // both live. The packer's layout passes; one that puts 2 on 1's bytes
+  // fails.
+  ProgramDesc p = withTemps({8, 8, 8});
+  p.functions = {{"train",
+                  {inst(Opcode::SumRows, {0, 1}), inst(Opcode::GeluFwd, {1, 2}),
+                   inst(Opcode::Add, {1, 2, 3})}}};
+  const auto comm = createLocalCommunicator();
+  Store16Plan f32;
+  f32.slots = {{0u, 0u, 0u}};
+  ArenaLayout l = packArena(p, sizes(p), anyway());
+  EXPECT_EQ(verifyLayout(p, *comm, f32, l), "");
+  ArenaLayout bad = l;
+  bad.offset[2] = bad.offset[1];
+  EXPECT_NE(verifyLayout(p, *comm, f32, bad), "");
+  // 2 on the second half of 1's bytes: wrong at fp32 sizes, right where
+  // both are stored 16-bit (each takes the first half of its bytes).
+  ArenaLayout halves = l;
+  halves.offset = {0, 4096, 8192, 16384};
+  EXPECT_NE(verifyLayout(p, *comm, f32, halves), "");
+  Store16Plan b16;
+  b16.slots = {{2u, 3u, 3u}};
+  EXPECT_EQ(verifyLayout(p, *comm, b16, halves), "");
+  // A value beside its buffer (a side value) touches none of the arena:
+  // 2 kept beside may share 1's very bytes.
+  b16.side[{0, 1, 1}] = 0;
+  b16.side[{0, 2, 1}] = 0;
+  halves.offset[2] = halves.offset[1];
+  EXPECT_EQ(verifyLayout(p, *comm, b16, halves), "");
 }
 
 TEST(ArenaPack, RandomProgramsStaySound) {

@@ -98,6 +98,19 @@ ArenaLayout packArena(const ProgramDesc &p, const std::vector<uint64_t> &need,
 ArenaLayout packDeviceArena(const ProgramDesc &p, const Communicator &comm,
                             const Store16Plan &plan16, bool keepWeightGradOperands);
 
+/// Runs `p`'s functions in order, twice, on rank `comm.rank()`'s view of
+/// two layouts (the compiler's, and `layout`'s offsets), tracking which
+/// instruction wrote each byte, and compares what every read sees: ""
+/// where each sees the same writes (what nothing wrote aside), else the
+/// first read that differs. Each operand slot touches its buffer's bytes
+/// on this rank, half of them where `plan16` stores it 16-bit, none where
+/// it lives beside (a side value); slots written whole or in part
+/// (writtenSlots; a fused group's outputs) are writes, the others reads,
+/// and AdamW's updates in place read too. A check of a packing against the
+/// program, independent of how it was packed.
+std::string verifyLayout(const ProgramDesc &p, const Communicator &comm,
+                         const Store16Plan &plan16, const ArenaLayout &layout);
+
 /// `p` with its buffers at `layout`'s offsets and arena (a copy).
 ProgramDesc withLayout(const ProgramDesc &p, const ArenaLayout &layout);
 
