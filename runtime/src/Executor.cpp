@@ -80,6 +80,14 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
     ArenaLayout l = packArena(ex->program_, need, options);
     if (!l.unused.empty())
       return absl::FailedPreconditionError(absl::StrCat("LLMRT_ARENA_REPACK: ", l.unused));
+    // (Checked offline too, as the CUDA executor checks its layouts; the
+    // run then checks it for real.)
+    Store16Plan f32;
+    f32.slots.resize(ex->program_.functions.size());
+    for (size_t fi = 0; fi < f32.slots.size(); ++fi)
+      f32.slots[fi].assign(ex->program_.functions[fi].instructions.size(), 0);
+    if (std::string why = verifyLayout(ex->program_, comm, f32, l); !why.empty())
+      return absl::InternalError(absl::StrCat("LLMRT_ARENA_REPACK: the layout fails its check: ", why));
     ex->program_ = withLayout(ex->program_, l);
     poison = true;
   }

@@ -790,7 +790,18 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     // their waits as deferFunction places them below over the compiler's
     // layout; the waits it places over the new one follow its bytes, so
     // they are safe either way.)
-    const ArenaLayout layout = packDeviceArena(p, comm, plan16, wgradStream);
+    ArenaLayout layout = packDeviceArena(p, comm, plan16, wgradStream);
+    // The new layout, run offline against the program (milliseconds):
+    // where a read would see other writes than in the compiler's layout,
+    // that layout stays (a packing bug costs memory, never results).
+    if (layout.unused.empty())
+      if (std::string why = verifyLayout(p, comm, plan16, layout); !why.empty()) {
+        std::fprintf(stderr,
+                     "warning: rank %d: LLMRT_CUDA_ARENA16: the packed arena fails its check "
+                     "(%s): the compiler's layout stays\n",
+                     comm.rank(), why.c_str());
+        layout.unused = "its check failed";
+      }
     if (layout.unused.empty()) {
       ex->program_ = withLayout(p, layout); // `p` names it
       ex->device_ += absl::StrCat(", arena ", layout.arenaBytes >> 20,
