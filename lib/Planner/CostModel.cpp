@@ -241,7 +241,8 @@ double mlir::llm::arena16Saving(const ModelProfile &m, const PlanConfig &c) {
   // copies f32 norm outputs; a buffer that shares bytes with a ZeRO share
   // at any time stays f32 (Store16's views); collectives left running
   // keep their operands (llmrt-memory on GPT-2, 4 layers, B 8 x 512:
-  // 1.66 -> 1.53 GB under ZeRO-1 on 2 ranks, 3.07 -> 2.14 on one).
+  // the arena 1,700 -> 1,531 MiB under ZeRO-1 on 2 ranks, 3,140 -> 2,018 on
+  // one; several ranks pack only with LLMRT_CUDA_ARENA16=1).
   return m.storage16 && m.arena16 && m.elemBytes == 4 && c.dp * c.tp * c.pp == 1 ? 0.5 : 0.0;
 }
 

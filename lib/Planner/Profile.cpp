@@ -12,6 +12,7 @@
 #include "llm/Analysis/ModelStats.h"
 #include "llm/LLMOps.h"
 #include "llm/Planner/Planner.h"
+#include "llmrt/Store16.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/DenseSet.h"
@@ -153,9 +154,13 @@ FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
 
   // The CUDA runtime's attention takes 16-bit q, k, v and writes a 16-bit
   // output with bf16 products (an fp16 model's 16-bit tensors are fp16,
-  // which its bf16 tiles are not).
+  // which its bf16 tiles are not), where its FlashAttention-2 kernels run:
+  // one head dimension (runtime Store16.h).
+  // Its FlashAttention-2 kernels take one head dimension.
   const auto compute = module->getAttrOfType<StringAttr>("llm.compute_precision");
-  const bool attention16 = compute && compute.getValue() == "bf16";
+  const bool attention16 = compute && compute.getValue() == "bf16" && m.heads > 0 &&
+                           m.hidden % m.heads == 0 &&
+                           m.hidden / m.heads == ::llmrt::kFlashAttentionHeadDim;
 
   // Per layer sums, to check that the layers are identical.
   std::vector<double> layerFlops(m.layers, 0), layerParams(m.layers, 0);

@@ -438,6 +438,54 @@ private:
 };
 } // namespace
 
+/// The slots `inst` reads and those it writes, for verifyLayout. A
+/// collective reads its input and writes its result; one left running
+/// (a bucket's all-reduce, a ZeRO-3 gather, a posted receive) writes at its
+/// start and reads and writes again at its wait, so that a layout placing
+/// anything on its bytes in between shows; a send reads; a fused group
+/// reads its inputs and writes its outputs; AdamW updates its parameter
+/// and moments in place; an opcode known to overwrite whole (or in part:
+/// column copies, attention's gradients, the norm) writes those and reads
+/// the rest. An opcode not known here reads and writes every slot.
+std::pair<uint32_t, uint32_t> readsAndWrites(const Instruction &inst, const ProgramDesc &p) {
+  const uint32_t all = inst.operands.size() >= 32
+                           ? ~0u
+                           : (1u << static_cast<uint32_t>(inst.operands.size())) - 1u;
+  switch (static_cast<Opcode>(inst.opcode)) {
+  case Opcode::AllReduce:     // [x, y]
+  case Opcode::AllGather:     // [x, y]
+  case Opcode::ReduceScatter: // [x, y]
+    return {1u, 2u};
+  case Opcode::AllReduceStart: // [bucket]
+  case Opcode::RecvStart:      // [y]
+    return {0u, 1u};
+  case Opcode::AllReduceWait: // [bucket]
+  case Opcode::AllGatherWait: // [y]
+  case Opcode::RecvWait:      // [y]
+    return {1u, 1u};
+  case Opcode::AllGatherStart: // [x, y]
+    return {1u, 2u};
+  case Opcode::Send: // [x]
+    return {1u, 0u};
+  case Opcode::Recv: // [y]
+    return {0u, 1u};
+  case Opcode::Phase:
+    return {0u, 0u};
+  case Opcode::FusedElementwise: {
+    const uint32_t out = startsValues(inst, p);
+    return {all & ~out, out};
+  }
+  case Opcode::AdamW: // [p, g, m, v, ...]
+    return {all, writtenSlots(inst, p)};
+  default:
+    break;
+  }
+  const uint32_t over = overwrittenSlots(inst, p), writes = writtenSlots(inst, p);
+  if (!over && writes == all) // not known to overwrite: reads and writes all
+    return {all, all};
+  return {all & ~writes, writes};
+}
+
 std::string verifyLayout(const ProgramDesc &p, const Communicator &comm,
                          const Store16Plan &plan16, const ArenaLayout &layout) {
   auto runOn = [&](const std::vector<uint64_t> &offset,
@@ -447,16 +495,7 @@ std::string verifyLayout(const ProgramDesc &p, const Communicator &comm,
       for (size_t f = 0; f < p.functions.size(); ++f)
         for (size_t i = 0; i < p.functions[f].instructions.size(); ++i) {
           const Instruction &inst = p.functions[f].instructions[i];
-          // A fused group writes its outputs (writtenSlots counts every
-          // slot of an opcode it does not know); AdamW updates its
-          // parameter and moments in place (reads them too).
-          uint32_t writes = writtenSlots(inst, p), reads = ~writes;
-          if (inst.opcode == static_cast<uint16_t>(Opcode::FusedElementwise)) {
-            writes = startsValues(inst, p);
-            reads = ~writes;
-          }
-          if (inst.opcode == static_cast<uint16_t>(Opcode::AdamW))
-            reads |= writes;
+          const auto [reads, writes] = readsAndWrites(inst, p);
           const uint32_t half = f < plan16.slots.size() && i < plan16.slots[f].size()
                                     ? plan16.slots[f][i]
                                     : 0;

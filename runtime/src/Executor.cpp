@@ -87,7 +87,8 @@ createCpuExecutor(ProgramDesc program, Communicator &comm, int threads) {
     for (size_t fi = 0; fi < f32.slots.size(); ++fi)
       f32.slots[fi].assign(ex->program_.functions[fi].instructions.size(), 0);
     if (std::string why = verifyLayout(ex->program_, comm, f32, l); !why.empty())
-      return absl::InternalError(absl::StrCat("LLMRT_ARENA_REPACK: the layout fails its check: ", why));
+      return absl::InternalError(
+          absl::StrCat("LLMRT_ARENA_REPACK: the layout fails its check: ", why));
     ex->program_ = withLayout(ex->program_, l);
     poison = true;
   }

@@ -77,6 +77,10 @@ int failures = 0, checks = 0, guarded = 0;
 bool guardsOn() {
   static const bool on = [] {
     const char *e = std::getenv("LLMRT_CHECK_GUARD");
+    if (e && std::string(e) != "0" && std::string(e) != "1") {
+      std::fprintf(stderr, "error: LLMRT_CHECK_GUARD='%s' is not 0 or 1\n", e);
+      std::exit(2);
+    }
     return !(e && std::string(e) == "0");
   }();
   return on;

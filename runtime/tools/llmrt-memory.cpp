@@ -49,7 +49,8 @@ int main(int argc, char **argv) {
     } else if (a == "--help" || a == "-h") {
       std::printf("usage: llmrt-memory EXECUTABLE [--json] [--verify]\n"
                   "The CUDA runtime's device arena for a compiled executable, per pipeline "
-                  "stage,\nwith its default 16-bit storage; computed here, without a GPU.\n"
+                  "stage\n(for the stage's first rank), with its default 16-bit storage; computed "
+                  "here, without a GPU.\n"
                   "--verify: run each program in both layouts and check that every read sees "
                   "the same writes.\n");
       return 0;
@@ -79,10 +80,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   const nlohmann::json meta0 = nlohmann::json::parse((*programs)[0].metadata, nullptr, false);
-  const int tp = static_cast<int>(metaInt(meta0, "tp")), dp = static_cast<int>(metaInt(meta0, "dp")),
+  const int tp = static_cast<int>(metaInt(meta0, "tp")),
+            dp = static_cast<int>(metaInt(meta0, "dp")),
             pp = static_cast<int>(programs->size());
   const bool fp16 = meta0.is_object() && meta0.contains("compute_precision") &&
                     meta0["compute_precision"] == "fp16";
+  // An executable for the CPU allocates its compiled arena, nothing more.
+  const bool cpu = meta0.is_object() && meta0.contains("target") && meta0["target"] == "cpu";
   for (size_t stage = 0; stage < programs->size(); ++stage) {
     const ProgramDesc &p = (*programs)[stage];
     // The stage's first rank (ranks: tp innermost, then dp, then pp).
@@ -92,6 +96,21 @@ int main(int argc, char **argv) {
     for (const BufferDesc &b : p.buffers)
       if (b.role != BufferRole::Temp)
         persistent = std::max(persistent, b.offset + b.bytes);
+    if (cpu) {
+      if (json)
+        std::printf("%s\n", nlohmann::json({{"stage", stage},
+                                             {"target", "cpu"},
+                                             {"compiled_arena_bytes", p.arenaBytes},
+                                             {"persistent_bytes", persistent},
+                                             {"arena_bytes", p.arenaBytes}})
+                                 .dump()
+                                 .c_str());
+      else
+        std::printf("stage %zu of %d: arena %.1f MiB (persistent %.1f MiB), the CPU runtime's "
+                    "(compiled for the CPU: --target cuda for a GPU)\n",
+                    stage, pp, mib(p.arenaBytes), mib(persistent));
+      continue;
+    }
     // The executor's defaults: 16-bit activations; attention's tensors
     // 16-bit where FlashAttention-2 runs (bf16 only).
     const Store16Plan plan16 = planDeviceStore16(p, *comm, true, [&](const Instruction &inst) {
@@ -103,12 +122,16 @@ int main(int argc, char **argv) {
     layout.unused = "no tensor stored 16-bit";
     if (plan16.count > 0)
       layout = packDeviceArena(p, *comm, plan16, false);
-    const uint64_t arena = layout.unused.empty() ? layout.arenaBytes : p.arenaBytes;
+    // Several ranks pack only with LLMRT_CUDA_ARENA16=1 (CudaExecutor.cpp).
+    const bool byDefault = comm->worldSize() == 1;
+    const uint64_t packed = layout.unused.empty() ? layout.arenaBytes : p.arenaBytes;
+    const uint64_t arena = byDefault ? packed : p.arenaBytes;
     std::string verified; // "" unchecked, "yes", or the first read that differs
     if (verify && layout.unused.empty()) {
       verified = verifyLayout(p, *comm, plan16, layout);
       if (!verified.empty()) {
-        std::fprintf(stderr, "llmrt-memory: stage %zu: the packed layout changes what a read sees: %s\n",
+        std::fprintf(stderr,
+                     "llmrt-memory: stage %zu: the packed layout changes what a read sees: %s\n",
                      stage, verified.c_str());
         return 1;
       }
@@ -125,6 +148,8 @@ int main(int argc, char **argv) {
                           {"tensors_16bit", plan16.count},
                           {"side_bytes", plan16.sideBytes},
                           {"arena_bytes", arena},
+                          {"packed_arena_bytes", packed},
+                          {"packed_by_default", byDefault},
                           {"halved", layout.shrunk},
                           {"packed", layout.unused.empty()},
                           {"why_not_packed", layout.unused},
@@ -140,9 +165,13 @@ int main(int argc, char **argv) {
                 "their buffers)\n",
                 fp16 ? "fp16" : "bf16", static_cast<long long>(plan16.count),
                 mib(plan16.sideBytes));
-    if (layout.unused.empty())
+    if (layout.unused.empty() && byDefault)
       std::printf("  arena %.1f MiB packed with 16-bit sizes (%d buffers halved)\n", mib(arena),
                   layout.shrunk);
+    else if (layout.unused.empty())
+      std::printf("  arena %.1f MiB as compiled; %.1f MiB packed with 16-bit sizes (%d buffers "
+                  "halved) with LLMRT_CUDA_ARENA16=1 (several ranks: off by default)\n",
+                  mib(arena), mib(packed), layout.shrunk);
     else
       std::printf("  arena %.1f MiB as compiled (%s)\n", mib(arena), layout.unused.c_str());
     if (verified == "yes")

@@ -139,6 +139,12 @@ class MemoryTest(unittest.TestCase):
                     self.assertLessEqual(st["arena_bytes"], st["compiled_arena_bytes"], plan)
                     packed += st["packed"]
             self.assertGreaterEqual(packed, 5)
+            # An executable for the CPU: its compiled arena, said so.
+            cpu = os.path.join(tmp, "cpu.exe")
+            mem.sh([os.path.join(mem.BIN, "llm-compile"), mlir, "-o", cpu])
+            st = json.loads(mem.sh([os.path.join(mem.BIN, "llmrt-memory"), cpu, "--json"]))
+            self.assertEqual(st["target"], "cpu")
+            self.assertEqual(st["arena_bytes"], st["compiled_arena_bytes"])
             # Bad input: a clear error, a non-zero exit.
             tool = os.path.join(mem.BIN, "llmrt-memory")
             for args, says in (([os.path.join(tmp, "missing.exe")], "missing.exe"),

@@ -425,6 +425,24 @@ TEST(ArenaPack, VerifyLayoutSeesWhatEachReadSees) {
   Store16Plan b16;
   b16.slots = {{2u, 3u, 3u}};
   EXPECT_EQ(verifyLayout(p, *comm, b16, halves), "");
+  // A collective reads its input; a receive posted early is in flight to
+  // its wait: a layout that puts 2 on 1's bytes there fails.
+  for (const std::vector<Instruction> &code :
+       {std::vector<Instruction>{inst(Opcode::SumRows, {0, 1}), inst(Opcode::SumRows, {0, 2}),
+                                 inst(Opcode::AllReduce, {1, 3}), inst(Opcode::GeluFwd, {2, 3})},
+        std::vector<Instruction>{inst(Opcode::RecvStart, {1}), inst(Opcode::SumRows, {0, 2}),
+                                 inst(Opcode::GeluFwd, {2, 3}), inst(Opcode::RecvWait, {1}),
+                                 inst(Opcode::GeluFwd, {1, 3})}}) {
+    ProgramDesc q = p;
+    q.functions = {{"train", code}};
+    Store16Plan plain;
+    plain.slots = {std::vector<uint32_t>(code.size(), 0u)};
+    ArenaLayout good = packArena(q, sizes(q), anyway());
+    EXPECT_EQ(verifyLayout(q, *comm, plain, good), "");
+    ArenaLayout over = good;
+    over.offset[2] = over.offset[1];
+    EXPECT_NE(verifyLayout(q, *comm, plain, over), "");
+  }
   // A value beside its buffer (a side value) touches none of the arena:
   // 2 kept beside may share 1's very bytes.
   b16.side[{0, 1, 1}] = 0;

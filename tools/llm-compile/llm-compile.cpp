@@ -397,6 +397,13 @@ int main(int argc, char **argv) {
 
   std::vector<std::vector<uint8_t>> blobs;
   for (OwningOpRef<ModuleOp> &m : programs) {
+    // The runtime the executable embeds ("cpu" or "cuda"), for tools that
+    // read the program alone (llmrt-memory).
+    if (auto meta = (*m)->getAttrOfType<DictionaryAttr>("llmrt.metadata")) {
+      NamedAttrList entries(meta);
+      entries.set("target", StringAttr::get(&context, target));
+      (*m)->setAttr("llmrt.metadata", entries.getDictionary(&context));
+    }
     FailureOr<std::vector<uint8_t>> one = llm::serializeProgram(*m);
     if (failed(one))
       return 1;

@@ -33,6 +33,7 @@ namespace llmrt {
 
 class Communicator;
 
+/// A packing of a program's temporaries (packArena).
 struct ArenaLayout {
   /// Per buffer: its offset in the new layout (buffers not moved keep
   /// theirs).
@@ -52,6 +53,7 @@ struct ArenaLayout {
   std::string unused;
 };
 
+/// What packArena keeps besides each buffer's own life.
 struct PackOptions {
   /// Pack even where the peak is no smaller than the compiler's (a check).
   bool evenIfLarger = false;

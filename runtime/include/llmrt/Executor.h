@@ -178,7 +178,6 @@ protected:
                 const std::vector<const std::vector<void *> *> &ptrs, bool fence);
   static constexpr int kDeferredSlotBase = 4096;
 
-
   ProgramDesc program_;
   Communicator *comm_ = nullptr;
   double lossScale_ = 1.0;

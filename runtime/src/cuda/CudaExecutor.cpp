@@ -58,8 +58,9 @@
 // side stream, no LLMRT_CUDA_SYNC); LLMRT_CUDA_WEIGHT16=1 (the default;
 // 0 off) keeps a 16-bit copy of each GEMM weight, which AdamW writes, so
 // that no GEMM converts its weight (one rank, 16-bit GEMMs).
-// LLMRT_CUDA_ARENA16=1 (the default; 0 off) packs the temporaries anew
-// with the 16-bit tensors at half their size (ArenaPack.h);
+// LLMRT_CUDA_ARENA16=1 (the default on one rank; 0 off; several ranks
+// only when set) packs the temporaries anew with the 16-bit tensors at half
+// their size (ArenaPack.h);
 // LLMRT_CUDA_POISON=1 fills the temporaries with NaNs at the start (a
 // check of reads before writes).
 // LLMRT_CUDA_ATTN_LSE=0 recomputes attention's row statistics in the
@@ -783,7 +784,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // together, so they overlap there only as the compiler laid them out.
   const uint64_t compiledArena = p.arenaBytes;
   const bool wgradStream = !multi && switchOn("LLMRT_CUDA_WGRAD_STREAM", false);
-  if (plan16.count > 0 && switchOn("LLMRT_CUDA_ARENA16", true)) {
+  // (Default on for one rank; several ranks only with LLMRT_CUDA_ARENA16=1,
+  // until a run on several GPUs has checked it: NCCL has not run on GPUs
+  // yet.)
+  if (plan16.count > 0 && switchOn("LLMRT_CUDA_ARENA16", !multi)) {
     // (The side stream's weight gradients keep their operands to the next
     // one, as the compiler left them. Several ranks: views move with what
     // they view, and the collectives left running keep their operands to
