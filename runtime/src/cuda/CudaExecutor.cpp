@@ -584,6 +584,10 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       {"LLMRT_CUDA_LN_BWD_LEAN", "the layer-norm backward has one kernel (a warp a row)"},
       {"LLMRT_CUDA_LN_BWD", "the layer-norm backward has one kernel (a warp a row; the "
                             "vector kernel was no faster on an H200)"}};
+  if (std::getenv("LLMRT_ARENA_REPACK"))
+    return absl::InvalidArgumentError(
+        "LLMRT_ARENA_REPACK is the CPU runtime's check of packed arenas; the CUDA runtime "
+        "packs its arena by LLMRT_CUDA_ARENA16 (and checks each layout itself)");
   for (auto [old, why] : kRetired)
     if (const char *v = std::getenv(old);
         v && !(std::string_view(v) == "0" && std::string_view(old) != "LLMRT_CUDA_LOSS_SMEM"))
