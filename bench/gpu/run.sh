@@ -205,15 +205,15 @@ try:
 except (OSError, KeyError, ValueError):
     pass
 # The runtime's own plan, computed offline (llmrt-memory): the arena packed
-# with the 16-bit sizes, the weights' copies, the 16-bit values beside
-# their buffers; the measured peak adds the kernels' workspace.
+# with the 16-bit sizes, the workspace, cuBLAS's; the executor's
+# allocation should be exactly that.
 try:
     m = json.loads(open(sys.argv[5]).readline())
-    planned = (m["arena_bytes"] + m["weight_copy_bytes"] + m["side_bytes"]) / 2**30
+    got, want = rows[-1]["peak_mem_bytes"], m["device_bytes"]
+    diff = "the same" if got == want else "%+d bytes" % (got - want)
     print(f"runtime's plan (llmrt-memory, offline): arena {m['arena_bytes']/2**30:.2f} GiB "
-          f"(compiled {m['compiled_arena_bytes']/2**30:.2f}), {planned:.2f} GiB with the copies "
-          f"and side values; measured peak {rows[-1]['peak_mem_bytes']/2**30:.2f} GiB "
-          f"(+{rows[-1]['peak_mem_bytes']/2**30 - planned:.2f} workspace)")
+          f"(compiled {m['compiled_arena_bytes']/2**30:.2f}), device total "
+          f"{want/2**30:.3f} GiB; the run allocated {got/2**30:.3f} GiB ({diff})")
 except (OSError, KeyError, ValueError, IndexError):
     pass
 PY

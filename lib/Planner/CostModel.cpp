@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "llm/Planner/Planner.h"
+#include "llmrt/Store16.h"
 #include "llm/Analysis/ModelStats.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -549,6 +550,20 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // attention backward's own tiles: nothing at the peak.)
     bool rebuildsAtPeak = c.remat == Remat::Full;
     double temps = (rebuildsAtPeak ? layerActs : 0) + (last ? logits : 0);
+    // The CUDA runtime's device memory beside the arena with 16-bit GEMMs
+    // (runtime Store16.h, what llmrt-memory counts): cuBLASLt's workspace,
+    // a 16-bit bias, the GEMM scratch for the largest weight it converts
+    // (the output layer's, on the last stage; a layer's widest elsewhere),
+    // and with FlashAttention-2's 16-bit dq its fp32 accumulator.
+    if (m.storage16) {
+      const double widestWeight =
+          last ? static_cast<double>(paddedVocab(m.vocab, c.tp, m.vocabAlign)) / t * m.hidden
+               : static_cast<double>(std::max(m.ffn, 3 * m.hidden)) / t * m.hidden;
+      temps += static_cast<double>(::llmrt::kGemmLtWorkspaceBytes) +
+               2.0 * static_cast<double>(::llmrt::kGemmBias16Elems) + 2.0 * widestWeight;
+      if (m.flashAttention16)
+        temps += 4.0 * b * m.seq * static_cast<double>(m.hidden) / t;
+    }
     // A stage without the head peaks in a layer's backward, with the
     // gradient of the widest activation ([b, s, ffn / tp]) on top of what
     // it holds (on the last stage the logits' gradient is larger).

@@ -162,6 +162,8 @@ FailureOr<ModelProfile> mlir::llm::profileModel(ModuleOp module) {
                            m.hidden % m.heads == 0 &&
                            m.hidden / m.heads == ::llmrt::kFlashAttentionHeadDim;
 
+  m.flashAttention16 = attention16;
+
   // Per layer sums, to check that the layers are identical.
   std::vector<double> layerFlops(m.layers, 0), layerParams(m.layers, 0);
   DenseSet<Value> savedSeen;

@@ -759,4 +759,73 @@ std::vector<uint32_t> gemmWeights(const ProgramDesc &p) {
   return out;
 }
 
+namespace {
+int64_t align256(int64_t n) { return (n + 255) / 256 * 256; }
+} // namespace
+
+DeviceWorkspace deviceWorkspace(const ProgramDesc &p, bool multi) {
+  int64_t attn = 0, rows = 0;
+  for (const FunctionDesc &f : p.functions)
+    for (const Instruction &inst : f.instructions) {
+      auto op = static_cast<Opcode>(inst.opcode);
+      if ((op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) && inst.ints.size() >= 3)
+        attn = std::max(attn, attentionStatsBytes(inst.ints[0], inst.ints[1], inst.ints[2]));
+      if ((op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd ||
+           op == Opcode::CrossEntropyBwd || op == Opcode::VocabCrossEntropyBwd) &&
+          !inst.ints.empty())
+        rows = std::max(rows, inst.ints[0]);
+    }
+  DeviceWorkspace w;
+  w.attention = align256(attn);
+  w.rows = align256(rows * 4);
+  w.stats = multi ? align256(rows * 3 * 8) : 0;
+  w.pairs = align256(rows * 2 * 4);
+  return w;
+}
+
+int64_t attentionScratchBytes(const ProgramDesc &p, const Store16Plan &plan16,
+                              const std::function<bool(const Instruction &)> &flash) {
+  int64_t bytes = 0;
+  for (size_t fi = 0; fi < p.functions.size(); ++fi)
+    for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
+      const Instruction &inst = p.functions[fi].instructions[ii];
+      auto op = static_cast<Opcode>(inst.opcode);
+      if (op != Opcode::AttentionFwd && op != Opcode::AttentionBwd)
+        continue;
+      const AttentionLayout l = attentionLayout(inst);
+      const int64_t rows = inst.ints[0] * inst.ints[1];
+      const int64_t qkv = rows * (l.width[0] + l.width[1] + l.width[2]);
+      if (!flash(inst)) {
+        if (l.strided)
+          bytes = std::max(bytes, (op == Opcode::AttentionBwd ? 2 : 1) * qkv * 4);
+      } else if (op == Opcode::AttentionBwd && fi < plan16.slots.size() &&
+                 ii < plan16.slots[fi].size() &&
+                 (plan16.slots[fi][ii] >> (inst.operands.size() - 3) & 1u)) {
+        bytes = std::max(bytes, rows * l.width[3] * 4);
+      }
+    }
+  return bytes;
+}
+
+int64_t gemmScratchElems(const ProgramDesc &p, const Store16Plan &plan16) {
+  int64_t elems = 0;
+  for (size_t fi = 0; fi < p.functions.size(); ++fi)
+    for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
+      const Instruction &inst = p.functions[fi].instructions[ii];
+      auto op = static_cast<Opcode>(inst.opcode);
+      if (op != Opcode::LinearFwd && op != Opcode::LinearBwdWeight)
+        continue;
+      const uint32_t h16 = fi < plan16.slots.size() && ii < plan16.slots[fi].size()
+                               ? plan16.slots[fi][ii]
+                               : 0u;
+      // linear_fwd [x, w, ..]: x rows x in, w in x out; linear_bwd_weight
+      // [x, dy, dw]: x rows x in, dy rows x out.
+      const int64_t a = inst.ints[0] * inst.ints[1],
+                    b = (op == Opcode::LinearFwd ? inst.ints[1] : inst.ints[0]) * inst.ints[2];
+      elems = std::max(elems,
+                       std::max<int64_t>(1, ((h16 & 1u) ? 0 : a + 128) + ((h16 & 2u) ? 0 : b)));
+    }
+  return elems;
+}
+
 } // namespace llmrt

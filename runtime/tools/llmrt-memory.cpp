@@ -137,10 +137,25 @@ int main(int argc, char **argv) {
       }
       verified = "yes";
     }
+    auto align = [](uint64_t n) { return (n + 255) / 256 * 256; };
     uint64_t copies = 0; // (256-byte aligned, as the executor places them)
     if (comm->worldSize() == 1)
       for (uint32_t b : gemmWeights(p))
-        copies += (p.buffers[b].bytes / 2 + 255) / 256 * 256;
+        copies += align(p.buffers[b].bytes / 2);
+    // The rest of what the executor allocates (its allocatedBytes, one
+    // rank, no side stream): the workspace beside the arena, cuBLAS's
+    // scratch and cuBLASLt's workspace.
+    const uint64_t workspace =
+        static_cast<uint64_t>(deviceWorkspace(p, comm->worldSize() > 1).fixedBytes()) +
+        align(plan16.sideBytes) +
+        align(static_cast<uint64_t>(attentionScratchBytes(p, plan16, [&](const Instruction &inst) {
+          return !fp16 && flashAttentionRuns(inst);
+        }))) +
+        copies;
+    const uint64_t blas =
+        static_cast<uint64_t>((gemmScratchElems(p, plan16) + kGemmBias16Elems) * 2 +
+                              kGemmLtWorkspaceBytes);
+    const uint64_t device = std::max<uint64_t>(arena, kArenaAlignment) + workspace + blas;
     if (json) {
       nlohmann::json j = {{"stage", stage},
                           {"compiled_arena_bytes", p.arenaBytes},
@@ -154,6 +169,9 @@ int main(int argc, char **argv) {
                           {"packed", layout.unused.empty()},
                           {"why_not_packed", layout.unused},
                           {"weight_copy_bytes", copies},
+                          {"workspace_bytes", workspace},
+                          {"blas_bytes", blas},
+                          {"device_bytes", device},
                           {"verified", verified == "yes"}};
       std::printf("%s\n", j.dump().c_str());
       continue;
@@ -176,10 +194,12 @@ int main(int argc, char **argv) {
       std::printf("  arena %.1f MiB as compiled (%s)\n", mib(arena), layout.unused.c_str());
     if (verified == "yes")
       std::printf("  verified: every read sees the same writes as in the compiler's layout\n");
-    if (copies)
-      std::printf("  GEMM weights' 16-bit copies %.1f MiB\n", mib(copies));
-    std::printf("  total %.1f MiB (and the kernels' workspace)\n",
-                mib(arena + copies + plan16.sideBytes));
+    std::printf("  workspace %.1f MiB (the GEMM weights' 16-bit copies %.1f, the 16-bit values "
+                "beside their buffers %.1f), cuBLAS %.1f MiB\n",
+                mib(workspace), mib(copies), mib(plan16.sideBytes), mib(blas));
+    std::printf("  device total %.1f MiB (the executor's allocation, one rank's; %s)\n",
+                mib(device),
+                comm->worldSize() > 1 ? "and NCCL's staging for pipeline sends" : "no side stream");
   }
   return 0;
 }

@@ -96,6 +96,10 @@ struct ModelProfile {
   /// of the IR say (storageBytesFactor). Not read off the graph; llm-compile
   /// sets it for --target cuda with bf16 or fp16 products.
   bool storage16 = false;
+  /// Whether the CUDA runtime's FlashAttention-2 kernels run this model's
+  /// attention with 16-bit tensors (bf16 products, their head dimension;
+  /// Profile.cpp): its fp32 dq accumulator is then workspace.
+  bool flashAttention16 = false;
   /// With storage16, the CUDA runtime's arena packed anew with the 16-bit
   /// tensors at half their size (runtime ArenaPack.h, LLMRT_CUDA_ARENA16):
   /// the saved16 bytes, and the logits and their gradient, take half the

@@ -106,6 +106,38 @@ bool flashAttentionRuns(const Instruction &inst);
 Store16Plan planDeviceStore16(const ProgramDesc &p, const Communicator &comm, bool activations,
                               const std::function<bool(const Instruction &)> &attention16);
 
+/// The CUDA executor's device workspace beside its arena, as it sizes it
+/// (CudaExecutor.cpp), each part 256-byte aligned: attention's row
+/// statistics (the largest attention's 2 B Hq S floats), the per-row losses
+/// (a float a row), 256 bytes of norm accumulators, several ranks' row
+/// statistics (3 doubles a row), the loss's row pairs (2 floats a row);
+/// then the 16-bit values kept beside their buffers (Store16Plan's
+/// sideBytes) and attention's scratch (attentionScratchBytes). Its GEMMs'
+/// scratch is cuBLAS's (gemmScratchElems), the weights' 16-bit copies last.
+struct DeviceWorkspace {
+  int64_t attention = 0, rows = 0, stats = 0, pairs = 0;
+  int64_t fixedBytes() const { return attention + rows + 256 + stats + pairs; }
+};
+DeviceWorkspace deviceWorkspace(const ProgramDesc &p, bool multi);
+/// Attention's row statistics for B x S queries of Hq heads (bytes).
+inline int64_t attentionStatsBytes(int64_t B, int64_t S, int64_t Hq) { return 2 * B * Hq * S * 4; }
+/// The bytes of attention's scratch: dense copies of q, k, v (and dq, dk,
+/// dv) where the kernel cannot read column slices in place (`flash(inst)`
+/// false: not FlashAttention-2), the fp32 dq under a 16-bit one.
+int64_t attentionScratchBytes(const ProgramDesc &p, const Store16Plan &plan16,
+                              const std::function<bool(const Instruction &)> &flash);
+/// The elements of the 16-bit GEMMs' scratch: the copies of the fp32
+/// operands a GEMM converts (A at 0, B after it on a 256-byte boundary:
+/// CudaBlas.cpp), the largest any GEMM takes, at least 1 where a GEMM is
+/// (a 16-bit output's bias lives there too). An operand stored 16-bit takes
+/// none; a weight is counted even where LLMRT_CUDA_WEIGHT16 keeps a copy
+/// (without room for the copies, the GEMMs convert them).
+int64_t gemmScratchElems(const ProgramDesc &p, const Store16Plan &plan16);
+/// cuBLAS's device memory beside the scratch (CudaBlas.cpp): a 16-bit
+/// bias of up to this many elements, and cuBLASLt's workspace.
+inline constexpr int64_t kGemmBias16Elems = 1 << 16;
+inline constexpr int64_t kGemmLtWorkspaceBytes = 32 << 20;
+
 /// The parameters a linear_fwd reads as its weight (operand 1), f32 and
 /// not empty: those the CUDA executor keeps 16-bit copies of
 /// (LLMRT_CUDA_WEIGHT16, one rank).

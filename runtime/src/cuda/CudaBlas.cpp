@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
+#include "llmrt/Store16.h"
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -54,7 +55,7 @@ struct Blas {
   /// where it can.
   int tune = 8;
   bool splitK = false;
-  static constexpr size_t kLtWorkspace = 32u << 20;
+  static constexpr size_t kLtWorkspace = kGemmLtWorkspaceBytes; // (Store16.h)
   cudaStream_t stream = nullptr;
   GemmMode mode = GemmMode::Bf16;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
@@ -74,7 +75,7 @@ struct Blas {
   /// A 16-bit copy of the bias of a product with a 16-bit output
   /// (cuBLASLt's bias is of the output's type).
   uint16_t *bias16 = nullptr;
-  static constexpr int64_t kBias16 = 1 << 16;
+  static constexpr int64_t kBias16 = kGemmBias16Elems; // (Store16.h)
 };
 
 bool parseGemmMode(const std::string &name, GemmMode &mode) {

@@ -704,7 +704,6 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   }
 
   // Workspace: attention statistics, per-row losses, the norm accumulator.
-  int64_t attnBytes = 0, rows = 0, gemmElems = 0;
   for (const FunctionDesc &f : p.functions)
     for (const Instruction &inst : f.instructions) {
       auto op = static_cast<Opcode>(inst.opcode);
@@ -718,17 +717,12 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
           return absl::InvalidArgumentError(absl::StrCat(
               "function '", f.name, "': attention with ", inst.ints[2],
               " query heads and ", inst.ints[3], " kv heads"));
-        attnBytes = std::max(attnBytes, cuda::attentionWorkspaceBytes(
-                                            inst.ints[0], inst.ints[1], inst.ints[2]));
       }
-      if (op == Opcode::CrossEntropyFwd || op == Opcode::VocabCrossEntropyFwd ||
-          op == Opcode::CrossEntropyBwd || op == Opcode::VocabCrossEntropyBwd)
-        rows = std::max(rows, inst.ints[0]);
     }
   auto align = [](int64_t n) { return (n + 255) / 256 * 256; };
-  int64_t rowBytes = align(rows * 4);
-  int64_t statsBytes = multi ? align(rows * 3 * 8) : 0;
-  ex->workspaceBytes_ = align(attnBytes) + rowBytes + 256 + statsBytes + align(rows * 2 * 4);
+  // (Sized by Store16.h's deviceWorkspace, as llmrt-memory sizes it.)
+  const DeviceWorkspace fixed = deviceWorkspace(p, multi);
+  ex->workspaceBytes_ = fixed.fixedBytes();
 
   if (cudaError_t e = cudaStreamCreateWithFlags(&ex->stream_, cudaStreamNonBlocking);
       e != cudaSuccess)
@@ -756,26 +750,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
       return ex->attn16_ && (op == Opcode::AttentionFwd || op == Opcode::AttentionBwd) &&
              ex->attentionMMA(inst);
     });
-  // The 16-bit GEMMs' scratch: the copies of the fp32 operands they
-  // convert (A at 0, B after it on a 256-byte boundary: CudaBlas.cpp), the
-  // largest any GEMM takes. An operand stored 16-bit takes none; a
-  // weight is counted even where LLMRT_CUDA_WEIGHT16 keeps a copy (if the
-  // workspace has no room for the copies, the GEMMs convert them).
-  for (size_t fi = 0; fi < p.functions.size(); ++fi)
-    for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
-      const Instruction &inst = p.functions[fi].instructions[ii];
-      auto op = static_cast<Opcode>(inst.opcode);
-      if (op != Opcode::LinearFwd && op != Opcode::LinearBwdWeight)
-        continue;
-      const uint32_t h16 = plan16.slots.empty() ? 0u : plan16.slots[fi][ii];
-      // linear_fwd [x, w, ..]: x rows x in, w in x out; linear_bwd_weight
-      // [x, dy, dw]: x rows x in, dy rows x out.
-      const int64_t a = inst.ints[0] * inst.ints[1],
-                    b = (op == Opcode::LinearFwd ? inst.ints[1] : inst.ints[0]) * inst.ints[2];
-      // (At least 1: the scratch also holds a 16-bit output's bias.)
-      gemmElems = std::max(gemmElems, std::max<int64_t>(
-                                          1, ((h16 & 1u) ? 0 : a + 128) + ((h16 & 2u) ? 0 : b)));
-    }
+  // The 16-bit GEMMs' scratch (only the operands they convert).
+  const int64_t gemmElems = gemmScratchElems(p, plan16);
   ex->blas_ = cuda::createBlas(ex->stream_, mode, gemmElems, &err);
   if (!ex->blas_)
     return absl::ResourceExhaustedError(absl::StrCat(err, " on ", ex->device_));
@@ -824,24 +800,8 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
   // Attention's scratch: dense copies of column slices for the kernels
   // that cannot read them in place (q, k, v, and backward dq, dk, dv), the
   // fp32 dq under a 16-bit one.
-  int64_t attnScratch = 0;
-  for (size_t fi = 0; fi < p.functions.size(); ++fi)
-    for (size_t ii = 0; ii < p.functions[fi].instructions.size(); ++ii) {
-      const Instruction &inst = p.functions[fi].instructions[ii];
-      auto op = static_cast<Opcode>(inst.opcode);
-      if (op != Opcode::AttentionFwd && op != Opcode::AttentionBwd)
-        continue;
-      const AttentionLayout l = attentionLayout(inst);
-      const int64_t rows = inst.ints[0] * inst.ints[1];
-      const int64_t qkv = rows * (l.width[0] + l.width[1] + l.width[2]);
-      if (!ex->attentionMMA(inst)) {
-        if (l.strided)
-          attnScratch = std::max(attnScratch, (op == Opcode::AttentionBwd ? 2 : 1) * qkv * 4);
-      } else if (op == Opcode::AttentionBwd && !plan16.slots.empty() &&
-                 (plan16.slots[fi][ii] >> (inst.operands.size() - 3) & 1u)) {
-        attnScratch = std::max(attnScratch, rows * l.width[3] * 4);
-      }
-    }
+  const int64_t attnScratch = attentionScratchBytes(
+      p, plan16, [&](const Instruction &inst) { return ex->attentionMMA(inst); });
   const int64_t scratchAt = ex->workspaceBytes_;
   ex->workspaceBytes_ += align(attnScratch);
   // The weights' 16-bit copies (LLMRT_CUDA_WEIGHT16): the fp32 parameters
@@ -894,12 +854,11 @@ createCudaExecutor(ProgramDesc program, Communicator &comm, int /*threads*/) {
     cudaMemsetAsync(ex->arena_ + persistentEnd, 0xff, p.arenaBytes - persistentEnd, ex->stream_);
   ex->attnWs_ = reinterpret_cast<float *>(ex->workspace_);
   ex->attnScratch_ = reinterpret_cast<float *>(ex->workspace_ + scratchAt);
-  ex->rowScratch_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes));
-  ex->normAcc_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) + rowBytes);
-  ex->rowStats_ = reinterpret_cast<double *>(ex->workspace_ + align(attnBytes) +
-                                             rowBytes + 256);
-  ex->lossStats_ = reinterpret_cast<float *>(ex->workspace_ + align(attnBytes) +
-                                             rowBytes + 256 + statsBytes);
+  ex->rowScratch_ = reinterpret_cast<float *>(ex->workspace_ + fixed.attention);
+  ex->normAcc_ = reinterpret_cast<double *>(ex->workspace_ + fixed.attention + fixed.rows);
+  ex->rowStats_ = reinterpret_cast<double *>(ex->workspace_ + fixed.attention + fixed.rows + 256);
+  ex->lossStats_ = reinterpret_cast<float *>(ex->workspace_ + fixed.attention + fixed.rows + 256 +
+                                             fixed.stats);
   for (auto [b, at] : weight16At)
     ex->weight16_[b] = ex->workspace_ + at;
   ex->host_.assign(persistentEnd, 0);

@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "llmrt/CudaKernels.h"
+#include "llmrt/Store16.h"
 
 #include "FastMath.cuh"
 #include "TileLoad.cuh"
@@ -1804,7 +1805,7 @@ bool attentionSupportsHeadDim(int64_t D) {
   return D == 16 || D == 32 || D == 64 || D == 128;
 }
 int64_t attentionWorkspaceBytes(int64_t B, int64_t S, int64_t Hq) {
-  return 2 * B * Hq * S * 4;
+  return attentionStatsBytes(B, S, Hq); // (Store16.h: llmrt-memory sizes it alike)
 }
 
 #define LLMRT_ATTN_DISPATCH(D, CALL)                                           \
