@@ -551,18 +551,21 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     bool rebuildsAtPeak = c.remat == Remat::Full;
     double temps = (rebuildsAtPeak ? layerActs : 0) + (last ? logits : 0);
     // The CUDA runtime's device memory beside the arena with 16-bit GEMMs
-    // (runtime Store16.h, what llmrt-memory counts): cuBLASLt's workspace,
-    // a 16-bit bias, the GEMM scratch for the largest weight it converts
-    // (the output layer's, on the last stage; a layer's widest elsewhere),
-    // and with FlashAttention-2's 16-bit dq its fp32 accumulator.
+    // for the whole run (runtime Store16.h; llmrt-memory counts it from the
+    // program): cuBLAS's, with the GEMM scratch for the largest weight it
+    // converts (the output layer's on the last stage; a layer's widest
+    // elsewhere, which an activation operand may exceed), and with
+    // FlashAttention-2's 16-bit dq its fp32 accumulator. Not counted: the
+    // 16-bit values kept beside their buffers, the row statistics.
+    double workspace = 0;
     if (m.storage16) {
       const double widestWeight =
           last ? static_cast<double>(paddedVocab(m.vocab, c.tp, m.vocabAlign)) / t * m.hidden
                : static_cast<double>(std::max(m.ffn, 3 * m.hidden)) / t * m.hidden;
-      temps += static_cast<double>(::llmrt::kGemmLtWorkspaceBytes) +
-               2.0 * static_cast<double>(::llmrt::kGemmBias16Elems) + 2.0 * widestWeight;
+      workspace = static_cast<double>(
+          ::llmrt::gemmDeviceBytes(static_cast<int64_t>(widestWeight)));
       if (m.flashAttention16)
-        temps += 4.0 * b * m.seq * static_cast<double>(m.hidden) / t;
+        workspace += 4.0 * b * m.seq * static_cast<double>(m.hidden) / t;
     }
     // A stage without the head peaks in a layer's backward, with the
     // gradient of the widest activation ([b, s, ffn / tp]) on top of what
@@ -616,8 +619,9 @@ Prediction mlir::llm::evaluatePlan(const ModelProfile &m, const Cluster &cl,
     // current one is used, at most the largest weight (the MLP's) extra.
     if (c.zero == 3 && c.dp > 1)
       temps += static_cast<double>(m.hidden) * m.ffn * wB / t;
-    double total = weights + opt + std::max({acts + temps + bucket, afterFirst,
-                                             gradsEnd + layerActs});
+    double total = weights + opt + workspace +
+                   std::max({acts + temps + bucket, afterFirst, gradsEnd + layerActs});
+    temps += workspace; // (reported with the temporaries)
     Prediction::Stage &st = p.perStage[r];
     st.peak = total;
     st.weights = weights;

@@ -152,9 +152,7 @@ int main(int argc, char **argv) {
           return !fp16 && flashAttentionRuns(inst);
         }))) +
         copies;
-    const uint64_t blas =
-        static_cast<uint64_t>((gemmScratchElems(p, plan16) + kGemmBias16Elems) * 2 +
-                              kGemmLtWorkspaceBytes);
+    const uint64_t blas = static_cast<uint64_t>(gemmDeviceBytes(gemmScratchElems(p, plan16)));
     const uint64_t device = std::max<uint64_t>(arena, kArenaAlignment) + workspace + blas;
     if (json) {
       nlohmann::json j = {{"stage", stage},

@@ -133,10 +133,18 @@ int64_t attentionScratchBytes(const ProgramDesc &p, const Store16Plan &plan16,
 /// none; a weight is counted even where LLMRT_CUDA_WEIGHT16 keeps a copy
 /// (without room for the copies, the GEMMs convert them).
 int64_t gemmScratchElems(const ProgramDesc &p, const Store16Plan &plan16);
-/// cuBLAS's device memory beside the scratch (CudaBlas.cpp): a 16-bit
+/// cuBLAS's device memory beside the scratch (CudaBlas.cpp): the
+/// scratch's padding (its operands start on 256-byte boundaries), a 16-bit
 /// bias of up to this many elements, and cuBLASLt's workspace.
+inline constexpr int64_t kGemmScratchPadElems = 256;
 inline constexpr int64_t kGemmBias16Elems = 1 << 16;
 inline constexpr int64_t kGemmLtWorkspaceBytes = 32 << 20;
+/// The bytes cuBLAS holds for a 16-bit GEMM scratch of `elems`
+/// (gemmScratchElems; none where no GEMM is) and cuBLASLt's workspace.
+inline int64_t gemmDeviceBytes(int64_t elems) {
+  return (elems > 0 ? (elems + kGemmScratchPadElems + kGemmBias16Elems) * 2 : 0) +
+         kGemmLtWorkspaceBytes;
+}
 
 /// The parameters a linear_fwd reads as its weight (operand 1), f32 and
 /// not empty: those the CUDA executor keeps 16-bit copies of

@@ -136,7 +136,7 @@ Blas *createBlas(cudaStream_t s, GemmMode mode, int64_t scratchElems,
                                           : CUBLAS_COMPUTE_32F;
   if ((mode == GemmMode::Bf16 || mode == GemmMode::Fp16) && scratchElems > 0) {
     // Each operand starts on a 256-byte boundary; the bias copy after them.
-    b->scratchElems = scratchElems + 256;
+    b->scratchElems = scratchElems + kGemmScratchPadElems; // (Store16.h)
     if (cudaMalloc(reinterpret_cast<void **>(&b->scratch),
                    static_cast<size_t>(b->scratchElems + Blas::kBias16) * 2) !=
         cudaSuccess) {
