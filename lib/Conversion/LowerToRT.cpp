@@ -740,7 +740,9 @@ LogicalResult Lowering::lowerFunction(func::FuncOp fn, StringRef newName,
                << type;
       int64_t end = std::max(lastUse(r), i);
       // A received value nothing reads is still being received until the
-      // recv_wait at the function's end.
+      // recv_wait at the function's end. (Defensive: llm-autodiff refuses
+      // a received activation that reaches neither the loss nor a send, so
+      // the compiler's own pipelines read every value they receive.)
       if (isa<RecvOp>(op) && r.use_empty())
         end = n - 1;
       if (auto k = inPlaceOperand(&op); k && op.getNumResults() == 1) {
